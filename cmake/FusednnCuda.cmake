@@ -1,0 +1,63 @@
+# CUDA detection. AUTO compiles the kernels whenever nvcc exists, GPU or not;
+# ON fails without nvcc; OFF never looks.
+set(FUSEDNN_WITH_CUDA OFF)
+string(TOUPPER "${FUSEDNN_CUDA}" FUSEDNN_CUDA)
+if(NOT FUSEDNN_CUDA MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "FUSEDNN_CUDA must be AUTO, ON or OFF, got '${FUSEDNN_CUDA}'")
+endif()
+
+if(NOT FUSEDNN_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX})
+    find_program(FUSEDNN_NVCC nvcc HINTS /usr/local/cuda/bin ENV CUDA_HOME ENV CUDA_PATH PATH_SUFFIXES bin)
+    if(FUSEDNN_NVCC)
+      set(CMAKE_CUDA_COMPILER "${FUSEDNN_NVCC}")
+    endif()
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(FUSEDNN_WITH_CUDA ON)
+  elseif(FUSEDNN_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "FUSEDNN_CUDA=ON but no CUDA compiler (nvcc) was found; "
+                        "put nvcc on PATH or set CUDACXX, or build with FUSEDNN_CUDA=OFF")
+  else()
+    message(STATUS "fusednn: nvcc not found, building the CPU kernels only")
+  endif()
+endif()
+
+if(FUSEDNN_WITH_CUDA)
+  # Architectures must be known before enable_language(CUDA).
+  if(FUSEDNN_CUDA_ARCHS)
+    set(CMAKE_CUDA_ARCHITECTURES "${FUSEDNN_CUDA_ARCHS}")
+  elseif(NOT CMAKE_CUDA_ARCHITECTURES)
+    execute_process(COMMAND nvidia-smi -L RESULT_VARIABLE fusednn_smi_rc
+                    OUTPUT_QUIET ERROR_QUIET)
+    if(fusednn_smi_rc EQUAL 0)
+      set(CMAKE_CUDA_ARCHITECTURES native)
+    else()
+      set(CMAKE_CUDA_ARCHITECTURES "80-real;90")
+    endif()
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  message(STATUS "fusednn: CUDA kernels for architectures ${CMAKE_CUDA_ARCHITECTURES}")
+endif()
+
+function(fusednn_add_cuda target)
+  if(NOT FUSEDNN_WITH_CUDA)
+    target_compile_definitions(${target} PRIVATE FUSEDNN_WITH_CUDA=0 FUSEDNN_CUDA_ARCHS="")
+    return()
+  endif()
+  file(GLOB cuda_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/csrc/cuda/*.cu")
+  target_sources(${target} PRIVATE ${cuda_sources})
+  set_target_properties(${target} PROPERTIES CUDA_RUNTIME_LIBRARY Static)
+  # Static runtime: import works on a machine with no driver.
+  target_link_libraries(${target} PRIVATE CUDA::cudart_static)
+  target_compile_options(${target} PRIVATE
+    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo -Xcompiler=-fPIC>)
+  string(REPLACE ";" "," archs "${CMAKE_CUDA_ARCHITECTURES}")
+  target_compile_definitions(${target} PRIVATE FUSEDNN_WITH_CUDA=1
+    FUSEDNN_CUDA_ARCHS="${archs}" FUSEDNN_CUDA_VERSION="${CMAKE_CUDA_COMPILER_VERSION}")
+endfunction()

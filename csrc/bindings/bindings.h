@@ -1,0 +1,10 @@
+// One bind_<family>(m) per file in csrc/bindings/.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+namespace fusednn::bindings {
+
+void bind_info(nanobind::module_& m);
+
+}  // namespace fusednn::bindings

@@ -1,0 +1,7 @@
+// The extension module fusednn._C.
+#include "bindings.h"
+
+NB_MODULE(_C, m) {
+  m.doc() = "fusednn kernels: C++ CPU and CUDA";
+  fusednn::bindings::bind_info(m);
+}

@@ -1,0 +1,319 @@
+"""The layer protocol (shared/DESIGN.md): every layer and every model is a Layer.
+
+A subclass stores configuration in `__init__`, creates weights in
+`build(input_shape)` with `add_weight`, and implements
+
+    call(x, training) -> (y, cache)        # cache: what backward needs
+    call_backward(dy, cache) -> dx         # adds parameter gradients
+
+The base class does the rest: building on first use, the casting rule, device
+and shape checks, keeping the cache of the latest training forward, Keras
+weight lists, and moving weights between devices.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import numpy as np
+
+from .. import backend, initializers, regularizers
+
+_name_counts: Counter = Counter()
+
+
+def reset_layer_names() -> None:
+    """Restart automatic names (dense, dense_1, ...); fd.utils.clear_session calls it."""
+    _name_counts.clear()
+
+
+def _default_name(cls_name: str) -> str:
+    base = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", cls_name).lower()
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+class Variable:
+    """One weight: its value, its gradient buffer (same shape, device and dtype)."""
+
+    def __init__(self, name: str, value, trainable: bool = True, regularizer=None):
+        self.name = name
+        self.value = value
+        self.grad = backend.get_array_module(value).zeros_like(value)
+        self.trainable = trainable
+        self.regularizer = regularizer
+
+    @property
+    def shape(self):
+        return tuple(self.value.shape)
+
+    def __repr__(self):
+        return f"<Variable {self.name} shape={self.shape} dtype={self.value.dtype}>"
+
+
+class InputSpec:
+    """What a layer accepts: exact rank or minimum rank, and fixed sizes on some axes."""
+
+    def __init__(self, ndim=None, min_ndim=None, axes=None):
+        self.ndim = ndim
+        self.min_ndim = min_ndim
+        self.axes = dict(axes or {})
+
+    def check(self, layer: "Layer", shape) -> None:
+        rank = len(shape)
+        if self.ndim is not None and rank != self.ndim:
+            raise ValueError(f"{layer._label()}: expected input of rank {self.ndim} "
+                             f"(batch first), got shape {tuple(shape)} of rank {rank}")
+        if self.min_ndim is not None and rank < self.min_ndim:
+            raise ValueError(f"{layer._label()}: expected input of rank >= {self.min_ndim} "
+                             f"(batch first), got shape {tuple(shape)} of rank {rank}")
+        for axis, size in self.axes.items():
+            if shape[axis] is not None and shape[axis] != size:
+                raise ValueError(f"{layer._label()}: expected input with size {size} on axis "
+                                 f"{axis}, got shape {tuple(shape)}")
+
+
+class Layer:
+    """Base class of every layer and model."""
+
+    # Rank checks that hold before the layer is built (subclasses may narrow them).
+    input_spec: InputSpec | None = None
+
+    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
+                 input_dim=None, batch_size=None, **unknown):
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown keyword argument(s) "
+                            f"{', '.join(sorted(unknown))}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
+        self.name = name or _default_name(type(self).__name__)
+        self.trainable = bool(trainable)
+        self.dtype = backend.float_dtype(dtype)
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        if input_shape is not None:
+            input_shape = _as_shape(input_shape, f"{type(self).__name__} input_shape")
+        # Declared input shape without the batch axis (Keras `input_shape=`).
+        self.declared_input_shape = input_shape
+        self.declared_batch_size = batch_size
+        self.built = False
+        self.input_shape = None   # full shape (batch first, None for any batch) once built
+        self.output_shape = None
+        self.device = "cpu"
+        self._variables: list[Variable] = []
+        self._cache = None
+        self._cache_valid = False
+        self._last_output_shape = None
+
+    # ----- configuration -------------------------------------------------
+    def get_config(self) -> dict:
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype.name}
+        if self.declared_input_shape is not None:
+            config["input_shape"] = list(self.declared_input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def _label(self) -> str:
+        return f"{type(self).__name__} '{self.name}'"
+
+    # ----- weights -------------------------------------------------------
+    def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None,
+                   trainable=True) -> Variable:
+        """Creates a weight on the layer's device; call from `build`."""
+        shape = tuple(int(s) for s in shape)
+        value = initializers.get(initializer)(shape, self.dtype)
+        value = backend.to_device(np.asarray(value, dtype=self.dtype), self.device)
+        var = Variable(f"{self.name}/{name}", value, trainable=trainable,
+                       regularizer=regularizers.get(regularizer))
+        self._variables.append(var)
+        return var
+
+    @property
+    def sublayers(self) -> list["Layer"]:
+        """Layers this one is made of (models, wrappers); their weights follow its own."""
+        return []
+
+    @property
+    def variables(self) -> list[Variable]:
+        out = list(self._variables)
+        for layer in self.sublayers:
+            out.extend(layer.variables)
+        return out
+
+    weights = variables
+
+    @property
+    def trainable_variables(self) -> list[Variable]:
+        if not self.trainable:
+            return []
+        out = [v for v in self._variables if v.trainable]
+        for layer in self.sublayers:
+            out.extend(layer.trainable_variables)
+        return out
+
+    trainable_weights = trainable_variables
+
+    @property
+    def non_trainable_variables(self) -> list[Variable]:
+        trainable = {id(v) for v in self.trainable_variables}
+        return [v for v in self.variables if id(v) not in trainable]
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(f"{self._label()} is not built yet, so {what} is unknown: call it on "
+                             "data, call build(input_shape), or give the first layer input_shape=")
+
+    def get_weights(self) -> list[np.ndarray]:
+        """NumPy copies of the weights, in Keras order."""
+        return [backend.to_numpy(v.value).copy() for v in self.variables]
+
+    def get_gradients(self) -> list[np.ndarray]:
+        """NumPy copies of the gradient buffers, in the order of get_weights."""
+        return [backend.to_numpy(v.grad).copy() for v in self.variables]
+
+    def set_weights(self, weights) -> None:
+        """Copies `weights` (Keras order and shapes) into the layer, checking count and shapes."""
+        variables = self.variables
+        weights = list(weights)
+        if len(weights) != len(variables):
+            raise ValueError(f"{self._label()}: set_weights expected {len(variables)} arrays "
+                             f"({', '.join(str(v.shape) for v in variables) or 'no weights'}), "
+                             f"got {len(weights)}")
+        arrays = []
+        for var, w in zip(variables, weights):
+            w = backend.as_float_array(backend.to_numpy(w), var.value.dtype,
+                                       f"{self._label()} set_weights for {var.name}")
+            if tuple(w.shape) != var.shape:
+                raise ValueError(f"{self._label()}: set_weights expected shape {var.shape} for "
+                                 f"{var.name}, got {tuple(w.shape)}")
+            arrays.append(w)
+        for var, w in zip(variables, arrays):
+            var.value[...] = backend.to_device(w, backend.device_of(var.value))
+
+    def zero_grad(self) -> None:
+        for var in self.variables:
+            var.grad[...] = 0
+
+    def count_params(self) -> int:
+        self._require_built("its parameter count")
+        return int(sum(int(np.prod(v.shape)) for v in self.variables))
+
+    def regularization_loss(self) -> float:
+        """Sum of the weight regularizers' penalties (0.0 without regularizers)."""
+        total = 0.0
+        for var in self.trainable_variables:
+            if var.regularizer is not None:
+                total += float(var.regularizer(var.value))
+        return total
+
+    def _accumulate(self, var: Variable, grad) -> None:
+        """Adds a parameter gradient; frozen layers and weights get none."""
+        if self.trainable and var.trainable:
+            var.grad += grad
+
+    # ----- devices -------------------------------------------------------
+    def to(self, device: str) -> "Layer":
+        """Moves weights, gradients and any state to 'cpu' or 'cuda'; returns self."""
+        device = backend.check_device(device)
+        for var in self._variables:
+            var.value = backend.to_device(var.value, device)
+            var.grad = backend.to_device(var.grad, device)
+        for layer in self.sublayers:
+            layer.to(device)
+        self.device = device
+        self._cache, self._cache_valid = None, False
+        return self
+
+    # ----- building ------------------------------------------------------
+    def build(self, input_shape) -> None:
+        """Creates the weights for `input_shape` (batch first); layers with weights override."""
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def build_for(self, input_shape):
+        """Builds once for `input_shape` (full, batch first); returns the output shape."""
+        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+        if self.input_spec is not None:
+            self.input_spec.check(self, input_shape)
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+            self.input_shape = input_shape
+            self.output_shape = self.compute_output_shape(input_shape)
+            return self.output_shape
+        return self.compute_output_shape(input_shape)
+
+    # ----- running -------------------------------------------------------
+    def _prepare_input(self, x):
+        x = backend.as_float_array(x, self.dtype, f"{self._label()} input")
+        if self.variables and backend.device_of(x) != self.device:
+            raise TypeError(f"{self._label()}: input is on {backend.device_of(x)} "
+                            f"({type(x).__module__}.{type(x).__name__}) but the layer's weights "
+                            f"are on {self.device}; call .to('{backend.device_of(x)}') on the "
+                            f"model or move the input with fusednn.backend.to_device")
+        return x
+
+    def forward(self, x, training: bool = False):
+        """Output for input `x`; with training=True also keeps what backward needs."""
+        x = self._prepare_input(x)
+        if x.ndim == 0:
+            raise ValueError(f"{self._label()}: expected a batch of inputs (rank >= 1, batch "
+                             f"first), got a scalar")
+        self.build_for((None,) + tuple(x.shape[1:]))
+        if self.input_spec is not None:
+            self.input_spec.check(self, x.shape)
+        y, cache = self.call(x, bool(training))
+        if training:
+            self._cache, self._cache_valid = cache, True
+            self._last_output_shape = tuple(y.shape)
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """Gradient w.r.t. the input of the latest forward(x, training=True).
+
+        Adds parameter gradients into the gradient buffers (call zero_grad first).
+        """
+        if not self._cache_valid:
+            raise RuntimeError(f"{self._label()}: backward() needs a preceding "
+                               "forward(x, training=True)")
+        dy = backend.as_float_array(dy, self.dtype, f"{self._label()} backward gradient")
+        expected_device = self.device if self.variables else None
+        if expected_device is not None and backend.device_of(dy) != expected_device:
+            raise TypeError(f"{self._label()}: gradient is on {backend.device_of(dy)} but the "
+                            f"layer is on {expected_device}")
+        if tuple(dy.shape) != self._last_output_shape:
+            raise ValueError(f"{self._label()}: backward expected a gradient of shape "
+                             f"{self._last_output_shape} (the output of the latest training "
+                             f"forward), got {tuple(dy.shape)}")
+        return self.call_backward(dy, self._cache)
+
+    def call(self, x, training):
+        """Subclasses: returns (y, cache)."""
+        raise NotImplementedError
+
+    def call_backward(self, dy, cache):
+        """Subclasses: returns dx and adds parameter gradients with `_accumulate`."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def _as_shape(shape, what: str) -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{what}: expected a tuple of positive ints, got {shape!r}") from None
+    for d in shape:
+        if d is not None and (not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d <= 0):
+            raise ValueError(f"{what}: expected a tuple of positive ints, got {shape!r}")
+    return tuple(None if d is None else int(d) for d in shape)
