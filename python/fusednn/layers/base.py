@@ -88,7 +88,7 @@ class Layer:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
         self.name = name or _default_name(type(self).__name__)
-        self.trainable = bool(trainable)
+        self._trainable = bool(trainable)
         self.dtype = backend.float_dtype(dtype)
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
@@ -105,6 +105,17 @@ class Layer:
         self._cache = None
         self._cache_valid = False
         self._last_output_shape = None
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        # As in Keras, freezing a model or wrapper freezes every layer inside it.
+        self._trainable = bool(value)
+        for layer in self.sublayers:
+            layer.trainable = value
 
     # ----- configuration -------------------------------------------------
     def get_config(self) -> dict:

@@ -1,0 +1,43 @@
+"""fd.info(): what this build is and what it can use."""
+from __future__ import annotations
+
+import os
+import platform
+
+from . import _C, backend
+
+
+def info(print_fn=print) -> dict:
+    """Prints and returns the version, build flags, CPU SIMD level and threads,
+    whether CUDA kernels were compiled (and for which architectures), and the GPU."""
+    build = dict(_C.build_info())
+    details = {
+        "version": build["version"],
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "build": f"{build['build_type']}, {build['cxx_compiler']}"
+                 + (", -march=native" if build["native_arch"] else ""),
+        "cpu_simd": build["simd"],
+        "openmp": build["openmp"],
+        "threads": build["max_threads"],
+        "cuda_compiled": build["cuda_compiled"],
+        "cuda_build_version": build["cuda_version"] or None,
+        "cuda_archs": build["cuda_archs"] or None,
+        "cuda_runtime": _C.cuda_runtime_version() or None,
+        "cuda_driver": _C.cuda_driver_version() or None,
+        "gpus": [_C.cuda_device_description(i) for i in range(_C.cuda_device_count())],
+        "cupy": None,
+        "has_cuda": backend.has_cuda(),
+    }
+    cp = backend.cupy_module() if details["gpus"] else None
+    if cp is not None:
+        details["cupy"] = cp.__version__
+    if os.environ.get("OMP_NUM_THREADS"):
+        details["threads"] = f"{details['threads']} (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
+    if print_fn is not None:
+        width = max(len(k) for k in details)
+        for key, value in details.items():
+            if key == "gpus":
+                value = "; ".join(value) if value else "none usable"
+            print_fn(f"{key:<{width}}  {value}")
+    return details
