@@ -90,6 +90,32 @@ class RandomNormal(Initializer):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
 
 
+class TruncatedNormal(Initializer):
+    """Normal(mean, stddev) with draws beyond two standard deviations redrawn (Keras)."""
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        if stddev < 0:
+            raise ValueError(f"TruncatedNormal: expected stddev >= 0, got {stddev}")
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def sample(self, shape):
+        return self.mean + self.stddev * _truncated_unit_normal(self._rng(), shape)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+def _truncated_unit_normal(rng: np.random.Generator, shape) -> np.ndarray:
+    """Standard normal draws with |z| > 2 redrawn until none is left."""
+    out = rng.normal(0.0, 1.0, shape)
+    bad = np.abs(out) > 2.0
+    while bad.any():
+        out[bad] = rng.normal(0.0, 1.0, int(bad.sum()))
+        bad = np.abs(out) > 2.0
+    return out
+
+
 class VarianceScaling(Initializer):
     """Keras's VarianceScaling: variance scale / fan, normal (truncated at 2 sd) or uniform."""
 
@@ -119,12 +145,7 @@ class VarianceScaling(Initializer):
             return rng.normal(0.0, math.sqrt(variance), shape)
         # Truncated at two standard deviations; 0.8796... is the std of the truncated unit normal.
         std = math.sqrt(variance) / 0.87962566103423978
-        out = rng.normal(0.0, 1.0, shape)
-        bad = np.abs(out) > 2.0
-        while bad.any():
-            out[bad] = rng.normal(0.0, 1.0, int(bad.sum()))
-            bad = np.abs(out) > 2.0
-        return out * std
+        return _truncated_unit_normal(rng, shape) * std
 
     def get_config(self):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
@@ -171,6 +192,22 @@ class Orthogonal(Initializer):
         return {"gain": self.gain, "seed": self.seed}
 
 
+class Identity(Initializer):
+    """gain * the identity matrix (rectangular allowed); 2-D shapes only, as in Keras."""
+
+    def __init__(self, gain=1.0):
+        super().__init__()
+        self.gain = float(gain)
+
+    def sample(self, shape):
+        if len(shape) != 2:
+            raise ValueError(f"Identity: needs a 2-D shape, got {shape}")
+        return self.gain * np.eye(*shape)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "constant": Constant,
     "random_uniform": RandomUniform, "random_normal": RandomNormal,
@@ -178,30 +215,45 @@ _BY_NAME = {
     "he_uniform": HeUniform, "he_normal": HeNormal,
     "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
     "orthogonal": Orthogonal, "variance_scaling": VarianceScaling,
+    "truncated_normal": TruncatedNormal, "identity": Identity,
 }
+# Keras also accepts the class names ("GlorotUniform", "HeNormal", ...).
+_BY_CLASS_NAME = {cls.__name__.lower(): cls for cls in _BY_NAME.values()}
+
+
+def _lookup(name: str):
+    key = name.lower()
+    cls = _BY_NAME.get(key) or _BY_CLASS_NAME.get(key)
+    if cls is None:
+        raise ValueError(f"unknown initializer {name!r}; expected one of "
+                         f"{', '.join(sorted(_BY_NAME))}")
+    return cls
 
 
 def get(identifier) -> Initializer:
-    """An initializer from a Keras name, an Initializer, or any callable(shape, dtype)."""
+    """An initializer from a Keras name or class name, a serialized dict
+    ({"class_name", "config"}), an Initializer, or any callable(shape, dtype)."""
     if isinstance(identifier, str):
-        key = identifier.lower()
-        if key not in _BY_NAME:
-            raise ValueError(f"unknown initializer {identifier!r}; expected one of "
-                             f"{', '.join(sorted(_BY_NAME))}")
-        return _BY_NAME[key]()
+        return _lookup(identifier)()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if callable(identifier):
         return identifier
-    raise TypeError(f"initializer must be a name or a callable(shape, dtype), got {identifier!r}")
+    raise TypeError(f"initializer must be a name, a serialized dict or a callable(shape, dtype), "
+                    f"got {identifier!r}")
 
 
-def serialize(init) -> str | dict:
+def serialize(init) -> dict:
     for name, cls in _BY_NAME.items():
         if type(init) is cls:
             return {"class_name": name, "config": init.get_config()}
     raise ValueError(f"initializer {init!r} cannot be saved: use one of fusednn's initializers")
 
 
-def deserialize(config):
+def deserialize(config) -> Initializer:
     if isinstance(config, str):
         return get(config)
-    return _BY_NAME[config["class_name"]](**config["config"])
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise ValueError(f"a serialized initializer is a name or a dict with 'class_name' and "
+                         f"'config', got {config!r}")
+    return _lookup(config["class_name"])(**config.get("config", {}))
