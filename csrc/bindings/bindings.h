@@ -6,5 +6,7 @@
 namespace fusednn::bindings {
 
 void bind_info(nanobind::module_& m);
+void bind_cross_entropy(nanobind::module_& m);
+void bind_optimizers(nanobind::module_& m);
 
 }  // namespace fusednn::bindings

@@ -4,4 +4,6 @@
 NB_MODULE(_C, m) {
   m.doc() = "fusednn kernels: C++ CPU and CUDA";
   fusednn::bindings::bind_info(m);
+  fusednn::bindings::bind_cross_entropy(m);
+  fusednn::bindings::bind_optimizers(m);
 }

@@ -1,0 +1,15 @@
+"""Functional ops over the C++/CUDA kernels in fusednn._C.
+
+Every op validates its inputs (shape, dtype, device) before any kernel runs and
+dispatches on where the arrays live: NumPy on the CPU kernels, CuPy on the
+CUDA kernels (fusednn.backend).
+"""
+from .cross_entropy import softmax_cross_entropy, sparse_softmax_cross_entropy
+from .optimizer_updates import adam_update, sgd_update
+
+__all__ = [
+    "adam_update",
+    "sgd_update",
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
+]

@@ -1,0 +1,139 @@
+// Fused optimizer updates on the CPU: every tensor of the list is cut into
+// fixed-size chunks, and one OpenMP loop runs over all chunks of all tensors,
+// so small tensors (biases) and large ones (kernels) share the threads evenly.
+// Each chunk is one vectorised sweep that reads and writes every array once.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "fusednn/optimizers.h"
+
+namespace fusednn::cpu {
+
+namespace {
+
+// Elements per chunk: big enough that a chunk amortises scheduling, small
+// enough that a 1M-parameter list still splits across the cores.
+constexpr std::int64_t kChunkElements = 1 << 14;
+// Below this many elements in total one thread does all the work.
+constexpr std::int64_t kParallelElements = 1 << 15;
+
+struct Chunk {
+  std::int64_t tensor;
+  std::int64_t begin;
+  std::int64_t end;
+};
+
+std::vector<Chunk> split_into_chunks(const std::int64_t* sizes, std::int64_t num_tensors,
+                                     std::int64_t* total_elements) {
+  std::vector<Chunk> chunks;
+  *total_elements = 0;
+  for (std::int64_t i = 0; i < num_tensors; ++i) {
+    for (std::int64_t begin = 0; begin < sizes[i]; begin += kChunkElements) {
+      chunks.push_back({i, begin, std::min(begin + kChunkElements, sizes[i])});
+    }
+    *total_elements += sizes[i];
+  }
+  return chunks;
+}
+
+template <typename T>
+void adam_chunk(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
+                std::int64_t n, const AdamHyperparameters& h) {
+  const T one_minus_beta_1 = T(1.0 - h.beta_1);
+  const T one_minus_beta_2 = T(1.0 - h.beta_2);
+  const T epsilon = T(h.epsilon);
+  const T step_size = T(h.step_size);
+  const T decay = T(h.decay);
+#pragma omp simd
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T gi = g[i];
+    const T mi = m[i] + one_minus_beta_1 * (gi - m[i]);
+    const T vi = v[i] + one_minus_beta_2 * (gi * gi - v[i]);
+    T pi = p[i] - decay * p[i];
+    pi -= step_size * mi / (std::sqrt(vi) + epsilon);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi;
+  }
+}
+
+template <typename T, bool kMomentum, bool kNesterov>
+void sgd_chunk(T* __restrict p, const T* __restrict g, T* __restrict m, std::int64_t n,
+               const SgdHyperparameters& h) {
+  const T learning_rate = T(h.learning_rate);
+  const T momentum = T(h.momentum);
+  const T decay = T(h.decay);
+#pragma omp simd
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T step = learning_rate * g[i];
+    T pi = p[i] - decay * p[i];
+    if constexpr (kMomentum) {
+      const T mi = momentum * m[i] - step;
+      m[i] = mi;
+      pi += kNesterov ? momentum * mi - step : mi;
+    } else {
+      pi -= step;
+    }
+    p[i] = pi;
+  }
+}
+
+template <typename T, bool kMomentum, bool kNesterov>
+void sgd_all(T* const* params, const T* const* grads, T* const* moments,
+             const std::vector<Chunk>& chunks, std::int64_t total_elements,
+             const SgdHyperparameters& h) {
+  const auto num_chunks = static_cast<std::int64_t>(chunks.size());
+#pragma omp parallel for schedule(static) if (total_elements >= kParallelElements)
+  for (std::int64_t k = 0; k < num_chunks; ++k) {
+    const Chunk& c = chunks[k];
+    T* m = kMomentum ? moments[c.tensor] + c.begin : nullptr;
+    sgd_chunk<T, kMomentum, kNesterov>(params[c.tensor] + c.begin, grads[c.tensor] + c.begin, m,
+                                       c.end - c.begin, h);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void adam_update(T* const* params, const T* const* grads, T* const* ms, T* const* vs,
+                 const std::int64_t* sizes, std::int64_t num_tensors,
+                 const AdamHyperparameters& hyper) {
+  std::int64_t total_elements;
+  const std::vector<Chunk> chunks = split_into_chunks(sizes, num_tensors, &total_elements);
+  const auto num_chunks = static_cast<std::int64_t>(chunks.size());
+#pragma omp parallel for schedule(static) if (total_elements >= kParallelElements)
+  for (std::int64_t k = 0; k < num_chunks; ++k) {
+    const Chunk& c = chunks[k];
+    adam_chunk(params[c.tensor] + c.begin, grads[c.tensor] + c.begin, ms[c.tensor] + c.begin,
+               vs[c.tensor] + c.begin, c.end - c.begin, hyper);
+  }
+}
+
+template <typename T>
+void sgd_update(T* const* params, const T* const* grads, T* const* moments,
+                const std::int64_t* sizes, std::int64_t num_tensors,
+                const SgdHyperparameters& hyper) {
+  std::int64_t total_elements;
+  const std::vector<Chunk> chunks = split_into_chunks(sizes, num_tensors, &total_elements);
+  if (moments == nullptr) {
+    sgd_all<T, false, false>(params, grads, moments, chunks, total_elements, hyper);
+  } else if (hyper.nesterov) {
+    sgd_all<T, true, true>(params, grads, moments, chunks, total_elements, hyper);
+  } else {
+    sgd_all<T, true, false>(params, grads, moments, chunks, total_elements, hyper);
+  }
+}
+
+template void adam_update<float>(float* const*, const float* const*, float* const*, float* const*,
+                                 const std::int64_t*, std::int64_t, const AdamHyperparameters&);
+template void adam_update<double>(double* const*, const double* const*, double* const*,
+                                  double* const*, const std::int64_t*, std::int64_t,
+                                  const AdamHyperparameters&);
+template void sgd_update<float>(float* const*, const float* const*, float* const*,
+                                const std::int64_t*, std::int64_t, const SgdHyperparameters&);
+template void sgd_update<double>(double* const*, const double* const*, double* const*,
+                                 const std::int64_t*, std::int64_t, const SgdHyperparameters&);
+
+}  // namespace fusednn::cpu

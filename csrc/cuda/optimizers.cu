@@ -1,0 +1,229 @@
+// Fused optimizer updates on the GPU: multi-tensor apply. The pointers and
+// sizes of up to kMaxTensorsPerLaunch tensors travel in one kernel-parameter
+// table (under the 4 KB parameter limit), so a model with that many weight
+// tensors is updated by a single launch. Each tensor is cut into chunks of
+// kChunkElements; the blocks walk over all chunks of all tensors (grid-stride)
+// and find a chunk's tensor by binary search in the table's chunk prefix sums.
+// Within a chunk every thread keeps kIlp elements of each array in registers,
+// so the loads of one iteration are all in flight together.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "fusednn/cuda_check.h"
+#include "fusednn/optimizers.h"
+
+namespace fusednn::cuda {
+
+namespace {
+
+constexpr int kThreadsPerBlock = 256;
+constexpr int kIlp = 4;
+constexpr std::int64_t kChunkElements = 16 * kThreadsPerBlock * kIlp;
+constexpr int kMaxBlocks = 4096;
+
+// kDepth arrays per tensor (parameter, gradient, state...), each of sizes[i] floats.
+template <int kDepth>
+struct TensorTable {
+  float* arrays[kDepth][kMaxTensorsPerLaunch];
+  std::int64_t sizes[kMaxTensorsPerLaunch];
+  // first_chunk[i]: index of tensor i's first chunk; first_chunk[num_tensors]: total chunks.
+  std::int64_t first_chunk[kMaxTensorsPerLaunch + 1];
+  int num_tensors;
+};
+
+struct AdamDeviceHyperparameters {
+  float one_minus_beta_1, one_minus_beta_2, epsilon, step_size, decay;
+};
+
+struct SgdDeviceHyperparameters {
+  float learning_rate, momentum, decay;
+};
+
+static_assert(sizeof(TensorTable<4>) + sizeof(AdamDeviceHyperparameters) <= 4096,
+              "Adam kernel parameters exceed the 4 KB limit");
+
+// The tensor that owns `chunk` and the element range [begin, end) of the chunk.
+template <int kDepth>
+__device__ __forceinline__ int locate_chunk(const TensorTable<kDepth>& table, std::int64_t chunk,
+                                            std::int64_t* begin, std::int64_t* end) {
+  int low = 0, high = table.num_tensors - 1;
+  while (low < high) {  // last tensor whose first chunk is <= chunk
+    const int mid = (low + high + 1) / 2;
+    if (table.first_chunk[mid] <= chunk) low = mid; else high = mid - 1;
+  }
+  *begin = (chunk - table.first_chunk[low]) * kChunkElements;
+  *end = std::min(*begin + kChunkElements, table.sizes[low]);
+  return low;
+}
+
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    adam_kernel(TensorTable<4> table, AdamDeviceHyperparameters h) {
+  const std::int64_t num_chunks = table.first_chunk[table.num_tensors];
+  for (std::int64_t chunk = blockIdx.x; chunk < num_chunks; chunk += gridDim.x) {
+    std::int64_t begin, end;
+    const int i = locate_chunk(table, chunk, &begin, &end);
+    float* __restrict__ p = table.arrays[0][i];
+    const float* __restrict__ g = table.arrays[1][i];
+    float* __restrict__ m = table.arrays[2][i];
+    float* __restrict__ v = table.arrays[3][i];
+    for (std::int64_t base = begin + threadIdx.x; base < end;
+         base += static_cast<std::int64_t>(kThreadsPerBlock) * kIlp) {
+      float rp[kIlp] = {}, rg[kIlp] = {}, rm[kIlp] = {}, rv[kIlp] = {};
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) {
+        const std::int64_t e = base + k * kThreadsPerBlock;
+        if (e < end) {
+          rp[k] = p[e];
+          rg[k] = g[e];
+          rm[k] = m[e];
+          rv[k] = v[e];
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) {
+        rm[k] += h.one_minus_beta_1 * (rg[k] - rm[k]);
+        rv[k] += h.one_minus_beta_2 * (rg[k] * rg[k] - rv[k]);
+        rp[k] -= h.decay * rp[k];
+        rp[k] -= h.step_size * rm[k] / (sqrtf(rv[k]) + h.epsilon);
+      }
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) {
+        const std::int64_t e = base + k * kThreadsPerBlock;
+        if (e < end) {
+          p[e] = rp[k];
+          m[e] = rm[k];
+          v[e] = rv[k];
+        }
+      }
+    }
+  }
+}
+
+// Arrays: 0 parameters, 1 gradients, 2 moments (unused without momentum).
+template <bool kMomentum, bool kNesterov>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    sgd_kernel(TensorTable<3> table, SgdDeviceHyperparameters h) {
+  const std::int64_t num_chunks = table.first_chunk[table.num_tensors];
+  for (std::int64_t chunk = blockIdx.x; chunk < num_chunks; chunk += gridDim.x) {
+    std::int64_t begin, end;
+    const int i = locate_chunk(table, chunk, &begin, &end);
+    float* __restrict__ p = table.arrays[0][i];
+    const float* __restrict__ g = table.arrays[1][i];
+    float* __restrict__ m = table.arrays[2][i];
+    for (std::int64_t base = begin + threadIdx.x; base < end;
+         base += static_cast<std::int64_t>(kThreadsPerBlock) * kIlp) {
+      float rp[kIlp] = {}, rg[kIlp] = {}, rm[kIlp] = {};
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) {
+        const std::int64_t e = base + k * kThreadsPerBlock;
+        if (e < end) {
+          rp[k] = p[e];
+          rg[k] = g[e];
+          if (kMomentum) rm[k] = m[e];
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) {
+        const float step = h.learning_rate * rg[k];
+        rp[k] -= h.decay * rp[k];
+        if (kMomentum) {
+          rm[k] = h.momentum * rm[k] - step;
+          rp[k] += kNesterov ? h.momentum * rm[k] - step : rm[k];
+        } else {
+          rp[k] -= step;
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) {
+        const std::int64_t e = base + k * kThreadsPerBlock;
+        if (e < end) {
+          p[e] = rp[k];
+          if (kMomentum) m[e] = rm[k];
+        }
+      }
+    }
+  }
+}
+
+// Packs the tensors into tables of up to kMaxTensorsPerLaunch entries and calls
+// launch(table, num_chunks) for each full table; empty tensors are skipped.
+template <int kDepth, typename Launch>
+void for_each_table(float* const* const (&arrays)[kDepth], const std::int64_t* sizes,
+                    std::int64_t num_tensors, Launch launch) {
+  TensorTable<kDepth> table;
+  table.num_tensors = 0;
+  std::int64_t chunks = 0;
+  for (std::int64_t i = 0; i < num_tensors; ++i) {
+    if (sizes[i] == 0) continue;
+    const int slot = table.num_tensors++;
+    for (int d = 0; d < kDepth; ++d) table.arrays[d][slot] = arrays[d] ? arrays[d][i] : nullptr;
+    table.sizes[slot] = sizes[i];
+    table.first_chunk[slot] = chunks;
+    chunks += (sizes[i] + kChunkElements - 1) / kChunkElements;
+    if (table.num_tensors == kMaxTensorsPerLaunch) {
+      table.first_chunk[table.num_tensors] = chunks;
+      launch(table, chunks);
+      table.num_tensors = 0;
+      chunks = 0;
+    }
+  }
+  if (table.num_tensors > 0) {
+    table.first_chunk[table.num_tensors] = chunks;
+    launch(table, chunks);
+  }
+}
+
+unsigned grid_for(std::int64_t num_chunks) {
+  return static_cast<unsigned>(std::min<std::int64_t>(num_chunks, kMaxBlocks));
+}
+
+template <bool kMomentum, bool kNesterov>
+void launch_sgd(float* const* const (&arrays)[3], const std::int64_t* sizes,
+                std::int64_t num_tensors, const SgdDeviceHyperparameters& h, cudaStream_t stream) {
+  for_each_table<3>(arrays, sizes, num_tensors,
+                    [&](const TensorTable<3>& table, std::int64_t num_chunks) {
+                      sgd_kernel<kMomentum, kNesterov>
+                          <<<grid_for(num_chunks), kThreadsPerBlock, 0, stream>>>(table, h);
+                      FUSEDNN_CUDA_CHECK_LAUNCH();
+                    });
+}
+
+}  // namespace
+
+void adam_update(float* const* params, const float* const* grads, float* const* ms,
+                 float* const* vs, const std::int64_t* sizes, std::int64_t num_tensors,
+                 const AdamHyperparameters& hyper, std::uintptr_t stream) {
+  const AdamDeviceHyperparameters h{static_cast<float>(1.0 - hyper.beta_1),
+                                    static_cast<float>(1.0 - hyper.beta_2),
+                                    static_cast<float>(hyper.epsilon),
+                                    static_cast<float>(hyper.step_size),
+                                    static_cast<float>(hyper.decay)};
+  const auto s = reinterpret_cast<cudaStream_t>(stream);
+  float* const* const arrays[4] = {params, const_cast<float* const*>(grads), ms, vs};
+  for_each_table<4>(arrays, sizes, num_tensors,
+                    [&](const TensorTable<4>& table, std::int64_t num_chunks) {
+                      adam_kernel<<<grid_for(num_chunks), kThreadsPerBlock, 0, s>>>(table, h);
+                      FUSEDNN_CUDA_CHECK_LAUNCH();
+                    });
+}
+
+void sgd_update(float* const* params, const float* const* grads, float* const* moments,
+                const std::int64_t* sizes, std::int64_t num_tensors,
+                const SgdHyperparameters& hyper, std::uintptr_t stream) {
+  const SgdDeviceHyperparameters h{static_cast<float>(hyper.learning_rate),
+                                   static_cast<float>(hyper.momentum),
+                                   static_cast<float>(hyper.decay)};
+  const auto s = reinterpret_cast<cudaStream_t>(stream);
+  float* const* const arrays[3] = {params, const_cast<float* const*>(grads), moments};
+  if (moments == nullptr) {
+    launch_sgd<false, false>(arrays, sizes, num_tensors, h, s);
+  } else if (hyper.nesterov) {
+    launch_sgd<true, true>(arrays, sizes, num_tensors, h, s);
+  } else {
+    launch_sgd<true, false>(arrays, sizes, num_tensors, h, s);
+  }
+}
+
+}  // namespace fusednn::cuda
