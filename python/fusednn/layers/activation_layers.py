@@ -1,0 +1,180 @@
+"""Activation layers with parameters: ReLU, LeakyReLU, PReLU (learned slopes), ELU, Softmax.
+
+All keep the input's shape (N, ...). PReLU's alpha has the shape of one sample,
+with size 1 on the `shared_axes` (1-based, not counting the batch axis, as in Keras).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations, backend, initializers, regularizers
+from .base import InputSpec, Layer
+from .core import _checked, _FunctionLayer, _is_number, _SoftmaxFusion
+
+
+class ReLU(_FunctionLayer):
+    """Keras ReLU: max_value if x >= max_value, x if threshold <= x < max_value,
+    negative_slope * (x - threshold) otherwise."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if max_value is not None and (not _is_number(max_value) or max_value < 0):
+            raise ValueError(f"{self._label()}: expected max_value to be None or a number >= 0, "
+                             f"got {max_value!r}")
+        if not _is_number(negative_slope) or negative_slope < 0:
+            raise ValueError(f"{self._label()}: expected negative_slope to be a number >= 0, "
+                             f"got {negative_slope!r}")
+        if not _is_number(threshold):
+            raise ValueError(f"{self._label()}: expected threshold to be a number, "
+                             f"got {threshold!r}")
+        self.function = activations.ReLU(negative_slope=negative_slope, max_value=max_value,
+                                         threshold=threshold)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_value=self.function.max_value,
+                      negative_slope=self.function.negative_slope,
+                      threshold=self.function.threshold)
+        return config
+
+
+class LeakyReLU(_FunctionLayer):
+    """x for x > 0, negative_slope * x otherwise (Keras default 0.3; Keras 2's alpha= accepted)."""
+
+    def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
+        super().__init__(**kwargs)
+        if alpha is not None:
+            negative_slope = alpha
+        if not _is_number(negative_slope) or negative_slope < 0:
+            raise ValueError(f"{self._label()}: expected negative_slope (alpha) to be a number "
+                             f">= 0, got {negative_slope!r}")
+        self.function = activations.LeakyReLU(negative_slope)
+
+    @property
+    def negative_slope(self) -> float:
+        return self.function.negative_slope
+
+    def get_config(self):
+        config = super().get_config()
+        config["negative_slope"] = self.negative_slope
+        return config
+
+
+class ELU(_FunctionLayer):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not _is_number(alpha):
+            raise ValueError(f"{self._label()}: expected alpha to be a number, got {alpha!r}")
+        self.function = activations.ELU(alpha)
+
+    @property
+    def alpha(self) -> float:
+        return self.function.alpha
+
+    def get_config(self):
+        config = super().get_config()
+        config["alpha"] = self.alpha
+        return config
+
+
+class Softmax(_SoftmaxFusion, _FunctionLayer):
+    """Softmax along `axis` (an int, default the last); with the last axis it takes part
+    in the softmax cross-entropy fusion (`outputs_softmax`)."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+            raise ValueError(f"{self._label()}: expected axis to be an int, got {axis!r}")
+        self.axis = int(axis)
+        self.function = activations.Softmax(axis=self.axis)
+        self.outputs_softmax = self.axis == -1
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        if not -rank <= self.axis < rank:
+            raise ValueError(f"{self._label()}: axis {self.axis} is out of range for an input of "
+                             f"rank {rank} (shape {tuple(input_shape)})")
+        self.outputs_softmax = self.axis % rank == rank - 1
+        self.input_spec = InputSpec(ndim=rank)
+
+    def _logits(self, cache):
+        return cache[0]
+
+    def _backward_through_logits(self, dlogits, cache):
+        return dlogits
+
+    def get_config(self):
+        config = super().get_config()
+        config["axis"] = self.axis
+        return config
+
+
+class PReLU(Layer):
+    """x for x > 0, alpha * x otherwise, with alpha learned per position of a sample.
+
+    Input (N, d1, ..., dk); alpha (d1, ..., dk) with 1 on each axis in `shared_axes`
+    (1-based, e.g. shared_axes=[1, 2] shares one slope per channel of (N, H, W, C)).
+    """
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, shared_axes=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_initializer = _checked(self, "alpha_initializer", initializers.get,
+                                          alpha_initializer)
+        self.alpha_regularizer = _checked(self, "alpha_regularizer", regularizers.get,
+                                          alpha_regularizer)
+        if shared_axes is None:
+            axes = ()
+        elif isinstance(shared_axes, (int, np.integer)) and not isinstance(shared_axes, bool):
+            axes = (int(shared_axes),)
+        elif isinstance(shared_axes, (list, tuple)):
+            axes = tuple(shared_axes)
+        else:
+            axes = None
+        if axes is None or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+                                   and a >= 1 for a in axes):
+            raise ValueError(f"{self._label()}: expected shared_axes to be None, an int or a list "
+                             f"of ints >= 1 (axes after the batch axis), got {shared_axes!r}")
+        self.shared_axes = None if shared_axes is None else sorted({int(a) for a in axes})
+        self.alpha = None
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        shared = self.shared_axes or []
+        if any(a >= rank for a in shared):
+            raise ValueError(f"{self._label()}: shared_axes {shared} must be between 1 and "
+                             f"{rank - 1} for an input of shape {tuple(input_shape)}")
+        param_shape = [1 if axis in shared else size
+                       for axis, size in enumerate(input_shape) if axis > 0]
+        if any(d is None for d in param_shape):
+            raise ValueError(f"{self._label()}: every axis not in shared_axes must have a known "
+                             f"size to create alpha, got input shape {tuple(input_shape)}")
+        self.alpha = self.add_weight("alpha", param_shape, self.alpha_initializer,
+                                     self.alpha_regularizer)
+        self.input_spec = InputSpec(ndim=rank, axes={axis: input_shape[axis]
+                                                     for axis in range(1, rank)
+                                                     if axis not in shared})
+
+    def call(self, x, training):
+        xp = backend.get_array_module(x)
+        y = xp.where(x > 0, x, self.alpha.value * x)
+        return y, (x if training else None)
+
+    def call_backward(self, dy, x):
+        xp = backend.get_array_module(x)
+        alpha = self.alpha.value
+        if self.trainable:
+            # d y / d alpha = min(x, 0), summed over the batch and the shared axes.
+            reduce_axes = (0,) + tuple(self.shared_axes or ())
+            grad = (dy * xp.minimum(x, 0)).sum(axis=reduce_axes, keepdims=True)
+            self._accumulate(self.alpha, grad.reshape(alpha.shape))
+        return xp.where(x > 0, dy, alpha * dy)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(alpha_initializer=initializers.serialize(self.alpha_initializer),
+                      alpha_regularizer=regularizers.serialize(self.alpha_regularizer),
+                      shared_axes=self.shared_axes)
+        return config
