@@ -28,7 +28,9 @@ def reset_layer_names() -> None:
 
 
 def _default_name(cls_name: str) -> str:
-    base = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", cls_name).lower()
+    # Keras's snake case: Conv2D -> conv2d, Conv2DTranspose -> conv2d_transpose, LeakyReLU -> leaky_re_lu.
+    base = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls_name)
+    base = re.sub(r"([a-z])([A-Z])", r"\1_\2", base).lower()
     count = _name_counts[base]
     _name_counts[base] += 1
     return base if count == 0 else f"{base}_{count}"
