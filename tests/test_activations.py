@@ -218,6 +218,8 @@ def test_parameterised_relu_follows_keras_piecewise_definition():
     np.testing.assert_allclose(activations.ELU(0.5)(np.array([-1.0])), [0.5 * (math.exp(-1) - 1)])
     with pytest.raises(ValueError, match="max_value"):
         activations.ReLU(max_value=-1.0)
+    with pytest.raises(ValueError, match="threshold"):
+        activations.ReLU(threshold=-1.0)
     with pytest.raises(ValueError, match="negative_slope"):
         activations.LeakyReLU(-0.1)
 

@@ -150,6 +150,8 @@ class ReLU(ActivationFunction):
             raise ValueError(f"relu: max_value must be None or >= 0, got {max_value!r}")
         if negative_slope < 0:
             raise ValueError(f"relu: negative_slope must be >= 0, got {negative_slope!r}")
+        if threshold < 0:
+            raise ValueError(f"relu: threshold must be >= 0, got {threshold!r}")
         self.negative_slope = float(negative_slope)
         self.max_value = None if max_value is None else float(max_value)
         self.threshold = float(threshold)

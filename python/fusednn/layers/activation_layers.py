@@ -24,8 +24,8 @@ class ReLU(_FunctionLayer):
         if not _is_number(negative_slope) or negative_slope < 0:
             raise ValueError(f"{self._label()}: expected negative_slope to be a number >= 0, "
                              f"got {negative_slope!r}")
-        if not _is_number(threshold):
-            raise ValueError(f"{self._label()}: expected threshold to be a number, "
+        if not _is_number(threshold) or threshold < 0:
+            raise ValueError(f"{self._label()}: expected threshold to be a number >= 0, "
                              f"got {threshold!r}")
         self.function = activations.ReLU(negative_slope=negative_slope, max_value=max_value,
                                          threshold=threshold)
