@@ -8,5 +8,6 @@ namespace fusednn::bindings {
 void bind_info(nanobind::module_& m);
 void bind_cross_entropy(nanobind::module_& m);
 void bind_optimizers(nanobind::module_& m);
+void bind_gemm(nanobind::module_& m);
 
 }  // namespace fusednn::bindings

@@ -6,4 +6,5 @@ NB_MODULE(_C, m) {
   fusednn::bindings::bind_info(m);
   fusednn::bindings::bind_cross_entropy(m);
   fusednn::bindings::bind_optimizers(m);
+  fusednn::bindings::bind_gemm(m);
 }

@@ -1,0 +1,263 @@
+// Internal to gemm.cpp: SIMD vectors, block sizes and the register-blocked
+// micro-kernel. Which vectors exist is decided here, at compile time, from the
+// target macros (see fusednn/gemm.h).
+#pragma once
+
+#include <cstdint>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+// GCC 12 flags the deliberately undefined pass-through operand inside its own
+// AVX-512 shuffle intrinsics as maybe-uninitialised; the warning points into
+// the header, so it is silenced for the header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
+namespace fusednn::cpu::gemm_detail {
+
+// A SIMD register of T: kLanes elements with zero/load/store/broadcast/fma.
+template <typename T>
+struct Vec;
+
+#if defined(__AVX512F__)
+inline constexpr const char* kSimdPath = "avx512";
+
+template <>
+struct Vec<float> {
+  using Reg = __m512;
+  static constexpr int kLanes = 16;
+  static Reg zero() { return _mm512_setzero_ps(); }
+  static Reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
+  static Reg broadcast(float x) { return _mm512_set1_ps(x); }
+  static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
+  // r[i][j] -> r[j][i] for a 16 x 16 block held in 16 registers.
+  static void transpose(Reg r[kLanes]) {
+    Reg t[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // Within each 128-bit lane q, u[4i + j] holds column 4q + j of rows 4i..4i+3.
+    Reg u[16];
+    for (int i = 0; i < 4; ++i) {
+      u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+      u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+      u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+      u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; ++j) {
+      const Reg v_lo = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+      const Reg v_hi = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
+      const Reg w_lo = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+      const Reg w_hi = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
+      r[j] = _mm512_shuffle_f32x4(v_lo, w_lo, 0x88);
+      r[4 + j] = _mm512_shuffle_f32x4(v_hi, w_hi, 0x88);
+      r[8 + j] = _mm512_shuffle_f32x4(v_lo, w_lo, 0xDD);
+      r[12 + j] = _mm512_shuffle_f32x4(v_hi, w_hi, 0xDD);
+    }
+  }
+};
+
+template <>
+struct Vec<double> {
+  using Reg = __m512d;
+  static constexpr int kLanes = 8;
+  static Reg zero() { return _mm512_setzero_pd(); }
+  static Reg load(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, Reg v) { _mm512_storeu_pd(p, v); }
+  static Reg broadcast(double x) { return _mm512_set1_pd(x); }
+  static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_pd(a, b, c); }
+  static Reg mul(Reg a, Reg b) { return _mm512_mul_pd(a, b); }
+  // r[i][j] -> r[j][i] for an 8 x 8 block held in 8 registers.
+  static void transpose(Reg r[kLanes]) {
+    // Within each 128-bit lane q, t[2i + j] holds column 2q + j of rows 2i, 2i+1.
+    Reg t[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+    for (int j = 0; j < 2; ++j) {
+      const Reg v_lo = _mm512_shuffle_f64x2(t[j], t[2 + j], 0x88);
+      const Reg v_hi = _mm512_shuffle_f64x2(t[j], t[2 + j], 0xDD);
+      const Reg w_lo = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0x88);
+      const Reg w_hi = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0xDD);
+      r[j] = _mm512_shuffle_f64x2(v_lo, w_lo, 0x88);
+      r[2 + j] = _mm512_shuffle_f64x2(v_hi, w_hi, 0x88);
+      r[4 + j] = _mm512_shuffle_f64x2(v_lo, w_lo, 0xDD);
+      r[6 + j] = _mm512_shuffle_f64x2(v_hi, w_hi, 0xDD);
+    }
+  }
+};
+
+// 32 zmm registers: MR x NV accumulators + NV rows of B + one broadcast of A.
+inline constexpr int kMicroRows = 14;
+inline constexpr int kMicroVecs = 2;
+
+#elif defined(__AVX2__)
+inline constexpr const char* kSimdPath = "avx2";
+
+template <>
+struct Vec<float> {
+  using Reg = __m256;
+  static constexpr int kLanes = 8;
+  static Reg zero() { return _mm256_setzero_ps(); }
+  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, Reg v) { _mm256_storeu_ps(p, v); }
+  static Reg broadcast(float x) { return _mm256_set1_ps(x); }
+  static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
+  // r[i][j] -> r[j][i] for an 8 x 8 block held in 8 registers.
+  static void transpose(Reg r[kLanes]) {
+    Reg t[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // Within each 128-bit lane q, u[4i + j] holds column 4q + j of rows 4i..4i+3.
+    Reg u[8];
+    for (int i = 0; i < 2; ++i) {
+      u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+      u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+      u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+      u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; ++j) {
+      r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+      r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+  }
+};
+
+template <>
+struct Vec<double> {
+  using Reg = __m256d;
+  static constexpr int kLanes = 4;
+  static Reg zero() { return _mm256_setzero_pd(); }
+  static Reg load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, Reg v) { _mm256_storeu_pd(p, v); }
+  static Reg broadcast(double x) { return _mm256_set1_pd(x); }
+  static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_pd(a, b, c); }
+  static Reg mul(Reg a, Reg b) { return _mm256_mul_pd(a, b); }
+  // r[i][j] -> r[j][i] for a 4 x 4 block held in 4 registers.
+  static void transpose(Reg r[kLanes]) {
+    // Within each 128-bit lane q, t[2i + j] holds column 2q + j of rows 2i, 2i+1.
+    Reg t[4];
+    for (int i = 0; i < 2; ++i) {
+      t[2 * i] = _mm256_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+    for (int j = 0; j < 2; ++j) {
+      r[j] = _mm256_permute2f128_pd(t[j], t[2 + j], 0x20);
+      r[2 + j] = _mm256_permute2f128_pd(t[j], t[2 + j], 0x31);
+    }
+  }
+};
+
+// 16 ymm registers: 6 x 2 accumulators + 2 rows of B + one broadcast of A.
+inline constexpr int kMicroRows = 6;
+inline constexpr int kMicroVecs = 2;
+
+#else
+inline constexpr const char* kSimdPath = "portable";
+
+// One element per "register"; the 4 x 8 tile of scalars is what the
+// auto-vectoriser turns into whatever SIMD the target has.
+template <typename T>
+struct Vec {
+  using Reg = T;
+  static constexpr int kLanes = 1;
+  static Reg zero() { return T(0); }
+  static Reg load(const T* p) { return *p; }
+  static void store(T* p, Reg v) { *p = v; }
+  static Reg broadcast(T x) { return x; }
+  static Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
+  static Reg mul(Reg a, Reg b) { return a * b; }
+  static void transpose(Reg*) {}  // a 1 x 1 block
+};
+
+inline constexpr int kMicroRows = 4;
+inline constexpr int kMicroVecs = 8;
+#endif
+
+// Block sizes for one element type.
+//   MR x NR  the register tile of C (NR = NV SIMD vectors)
+//   KC       depth of a packed panel: an NR x KC sliver of B (KC*NR*sizeof(T))
+//            stays in L1 while MC/MR slivers of A stream past it
+//   MC       rows of the packed A block (MC*KC*sizeof(T) about half of L2)
+//   NC       columns of the packed B panel, shared by all threads in L3
+// KC, MC and NC are upper bounds: gemm.cpp splits each dimension into equal
+// blocks no larger than these so that no tiny remainder block is left over.
+template <typename T>
+struct Blocking {
+  static constexpr int MR = kMicroRows;
+  static constexpr int NV = kMicroVecs;
+  static constexpr int NR = NV * Vec<T>::kLanes;
+  // 48 KiB L1d, 1 MiB L2 per core, 32 MiB shared L3 (AMD Zen 5); these also
+  // suit the common 32-48 KiB L1 / 1-2 MiB L2 Intel server cores.
+  static constexpr std::int64_t KC = sizeof(T) == 4 ? 384 : 256;
+  static constexpr std::int64_t MC = (sizeof(T) == 4 ? 336 : 256) / MR * MR;
+  static constexpr std::int64_t NC = sizeof(T) == 4 ? 3072 : 2048;
+};
+
+// C[0:MR, 0:NR] = alpha * Apanel * Bpanel + beta * C[0:MR, 0:NR]
+//   a    packed A sliver: kc steps of MR values, a[k * MR + i] = op(A)(i, k)
+//   b    packed B sliver: kc steps of NR values, b[k * NR + j] = op(B)(k, j)
+//   c    row i of the tile at c + i * ldc
+// beta == 0 does not read C.
+template <typename T>
+inline void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
+                         T alpha, T beta, T* __restrict c, std::int64_t ldc) {
+  using V = Vec<T>;
+  using Reg = typename V::Reg;
+  constexpr int MR = Blocking<T>::MR;
+  constexpr int NV = Blocking<T>::NV;
+  constexpr int L = V::kLanes;
+  constexpr int NR = Blocking<T>::NR;
+
+  Reg acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  }
+
+#pragma GCC unroll 4
+  for (std::int64_t k = 0; k < kc; ++k) {
+    Reg bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * L);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const Reg ai = V::broadcast(a[i]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
+    }
+    a += MR;
+    b += NR;
+  }
+
+  const Reg alpha_v = V::broadcast(alpha);
+  if (beta == T(0)) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) V::store(c + i * ldc + v * L, V::mul(alpha_v, acc[i][v]));
+    }
+  } else {
+    const Reg beta_v = V::broadcast(beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) {
+        T* cp = c + i * ldc + v * L;
+        V::store(cp, V::fma(alpha_v, acc[i][v], V::mul(beta_v, V::load(cp))));
+      }
+    }
+  }
+}
+
+}  // namespace fusednn::cpu::gemm_detail

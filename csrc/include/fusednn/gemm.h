@@ -1,0 +1,81 @@
+// General matrix multiply on the CPU: the core under Dense, convolution
+// (im2col / implicit GEMM) and the LSTM/GRU input and recurrent projections.
+//
+//   C = alpha * op(A) * op(B) + beta * C          op(X) = X or X^T
+//
+// Shape letters for this header only (GEMM convention, not the op letters of
+// common.h): op(A) is (M, K), op(B) is (K, N), C is (M, N).
+// Every matrix is row-major with a leading dimension (the distance, in
+// elements, between the starts of two consecutive stored rows), so a
+// sub-matrix of a larger row-major array is passed as a pointer plus the
+// parent's row length. Sizes and strides are 64-bit.
+//
+// Algorithm (GotoBLAS / BLIS): the loops over N, K and M are blocked by NC, KC
+// and MC so that a packed KC x NC panel of op(B) stays in the shared L3 and a
+// packed MC x KC block of op(A) stays in the private L2; a register-blocked
+// MR x NR micro-kernel streams both from L1. Packing copies the blocks into
+// contiguous, zero-padded buffers, which is also where the transposes are
+// absorbed. OpenMP threads share each packed B panel and split the M and N
+// ranges of C between them (see gemm.cpp for the block sizes).
+//
+// SIMD is chosen at compile time from the target the extension is built for
+// (-march=native by default, FUSEDNN_NATIVE=OFF for a portable build):
+//   __AVX512F__  float 14x32, double 14x16 micro-kernel on 512-bit FMA
+//   __AVX2__     float  6x16, double  6x8  micro-kernel on 256-bit FMA
+//   otherwise    portable C++ 4x8 micro-kernel left to the auto-vectoriser
+// gemm_simd_path() names the path compiled in.
+//
+// Threads: omp_get_max_threads() (OMP_NUM_THREADS), reduced for small
+// products; a call made from inside an OpenMP parallel region runs on the
+// calling thread only. Packing buffers are per thread and reused between calls.
+#pragma once
+
+#include <cstdint>
+
+namespace fusednn::cpu {
+
+// C = alpha * op(A) * op(B) + beta * C for T = float or double.
+//   trans_a      false: A is stored (M, K), row i at A + i * lda   (lda >= K)
+//                true:  A is stored (K, M), row k at A + k * lda   (lda >= M)
+//   trans_b      false: B is stored (K, N), row k at B + k * ldb   (ldb >= N)
+//                true:  B is stored (N, K), row j at B + j * ldb   (ldb >= K)
+//   M, N, K      >= 0; M == 0 or N == 0 is a no-op
+//   C            (M, N), row i at C + i * ldc (ldc >= N); must not alias A or B
+// beta == 0 never reads C (NaN or uninitialised memory in C is overwritten);
+// alpha == 0 or K == 0 never reads A or B (C becomes beta * C).
+template <typename T>
+void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K,
+          T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb,
+          T beta, T* C, std::int64_t ldc);
+
+// `batch` independent products with the same shapes, matrix b at A + b * stride_a,
+// B + b * stride_b, C + b * stride_c (e.g. per group or per time step). A stride of
+// 0 reuses one matrix for every product (the same weights for every batch item).
+template <typename T>
+void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t batch,
+                          std::int64_t M, std::int64_t N, std::int64_t K,
+                          T alpha, const T* A, std::int64_t lda, std::int64_t stride_a,
+                          const T* B, std::int64_t ldb, std::int64_t stride_b,
+                          T beta, T* C, std::int64_t ldc, std::int64_t stride_c);
+
+// "avx512", "avx2" or "portable": the micro-kernel compiled in.
+const char* gemm_simd_path();
+
+extern template void gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, float,
+                                 const float*, std::int64_t, const float*, std::int64_t, float,
+                                 float*, std::int64_t);
+extern template void gemm<double>(bool, bool, std::int64_t, std::int64_t, std::int64_t, double,
+                                  const double*, std::int64_t, const double*, std::int64_t, double,
+                                  double*, std::int64_t);
+extern template void gemm_strided_batched<float>(bool, bool, std::int64_t, std::int64_t,
+                                                 std::int64_t, std::int64_t, float, const float*,
+                                                 std::int64_t, std::int64_t, const float*,
+                                                 std::int64_t, std::int64_t, float, float*,
+                                                 std::int64_t, std::int64_t);
+extern template void gemm_strided_batched<double>(bool, bool, std::int64_t, std::int64_t,
+                                                  std::int64_t, std::int64_t, double,
+                                                  const double*, std::int64_t, std::int64_t,
+                                                  const double*, std::int64_t, std::int64_t,
+                                                  double, double*, std::int64_t, std::int64_t);
+
+}  // namespace fusednn::cpu
