@@ -400,6 +400,7 @@ def test_count_params_equal_keras():
 CONFIG_LAYERS = [
     lambda: layers.Dense(7, activation="gelu", use_bias=False, kernel_initializer="he_normal",
                          kernel_regularizer="l2", input_shape=(3,), name="fc"),
+    lambda: layers.Dense(4, input_shape=(2, 3), batch_size=8),
     lambda: layers.Dense(2, activation=activations.LeakyReLU(0.1),
                          bias_initializer=layers.core.initializers.Constant(0.5),
                          bias_regularizer="l1_l2", dtype="float64", trainable=False),
@@ -424,6 +425,8 @@ def test_get_config_round_trips_through_json(make):
     assert type(rebuilt) is type(layer)
     assert rebuilt.get_config() == layer.get_config()
     assert type(rebuilt).from_config(layer.get_config()).get_config() == layer.get_config()
+    assert (rebuilt.declared_input_shape, rebuilt.declared_batch_size) == \
+        (layer.declared_input_shape, layer.declared_batch_size)
 
 
 def test_round_tripped_dense_computes_the_same_function():

@@ -124,6 +124,8 @@ class Layer:
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype.name}
         if self.declared_input_shape is not None:
             config["input_shape"] = list(self.declared_input_shape)
+        if self.declared_batch_size is not None:
+            config["batch_size"] = self.declared_batch_size
         return config
 
     @classmethod
