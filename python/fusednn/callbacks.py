@@ -267,10 +267,11 @@ class EarlyStopping(Callback):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-            # The wait restarts only when both the previous best and the baseline are beaten.
+            # The wait restarts only when both the previous best and the baseline are beaten;
+            # an improvement that stays short of the baseline still counts towards patience.
             if self.baseline is None or self._is_improvement(current, float(self.baseline)):
                 self.wait = 0
-            return
+                return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
