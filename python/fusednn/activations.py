@@ -249,7 +249,7 @@ class GELU(ActivationFunction):
     approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) when approximate=True."""
 
     name = "gelu"
-    _C = math.sqrt(2.0 / math.pi)
+    _TANH_SCALE = math.sqrt(2.0 / math.pi)
 
     def __init__(self, approximate=False):
         self.approximate = bool(approximate)
@@ -257,16 +257,16 @@ class GELU(ActivationFunction):
     def forward(self, x):
         if self.approximate:
             xp = backend.get_array_module(x)
-            return 0.5 * x * (1.0 + xp.tanh(self._C * (x + 0.044715 * x * x * x)))
+            return 0.5 * x * (1.0 + xp.tanh(self._TANH_SCALE * (x + 0.044715 * x * x * x)))
         # Phi(x) = erfc(-x / sqrt 2) / 2 keeps full relative accuracy for very negative x.
         return 0.5 * x * erfc(-_SQRT_HALF * x)
 
     def backward(self, x, y, dy):
         xp = backend.get_array_module(x)
         if self.approximate:
-            inner = self._C * (x + 0.044715 * x * x * x)
+            inner = self._TANH_SCALE * (x + 0.044715 * x * x * x)
             t = xp.tanh(inner)
-            d_inner = self._C * (1.0 + 3 * 0.044715 * x * x)
+            d_inner = self._TANH_SCALE * (1.0 + 3 * 0.044715 * x * x)
             return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * d_inner)
         cdf = 0.5 * erfc(-_SQRT_HALF * x)
         pdf = _ONE_OVER_SQRT_2PI * xp.exp(-0.5 * x * x)

@@ -229,7 +229,8 @@ class Dropout(Layer):
         if self.noise_shape is None:
             return tuple(shape)
         if len(self.noise_shape) != len(shape) or any(
-                d is not None and d != 1 and d != s for d, s in zip(self.noise_shape, shape)):
+                d is not None and d != 1 and s is not None and d != s
+                for d, s in zip(self.noise_shape, shape)):
             raise ValueError(f"{self._label()}: noise_shape {self.noise_shape} does not broadcast "
                              f"to the input shape {tuple(shape)} (each entry must be None, 1 or "
                              "the input's size)")
