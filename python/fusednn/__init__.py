@@ -1,6 +1,21 @@
 """fusednn: deep learning on hand-written CUDA kernels and C++ CPU fallbacks,
-behind a Keras-style API."""
-from . import _C, backend, initializers, regularizers
+behind a Keras-style API.
+
+    import fusednn as fd
+    model = fd.Sequential([fd.layers.Dense(10, activation="softmax", input_shape=(64,))])
+"""
+from . import _C, backend
+from . import activations, initializers, regularizers, ops
+from . import layers, losses, optimizers, metrics, callbacks, models, utils
+from ._info import info
 from .backend import has_cuda
+from .layers import Input
+from .models import Sequential, load_model
 
 __version__ = _C.build_info()["version"]
+
+__all__ = [
+    "Input", "Sequential", "activations", "backend", "callbacks", "has_cuda", "info",
+    "initializers", "layers", "load_model", "losses", "metrics", "models", "ops",
+    "optimizers", "regularizers", "utils",
+]
