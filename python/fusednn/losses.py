@@ -24,6 +24,7 @@ does internally: faster, and stable where probabilities underflow).
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -85,14 +86,14 @@ class Loss:
                              f"batch first), got shape {tuple(y_pred.shape)}")
         return y_pred
 
-    def _target(self, y_true, y_pred, what="y_true", dtype=None):
-        """y_true on y_pred's device, cast to `dtype` (y_pred's by default)."""
+    def _target(self, y_true, y_pred):
+        """y_true on y_pred's device (else TypeError), cast to y_pred's dtype."""
         if backend.device_of(y_true) != backend.device_of(y_pred):
-            raise TypeError(f"{self._label()}: {what} is on {backend.device_of(y_true)} "
+            raise TypeError(f"{self._label()}: y_true is on {backend.device_of(y_true)} "
                             f"({type(y_true).__module__}.{type(y_true).__name__}) but y_pred is "
                             f"on {backend.device_of(y_pred)}; move both to one device with "
                             f"fusednn.backend.to_device")
-        return backend.as_float_array(y_true, dtype or y_pred.dtype, f"{self._label()} {what}")
+        return backend.as_float_array(y_true, y_pred.dtype, f"{self._label()} y_true")
 
     def _matching_target(self, y_true, y_pred):
         """y_true cast and reshaped to y_pred's shape by Keras's rank rule, else ValueError."""
@@ -146,7 +147,7 @@ class Huber(Loss):
 
     def __init__(self, delta=1.0, name=None):
         super().__init__(name=name)
-        if isinstance(delta, bool) or not isinstance(delta, (int, float)) \
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) \
                 or not math.isfinite(delta) or delta <= 0:
             raise ValueError(f"Huber: delta must be a finite number > 0, got {delta!r}")
         self.delta = float(delta)
@@ -169,7 +170,7 @@ class Huber(Loss):
 
 
 def _check_label_smoothing(owner: str, label_smoothing) -> float:
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
             or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{owner}: label_smoothing must be a number in [0, 1], "
                          f"got {label_smoothing!r}")
