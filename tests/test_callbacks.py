@@ -251,12 +251,23 @@ def test_hooks_are_called_in_order_with_logs():
             super().__init__()
             self.events = []
 
-        def on_train_begin(self, logs=None): self.events.append("train_begin")
-        def on_train_end(self, logs=None): self.events.append(("train_end", sorted(logs)))
-        def on_epoch_begin(self, epoch, logs=None): self.events.append(("epoch_begin", epoch))
-        def on_epoch_end(self, epoch, logs=None): self.events.append(("epoch_end", epoch, sorted(logs)))
-        def on_train_batch_begin(self, batch, logs=None): self.events.append(("batch_begin", batch))
-        def on_train_batch_end(self, batch, logs=None): self.events.append(("batch_end", batch, sorted(logs)))
+        def on_train_begin(self, logs=None):
+            self.events.append("train_begin")
+
+        def on_train_end(self, logs=None):
+            self.events.append(("train_end", sorted(logs)))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.events.append(("epoch_begin", epoch))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.events.append(("epoch_end", epoch, sorted(logs)))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.events.append(("batch_begin", batch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.events.append(("batch_end", batch, sorted(logs)))
 
     recorder = Recorder()
     model = _model()

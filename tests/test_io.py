@@ -108,6 +108,25 @@ def test_weights_only_round_trip_into_a_model_with_other_layer_names(tmp_path):
     np.testing.assert_array_equal(unbuilt.predict(x), model.predict(x))
 
 
+def test_models_with_unregistered_layers_save_weights_but_not_the_model(tmp_path):
+    class Scale(layers.Layer):  # a user's layer, not in fusednn.layers' registry
+        def build(self, input_shape):
+            self.factor = self.add_weight("factor", (input_shape[-1],), "ones")
+
+        def call(self, x, training):
+            return x * self.factor.value, None
+
+    model = models.Sequential([Scale(input_shape=(3,), name="scale"), layers.Dense(2)])
+    model.layers[0].factor.value[:] = [1.0, 2.0, 3.0]
+    model.save_weights(tmp_path / "w.safetensors")
+    copy = models.Sequential([Scale(input_shape=(3,), name="scale"), layers.Dense(2)])
+    copy.load_weights(tmp_path / "w.safetensors")
+    _assert_same(copy.get_weights(), model.get_weights())
+    with pytest.raises(ValueError, match="Scale is not a registered layer class"):
+        model.save(tmp_path / "m.safetensors")
+    assert sorted(os.listdir(tmp_path)) == ["w.safetensors"]
+
+
 def test_uncompiled_nested_float64_model_round_trip(tmp_path):
     inner = models.Sequential([layers.Dense(4, activation="tanh", input_shape=(3,),
                                             dtype="float64")], name="encoder")
@@ -115,7 +134,8 @@ def test_uncompiled_nested_float64_model_round_trip(tmp_path):
     model.save(tmp_path / "nested.safetensors")
     restored = models.load_model(tmp_path / "nested.safetensors")
     assert restored.optimizer is None
-    assert isinstance(restored.layers[0], models.Sequential) and restored.layers[0].name == "encoder"
+    assert isinstance(restored.layers[0], models.Sequential)
+    assert restored.layers[0].name == "encoder"
     x = np.random.default_rng(0).normal(size=(5, 3))
     np.testing.assert_array_equal(restored.predict(x), model.predict(x))
     _, header, _ = _read_header(tmp_path / "nested.safetensors")

@@ -58,12 +58,15 @@ class CallbackList:
     def on_train_end(self, logs=None): self._call("on_train_end", logs)
     def on_epoch_begin(self, epoch, logs=None): self._call("on_epoch_begin", epoch, logs)
     def on_epoch_end(self, epoch, logs=None): self._call("on_epoch_end", epoch, logs)
-    def on_train_batch_begin(self, batch, logs=None): self._call("on_train_batch_begin", batch, logs)
-    def on_train_batch_end(self, batch, logs=None): self._call("on_train_batch_end", batch, logs)
+    def on_train_batch_begin(self, batch, logs=None):
+        self._call("on_train_batch_begin", batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._call("on_train_batch_end", batch, logs)
 
 
 class History(Callback):
-    """Records the epoch logs: `history` {"loss": [...], "val_loss": [...], ...}, `epoch` [0, 1, ...].
+    """Records the epoch logs: `history` {"loss": [...], "val_loss": [...]}, `epoch` [0, 1, ...].
 
     fit adds one automatically and returns it (also as `model.history`).
     """
@@ -138,24 +141,26 @@ class Progbar:
 
     def update(self, current: int, values=(), finalize: bool = False) -> None:
         now = time.time()
+        if not finalize and (self.verbose != 1 or not self._dynamic
+                             or now - self._last_update < self.interval):
+            return  # only a TTY shows intermediate states, at most every `interval` seconds
+        self._last_update = now
         elapsed = now - self._start
         per_step = elapsed / current if current else 0.0
         metrics = "".join(f" - {name}: {_format_value(value)}" for name, value in values)
         if self.verbose == 1:
-            if not finalize and (not self._dynamic or now - self._last_update < self.interval):
-                return
-            self._last_update = now
             if finalize:
                 line = (f"{self._bar(current)} - {elapsed:.0f}s "
                         f"{_format_time(per_step, self.unit_name)}{metrics}")
             else:
-                line = f"{self._bar(current)} - ETA: {_format_eta(per_step * (self.target - current))}{metrics}"
+                eta = _format_eta(per_step * (self.target - current))
+                line = f"{self._bar(current)} - ETA: {eta}{metrics}"
             padding = " " * max(0, self._previous_width - len(line))
             self._previous_width = len(line)
             prefix = "\r" if self._dynamic else ""
             sys.stdout.write(prefix + line + padding + ("\n" if finalize else ""))
             sys.stdout.flush()
-        elif self.verbose == 2 and finalize:
+        elif self.verbose == 2:
             digits = len(str(self.target))
             sys.stdout.write(f"{current:>{digits}d}/{self.target} - {elapsed:.0f}s{metrics} - "
                              f"{_format_time(elapsed, 'epoch')} - "
@@ -172,7 +177,7 @@ def _format_eta(seconds: float) -> str:
 
 
 class ProgbarLogger(Callback):
-    """fit's progress output (added by fit when verbose != 0): "Epoch 3/10" and a Progbar per epoch."""
+    """fit's progress output (added when verbose != 0): "Epoch 3/10", then a Progbar per epoch."""
 
     def __init__(self):
         super().__init__()
@@ -220,7 +225,7 @@ def _monitored_value(callback_name: str, monitor: str, logs):
 
 
 class EarlyStopping(Callback):
-    """Stops training when `monitor` has not improved by more than `min_delta` for `patience` epochs.
+    """Stops training when `monitor` has not improved by more than min_delta for `patience` epochs.
 
     baseline: training also stops if the value does not beat it within `patience` epochs.
     restore_best_weights: at the end of training (stopped early or not) the model
@@ -281,7 +286,8 @@ class EarlyStopping(Callback):
             print(f"Epoch {self.stopped_epoch + 1:05d}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+                print("Restoring model weights from the end of the best epoch: "
+                      f"{self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
 
@@ -320,7 +326,8 @@ class ModelCheckpoint(Callback):
             improved = current < self.best if self.mode == "min" else current > self.best
             if not improved:
                 if self.verbose > 0:
-                    print(f"\nEpoch {epoch + 1:05d}: {self.monitor} did not improve from {self.best:.5f}")
+                    print(f"\nEpoch {epoch + 1:05d}: {self.monitor} did not improve from "
+                          f"{self.best:.5f}")
                 return
             if self.verbose > 0:
                 print(f"\nEpoch {epoch + 1:05d}: {self.monitor} improved from {self.best:.5f} to "
@@ -354,7 +361,7 @@ def _learning_rate(model, callback_name: str) -> float:
 
 
 class ReduceLROnPlateau(Callback):
-    """Multiplies the optimizer's learning rate by `factor` after `patience` epochs without improvement.
+    """Multiplies the optimizer's learning rate by `factor` after `patience` epochs of no progress.
 
     An improvement beats the best value by more than min_delta; after a reduction
     `cooldown` epochs pass before counting again; the rate never goes below min_lr.
@@ -411,7 +418,8 @@ class ReduceLROnPlateau(Callback):
                 new_lr = max(lr * self.factor, self.min_lr)
                 self.model.optimizer.learning_rate = new_lr
                 if self.verbose > 0:
-                    print(f"\nEpoch {epoch + 1:05d}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+                    print(f"\nEpoch {epoch + 1:05d}: ReduceLROnPlateau reducing learning rate to "
+                          f"{new_lr}.")
                 self.cooldown_counter = self.cooldown
                 self.wait = 0
 
@@ -435,13 +443,15 @@ class LearningRateScheduler(Callback):
             new_lr = self.schedule(epoch, lr)
         except TypeError:  # the older one-argument form schedule(epoch)
             new_lr = self.schedule(epoch)
-        if isinstance(new_lr, bool) or not isinstance(new_lr, (int, float, np.floating, np.integer)) \
-                or not math.isfinite(float(new_lr)):
+        is_number = isinstance(new_lr, (int, float, np.floating, np.integer)) \
+            and not isinstance(new_lr, bool)
+        if not is_number or not math.isfinite(float(new_lr)):
             raise ValueError(f"LearningRateScheduler: the schedule must return a finite float, "
                              f"got {new_lr!r} for epoch {epoch}")
         self.model.optimizer.learning_rate = float(new_lr)
         if self.verbose > 0:
-            print(f"\nEpoch {epoch + 1:05d}: LearningRateScheduler setting learning rate to {float(new_lr)}.")
+            print(f"\nEpoch {epoch + 1:05d}: LearningRateScheduler setting learning rate to "
+                  f"{float(new_lr)}.")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

@@ -49,7 +49,7 @@ _STATE_PREFIX = "optimizer_state/"
 # ----- the file format ------------------------------------------------------------
 
 def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
-    """Writes `tensors` ({name: float32/float64 array, NumPy or CuPy}) and string metadata atomically."""
+    """Atomically writes `tensors` ({name: float32/float64 NumPy or CuPy array}) and metadata."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -77,8 +77,8 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
 
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     # os.open with 0o666 gives the file the usual permissions (umask applied), unlike mkstemp.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                         0o666)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(temporary, flags, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as f:
             f.write(struct.pack("<Q", len(header_bytes)))
@@ -209,6 +209,7 @@ def _weight_tensors(model) -> dict:
 
 
 def _model_metadata(model) -> dict:
+    """Version and config; serialising raises ValueError for unregistered layer classes."""
     from . import models
     metadata = {"format": "fusednn", "fusednn_version": _C.build_info()["version"]}
     if isinstance(model, models.Sequential):
@@ -217,8 +218,13 @@ def _model_metadata(model) -> dict:
 
 
 def save_weights(model, path) -> None:
-    """Writes the model's weights (and its config, for reference) to `path`."""
-    write_safetensors(path, _weight_tensors(model), _model_metadata(model))
+    """Writes the model's weights to `path`, with its config when it can be serialised
+    (a model holding custom, unregistered layers saves its weights without it)."""
+    try:
+        metadata = _model_metadata(model)
+    except ValueError:
+        metadata = {"format": "fusednn", "fusednn_version": _C.build_info()["version"]}
+    write_safetensors(path, _weight_tensors(model), metadata)
 
 
 def save_model(model, path, include_optimizer: bool = True) -> None:
@@ -308,7 +314,8 @@ def _assign_weights(model, weights: dict, path: str) -> None:
     if len(weights) != len(variables):
         raise ValueError(f"{path}: the file holds {len(weights)} weight tensors "
                          f"({', '.join(weights) or 'none'}) but {model._label()} has "
-                         f"{len(variables)} weights ({', '.join(v.name for v in variables) or 'none'})")
+                         f"{len(variables)} weights "
+                         f"({', '.join(v.name for v in variables) or 'none'})")
     if set(weights) == {v.name for v in variables}:
         pairs = [(var, var.name, weights[var.name]) for var in variables]
     else:
@@ -325,7 +332,7 @@ def _assign_weights(model, weights: dict, path: str) -> None:
 
 
 def _split_tensors(tensors: dict, metadata: dict, path: str):
-    """(weights, optimizer state JSON or None): tensors the optimizer state refers to are not weights."""
+    """(weights, optimizer state JSON or None); tensors the state refers to are not weights."""
     state = None
     if "fusednn_optimizer_state" in metadata:
         state = _json_metadata(path, metadata, "fusednn_optimizer_state")

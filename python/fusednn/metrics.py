@@ -58,7 +58,7 @@ def categorical_accuracy(y_true, y_pred) -> float:
 
 
 def sparse_categorical_accuracy(y_true, y_pred) -> float:
-    """Fraction of samples whose argmax equals the integer label; y_true (N, ...), y_pred (N, ..., C)."""
+    """Fraction of samples whose argmax is the label; y_true (N, ...) ints, y_pred (N, ..., C)."""
     xp, y_true, y_pred = _arrays(y_true, y_pred)
     _check_batch("sparse_categorical_accuracy", y_true, y_pred)
     if y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1:

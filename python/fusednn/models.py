@@ -13,7 +13,6 @@ Calling `model.forward` directly expects arrays already on the model's device.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
@@ -108,7 +107,7 @@ class Sequential(Layer):
         return layer
 
     def build(self, input_shape) -> None:
-        """Builds every layer in order for `input_shape` (full shape, batch first, batch may be None)."""
+        """Builds every layer in order for `input_shape` (full, batch first; batch may be None)."""
         if not self._layers:
             raise ValueError(f"{self._label()}: cannot build a model without layers; add layers "
                              "first")
@@ -128,7 +127,7 @@ class Sequential(Layer):
 
     # ----- running (the layer protocol) ------------------------------------
     def forward(self, x, training: bool = False):
-        """Output of the stack for the batch `x` (N, ...); training=True keeps caches for backward."""
+        """The stack's output for the batch x (N, ...); training=True keeps caches for backward."""
         if not self._layers:
             raise ValueError(f"{self._label()}: the model has no layers; add layers before "
                              "calling it")
@@ -139,8 +138,9 @@ class Sequential(Layer):
                              "first), got a scalar")
         if self._input_layer is not None:
             self._input_layer.input_spec.check(self._input_layer, tuple(x.shape))
-        self.build_for((None,) + tuple(x.shape[1:]))
-        for layer in self._layers:
+        if not self.built:
+            self.build_for((None,) + tuple(x.shape[1:]))
+        for layer in self._layers:  # each layer checks the shape it receives
             x = layer.forward(x, training)
         if training:
             self._cache_valid = True
@@ -184,12 +184,15 @@ class Sequential(Layer):
         return dx
 
     # ----- configuration ---------------------------------------------------
+    def _all_layers(self) -> list[Layer]:
+        """The layers with the InputLayer (if any) first, as Keras 2 serialises them."""
+        return ([self._input_layer] if self._input_layer is not None else []) + self._layers
+
     def get_config(self) -> dict:
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "layers": [_serialize_layer(layer) for layer in
-                       ([self._input_layer] if self._input_layer is not None else []) + self._layers],
+            "layers": [_serialize_layer(layer) for layer in self._all_layers()],
             "build_input_shape": list(self.input_shape) if self.built else None,
         }
 
@@ -236,7 +239,7 @@ class Sequential(Layer):
                                "call model.compile(optimizer, loss=...)")
 
     def _to_model_device(self, array):
-        # NumPy batches go to the GPU for a GPU model; other mixes are left for the layers to reject.
+        # NumPy batches go to a GPU model's device; other mixes are left for the layers to reject.
         if self.device == "cuda" and not backend.is_cuda_array(array):
             return backend.to_device(array, "cuda")
         return array

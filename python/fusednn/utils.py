@@ -25,7 +25,7 @@ def set_random_seed(seed: int) -> None:
 
 
 def clear_session() -> None:
-    """Restarts automatic layer names, so a new model's layers are named dense, dense_1, ... again."""
+    """Restarts automatic layer names: new layers are named dense, dense_1, ... again."""
     from .layers import base  # layers import this package; a late import avoids a cycle
 
     base.reset_layer_names()
