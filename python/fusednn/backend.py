@@ -145,4 +145,5 @@ def as_float_array(x, dtype, what: str):
     if kind not in "biuf":
         raise TypeError(f"{what}: expected a real numeric array (bool, int or float), "
                         f"got dtype {x.dtype}")
-    return xp.ascontiguousarray(x, dtype=dtype) if x.dtype != dtype else x
+    # asarray, not ascontiguousarray: the latter turns a 0-d array into 1-d.
+    return xp.asarray(x, dtype=dtype, order="C") if x.dtype != dtype else x
