@@ -279,9 +279,9 @@ class Layer:
         if x.ndim == 0:
             raise ValueError(f"{self._label()}: expected a batch of inputs (rank >= 1, batch "
                              f"first), got a scalar")
+        if self.built and self.input_spec is not None:
+            self.input_spec.check(self, x.shape)  # names the received batch size too
         self.build_for((None,) + tuple(x.shape[1:]))
-        if self.input_spec is not None:
-            self.input_spec.check(self, x.shape)
         y, cache = self.call(x, bool(training))
         if training:
             self._cache, self._cache_valid = cache, True
