@@ -108,6 +108,18 @@ def test_weights_only_round_trip_into_a_model_with_other_layer_names(tmp_path):
     np.testing.assert_array_equal(unbuilt.predict(x), model.predict(x))
 
 
+def test_custom_metrics_are_left_out_with_a_warning(tmp_path):
+    def within_half(y_true, y_pred):
+        return float(np.mean(np.abs(y_true - y_pred) < 0.5))
+
+    model = models.Sequential([layers.Dense(1, input_shape=(2,))])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae", within_half])
+    assert model.metrics_names == ["loss", "mae", "within_half"]
+    with pytest.warns(RuntimeWarning, match="within_half.*custom function"):
+        model.save(tmp_path / "m.safetensors")
+    assert models.load_model(tmp_path / "m.safetensors").metrics_names == ["loss", "mae"]
+
+
 def test_models_with_unregistered_layers_save_weights_but_not_the_model(tmp_path):
     class Scale(layers.Layer):  # a user's layer, not in fusednn.layers' registry
         def build(self, input_shape):

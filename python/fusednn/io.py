@@ -389,5 +389,8 @@ def load_model(path, compile: bool = True):
         except (TypeError, ValueError, KeyError) as e:
             raise ValueError(f"{path}: cannot restore the compile settings: {e}") from e
         if state is not None:
-            model.optimizer.set_state(_decode_state(state, tensors, path))
+            try:
+                model.optimizer.set_state(_decode_state(state, tensors, path))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{path}: cannot restore the optimizer state: {e}") from e
     return model
