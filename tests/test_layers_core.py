@@ -169,7 +169,7 @@ def test_dense_validation_errors():
 def test_wrong_feature_size_names_the_layer_and_both_sizes():
     layer = layers.Dense(2, name="head")
     layer(np.ones((1, 4)))
-    with pytest.raises(ValueError, match=r"Dense 'head'.*size 4 on axis -1.*\(None, 5\)"):
+    with pytest.raises(ValueError, match=r"Dense 'head'.*size 4 on axis -1.*\(2, 5\)"):
         layer(np.ones((2, 5)))
     prelu = layers.PReLU(name="pr")
     prelu(np.ones((1, 3, 4)))
