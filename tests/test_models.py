@@ -573,6 +573,7 @@ def test_accuracy_is_resolved_from_the_loss_like_keras():
     assert metrics.accuracy([[1.0], [0.0]], [[0.7], [0.6]]) == 0.5          # binary
     assert metrics.accuracy([2, 0], [[0, 0, 1.0], [0, 1.0, 0]]) == 0.5     # sparse
     assert metrics.accuracy([[0, 1.0], [1.0, 0]], [[0.2, 0.8], [0.1, 0.9]]) == 0.5
+    assert metrics.get(losses.MeanAbsoluteError()).name == "mean_absolute_error"
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.get("precision")
     with pytest.raises(TypeError):

@@ -175,7 +175,11 @@ def get(identifier, loss=None) -> Metric:
             raise ValueError(f"unknown metric {identifier!r}; expected one of {', '.join(known)}")
         return Metric(fn, identifier)
     if callable(identifier):
-        return Metric(identifier, getattr(identifier, "__name__", type(identifier).__name__))
+        # A Loss object keeps its Keras name ("mean_squared_error"); a function its own.
+        name = getattr(identifier, "name", None)
+        if not isinstance(name, str):
+            name = getattr(identifier, "__name__", type(identifier).__name__)
+        return Metric(identifier, name)
     raise TypeError(f"metric must be a name, a Metric or a callable(y_true, y_pred), "
                     f"got {identifier!r}")
 
