@@ -173,7 +173,7 @@ def test_wrong_feature_size_names_the_layer_and_both_sizes():
         layer(np.ones((2, 5)))
     prelu = layers.PReLU(name="pr")
     prelu(np.ones((1, 3, 4)))
-    with pytest.raises(ValueError, match=r"PReLU 'pr'.*size 4 on axis 2.*\(None, 3, 6\)"):
+    with pytest.raises(ValueError, match=r"PReLU 'pr'.*size 4 on axis 2.*\(1, 3, 6\)"):
         prelu(np.ones((1, 3, 6)))
     with pytest.raises(ValueError, match=r"PReLU 'pr'.*rank 3"):
         prelu(np.ones((1, 12)))
