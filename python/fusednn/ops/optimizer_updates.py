@@ -45,9 +45,7 @@ def adam_update(params, grads, ms, vs, *, learning_rate, beta_1, beta_2, epsilon
     if xp is np:
         _C.adam_update_cpu(params, grads, ms, vs, lr, b1, b2, eps, t, wd)
     else:
-        with params[0].device:
-            _C.adam_update_cuda(params, grads, ms, vs, lr, b1, b2, eps, t, wd,
-                                backend.current_stream_ptr())
+        _launch_cuda(_C.adam_update_cuda, params, grads, ms, vs, lr, b1, b2, eps, t, wd)
 
 
 def sgd_update(params, grads, moments, *, learning_rate, momentum=0.0, nesterov=False,
@@ -82,9 +80,24 @@ def sgd_update(params, grads, moments, *, learning_rate, momentum=0.0, nesterov=
     if xp is np:
         _C.sgd_update_cpu(params, grads, moments, lr, mom, bool(nesterov), wd)
     else:
-        with params[0].device:
-            _C.sgd_update_cuda(params, grads, moments, lr, mom, bool(nesterov), wd,
-                               backend.current_stream_ptr())
+        _launch_cuda(_C.sgd_update_cuda, params, grads, moments, lr, mom, bool(nesterov), wd)
+
+
+def _launch_cuda(kernel, params, *args):
+    """Queues `kernel` on CuPy's current stream of the parameters' device.
+
+    nanobind imports every CuPy array through __dlpack__() without a stream, and
+    CuPy then orders the legacy default stream after its current one with an
+    event per array: hundreds of events for a model's tensor lists. The kernel
+    is queued on the current stream itself, which already orders it after the
+    work that produced the arrays, so the arrays are handed over while the null
+    stream is current (no events) and the real stream is passed explicitly.
+    """
+    cp = backend.cupy_module()
+    with params[0].device:
+        stream = backend.current_stream_ptr()
+        with cp.cuda.Stream.null:
+            kernel(params, *args, stream)
 
 
 def _real(op, name, value, *, low, high=math.inf, high_inclusive=False):
