@@ -7,4 +7,5 @@ NB_MODULE(_C, m) {
   fusednn::bindings::bind_cross_entropy(m);
   fusednn::bindings::bind_optimizers(m);
   fusednn::bindings::bind_gemm(m);
+  fusednn::bindings::bind_pooling(m);
 }

@@ -1,0 +1,228 @@
+// Pooling and nearest-neighbour upsampling on the CPU (NHWC).
+//
+// Forward: OpenMP over the N * OH output rows; an output pixel is a vector of
+// C channels (innermost, contiguous) updated by one vectorised pass per input
+// pixel of its window. Backward: OpenMP over the N * H input rows; each input
+// pixel gathers from the windows that cover it, so threads write disjoint
+// rows of dx and each element once.
+#include <algorithm>
+#include <cstdint>
+
+#include "fusednn/pooling.h"
+
+namespace fusednn::cpu {
+
+namespace {
+
+// Rows are split across threads only when there is enough work to pay for it.
+constexpr std::int64_t kParallelElements = 1 << 15;
+
+// A half-open range [begin, end).
+struct Span {
+  std::int64_t begin, end;
+};
+
+// Input positions [begin, end) of window `o` along one axis, clipped to the input
+// of size `I` (the clipped-off part is padding).
+inline Span window_inputs(std::int64_t o, std::int64_t pad, std::int64_t K, std::int64_t S,
+                          std::int64_t I) {
+  const std::int64_t start = o * S - pad;
+  return {std::max<std::int64_t>(start, 0), std::min(start + K, I)};
+}
+
+// Windows [begin, end) along one axis that cover input position `i`: those with
+// o * S - pad <= i < o * S - pad + K, among the O windows.
+inline Span covering_windows(std::int64_t i, std::int64_t pad, std::int64_t K, std::int64_t S,
+                             std::int64_t O) {
+  const std::int64_t padded = i + pad;
+  const std::int64_t lowest_start = padded - K + 1;
+  const std::int64_t begin = lowest_start <= 0 ? 0 : (lowest_start + S - 1) / S;
+  return {begin, std::min(padded / S + 1, O)};
+}
+
+}  // namespace
+
+template <typename T, typename Index>
+void max_pool2d_forward(const T* x, T* y, Index* argmax, const Pool2dGeometry& g) {
+  const std::int64_t C = g.C;
+  const std::int64_t work = g.N * g.OH * g.OW * C * g.KH * g.KW;
+#pragma omp parallel for schedule(static) if (work >= kParallelElements)
+  for (std::int64_t row = 0; row < g.N * g.OH; ++row) {
+    const std::int64_t n = row / g.OH, oh = row % g.OH;
+    const Span rows = window_inputs(oh, g.pad_top, g.KH, g.SH, g.H);
+    const T* x_n = x + n * g.H * g.W * C;
+    for (std::int64_t ow = 0; ow < g.OW; ++ow) {
+      const Span cols = window_inputs(ow, g.pad_left, g.KW, g.SW, g.W);
+      T* best = y + (row * g.OW + ow) * C;
+      Index* best_at = argmax + (row * g.OW + ow) * C;
+      // The window's first input pixel starts the running maximum (no -inf
+      // sentinel, so an all -inf window still points at a real element).
+      const std::int64_t first = rows.begin * g.W + cols.begin;
+#pragma omp simd
+      for (std::int64_t c = 0; c < C; ++c) {
+        best[c] = x_n[first * C + c];
+        best_at[c] = static_cast<Index>(first);
+      }
+      for (std::int64_t h = rows.begin; h < rows.end; ++h) {
+        for (std::int64_t w = (h == rows.begin ? cols.begin + 1 : cols.begin); w < cols.end; ++w) {
+          const std::int64_t pos = h * g.W + w;
+          const T* pixel = x_n + pos * C;
+#pragma omp simd
+          for (std::int64_t c = 0; c < C; ++c) {
+            const T v = pixel[c], b = best[c];
+            // Strictly greater keeps the first of equal maxima; a NaN replaces a number.
+            const bool take = v > b || (v != v && b == b);
+            best[c] = take ? v : b;
+            best_at[c] = take ? static_cast<Index>(pos) : best_at[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T, typename Index>
+void max_pool2d_backward(const T* dy, const Index* argmax, T* dx, const Pool2dGeometry& g) {
+  const std::int64_t C = g.C;
+  const std::int64_t work = g.N * g.H * g.W * C;
+#pragma omp parallel for schedule(static) if (work >= kParallelElements)
+  for (std::int64_t row = 0; row < g.N * g.H; ++row) {
+    const std::int64_t n = row / g.H, h = row % g.H;
+    const Span out_rows = covering_windows(h, g.pad_top, g.KH, g.SH, g.OH);
+    for (std::int64_t w = 0; w < g.W; ++w) {
+      const Span out_cols = covering_windows(w, g.pad_left, g.KW, g.SW, g.OW);
+      const Index pos = static_cast<Index>(h * g.W + w);
+      T* d = dx + (row * g.W + w) * C;
+#pragma omp simd
+      for (std::int64_t c = 0; c < C; ++c) d[c] = T(0);
+      for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
+        for (std::int64_t ow = out_cols.begin; ow < out_cols.end; ++ow) {
+          const std::int64_t o = ((n * g.OH + oh) * g.OW + ow) * C;
+#pragma omp simd
+          for (std::int64_t c = 0; c < C; ++c) d[c] += argmax[o + c] == pos ? dy[o + c] : T(0);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void avg_pool2d_forward(const T* x, T* y, const Pool2dGeometry& g) {
+  const std::int64_t C = g.C;
+  const std::int64_t work = g.N * g.OH * g.OW * C * g.KH * g.KW;
+#pragma omp parallel for schedule(static) if (work >= kParallelElements)
+  for (std::int64_t row = 0; row < g.N * g.OH; ++row) {
+    const std::int64_t n = row / g.OH, oh = row % g.OH;
+    const Span rows = window_inputs(oh, g.pad_top, g.KH, g.SH, g.H);
+    const T* x_n = x + n * g.H * g.W * C;
+    for (std::int64_t ow = 0; ow < g.OW; ++ow) {
+      const Span cols = window_inputs(ow, g.pad_left, g.KW, g.SW, g.W);
+      T* sum = y + (row * g.OW + ow) * C;
+#pragma omp simd
+      for (std::int64_t c = 0; c < C; ++c) sum[c] = T(0);
+      for (std::int64_t h = rows.begin; h < rows.end; ++h) {
+        for (std::int64_t w = cols.begin; w < cols.end; ++w) {
+          const T* pixel = x_n + (h * g.W + w) * C;
+#pragma omp simd
+          for (std::int64_t c = 0; c < C; ++c) sum[c] += pixel[c];
+        }
+      }
+      const T inverse_count = T(1) / static_cast<T>((rows.end - rows.begin) * (cols.end - cols.begin));
+#pragma omp simd
+      for (std::int64_t c = 0; c < C; ++c) sum[c] *= inverse_count;
+    }
+  }
+}
+
+template <typename T>
+void avg_pool2d_backward(const T* dy, T* dx, const Pool2dGeometry& g) {
+  const std::int64_t C = g.C;
+  const std::int64_t work = g.N * g.H * g.W * C;
+#pragma omp parallel for schedule(static) if (work >= kParallelElements)
+  for (std::int64_t row = 0; row < g.N * g.H; ++row) {
+    const std::int64_t n = row / g.H, h = row % g.H;
+    const Span out_rows = covering_windows(h, g.pad_top, g.KH, g.SH, g.OH);
+    for (std::int64_t w = 0; w < g.W; ++w) {
+      const Span out_cols = covering_windows(w, g.pad_left, g.KW, g.SW, g.OW);
+      T* d = dx + (row * g.W + w) * C;
+#pragma omp simd
+      for (std::int64_t c = 0; c < C; ++c) d[c] = T(0);
+      for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
+        const Span rows = window_inputs(oh, g.pad_top, g.KH, g.SH, g.H);
+        for (std::int64_t ow = out_cols.begin; ow < out_cols.end; ++ow) {
+          const Span cols = window_inputs(ow, g.pad_left, g.KW, g.SW, g.W);
+          const T inverse_count =
+              T(1) / static_cast<T>((rows.end - rows.begin) * (cols.end - cols.begin));
+          const T* grad = dy + ((n * g.OH + oh) * g.OW + ow) * C;
+#pragma omp simd
+          for (std::int64_t c = 0; c < C; ++c) d[c] += grad[c] * inverse_count;
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void upsample_nearest2d_forward(const T* x, T* y, std::int64_t N, std::int64_t H,
+                                std::int64_t W, std::int64_t C, std::int64_t SH,
+                                std::int64_t SW) {
+  const std::int64_t OH = H * SH, OW = W * SW;
+#pragma omp parallel for schedule(static) if (N * OH * OW * C >= kParallelElements)
+  for (std::int64_t row = 0; row < N * OH; ++row) {
+    const std::int64_t n = row / OH, h = (row % OH) / SH;
+    const T* x_row = x + (n * H + h) * W * C;
+    T* y_row = y + row * OW * C;
+    for (std::int64_t w = 0; w < W; ++w) {
+      for (std::int64_t j = 0; j < SW; ++j) {
+        std::copy(x_row + w * C, x_row + (w + 1) * C, y_row + (w * SW + j) * C);
+      }
+    }
+  }
+}
+
+template <typename T>
+void upsample_nearest2d_backward(const T* dy, T* dx, std::int64_t N, std::int64_t H,
+                                 std::int64_t W, std::int64_t C, std::int64_t SH,
+                                 std::int64_t SW) {
+  const std::int64_t OH = H * SH, OW = W * SW;
+#pragma omp parallel for schedule(static) if (N * OH * OW * C >= kParallelElements)
+  for (std::int64_t row = 0; row < N * H; ++row) {
+    const std::int64_t n = row / H, h = row % H;
+    for (std::int64_t w = 0; w < W; ++w) {
+      T* d = dx + (row * W + w) * C;
+#pragma omp simd
+      for (std::int64_t c = 0; c < C; ++c) d[c] = T(0);
+      for (std::int64_t i = 0; i < SH; ++i) {
+        const T* dy_row = dy + ((n * OH + h * SH + i) * OW + w * SW) * C;
+        for (std::int64_t j = 0; j < SW; ++j) {
+#pragma omp simd
+          for (std::int64_t c = 0; c < C; ++c) d[c] += dy_row[j * C + c];
+        }
+      }
+    }
+  }
+}
+
+#define FUSEDNN_INSTANTIATE_MAX_POOL(T, Index)                                              \
+  template void max_pool2d_forward<T, Index>(const T*, T*, Index*, const Pool2dGeometry&); \
+  template void max_pool2d_backward<T, Index>(const T*, const Index*, T*, const Pool2dGeometry&);
+FUSEDNN_INSTANTIATE_MAX_POOL(float, std::int32_t)
+FUSEDNN_INSTANTIATE_MAX_POOL(float, std::int64_t)
+FUSEDNN_INSTANTIATE_MAX_POOL(double, std::int32_t)
+FUSEDNN_INSTANTIATE_MAX_POOL(double, std::int64_t)
+#undef FUSEDNN_INSTANTIATE_MAX_POOL
+
+#define FUSEDNN_INSTANTIATE(T)                                                               \
+  template void avg_pool2d_forward<T>(const T*, T*, const Pool2dGeometry&);                  \
+  template void avg_pool2d_backward<T>(const T*, T*, const Pool2dGeometry&);                 \
+  template void upsample_nearest2d_forward<T>(const T*, T*, std::int64_t, std::int64_t,      \
+                                              std::int64_t, std::int64_t, std::int64_t,      \
+                                              std::int64_t);                                 \
+  template void upsample_nearest2d_backward<T>(const T*, T*, std::int64_t, std::int64_t,     \
+                                               std::int64_t, std::int64_t, std::int64_t,     \
+                                               std::int64_t);
+FUSEDNN_INSTANTIATE(float)
+FUSEDNN_INSTANTIATE(double)
+#undef FUSEDNN_INSTANTIATE
+
+}  // namespace fusednn::cpu
