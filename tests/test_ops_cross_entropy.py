@@ -383,3 +383,91 @@ def test_cuda_label_range_is_checked_before_the_kernel():
         ops.sparse_softmax_cross_entropy(cp.zeros((3, 3), cp.float64), cp.array([0, 1, 1]))
     with pytest.raises(TypeError, match="different devices"):
         ops.sparse_softmax_cross_entropy(cp.zeros((3, 3), cp.float32), np.array([0, 1, 1]))
+
+
+# The CUDA kernel's row algorithm (per-lane online softmax states merged by a
+# butterfly, then the gradient pass), compiled by nvcc as host code from the
+# kernel's own source and checked against the reference: this runs without a GPU.
+_ROW_SIMULATION = r"""
+#include "cross_entropy.cu"
+#include <cstdio>
+#include <vector>
+using namespace fusednn::cuda;
+
+template <bool kDense>
+void row(int lanes, const float* x, const float* t, long label, long C, float scale,
+         float* loss, float* dx) {
+  std::vector<RowState> s(lanes, empty_state());
+  for (int l = 0; l < lanes; ++l)
+    for (long c = l; c < C; c += lanes) s[l] = add_element<kDense>(s[l], x[c], kDense ? t[c] : 0.f);
+  for (int offset = lanes / 2; offset > 0; offset /= 2) {  // what __shfl_xor_sync exchanges
+    std::vector<RowState> next(lanes);
+    for (int l = 0; l < lanes; ++l) next[l] = merge<kDense>(s[l], s[l ^ offset]);
+    s = next;
+  }
+  const RowState r = s[0];
+  const float factor = scale * (kDense ? r.target_sum : 1.f) / r.sum;
+  for (long c = 0; c < C; ++c)
+    dx[c] = expf(x[c] - r.max) * factor - (kDense ? t[c] * scale : (c == label ? scale : 0.f));
+  *loss = kDense ? logf(r.sum) * r.target_sum - r.target_dot : logf(r.sum) - (x[label] - r.max);
+}
+
+int main() {
+  int lanes, dense;
+  long C, label;
+  float scale;
+  while (std::scanf("%d %d %ld %ld %f", &lanes, &dense, &C, &label, &scale) == 5) {
+    std::vector<float> x(C), t(C), dx(C);
+    float loss;
+    for (auto& v : x) std::scanf("%f", &v);
+    for (auto& v : t) std::scanf("%f", &v);
+    (dense ? row<true> : row<false>)(lanes, x.data(), t.data(), label, C, scale, &loss, dx.data());
+    std::printf("%.9g", loss);
+    for (float v : dx) std::printf(" %.9g", v);
+    std::printf("\n");
+  }
+}
+"""
+
+
+def test_cuda_row_algorithm_on_the_host(tmp_path, rng):
+    import pathlib
+    import shutil
+    import subprocess
+
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc"
+                                    if pathlib.Path("/usr/local/cuda/bin/nvcc").exists() else None)
+    kernel_dir = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "cuda"
+    if nvcc is None or not (kernel_dir / "cross_entropy.cu").exists():
+        pytest.skip("needs nvcc and the CUDA sources")
+    source = tmp_path / "row_simulation.cu"
+    source.write_text(_ROW_SIMULATION)
+    program = tmp_path / "row_simulation"
+    include = kernel_dir.parents[0] / "include"
+    subprocess.run([nvcc, "-std=c++17", "--expt-relaxed-constexpr", f"-I{kernel_dir}",
+                    f"-I{include}", str(source), "-o", str(program)], check=True,
+                   capture_output=True)
+    cases, lines = [], []
+    for C in [1, 31, 33, 1031]:
+        for lanes in [32, 256]:       # warp per row, block per row
+            for dense in [False, True]:
+                logits = (rng.standard_normal(C) * 4).astype(np.float32)
+                targets = rng.dirichlet(np.ones(C)).astype(np.float32)
+                label = int(rng.integers(0, C))
+                if C > 5:             # masked classes, never the label
+                    logits[[1, 4]], targets[[1, 4]] = -np.inf, 0
+                    label = 0 if label in (1, 4) else label
+                cases.append((dense, logits, targets, label))
+                lines.append(f"{lanes} {int(dense)} {C} {label} 0.25 "
+                             + " ".join(map(repr, logits.tolist() + targets.tolist())))
+    out = subprocess.run([str(program)], input="\n".join(lines) + "\n", capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert len(out) == len(cases)
+    for (dense, logits, targets, label), line in zip(cases, out):
+        values = np.array(line.split(), dtype=np.float64)
+        if dense:
+            want = reference_dense(logits[None], targets[None], 0.25)
+        else:
+            want = reference_sparse(logits[None], np.array([label]), 0.25)
+        assert_close((values[:1].astype(np.float32), values[None, 1:].astype(np.float32)),
+                     want, np.float32, 0.25)

@@ -25,6 +25,8 @@ constexpr std::int64_t kWarpRowMaxClasses = 1024;
 constexpr std::int64_t kMaxBlocks = 1 << 20;
 
 // Online softmax state of a set of logits (and of their targets, when dense).
+// The state functions are also host functions so that they can be checked on a
+// machine without a GPU.
 struct RowState {
   float max;          // running maximum of the logits
   float sum;          // sum of exp(x - max)
@@ -32,13 +34,13 @@ struct RowState {
   float target_dot;   // sum of t * (x - max), <= 0
 };
 
-__device__ __forceinline__ RowState empty_state() { return {-INFINITY, 0.f, 0.f, 0.f}; }
+__host__ __device__ __forceinline__ RowState empty_state() { return {-INFINITY, 0.f, 0.f, 0.f}; }
 
 // Re-expresses a state relative to a new maximum `m` >= state.max. Equal maxima
 // (including -inf == -inf) need no rescaling, which keeps all -inf rows NaN-free
 // until the end.
 template <bool kDense>
-__device__ __forceinline__ RowState rebase(RowState s, float m) {
+__host__ __device__ __forceinline__ RowState rebase(RowState s, float m) {
   if (s.max == m) return s;
   s.sum *= expf(s.max - m);
   if (kDense && s.target_sum != 0.f) s.target_dot -= s.target_sum * (m - s.max);
@@ -47,7 +49,7 @@ __device__ __forceinline__ RowState rebase(RowState s, float m) {
 }
 
 template <bool kDense>
-__device__ __forceinline__ RowState merge(RowState a, RowState b) {
+__host__ __device__ __forceinline__ RowState merge(RowState a, RowState b) {
   const float m = fmaxf(a.max, b.max);
   a = rebase<kDense>(a, m);
   b = rebase<kDense>(b, m);
@@ -55,7 +57,7 @@ __device__ __forceinline__ RowState merge(RowState a, RowState b) {
 }
 
 template <bool kDense>
-__device__ __forceinline__ RowState add_element(RowState s, float x, float t) {
+__host__ __device__ __forceinline__ RowState add_element(RowState s, float x, float t) {
   if (x > s.max) s = rebase<kDense>(s, x);
   const float shifted = x == s.max ? 0.f : x - s.max;
   s.sum += expf(shifted);
