@@ -53,13 +53,25 @@ def deserialize(config: dict) -> Layer:
 
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape  # noqa: E402
 from .activation_layers import ELU, LeakyReLU, PReLU, ReLU, Softmax  # noqa: E402
+from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,  # noqa: E402
+                      GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                      MaxPooling1D, MaxPooling2D)
+from .reshaping import Cropping2D, UpSampling1D, UpSampling2D, ZeroPadding2D  # noqa: E402
+from .normalization import BatchNormalization  # noqa: E402
 
 for _cls in (Activation, Dense, Dropout, Flatten, InputLayer, Reshape,
+             AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
+             GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D,
+             Cropping2D, UpSampling1D, UpSampling2D, ZeroPadding2D, BatchNormalization,
              ELU, LeakyReLU, PReLU, ReLU, Softmax):
     register(_cls)
 del _cls
 
 __all__ = [
+    "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "Cropping2D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D", "MaxPooling1D", "MaxPooling2D", "UpSampling1D", "UpSampling2D",
+    "ZeroPadding2D",
     "Activation", "Dense", "Dropout", "ELU", "Flatten", "Input", "InputLayer", "InputSpec",
     "Layer", "LeakyReLU", "PReLU", "ReLU", "Reshape", "Softmax", "Variable",
     "deserialize", "register", "registered_classes", "serialize",

@@ -6,8 +6,16 @@ CUDA kernels (fusednn.backend).
 """
 from .cross_entropy import softmax_cross_entropy, sparse_softmax_cross_entropy
 from .optimizer_updates import adam_update, sgd_update
+from .pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
+                      upsample_nearest2d, upsample_nearest2d_backward)
 
 __all__ = [
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "upsample_nearest2d",
+    "upsample_nearest2d_backward",
     "adam_update",
     "sgd_update",
     "softmax_cross_entropy",

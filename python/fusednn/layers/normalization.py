@@ -1,0 +1,164 @@
+"""BatchNormalization (Keras semantics).
+
+Input of any rank >= 2 with the normalised feature axis `axis` (C channels,
+-1 by default: the channels of (N, H, W, C) or the features of (N, F));
+statistics are taken over every other axis (M elements per channel).
+
+- training: y = gamma * (x - mean) / sqrt(var + epsilon) + beta with the batch
+  mean and biased variance per channel, and the moving statistics updated as
+  moving = moving * momentum + batch * (1 - momentum) (Keras's convention:
+  momentum is the weight of the old value; PyTorch's momentum is 1 - this, and
+  PyTorch stores the unbiased variance, Keras and this layer the biased one).
+- inference, and also training of a frozen layer (trainable=False, as in
+  Keras, so that fine-tuning keeps the learned statistics): the moving
+  statistics instead, not updated.
+Weights in Keras order: gamma (if scale), beta (if center), moving_mean,
+moving_variance, each (C,); the moving statistics are non-trainable.
+
+Written as NumPy / CuPy expressions (a few memory-bound passes over x): the
+op is not one of the kernel families of this library.
+"""
+from __future__ import annotations
+
+import numbers
+
+from .. import backend, initializers, regularizers
+from .base import InputSpec, Layer
+from .core import _checked
+
+
+class BatchNormalization(Layer):
+    """Normalises each channel along `axis` with batch statistics (training) or
+    moving statistics (inference), then scales by gamma and shifts by beta."""
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+            raise TypeError(f"{self._label()}: expected axis to be an int, got {axis!r}")
+        if not _is_real(momentum) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{self._label()}: expected momentum to be a number in [0, 1], "
+                             f"got {momentum!r}")
+        if not _is_real(epsilon) or not epsilon > 0:
+            raise ValueError(f"{self._label()}: expected epsilon to be a number > 0, "
+                             f"got {epsilon!r}")
+        self.axis = int(axis)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = _checked(self, "beta_initializer", initializers.get,
+                                         beta_initializer)
+        self.gamma_initializer = _checked(self, "gamma_initializer", initializers.get,
+                                          gamma_initializer)
+        self.moving_mean_initializer = _checked(self, "moving_mean_initializer",
+                                                initializers.get, moving_mean_initializer)
+        self.moving_variance_initializer = _checked(self, "moving_variance_initializer",
+                                                    initializers.get, moving_variance_initializer)
+        self.beta_regularizer = _checked(self, "beta_regularizer", regularizers.get,
+                                         beta_regularizer)
+        self.gamma_regularizer = _checked(self, "gamma_regularizer", regularizers.get,
+                                          gamma_regularizer)
+        self.input_spec = InputSpec(min_ndim=2)
+        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+
+    def _resolved_axis(self, ndim: int) -> int:
+        if not -ndim <= self.axis < ndim:
+            raise ValueError(f"{self._label()}: axis {self.axis} is out of range for an input "
+                             f"of rank {ndim}")
+        return self.axis % ndim
+
+    def build(self, input_shape):
+        axis = self._resolved_axis(len(input_shape))
+        channels = input_shape[axis]
+        if axis == 0 or channels is None:
+            raise ValueError(f"{self._label()}: the normalised axis {self.axis} must be a "
+                             f"feature axis of known size, got input shape {tuple(input_shape)}")
+        shape = (channels,)
+        if self.scale:
+            self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
+                                         self.gamma_regularizer)
+        if self.center:
+            self.beta = self.add_weight("beta", shape, self.beta_initializer,
+                                        self.beta_regularizer)
+        self.moving_mean = self.add_weight("moving_mean", shape, self.moving_mean_initializer,
+                                           trainable=False)
+        self.moving_variance = self.add_weight("moving_variance", shape,
+                                               self.moving_variance_initializer, trainable=False)
+        self.input_spec = InputSpec(ndim=len(input_shape), axes={axis: channels})
+
+    def _layout(self, ndim):
+        """(axes reduced over, shape that broadcasts a (C,) vector against the input)."""
+        axis = self._resolved_axis(ndim)
+        reduce_axes = tuple(a for a in range(ndim) if a != axis)
+        broadcast = tuple(-1 if a == axis else 1 for a in range(ndim))
+        return reduce_axes, broadcast
+
+    def call(self, x, training):
+        xp = backend.get_array_module(x)
+        reduce_axes, broadcast = self._layout(x.ndim)
+        use_batch_stats = training and self.trainable
+        if use_batch_stats:
+            mean = x.mean(axis=reduce_axes)
+            centered = x - mean.reshape(broadcast)
+            variance = (centered * centered).mean(axis=reduce_axes)  # biased, as in Keras
+            self._update_moving(self.moving_mean, mean)
+            self._update_moving(self.moving_variance, variance)
+        else:
+            centered = x - self.moving_mean.value.reshape(broadcast)
+            variance = self.moving_variance.value
+        inverse_std = 1.0 / xp.sqrt(variance + self.epsilon)
+        normalized = centered * inverse_std.reshape(broadcast)
+        y = normalized * self.gamma.value.reshape(broadcast) if self.scale else normalized.copy()
+        if self.center:
+            y += self.beta.value.reshape(broadcast)
+        cache = (normalized, inverse_std, use_batch_stats) if training else None
+        return y, cache
+
+    def _update_moving(self, var, batch_value):
+        var.value *= self.momentum
+        var.value += (1.0 - self.momentum) * batch_value
+
+    def call_backward(self, dy, cache):
+        normalized, inverse_std, used_batch_stats = cache
+        reduce_axes, broadcast = self._layout(dy.ndim)
+        scale = inverse_std * self.gamma.value if self.scale else inverse_std
+        if not used_batch_stats:
+            # Moving statistics are constants: the layer is an affine map per channel
+            # (and frozen, so there are no parameter gradients to add).
+            return dy * scale.reshape(broadcast)
+        dy_sum = dy.sum(axis=reduce_axes)
+        dy_normalized_sum = (dy * normalized).sum(axis=reduce_axes)
+        if self.center:
+            self._accumulate(self.beta, dy_sum)
+        if self.scale:
+            self._accumulate(self.gamma, dy_normalized_sum)
+        # The batch mean and variance depend on every x of the channel (M values):
+        # dx = gamma / std * (dy - mean(dy) - normalized * mean(dy * normalized)).
+        count = dy.size // dy_sum.size
+        return (dy - (dy_sum / count).reshape(broadcast)
+                - normalized * (dy_normalized_sum / count).reshape(broadcast)
+                ) * scale.reshape(broadcast)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            axis=self.axis,
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+            center=self.center,
+            scale=self.scale,
+            beta_initializer=initializers.serialize(self.beta_initializer),
+            gamma_initializer=initializers.serialize(self.gamma_initializer),
+            moving_mean_initializer=initializers.serialize(self.moving_mean_initializer),
+            moving_variance_initializer=initializers.serialize(self.moving_variance_initializer),
+            beta_regularizer=regularizers.serialize(self.beta_regularizer),
+            gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
+        )
+        return config
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

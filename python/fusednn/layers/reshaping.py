@@ -1,0 +1,178 @@
+"""Layers that change the spatial extent: UpSampling2D/1D, ZeroPadding2D, Cropping2D.
+
+Shapes are channels last: images (N, H, W, C), sequences (N, T, C).
+Upsampling runs on the nearest-neighbour kernels (fusednn.ops.pooling);
+padding and cropping are a slice copy each way, which NumPy / CuPy do at memory
+speed already.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend, ops
+from ..ops import pooling as pooling_ops
+from .base import InputSpec, Layer
+
+
+class UpSampling2D(Layer):
+    """Repeats each pixel size = (SH, SW) times: (N, H, W, C) -> (N, H*SH, W*SW, C).
+
+    Only interpolation="nearest" is implemented; backward sums each SH x SW block.
+    """
+
+    def __init__(self, size=(2, 2), interpolation="nearest", **kwargs):
+        super().__init__(**kwargs)
+        self.size = pooling_ops.normalize_tuple(size, 2, "size", self._label())
+        if interpolation != "nearest":
+            raise ValueError(f"{self._label()}: interpolation {interpolation!r} is not "
+                             "implemented; the supported interpolation is 'nearest'")
+        self.interpolation = interpolation
+        self.input_spec = InputSpec(ndim=4)
+
+    def compute_output_shape(self, input_shape):
+        N, H, W, C = input_shape
+        return (N, None if H is None else H * self.size[0],
+                None if W is None else W * self.size[1], C)
+
+    def call(self, x, training):
+        return ops.upsample_nearest2d(x, self.size), None
+
+    def call_backward(self, dy, cache):
+        return ops.upsample_nearest2d_backward(dy, self.size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=list(self.size), interpolation=self.interpolation)
+        return config
+
+
+class UpSampling1D(Layer):
+    """Repeats each time step `size` times: (N, T, C) -> (N, T * size, C)."""
+
+    def __init__(self, size=2, **kwargs):
+        super().__init__(**kwargs)
+        self.size = pooling_ops.normalize_tuple(size, 1, "size", self._label())[0]
+        self.input_spec = InputSpec(ndim=3)
+
+    def compute_output_shape(self, input_shape):
+        N, T, C = input_shape
+        return (N, None if T is None else T * self.size, C)
+
+    def call(self, x, training):
+        # The 2-D kernel on (N, 1, T, C) with factors (1, size).
+        N, T, C = x.shape
+        y = ops.upsample_nearest2d(x.reshape(N, 1, T, C), (1, self.size))
+        return y.reshape(N, T * self.size, C), None
+
+    def call_backward(self, dy, cache):
+        N, T, C = dy.shape
+        dx = ops.upsample_nearest2d_backward(dy.reshape(N, 1, T, C), (1, self.size))
+        return dx.reshape(N, T // self.size, C)
+
+    def get_config(self):
+        config = super().get_config()
+        config["size"] = self.size
+        return config
+
+
+def _pairs(layer: Layer, argument: str, value):
+    """Keras's forms of per-side amounts, as ((top, bottom), (left, right)) of ints >= 0:
+    n (all sides), (h, w) (symmetric per axis) or ((top, bottom), (left, right))."""
+    def is_count(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+
+    pairs = None
+    if is_count(value):
+        pairs = ((value, value), (value, value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        if all(is_count(v) for v in value):
+            pairs = ((value[0], value[0]), (value[1], value[1]))
+        elif all(isinstance(v, (tuple, list)) and len(v) == 2 and all(is_count(u) for u in v)
+                 for v in value):
+            pairs = tuple(tuple(v) for v in value)
+    if pairs is None:
+        raise ValueError(f"{layer._label()}: expected {argument} to be an int >= 0, a tuple of 2 "
+                         f"ints >= 0 (height, width) or ((top, bottom), (left, right)), "
+                         f"got {value!r}")
+    return tuple(tuple(int(v) for v in pair) for pair in pairs)
+
+
+class ZeroPadding2D(Layer):
+    """Adds rows and columns of zeros: (N, H, W, C) -> (N, top+H+bottom, left+W+right, C).
+
+    padding: n, (h, w) or ((top, bottom), (left, right)).
+    """
+
+    def __init__(self, padding=(1, 1), **kwargs):
+        super().__init__(**kwargs)
+        self.padding = _pairs(self, "padding", padding)
+        self.input_spec = InputSpec(ndim=4)
+
+    def compute_output_shape(self, input_shape):
+        N, H, W, C = input_shape
+        (top, bottom), (left, right) = self.padding
+        return (N, None if H is None else top + H + bottom,
+                None if W is None else left + W + right, C)
+
+    def call(self, x, training):
+        xp = backend.get_array_module(x)
+        (top, _), (left, _) = self.padding
+        _, H, W, _ = x.shape
+        y = xp.zeros(self.compute_output_shape(x.shape), dtype=x.dtype)
+        y[:, top:top + H, left:left + W] = x
+        return y, (x.shape if training else None)
+
+    def call_backward(self, dy, input_shape):
+        (top, _), (left, _) = self.padding
+        _, H, W, _ = input_shape
+        xp = backend.get_array_module(dy)
+        return xp.ascontiguousarray(dy[:, top:top + H, left:left + W])
+
+    def get_config(self):
+        config = super().get_config()
+        config["padding"] = [list(pair) for pair in self.padding]
+        return config
+
+
+class Cropping2D(Layer):
+    """Removes rows and columns at the borders: (N, H, W, C) -> (N, H-top-bottom, W-left-right, C).
+
+    cropping: n, (h, w) or ((top, bottom), (left, right)); at least one row and
+    column must remain.
+    """
+
+    def __init__(self, cropping=((0, 0), (0, 0)), **kwargs):
+        super().__init__(**kwargs)
+        self.cropping = _pairs(self, "cropping", cropping)
+        self.input_spec = InputSpec(ndim=4)
+
+    def compute_output_shape(self, input_shape):
+        out = [input_shape[0]]
+        for axis, (name, (before, after)) in enumerate(zip(("height", "width"), self.cropping)):
+            size = input_shape[axis + 1]
+            if size is not None and before + after >= size:
+                raise ValueError(f"{self._label()}: cropping {self.cropping} removes "
+                                 f"{before + after} of the {size} positions on the {name} of an "
+                                 f"input of shape {tuple(input_shape)}; at least one must remain")
+            out.append(None if size is None else size - before - after)
+        return tuple(out) + (input_shape[3],)
+
+    def call(self, x, training):
+        self.compute_output_shape(x.shape)
+        (top, bottom), (left, right) = self.cropping
+        xp = backend.get_array_module(x)
+        _, H, W, _ = x.shape
+        y = xp.ascontiguousarray(x[:, top:H - bottom, left:W - right])
+        return y, (x.shape if training else None)
+
+    def call_backward(self, dy, input_shape):
+        (top, _), (left, _) = self.cropping
+        xp = backend.get_array_module(dy)
+        dx = xp.zeros(input_shape, dtype=dy.dtype)
+        dx[:, top:top + dy.shape[1], left:left + dy.shape[2]] = dy
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config["cropping"] = [list(pair) for pair in self.cropping]
+        return config

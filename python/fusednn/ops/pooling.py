@@ -1,0 +1,228 @@
+"""Max and average pooling and nearest-neighbour upsampling on NHWC images,
+forward and backward, over the kernels of csrc/include/fusednn/pooling.h.
+
+Shapes: x (N, H, W, C); pooled y (N, OH, OW, C); upsampled y (N, H*SH, W*SW, C).
+1-D pooling is 2-D pooling of (N, 1, T, C) with windows (1, K); global pooling
+is one window covering the whole image (the layers do both).
+
+Geometry (Keras / TensorFlow), per spatial axis of size n, window k, stride s:
+- "valid": no padding, out = floor((n - k) / s) + 1; needs k <= n.
+- "same": out = ceil(n / s); total padding max((out - 1) * s + k - n, 0), of
+  which total // 2 goes before the first row/column and the rest after.
+  Padding is never part of a window: max pooling ignores it and average
+  pooling divides by the number of input elements inside the window.
+Max pooling returns, with y, argmax (N, OH, OW, C): the spatial index h * W + w
+of each maximum inside its sample (int32, or int64 when H * W needs it); ties
+go to the first maximum, NaN propagates. The backward ops take it back so
+nothing is recomputed.
+
+Rules at this boundary: x and dy are float32 or float64 arrays (NumPy on the
+CPU kernels, CuPy on the CUDA kernels), copied to C-contiguous when they are
+not; any other dtype is a TypeError. Everything is validated before a kernel
+runs; outputs are freshly allocated.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import _C, backend
+
+_PADDINGS = ("valid", "same")
+# Above this many positions per image the argmax no longer fits int32.
+_INT32_POSITIONS = np.iinfo(np.int32).max
+
+
+def pool_output_length(length, pool, stride, padding):
+    """(output length, padding before) along one axis for an input of `length`.
+
+    padding is "valid" or "same" (see the module docstring). A window larger than
+    the input under "valid", or an empty input, raises ValueError.
+    """
+    if length < 1:
+        raise ValueError(f"cannot pool an empty axis (length {length})")
+    if padding == "same":
+        out = -(-length // stride)
+        total = max((out - 1) * stride + pool - length, 0)
+        return out, total // 2
+    if pool > length:
+        raise ValueError(f"the window ({pool}) is larger than the input ({length}) and "
+                         f"padding='valid' adds no padding; use a smaller pool or padding='same'")
+    return (length - pool) // stride + 1, 0
+
+
+def normalize_tuple(value, rank, what, op):
+    """`value` as a tuple of `rank` positive ints (an int is repeated); ValueError otherwise."""
+    if _is_int(value):
+        values = (value,) * rank
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            values = None
+    if values is None or len(values) != rank or not all(_is_int(v) and v > 0 for v in values):
+        raise ValueError(f"{op}: expected {what} to be a positive int or a tuple of {rank} "
+                         f"positive ints, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def normalize_padding(padding, op):
+    """'valid' or 'same' (case-insensitive, as in Keras); ValueError otherwise."""
+    name = padding.lower() if isinstance(padding, str) else None
+    if name not in _PADDINGS:
+        raise ValueError(f"{op}: expected padding 'valid' or 'same', got {padding!r}")
+    return name
+
+
+def max_pool2d(x, pool_size, strides=None, padding="valid"):
+    """Max pooling of x (N, H, W, C). Returns (y (N, OH, OW, C), argmax (N, OH, OW, C)).
+
+    pool_size and strides: an int or (height, width); strides default to pool_size.
+    """
+    op = "max_pool2d"
+    xp, x = _checked_image(op, x, "x")
+    geometry = _geometry(op, x.shape, pool_size, strides, padding)
+    out_shape = _pooled_shape(x.shape, geometry)
+    y = xp.empty(out_shape, dtype=x.dtype)
+    argmax = xp.empty(out_shape, dtype=_index_dtype(x.shape))
+    _launch(xp, "max_pool2d_forward", x, y, argmax, *geometry[1:])
+    return y, argmax
+
+
+def max_pool2d_backward(dy, argmax, input_shape, pool_size, strides=None, padding="valid"):
+    """Gradient (N, H, W, C) of max pooling w.r.t. x, from dy (N, OH, OW, C) and the
+    argmax of the forward pass; input_shape is x's shape (N, H, W, C)."""
+    op = "max_pool2d_backward"
+    xp, dy, input_shape, geometry = _checked_backward(op, dy, input_shape, pool_size, strides,
+                                                      padding)
+    try:
+        argmax_xp = backend.get_array_module(dy, argmax)
+    except TypeError as e:
+        raise TypeError(f"{op}: {e}") from None
+    if argmax_xp is not xp or tuple(argmax.shape) != tuple(dy.shape) \
+            or argmax.dtype not in (np.int32, np.int64):
+        raise TypeError(f"{op}: expected argmax as returned by max_pool2d (an int32/int64 "
+                        f"array of dy's shape {tuple(dy.shape)} on dy's device), got "
+                        f"{type(argmax).__name__} of shape {tuple(getattr(argmax, 'shape', ()))} "
+                        f"and dtype {getattr(argmax, 'dtype', None)}")
+    dx = xp.empty(input_shape, dtype=dy.dtype)
+    _launch(xp, "max_pool2d_backward", dy, xp.ascontiguousarray(argmax), dx, *geometry[1:])
+    return dx
+
+
+def avg_pool2d(x, pool_size, strides=None, padding="valid"):
+    """Average pooling of x (N, H, W, C) -> y (N, OH, OW, C) (mean over the input
+    elements in each window; padding is not counted)."""
+    op = "avg_pool2d"
+    xp, x = _checked_image(op, x, "x")
+    geometry = _geometry(op, x.shape, pool_size, strides, padding)
+    y = xp.empty(_pooled_shape(x.shape, geometry), dtype=x.dtype)
+    _launch(xp, "avg_pool2d_forward", x, y, *geometry[1:])
+    return y
+
+
+def avg_pool2d_backward(dy, input_shape, pool_size, strides=None, padding="valid"):
+    """Gradient (N, H, W, C) of average pooling w.r.t. x, from dy (N, OH, OW, C)."""
+    op = "avg_pool2d_backward"
+    xp, dy, input_shape, geometry = _checked_backward(op, dy, input_shape, pool_size, strides,
+                                                      padding)
+    dx = xp.empty(input_shape, dtype=dy.dtype)
+    _launch(xp, "avg_pool2d_backward", dy, dx, *geometry[1:])
+    return dx
+
+
+def upsample_nearest2d(x, size=(2, 2)):
+    """Nearest-neighbour upsampling of x (N, H, W, C) by integer factors size = (SH, SW)
+    (or one int for both) -> (N, H * SH, W * SW, C), each pixel repeated in a block."""
+    op = "upsample_nearest2d"
+    xp, x = _checked_image(op, x, "x")
+    size = normalize_tuple(size, 2, "size", op)
+    N, H, W, C = x.shape
+    y = xp.empty((N, H * size[0], W * size[1], C), dtype=x.dtype)
+    _launch(xp, "upsample_nearest2d_forward", x, y, size)
+    return y
+
+
+def upsample_nearest2d_backward(dy, size=(2, 2)):
+    """Gradient (N, H, W, C) of upsample_nearest2d: dy (N, H * SH, W * SW, C) summed over
+    each SH x SW block."""
+    op = "upsample_nearest2d_backward"
+    xp, dy = _checked_image(op, dy, "dy")
+    size = normalize_tuple(size, 2, "size", op)
+    N, OH, OW, C = dy.shape
+    if OH % size[0] or OW % size[1]:
+        raise ValueError(f"{op}: dy's spatial shape {(OH, OW)} is not a multiple of the "
+                         f"upsampling factors {size}")
+    dx = xp.empty((N, OH // size[0], OW // size[1], C), dtype=dy.dtype)
+    _launch(xp, "upsample_nearest2d_backward", dy, dx, size)
+    return dx
+
+
+# ----- helpers -----------------------------------------------------------------------
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _checked_image(op, x, name):
+    """(xp, x) for a 4-D float32/float64 NHWC array, made C-contiguous."""
+    xp = backend.get_array_module(x)
+    if xp is np and not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if xp is not np and not backend.cuda_compiled():
+        raise RuntimeError(f"{op}: got a CuPy array but this fusednn build has no CUDA kernels")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected {name} of rank 4 (N, H, W, C), got shape "
+                         f"{tuple(x.shape)}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{op}: expected {name} of dtype float32 or float64, got {x.dtype}")
+    return xp, xp.ascontiguousarray(x)
+
+
+def _geometry(op, input_shape, pool_size, strides, padding):
+    """((OH, OW), kernel, strides, (pad_top, pad_left)) for an (N, H, W, C) input, validated."""
+    pool_size = normalize_tuple(pool_size, 2, "pool_size", op)
+    strides = pool_size if strides is None else normalize_tuple(strides, 2, "strides", op)
+    padding = normalize_padding(padding, op)
+    lengths = []
+    for axis, name in ((1, "height"), (2, "width")):
+        try:
+            lengths.append(pool_output_length(input_shape[axis], pool_size[axis - 1],
+                                              strides[axis - 1], padding))
+        except ValueError as e:
+            raise ValueError(f"{op}: input {tuple(input_shape)}, {name}: {e}") from None
+    (OH, pad_top), (OW, pad_left) = lengths
+    return (OH, OW), pool_size, strides, (pad_top, pad_left)
+
+
+def _pooled_shape(input_shape, geometry):
+    return (input_shape[0],) + geometry[0] + (input_shape[3],)
+
+
+def _index_dtype(input_shape):
+    return np.int32 if input_shape[1] * input_shape[2] <= _INT32_POSITIONS else np.int64
+
+
+def _checked_backward(op, dy, input_shape, pool_size, strides, padding):
+    xp, dy = _checked_image(op, dy, "dy")
+    try:
+        input_shape = tuple(int(d) for d in input_shape)
+    except TypeError:
+        input_shape = ()
+    if len(input_shape) != 4 or min(input_shape) < 0:
+        raise ValueError(f"{op}: expected input_shape (N, H, W, C) of x, got {input_shape!r}")
+    geometry = _geometry(op, input_shape, pool_size, strides, padding)
+    expected = _pooled_shape(input_shape, geometry)
+    if tuple(dy.shape) != expected:
+        raise ValueError(f"{op}: expected dy of shape {expected} (the pooled shape of an "
+                         f"input {input_shape}), got {tuple(dy.shape)}")
+    return xp, dy, input_shape, geometry
+
+
+def _launch(xp, kernel, *args):
+    if xp is np:
+        getattr(_C, kernel + "_cpu")(*args)
+    else:
+        with args[0].device:
+            getattr(_C, kernel + "_cuda")(*args, backend.current_stream_ptr())
