@@ -357,3 +357,112 @@ def test_cuda_rejects_mixed_devices_and_float64():
     p64 = [cp.zeros(3, cp.float64)]
     with pytest.raises(TypeError, match="CuPy parameters must be float32"):
         ops.sgd_update(p64, p64, None, learning_rate=0.1)
+
+
+# The CUDA kernels' multi-tensor indexing (tables of up to 64 tensors per
+# launch, chunk lookup, per-thread strides), compiled by nvcc as host code from
+# the kernels' own source: every block's every thread is run on the host.
+_KERNEL_SIMULATION = r"""
+#include "optimizers.cu"
+#include <cstdio>
+#include <cstring>
+#include <vector>
+using namespace fusednn;
+using namespace fusednn::cuda;
+
+int main(int argc, char** argv) {
+  // argv: mode (adam | sgd | momentum | nesterov), input file, output file.
+  // Input: int64 count, int64 sizes[count], then p, g, m, v of all tensors (float32).
+  const char* mode = argv[1];
+  FILE* in = std::fopen(argv[2], "rb");
+  std::int64_t count;
+  std::fread(&count, sizeof count, 1, in);
+  std::vector<std::int64_t> sizes(count);
+  std::fread(sizes.data(), sizeof(std::int64_t), count, in);
+  std::int64_t total = 0;
+  for (auto s : sizes) total += s;
+  std::vector<float> data(4 * total);
+  std::fread(data.data(), sizeof(float), data.size(), in);
+  std::fclose(in);
+  std::vector<float*> ptrs[4];
+  for (int a = 0; a < 4; ++a)
+    for (std::int64_t i = 0, offset = 0; i < count; offset += sizes[i++])
+      ptrs[a].push_back(data.data() + a * total + offset);
+  int launches = 0;
+  if (std::strcmp(mode, "adam") == 0) {
+    const auto h = device_hyperparameters(adam_hyperparameters(0.01, 0.9, 0.999, 1e-7, 3, 0.01));
+    float* const* const arrays[4] = {ptrs[0].data(), ptrs[1].data(), ptrs[2].data(), ptrs[3].data()};
+    for_each_table<4>(arrays, sizes.data(), count, [&](const TensorTable<4>& t, std::int64_t chunks) {
+      ++launches;
+      for (std::int64_t chunk = 0; chunk < chunks; ++chunk)
+        for (int thread = 0; thread < kThreadsPerBlock; ++thread) adam_chunk(t, chunk, thread, h);
+    });
+  } else {
+    const bool momentum = std::strcmp(mode, "sgd") != 0, nesterov = std::strcmp(mode, "nesterov") == 0;
+    const auto h = device_hyperparameters(SgdHyperparameters{0.05, 0.9, 0.05 * 0.01, nesterov});
+    float* const* const arrays[3] = {ptrs[0].data(), ptrs[1].data(), momentum ? ptrs[2].data() : nullptr};
+    for_each_table<3>(arrays, sizes.data(), count, [&](const TensorTable<3>& t, std::int64_t chunks) {
+      ++launches;
+      for (std::int64_t chunk = 0; chunk < chunks; ++chunk)
+        for (int thread = 0; thread < kThreadsPerBlock; ++thread) {
+          if (!momentum) sgd_chunk<false, false>(t, chunk, thread, h);
+          else if (nesterov) sgd_chunk<true, true>(t, chunk, thread, h);
+          else sgd_chunk<true, false>(t, chunk, thread, h);
+        }
+    });
+  }
+  FILE* out = std::fopen(argv[3], "wb");
+  std::fwrite(data.data(), sizeof(float), data.size(), out);
+  std::fclose(out);
+  std::printf("%d\n", launches);
+}
+"""
+
+
+def test_cuda_kernel_indexing_on_the_host(tmp_path, rng):
+    import pathlib
+    import shutil
+    import subprocess
+
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc"
+                                    if pathlib.Path("/usr/local/cuda/bin/nvcc").exists() else None)
+    kernel_dir = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "cuda"
+    if nvcc is None or not (kernel_dir / "optimizers.cu").exists():
+        pytest.skip("needs nvcc and the CUDA sources")
+    source = tmp_path / "kernel_simulation.cu"
+    source.write_text(_KERNEL_SIMULATION)
+    program = tmp_path / "kernel_simulation"
+    subprocess.run([nvcc, "-std=c++17", "--expt-relaxed-constexpr", f"-I{kernel_dir}",
+                    f"-I{kernel_dir.parent / 'include'}", str(source), "-o", str(program)],
+                   check=True, capture_output=True)
+    # 150 tensors (3 launches of <= 64 non-empty ones): empty, tiny, and sizes on
+    # both sides of the 16384-element chunk and of the 1024-element thread stride.
+    sizes = [0, 1, 1023, 1024, 1025, 16383, 16384, 16385, 40000] + \
+        [int(n) for n in rng.integers(0, 3000, size=141)]
+    nonempty = sum(1 for n in sizes if n)
+    for mode in ["adam", "sgd", "momentum", "nesterov"]:
+        arrays = [make_tensors(rng, np.float32, [(n,) for n in sizes]) for _ in range(4)]
+        arrays[3] = [np.abs(v) for v in arrays[3]]  # second moments are >= 0
+        data = tmp_path / f"{mode}.in"
+        with open(data, "wb") as f:
+            np.array([len(sizes)] + sizes, dtype=np.int64).tofile(f)
+            for kind in arrays:
+                np.concatenate(kind).astype(np.float32).tofile(f)
+        result = tmp_path / f"{mode}.out"
+        launches = subprocess.run([str(program), mode, str(data), str(result)], check=True,
+                                  capture_output=True, text=True).stdout
+        assert int(launches) == -(-nonempty // 64)
+        got = np.fromfile(result, dtype=np.float32).reshape(4, -1)
+        params, grads, ms, vs = arrays
+        if mode == "adam":
+            ops.adam_update(params, grads, ms, vs, learning_rate=0.01, beta_1=0.9,
+                            beta_2=0.999, epsilon=1e-7, step=3, weight_decay=0.01)
+            expected = [params, grads, ms, vs]
+        else:
+            moments = None if mode == "sgd" else ms
+            ops.sgd_update(params, grads, moments, learning_rate=0.05, momentum=0.9 if moments else 0.0,
+                           nesterov=mode == "nesterov", weight_decay=0.01)
+            expected = [params, grads, ms, vs]
+        # Same float32 formulas compiled by two compilers (FMA contraction may differ).
+        for row, want in zip(got, expected):
+            np.testing.assert_allclose(row, np.concatenate(want), rtol=1e-5, atol=1e-6)

@@ -5,7 +5,9 @@
 // kChunkElements; the blocks walk over all chunks of all tensors (grid-stride)
 // and find a chunk's tensor by binary search in the table's chunk prefix sums.
 // Within a chunk every thread keeps kIlp elements of each array in registers,
-// so the loads of one iteration are all in flight together.
+// so the loads of one iteration are all in flight together. A thread's work on
+// a chunk (adam_chunk, sgd_chunk) is also a host function, which lets a test
+// run the kernels' indexing on a machine without a GPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -41,13 +43,25 @@ struct SgdDeviceHyperparameters {
   float learning_rate, momentum, decay;
 };
 
+AdamDeviceHyperparameters device_hyperparameters(const AdamHyperparameters& h) {
+  return {static_cast<float>(1.0 - h.beta_1), static_cast<float>(1.0 - h.beta_2),
+          static_cast<float>(h.epsilon), static_cast<float>(h.step_size),
+          static_cast<float>(h.decay)};
+}
+
+SgdDeviceHyperparameters device_hyperparameters(const SgdHyperparameters& h) {
+  return {static_cast<float>(h.learning_rate), static_cast<float>(h.momentum),
+          static_cast<float>(h.decay)};
+}
+
 static_assert(sizeof(TensorTable<4>) + sizeof(AdamDeviceHyperparameters) <= 4096,
               "Adam kernel parameters exceed the 4 KB limit");
 
 // The tensor that owns `chunk` and the element range [begin, end) of the chunk.
 template <int kDepth>
-__device__ __forceinline__ int locate_chunk(const TensorTable<kDepth>& table, std::int64_t chunk,
-                                            std::int64_t* begin, std::int64_t* end) {
+__host__ __device__ __forceinline__ int locate_chunk(const TensorTable<kDepth>& table,
+                                                     std::int64_t chunk, std::int64_t* begin,
+                                                     std::int64_t* end) {
   int low = 0, high = table.num_tensors - 1;
   while (low < high) {  // last tensor whose first chunk is <= chunk
     const int mid = (low + high + 1) / 2;
@@ -58,44 +72,40 @@ __device__ __forceinline__ int locate_chunk(const TensorTable<kDepth>& table, st
   return low;
 }
 
-__global__ void __launch_bounds__(kThreadsPerBlock)
-    adam_kernel(TensorTable<4> table, AdamDeviceHyperparameters h) {
-  const std::int64_t num_chunks = table.first_chunk[table.num_tensors];
-  for (std::int64_t chunk = blockIdx.x; chunk < num_chunks; chunk += gridDim.x) {
-    std::int64_t begin, end;
-    const int i = locate_chunk(table, chunk, &begin, &end);
-    float* __restrict__ p = table.arrays[0][i];
-    const float* __restrict__ g = table.arrays[1][i];
-    float* __restrict__ m = table.arrays[2][i];
-    float* __restrict__ v = table.arrays[3][i];
-    for (std::int64_t base = begin + threadIdx.x; base < end;
-         base += static_cast<std::int64_t>(kThreadsPerBlock) * kIlp) {
-      float rp[kIlp] = {}, rg[kIlp] = {}, rm[kIlp] = {}, rv[kIlp] = {};
-#pragma unroll
-      for (int k = 0; k < kIlp; ++k) {
-        const std::int64_t e = base + k * kThreadsPerBlock;
-        if (e < end) {
-          rp[k] = p[e];
-          rg[k] = g[e];
-          rm[k] = m[e];
-          rv[k] = v[e];
-        }
+// What thread `thread` (of kThreadsPerBlock) of a block does for one chunk.
+// Host-callable so that the indexing can be checked on a machine without a GPU.
+__host__ __device__ inline void adam_chunk(const TensorTable<4>& table, std::int64_t chunk,
+                                           int thread, const AdamDeviceHyperparameters& h) {
+  std::int64_t begin, end;
+  const int i = locate_chunk(table, chunk, &begin, &end);
+  float* __restrict__ p = table.arrays[0][i];
+  const float* __restrict__ g = table.arrays[1][i];
+  float* __restrict__ m = table.arrays[2][i];
+  float* __restrict__ v = table.arrays[3][i];
+  for (std::int64_t base = begin + thread; base < end;
+       base += static_cast<std::int64_t>(kThreadsPerBlock) * kIlp) {
+    float rp[kIlp] = {}, rg[kIlp] = {}, rm[kIlp] = {}, rv[kIlp] = {};
+    for (int k = 0; k < kIlp; ++k) {
+      const std::int64_t e = base + k * kThreadsPerBlock;
+      if (e < end) {
+        rp[k] = p[e];
+        rg[k] = g[e];
+        rm[k] = m[e];
+        rv[k] = v[e];
       }
-#pragma unroll
-      for (int k = 0; k < kIlp; ++k) {
-        rm[k] += h.one_minus_beta_1 * (rg[k] - rm[k]);
-        rv[k] += h.one_minus_beta_2 * (rg[k] * rg[k] - rv[k]);
-        rp[k] -= h.decay * rp[k];
-        rp[k] -= h.step_size * rm[k] / (sqrtf(rv[k]) + h.epsilon);
-      }
-#pragma unroll
-      for (int k = 0; k < kIlp; ++k) {
-        const std::int64_t e = base + k * kThreadsPerBlock;
-        if (e < end) {
-          p[e] = rp[k];
-          m[e] = rm[k];
-          v[e] = rv[k];
-        }
+    }
+    for (int k = 0; k < kIlp; ++k) {
+      rm[k] += h.one_minus_beta_1 * (rg[k] - rm[k]);
+      rv[k] += h.one_minus_beta_2 * (rg[k] * rg[k] - rv[k]);
+      rp[k] -= h.decay * rp[k];
+      rp[k] -= h.step_size * rm[k] / (sqrtf(rv[k]) + h.epsilon);
+    }
+    for (int k = 0; k < kIlp; ++k) {
+      const std::int64_t e = base + k * kThreadsPerBlock;
+      if (e < end) {
+        p[e] = rp[k];
+        m[e] = rm[k];
+        v[e] = rv[k];
       }
     }
   }
@@ -103,47 +113,58 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
 
 // Arrays: 0 parameters, 1 gradients, 2 moments (unused without momentum).
 template <bool kMomentum, bool kNesterov>
+__host__ __device__ inline void sgd_chunk(const TensorTable<3>& table, std::int64_t chunk,
+                                          int thread, const SgdDeviceHyperparameters& h) {
+  std::int64_t begin, end;
+  const int i = locate_chunk(table, chunk, &begin, &end);
+  float* __restrict__ p = table.arrays[0][i];
+  const float* __restrict__ g = table.arrays[1][i];
+  float* __restrict__ m = table.arrays[2][i];
+  for (std::int64_t base = begin + thread; base < end;
+       base += static_cast<std::int64_t>(kThreadsPerBlock) * kIlp) {
+    float rp[kIlp] = {}, rg[kIlp] = {}, rm[kIlp] = {};
+    for (int k = 0; k < kIlp; ++k) {
+      const std::int64_t e = base + k * kThreadsPerBlock;
+      if (e < end) {
+        rp[k] = p[e];
+        rg[k] = g[e];
+        if (kMomentum) rm[k] = m[e];
+      }
+    }
+    for (int k = 0; k < kIlp; ++k) {
+      const float step = h.learning_rate * rg[k];
+      rp[k] -= h.decay * rp[k];
+      if (kMomentum) {
+        rm[k] = h.momentum * rm[k] - step;
+        rp[k] += kNesterov ? h.momentum * rm[k] - step : rm[k];
+      } else {
+        rp[k] -= step;
+      }
+    }
+    for (int k = 0; k < kIlp; ++k) {
+      const std::int64_t e = base + k * kThreadsPerBlock;
+      if (e < end) {
+        p[e] = rp[k];
+        if (kMomentum) m[e] = rm[k];
+      }
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    adam_kernel(TensorTable<4> table, AdamDeviceHyperparameters h) {
+  const std::int64_t num_chunks = table.first_chunk[table.num_tensors];
+  for (std::int64_t chunk = blockIdx.x; chunk < num_chunks; chunk += gridDim.x) {
+    adam_chunk(table, chunk, threadIdx.x, h);
+  }
+}
+
+template <bool kMomentum, bool kNesterov>
 __global__ void __launch_bounds__(kThreadsPerBlock)
     sgd_kernel(TensorTable<3> table, SgdDeviceHyperparameters h) {
   const std::int64_t num_chunks = table.first_chunk[table.num_tensors];
   for (std::int64_t chunk = blockIdx.x; chunk < num_chunks; chunk += gridDim.x) {
-    std::int64_t begin, end;
-    const int i = locate_chunk(table, chunk, &begin, &end);
-    float* __restrict__ p = table.arrays[0][i];
-    const float* __restrict__ g = table.arrays[1][i];
-    float* __restrict__ m = table.arrays[2][i];
-    for (std::int64_t base = begin + threadIdx.x; base < end;
-         base += static_cast<std::int64_t>(kThreadsPerBlock) * kIlp) {
-      float rp[kIlp] = {}, rg[kIlp] = {}, rm[kIlp] = {};
-#pragma unroll
-      for (int k = 0; k < kIlp; ++k) {
-        const std::int64_t e = base + k * kThreadsPerBlock;
-        if (e < end) {
-          rp[k] = p[e];
-          rg[k] = g[e];
-          if (kMomentum) rm[k] = m[e];
-        }
-      }
-#pragma unroll
-      for (int k = 0; k < kIlp; ++k) {
-        const float step = h.learning_rate * rg[k];
-        rp[k] -= h.decay * rp[k];
-        if (kMomentum) {
-          rm[k] = h.momentum * rm[k] - step;
-          rp[k] += kNesterov ? h.momentum * rm[k] - step : rm[k];
-        } else {
-          rp[k] -= step;
-        }
-      }
-#pragma unroll
-      for (int k = 0; k < kIlp; ++k) {
-        const std::int64_t e = base + k * kThreadsPerBlock;
-        if (e < end) {
-          p[e] = rp[k];
-          if (kMomentum) m[e] = rm[k];
-        }
-      }
-    }
+    sgd_chunk<kMomentum, kNesterov>(table, chunk, threadIdx.x, h);
   }
 }
 
@@ -195,11 +216,7 @@ void launch_sgd(float* const* const (&arrays)[3], const std::int64_t* sizes,
 void adam_update(float* const* params, const float* const* grads, float* const* ms,
                  float* const* vs, const std::int64_t* sizes, std::int64_t num_tensors,
                  const AdamHyperparameters& hyper, std::uintptr_t stream) {
-  const AdamDeviceHyperparameters h{static_cast<float>(1.0 - hyper.beta_1),
-                                    static_cast<float>(1.0 - hyper.beta_2),
-                                    static_cast<float>(hyper.epsilon),
-                                    static_cast<float>(hyper.step_size),
-                                    static_cast<float>(hyper.decay)};
+  const AdamDeviceHyperparameters h = device_hyperparameters(hyper);
   const auto s = reinterpret_cast<cudaStream_t>(stream);
   float* const* const arrays[4] = {params, const_cast<float* const*>(grads), ms, vs};
   for_each_table<4>(arrays, sizes, num_tensors,
@@ -212,9 +229,7 @@ void adam_update(float* const* params, const float* const* grads, float* const* 
 void sgd_update(float* const* params, const float* const* grads, float* const* moments,
                 const std::int64_t* sizes, std::int64_t num_tensors,
                 const SgdHyperparameters& hyper, std::uintptr_t stream) {
-  const SgdDeviceHyperparameters h{static_cast<float>(hyper.learning_rate),
-                                   static_cast<float>(hyper.momentum),
-                                   static_cast<float>(hyper.decay)};
+  const SgdDeviceHyperparameters h = device_hyperparameters(hyper);
   const auto s = reinterpret_cast<cudaStream_t>(stream);
   float* const* const arrays[3] = {params, const_cast<float* const*>(grads), moments};
   if (moments == nullptr) {
