@@ -1,0 +1,102 @@
+"""Timing and reporting helpers shared by the benchmarks in this folder.
+
+Every benchmark runs its contenders side by side in one process on the same
+inputs: warm-up calls, then rounds that time each contender once per round,
+interleaved, so that a change of load on the machine hits all of them alike;
+the median over rounds is reported.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+import numpy as np
+
+RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def time_interleaved(contenders: dict, *, warmup: int, repeats: int) -> dict:
+    """contenders: name -> zero-argument callable. Returns name -> median seconds."""
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))
+    except OSError:
+        pass
+    return []
+
+
+def thread_count() -> int:
+    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+
+
+def load_average() -> list:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine_info() -> dict:
+    import fusednn._C as _C
+
+    info = {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cores": os.cpu_count(),
+        "threads": thread_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "fusednn_build": _C.build_info(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def write_results(stem: str, payload: dict, markdown: str, tag: str = "") -> list:
+    """Writes results/<stem>-<date>[-<tag>].json and .md; returns the two paths."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    name = f"{stem}-{datetime.date.today().isoformat()}" + (f"-{tag}" if tag else "")
+    json_path = RESULTS_DIR / f"{name}.json"
+    md_path = RESULTS_DIR / f"{name}.md"
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    md_path.write_text(markdown)
+    return [json_path, md_path]
+
+
+def markdown_table(header: list, rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
