@@ -20,17 +20,17 @@ from fusednn.ops import gemm
 
 DTYPES = [np.float32, np.float64]
 
-# Block sizes of the AVX-512 build: float MR=14, NR=32, KC=384, MC=336, NC=3072;
-# double MR=14, NR=16, KC=256, MC=252, NC=2048 (AVX2: 6 x 16 / 6 x 8). The shapes
+# Block sizes of the AVX-512 build: MR=8, KC=256, MC=256 and float NR=32,
+# NC=3072, double NR=16, NC=2048 (AVX2: 6 x 16 and 6 x 8 tiles). The shapes
 # cover single elements, primes, exact tiles, one past a tile, several K, M and N
 # blocks, and both ways of splitting C between two threads (over M and over N).
 SHAPES = [
     (1, 1, 1), (3, 7, 17), (17, 31, 3), (31, 67, 129), (67, 129, 31), (129, 17, 67),
-    (14, 32, 384), (15, 33, 385), (13, 31, 383), (6, 16, 8), (7, 17, 9),
+    (8, 32, 256), (9, 33, 257), (7, 31, 255), (6, 16, 8), (7, 17, 9), (14, 32, 384),
     (29, 65, 769), (1, 257, 5), (257, 1, 5), (337, 96, 50), (20, 700, 64),
 ]
 
-LARGE_SHAPES = [(800, 100, 400), (50, 3100, 400), (520, 2100, 300)]
+LARGE_SHAPES = [(800, 100, 400), (8, 6200, 40), (600, 2100, 300)]
 
 
 def operand(rng, rows, cols, dtype, trans):

@@ -54,19 +54,16 @@ class PackBuffer {
   Index capacity_ = 0;
 };
 
-// The calling thread's workspaces: the shared B panel and one A block per
-// thread. Allocated before the parallel region, so no thread can fail there.
+// The calling thread's workspace, which holds every thread's packed blocks.
 template <typename T>
-T* b_workspace(Index elements) {
+T* thread_workspace(Index elements) {
   thread_local PackBuffer<T> buffer;
   return buffer.get(elements);
 }
 
+// Elements of T in one 64-byte cache line.
 template <typename T>
-T* a_workspace(Index elements) {
-  thread_local PackBuffer<T> buffer;
-  return buffer.get(elements);
-}
+constexpr Index kLineElems = 64 / Index(sizeof(T));
 
 // op(A) rows [i0, i0 + mc), columns [p0, p0 + kc) into MR-row slivers:
 // sliver s holds dst[s * MR * kc + k * MR + r] = op(A)(i0 + s * MR + r, p0 + k),
@@ -102,16 +99,15 @@ void pack_a(bool trans_a, const T* A, Index lda, Index i0, Index mc, Index p0, I
   }
 }
 
-// op(B) rows [p0, p0 + kc), columns [j0 + first_sliver * NR, ...) into NR-column
-// slivers: sliver s holds dst[s * NR * kc + k * NR + c] = op(B)(p0 + k, j0 + s * NR + c),
-// columns past `nc` zero-filled. Packs slivers [first_sliver, last_sliver).
+// op(B) rows [p0, p0 + kc), columns [j0, j0 + nc) into NR-column slivers:
+// sliver s holds dst[s * NR * kc + k * NR + c] = op(B)(p0 + k, j0 + s * NR + c),
+// columns past the edge zero-filled.
 template <typename T>
-void pack_b(bool trans_b, const T* B, Index ldb, Index p0, Index kc, Index j0, Index nc,
-            Index first_sliver, Index last_sliver, T* dst) {
+void pack_b(bool trans_b, const T* B, Index ldb, Index p0, Index kc, Index j0, Index nc, T* dst) {
   constexpr int NR = Blocking<T>::NR;
   constexpr int NV = Blocking<T>::NV;
   constexpr int L = Vec<T>::kLanes;
-  for (Index s = first_sliver; s < last_sliver; ++s) {
+  for (Index s = 0; s * NR < nc; ++s) {
     const Index js = s * NR;
     const Index cols = std::min<Index>(NR, nc - js);
     T* out = dst + s * NR * kc;
@@ -184,17 +180,9 @@ void scale_c(Index M, Index N, T beta, T* C, Index ldc) {
   }
 }
 
-// How the threads split C: a tm x tn grid, tm ways over the MR-slivers of M and
-// tn ways over the NR-slivers of each NC panel.
-struct ThreadGrid {
-  int tm = 1;
-  int tn = 1;
-};
-
 // Below this many multiply-adds per thread, forking costs more than it saves.
 constexpr Index kMinWorkPerThread = Index(48) * 48 * 48;
 
-template <typename T>
 int thread_count(Index M, Index N, Index K) {
 #ifdef FUSEDNN_OPENMP
   if (omp_in_parallel()) return 1;
@@ -206,19 +194,38 @@ int thread_count(Index M, Index N, Index K) {
 #endif
 }
 
-// The factorisation of `threads` that minimises the largest per-thread share of
-// (padded) tiles; ties go to splitting M, since each thread then packs only its
-// own rows of A while the B panel is shared anyway.
+// How the threads split C: a tm x tn grid of rectangles, tm ways over the
+// MR-row slivers of M and tn ways over the NR-column slivers of N. Each thread
+// then runs the whole blocked loop nest on its rectangle with its own packed
+// copies of A and B, so threads never wait for each other (a shared B panel
+// would need two barriers per K block, and one descheduled thread would stall
+// all the others at every one of them).
+struct ThreadGrid {
+  int tm = 1;
+  int tn = 1;
+};
+
+// Packing one element of A or B costs about as much as this many
+// multiply-adds in the micro-kernel (a load and a store against 32 FMA lanes).
+constexpr Index kPackCostInMacs = 16;
+
+// The factorisation of `threads` that minimises one thread's work: its
+// rectangle of C (padded to whole tiles) plus the rows of A and columns of B
+// it packs, all per step of K. Ties go to splitting M.
 template <typename T>
-ThreadGrid choose_grid(int threads, Index M, Index nc) {
-  const Index m_slivers = ceil_div(M, Blocking<T>::MR);
-  const Index n_slivers = ceil_div(nc, Blocking<T>::NR);
+ThreadGrid choose_grid(int threads, Index M, Index N) {
+  constexpr Index MR = Blocking<T>::MR;
+  constexpr Index NR = Blocking<T>::NR;
+  const Index m_slivers = ceil_div(M, MR);
+  const Index n_slivers = ceil_div(N, NR);
   ThreadGrid best;
   Index best_cost = -1;
   for (int tm = threads; tm >= 1; --tm) {
     if (threads % tm != 0) continue;
     const int tn = threads / tm;
-    const Index cost = ceil_div(m_slivers, tm) * ceil_div(n_slivers, tn);
+    const Index rows = ceil_div(m_slivers, tm) * MR;
+    const Index cols = ceil_div(n_slivers, tn) * NR;
+    const Index cost = rows * cols + kPackCostInMacs * (rows + cols);
     if (best_cost < 0 || cost < best_cost) {
       best_cost = cost;
       best = {tm, tn};
@@ -228,7 +235,43 @@ ThreadGrid choose_grid(int threads, Index M, Index nc) {
 }
 
 // [begin, end) of part `part` when `count` items are split `parts` ways.
-inline Index split_begin(Index count, int parts, int part) { return count * part / parts; }
+inline Index split_point(Index count, int parts, int part) { return count * part / parts; }
+
+// The blocked loop nest on one thread: C (M, N) from op(A) (M, K) and op(B)
+// (K, N), packing into a_pack (room for MC x KC) and b_pack (KC x NC).
+template <typename T>
+void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha, const T* A,
+                 Index lda, const T* B, Index ldb, T beta, T* C, Index ldc, T* a_pack,
+                 T* b_pack) {
+  using Blk = Blocking<T>;
+  constexpr Index MR = Blk::MR;
+  constexpr Index NR = Blk::NR;
+  const Index nc_max = even_block(N, Blk::NC, NR);
+  const Index kc_max = even_block(K, Blk::KC, 1);
+  const Index mc_max = even_block(M, Blk::MC, MR);
+
+  for (Index jc = 0; jc < N; jc += nc_max) {
+    const Index nc = std::min(nc_max, N - jc);
+    for (Index pc = 0; pc < K; pc += kc_max) {
+      const Index kc = std::min(kc_max, K - pc);
+      // Later K blocks accumulate onto what the first one wrote.
+      const T beta_block = pc == 0 ? beta : T(1);
+      pack_b(trans_b, B, ldb, pc, kc, jc, nc, b_pack);
+      for (Index ic = 0; ic < M; ic += mc_max) {
+        const Index mc = std::min(mc_max, M - ic);
+        pack_a(trans_a, A, lda, ic, mc, pc, kc, a_pack);
+        for (Index jr = 0; jr < nc; jr += NR) {
+          const T* b_sliver = b_pack + jr * kc;
+          const Index cols = std::min(NR, nc - jr);
+          for (Index ir = 0; ir < mc; ir += MR) {
+            tile<T>(kc, a_pack + ir * kc, b_sliver, alpha, beta_block,
+                    C + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir), cols);
+          }
+        }
+      }
+    }
+  }
+}
 
 template <typename T>
 void gemm_blocked(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha, const T* A,
@@ -236,72 +279,44 @@ void gemm_blocked(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha
   using Blk = Blocking<T>;
   constexpr Index MR = Blk::MR;
   constexpr Index NR = Blk::NR;
-
-  const Index nc_max = even_block(N, Blk::NC, NR);
-  const Index kc_max = even_block(K, Blk::KC, 1);
-  const int threads = thread_count<T>(M, N, K);
-  const ThreadGrid grid = choose_grid<T>(threads, M, nc_max);
+  const int threads = thread_count(M, N, K);
+  const ThreadGrid grid = choose_grid<T>(threads, M, N);
   const Index m_slivers = ceil_div(M, MR);
+  const Index n_slivers = ceil_div(N, NR);
 
-  // Every thread fills part of the shared B panel and packs its own A blocks.
-  T* b_pack = b_workspace<T>(kc_max * round_up(nc_max, NR));
-  const Index mc_cap = std::min<Index>(Blk::MC, ceil_div(m_slivers, grid.tm) * MR);
-  const Index a_stride = round_up(mc_cap * kc_max, 64 / Index(sizeof(T)));
-  T* a_packs = a_workspace<T>(a_stride * threads);
+  // Room for the packed blocks of the largest rectangle, per thread, taken
+  // here so that nothing can fail inside the parallel region.
+  const Index kc_max = even_block(K, Blk::KC, 1);
+  const Index rows_max = ceil_div(m_slivers, grid.tm) * MR;
+  const Index cols_max = ceil_div(n_slivers, grid.tn) * NR;
+  const Index a_elems = round_up(std::min(Blk::MC, rows_max) * kc_max, kLineElems<T>);
+  const Index b_elems = round_up(kc_max * std::min(Blk::NC, cols_max), kLineElems<T>);
+  T* workspace = thread_workspace<T>((a_elems + b_elems) * threads);
 
-  auto body = [&](int thread) {
-    const int tid_m = thread / grid.tn;
-    const int tid_n = thread % grid.tn;
-    // This thread's rows of C, in whole MR slivers, and its MC-sized blocks.
-    const Index i_begin = split_begin(m_slivers, grid.tm, tid_m) * MR;
-    const Index i_end = std::min(M, split_begin(m_slivers, grid.tm, tid_m + 1) * MR);
-    const Index mc_max = i_end > i_begin ? even_block(i_end - i_begin, Blk::MC, MR) : MR;
-    T* a_pack = a_packs + thread * a_stride;
-
-    for (Index jc = 0; jc < N; jc += nc_max) {
-      const Index nc = std::min(nc_max, N - jc);
-      const Index slivers = ceil_div(nc, NR);
-      for (Index pc = 0; pc < K; pc += kc_max) {
-        const Index kc = std::min(kc_max, K - pc);
-        // Later K blocks accumulate onto what the first one wrote.
-        const T beta_block = pc == 0 ? beta : T(1);
-
-        pack_b(trans_b, B, ldb, pc, kc, jc, nc, split_begin(slivers, threads, thread),
-               split_begin(slivers, threads, thread + 1), b_pack);
-#ifdef FUSEDNN_OPENMP
-#pragma omp barrier
-#endif
-        const Index s_begin = split_begin(slivers, grid.tn, tid_n);
-        const Index s_end = split_begin(slivers, grid.tn, tid_n + 1);
-        for (Index ic = i_begin; ic < i_end; ic += mc_max) {
-          const Index mc = std::min(mc_max, i_end - ic);
-          pack_a(trans_a, A, lda, ic, mc, pc, kc, a_pack);
-          for (Index s = s_begin; s < s_end; ++s) {
-            const Index jr = s * NR;
-            const T* b_sliver = b_pack + s * NR * kc;
-            const Index cols = std::min(NR, nc - jr);
-            for (Index ir = 0; ir < mc; ir += MR) {
-              tile<T>(kc, a_pack + ir * kc, b_sliver, alpha, beta_block,
-                      C + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir), cols);
-            }
-          }
-        }
-        // Nobody repacks B while another thread still reads it.
-#ifdef FUSEDNN_OPENMP
-#pragma omp barrier
-#endif
-      }
-    }
+  auto run_rectangle = [&](int thread) {
+    const int part_m = thread / grid.tn;
+    const int part_n = thread % grid.tn;
+    const Index i0 = split_point(m_slivers, grid.tm, part_m) * MR;
+    const Index i1 = std::min(M, split_point(m_slivers, grid.tm, part_m + 1) * MR);
+    const Index j0 = split_point(n_slivers, grid.tn, part_n) * NR;
+    const Index j1 = std::min(N, split_point(n_slivers, grid.tn, part_n + 1) * NR);
+    if (i1 <= i0 || j1 <= j0) return;
+    // Row i0 of op(A) and column j0 of op(B) in their stored layouts.
+    const T* A0 = trans_a ? A + i0 : A + i0 * lda;
+    const T* B0 = trans_b ? B + j0 * ldb : B + j0;
+    T* a_pack = workspace + thread * (a_elems + b_elems);
+    gemm_serial(trans_a, trans_b, i1 - i0, j1 - j0, K, alpha, A0, lda, B0, ldb, beta,
+                C + i0 * ldc + j0, ldc, a_pack, a_pack + a_elems);
   };
 
 #ifdef FUSEDNN_OPENMP
   if (threads > 1) {
 #pragma omp parallel num_threads(threads)
-    body(omp_get_thread_num());
+    run_rectangle(omp_get_thread_num());
     return;
   }
 #endif
-  body(0);
+  run_rectangle(0);
 }
 
 }  // namespace

@@ -11,16 +11,18 @@
 // parent's row length. Sizes and strides are 64-bit.
 //
 // Algorithm (GotoBLAS / BLIS): the loops over N, K and M are blocked by NC, KC
-// and MC so that a packed KC x NC panel of op(B) stays in the shared L3 and a
-// packed MC x KC block of op(A) stays in the private L2; a register-blocked
-// MR x NR micro-kernel streams both from L1. Packing copies the blocks into
+// and MC so that a packed KC x NC panel of op(B) stays in L3 and a packed
+// MC x KC block of op(A) stays in the core's L2; a register-blocked MR x NR
+// micro-kernel streams both through L1. Packing copies the blocks into
 // contiguous, zero-padded buffers, which is also where the transposes are
-// absorbed. OpenMP threads share each packed B panel and split the M and N
-// ranges of C between them (see gemm.cpp for the block sizes).
+// absorbed. OpenMP threads split C into a grid of rectangles (over M, over N,
+// or both, whichever gives the least work per thread including packing) and
+// each runs the blocked loops on its own rectangle without synchronising.
+// Block sizes and their reasons: csrc/cpu/gemm_kernels.h.
 //
 // SIMD is chosen at compile time from the target the extension is built for
 // (-march=native by default, FUSEDNN_NATIVE=OFF for a portable build):
-//   __AVX512F__  float 14x32, double 14x16 micro-kernel on 512-bit FMA
+//   __AVX512F__  float 8x32, double 8x16 micro-kernel on 512-bit FMA
 //   __AVX2__     float  6x16, double  6x8  micro-kernel on 256-bit FMA
 //   otherwise    portable C++ 4x8 micro-kernel left to the auto-vectoriser
 // gemm_simd_path() names the path compiled in.

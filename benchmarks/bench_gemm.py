@@ -1,0 +1,225 @@
+"""CPU GEMM: fusednn.ops.gemm.matmul vs numpy.matmul (its BLAS, usually OpenBLAS)
+and, when installed, torch.matmul, side by side in one process on the same inputs.
+
+Shapes: a square 1024^3 product, the im2col GEMMs of a small CNN (batch 64) and
+the projections of an LSTM with 256 units (batch 64, 60 steps), forward and
+backward. Every library gets the same thread count (OMP_NUM_THREADS, else all
+cores), warm-up calls, then `--repeats` rounds that time each library once per
+round, interleaved, so that a load change on the machine hits all of them
+alike; the median per library is reported as GFLOP/s (2*M*N*K / time).
+
+Writes benchmarks/results/gemm-cpu-<date>.json and .md unless --no-write.
+    python benchmarks/bench_gemm.py [--repeats 30] [--dtype float32 float64]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import fusednn
+from fusednn import _C
+from fusednn.ops import gemm
+
+# (name, M, N, K, trans_a, trans_b)
+SHAPES = [
+    ("square 1024^3", 1024, 1024, 1024, False, False),
+    ("square 1024^3, a.T @ b.T", 1024, 1024, 1024, True, True),
+    ("conv 28x28x1 -> 26x26x32, 3x3 (im2col)", 64 * 26 * 26, 32, 9, False, False),
+    ("conv 13x13x32 -> 11x11x64, 3x3", 64 * 11 * 11, 64, 288, False, False),
+    ("conv 5x5x64 -> 3x3x64, 3x3", 64 * 3 * 3, 64, 576, False, False),
+    ("conv 11x11x64 dW = cols.T @ dy", 576, 64, 64 * 11 * 11, True, False),
+    ("conv 11x11x64 dcols = dy @ W.T", 64 * 11 * 11, 288, 64, False, True),
+    ("lstm 256 recurrent h @ U", 64, 1024, 256, False, False),
+    ("lstm 256 input x @ W (T=60, F=1)", 64 * 60, 1024, 1, False, False),
+    ("lstm 256 dU = h.T @ dgates", 256, 1024, 64, True, False),
+    ("lstm 256 dh = dgates @ U.T", 64, 256, 1024, False, True),
+]
+
+RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def thread_count() -> int:
+    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+
+
+def cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def numpy_blas() -> str:
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older NumPy without mode="dicts"
+        return "unknown"
+
+
+def load_average() -> list:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def make_operands(rng, M, N, K, trans_a, trans_b, dtype):
+    a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)
+    b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(dtype)
+    return a, b
+
+
+def runners(a, b, trans_a, trans_b, torch):
+    """name -> zero-argument callable computing op(a) @ op(b) into a preallocated output."""
+    M = a.shape[1] if trans_a else a.shape[0]
+    N = b.shape[0] if trans_b else b.shape[1]
+    out_fd = np.empty((M, N), a.dtype)
+    out_np = np.empty((M, N), a.dtype)
+    # Transposed views, which NumPy hands to BLAS as transpose flags, not copies.
+    a_np = a.T if trans_a else a
+    b_np = b.T if trans_b else b
+    calls = {
+        "fusednn": lambda: gemm.matmul(a, b, out=out_fd, trans_a=trans_a, trans_b=trans_b),
+        "numpy": lambda: np.matmul(a_np, b_np, out=out_np),
+    }
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        ta, tb = (ta.T if trans_a else ta), (tb.T if trans_b else tb)
+        out_t = torch.empty((M, N), dtype=ta.dtype)
+        calls["torch"] = lambda: torch.matmul(ta, tb, out=out_t)
+    return calls, out_fd, out_np
+
+
+def time_interleaved(calls, repeats, warmup):
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--dtype", nargs="+", default=["float32", "float64"],
+                        choices=["float32", "float64"])
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    threads = thread_count()
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(threads)
+        except ImportError:
+            torch = None
+
+    info = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "fusednn": fusednn.__version__,
+        "fusednn_gemm_simd": _C.gemm_simd_path(),
+        "fusednn_build": {k: v for k, v in _C.build_info().items() if not k.startswith("cuda")},
+        "numpy": np.__version__,
+        "numpy_blas": numpy_blas(),
+        "torch": torch.__version__ if torch is not None else None,
+        "repeats": args.repeats,
+        "load_average_before": load_average(),
+    }
+    print(f"{info['cpu']}, {threads} threads, fusednn {info['fusednn_gemm_simd']}, "
+          f"NumPy {info['numpy']} ({info['numpy_blas']}), torch {info['torch']}, "
+          f"load {info['load_average_before']}")
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for dtype_name in args.dtype:
+        dtype = np.dtype(dtype_name)
+        for name, M, N, K, trans_a, trans_b in SHAPES:
+            a, b = make_operands(rng, M, N, K, trans_a, trans_b, dtype)
+            calls, out_fd, out_np = runners(a, b, trans_a, trans_b, torch)
+            calls["fusednn"]()
+            calls["numpy"]()
+            # Same answer before timing: K * eps relative to the largest |entry|.
+            scale = max(float(np.abs(out_np).max()), 1.0)
+            if not np.allclose(out_fd, out_np, rtol=0, atol=4 * K * np.finfo(dtype).eps * scale):
+                raise SystemExit(f"fusednn and NumPy disagree on {name} {dtype_name}")
+            median = time_interleaved(calls, args.repeats, args.warmup)
+            flops = 2.0 * M * N * K
+            row = {"shape": name, "M": M, "N": N, "K": K, "trans_a": trans_a,
+                   "trans_b": trans_b, "dtype": dtype_name}
+            for lib, seconds in median.items():
+                row[f"{lib}_ms"] = seconds * 1e3
+                row[f"{lib}_gflops"] = flops / seconds / 1e9
+            row["fusednn_vs_numpy"] = median["numpy"] / median["fusednn"]
+            if "torch" in median:
+                row["fusednn_vs_torch"] = median["torch"] / median["fusednn"]
+            rows.append(row)
+            print(format_row(row))
+    info["load_average_after"] = load_average()
+    print(f"load after: {info['load_average_after']}")
+
+    if not args.no_write:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        stem = RESULTS_DIR / f"gemm-cpu-{datetime.date.today().isoformat()}"
+        stem.with_suffix(".json").write_text(json.dumps({"info": info, "results": rows}, indent=2) + "\n")
+        stem.with_suffix(".md").write_text(markdown(info, rows))
+        print(f"wrote {stem}.json and .md")
+
+
+def format_row(row):
+    text = (f"{row['dtype']:7s} {row['shape']:40s} M={row['M']:6d} N={row['N']:5d} K={row['K']:5d}  "
+            f"fusednn {row['fusednn_gflops']:7.1f}  numpy {row['numpy_gflops']:7.1f}")
+    if "torch_gflops" in row:
+        text += f"  torch {row['torch_gflops']:7.1f}"
+    text += f"  GFLOP/s   x{row['fusednn_vs_numpy']:.2f} vs numpy"
+    if "fusednn_vs_torch" in row:
+        text += f"  x{row['fusednn_vs_torch']:.2f} vs torch"
+    return text
+
+
+def markdown(info, rows):
+    has_torch = any("torch_gflops" in r for r in rows)
+    lines = [
+        f"# CPU GEMM, {info['date']}",
+        "",
+        f"{info['cpu']}, {info['threads']} threads; fusednn {info['fusednn']} "
+        f"({info['fusednn_gemm_simd']} micro-kernel); NumPy {info['numpy']} with "
+        f"{info['numpy_blas']}; torch {info['torch']}. Load average before "
+        f"{info['load_average_before']}, after {info['load_average_after']}. "
+        f"Median of {info['repeats']} interleaved repeats. Ratios > 1: fusednn is faster.",
+        "",
+        "| dtype | shape | M | N | K | fusednn GFLOP/s | NumPy GFLOP/s | fusednn / NumPy |"
+        + (" torch GFLOP/s | fusednn / torch |" if has_torch else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if has_torch else ""),
+    ]
+    for r in rows:
+        line = (f"| {r['dtype']} | {r['shape']} | {r['M']} | {r['N']} | {r['K']} | "
+                f"{r['fusednn_gflops']:.1f} | {r['numpy_gflops']:.1f} | {r['fusednn_vs_numpy']:.2f} |")
+        if has_torch:
+            line += f" {r['torch_gflops']:.1f} | {r['fusednn_vs_torch']:.2f} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
