@@ -127,7 +127,8 @@ void avg_pool2d_forward(const T* x, T* y, const Pool2dGeometry& g) {
           for (std::int64_t c = 0; c < C; ++c) sum[c] += pixel[c];
         }
       }
-      const T inverse_count = T(1) / static_cast<T>((rows.end - rows.begin) * (cols.end - cols.begin));
+      const T inverse_count =
+          T(1) / static_cast<T>((rows.end - rows.begin) * (cols.end - cols.begin));
 #pragma omp simd
       for (std::int64_t c = 0; c < C; ++c) sum[c] *= inverse_count;
     }
