@@ -8,6 +8,8 @@ from .cross_entropy import softmax_cross_entropy, sparse_softmax_cross_entropy
 from .optimizer_updates import adam_update, sgd_update
 from .pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                       upsample_nearest2d, upsample_nearest2d_backward)
+from .recurrent import (gru_backward, gru_forward, lstm_backward, lstm_forward,
+                        recurrent_algorithm, simple_rnn_backward, simple_rnn_forward)
 
 __all__ = [
     "avg_pool2d",
@@ -17,6 +19,13 @@ __all__ = [
     "upsample_nearest2d",
     "upsample_nearest2d_backward",
     "adam_update",
+    "gru_backward",
+    "gru_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "recurrent_algorithm",
+    "simple_rnn_backward",
+    "simple_rnn_forward",
     "sgd_update",
     "softmax_cross_entropy",
     "sparse_softmax_cross_entropy",

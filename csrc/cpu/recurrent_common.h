@@ -1,0 +1,359 @@
+// Pieces shared by the CPU recurrent kernels (recurrent_lstm.cpp,
+// recurrent_gru.cpp, recurrent_simple_rnn.cpp): vectorisable activations, the
+// parallel loop over batch rows, the whole-sequence GEMMs and the handling of
+// masked steps.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "fusednn/gemm.h"
+#include "fusednn/recurrent.h"
+
+namespace fusednn::cpu::recurrent_detail {
+
+using Index = std::int64_t;
+
+// ---------------------------------------------------------------------------
+// Activations. libm's exp/tanh do not vectorise without -ffast-math, and a
+// pointwise pass computes five of them per unit and step, so they are inline
+// and branch-free here: Cody–Waite reduction x = n ln2 + r (|r| <= ln2/2),
+// a Taylor polynomial for exp(r) - 1 (truncation below half an ulp:
+// r^8/8! < 6e-9 in float, r^14/14! < 5e-18 in double) and 2^n built in the
+// exponent bits. Relative error stays within a few ulp, also near 0.
+
+template <typename Real>
+struct ExpTraits;
+
+template <>
+struct ExpTraits<float> {
+  using Bits = std::uint32_t;
+  static constexpr int kMantissaBits = 23;
+  static constexpr Bits kExponentBias = 127;
+  static constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  static constexpr float kLog2e = 1.44269504088896341f;
+  static constexpr float kLn2Hi = 0.693145751953125f;
+  static constexpr float kLn2Lo = 1.42860676533018708e-06f;
+  static constexpr float kMinArg = -87.0f;  // below it exp is (sub)normal-small: expm1 = -1
+  static constexpr int kDegree = 7;
+  static constexpr float kInverseFactorials[kDegree + 1] = {
+      1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
+};
+
+template <>
+struct ExpTraits<double> {
+  using Bits = std::uint64_t;
+  static constexpr int kMantissaBits = 52;
+  static constexpr Bits kExponentBias = 1023;
+  static constexpr double kRoundMagic = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr double kLog2e = 1.4426950408889634074;
+  static constexpr double kLn2Hi = 6.93147180369123816490e-01;
+  static constexpr double kLn2Lo = 1.90821492927058770002e-10;
+  static constexpr double kMinArg = -708.0;
+  static constexpr int kDegree = 13;
+  static constexpr double kInverseFactorials[kDegree + 1] = {
+      1.0,           1.0,            1.0 / 2,         1.0 / 6,          1.0 / 24,
+      1.0 / 120,     1.0 / 720,      1.0 / 5040,      1.0 / 40320,      1.0 / 362880,
+      1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+};
+
+// exp(x) - 1 for x <= 0 (-inf gives -1, NaN gives NaN). Written as
+// 2^n * q + (2^n - 1) with q = exp(r) - 1, so that it is exact to a few ulp
+// of the result even where exp(x) is close to 1.
+template <typename Real>
+inline Real expm1_nonpositive(Real x) {
+  using E = ExpTraits<Real>;
+  using Bits = typename E::Bits;
+  const Real shifted = x * E::kLog2e + E::kRoundMagic;
+  const Real n = shifted - E::kRoundMagic;
+  const Real r = (x - n * E::kLn2Hi) - n * E::kLn2Lo;
+  Real poly = E::kInverseFactorials[E::kDegree];
+  for (int k = E::kDegree - 1; k >= 1; --k) poly = poly * r + E::kInverseFactorials[k];
+  const Real q = poly * r;
+  // The low bits of `shifted` hold n (offset by the magic constant's bits).
+  Bits shifted_bits, magic_bits;
+  const Real magic = E::kRoundMagic;
+  std::memcpy(&shifted_bits, &shifted, sizeof(Real));
+  std::memcpy(&magic_bits, &magic, sizeof(Real));
+  const Bits scale_bits = (shifted_bits - magic_bits + E::kExponentBias) << E::kMantissaBits;
+  Real scale;
+  std::memcpy(&scale, &scale_bits, sizeof(Real));
+  return x < E::kMinArg ? Real(-1) : scale * q + (scale - Real(1));
+}
+
+template <typename Real>
+inline Real sigmoid(Real x) {
+  const Real e = expm1_nonpositive(x < Real(0) ? x : -x) + Real(1);  // exp(-|x|)
+  const Real s = Real(1) / (Real(1) + e);
+  return x < Real(0) ? e * s : s;
+}
+
+// tanh(|x|) = -expm1(-2|x|) / (2 + expm1(-2|x|)): no cancellation near 0.
+template <typename Real>
+inline Real tanh(Real x) {
+  const Real a = x < Real(0) ? x : -x;
+  const Real em = expm1_nonpositive(Real(2) * a);
+  const Real t = -em / (Real(2) + em);
+  return x < Real(0) ? -t : t;
+}
+
+template <typename Real>
+inline Real relu(Real x) {
+  return x > Real(0) ? x : Real(0);
+}
+
+// ---------------------------------------------------------------------------
+// Threads. A pointwise pass over batch rows forks only when it has enough work;
+// it runs between GEMM calls, never around one, so OpenMP regions do not nest.
+constexpr Index kParallelElements = Index(1) << 14;
+
+template <typename Body>
+inline void for_each_row(Index rows, Index elements_per_row, const Body& body) {
+#pragma omp parallel for schedule(static) if (rows > 1 && rows * elements_per_row >= kParallelElements)
+  for (Index n = 0; n < rows; ++n) body(n);
+}
+
+// ---------------------------------------------------------------------------
+// Whole-sequence GEMMs. Rows of every (N, T, .) array are ordered n * T + t.
+
+// out (N*T, gU) = x (N*T, F) x kernel (F, gU)
+template <typename Real>
+void input_projection(const RecurrentShape& s, Index gate_width, const Real* x,
+                      const Real* kernel, Real* out) {
+  gemm<Real>(false, false, s.N * s.T, gate_width, s.F, Real(1), x, s.F, kernel, gate_width,
+             Real(0), out, gate_width);
+}
+
+// dx (N*T, F) = dgates (N*T, gU) x kernel^T; dkernel (F, gU) = x^T x dgates.
+template <typename Real>
+void input_gradients(const RecurrentShape& s, Index gate_width, const Real* x, const Real* kernel,
+                     const Real* dgates, Real* dx, Real* dkernel) {
+  const Index rows = s.N * s.T;
+  gemm<Real>(false, true, rows, s.F, gate_width, Real(1), dgates, gate_width, kernel, gate_width,
+             Real(0), dx, s.F);
+  gemm<Real>(true, false, s.F, gate_width, rows, Real(1), x, s.F, dgates, gate_width, Real(0),
+             dkernel, gate_width);
+}
+
+// drecurrent_kernel[:, cols] (U, width) = inputs^T (U, N*T) x dgates[:, cols], where
+// `inputs` (N*T, U) fed those gate columns and both gate arrays have row length gU.
+template <typename Real>
+void recurrent_kernel_gradient(const RecurrentShape& s, Index gate_width, Index width,
+                               const Real* inputs, const Real* dgates, Real* drecurrent_kernel) {
+  gemm<Real>(true, false, s.U, width, s.N * s.T, Real(1), inputs, s.U, dgates, gate_width,
+             Real(0), drecurrent_kernel, gate_width);
+}
+
+// out (cols,) = sum over rows of data (rows, cols). Threads own whole column
+// chunks, so no partial sums need merging.
+template <typename Real>
+void column_sums(Index rows, Index cols, const Real* data, Real* out) {
+  constexpr Index kChunk = 64;
+  const Index chunks = (cols + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (chunks > 1 && rows * cols >= kParallelElements)
+  for (Index chunk = 0; chunk < chunks; ++chunk) {
+    const Index c0 = chunk * kChunk;
+    const Index width = std::min(kChunk, cols - c0);
+    Real sums[kChunk] = {};
+    for (Index r = 0; r < rows; ++r) {
+      const Real* row = data + r * cols + c0;
+#pragma omp simd
+      for (Index c = 0; c < width; ++c) sums[c] += row[c];
+    }
+    std::copy(sums, sums + width, out + c0);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Masks and state carry.
+
+template <bool kMasked>
+inline bool step_is_valid(const std::uint8_t* mask, Index T, Index n, Index t) {
+  if constexpr (kMasked) {
+    return mask[n * T + t] != 0;
+  } else {
+    (void)mask, (void)T, (void)n, (void)t;
+    return true;
+  }
+}
+
+// Output of a masked step: the previous step's output, zeros before the first.
+template <typename Real>
+inline void repeat_previous_output(Real* y_nt, Index t, Index U) {
+  if (t > 0) {
+    std::memcpy(y_nt, y_nt - U, U * sizeof(Real));
+  } else {
+    std::fill(y_nt, y_nt + U, Real(0));
+  }
+}
+
+// dst (U,) = h * recurrent_mask (or h): the next recurrent GEMM's input row.
+template <typename Real, bool kRecurrentMask>
+inline void write_feed(Real* dst, const Real* h, const Real* recurrent_mask_row, Index U) {
+  if constexpr (kRecurrentMask) {
+#pragma omp simd
+    for (Index j = 0; j < U; ++j) dst[j] = h[j] * recurrent_mask_row[j];
+  } else {
+    (void)recurrent_mask_row;
+    std::memcpy(dst, h, U * sizeof(Real));
+  }
+}
+
+// Where the recurrent GEMM reads h_{t-1} * recurrent_mask from, and the
+// next step writes it: the h_in cache in training; in inference a small
+// buffer, or h_T itself when there is no recurrent mask.
+template <typename Real>
+struct Feed {
+  std::vector<Real> buffer;
+  Real* data = nullptr;
+  Index ld = 0;  // distance between rows
+  Index step_offset = 0;  // distance between steps (0: one buffer reused)
+
+  Real* step(Index t) const { return data + t * step_offset; }
+};
+
+template <typename Real, bool kTraining, bool kRecurrentMask>
+Feed<Real> make_feed(const RecurrentShape& s, Real* h_in, Real* h_T) {
+  Feed<Real> feed;
+  if constexpr (kTraining) {
+    feed.data = h_in;
+    feed.ld = s.T * s.U;
+    feed.step_offset = s.U;
+  } else if constexpr (kRecurrentMask) {
+    feed.buffer.resize(static_cast<std::size_t>(s.N * s.U));
+    feed.data = feed.buffer.data();
+    feed.ld = s.U;
+  } else {
+    feed.data = h_T;
+    feed.ld = s.U;
+  }
+  return feed;
+}
+
+// h_T = h0, and step 0's GEMM input from it.
+template <typename Real, bool kTraining, bool kRecurrentMask>
+void start_state(const RecurrentShape& s, const Real* h0, const Real* recurrent_mask, Real* h_T,
+                 const Feed<Real>& feed) {
+  std::memcpy(h_T, h0, static_cast<std::size_t>(s.N * s.U) * sizeof(Real));
+  if constexpr (kTraining || kRecurrentMask) {
+    for (Index n = 0; n < s.N; ++n) {
+      write_feed<Real, kRecurrentMask>(feed.step(0) + n * feed.ld, h_T + n * s.U,
+                                       kRecurrentMask ? recurrent_mask + n * s.U : nullptr, s.U);
+    }
+  }
+}
+
+// Backward state of one sequence, per batch row:
+//   carry (N, U)   the gradient w.r.t. h_t that does not come through the
+//                  recurrent GEMM: the cell's direct path (GRU's z*g) after a
+//                  valid step, the whole passed-through gradient after a masked one
+//   from_gemm (N, U)  dgates_{t+1} x R^T, zero for rows masked at t+1
+//   pending_output (N, U)  (masked only) gradient of outputs at masked steps,
+//                  owed to the last valid step before them
+// so the gradient w.r.t. h_t is carry + from_gemm * recurrent_mask.
+template <typename Real>
+struct BackwardState {
+  std::vector<Real> carry;
+  std::vector<Real> from_gemm;
+  std::vector<Real> pending_output;
+
+  BackwardState(const RecurrentShape& s, bool masked, const Real* dh_T) {
+    const auto size = static_cast<std::size_t>(s.N * s.U);
+    carry.assign(size, Real(0));
+    from_gemm.assign(size, Real(0));
+    if (masked) pending_output.assign(size, Real(0));
+    if (dh_T != nullptr) std::copy(dh_T, dh_T + size, carry.begin());
+  }
+};
+
+// The gradient w.r.t. the state h_t of row n (see BackwardState), into dh (U,).
+template <typename Real, bool kRecurrentMask>
+inline void state_gradient(const BackwardState<Real>& state, const Real* recurrent_mask, Index n,
+                           Index U, Real* dh) {
+  const Real* carry = state.carry.data() + n * U;
+  const Real* from_gemm = state.from_gemm.data() + n * U;
+  if constexpr (kRecurrentMask) {
+    const Real* m = recurrent_mask + n * U;
+#pragma omp simd
+    for (Index j = 0; j < U; ++j) dh[j] = carry[j] + from_gemm[j] * m[j];
+  } else {
+    (void)recurrent_mask;
+#pragma omp simd
+    for (Index j = 0; j < U; ++j) dh[j] = carry[j] + from_gemm[j];
+  }
+}
+
+// A masked step of row n: its output gradient is owed to an earlier step, the
+// state gradient passes through, and its gate gradients are zero.
+template <typename Real, bool kRecurrentMask>
+inline void masked_step_backward(BackwardState<Real>& state, const Real* recurrent_mask,
+                                 const Real* dy_nt, Index n, Index U, Real* dgates_nt,
+                                 Index gate_width) {
+  Real* pending = state.pending_output.data() + n * U;
+#pragma omp simd
+  for (Index j = 0; j < U; ++j) pending[j] += dy_nt[j];
+  state_gradient<Real, kRecurrentMask>(state, recurrent_mask, n, U, state.carry.data() + n * U);
+  std::fill(dgates_nt, dgates_nt + gate_width, Real(0));
+}
+
+// The total gradient w.r.t. the new h of a valid step of row n, into g (U,):
+// its output gradient, outputs owed to it by later masked steps, and the state
+// gradient. Clears what it consumed.
+template <typename Real, bool kMasked, bool kRecurrentMask>
+inline void valid_step_output_gradient(BackwardState<Real>& state, const Real* recurrent_mask,
+                                       const Real* dy_nt, Index n, Index U, Real* g) {
+  state_gradient<Real, kRecurrentMask>(state, recurrent_mask, n, U, g);
+  if constexpr (kMasked) {
+    Real* pending = state.pending_output.data() + n * U;
+#pragma omp simd
+    for (Index j = 0; j < U; ++j) {
+      g[j] += dy_nt[j] + pending[j];
+      pending[j] = Real(0);
+    }
+  } else {
+#pragma omp simd
+    for (Index j = 0; j < U; ++j) g[j] += dy_nt[j];
+  }
+}
+
+// from_gemm (N, U) = dgates_t (N, K) x R[:, cols]^T, where dgates_t are row n's
+// step-t gate gradients (row length gU, rows T*gU apart) and R[:, cols] the K
+// recurrent-kernel columns they belong to. beta 1 adds to from_gemm.
+template <typename Real>
+void recurrent_backward_gemm(const RecurrentShape& s, Index gate_width, Index K,
+                             const Real* dgates_t, const Real* recurrent_kernel_cols, Real beta,
+                             Real* from_gemm) {
+  gemm<Real>(false, true, s.N, s.U, K, Real(1), dgates_t, s.T * gate_width,
+             recurrent_kernel_cols, gate_width, beta, from_gemm, s.U);
+}
+
+// dh0 (N, U): the state gradient before step 0.
+template <typename Real, bool kRecurrentMask>
+void finish_dh0(const RecurrentShape& s, const BackwardState<Real>& state,
+                const Real* recurrent_mask, Real* dh0) {
+  for (Index n = 0; n < s.N; ++n) {
+    state_gradient<Real, kRecurrentMask>(state, recurrent_mask, n, s.U, dh0 + n * s.U);
+  }
+}
+
+// Calls body(std::bool_constant<flag>{}...) for the runtime flags given, so
+// every combination is its own instantiation and the inner loops carry no
+// flags: with_flags(body, training, masked) -> body(true_type, false_type).
+template <bool... kFlags, typename Body>
+void with_flags(const Body& body) {
+  body(std::bool_constant<kFlags>{}...);
+}
+
+template <bool... kFlags, typename Body, typename... Rest>
+void with_flags(const Body& body, bool flag, Rest... rest) {
+  if (flag) {
+    with_flags<kFlags..., true>(body, rest...);
+  } else {
+    with_flags<kFlags..., false>(body, rest...);
+  }
+}
+
+}  // namespace fusednn::cpu::recurrent_detail

@@ -1,0 +1,536 @@
+"""Fused recurrent ops (fusednn.ops.recurrent): LSTM, GRU (both reset_after forms)
+and SimpleRNN (tanh, relu) against a step-by-step NumPy reference written here,
+every gradient against central finite differences in float64 and against
+PyTorch's nn.LSTM / nn.GRU / nn.RNN, Keras masking semantics, recurrent masks,
+edge shapes, NaN-poisoned outputs and bad input; CPU vs CUDA parity where a GPU
+exists."""
+import numpy as np
+import pytest
+
+import fusednn._C as _C
+from fusednn.ops import recurrent as rnn
+
+# A case is a cell with its variant: (cell, reset_after or activation).
+CASES = ["lstm"]
+STATE_COUNT = {"lstm": 2, "gru": 1, "gru_reset_before": 1, "rnn_tanh": 1, "rnn_relu": 1}
+GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+# Forward tolerances. float64: kernel and reference differ by rounding only
+# (activations within a few ulp, sums in another order): 1e-12 leaves a wide
+# margin. float32 inputs are compared with the float64 reference on the same
+# values: each step adds a few ulp (6e-8) per GEMM term and activation, and
+# the states contract, so 2e-5 is ~10x the error seen at these sizes.
+FORWARD_TOL = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+def sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def reference_forward(case, x, states, kernel, recurrent_kernel, bias, mask=None,
+                      recurrent_mask=None):
+    """Step by step in float64 with Keras masking: returns (y, final states list)."""
+    x = x.astype(np.float64)
+    W, R, b = (a.astype(np.float64) for a in (kernel, recurrent_kernel, bias))
+    h = states[0].astype(np.float64)
+    c = states[1].astype(np.float64) if case == "lstm" else None
+    N, T, _ = x.shape
+    U = h.shape[1]
+    previous_output = np.zeros_like(h)
+    ys = []
+    for t in range(T):
+        xt = x[:, t]
+        hm = h if recurrent_mask is None else h * recurrent_mask
+        c_new = None
+        if case == "lstm":
+            z = xt @ W + hm @ R + b
+            i, f = sigmoid(z[:, :U]), sigmoid(z[:, U:2 * U])
+            g, o = np.tanh(z[:, 2 * U:3 * U]), sigmoid(z[:, 3 * U:])
+            c_new = f * c + i * g
+            h_new = o * np.tanh(c_new)
+        elif case == "gru":
+            xz = xt @ W + b[0]
+            hz = hm @ R + b[1]
+            z = sigmoid(xz[:, :U] + hz[:, :U])
+            r = sigmoid(xz[:, U:2 * U] + hz[:, U:2 * U])
+            hh = np.tanh(xz[:, 2 * U:] + r * hz[:, 2 * U:])
+            h_new = z * h + (1 - z) * hh
+        elif case == "gru_reset_before":
+            xz = xt @ W + b
+            z = sigmoid(xz[:, :U] + hm @ R[:, :U])
+            r = sigmoid(xz[:, U:2 * U] + hm @ R[:, U:2 * U])
+            hh = np.tanh(xz[:, 2 * U:] + (r * hm) @ R[:, 2 * U:])
+            h_new = z * h + (1 - z) * hh
+        else:
+            pre = xt @ W + hm @ R + b
+            h_new = np.tanh(pre) if case == "rnn_tanh" else np.maximum(pre, 0)
+        valid = np.ones((N, 1), bool) if mask is None else mask[:, t:t + 1].astype(bool)
+        h = np.where(valid, h_new, h)
+        if c is not None:
+            c = np.where(valid, c_new, c)
+        previous_output = np.where(valid, h_new, previous_output)
+        ys.append(previous_output)
+    y = np.stack(ys, axis=1) if T else np.zeros((N, 0, U))
+    return y, [h] if c is None else [h, c]
+
+
+def make_problem(rng, case, N, T, F, U, dtype, scale=0.5):
+    G = GATES[case] * U
+    x = rng.standard_normal((N, T, F)).astype(dtype)
+    states = [rng.standard_normal((N, U)).astype(dtype) for _ in range(STATE_COUNT[case])]
+    kernel = (rng.standard_normal((F, G)) * scale).astype(dtype)
+    recurrent_kernel = (rng.standard_normal((U, G)) * scale).astype(dtype)
+    bias_shape = (2, G) if case == "gru" else (G,)
+    bias = (rng.standard_normal(bias_shape) * scale).astype(dtype)
+    return x, states, kernel, recurrent_kernel, bias
+
+
+def forward(case, x, states, kernel, recurrent_kernel, bias, training=False, **masks):
+    """(y, final states list, cache) from the op of `case`."""
+    if case == "lstm":
+        y, h, c, cache = rnn.lstm_forward(x, states[0], states[1], kernel, recurrent_kernel, bias,
+                                          training=training, **masks)
+        return y, [h, c], cache
+    if case in ("gru", "gru_reset_before"):
+        y, h, cache = rnn.gru_forward(x, states[0], kernel, recurrent_kernel, bias,
+                                      reset_after=case == "gru", training=training, **masks)
+    else:
+        y, h, cache = rnn.simple_rnn_forward(x, states[0], kernel, recurrent_kernel, bias,
+                                             activation=case[4:], training=training, **masks)
+    return y, [h], cache
+
+
+def backward(case, dy, dstates, cache):
+    """(dx, dstates0 list, dkernel, drecurrent_kernel, dbias) from the op of `case`."""
+    if case == "lstm":
+        dx, dh0, dc0, dW, dR, db = rnn.lstm_backward(dy, dstates[0], dstates[1], cache)
+        return dx, [dh0, dc0], dW, dR, db
+    fn = rnn.gru_backward if case.startswith("gru") else rnn.simple_rnn_backward
+    dx, dh0, dW, dR, db = fn(dy, dstates[0], cache)
+    return dx, [dh0], dW, dR, db
+
+
+def random_masks(rng, N, T, U, dtype):
+    """A mask with a fully masked row and leading masked steps, and a dropout-like recurrent mask."""
+    mask = rng.random((N, T)) > 0.3
+    mask[0] = False
+    if N > 1:
+        mask[1, : max(T // 2, 1)] = False
+        mask[1, -1] = True
+    recurrent_mask = ((rng.random((N, U)) > 0.25) / 0.75).astype(dtype)
+    return mask, recurrent_mask
+
+
+# ---------------------------------------------------------------------------
+# Forward against the reference
+
+SHAPES = [(3, 5, 4, 6), (1, 1, 1, 1), (2, 1, 3, 7), (4, 6, 1, 13), (1, 7, 5, 11), (5, 3, 2, 2)]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_forward_matches_reference(rng, case, dtype, shape, masked):
+    N, T, F, U = shape
+    x, states, W, R, b = make_problem(rng, case, *shape, dtype)
+    masks = {}
+    if masked:
+        masks["mask"], masks["recurrent_mask"] = random_masks(rng, N, T, U, dtype)
+    want_y, want_states = reference_forward(case, x, states, W, R, b, **masks)
+    for training in (False, True):
+        y, final, cache = forward(case, x, states, W, R, b, training=training, **masks)
+        assert y.dtype == dtype and all(s.dtype == dtype for s in final)
+        tol = FORWARD_TOL[dtype]
+        np.testing.assert_allclose(y, want_y, rtol=tol, atol=tol)
+        for got, want in zip(final, want_states):
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        assert (cache is None) != training
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_masking_semantics(rng, case):
+    """Independent of the reference: a fully masked row keeps its initial state and
+    outputs zeros; leading masked steps output zeros; later masked steps repeat
+    the last valid output and leave the state alone."""
+    N, T, F, U = 3, 6, 2, 5
+    x, states, W, R, b = make_problem(rng, case, N, T, F, U, np.float64)
+    mask = np.ones((N, T), bool)
+    mask[0] = False
+    mask[1, :2] = False
+    mask[2, 3:] = False
+    y, final, _ = forward(case, x, states, W, R, b, mask=mask)
+    np.testing.assert_array_equal(y[0], 0)
+    for s0, s in zip(states, final):
+        np.testing.assert_array_equal(s[0], s0[0])
+    np.testing.assert_array_equal(y[1, :2], 0)
+    assert np.all(y[1, 2] != 0)
+    for t in range(3, T):
+        np.testing.assert_array_equal(y[2, t], y[2, 2])
+    np.testing.assert_array_equal(final[0][2], y[2, 2])
+    # Row 2 truncated after step 2 gives the same outputs as a 3-step sequence.
+    y3, final3, _ = forward(case, x[2:, :3], [s[2:] for s in states], W, R, b)
+    np.testing.assert_allclose(y[2, :3], y3[0], rtol=1e-14, atol=1e-14)
+    for s, s3 in zip(final, final3):
+        np.testing.assert_allclose(s[2], s3[0], rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_zero_recurrent_mask_equals_zero_recurrent_kernel(rng, case):
+    N, T, F, U = 2, 4, 3, 5
+    x, states, W, R, b = make_problem(rng, case, N, T, F, U, np.float64)
+    y_masked, final_masked, _ = forward(case, x, states, W, R, b,
+                                        recurrent_mask=np.zeros((N, U)))
+    y_zero, final_zero, _ = forward(case, x, states, W, np.zeros_like(R), b)
+    np.testing.assert_allclose(y_masked, y_zero, rtol=1e-14, atol=1e-14)
+    for a, z in zip(final_masked, final_zero):
+        np.testing.assert_allclose(a, z, rtol=1e-14, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# Gradients
+
+def loss_and_grads(case, problem, masks, seeds):
+    """L = sum(dy * y) + sum(dstate_T * state_T) and the op's gradients of it."""
+    x, states, W, R, b = problem
+    dy, dstates = seeds
+    y, final, cache = forward(case, x, states, W, R, b, training=True, **masks)
+    loss = float((dy * y).sum() + sum((d * s).sum() for d, s in zip(dstates, final)))
+    return loss, backward(case, dy, dstates, cache)
+
+
+def numeric_gradient(f, array, eps=1e-6):
+    grad = np.zeros_like(array)
+    for idx in np.ndindex(array.shape):
+        old = array[idx]
+        array[idx] = old + eps
+        plus = f()
+        array[idx] = old - eps
+        minus = f()
+        array[idx] = old
+        grad[idx] = (plus - minus) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("variant", ["plain", "masked", "recurrent_mask"])
+def test_gradients_match_finite_differences(rng, case, variant):
+    N, T, F, U = 3, 4, 2, 3
+    problem = make_problem(rng, case, N, T, F, U, np.float64)
+    mask, recurrent_mask = random_masks(rng, N, T, U, np.float64)
+    masks = {"plain": {}, "masked": {"mask": mask},
+             "recurrent_mask": {"mask": mask, "recurrent_mask": recurrent_mask}}[variant]
+    dy = rng.standard_normal((N, T, U))
+    dstates = [rng.standard_normal((N, U)) for _ in range(STATE_COUNT[case])]
+    _, (dx, dstates0, dW, dR, db) = loss_and_grads(case, problem, masks, (dy, dstates))
+    x, states, W, R, b = problem
+    analytic = [dx, *dstates0, dW, dR, db]
+    arrays = [x, *states, W, R, b]
+    names = ["dx"] + [f"dstate{i}" for i in range(len(states))] + ["dkernel", "drecurrent", "dbias"]
+
+    def loss():
+        y, final, _ = forward(case, x, states, W, R, b, **masks)
+        return float((dy * y).sum() + sum((d * s).sum() for d, s in zip(dstates, final)))
+
+    # Central differences with eps 1e-6: truncation ~eps^2 and rounding
+    # ~1e-16 / eps = 1e-10 on a loss of order 10, so 1e-7 is safe yet tight.
+    for name, array, got in zip(names, arrays, analytic):
+        assert got.shape == array.shape, name
+        np.testing.assert_allclose(got, numeric_gradient(loss, array), rtol=1e-6, atol=1e-7,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gradients_of_masked_steps(rng, case):
+    """A fully masked row passes dh_T (and dc_T) straight to dh0 and gets no dx."""
+    N, T, F, U = 2, 3, 2, 4
+    x, states, W, R, b = make_problem(rng, case, N, T, F, U, np.float64)
+    mask = np.ones((N, T), bool)
+    mask[0] = False
+    _, _, cache = forward(case, x, states, W, R, b, training=True, mask=mask)
+    dy = rng.standard_normal((N, T, U))
+    dstates = [rng.standard_normal((N, U)) for _ in states]
+    dx, dstates0, _, _, _ = backward(case, dy, dstates, cache)
+    np.testing.assert_array_equal(dx[0], 0)
+    for d, d0 in zip(dstates, dstates0):
+        np.testing.assert_array_equal(d0[0], d[0])
+
+
+# ---------------------------------------------------------------------------
+# PyTorch as an oracle
+
+def torch_module(torch, case, W, R, b):
+    """nn.LSTM / nn.GRU / nn.RNN holding the Keras weights (float32, batch_first)."""
+    F, G = W.shape
+    U = R.shape[0]
+    t = lambda a: torch.tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+    if case == "lstm":
+        # torch's gate order (i, f, g, o) is Keras's (i, f, c, o); one bias is zero.
+        m = torch.nn.LSTM(F, U, batch_first=True)
+        w_ih, w_hh, b_ih, b_hh = W.T, R.T, b, np.zeros_like(b)
+    elif case == "gru":
+        # torch (r, z, n) from Keras (z, r, h); torch's h' = (1-z)*n + z*h is Keras's.
+        order = lambda a: np.concatenate([a[U:2 * U], a[:U], a[2 * U:]])  # noqa: E731
+        m = torch.nn.GRU(F, U, batch_first=True)
+        w_ih, w_hh, b_ih, b_hh = order(W.T), order(R.T), order(b[0]), order(b[1])
+    else:
+        m = torch.nn.RNN(F, U, nonlinearity=case[4:], batch_first=True)
+        w_ih, w_hh, b_ih, b_hh = W.T, R.T, b, np.zeros_like(b)
+    with torch.no_grad():
+        m.weight_ih_l0.copy_(t(w_ih))
+        m.weight_hh_l0.copy_(t(w_hh))
+        m.bias_ih_l0.copy_(t(b_ih))
+        m.bias_hh_l0.copy_(t(b_hh))
+    return m
+
+
+def torch_grads_as_keras(case, m, U):
+    g = lambda p: p.grad.numpy().astype(np.float64)  # noqa: E731
+    if case == "gru":
+        unorder = lambda a: np.concatenate([a[U:2 * U], a[:U], a[2 * U:]])  # noqa: E731
+        return (unorder(g(m.weight_ih_l0)).T, unorder(g(m.weight_hh_l0)).T,
+                np.stack([unorder(g(m.bias_ih_l0)), unorder(g(m.bias_hh_l0))]))
+    # The single Keras bias receives the gradient of both torch biases (they are equal).
+    return g(m.weight_ih_l0).T, g(m.weight_hh_l0).T, g(m.bias_ih_l0)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "gru_reset_before"])
+def test_matches_torch(rng, case):
+    torch = pytest.importorskip("torch")
+    N, T, F, U = 4, 9, 5, 8
+    x, states, W, R, b = make_problem(rng, case, N, T, F, U, np.float32)
+    dy = rng.standard_normal((N, T, U)).astype(np.float32)
+    dstates = [rng.standard_normal((N, U)).astype(np.float32) for _ in states]
+    y, final, cache = forward(case, x, states, W, R, b, training=True)
+    dx, dstates0, dW, dR, db = backward(case, dy, dstates, cache)
+
+    m = torch_module(torch, case, W, R, b)
+    tx = torch.tensor(x, requires_grad=True)
+    tstates = [torch.tensor(s[None], requires_grad=True) for s in states]
+    ty, tfinal = m(tx, tuple(tstates) if case == "lstm" else tstates[0])
+    tfinal = list(tfinal) if case == "lstm" else [tfinal]
+    loss = (ty * torch.tensor(dy)).sum() + sum(
+        (f[0] * torch.tensor(d)).sum() for f, d in zip(tfinal, dstates))
+    loss.backward()
+    # float32 on both sides with different summation orders and activations:
+    # 2e-4 relative with a small absolute floor for entries near zero.
+    close = dict(rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(y, ty.detach().numpy(), **close)
+    for got, want in zip(final, tfinal):
+        np.testing.assert_allclose(got, want[0].detach().numpy(), **close)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), **close)
+    for got, want in zip(dstates0, tstates):
+        np.testing.assert_allclose(got, want.grad[0].numpy(), **close)
+    want_dW, want_dR, want_db = torch_grads_as_keras(case, m, U)
+    np.testing.assert_allclose(dW, want_dW, **close)
+    np.testing.assert_allclose(dR, want_dR, **close)
+    np.testing.assert_allclose(db, want_db, **close)
+
+
+# ---------------------------------------------------------------------------
+# Kernels write every output element (called directly on NaN-filled outputs)
+
+def poisoned(shape, dtype):
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("masked", [False, True])
+def test_lstm_kernels_write_every_output(rng, dtype, masked):
+    N, T, F, U = 3, 4, 2, 5
+    x, (h0, c0), W, R, b = make_problem(rng, "lstm", N, T, F, U, dtype)
+    mask, recurrent_mask = random_masks(rng, N, T, U, dtype) if masked else (None, None)
+    mask8 = None if mask is None else mask.astype(np.uint8)
+    y, h_T, c_T = poisoned((N, T, U), dtype), poisoned((N, U), dtype), poisoned((N, U), dtype)
+    gates, cell, h_in = (poisoned((N, T, 4 * U), dtype), poisoned((N, T, U), dtype),
+                         poisoned((N, T, U), dtype))
+    _C.lstm_forward_cpu(x, h0, c0, W, R, b, mask8, recurrent_mask, y, h_T, c_T, gates, cell, h_in)
+    want_y, (want_h, want_c) = reference_forward("lstm", x, [h0, c0], W, R, b, mask,
+                                                 recurrent_mask)
+    tol = FORWARD_TOL[dtype]
+    np.testing.assert_allclose(y, want_y, rtol=tol, atol=tol)
+    np.testing.assert_allclose(h_T, want_h, rtol=tol, atol=tol)
+    np.testing.assert_allclose(c_T, want_c, rtol=tol, atol=tol)
+
+    dy = rng.standard_normal((N, T, U)).astype(dtype)
+    outs = [poisoned(s, dtype) for s in [(N, T, F), (N, U), (N, U), (F, 4 * U), (U, 4 * U),
+                                         (4 * U,), (N, T, 4 * U)]]
+    _C.lstm_backward_cpu(x, c0, W, R, mask8, recurrent_mask, gates, cell, h_in, dy, None, None,
+                         *outs)
+    _, _, cache = forward("lstm", x, [h0, c0], W, R, b, training=True, mask=mask,
+                          recurrent_mask=recurrent_mask)
+    want = backward("lstm", dy, [None, None], cache)
+    for got, expected in zip(outs[:6], [want[0], *want[1], *want[2:]]):
+        np.testing.assert_array_equal(got, expected)
+
+
+# ---------------------------------------------------------------------------
+# Edge shapes and layouts
+
+@pytest.mark.parametrize("case", CASES)
+def test_empty_batch(rng, case):
+    x, states, W, R, b = make_problem(rng, case, 0, 3, 2, 5, np.float64)
+    y, final, cache = forward(case, x, states, W, R, b, training=True)
+    assert y.shape == (0, 3, 5) and all(s.shape == (0, 5) for s in final)
+    dx, dstates0, dW, dR, db = backward(case, np.zeros((0, 3, 5)), [None] * len(states), cache)
+    assert dx.shape == (0, 3, 2) and all(d.shape == (0, 5) for d in dstates0)
+    for g, w in zip((dW, dR, db), (W, R, b)):
+        assert g.shape == w.shape
+        np.testing.assert_array_equal(g, 0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_non_contiguous_inputs_and_missing_state_gradients(rng, case):
+    N, T, F, U = 3, 4, 3, 5
+    x, states, W, R, b = make_problem(rng, case, N, T, F, U, np.float64)
+    y, final, cache = forward(case, x, states, W, R, b, training=True)
+    # Fortran-ordered and strided views of the same values.
+    x_view = np.repeat(x, 2, axis=2)[:, :, ::2]
+    y2, final2, _ = forward(case, x_view, [np.asfortranarray(s) for s in states],
+                            np.asfortranarray(W), R, b)
+    np.testing.assert_array_equal(y, y2)
+    for a, c in zip(final, final2):
+        np.testing.assert_array_equal(a, c)
+    dy = rng.standard_normal((N, T, U))
+    got = backward(case, dy, [None] * len(states), cache)
+    zeros = backward(case, dy, [np.zeros((N, U))] * len(states), cache)
+    np.testing.assert_array_equal(got[0], zeros[0])
+    for a, c in zip(got[1], zeros[1]):
+        np.testing.assert_array_equal(a, c)
+
+
+# ---------------------------------------------------------------------------
+# Bad input
+
+def lstm_args(rng, dtype=np.float32, N=2, T=3, F=4, U=5):
+    x, (h0, c0), W, R, b = make_problem(rng, "lstm", N, T, F, U, dtype)
+    return dict(x=x, h0=h0, c0=c0, kernel=W, recurrent_kernel=R, bias=b)
+
+
+def call_lstm(args, **kw):
+    return rnn.lstm_forward(args["x"], args["h0"], args["c0"], args["kernel"],
+                            args["recurrent_kernel"], args["bias"], **kw)
+
+
+@pytest.mark.parametrize("name, value, error, words", [
+    ("x", np.zeros((2, 3)), ValueError, "x must be 3-D (N, T, F)"),
+    ("x", np.zeros((2, 0, 4), np.float32), ValueError, "at least one time step"),
+    ("x", np.zeros((2, 3, 4), np.int32), TypeError, "float32 or float64, got dtype int32"),
+    ("x", np.zeros((2, 3, 4), np.float16), TypeError, "got dtype float16"),
+    ("h0", np.zeros((2, 6), np.float32), ValueError, "h0 must have shape (N, U) = (2, 5)"),
+    ("c0", np.zeros((3, 5), np.float32), ValueError, "c0 must have shape (N, U) = (2, 5)"),
+    ("h0", np.zeros((2, 5), np.float64), TypeError, "h0 must have the dtype of x (float32)"),
+    ("kernel", np.zeros((4, 16), np.float32), ValueError, "kernel must have shape (F, 4U)"),
+    ("recurrent_kernel", np.zeros((5, 15), np.float32), ValueError,
+     "recurrent_kernel must have shape (U, 4U)"),
+    ("recurrent_kernel", np.zeros((0, 0), np.float32), ValueError, "U >= 1"),
+    ("bias", np.zeros((2, 20), np.float32), ValueError, "bias must have shape (4U,) = (20,)"),
+    ("bias", None, TypeError, "bias is required"),
+    ("x", [[["a"]]], TypeError, "float32 or float64, got dtype <U1"),
+])
+def test_bad_forward_input(rng, name, value, error, words):
+    args = lstm_args(rng)
+    args[name] = value
+    with pytest.raises(error) as info:
+        call_lstm(args)
+    assert "lstm_forward" in str(info.value) and words in str(info.value)
+
+
+@pytest.mark.parametrize("kw, error, words", [
+    (dict(mask=np.ones((2, 4), bool)), ValueError, "mask must have shape (N, T) = (2, 3)"),
+    (dict(mask=np.ones((2, 3), np.float32)), TypeError, "mask must be a bool or integer"),
+    (dict(recurrent_mask=np.ones((2, 4), np.float32)), ValueError,
+     "recurrent_mask must have shape (N, U) = (2, 5)"),
+    (dict(recurrent_mask=np.ones((2, 5), bool)), TypeError, "recurrent_mask must have the dtype"),
+])
+def test_bad_masks(rng, kw, error, words):
+    with pytest.raises(error) as info:
+        call_lstm(lstm_args(rng), **kw)
+    assert "lstm_forward" in str(info.value) and words in str(info.value)
+
+
+def test_bad_backward_input(rng):
+    args = lstm_args(rng)
+    _, _, _, cache = call_lstm(args, training=True)
+    dy = np.zeros((2, 3, 5), np.float32)
+    with pytest.raises(TypeError, match="lstm_backward: cache must be the dict"):
+        rnn.lstm_backward(dy, None, None, None)
+    with pytest.raises(ValueError, match="lstm_backward: dy must have shape"):
+        rnn.lstm_backward(dy[:, :2], None, None, cache)
+    with pytest.raises(TypeError, match=r"lstm_backward: dy must have the dtype of x \(float32\)"):
+        rnn.lstm_backward(dy.astype(np.float64), None, None, cache)
+    with pytest.raises(ValueError, match="lstm_backward: dc_T must have shape"):
+        rnn.lstm_backward(dy, None, np.zeros((2, 4), np.float32), cache)
+
+
+def test_cache_of_another_cell_is_rejected(rng):
+    args = lstm_args(rng)
+    _, _, _, cache = call_lstm(args, training=True)
+    with pytest.raises(ValueError, match="gru_backward: cache comes from a lstm forward"):
+        rnn.gru_backward(np.zeros((2, 3, 5), np.float32), None, cache)
+
+
+def test_kernel_bindings_recheck_shapes(rng):
+    """A direct call with inconsistent arrays is refused before it can write out of bounds."""
+    x, (h0, c0), W, R, b = make_problem(rng, "lstm", 2, 3, 4, 5, np.float32)
+    y = np.empty((2, 3, 5), np.float32)
+    with pytest.raises(ValueError, match=r"lstm_forward: gates must have shape \(2, 3, 20\)"):
+        _C.lstm_forward_cpu(x, h0, c0, W, R, b, None, None, y, np.empty_like(h0),
+                            np.empty_like(c0), np.empty((2, 3, 19), np.float32), None, None)
+
+
+def test_algorithm_is_reported(rng):
+    _, _, _, cache = call_lstm(lstm_args(rng), training=True)
+    assert rnn.recurrent_algorithm(cache) == "cpu"
+
+
+# ---------------------------------------------------------------------------
+# CPU vs CUDA (needs a GPU, CuPy and the CUDA kernels; skipped otherwise)
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("shape", [(3, 5, 4, 6), (1, 1, 1, 1), (0, 2, 3, 4), (7, 12, 5, 33),
+                                   (16, 20, 24, 128)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_cuda_matches_cpu(rng, case, shape, masked):
+    cp = pytest.importorskip("cupy")
+    N, T, F, U = shape
+    x, states, W, R, b = make_problem(rng, case, *shape, np.float32)
+    masks = {}
+    if masked:
+        masks["mask"], masks["recurrent_mask"] = random_masks(rng, N, T, U, np.float32)
+    dy = rng.standard_normal((N, T, U)).astype(np.float32)
+    dstates = [rng.standard_normal((N, U)).astype(np.float32) for _ in states]
+    y, final, cache = forward(case, x, states, W, R, b, training=True, **masks)
+    grads = backward(case, dy, dstates, cache)
+
+    g = lambda a: None if a is None else cp.asarray(a)  # noqa: E731
+    gy, gfinal, gcache = forward(case, g(x), [g(s) for s in states], g(W), g(R), g(b),
+                                 training=True, **{k: g(v) for k, v in masks.items()})
+    assert rnn.recurrent_algorithm(gcache) in ("per_step", "persistent")
+    ggrads = backward(case, g(dy), [g(d) for d in dstates], gcache)
+    # float32 on both sides, different summation orders and activation code.
+    close = dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(cp.asnumpy(gy), y, **close)
+    for a, c in zip(gfinal, final):
+        np.testing.assert_allclose(cp.asnumpy(a), c, **close)
+    flat = lambda gr: [gr[0], *gr[1], *gr[2:]]  # noqa: E731
+    for a, c in zip(flat(ggrads), flat(grads)):
+        np.testing.assert_allclose(cp.asnumpy(a), c, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+def test_cuda_rejects_mixed_devices(rng):
+    cp = pytest.importorskip("cupy")
+    args = lstm_args(rng)
+    args["x"] = cp.asarray(args["x"])
+    with pytest.raises(TypeError, match="lstm_forward: arrays on different devices"):
+        call_lstm(args)
+
+
+@pytest.mark.cuda
+def test_cuda_rejects_float64(rng):
+    cp = pytest.importorskip("cupy")
+    args = {k: cp.asarray(v) for k, v in lstm_args(rng, np.float64).items()}
+    with pytest.raises(TypeError, match="CuPy x must be float32"):
+        call_lstm(args)
