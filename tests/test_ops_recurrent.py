@@ -11,7 +11,7 @@ import fusednn._C as _C
 from fusednn.ops import recurrent as rnn
 
 # A case is a cell with its variant: (cell, reset_after or activation).
-CASES = ["lstm"]
+CASES = ["lstm", "gru", "gru_reset_before", "rnn_tanh", "rnn_relu"]
 STATE_COUNT = {"lstm": 2, "gru": 1, "gru_reset_before": 1, "rnn_tanh": 1, "rnn_relu": 1}
 GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
@@ -334,34 +334,65 @@ def poisoned(shape, dtype):
     return np.full(shape, np.nan, dtype=dtype)
 
 
+def run_kernels_poisoned(case, problem, mask, recurrent_mask, dy):
+    """Forward then backward through _C directly, every output, cache and
+    workspace NaN-filled first. Returns (y, final states, gradients)."""
+    x, states, W, R, b = problem
+    N, T, F = x.shape
+    U = R.shape[0]
+    G = GATES[case] * U
+    dtype = x.dtype
+    mask8 = None if mask is None else mask.astype(np.uint8)
+    seq = lambda width=U: poisoned((N, T, width), dtype)  # noqa: E731
+    y, gates = seq(), seq(G)
+    finals = [poisoned((N, U), dtype) for _ in states]
+    grads = [poisoned(shape, dtype) for shape in
+             [(N, T, F), *[(N, U)] * len(states), W.shape, R.shape, (b.size,)]]
+    dgates = seq(G)
+    masks = (mask8, recurrent_mask)
+    if case == "lstm":
+        cell, h_in = seq(), seq()
+        _C.lstm_forward_cpu(x, *states, W, R, b, *masks, y, *finals, gates, cell, h_in)
+        _C.lstm_backward_cpu(x, states[1], W, R, *masks, gates, cell, h_in, dy, None, None,
+                             *grads, dgates)
+    elif case.startswith("gru"):
+        after = case == "gru"
+        h_in, recurrent_h = seq(), seq()
+        h_prev = None if recurrent_mask is None else seq()
+        _C.gru_forward_cpu(after, x, states[0], W, R, b.reshape(-1), *masks, y, finals[0], gates,
+                           h_in, h_prev, recurrent_h)
+        _C.gru_backward_cpu(after, x, W, R, *masks, gates, h_in, h_prev, recurrent_h, dy, None,
+                            *grads, dgates, seq(G) if after else None)
+        grads[-1] = grads[-1].reshape(b.shape)
+    else:
+        activation = case[4:]
+        h_in = seq()
+        _C.simple_rnn_forward_cpu(activation, x, states[0], W, R, b, *masks, y, finals[0], gates,
+                                  h_in)
+        _C.simple_rnn_backward_cpu(activation, x, W, R, *masks, gates, h_in, dy, None, *grads,
+                                   dgates)
+    return y, finals, grads
+
+
+@pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("masked", [False, True])
-def test_lstm_kernels_write_every_output(rng, dtype, masked):
+def test_kernels_write_every_output(rng, case, dtype, masked):
     N, T, F, U = 3, 4, 2, 5
-    x, (h0, c0), W, R, b = make_problem(rng, "lstm", N, T, F, U, dtype)
+    problem = make_problem(rng, case, N, T, F, U, dtype)
     mask, recurrent_mask = random_masks(rng, N, T, U, dtype) if masked else (None, None)
-    mask8 = None if mask is None else mask.astype(np.uint8)
-    y, h_T, c_T = poisoned((N, T, U), dtype), poisoned((N, U), dtype), poisoned((N, U), dtype)
-    gates, cell, h_in = (poisoned((N, T, 4 * U), dtype), poisoned((N, T, U), dtype),
-                         poisoned((N, T, U), dtype))
-    _C.lstm_forward_cpu(x, h0, c0, W, R, b, mask8, recurrent_mask, y, h_T, c_T, gates, cell, h_in)
-    want_y, (want_h, want_c) = reference_forward("lstm", x, [h0, c0], W, R, b, mask,
-                                                 recurrent_mask)
+    dy = rng.standard_normal((N, T, U)).astype(dtype)
+    y, finals, grads = run_kernels_poisoned(case, problem, mask, recurrent_mask, dy)
+    want_y, want_states = reference_forward(case, *problem, mask, recurrent_mask)
     tol = FORWARD_TOL[dtype]
     np.testing.assert_allclose(y, want_y, rtol=tol, atol=tol)
-    np.testing.assert_allclose(h_T, want_h, rtol=tol, atol=tol)
-    np.testing.assert_allclose(c_T, want_c, rtol=tol, atol=tol)
-
-    dy = rng.standard_normal((N, T, U)).astype(dtype)
-    outs = [poisoned(s, dtype) for s in [(N, T, F), (N, U), (N, U), (F, 4 * U), (U, 4 * U),
-                                         (4 * U,), (N, T, 4 * U)]]
-    _C.lstm_backward_cpu(x, c0, W, R, mask8, recurrent_mask, gates, cell, h_in, dy, None, None,
-                         *outs)
-    _, _, cache = forward("lstm", x, [h0, c0], W, R, b, training=True, mask=mask,
-                          recurrent_mask=recurrent_mask)
-    want = backward("lstm", dy, [None, None], cache)
-    for got, expected in zip(outs[:6], [want[0], *want[1], *want[2:]]):
-        np.testing.assert_array_equal(got, expected)
+    for got, want in zip(finals, want_states):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    # The op (fresh, unpoisoned buffers) is the reference for the gradients.
+    _, _, cache = forward(case, *problem, training=True, mask=mask, recurrent_mask=recurrent_mask)
+    dx, dstates0, dW, dR, db = backward(case, dy, [None] * len(finals), cache)
+    for got, want in zip(grads, [dx, *dstates0, dW, dR, db]):
+        np.testing.assert_array_equal(got, want)
 
 
 # ---------------------------------------------------------------------------
@@ -477,6 +508,31 @@ def test_kernel_bindings_recheck_shapes(rng):
     with pytest.raises(ValueError, match=r"lstm_forward: gates must have shape \(2, 3, 20\)"):
         _C.lstm_forward_cpu(x, h0, c0, W, R, b, None, None, y, np.empty_like(h0),
                             np.empty_like(c0), np.empty((2, 3, 19), np.float32), None, None)
+
+
+def gru_args(rng, reset_after=True):
+    x, (h0,), W, R, b = make_problem(rng, "gru" if reset_after else "gru_reset_before",
+                                     2, 3, 4, 5, np.float32)
+    return x, h0, W, R, b
+
+
+def test_bad_gru_and_simple_rnn_input(rng):
+    x, h0, W, R, b = gru_args(rng)
+    with pytest.raises(ValueError, match=r"gru_forward: bias must have shape \(2, 3U\) = \(2, 15\)"):
+        rnn.gru_forward(x, h0, W, R, b[0])
+    with pytest.raises(ValueError, match=r"gru_forward: bias must have shape \(3U,\) = \(15,\)"):
+        rnn.gru_forward(x, h0, W, R, b, reset_after=False)
+    with pytest.raises(TypeError, match="gru_forward: reset_after must be True or False"):
+        rnn.gru_forward(x, h0, W, R, b, reset_after="yes")
+    with pytest.raises(ValueError, match=r"gru_forward: recurrent_kernel must have shape \(U, 3U\)"):
+        rnn.gru_forward(x, h0, W, np.zeros((5, 20), np.float32), b)
+    rx, (rh0,), rW, rR, rb = make_problem(rng, "rnn_tanh", 2, 3, 4, 5, np.float32)
+    with pytest.raises(ValueError, match="simple_rnn_forward: activation must be one of"):
+        rnn.simple_rnn_forward(rx, rh0, rW, rR, rb, activation="sigmoid")
+    with pytest.raises(ValueError, match=r"simple_rnn_forward: h0 must have shape \(N, U\) = \(2, 5\)"):
+        rnn.simple_rnn_forward(rx, np.zeros((2, 4), np.float32), rW, rR, rb)
+    with pytest.raises(ValueError, match=r"simple_rnn_forward: kernel must have shape \(F, U\)"):
+        rnn.simple_rnn_forward(rx, rh0, rW[:, :4], rR, rb)
 
 
 def test_algorithm_is_reported(rng):
