@@ -140,8 +140,13 @@ class Sequential(Layer):
             self._input_layer.input_spec.check(self._input_layer, tuple(x.shape))
         if not self.built:
             self.build_for((None,) + tuple(x.shape[1:]))
+        mask = None  # time-step mask (N, T) from Masking / Embedding(mask_zero=True)
         for layer in self._layers:  # each layer checks the shape it receives
-            x = layer.forward(x, training)
+            if mask is not None and getattr(layer, "supports_masking", False):
+                x = layer.forward(x, training, mask=mask)
+            else:
+                x = layer.forward(x, training)
+            mask = _mask_after(layer, x, mask)
         if training:
             self._cache_valid = True
             self._last_output_shape = tuple(x.shape)
@@ -498,6 +503,21 @@ def _declared_shape(layer: Layer):
         return (layer.declared_batch_size,) + tuple(layer.declared_input_shape)
     if layer.built and layer.input_shape is not None:
         return tuple(layer.input_shape)
+    return None
+
+
+def _mask_after(layer: Layer, output, mask):
+    """The time-step mask for the layer after `layer`, as Keras propagates it.
+
+    Mask-aware layers (Masking, Embedding, recurrent layers and wrappers) set
+    `output_mask` in forward. Other layers pass the incoming mask on while their
+    output keeps the (N, T) leading axes (Dense, Dropout, Activation on sequences).
+    """
+    if hasattr(layer, "output_mask"):
+        return layer.output_mask
+    if mask is not None and getattr(output, "ndim", 0) >= 3 \
+            and tuple(output.shape[:2]) == tuple(mask.shape):
+        return mask
     return None
 
 

@@ -53,6 +53,9 @@ def deserialize(config: dict) -> Layer:
 
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape  # noqa: E402
 from .activation_layers import ELU, LeakyReLU, PReLU, ReLU, Softmax  # noqa: E402
+from .recurrent import GRU, LSTM, SimpleRNN  # noqa: E402
+from .wrappers import Bidirectional, RepeatVector, TimeDistributed  # noqa: E402
+from .embedding import Embedding, Masking  # noqa: E402
 from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,  # noqa: E402
                       GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                       MaxPooling1D, MaxPooling2D)
@@ -63,7 +66,9 @@ for _cls in (Activation, Dense, Dropout, Flatten, InputLayer, Reshape,
              AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
              GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D,
              Cropping2D, UpSampling1D, UpSampling2D, ZeroPadding2D, BatchNormalization,
-             ELU, LeakyReLU, PReLU, ReLU, Softmax):
+             ELU, LeakyReLU, PReLU, ReLU, Softmax,
+             GRU, LSTM, SimpleRNN, Bidirectional, RepeatVector, TimeDistributed,
+             Embedding, Masking):
     register(_cls)
 del _cls
 
@@ -75,4 +80,6 @@ __all__ = [
     "Activation", "Dense", "Dropout", "ELU", "Flatten", "Input", "InputLayer", "InputSpec",
     "Layer", "LeakyReLU", "PReLU", "ReLU", "Reshape", "Softmax", "Variable",
     "deserialize", "register", "registered_classes", "serialize",
+    "Bidirectional", "Embedding", "GRU", "LSTM", "Masking", "RepeatVector", "SimpleRNN",
+    "TimeDistributed",
 ]

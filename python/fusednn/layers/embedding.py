@@ -1,0 +1,150 @@
+"""Embedding (integer ids -> vectors) and Masking (skip padded time steps).
+
+Both produce the time-step mask (N, T) that a following recurrent layer uses to
+skip padding: after forward, `layer.output_mask` holds it (None when there is
+none), and Sequential passes it to the next layer that accepts `mask=`.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import backend, initializers, regularizers
+from .base import Layer
+from .core import _checked
+
+
+class Embedding(Layer):
+    """Looks up rows of `embeddings` (input_dim, output_dim): ids (N, ...) -> (N, ..., output_dim).
+
+    Ids are integers in [0, input_dim) (floats holding whole numbers are accepted);
+    anything else raises before the lookup. mask_zero=True treats id 0 as padding:
+    output_mask is `ids != 0` (so the vocabulary needs input_dim = real ids + 1).
+    The ids are not differentiable: backward adds the embeddings' gradient (rows
+    scatter-added, a repeated id gets the sum) and returns None.
+    Default initializer: uniform in [-0.05, 0.05] (Keras's "uniform").
+    """
+
+    supports_masking = False  # it makes a mask, it does not consume one
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, mask_zero=False, input_length=None, **kwargs):
+        if input_length is not None and "input_shape" not in kwargs:
+            kwargs["input_shape"] = (input_length,)  # Keras 2's way to declare the length
+        super().__init__(**kwargs)
+        for name, value in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{self._label()}: expected {name} to be a positive integer, "
+                                 f"got {value!r}")
+        self.input_dim = int(input_dim)
+        self.output_dim = int(output_dim)
+        self.embeddings_initializer = _checked(
+            self, "embeddings_initializer", initializers.get,
+            "random_uniform" if embeddings_initializer == "uniform" else embeddings_initializer)
+        self.embeddings_regularizer = _checked(self, "embeddings_regularizer", regularizers.get,
+                                               embeddings_regularizer)
+        self.mask_zero = bool(mask_zero)
+        self.embeddings = None
+        self.output_mask = None
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
+                                          self.embeddings_initializer,
+                                          self.embeddings_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def _prepare_input(self, ids):
+        """Integer ids (int64) on the layer's device, checked to lie in [0, input_dim)."""
+        if not backend.is_cuda_array(ids):
+            ids = np.asarray(ids)
+        if backend.device_of(ids) != self.device:
+            raise TypeError(f"{self._label()}: ids are on {backend.device_of(ids)} but the "
+                            f"embeddings are on {self.device}")
+        xp = backend.get_array_module(ids)
+        kind = ids.dtype.kind
+        if kind not in "biuf":
+            raise TypeError(f"{self._label()}: expected integer ids, got dtype {ids.dtype}")
+        if kind == "f":
+            if ids.size and not bool(xp.all(ids == xp.floor(ids))):
+                raise ValueError(f"{self._label()}: expected integer ids, got non-integer values")
+        if ids.size:
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= self.input_dim:
+                bad = low if low < 0 else high
+                raise IndexError(f"{self._label()}: id {bad} is out of range for input_dim="
+                                 f"{self.input_dim} (ids must lie in [0, {self.input_dim}))")
+        return ids.astype(xp.int64, copy=False)
+
+    def call(self, ids, training):
+        self.output_mask = (ids != 0) if self.mask_zero else None
+        y = self.embeddings.value[ids]
+        return y, (ids if training else None)
+
+    def call_backward(self, dy, ids):
+        if self.trainable and self.embeddings.trainable:
+            xp = backend.get_array_module(dy)
+            grad = xp.zeros_like(self.embeddings.value)
+            rows = dy.reshape(-1, self.output_dim)
+            if xp is np:
+                np.add.at(grad, ids.reshape(-1), rows)
+            else:
+                import cupyx  # only reached with CuPy arrays
+
+                cupyx.scatter_add(grad, ids.reshape(-1), rows)
+            self._accumulate(self.embeddings, grad)
+        return None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(input_dim=self.input_dim, output_dim=self.output_dim,
+                      embeddings_initializer=initializers.serialize(self.embeddings_initializer),
+                      embeddings_regularizer=regularizers.serialize(self.embeddings_regularizer),
+                      mask_zero=self.mask_zero)
+        return config
+
+
+class Masking(Layer):
+    """Marks time steps whose features all equal `mask_value` as padding.
+
+    Input (N, T, ...); output = input with those steps zeroed, output_mask (N, T) =
+    any(x != mask_value) over the feature axes. Place it before a recurrent layer.
+    """
+
+    supports_masking = True
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(mask_value, bool) or not isinstance(mask_value, numbers.Real):
+            raise ValueError(f"{self._label()}: expected mask_value to be a number, "
+                             f"got {mask_value!r}")
+        self.mask_value = float(mask_value)
+        self.output_mask = None
+
+    def build(self, input_shape):
+        if len(input_shape) < 3:
+            raise ValueError(f"{self._label()}: expected input of rank >= 3 (N, T, features), "
+                             f"got shape {tuple(input_shape)}")
+
+    def forward(self, x, training: bool = False, mask=None):
+        """x with padded steps zeroed; an incoming mask is replaced by the computed one."""
+        return super().forward(x, training)
+
+    __call__ = forward
+
+    def call(self, x, training):
+        feature_axes = tuple(range(2, x.ndim))
+        keep = (x != self.mask_value).any(axis=feature_axes)
+        self.output_mask = keep
+        scale = keep.astype(x.dtype).reshape(keep.shape + (1,) * len(feature_axes))
+        return x * scale, (scale if training else None)
+
+    def call_backward(self, dy, scale):
+        return dy * scale
+
+    def get_config(self):
+        config = super().get_config()
+        config["mask_value"] = self.mask_value
+        return config
