@@ -243,6 +243,10 @@ def test_default_initializers_follow_keras():
     gru = layers.GRU(4)
     gru.build_for((None, 2, 3))
     np.testing.assert_array_equal(gru.get_weights()[2], np.zeros((2, 12)))
+    # Orthogonal gives a transposed view for wide shapes; weights must still be C-contiguous
+    # because optimizers update them in place.
+    assert all(v.value.flags.c_contiguous and v.grad.flags.c_contiguous
+               for v in layer.variables + gru.variables)
 
 
 # ----- forward against the NumPy reference ---------------------------------------------------

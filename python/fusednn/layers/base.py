@@ -141,7 +141,9 @@ class Layer:
         """Creates a weight on the layer's device; call from `build`."""
         shape = tuple(int(s) for s in shape)
         value = initializers.get(initializer)(shape, self.dtype)
-        value = backend.to_device(np.asarray(value, dtype=self.dtype), self.device)
+        # C order: optimizers update weights in place and need contiguous buffers (an
+        # initializer may return a transposed view, e.g. Orthogonal for wide shapes).
+        value = backend.to_device(np.ascontiguousarray(value, dtype=self.dtype), self.device)
         var = Variable(f"{self.name}/{name}", value, trainable=trainable,
                        regularizer=regularizers.get(regularizer))
         self._variables.append(var)
