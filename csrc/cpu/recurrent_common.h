@@ -17,6 +17,14 @@ namespace fusednn::cpu::recurrent_detail {
 
 using Index = std::int64_t;
 
+// The activations and per-row helpers must be inlined into the `omp simd`
+// loops that call them, or those loops stay scalar.
+#if defined(__GNUC__)
+#define FUSEDNN_INLINE inline __attribute__((always_inline))
+#else
+#define FUSEDNN_INLINE inline
+#endif
+
 // ---------------------------------------------------------------------------
 // Activations. libm's exp/tanh do not vectorise without -ffast-math, and a
 // pointwise pass computes five of them per unit and step, so they are inline
@@ -64,13 +72,15 @@ struct ExpTraits<double> {
 // 2^n * q + (2^n - 1) with q = exp(r) - 1, so that it is exact to a few ulp
 // of the result even where exp(x) is close to 1.
 template <typename Real>
-inline Real expm1_nonpositive(Real x) {
+FUSEDNN_INLINE Real expm1_nonpositive(Real x) {
   using E = ExpTraits<Real>;
   using Bits = typename E::Bits;
   const Real shifted = x * E::kLog2e + E::kRoundMagic;
   const Real n = shifted - E::kRoundMagic;
   const Real r = (x - n * E::kLn2Hi) - n * E::kLn2Lo;
   Real poly = E::kInverseFactorials[E::kDegree];
+  // Unrolled by hand of the compiler: a loop left inside an `omp simd` body stops it vectorising.
+#pragma GCC unroll 16
   for (int k = E::kDegree - 1; k >= 1; --k) poly = poly * r + E::kInverseFactorials[k];
   const Real q = poly * r;
   // The low bits of `shifted` hold n (offset by the magic constant's bits).
@@ -85,7 +95,7 @@ inline Real expm1_nonpositive(Real x) {
 }
 
 template <typename Real>
-inline Real sigmoid(Real x) {
+FUSEDNN_INLINE Real sigmoid(Real x) {
   const Real e = expm1_nonpositive(x < Real(0) ? x : -x) + Real(1);  // exp(-|x|)
   const Real s = Real(1) / (Real(1) + e);
   return x < Real(0) ? e * s : s;
@@ -93,7 +103,7 @@ inline Real sigmoid(Real x) {
 
 // tanh(|x|) = -expm1(-2|x|) / (2 + expm1(-2|x|)): no cancellation near 0.
 template <typename Real>
-inline Real tanh(Real x) {
+FUSEDNN_INLINE Real tanh(Real x) {
   const Real a = x < Real(0) ? x : -x;
   const Real em = expm1_nonpositive(Real(2) * a);
   const Real t = -em / (Real(2) + em);
@@ -101,7 +111,7 @@ inline Real tanh(Real x) {
 }
 
 template <typename Real>
-inline Real relu(Real x) {
+FUSEDNN_INLINE Real relu(Real x) {
   return x > Real(0) ? x : Real(0);
 }
 
