@@ -3,10 +3,13 @@
 // Forward: OpenMP over the N * OH output rows; an output pixel is a vector of
 // C channels (innermost, contiguous) updated by one vectorised pass per input
 // pixel of its window. Backward: OpenMP over the N * H input rows; each input
-// pixel gathers from the windows that cover it, so threads write disjoint
-// rows of dx and each element once.
+// pixel gathers from the windows that cover it, the first writing and the
+// others adding, so threads write disjoint rows of dx and need no zero fill.
+// The exception is max pooling with overlapping windows, which scatters (see
+// max_pool2d_backward_scatter).
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "fusednn/pooling.h"
 
@@ -38,6 +41,32 @@ inline Span covering_windows(std::int64_t i, std::int64_t pad, std::int64_t K, s
   const std::int64_t lowest_start = padded - K + 1;
   const std::int64_t begin = lowest_start <= 0 ? 0 : (lowest_start + S - 1) / S;
   return {begin, std::min(padded / S + 1, O)};
+}
+
+// Overlapping windows (a stride smaller than the window): gathering would read
+// every covering window's argmax for each input pixel (KH/SH * KW/SW of them),
+// so each output scatters instead, into a zeroed dx. Threads own whole samples.
+// Within one output pixel the C channels hit C distinct elements, so the
+// scatter vectorises; an argmax outside [0, H * W) is skipped, never written.
+template <typename T, typename Index>
+void max_pool2d_backward_scatter(const T* dy, const Index* argmax, T* dx,
+                                 const Pool2dGeometry& g) {
+  const std::int64_t C = g.C, positions = g.H * g.W, outputs = g.OH * g.OW;
+  const std::int64_t work = g.N * (positions + outputs) * C;
+#pragma omp parallel for schedule(static) if (work >= kParallelElements)
+  for (std::int64_t n = 0; n < g.N; ++n) {
+    T* dx_n = dx + n * positions * C;
+    std::fill(dx_n, dx_n + positions * C, T(0));
+    for (std::int64_t o = n * outputs; o < (n + 1) * outputs; ++o) {
+      const Index* at = argmax + o * C;
+      const T* grad = dy + o * C;
+#pragma omp simd
+      for (std::int64_t c = 0; c < C; ++c) {
+        const std::int64_t pos = at[c];
+        if (pos >= 0 && pos < positions) dx_n[pos * C + c] += grad[c];
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -83,24 +112,32 @@ void max_pool2d_forward(const T* x, T* y, Index* argmax, const Pool2dGeometry& g
 
 template <typename T, typename Index>
 void max_pool2d_backward(const T* dy, const Index* argmax, T* dx, const Pool2dGeometry& g) {
+  if (g.SH < g.KH || g.SW < g.KW) {
+    max_pool2d_backward_scatter(dy, argmax, dx, g);
+    return;
+  }
+  // Windows do not overlap: each input pixel gathers from at most one window.
   const std::int64_t C = g.C;
   const std::int64_t work = g.N * g.H * g.W * C;
+  // The windows covering each column, computed once (they involve divisions).
+  std::vector<Span> column_windows(g.W);
+  for (std::int64_t w = 0; w < g.W; ++w) {
+    column_windows[w] = covering_windows(w, g.pad_left, g.KW, g.SW, g.OW);
+  }
 #pragma omp parallel for schedule(static) if (work >= kParallelElements)
   for (std::int64_t row = 0; row < g.N * g.H; ++row) {
     const std::int64_t n = row / g.H, h = row % g.H;
     const Span out_rows = covering_windows(h, g.pad_top, g.KH, g.SH, g.OH);
     for (std::int64_t w = 0; w < g.W; ++w) {
-      const Span out_cols = covering_windows(w, g.pad_left, g.KW, g.SW, g.OW);
+      const Span out_cols = column_windows[w];
       const Index pos = static_cast<Index>(h * g.W + w);
       T* d = dx + (row * g.W + w) * C;
+      if (out_rows.begin < out_rows.end && out_cols.begin < out_cols.end) {
+        const std::int64_t o = ((n * g.OH + out_rows.begin) * g.OW + out_cols.begin) * C;
 #pragma omp simd
-      for (std::int64_t c = 0; c < C; ++c) d[c] = T(0);
-      for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
-        for (std::int64_t ow = out_cols.begin; ow < out_cols.end; ++ow) {
-          const std::int64_t o = ((n * g.OH + oh) * g.OW + ow) * C;
-#pragma omp simd
-          for (std::int64_t c = 0; c < C; ++c) d[c] += argmax[o + c] == pos ? dy[o + c] : T(0);
-        }
+        for (std::int64_t c = 0; c < C; ++c) d[c] = argmax[o + c] == pos ? dy[o + c] : T(0);
+      } else {
+        std::fill(d, d + C, T(0));  // stride > window, or past the last window
       }
     }
   }
@@ -139,26 +176,44 @@ template <typename T>
 void avg_pool2d_backward(const T* dy, T* dx, const Pool2dGeometry& g) {
   const std::int64_t C = g.C;
   const std::int64_t work = g.N * g.H * g.W * C;
+  // Per column: the covering windows; per window column / row: 1 / (input elements
+  // inside it), so that 1 / count of window (oh, ow) is a product (within 1.5 ulp).
+  std::vector<Span> column_windows(g.W);
+  for (std::int64_t w = 0; w < g.W; ++w) {
+    column_windows[w] = covering_windows(w, g.pad_left, g.KW, g.SW, g.OW);
+  }
+  std::vector<T> inverse_columns(g.OW), inverse_rows(g.OH);
+  for (std::int64_t ow = 0; ow < g.OW; ++ow) {
+    const Span cols = window_inputs(ow, g.pad_left, g.KW, g.SW, g.W);
+    inverse_columns[ow] = T(1) / static_cast<T>(cols.end - cols.begin);
+  }
+  for (std::int64_t oh = 0; oh < g.OH; ++oh) {
+    const Span rows = window_inputs(oh, g.pad_top, g.KH, g.SH, g.H);
+    inverse_rows[oh] = T(1) / static_cast<T>(rows.end - rows.begin);
+  }
 #pragma omp parallel for schedule(static) if (work >= kParallelElements)
   for (std::int64_t row = 0; row < g.N * g.H; ++row) {
     const std::int64_t n = row / g.H, h = row % g.H;
     const Span out_rows = covering_windows(h, g.pad_top, g.KH, g.SH, g.OH);
     for (std::int64_t w = 0; w < g.W; ++w) {
-      const Span out_cols = covering_windows(w, g.pad_left, g.KW, g.SW, g.OW);
+      const Span out_cols = column_windows[w];
       T* d = dx + (row * g.W + w) * C;
-#pragma omp simd
-      for (std::int64_t c = 0; c < C; ++c) d[c] = T(0);
+      bool written = false;
       for (std::int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
-        const Span rows = window_inputs(oh, g.pad_top, g.KH, g.SH, g.H);
         for (std::int64_t ow = out_cols.begin; ow < out_cols.end; ++ow) {
-          const Span cols = window_inputs(ow, g.pad_left, g.KW, g.SW, g.W);
-          const T inverse_count =
-              T(1) / static_cast<T>((rows.end - rows.begin) * (cols.end - cols.begin));
+          const T inverse_count = inverse_rows[oh] * inverse_columns[ow];
           const T* grad = dy + ((n * g.OH + oh) * g.OW + ow) * C;
+          if (written) {
 #pragma omp simd
-          for (std::int64_t c = 0; c < C; ++c) d[c] += grad[c] * inverse_count;
+            for (std::int64_t c = 0; c < C; ++c) d[c] += grad[c] * inverse_count;
+          } else {
+#pragma omp simd
+            for (std::int64_t c = 0; c < C; ++c) d[c] = grad[c] * inverse_count;
+            written = true;
+          }
         }
       }
+      if (!written) std::fill(d, d + C, T(0));
     }
   }
 }

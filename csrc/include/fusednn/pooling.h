@@ -19,8 +19,9 @@
 // that position and adds where windows overlap.
 //
 // Backward passes gather: each dx element sums the gradients of the windows
-// that cover it, so every element of dx is written exactly once (no zero fill
-// needed, no atomics on the GPU).
+// that cover it (no atomics on the GPU, no zero fill). On the CPU, max pooling
+// with overlapping windows (stride < window) scatters from each output instead,
+// which reads each argmax once rather than once per covered input.
 //
 // Outputs are allocated by the caller. The CUDA launchers take the stream as
 // an integer handle (cudaStream_t) and throw fusednn::CudaError.
