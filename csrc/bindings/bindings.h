@@ -11,5 +11,6 @@ void bind_optimizers(nanobind::module_& m);
 void bind_gemm(nanobind::module_& m);
 void bind_recurrent(nanobind::module_& m);
 void bind_pooling(nanobind::module_& m);
+void bind_conv(nanobind::module_& m);
 
 }  // namespace fusednn::bindings

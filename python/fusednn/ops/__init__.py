@@ -4,6 +4,8 @@ Every op validates its inputs (shape, dtype, device) before any kernel runs and
 dispatches on where the arrays live: NumPy on the CPU kernels, CuPy on the
 CUDA kernels (fusednn.backend).
 """
+from .conv import (conv1d, conv1d_backward, conv2d, conv2d_backward, conv2d_transpose,
+                   conv2d_transpose_backward)
 from .cross_entropy import softmax_cross_entropy, sparse_softmax_cross_entropy
 from .optimizer_updates import adam_update, sgd_update
 from .pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
@@ -12,6 +14,12 @@ from .recurrent import (gru_backward, gru_forward, lstm_backward, lstm_forward,
                         recurrent_algorithm, simple_rnn_backward, simple_rnn_forward)
 
 __all__ = [
+    "conv1d",
+    "conv1d_backward",
+    "conv2d",
+    "conv2d_backward",
+    "conv2d_transpose",
+    "conv2d_transpose_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
     "max_pool2d",

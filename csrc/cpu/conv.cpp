@@ -1,0 +1,456 @@
+// conv2d on the CPU, forward and backward, as tiled im2col + GEMM.
+//
+// The output rows (N*OH*OW pixels, F channels each) are processed in tiles of
+// `tile_rows` pixels. For a tile, the matching rows of the virtual im2col
+// matrix (KH*KW*C values per pixel, order (kh, kw, c)) are gathered into a
+// per-thread workspace small enough to stay in L2, and then
+//   forward   y_tile  = col_tile @ w                 (+ bias, activation)
+//   filter    dw     += col_tile^T @ dz_tile
+//   data      dcol    = dz_tile @ w^T, scattered back into dx (col2im)
+// with every product on fusednn::cpu::gemm. A 1x1, stride-1, unpadded
+// convolution needs no gather: its im2col matrix is x itself.
+//
+// Threads (OpenMP) take whole tiles (forward) or whole images (backward, so
+// that the col2im scatters of two threads never touch the same dx image), each
+// calling the GEMM single-threaded; with fewer tiles/images than threads the
+// tiles run one after another and the GEMM splits each product instead. The
+// two are never nested. Kernel gradients are summed per thread and reduced
+// at the end in a fixed order, so results do not depend on scheduling.
+#include "fusednn/conv.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#ifdef FUSEDNN_OPENMP
+#include <omp.h>
+#endif
+
+#include "fusednn/gemm.h"
+
+namespace fusednn::cpu {
+
+namespace {
+
+using Index = std::int64_t;
+
+Index ceil_div(Index a, Index b) { return (a + b - 1) / b; }
+Index round_up(Index a, Index b) { return ceil_div(a, b) * b; }
+
+// Bytes of one tile's working set (its im2col rows and its output rows); about
+// a quarter of a 1-2 MiB L2, so the gathered rows are still cached when the
+// GEMM packs them and the output tile when the epilogue runs.
+constexpr Index kTileBytes = Index(384) << 10;
+// Rows per tile never fall below this, however wide the im2col rows are, so
+// that each GEMM amortises packing the kernel.
+constexpr Index kMinTileRows = 32;
+// Below this many multiply-adds per thread, a parallel region costs more than
+// it saves; the GEMM decides its own threading for the serial path.
+constexpr Index kMinWorkPerThread = Index(1) << 20;
+
+// A growable, 64-byte aligned scratch buffer owned by the calling thread and
+// kept between calls (no allocation and no first-touch page faults per call).
+// It holds every OpenMP thread's slice and is sized before the parallel
+// region, where nothing may throw.
+template <typename T>
+T* workspace(Index elements) {
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<T, Free> data;
+  thread_local Index capacity = 0;
+  if (elements > capacity) {
+    const std::size_t bytes = std::size_t(round_up(elements * Index(sizeof(T)), 64));
+    data.reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
+    if (!data) throw std::bad_alloc();
+    capacity = elements;
+  }
+  return data.get();
+}
+
+int max_threads() {
+#ifdef FUSEDNN_OPENMP
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+int thread_index() {
+#ifdef FUSEDNN_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// [begin, end) of part `part` when `count` items are split `parts` ways.
+Index split_point(Index count, int parts, int part) { return count * part / parts; }
+
+// Runs body(thread, begin, end) over `units` work units: `threads` OpenMP
+// threads with contiguous static ranges, or the calling thread alone.
+template <typename Body>
+void for_each_range(Index units, int threads, Body body) {
+#ifdef FUSEDNN_OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = thread_index();
+      body(t, split_point(units, threads, t), split_point(units, threads, t + 1));
+    }
+    return;
+  }
+#endif
+  body(0, Index(0), units);
+}
+
+// What every routine below needs to know about one conv2d.
+struct Plan {
+  explicit Plan(const Conv2dShape& shape) : s(shape) {
+    pixels = s.OH * s.OW;
+    rows = s.N * pixels;
+    kcol = s.KH * s.KW * s.C;
+    direct = s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_top == 0 &&
+             s.pad_left == 0 && s.OH == s.H && s.OW == s.W;
+  }
+
+  // Rows per tile when each row carries `row_elems` values of `elem_bytes`.
+  Index tile_rows_for(Index row_elems, Index elem_bytes, Index limit) const {
+    const Index by_cache = std::max(kMinTileRows, kTileBytes / (row_elems * elem_bytes));
+    const Index rows_cap = std::max<Index>(1, std::min(by_cache, limit));
+    // Equal tiles: 1040 rows with a cap of 1000 become two of 520, not 1000 + 40.
+    return ceil_div(limit, ceil_div(limit, rows_cap));
+  }
+
+  Conv2dShape s;
+  Index pixels;   // OH * OW output pixels per image
+  Index rows;     // N * OH * OW rows of the im2col matrix
+  Index kcol;     // KH * KW * C columns of the im2col matrix
+  bool direct;    // im2col(x) == x viewed as (N*H*W, C)
+};
+
+// Copies a short run of values. Runs here are one pixel's channels (often 1,
+// 3 or a few dozen), where a library memcpy call would cost more than the copy.
+// The loops carry `omp simd` so that they vectorise whatever the optimisation
+// level (nanobind builds the module with -Os, which turns the vectoriser off).
+template <typename T>
+inline void copy_run(T* __restrict dst, const T* __restrict src, Index count) {
+#pragma omp simd
+  for (Index i = 0; i < count; ++i) dst[i] = src[i];
+}
+
+template <typename T>
+inline void add_run(T* __restrict dst, const T* __restrict src, Index count) {
+#pragma omp simd
+  for (Index i = 0; i < count; ++i) dst[i] += src[i];
+}
+
+// Output pixel `row` (global index over N*OH*OW) as (n, oh, ow).
+struct Pixel {
+  Index n, oh, ow;
+};
+
+inline Pixel pixel_of(const Plan& p, Index row) {
+  const Index n = row / p.pixels;
+  const Index rest = row - n * p.pixels;
+  return {n, rest / p.s.OW, rest % p.s.OW};
+}
+
+inline void next_pixel(const Plan& p, Pixel& px) {
+  if (++px.ow == p.s.OW) {
+    px.ow = 0;
+    if (++px.oh == p.s.OH) {
+      px.oh = 0;
+      ++px.n;
+    }
+  }
+}
+
+// col (count, KH*KW*C) = rows [row0, row0 + count) of im2col(x).
+template <typename T>
+void im2col(const Plan& p, const T* x, Index row0, Index count, T* col) {
+  const Conv2dShape& s = p.s;
+  const Index run = s.KW * s.C;  // one kernel row's values when they are contiguous in x
+  Pixel px = pixel_of(p, row0);
+  for (Index r = 0; r < count; ++r, next_pixel(p, px), col += p.kcol) {
+    const Index ih0 = px.oh * s.stride_h - s.pad_top;
+    const Index iw0 = px.ow * s.stride_w - s.pad_left;
+    // With unit horizontal dilation and no horizontal clipping, each kernel
+    // row reads one contiguous run of KW*C values.
+    const bool whole_rows = s.dilation_w == 1 && iw0 >= 0 && iw0 + s.KW <= s.W;
+    T* dst = col;
+    for (Index kh = 0; kh < s.KH; ++kh, dst += run) {
+      const Index ih = ih0 + kh * s.dilation_h;
+      if (ih < 0 || ih >= s.H) {
+        std::fill(dst, dst + run, T(0));
+        continue;
+      }
+      const T* src_row = x + ((px.n * s.H + ih) * s.W) * s.C;
+      if (whole_rows) {
+        copy_run(dst, src_row + iw0 * s.C, run);
+        continue;
+      }
+      for (Index kw = 0; kw < s.KW; ++kw) {
+        const Index iw = iw0 + kw * s.dilation_w;
+        T* d = dst + kw * s.C;
+        if (iw < 0 || iw >= s.W) {
+          std::fill(d, d + s.C, T(0));
+        } else {
+          copy_run(d, src_row + iw * s.C, s.C);
+        }
+      }
+    }
+  }
+}
+
+// dx[n] += col2im of col (count, KH*KW*C) for rows [row0, row0 + count), all in
+// image n. Taps that fall in the padding are dropped.
+template <typename T>
+void col2im_add(const Plan& p, const T* col, Index row0, Index count, T* dx) {
+  const Conv2dShape& s = p.s;
+  Pixel px = pixel_of(p, row0);
+  for (Index r = 0; r < count; ++r, next_pixel(p, px), col += p.kcol) {
+    const Index ih0 = px.oh * s.stride_h - s.pad_top;
+    const Index iw0 = px.ow * s.stride_w - s.pad_left;
+    const T* src = col;
+    for (Index kh = 0; kh < s.KH; ++kh) {
+      const Index ih = ih0 + kh * s.dilation_h;
+      if (ih < 0 || ih >= s.H) {
+        src += s.KW * s.C;
+        continue;
+      }
+      T* dst_row = dx + ((px.n * s.H + ih) * s.W) * s.C;
+      for (Index kw = 0; kw < s.KW; ++kw, src += s.C) {
+        const Index iw = iw0 + kw * s.dilation_w;
+        if (iw >= 0 && iw < s.W) add_run(dst_row + iw * s.C, src, s.C);
+      }
+    }
+  }
+}
+
+template <typename T, Epilogue E>
+inline T activate(T v) {
+  if constexpr (E == Epilogue::kRelu) {
+    return v < T(0) ? T(0) : v;  // NaN passes through, as in max(v, 0)
+  } else {
+    return v;
+  }
+}
+
+// out (count, F) = act(out + bias), row by row (bias may be nullptr).
+template <typename T, Epilogue E>
+void epilogue(T* out, Index count, Index F, const T* bias) {
+  for (Index r = 0; r < count; ++r, out += F) {
+    if (bias != nullptr) {
+#pragma omp simd
+      for (Index f = 0; f < F; ++f) out[f] = activate<T, E>(out[f] + bias[f]);
+    } else {
+#pragma omp simd
+      for (Index f = 0; f < F; ++f) out[f] = activate<T, E>(out[f]);
+    }
+  }
+}
+
+// dz (count, F) = dy gated by the activation's derivative at the output y.
+template <typename T, Epilogue E>
+void gate(const T* dy, const T* y, Index count, Index F, T* dz) {
+  static_assert(E == Epilogue::kRelu, "only relu gates its gradient");
+  const Index total = count * F;
+#pragma omp simd
+  for (Index i = 0; i < total; ++i) dz[i] = y[i] > T(0) ? dy[i] : T(0);
+}
+
+// db += column sums of dz (count, F).
+template <typename T>
+void add_column_sums(const T* dz, Index count, Index F, T* db) {
+  for (Index r = 0; r < count; ++r, dz += F) add_run(db, dz, F);
+}
+
+// 64-byte aligned offsets of consecutive arrays inside one thread's slice.
+struct Slice {
+  Index offset = 0;
+  template <typename T>
+  Index take(Index elements) {
+    const Index at = offset;
+    offset += round_up(elements, 64 / Index(sizeof(T)));
+    return at;
+  }
+};
+
+}  // namespace
+
+template <typename T, Epilogue E>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  const Plan p(s);
+  if (p.rows == 0) return;
+  const Index tile_rows = p.tile_rows_for(p.kcol + s.F, Index(sizeof(T)), p.rows);
+  const Index tiles = ceil_div(p.rows, tile_rows);
+  int threads = max_threads();
+  if (tiles < threads || p.rows * p.kcol * s.F < threads * kMinWorkPerThread) threads = 1;
+
+  Slice layout;
+  const Index col_at = p.direct ? 0 : layout.take<T>(tile_rows * p.kcol);
+  const Index per_thread = layout.offset;
+  T* ws = per_thread > 0 ? workspace<T>(per_thread * threads) : nullptr;
+
+  for_each_range(tiles, threads, [&](int t, Index first, Index last) {
+    T* col = ws + t * per_thread + col_at;
+    for (Index tile = first; tile < last; ++tile) {
+      const Index row0 = tile * tile_rows;
+      const Index count = std::min(tile_rows, p.rows - row0);
+      const T* a = x + row0 * s.C;  // the direct case: x's rows are the im2col rows
+      if (!p.direct) {
+        im2col(p, x, row0, count, col);
+        a = col;
+      }
+      T* out = y + row0 * s.F;
+      gemm<T>(false, false, count, s.F, p.kcol, T(1), a, p.kcol, w, s.F, T(0), out, s.F);
+      if (bias != nullptr || E != Epilogue::kLinear) epilogue<T, E>(out, count, s.F, bias);
+    }
+  });
+}
+
+template <typename T, Epilogue E>
+void conv2d_backward(const Conv2dShape& s, const T* x, const T* y, const T* dy, const T* w, T* dx,
+                     T* dw, T* db) {
+  const Plan p(s);
+  const Index image_elems = s.H * s.W * s.C;
+  if (dw != nullptr) std::fill(dw, dw + p.kcol * s.F, T(0));
+  if (db != nullptr) std::fill(db, db + s.F, T(0));
+  if (p.rows == 0) {
+    if (dx != nullptr) std::fill(dx, dx + s.N * image_elems, T(0));
+    return;
+  }
+  if (dx == nullptr && dw == nullptr && db == nullptr) return;
+
+  // Tiles never cross an image, so each image's col2im belongs to one thread.
+  const Index tile_rows = p.tile_rows_for(p.kcol + 2 * s.F, Index(sizeof(T)), p.pixels);
+  const Index tiles_per_image = ceil_div(p.pixels, tile_rows);
+  int threads = max_threads();
+  if (s.N < threads || p.rows * p.kcol * s.F < threads * kMinWorkPerThread) threads = 1;
+  const bool gated = E != Epilogue::kLinear;
+  const bool need_col = !p.direct && (dw != nullptr || dx != nullptr);
+  // One thread accumulates straight into dw/db; with several, each sums its
+  // own copy and the copies are added in thread order afterwards.
+  const bool partials = threads > 1;
+
+  Slice layout;
+  const Index col_at = need_col ? layout.take<T>(tile_rows * p.kcol) : 0;
+  const Index dz_at = gated ? layout.take<T>(tile_rows * s.F) : 0;
+  const Index dw_at = partials && dw != nullptr ? layout.take<T>(p.kcol * s.F) : 0;
+  const Index db_at = partials && db != nullptr ? layout.take<T>(s.F) : 0;
+  const Index per_thread = layout.offset;
+  T* ws = per_thread > 0 ? workspace<T>(per_thread * threads) : nullptr;
+
+  for_each_range(s.N, threads, [&](int t, Index first, Index last) {
+    T* slice = ws + t * per_thread;
+    T* col = slice + col_at;
+    T* dw_acc = partials ? slice + dw_at : dw;
+    T* db_acc = partials ? slice + db_at : db;
+    if (partials && dw != nullptr) std::fill(dw_acc, dw_acc + p.kcol * s.F, T(0));
+    if (partials && db != nullptr) std::fill(db_acc, db_acc + s.F, T(0));
+    for (Index n = first; n < last; ++n) {
+      T* dx_image = dx == nullptr ? nullptr : dx + n * image_elems;
+      if (dx_image != nullptr && !p.direct) std::fill(dx_image, dx_image + image_elems, T(0));
+      for (Index part = 0; part < tiles_per_image; ++part) {
+        const Index row0 = n * p.pixels + part * tile_rows;
+        const Index count = std::min(tile_rows, (n + 1) * p.pixels - row0);
+        const T* dz = dy + row0 * s.F;
+        if constexpr (E != Epilogue::kLinear) {
+          gate<T, E>(dz, y + row0 * s.F, count, s.F, slice + dz_at);
+          dz = slice + dz_at;
+        }
+        if (db_acc != nullptr) add_column_sums(dz, count, s.F, db_acc);
+        if (dw_acc != nullptr) {
+          const T* a = x + row0 * s.C;
+          if (!p.direct) {
+            im2col(p, x, row0, count, col);
+            a = col;
+          }
+          gemm<T>(true, false, p.kcol, s.F, count, T(1), a, p.kcol, dz, s.F, T(1), dw_acc, s.F);
+        }
+        if (dx_image != nullptr) {
+          if (p.direct) {
+            gemm<T>(false, true, count, s.C, s.F, T(1), dz, s.F, w, s.F, T(0), dx + row0 * s.C,
+                    s.C);
+          } else {
+            gemm<T>(false, true, count, p.kcol, s.F, T(1), dz, s.F, w, s.F, T(0), col, p.kcol);
+            col2im_add(p, col, row0, count, dx);
+          }
+        }
+      }
+    }
+  });
+
+  if (partials) {
+    for (int t = 0; t < threads; ++t) {
+      const T* slice = ws + t * per_thread;
+      if (dw != nullptr) add_run(dw, slice + dw_at, p.kcol * s.F);
+      if (db != nullptr) add_run(db, slice + db_at, s.F);
+    }
+  }
+}
+
+template <typename T, Epilogue E>
+void conv2d_backward_data(const Conv2dShape& s, const T* g, const T* w, const T* bias, T* out) {
+  const Plan p(s);
+  const Index image_elems = s.H * s.W * s.C;
+  const Index tile_rows = p.tile_rows_for(p.kcol + s.F, Index(sizeof(T)), std::max<Index>(p.pixels, 1));
+  const Index tiles_per_image = p.pixels == 0 ? 0 : ceil_div(p.pixels, tile_rows);
+  int threads = max_threads();
+  if (s.N < threads || p.rows * p.kcol * s.F < threads * kMinWorkPerThread) threads = 1;
+
+  Slice layout;
+  const Index col_at = p.direct ? 0 : layout.take<T>(tile_rows * p.kcol);
+  const Index per_thread = layout.offset;
+  T* ws = per_thread > 0 ? workspace<T>(per_thread * threads) : nullptr;
+
+  for_each_range(s.N, threads, [&](int t, Index first, Index last) {
+    T* col = ws + t * per_thread + col_at;
+    for (Index n = first; n < last; ++n) {
+      T* image = out + n * image_elems;
+      if (p.direct) {
+        // One output pixel per input pixel: each tile gets its epilogue at once.
+        for (Index part = 0; part < tiles_per_image; ++part) {
+          const Index row0 = n * p.pixels + part * tile_rows;
+          const Index count = std::min(tile_rows, (n + 1) * p.pixels - row0);
+          T* dst = out + row0 * s.C;
+          gemm<T>(false, true, count, s.C, s.F, T(1), g + row0 * s.F, s.F, w, s.F, T(0), dst,
+                  s.C);
+          if (bias != nullptr || E != Epilogue::kLinear) epilogue<T, E>(dst, count, s.C, bias);
+        }
+        continue;
+      }
+      // The scatter accumulates onto the bias; the activation waits for the last tile.
+      if (bias != nullptr) {
+        for (Index i = 0; i < s.H * s.W; ++i) copy_run(image + i * s.C, bias, s.C);
+      } else {
+        std::fill(image, image + image_elems, T(0));
+      }
+      for (Index part = 0; part < tiles_per_image; ++part) {
+        const Index row0 = n * p.pixels + part * tile_rows;
+        const Index count = std::min(tile_rows, (n + 1) * p.pixels - row0);
+        gemm<T>(false, true, count, p.kcol, s.F, T(1), g + row0 * s.F, s.F, w, s.F, T(0), col,
+                p.kcol);
+        col2im_add(p, col, row0, count, out);
+      }
+      if constexpr (E != Epilogue::kLinear) epilogue<T, E>(image, s.H * s.W, s.C, nullptr);
+    }
+  });
+}
+
+#define FUSEDNN_INSTANTIATE_CONV(T, E)                                                          \
+  template void conv2d_forward<T, E>(const Conv2dShape&, const T*, const T*, const T*, T*);     \
+  template void conv2d_backward<T, E>(const Conv2dShape&, const T*, const T*, const T*,         \
+                                      const T*, T*, T*, T*);                                    \
+  template void conv2d_backward_data<T, E>(const Conv2dShape&, const T*, const T*, const T*, T*);
+
+FUSEDNN_INSTANTIATE_CONV(float, Epilogue::kLinear)
+FUSEDNN_INSTANTIATE_CONV(float, Epilogue::kRelu)
+FUSEDNN_INSTANTIATE_CONV(double, Epilogue::kLinear)
+FUSEDNN_INSTANTIATE_CONV(double, Epilogue::kRelu)
+#undef FUSEDNN_INSTANTIATE_CONV
+
+}  // namespace fusednn::cpu
