@@ -207,11 +207,12 @@ def _index_dtype(input_shape):
 def _checked_backward(op, dy, input_shape, pool_size, strides, padding):
     xp, dy = _checked_image(op, dy, "dy")
     try:
-        input_shape = tuple(int(d) for d in input_shape)
-    except TypeError:
-        input_shape = ()
-    if len(input_shape) != 4 or min(input_shape) < 0:
+        shape = tuple(int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 4 or min(shape) < 0:
         raise ValueError(f"{op}: expected input_shape (N, H, W, C) of x, got {input_shape!r}")
+    input_shape = shape
     geometry = _geometry(op, input_shape, pool_size, strides, padding)
     expected = _pooled_shape(input_shape, geometry)
     if tuple(dy.shape) != expected:
