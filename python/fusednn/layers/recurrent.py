@@ -31,7 +31,10 @@ dropout / recurrent_dropout (training only) draw one mask per sequence, as Keras
 an input mask (N, F) that multiplies x at every step, and a recurrent mask (N, U)
 applied to h before the recurrent matmul (the op's `recurrent_mask`).
 go_backwards=True processes the sequence last step first and, like Keras, returns
-the sequence output in that processing order (Bidirectional flips it back).
+the sequence output in that processing order (Bidirectional flips it back). The
+output mask handed to the next layer (return_sequences=True) is flipped with it, so
+it marks the same steps as the output; Keras passes the unflipped input mask on.
+stateful=True is not supported: pass the previous batch's states as initial_state.
 """
 from __future__ import annotations
 
