@@ -61,6 +61,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D
                       MaxPooling1D, MaxPooling2D)
 from .reshaping import Cropping2D, UpSampling1D, UpSampling2D, ZeroPadding2D  # noqa: E402
 from .normalization import BatchNormalization  # noqa: E402
+from .convolutional import Conv1D, Conv2D, Conv2DTranspose  # noqa: E402
 
 for _cls in (Activation, Dense, Dropout, Flatten, InputLayer, Reshape,
              AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
@@ -68,7 +69,8 @@ for _cls in (Activation, Dense, Dropout, Flatten, InputLayer, Reshape,
              Cropping2D, UpSampling1D, UpSampling2D, ZeroPadding2D, BatchNormalization,
              ELU, LeakyReLU, PReLU, ReLU, Softmax,
              GRU, LSTM, SimpleRNN, Bidirectional, RepeatVector, TimeDistributed,
-             Embedding, Masking):
+             Embedding, Masking,
+             Conv1D, Conv2D, Conv2DTranspose):
     register(_cls)
 del _cls
 
@@ -82,4 +84,5 @@ __all__ = [
     "deserialize", "register", "registered_classes", "serialize",
     "Bidirectional", "Embedding", "GRU", "LSTM", "Masking", "RepeatVector", "SimpleRNN",
     "TimeDistributed",
+    "Conv1D", "Conv2D", "Conv2DTranspose",
 ]

@@ -1,0 +1,271 @@
+"""Convolution layers: Conv1D, Conv2D, Conv2DTranspose (Keras names, arguments,
+defaults, weight shapes and order, output shapes and configs).
+
+Shapes are channels-last, batch first:
+- Conv1D: input (N, T, C), kernel (K, C, F), bias (F,), output (N, OT, F).
+- Conv2D: input (N, H, W, C), kernel (KH, KW, C, F), bias (F,), output (N, OH, OW, F).
+- Conv2DTranspose: input (N, H, W, C), kernel (KH, KW, F, C), bias (F,),
+  output (N, OH, OW, F).
+Output sizes follow Keras (fusednn.ops.conv explains the formulas). The layers
+compute cross-correlation, as Keras does. A linear or plain relu activation is
+fused into the kernels; any other activation is applied here, after them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations, initializers, regularizers
+from ..ops import conv as conv_ops
+from .base import InputSpec, Layer
+from .core import _checked
+
+
+def _fusable(activation) -> str | None:
+    """The kernels' name for an activation they can fuse ('linear', 'relu'), else None."""
+    if type(activation) is activations.Linear:
+        return "linear"
+    if (type(activation) is activations.ReLU and activation.negative_slope == 0.0
+            and activation.max_value is None and activation.threshold == 0.0):
+        return "relu"
+    return None
+
+
+class _Conv(Layer):
+    """Shared configuration, weights and activation handling of the convolution layers.
+
+    Subclasses set `rank`, `_paddings`, and implement `_kernel_shape(channels)`,
+    `_output_spatial(spatial)`, `_forward(x, fused)` and
+    `_backward(dy, x, y, fused, grads)`.
+    """
+
+    rank = 2
+    _paddings = ("valid", "same")
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        label = self._label()
+        if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
+            raise ValueError(f"{label}: expected filters to be a positive integer, "
+                             f"got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = conv_ops.normalize_tuple(kernel_size, self.rank, "kernel_size", label)
+        self.strides = conv_ops.normalize_tuple(strides, self.rank, "strides", label)
+        self.dilation_rate = conv_ops.normalize_tuple(dilation_rate, self.rank, "dilation_rate",
+                                                      label)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"{label}: strides > 1 together with dilation_rate > 1 is not "
+                             f"supported (as in Keras), got strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        self.padding = conv_ops.normalize_padding(padding, label, self._paddings)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"{label}: only data_format='channels_last' (the default) is "
+                             f"supported, got {data_format!r}; transpose the input to "
+                             "channels-last instead")
+        self.data_format = "channels_last"
+        self.activation = _checked(self, "activation", activations.get, activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _checked(self, "kernel_initializer", initializers.get,
+                                           kernel_initializer)
+        self.bias_initializer = _checked(self, "bias_initializer", initializers.get,
+                                         bias_initializer)
+        self.kernel_regularizer = _checked(self, "kernel_regularizer", regularizers.get,
+                                           kernel_regularizer)
+        self.bias_regularizer = _checked(self, "bias_regularizer", regularizers.get,
+                                         bias_regularizer)
+        self._fused = _fusable(self.activation)
+        self.input_spec = InputSpec(ndim=self.rank + 2)
+        self.kernel = None
+        self.bias = None
+
+    # ----- shapes and weights ----------------------------------------------------
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"{self._label()}: the channel axis (last) of the input must be "
+                             f"known to create the kernel, got input shape {tuple(input_shape)}")
+        self.compute_output_shape(input_shape)  # a kernel that does not fit fails here
+        self.kernel = self.add_weight("kernel", self._kernel_shape(channels),
+                                      self.kernel_initializer, self.kernel_regularizer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
+                                        self.bias_regularizer)
+        self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != self.rank + 2:
+            raise ValueError(f"{self._label()}: expected input of rank {self.rank + 2} "
+                             f"(batch first), got shape {input_shape}")
+        spatial = []
+        for axis, length in enumerate(input_shape[1:-1]):
+            if length is None:
+                spatial.append(None)
+                continue
+            try:
+                spatial.append(self._output_length(axis, length))
+            except ValueError as e:
+                raise ValueError(f"{self._label()}: input shape {input_shape}, spatial axis "
+                                 f"{axis + 1}: {e}") from None
+        return (input_shape[0], *spatial, self.filters)
+
+    def _output_length(self, axis, length):
+        return conv_ops.conv_output_length(length, self.kernel_size[axis], self.strides[axis],
+                                           self.padding, self.dilation_rate[axis])[0]
+
+    # ----- running ---------------------------------------------------------------
+    def call(self, x, training):
+        bias = self.bias.value if self.use_bias else None
+        if self._fused is not None:
+            y = self._forward(x, bias, self._fused)
+            return y, ((x, None, y) if training else None)
+        z = self._forward(x, bias, "linear")
+        y = self.activation.forward(z)
+        return y, ((x, z, y) if training else None)
+
+    def call_backward(self, dy, cache):
+        x, z, y = cache
+        if self._fused is not None:
+            activation, saved_output = self._fused, y
+        else:
+            dy = self.activation.backward(z, y, dy)
+            activation, saved_output = "linear", None
+        # A frozen layer passes dx back without computing weight gradients.
+        want_kernel = self.trainable and self.kernel.trainable
+        want_bias = self.use_bias and self.trainable and self.bias.trainable
+        dx, dkernel, dbias = self._backward(dy, x, saved_output, activation,
+                                            dict(input_grad=True, kernel_grad=want_kernel,
+                                                 bias_grad=want_bias))
+        if want_kernel:
+            self._accumulate(self.kernel, dkernel)
+        if want_bias:
+            self._accumulate(self.bias, dbias)
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=list(self.kernel_size),
+            strides=list(self.strides),
+            padding=self.padding,
+            data_format=self.data_format,
+            dilation_rate=list(self.dilation_rate),
+            activation=activations.serialize(self.activation),
+            use_bias=self.use_bias,
+            kernel_initializer=initializers.serialize(self.kernel_initializer),
+            bias_initializer=initializers.serialize(self.bias_initializer),
+            kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=regularizers.serialize(self.bias_regularizer),
+        )
+        return config
+
+
+class Conv2D(_Conv):
+    """2-D convolution: y = activation(conv(x, kernel) + bias).
+
+    Input (N, H, W, C), kernel (KH, KW, C, filters), bias (filters,), output
+    (N, OH, OW, filters); padding "valid" or "same".
+    """
+
+    def _kernel_shape(self, channels):
+        return (*self.kernel_size, channels, self.filters)
+
+    def _geometry_args(self):
+        return self.strides, self.padding, self.dilation_rate
+
+    def _forward(self, x, bias, activation):
+        return conv_ops.conv2d(x, self.kernel.value, bias, *self._geometry_args(),
+                               activation=activation)
+
+    def _backward(self, dy, x, y, activation, wanted):
+        return conv_ops.conv2d_backward(dy, x, self.kernel.value, y, *self._geometry_args(),
+                                        activation=activation, **wanted)
+
+
+class Conv1D(_Conv):
+    """1-D convolution over time: y = activation(conv(x, kernel) + bias).
+
+    Input (N, T, C), kernel (K, C, filters), bias (filters,), output (N, OT,
+    filters); padding "valid", "same" or "causal" (output t sees inputs <= t).
+    """
+
+    rank = 1
+    _paddings = ("valid", "same", "causal")
+
+    def _kernel_shape(self, channels):
+        return (self.kernel_size[0], channels, self.filters)
+
+    def _geometry_args(self):
+        return self.strides[0], self.padding, self.dilation_rate[0]
+
+    def _forward(self, x, bias, activation):
+        return conv_ops.conv1d(x, self.kernel.value, bias, *self._geometry_args(),
+                               activation=activation)
+
+    def _backward(self, dy, x, y, activation, wanted):
+        return conv_ops.conv1d_backward(dy, x, self.kernel.value, y, *self._geometry_args(),
+                                        activation=activation, **wanted)
+
+
+class Conv2DTranspose(_Conv):
+    """Transposed 2-D convolution (the adjoint of Conv2D, "deconvolution").
+
+    Input (N, H, W, C), kernel (KH, KW, filters, C), bias (filters,), output
+    (N, OH, OW, filters) with, per axis, OH = (H - 1) * s + max(k, s) for
+    "valid" and H * s for "same" (k the dilated kernel extent), or with
+    output_padding p (< s): (H - 1) * s + k + p ("valid"), (H - 1) * s + k % 2 + p
+    ("same").
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate,
+                         activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, **kwargs)
+        if output_padding is not None:
+            output_padding = conv_ops.normalize_tuple(output_padding, 2, "output_padding",
+                                                      self._label(), allow_zero=True)
+            if any(p >= s for p, s in zip(output_padding, self.strides)):
+                raise ValueError(f"{self._label()}: strides {self.strides} must be greater "
+                                 f"than output_padding {output_padding}")
+        self.output_padding = output_padding
+
+    def _kernel_shape(self, channels):
+        return (*self.kernel_size, self.filters, channels)
+
+    def _output_length(self, axis, length):
+        padding = None if self.output_padding is None else self.output_padding[axis]
+        out = conv_ops.conv_transpose_output_length(length, self.kernel_size[axis],
+                                                    self.strides[axis], self.padding, padding,
+                                                    self.dilation_rate[axis])[0]
+        if out < 1:
+            raise ValueError(f"the output would be empty (length {out}); use a larger "
+                             "output_padding")
+        return out
+
+    def _geometry_args(self):
+        return self.strides, self.padding, self.output_padding, self.dilation_rate
+
+    def _forward(self, x, bias, activation):
+        return conv_ops.conv2d_transpose(x, self.kernel.value, bias, *self._geometry_args(),
+                                         activation=activation)
+
+    def _backward(self, dy, x, y, activation, wanted):
+        return conv_ops.conv2d_transpose_backward(dy, x, self.kernel.value, y,
+                                                  *self._geometry_args(), activation=activation,
+                                                  **wanted)
+
+    def get_config(self):
+        config = super().get_config()
+        config["output_padding"] = (None if self.output_padding is None
+                                    else list(self.output_padding))
+        return config
