@@ -85,18 +85,18 @@ def make_problem(rng, case, N, T, F, U, dtype, scale=0.5):
     return x, states, kernel, recurrent_kernel, bias
 
 
-def forward(case, x, states, kernel, recurrent_kernel, bias, training=False, **masks):
-    """(y, final states list, cache) from the op of `case`."""
+def forward(case, x, states, kernel, recurrent_kernel, bias, training=False, **options):
+    """(y, final states list, cache) from the op of `case`; options: masks, algorithm."""
     if case == "lstm":
         y, h, c, cache = rnn.lstm_forward(x, states[0], states[1], kernel, recurrent_kernel, bias,
-                                          training=training, **masks)
+                                          training=training, **options)
         return y, [h, c], cache
     if case in ("gru", "gru_reset_before"):
         y, h, cache = rnn.gru_forward(x, states[0], kernel, recurrent_kernel, bias,
-                                      reset_after=case == "gru", training=training, **masks)
+                                      reset_after=case == "gru", training=training, **options)
     else:
         y, h, cache = rnn.simple_rnn_forward(x, states[0], kernel, recurrent_kernel, bias,
-                                             activation=case[4:], training=training, **masks)
+                                             activation=case[4:], training=training, **options)
     return y, [h], cache
 
 
@@ -538,41 +538,100 @@ def test_bad_gru_and_simple_rnn_input(rng):
 def test_algorithm_is_reported(rng):
     _, _, _, cache = call_lstm(lstm_args(rng), training=True)
     assert rnn.recurrent_algorithm(cache) == "cpu"
+    with pytest.raises(ValueError, match="lstm_forward: algorithm 'persistent' is for CuPy"):
+        call_lstm(lstm_args(rng), algorithm="persistent")
+    with pytest.raises(ValueError, match="lstm_forward: algorithm must be one of"):
+        call_lstm(lstm_args(rng), algorithm="fastest")
+    with pytest.raises(TypeError, match="recurrent_algorithm: expected the cache dict"):
+        rnn.recurrent_algorithm(None)
 
 
 # ---------------------------------------------------------------------------
 # CPU vs CUDA (needs a GPU, CuPy and the CUDA kernels; skipped otherwise)
+
+def cuda_problem(rng, case, shape, masked):
+    N, T, F, U = shape
+    problem = make_problem(rng, case, *shape, np.float32)
+    masks = {}
+    if masked:
+        masks["mask"], masks["recurrent_mask"] = random_masks(rng, N, T, U, np.float32)
+    dy = rng.standard_normal((N, T, U)).astype(np.float32)
+    dstates = [rng.standard_normal((N, U)).astype(np.float32) for _ in problem[1]]
+    return problem, masks, dy, dstates
+
+
+def run_on_gpu(cp, case, problem, masks, dy, dstates, algorithm):
+    """Forward (training) and backward on CuPy copies; results back as NumPy."""
+    g = lambda a: None if a is None else cp.asarray(a)  # noqa: E731
+    x, states, W, R, b = problem
+    y, final, cache = forward(case, g(x), [g(s) for s in states], g(W), g(R), g(b),
+                              training=True, algorithm=algorithm,
+                              **{k: g(v) for k, v in masks.items()})
+    grads = backward(case, g(dy), [g(d) for d in dstates], cache)
+    flat = [grads[0], *grads[1], *grads[2:]]
+    return (cp.asnumpy(y), [cp.asnumpy(f) for f in final], [cp.asnumpy(a) for a in flat],
+            rnn.recurrent_algorithm(cache))
+
+
+def assert_matches_cpu(case, problem, masks, dy, dstates, got):
+    y, final, cache = forward(case, *problem, training=True, **masks)
+    grads = backward(case, dy, dstates, cache)
+    gy, gfinal, ggrads, _ = got
+    # float32 on both sides, different summation orders and activation code.
+    close = dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gy, y, **close)
+    for a, c in zip(gfinal, final):
+        np.testing.assert_allclose(a, c, **close)
+    for a, c in zip(ggrads, [grads[0], *grads[1], *grads[2:]]):
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-4)
+
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("shape", [(3, 5, 4, 6), (1, 1, 1, 1), (0, 2, 3, 4), (7, 12, 5, 33),
                                    (16, 20, 24, 128)])
 @pytest.mark.parametrize("masked", [False, True])
-def test_cuda_matches_cpu(rng, case, shape, masked):
+@pytest.mark.parametrize("algorithm", ["auto", "per_step"])
+def test_cuda_matches_cpu(rng, case, shape, masked, algorithm):
     cp = pytest.importorskip("cupy")
-    N, T, F, U = shape
-    x, states, W, R, b = make_problem(rng, case, *shape, np.float32)
-    masks = {}
-    if masked:
-        masks["mask"], masks["recurrent_mask"] = random_masks(rng, N, T, U, np.float32)
-    dy = rng.standard_normal((N, T, U)).astype(np.float32)
-    dstates = [rng.standard_normal((N, U)).astype(np.float32) for _ in states]
-    y, final, cache = forward(case, x, states, W, R, b, training=True, **masks)
-    grads = backward(case, dy, dstates, cache)
+    problem, masks, dy, dstates = cuda_problem(rng, case, shape, masked)
+    got = run_on_gpu(cp, case, problem, masks, dy, dstates, algorithm)
+    assert got[3] in (("per_step",) if algorithm == "per_step" else ("per_step", "persistent"))
+    assert_matches_cpu(case, problem, masks, dy, dstates, got)
 
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", [c for c in CASES if c != "gru_reset_before"])
+@pytest.mark.parametrize("shape", [(4, 10, 8, 64), (1, 30, 3, 129), (33, 7, 5, 17)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_cuda_persistent_kernel_matches_cpu(rng, case, shape, masked):
+    cp = pytest.importorskip("cupy")
+    problem, masks, dy, dstates = cuda_problem(rng, case, shape, masked)
+    got = run_on_gpu(cp, case, problem, masks, dy, dstates, "persistent")
+    assert got[3] == "persistent"
+    assert_matches_cpu(case, problem, masks, dy, dstates, got)
+    # Inference takes the ping-pong path of the kernel: same outputs.
+    x, states, W, R, b = problem
     g = lambda a: None if a is None else cp.asarray(a)  # noqa: E731
-    gy, gfinal, gcache = forward(case, g(x), [g(s) for s in states], g(W), g(R), g(b),
-                                 training=True, **{k: g(v) for k, v in masks.items()})
-    assert rnn.recurrent_algorithm(gcache) in ("per_step", "persistent")
-    ggrads = backward(case, g(dy), [g(d) for d in dstates], gcache)
-    # float32 on both sides, different summation orders and activation code.
-    close = dict(rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(cp.asnumpy(gy), y, **close)
-    for a, c in zip(gfinal, final):
-        np.testing.assert_allclose(cp.asnumpy(a), c, **close)
-    flat = lambda gr: [gr[0], *gr[1], *gr[2:]]  # noqa: E731
-    for a, c in zip(flat(ggrads), flat(grads)):
-        np.testing.assert_allclose(cp.asnumpy(a), c, rtol=1e-4, atol=1e-4)
+    y, final, _ = forward(case, g(x), [g(s) for s in states], g(W), g(R), g(b),
+                          algorithm="persistent", **{k: g(v) for k, v in masks.items()})
+    np.testing.assert_allclose(cp.asnumpy(y), got[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.cuda
+def test_cuda_persistent_refusals(rng):
+    cp = pytest.importorskip("cupy")
+    x, (h0,), W, R, b = make_problem(rng, "gru_reset_before", 2, 3, 4, 5, np.float32)
+    with pytest.raises(RuntimeError, match="reset_after=False has no persistent kernel"):
+        rnn.gru_forward(*(cp.asarray(a) for a in (x, h0, W, R, b)), reset_after=False,
+                        algorithm="persistent")
+    # A batch far beyond the register tile cannot run persistently; auto falls back.
+    x, (h0, c0), W, R, b = make_problem(rng, "lstm", 4096, 2, 3, 8, np.float32)
+    args = [cp.asarray(a) for a in (x, h0, c0, W, R, b)]
+    with pytest.raises(RuntimeError, match="persistent kernel cannot run this problem"):
+        rnn.lstm_forward(*args, algorithm="persistent")
+    _, _, _, cache = rnn.lstm_forward(*args, training=True)
+    assert rnn.recurrent_algorithm(cache) == "per_step"
 
 
 @pytest.mark.cuda

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "fusednn/gemm.h"
@@ -16,6 +15,7 @@
 namespace fusednn::cpu::recurrent_detail {
 
 using Index = std::int64_t;
+using fusednn::recurrent_detail::with_flags;
 
 // The activations and per-row helpers must be inlined into the `omp simd`
 // loops that call them, or those loops stay scalar.
@@ -346,23 +346,6 @@ void finish_dh0(const RecurrentShape& s, const BackwardState<Real>& state,
                 const Real* recurrent_mask, Real* dh0) {
   for (Index n = 0; n < s.N; ++n) {
     state_gradient<Real, kRecurrentMask>(state, recurrent_mask, n, s.U, dh0 + n * s.U);
-  }
-}
-
-// Calls body(std::bool_constant<flag>{}...) for the runtime flags given, so
-// every combination is its own instantiation and the inner loops carry no
-// flags: with_flags(body, training, masked) -> body(true_type, false_type).
-template <bool... kFlags, typename Body>
-void with_flags(const Body& body) {
-  body(std::bool_constant<kFlags>{}...);
-}
-
-template <bool... kFlags, typename Body, typename... Rest>
-void with_flags(const Body& body, bool flag, Rest... rest) {
-  if (flag) {
-    with_flags<kFlags..., true>(body, rest...);
-  } else {
-    with_flags<kFlags..., false>(body, rest...);
   }
 }
 

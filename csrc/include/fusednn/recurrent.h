@@ -36,12 +36,15 @@
 //                      h_{t-1} * recurrent_mask (h_{t-1} when no mask)
 // Entries of masked steps in the caches are unspecified.
 //
-// Outputs are allocated by the caller. The CPU kernels take T = float or
+// Outputs are allocated by the caller. The CPU kernels take Real = float or
 // double and parallelise the pointwise passes over the batch with OpenMP
-// (outside the GEMMs, which are threaded themselves).
+// (outside the GEMMs, which are threaded themselves). The CUDA kernels take
+// float32 device arrays, a caller-allocated workspace and the stream as an
+// integer handle (cudaStream_t), and throw fusednn::CudaError.
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 namespace fusednn {
 
@@ -54,6 +57,27 @@ struct RecurrentShape {
 };
 
 enum class RnnActivation { kTanh, kRelu };
+
+namespace recurrent_detail {
+
+// Kernel variants are template parameters (training, masked, ...); the entry
+// points turn their runtime flags into them once:
+// with_flags(body, training, masked) calls body(std::true_type{}, std::false_type{}).
+template <bool... kFlags, typename Body>
+void with_flags(const Body& body) {
+  body(std::bool_constant<kFlags>{}...);
+}
+
+template <bool... kFlags, typename Body, typename... Rest>
+void with_flags(const Body& body, bool flag, Rest... rest) {
+  if (flag) {
+    with_flags<kFlags..., true>(body, rest...);
+  } else {
+    with_flags<kFlags..., false>(body, rest...);
+  }
+}
+
+}  // namespace recurrent_detail
 
 namespace cpu {
 
@@ -163,5 +187,81 @@ void simple_rnn_backward(const RecurrentShape& shape, RnnActivation activation, 
                          Real* dkernel, Real* drecurrent_kernel, Real* dbias, Real* dgates);
 
 }  // namespace cpu
+
+namespace cuda {
+
+// The CUDA launchers below mirror fusednn::cpu (float32 device arrays, same
+// arguments and caches) plus a workspace and the stream.
+//
+// Forward algorithms:
+//   kPerStep     per step, the recurrent GEMM (fusednn/cuda_gemm.h) and one fused
+//                pointwise kernel: two launches per step.
+//   kPersistent  one cooperative kernel for all steps: every block keeps its slice
+//                of recurrent_kernel (the gate columns of its units) in shared memory
+//                and the steps are separated by grid-wide barriers. LSTM, GRU with
+//                reset_after and SimpleRNN, when the slices fit on chip and all
+//                blocks can be co-resident (occupancy checked).
+//   kAuto        kPersistent where it fits, else kPerStep.
+// The backward always runs per step.
+enum class RecurrentAlgorithm { kAuto, kPerStep, kPersistent };
+
+const char* algorithm_name(RecurrentAlgorithm algorithm);
+
+// Which launcher a workspace is for.
+enum class RecurrentKernel { kForward, kBackward };
+
+// Float elements of `workspace` the launchers need for this shape.
+std::int64_t workspace_elements(RecurrentKernel kernel, const RecurrentShape& shape);
+
+// Returns the algorithm that ran (never kAuto). Requesting kPersistent where it
+// does not fit throws fusednn::CudaError.
+RecurrentAlgorithm lstm_forward(const RecurrentShape& shape, RecurrentAlgorithm requested,
+                                const float* x, const float* h0, const float* c0,
+                                const float* kernel, const float* recurrent_kernel,
+                                const float* bias, const std::uint8_t* mask,
+                                const float* recurrent_mask, float* y, float* h_T, float* c_T,
+                                float* gates, float* cell, float* h_in, float* workspace,
+                                std::uintptr_t stream);
+
+void lstm_backward(const RecurrentShape& shape, const float* x, const float* c0,
+                   const float* kernel, const float* recurrent_kernel, const std::uint8_t* mask,
+                   const float* recurrent_mask, const float* gates, const float* cell,
+                   const float* h_in, const float* dy, const float* dh_T, const float* dc_T,
+                   float* dx, float* dh0, float* dc0, float* dkernel, float* drecurrent_kernel,
+                   float* dbias, float* dgates, float* workspace, std::uintptr_t stream);
+
+RecurrentAlgorithm gru_forward(const RecurrentShape& shape, RecurrentAlgorithm requested,
+                               bool reset_after, const float* x, const float* h0,
+                               const float* kernel, const float* recurrent_kernel,
+                               const float* bias, const std::uint8_t* mask,
+                               const float* recurrent_mask, float* y, float* h_T, float* gates,
+                               float* h_in, float* h_prev, float* recurrent_h, float* workspace,
+                               std::uintptr_t stream);
+
+void gru_backward(const RecurrentShape& shape, bool reset_after, const float* x,
+                  const float* kernel, const float* recurrent_kernel, const std::uint8_t* mask,
+                  const float* recurrent_mask, const float* gates, const float* h_in,
+                  const float* h_prev, const float* recurrent_h, const float* dy,
+                  const float* dh_T, float* dx, float* dh0, float* dkernel,
+                  float* drecurrent_kernel, float* dbias, float* dgates, float* dgates_recurrent,
+                  float* workspace, std::uintptr_t stream);
+
+RecurrentAlgorithm simple_rnn_forward(const RecurrentShape& shape, RecurrentAlgorithm requested,
+                                      RnnActivation activation, const float* x, const float* h0,
+                                      const float* kernel, const float* recurrent_kernel,
+                                      const float* bias, const std::uint8_t* mask,
+                                      const float* recurrent_mask, float* y, float* h_T,
+                                      float* gates, float* h_in, float* workspace,
+                                      std::uintptr_t stream);
+
+void simple_rnn_backward(const RecurrentShape& shape, RnnActivation activation, const float* x,
+                         const float* kernel, const float* recurrent_kernel,
+                         const std::uint8_t* mask, const float* recurrent_mask,
+                         const float* gates, const float* h_in, const float* dy,
+                         const float* dh_T, float* dx, float* dh0, float* dkernel,
+                         float* drecurrent_kernel, float* dbias, float* dgates, float* workspace,
+                         std::uintptr_t stream);
+
+}  // namespace cuda
 
 }  // namespace fusednn

@@ -23,6 +23,14 @@ place between forward and backward). Backward ops take the gradient dy of every
 step's output (zeros where unused) and of the final states (None means zero)
 and return the gradients of the inputs and the weights.
 
+Forward ops take algorithm='auto' | 'per_step' | 'persistent' (CuPy arrays
+only; the CPU kernels take 'auto'): on the GPU, 'per_step' runs a recurrent
+GEMM and one fused pointwise kernel per step, 'persistent' one cooperative
+kernel that keeps the recurrent weights in shared memory across all steps
+(LSTM, GRU with reset_after, SimpleRNN; a RuntimeError where it cannot run),
+'auto' the persistent kernel where it fits. recurrent_algorithm(cache) says
+which ran ('cpu' on the CPU).
+
 Rules at this boundary:
 - x must be float32 or float64 (NumPy) or float32 (CuPy); every other float
   argument (states, weights, recurrent_mask, dy, dh_T, dc_T) must have the dtype
@@ -49,13 +57,14 @@ __all__ = [
 ]
 
 _ACTIVATIONS = ("tanh", "relu")
+_ALGORITHMS = ("auto", "per_step", "persistent")
 
 
 # ---------------------------------------------------------------------------
 # LSTM
 
 def lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, *, mask=None, recurrent_mask=None,
-                 training=False):
+                 training=False, algorithm="auto"):
     """LSTM over a sequence.
 
     x (N, T, F), h0 and c0 (N, U), kernel (F, 4U), recurrent_kernel (U, 4U), bias (4U,).
@@ -64,7 +73,7 @@ def lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, *, mask=None, recurr
     """
     op = "lstm_forward"
     p = _Problem(op, 4, x, kernel, recurrent_kernel, h0=h0, c0=c0, mask=mask,
-                 recurrent_mask=recurrent_mask)
+                 recurrent_mask=recurrent_mask, algorithm=algorithm)
     p.expect_bias(bias, (4 * p.U,))
     xp, N, T, U = p.xp, p.N, p.T, p.U
     y = xp.empty((N, T, U), dtype=p.dtype)
@@ -75,7 +84,7 @@ def lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, *, mask=None, recurr
     h_in = xp.empty((N, T, U), dtype=p.dtype) if training else None
     args = (p.x, p.h0, p.c0, p.kernel, p.recurrent_kernel, p.bias, p.mask, p.recurrent_mask,
             y, h_T, c_T, gates, cell, h_in)
-    algorithm = p.run("lstm_forward", args, workspace=("lstm_forward", training))
+    algorithm = p.run_forward("lstm_forward", args)
     if not training:
         return y, h_T, c_T, None
     cache = p.cache("lstm", algorithm, gates=gates, cell=cell, h_in=h_in, c0=p.c0)
@@ -106,7 +115,7 @@ def lstm_backward(dy, dh_T, dc_T, cache):
     args = (c["x"], c["c0"], c["kernel"], c["recurrent_kernel"], c["mask"], c["recurrent_mask"],
             c["gates"], c["cell"], c["h_in"], dy, dh_T, dc_T, dx, dh0, dc0, dkernel,
             drecurrent_kernel, dbias, dgates)
-    _run_backward(c, "lstm_backward", args, ("lstm_backward", False))
+    _run_backward(c, "lstm_backward", args)
     return dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
 
 
@@ -114,7 +123,7 @@ def lstm_backward(dy, dh_T, dc_T, cache):
 # GRU
 
 def gru_forward(x, h0, kernel, recurrent_kernel, bias, *, reset_after=True, mask=None,
-                recurrent_mask=None, training=False):
+                recurrent_mask=None, training=False, algorithm="auto"):
     """GRU over a sequence.
 
     x (N, T, F), h0 (N, U), kernel (F, 3U), recurrent_kernel (U, 3U),
@@ -125,7 +134,7 @@ def gru_forward(x, h0, kernel, recurrent_kernel, bias, *, reset_after=True, mask
     op = "gru_forward"
     reset_after = _checked_flag(op, "reset_after", reset_after)
     p = _Problem(op, 3, x, kernel, recurrent_kernel, h0=h0, mask=mask,
-                 recurrent_mask=recurrent_mask)
+                 recurrent_mask=recurrent_mask, algorithm=algorithm)
     p.expect_bias(bias, (2, 3 * p.U) if reset_after else (3 * p.U,))
     xp, N, T, U = p.xp, p.N, p.T, p.U
     y = xp.empty((N, T, U), dtype=p.dtype)
@@ -140,8 +149,7 @@ def gru_forward(x, h0, kernel, recurrent_kernel, bias, *, reset_after=True, mask
             h_prev = xp.empty((N, T, U), dtype=p.dtype)
     args = (reset_after, p.x, p.h0, p.kernel, p.recurrent_kernel, p.bias.reshape(-1), p.mask,
             p.recurrent_mask, y, h_T, gates, h_in, h_prev, recurrent_h)
-    algorithm = p.run("gru_forward", args,
-                      workspace=("gru_forward", training, reset_after))
+    algorithm = p.run_forward("gru_forward", args)
     if not training:
         return y, h_T, None
     cache = p.cache("gru", algorithm, gates=gates, h_in=h_in, h_prev=h_prev,
@@ -172,7 +180,7 @@ def gru_backward(dy, dh_T, cache):
     args = (reset_after, c["x"], c["kernel"], c["recurrent_kernel"], c["mask"],
             c["recurrent_mask"], c["gates"], c["h_in"], c["h_prev"], c["recurrent_h"], dy, dh_T,
             dx, dh0, dkernel, drecurrent_kernel, dbias.reshape(-1), dgates, dgates_recurrent)
-    _run_backward(c, "gru_backward", args, ("gru_backward", False, reset_after))
+    _run_backward(c, "gru_backward", args)
     return dx, dh0, dkernel, drecurrent_kernel, dbias
 
 
@@ -180,7 +188,7 @@ def gru_backward(dy, dh_T, cache):
 # SimpleRNN
 
 def simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, *, activation="tanh", mask=None,
-                       recurrent_mask=None, training=False):
+                       recurrent_mask=None, training=False, algorithm="auto"):
     """Simple RNN over a sequence, h' = activation(x W + h R + b), activation 'tanh' or 'relu'.
 
     x (N, T, F), h0 (N, U), kernel (F, U), recurrent_kernel (U, U), bias (U,).
@@ -189,7 +197,7 @@ def simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, *, activation="tan
     op = "simple_rnn_forward"
     activation = _checked_activation(op, activation)
     p = _Problem(op, 1, x, kernel, recurrent_kernel, h0=h0, mask=mask,
-                 recurrent_mask=recurrent_mask)
+                 recurrent_mask=recurrent_mask, algorithm=algorithm)
     p.expect_bias(bias, (p.U,))
     xp, N, T, U = p.xp, p.N, p.T, p.U
     y = xp.empty((N, T, U), dtype=p.dtype)
@@ -198,7 +206,7 @@ def simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, *, activation="tan
     h_in = xp.empty((N, T, U), dtype=p.dtype) if training else None
     args = (activation, p.x, p.h0, p.kernel, p.recurrent_kernel, p.bias, p.mask,
             p.recurrent_mask, y, h_T, gates, h_in)
-    algorithm = p.run("simple_rnn_forward", args, workspace=("simple_rnn_forward", training))
+    algorithm = p.run_forward("simple_rnn_forward", args)
     if not training:
         return y, h_T, None
     cache = p.cache("simple_rnn", algorithm, gates=gates, h_in=h_in, activation=activation)
@@ -226,7 +234,7 @@ def simple_rnn_backward(dy, dh_T, cache):
     args = (c["activation"], c["x"], c["kernel"], c["recurrent_kernel"], c["mask"],
             c["recurrent_mask"], c["gates"], c["h_in"], dy, dh_T, dx, dh0, dkernel,
             drecurrent_kernel, dbias, dgates)
-    _run_backward(c, "simple_rnn_backward", args, ("simple_rnn_backward", False))
+    _run_backward(c, "simple_rnn_backward", args)
     return dx, dh0, dkernel, drecurrent_kernel, dbias
 
 
@@ -247,8 +255,11 @@ class _Problem:
     """The validated, contiguous inputs of one forward call and its sizes."""
 
     def __init__(self, op, gate_count, x, kernel, recurrent_kernel, *, h0, c0=None,
-                 mask=None, recurrent_mask=None):
+                 mask=None, recurrent_mask=None, algorithm="auto"):
         self.op = op
+        if algorithm not in _ALGORITHMS:
+            raise ValueError(f"{op}: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
+        self.algorithm = algorithm
         self.gate_count = gate_count
         named = dict(x=x, h0=h0, c0=c0, kernel=kernel, recurrent_kernel=recurrent_kernel,
                      mask=mask, recurrent_mask=recurrent_mask)
@@ -278,12 +289,16 @@ class _Problem:
         what = {1: "(U,)", 3: "(3U,)", 4: "(4U,)"}[self.gate_count] if len(shape) == 1 else "(2, 3U)"
         self.bias = _checked_float(self.op, "bias", bias, self.xp, self.dtype, shape, what)
 
-    def run(self, kernel_name, args, workspace):
+    def run_forward(self, kernel_name, args):
         """Calls the CPU or CUDA kernel; returns the algorithm that ran."""
         if self.xp is np:
+            if self.algorithm != "auto":
+                raise ValueError(f"{self.op}: algorithm {self.algorithm!r} is for CuPy arrays; "
+                                 "the CPU kernels take only 'auto'")
             getattr(_C, kernel_name + "_cpu")(*args)
             return "cpu"
-        return _run_cuda(self.x, kernel_name, args, workspace, (self.N, self.T, self.F, self.U))
+        shape = (self.N, self.T, self.F, self.U)
+        return _run_cuda(self.x, kernel_name, args, "forward", shape, (self.algorithm,))
 
     def cache(self, cell_type, algorithm, **arrays):
         return dict(cell_type=cell_type, algorithm=algorithm, xp=self.xp, dtype=self.dtype,
@@ -292,20 +307,21 @@ class _Problem:
                     recurrent_mask=self.recurrent_mask, **arrays)
 
 
-def _run_backward(cache, kernel_name, args, workspace):
+def _run_backward(cache, kernel_name, args):
     if cache["xp"] is np:
         getattr(_C, kernel_name + "_cpu")(*args)
     else:
-        _run_cuda(cache["x"], kernel_name, args, workspace, cache["shape"])
+        _run_cuda(cache["x"], kernel_name, args, "backward", cache["shape"], ())
 
 
-def _run_cuda(x, kernel_name, args, workspace, shape):
+def _run_cuda(x, kernel_name, args, direction, shape, options):
+    """The CUDA kernel with a workspace from CuPy's pool, on CuPy's current stream."""
     xp = backend.cupy_module()
-    kind, *flags = workspace
     with x.device:
-        elements = _C.recurrent_cuda_workspace_elements(kind, *shape, *flags)
-        scratch = xp.empty((max(elements, 1),), dtype=xp.float32)
-        return getattr(_C, kernel_name + "_cuda")(*args, scratch, backend.current_stream_ptr())
+        elements = _C.recurrent_cuda_workspace_elements(direction, *shape)
+        workspace = xp.empty((max(elements, 1),), dtype=xp.float32)
+        return getattr(_C, kernel_name + "_cuda")(*args, workspace, *options,
+                                                  backend.current_stream_ptr())
 
 
 def _checked_cache(op, cache, cell_type):

@@ -1,0 +1,195 @@
+// The persistent forward kernel: all T steps of LSTM / GRU (reset_after) /
+// SimpleRNN in one cooperative launch.
+//
+// The units are split into equal slices, one per block (at most one block per
+// SM). A block loads the recurrent-kernel columns of its units, all gates,
+// (U, gates * slice) into shared memory once and keeps them for the whole
+// sequence. Each step it
+//   1. forms the recurrent products of its columns for every batch row,
+//      h_{t-1} * recurrent_mask (N, U) x its weights, staging h through shared
+//      memory in chunks of kChunk columns (each thread owns up to
+//      kMaxOutputs (row, column) products, accumulated in registers);
+//   2. runs the cells' per-element forward (recurrent_common.cuh) for its
+//      units, writing h_t and the next step's GEMM input to global memory;
+//   3. waits at a grid-wide barrier, after which every block sees all of h_t.
+// The next step's input goes to a different buffer than the current one (the
+// h_in cache in training, a ping-pong pair in inference), so a fast block never
+// overwrites what a slow one still reads; it is read with __ldcg (L2, never a
+// possibly stale L1 line). One barrier per step replaces the two launches per
+// step of the per-step path and the weights are read from DRAM only once.
+#pragma once
+
+#include <cooperative_groups.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "fusednn/cuda_check.h"
+#include "recurrent_common.cuh"
+
+namespace fusednn::cuda::recurrent_detail {
+
+namespace {
+
+constexpr int kPersistentThreads = 256;
+constexpr int kMaxOutputs = 8;  // recurrent products per thread and step
+constexpr int kChunk = 32;      // columns of h staged per round
+
+// Room the persistent kernel needs for a problem.
+struct PersistentPlan {
+  bool fits = false;
+  int blocks = 0;  // grid size: one slice of units per block
+  int units_per_block = 0;
+  std::size_t shared_bytes = 0;
+  std::string reason;  // why it does not fit
+};
+
+template <typename Cell, bool kTraining, bool kMasked, bool kRecurrentMask>
+__global__ void __launch_bounds__(kPersistentThreads)
+    persistent_forward_kernel(ForwardArgs a, const float* __restrict__ recurrent_kernel,
+                              float* feed, Index feed_ld, Index feed_step_offset,
+                              int units_per_block) {
+  namespace cg = cooperative_groups;
+  cg::grid_group grid = cg::this_grid();
+  extern __shared__ float shared[];
+  constexpr int kGates = Cell::kGates;
+  const Index N = a.N, T = a.T, U = a.U, G = kGates * U;
+  const int slice = units_per_block;
+  const int cols = kGates * slice;  // local column c: gate c / slice, unit j0 + c % slice
+  const Index j0 = Index(blockIdx.x) * slice;
+  float* weights = shared;                     // (U, cols)
+  float* h_chunk = weights + U * cols;         // (N, kChunk)
+  float* products = h_chunk + N * kChunk;      // (N, cols)
+  const int tid = threadIdx.x;
+
+  for (Index e = tid; e < U * cols; e += kPersistentThreads) {
+    const Index k = e / cols;
+    const int c = static_cast<int>(e % cols);
+    const Index j = j0 + c % slice;
+    weights[e] = j < U ? recurrent_kernel[k * G + (c / slice) * U + j] : 0.f;
+  }
+
+  const Index outputs = N * cols;
+  for (Index t = 0; t < T; ++t) {
+    // Training: the h_in cache, one slice per step; inference: a ping-pong pair.
+    const bool training_feed = feed_step_offset != 0;
+    const float* feed_t = training_feed ? feed + t * feed_step_offset : feed + (t % 2) * N * U;
+    float* next_feed = training_feed ? (t + 1 < T ? feed + (t + 1) * feed_step_offset : nullptr)
+                                     : feed + ((t + 1) % 2) * N * U;
+
+    float acc[kMaxOutputs];
+#pragma unroll
+    for (int q = 0; q < kMaxOutputs; ++q) acc[q] = 0.f;
+    for (Index k0 = 0; k0 < U; k0 += kChunk) {
+      const int width = static_cast<int>(U - k0 < kChunk ? U - k0 : kChunk);
+      __syncthreads();  // the previous chunk (and the weights on the first pass) are done
+      for (Index e = tid; e < N * kChunk; e += kPersistentThreads) {
+        const Index n = e / kChunk;
+        const int kk = static_cast<int>(e % kChunk);
+        h_chunk[e] = kk < width ? __ldcg(feed_t + n * feed_ld + k0 + kk) : 0.f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int q = 0; q < kMaxOutputs; ++q) {
+        const Index o = tid + Index(q) * kPersistentThreads;
+        if (o < outputs) {
+          const float* h_row = h_chunk + (o / cols) * kChunk;
+          const float* w = weights + k0 * cols + o % cols;
+          float sum = acc[q];
+          for (int kk = 0; kk < width; ++kk) sum = fmaf(h_row[kk], w[kk * cols], sum);
+          acc[q] = sum;
+        }
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < kMaxOutputs; ++q) {
+      const Index o = tid + Index(q) * kPersistentThreads;
+      if (o < outputs) products[o] = acc[q];
+    }
+    __syncthreads();
+
+    for (Index p = tid; p < N * slice; p += kPersistentThreads) {
+      const Index n = p / slice;
+      const int jj = static_cast<int>(p % slice);
+      const Index j = j0 + jj;
+      if (j >= U) continue;
+      float recurrent[kGates];
+#pragma unroll
+      for (int g = 0; g < kGates; ++g) recurrent[g] = products[n * cols + g * slice + jj];
+      Cell::template forward<kTraining, kMasked, kRecurrentMask>(a, t, n, j, recurrent,
+                                                                 next_feed, feed_ld);
+    }
+    grid.sync();  // h_t and the next input complete everywhere (a memory fence included)
+  }
+}
+
+// Whether the persistent kernel of Cell can run this problem on the current
+// device: the register tile, shared memory (opt-in limit) and co-residency of
+// the whole grid (occupancy), with the reason when it cannot.
+template <typename Cell, bool kTraining, bool kMasked, bool kRecurrentMask>
+PersistentPlan plan_persistent(const RecurrentShape& s) {
+  PersistentPlan plan;
+  int device = 0, sms = 0, cooperative = 0, shared_optin = 0;
+  FUSEDNN_CUDA_CHECK(cudaGetDevice(&device));
+  FUSEDNN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  FUSEDNN_CUDA_CHECK(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device));
+  FUSEDNN_CUDA_CHECK(
+      cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (!cooperative) {
+    plan.reason = "the device does not support cooperative launches";
+    return plan;
+  }
+  const Index slice = (s.U + sms - 1) / sms;
+  const Index blocks = (s.U + slice - 1) / slice;
+  const Index cols = Cell::kGates * slice;
+  if (s.N * cols > Index(kPersistentThreads) * kMaxOutputs) {
+    plan.reason = "N * gates * units per block = " + std::to_string(s.N * cols) +
+                  " exceeds the register tile of " +
+                  std::to_string(kPersistentThreads * kMaxOutputs) + " products";
+    return plan;
+  }
+  const Index bytes = (s.U * cols + s.N * kChunk + s.N * cols) * Index(sizeof(float));
+  if (bytes > shared_optin) {
+    plan.reason = "needs " + std::to_string(bytes) + " bytes of shared memory per block, " +
+                  "the device allows " + std::to_string(shared_optin);
+    return plan;
+  }
+  auto kernel = persistent_forward_kernel<Cell, kTraining, kMasked, kRecurrentMask>;
+  FUSEDNN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(bytes)));
+  int per_sm = 0;
+  FUSEDNN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &per_sm, kernel, kPersistentThreads, static_cast<std::size_t>(bytes)));
+  if (Index(per_sm) * sms < blocks) {
+    plan.reason = std::to_string(blocks) + " blocks cannot all be resident (" +
+                  std::to_string(per_sm) + " per SM on " + std::to_string(sms) + " SMs)";
+    return plan;
+  }
+  plan.fits = true;
+  plan.blocks = static_cast<int>(blocks);
+  plan.units_per_block = static_cast<int>(slice);
+  plan.shared_bytes = static_cast<std::size_t>(bytes);
+  return plan;
+}
+
+// All T steps in one cooperative launch. feed holds the GEMM input of step 0
+// (written by the caller); feed_step_offset 0 means inference, where the
+// kernel ping-pongs between feed and feed + N * U (rows U apart).
+template <typename Cell, bool kTraining, bool kMasked, bool kRecurrentMask>
+void launch_persistent(const PersistentPlan& plan, ForwardArgs args,
+                       const float* recurrent_kernel, float* feed, Index feed_ld,
+                       Index feed_step_offset, cudaStream_t stream) {
+  int units_per_block = plan.units_per_block;
+  void* kernel_args[] = {&args, &recurrent_kernel, &feed, &feed_ld, &feed_step_offset,
+                         &units_per_block};
+  FUSEDNN_CUDA_CHECK(cudaLaunchCooperativeKernel(
+      reinterpret_cast<const void*>(persistent_forward_kernel<Cell, kTraining, kMasked,
+                                                              kRecurrentMask>),
+      dim3(plan.blocks), dim3(kPersistentThreads), kernel_args, plan.shared_bytes, stream));
+}
+
+}  // namespace
+
+}  // namespace fusednn::cuda::recurrent_detail
