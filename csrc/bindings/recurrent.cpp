@@ -51,7 +51,8 @@ std::string dims_str(std::initializer_list<std::int64_t> dims) {
 }
 
 template <typename A>
-void expect(const char* op, const char* name, const A& a, std::initializer_list<std::int64_t> dims) {
+void expect(const char* op, const char* name, const A& a,
+            std::initializer_list<std::int64_t> dims) {
   bool ok = a.ndim() == dims.size();
   std::size_t d = 0;
   for (std::int64_t v : dims) ok = ok && static_cast<std::int64_t>(a.shape(d++)) == v;
@@ -93,16 +94,16 @@ RecurrentShape shape_of(const char* op, const X& x, const R& recurrent_kernel, s
 void expect_present(const char* op, const char* name, bool present, bool wanted,
                     const char* when) {
   if (present != wanted) {
-    throw nb::value_error((std::string(op) + ": " + name + (wanted ? " is required " : " must be None ") +
-                           when)
-                              .c_str());
+    const char* verb = wanted ? " is required " : " must be None ";
+    throw nb::value_error((std::string(op) + ": " + name + verb + when).c_str());
   }
 }
 
 RnnActivation activation_of(const char* op, const std::string& name) {
   if (name == "tanh") return RnnActivation::kTanh;
   if (name == "relu") return RnnActivation::kRelu;
-  throw nb::value_error((std::string(op) + ": activation must be 'tanh' or 'relu', got '" + name + "'").c_str());
+  throw nb::value_error(
+      (std::string(op) + ": activation must be 'tanh' or 'relu', got '" + name + "'").c_str());
 }
 
 #if FUSEDNN_WITH_CUDA
@@ -136,7 +137,8 @@ void expect_workspace(const char* op, const W& workspace, cuda::RecurrentKernel 
 void expect_training_caches(const char* op, bool any, bool all) {
   if (any && !all) {
     throw nb::value_error(
-        (std::string(op) + ": the training caches must be given all together or not at all").c_str());
+        (std::string(op) + ": the training caches must be given all together or not at all")
+            .c_str());
   }
 }
 

@@ -39,8 +39,8 @@ void gru_forward_reset_after(const RecurrentShape& s, const Real* x, const Real*
   const Real* bias_rec = bias + G;
 
   for (Index t = 0; t < T; ++t) {
-    gemm<Real>(false, false, N, G, U, Real(1), feed.step(t), feed.ld, recurrent_kernel, G,
-               Real(0), projected_h.data(), G);
+    recurrent_forward_gemm<Real>(s, G, G, feed.step(t), feed.ld, recurrent_kernel, Real(0),
+                                 projected_h.data(), G);
     Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
     for_each_row(N, G, [&](Index n) {
       const Index nt = n * T + t;
@@ -101,8 +101,8 @@ void gru_forward_reset_before(const RecurrentShape& s, const Real* x, const Real
     const Real* feed_t = feed.step(t);
     Real* reset_h_t = reset_h + t * reset_step;
     // z and r columns accumulate onto the input projection.
-    gemm<Real>(false, false, N, 2 * U, U, Real(1), feed_t, feed.ld, recurrent_kernel, G, Real(1),
-               gates + t * G, T * G);
+    recurrent_forward_gemm<Real>(s, G, 2 * U, feed_t, feed.ld, recurrent_kernel, Real(1),
+                                 gates + t * G, T * G);
     // z, r for every row (a masked row's values are simply not used).
     for_each_row(N, 2 * U, [&](Index n) {
       Real* gz = gates + (n * T + t) * G;
@@ -117,8 +117,8 @@ void gru_forward_reset_before(const RecurrentShape& s, const Real* x, const Real
         rh[j] = r * h_feed[j];
       }
     });
-    gemm<Real>(false, false, N, U, U, Real(1), reset_h_t, reset_ld, recurrent_kernel + 2 * U, G,
-               Real(1), gates + t * G + 2 * U, T * G);
+    recurrent_forward_gemm<Real>(s, G, U, reset_h_t, reset_ld, recurrent_kernel + 2 * U, Real(1),
+                                 gates + t * G + 2 * U, T * G);
     Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
     for_each_row(N, G, [&](Index n) {
       const Index nt = n * T + t;
@@ -171,6 +171,7 @@ void gru_backward_reset_after(const RecurrentShape& s, const Real* x, const Real
                               Real* dgates_recurrent) {
   const Index N = s.N, T = s.T, U = s.U, G = 3 * U;
   BackwardState<Real> state(s, kMasked, dh_T);
+  const std::vector<Real> recurrent_kernel_t = transposed(recurrent_kernel, U, G);
   const Real* h_before_step = kRecurrentMask ? h_prev : h_in;
 
   for (Index t = T - 1; t >= 0; --t) {
@@ -207,8 +208,8 @@ void gru_backward_reset_after(const RecurrentShape& s, const Real* x, const Real
         dh_rec[j] = dhh_pre * r;
       }
     });
-    recurrent_backward_gemm<Real>(s, G, G, dgates_recurrent + t * G, recurrent_kernel, Real(0),
-                                  state.from_gemm.data());
+    recurrent_backward_gemm<Real>(s, G, G, dgates_recurrent + t * G, recurrent_kernel_t.data(),
+                                  Real(0), state.from_gemm.data());
   }
 
   finish_dh0<Real, kRecurrentMask>(s, state, recurrent_mask, dh0);
@@ -227,6 +228,7 @@ void gru_backward_reset_before(const RecurrentShape& s, const Real* x, const Rea
                                Real* drecurrent_kernel, Real* dbias, Real* dgates) {
   const Index N = s.N, T = s.T, U = s.U, G = 3 * U;
   BackwardState<Real> state(s, kMasked, dh_T);
+  const std::vector<Real> recurrent_kernel_t = transposed(recurrent_kernel, U, G);
   const Real* h_before_step = kRecurrentMask ? h_prev : h_in;
   // d(r * h_in) of one step: the candidate's gradient through Uh.
   std::vector<Real> d_reset_h(static_cast<std::size_t>(N * U));
@@ -253,8 +255,8 @@ void gru_backward_reset_before(const RecurrentShape& s, const Real* x, const Rea
       }
     });
     const Real* dgates_t = dgates + t * G;
-    gemm<Real>(false, true, N, U, U, Real(1), dgates_t + 2 * U, T * G, recurrent_kernel + 2 * U,
-               G, Real(0), d_reset_h.data(), U);
+    recurrent_backward_gemm<Real>(s, G, U, dgates_t + 2 * U, recurrent_kernel_t.data() + 2 * U * U,
+                                  Real(0), d_reset_h.data());
     // dr from d(r*h_in); the h_in part of d(r*h_in) starts from_gemm, onto
     // which the z, r columns' product is added.
     for_each_row(N, U, [&](Index n) {
@@ -275,7 +277,7 @@ void gru_backward_reset_before(const RecurrentShape& s, const Real* x, const Rea
         to_h_in[j] = drh[j] * r;
       }
     });
-    recurrent_backward_gemm<Real>(s, G, 2 * U, dgates_t, recurrent_kernel, Real(1),
+    recurrent_backward_gemm<Real>(s, G, 2 * U, dgates_t, recurrent_kernel_t.data(), Real(1),
                                   state.from_gemm.data());
   }
 

@@ -28,8 +28,8 @@ void lstm_forward_impl(const RecurrentShape& s, const Real* x, const Real* h0, c
   const Real *b_i = bias, *b_f = bias + U, *b_g = bias + 2 * U, *b_o = bias + 3 * U;
 
   for (Index t = 0; t < T; ++t) {
-    gemm<Real>(false, false, N, G, U, Real(1), feed.step(t), feed.ld, recurrent_kernel, G,
-               Real(1), gates + t * G, T * G);
+    recurrent_forward_gemm<Real>(s, G, G, feed.step(t), feed.ld, recurrent_kernel, Real(1),
+                                 gates + t * G, T * G);
     // In training the last step has no next GEMM input to write.
     Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
     for_each_row(N, G, [&](Index n) {
@@ -79,6 +79,7 @@ void lstm_backward_impl(const RecurrentShape& s, const Real* x, const Real* c0,
                         Real* drecurrent_kernel, Real* dbias, Real* dgates) {
   const Index N = s.N, T = s.T, U = s.U, G = 4 * U;
   BackwardState<Real> state(s, kMasked, dh_T);
+  const std::vector<Real> recurrent_kernel_t = transposed(recurrent_kernel, U, G);
   // dc0 holds the running gradient w.r.t. the cell state.
   if (dc_T != nullptr) {
     std::copy(dc_T, dc_T + N * U, dc0);
@@ -120,7 +121,7 @@ void lstm_backward_impl(const RecurrentShape& s, const Real* x, const Real* c0,
         dh[j] = Real(0);
       }
     });
-    recurrent_backward_gemm<Real>(s, G, G, dgates + t * G, recurrent_kernel, Real(0),
+    recurrent_backward_gemm<Real>(s, G, G, dgates + t * G, recurrent_kernel_t.data(), Real(0),
                                   state.from_gemm.data());
   }
 

@@ -4,6 +4,7 @@
 // pointwise pass per batch row.
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "recurrent_common.h"
 
@@ -44,8 +45,8 @@ void simple_rnn_forward_impl(const RecurrentShape& s, const Real* x, const Real*
   start_state<Real, kTraining, kRecurrentMask>(s, h0, recurrent_mask, h_T, feed);
 
   for (Index t = 0; t < T; ++t) {
-    gemm<Real>(false, false, N, U, U, Real(1), feed.step(t), feed.ld, recurrent_kernel, U,
-               Real(1), gates + t * U, T * U);
+    recurrent_forward_gemm<Real>(s, U, U, feed.step(t), feed.ld, recurrent_kernel, Real(1),
+                                 gates + t * U, T * U);
     Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
     for_each_row(N, U, [&](Index n) {
       const Index nt = n * T + t;
@@ -80,6 +81,7 @@ void simple_rnn_backward_impl(const RecurrentShape& s, const Real* x, const Real
                               Real* dgates) {
   const Index N = s.N, T = s.T, U = s.U;
   BackwardState<Real> state(s, kMasked, dh_T);
+  const std::vector<Real> recurrent_kernel_t = transposed(recurrent_kernel, U, U);
 
   for (Index t = T - 1; t >= 0; --t) {
     for_each_row(N, U, [&](Index n) {
@@ -100,7 +102,7 @@ void simple_rnn_backward_impl(const RecurrentShape& s, const Real* x, const Real
         dh[j] = Real(0);
       }
     });
-    recurrent_backward_gemm<Real>(s, U, U, dgates + t * U, recurrent_kernel, Real(0),
+    recurrent_backward_gemm<Real>(s, U, U, dgates + t * U, recurrent_kernel_t.data(), Real(0),
                                   state.from_gemm.data());
   }
 

@@ -286,7 +286,10 @@ class _Problem:
         self.bias = None
 
     def expect_bias(self, bias, shape):
-        what = {1: "(U,)", 3: "(3U,)", 4: "(4U,)"}[self.gate_count] if len(shape) == 1 else "(2, 3U)"
+        if len(shape) == 2:
+            what = "(2, 3U)"
+        else:
+            what = {1: "(U,)", 3: "(3U,)", 4: "(4U,)"}[self.gate_count]
         self.bias = _checked_float(self.op, "bias", bias, self.xp, self.dtype, shape, what)
 
     def run_forward(self, kernel_name, args):
