@@ -3,7 +3,12 @@ and SimpleRNN (tanh, relu) against a step-by-step NumPy reference written here,
 every gradient against central finite differences in float64 and against
 PyTorch's nn.LSTM / nn.GRU / nn.RNN, Keras masking semantics, recurrent masks,
 edge shapes, NaN-poisoned outputs and bad input; CPU vs CUDA parity where a GPU
-exists."""
+exists, and without a GPU a host simulation of the CUDA cells' per-element code
+(compiled by nvcc as host code) against the CPU kernels."""
+import pathlib
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -544,6 +549,308 @@ def test_algorithm_is_reported(rng):
         call_lstm(lstm_args(rng), algorithm="fastest")
     with pytest.raises(TypeError, match="recurrent_algorithm: expected the cache dict"):
         rnn.recurrent_algorithm(None)
+
+
+# ---------------------------------------------------------------------------
+# The CUDA cells' per-element code (csrc/cuda/recurrent_common.cuh, shared by
+# the per-step and persistent kernels) run on the CPU: nvcc compiles it as host
+# code into a small program that replays the kernels' step loops, one element
+# at a time, with plain host matrix products, in both forward configurations:
+# per-step (the GEMM accumulates onto the gates, or fills the GRU's separate
+# products) and persistent (every cell receives its recurrent products apart).
+# Runs without a GPU wherever nvcc exists.
+CUDA_SOURCES = pathlib.Path(__file__).resolve().parents[1] / "csrc"
+SIMULATED_CELLS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
+_SIMULATION = r"""
+#include "recurrent_common.cuh"
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+using namespace fusednn;
+using namespace fusednn::cuda::recurrent_detail;
+using Vec = std::vector<float>;
+
+static FILE* in_file;
+static Vec take(Index n) {
+  Vec v(static_cast<size_t>(n));
+  if (n && std::fread(v.data(), sizeof(float), v.size(), in_file) != v.size()) std::exit(2);
+  return v;
+}
+static void put(FILE* f, const Vec& v) { std::fwrite(v.data(), sizeof(float), v.size(), f); }
+
+// C (M, N) = beta * C + op(A) (M, K) x op(B) (K, N), row-major with leading dimensions.
+static void matmul(bool ta, bool tb, Index M, Index N, Index K, const float* A, Index lda,
+                   const float* B, Index ldb, float beta, float* C, Index ldc) {
+  for (Index i = 0; i < M; ++i)
+    for (Index j = 0; j < N; ++j) {
+      double sum = 0;
+      for (Index k = 0; k < K; ++k) {
+        const double a = ta ? A[k * lda + i] : A[i * lda + k];
+        sum += a * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+      }
+      float* c = C + i * ldc + j;
+      *c = float(sum) + (beta == 0.f ? 0.f : beta * *c);
+    }
+}
+
+template <typename Cell, bool kMasked, bool kRecurrentMask>
+void run(Index N, Index T, Index F, Index U, FILE* out) {
+  constexpr Index kGates = Cell::kGates;
+  const bool kSplit = !Cell::kAccumulates;
+  const Index G = kGates * U;
+  Vec x = take(N * T * F), h0 = take(N * U), c0 = take(N * U), W = take(F * G), R = take(U * G);
+  Vec b = take(kSplit ? 2 * G : G), mask_f = take(N * T), rmask = take(N * U);
+  Vec dy = take(N * T * U), dh_T = take(N * U), dc_T = take(N * U);
+  std::vector<std::uint8_t> mask(mask_f.size());
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = mask_f[i] != 0.f;
+  Vec results[2][3];
+  Vec gates_cache, cell_cache, h_in, h_prev, rec_h;
+  for (int persistent = 0; persistent < 2; ++persistent) {
+    Vec gates(N * T * G), h = h0, c = c0, y(N * T * U), cell(N * T * U), hin(N * T * U);
+    Vec hprev(N * T * U), rech(N * T * U), products(N * G);
+    ForwardArgs a{N, T, U, b.data(), kMasked ? mask.data() : nullptr,
+                  kRecurrentMask ? rmask.data() : nullptr, gates.data(), h.data(), c.data(),
+                  y.data(), cell.data(), hprev.data(), rech.data()};
+    matmul(false, false, N * T, G, F, x.data(), F, W.data(), G, 0.f, gates.data(), G);
+    for (Index e = 0; e < N * U; ++e)
+      hin[(e / U) * T * U + e % U] = kRecurrentMask ? h[e] * rmask[e] : h[e];
+    for (Index t = 0; t < T; ++t) {
+      const float* feed = hin.data() + t * U;
+      const bool separate = persistent || kSplit;
+      if (separate) {
+        matmul(false, false, N, G, U, feed, T * U, R.data(), G, 0.f, products.data(), G);
+      } else {
+        matmul(false, false, N, G, U, feed, T * U, R.data(), G, 1.f, gates.data() + t * G, T * G);
+      }
+      float* next = t + 1 < T ? hin.data() + (t + 1) * U : nullptr;
+      for (Index e = 0; e < N * U; ++e) {
+        const Index n = e / U, j = e % U;
+        float rec[kGates];
+        for (Index g = 0; g < kGates; ++g) rec[g] = separate ? products[n * G + g * U + j] : 0.f;
+        Cell::template forward<true, kMasked, kRecurrentMask>(a, t, n, j, rec, next, T * U);
+      }
+    }
+    results[persistent][0] = y;
+    results[persistent][1] = h;
+    results[persistent][2] = c;
+    if (!persistent) {
+      gates_cache = gates; cell_cache = cell; h_in = hin; h_prev = hprev; rec_h = rech;
+    }
+  }
+  // Backward, as backward_sequence runs it.
+  Vec dgates(N * T * G), dgates_rec(N * T * G), carry = dh_T, from_gemm(N * U), pending(N * U);
+  Vec dc = dc_T;
+  BackwardArgs a{};
+  a.N = N; a.T = T; a.U = U;
+  a.mask = kMasked ? mask.data() : nullptr;
+  a.recurrent_mask = kRecurrentMask ? rmask.data() : nullptr;
+  a.gates = gates_cache.data(); a.cell = cell_cache.data(); a.c0 = c0.data();
+  a.h_before = kRecurrentMask ? h_prev.data() : h_in.data();
+  a.h_in = h_in.data(); a.recurrent_h = rec_h.data(); a.dy = dy.data();
+  a.dgates = dgates.data(); a.dgates_recurrent = dgates_rec.data();
+  a.carry = carry.data(); a.from_gemm = from_gemm.data(); a.pending = pending.data();
+  a.dc = dc.data();
+  const float* dg_rec = kSplit ? dgates_rec.data() : dgates.data();
+  for (Index t = T - 1; t >= 0; --t) {
+    for (Index e = 0; e < N * U; ++e)
+      Cell::template backward<kMasked, kRecurrentMask>(a, t, e / U, e % U);
+    matmul(false, true, N, U, G, dg_rec + t * G, T * G, R.data(), G, 0.f, from_gemm.data(), U);
+  }
+  Vec dh0(N * U), dx(N * T * F), dW(F * G), dR(U * G), db(kSplit ? 2 * G : G);
+  for (Index e = 0; e < N * U; ++e) dh0[e] = state_gradient<kRecurrentMask>(a, e);
+  matmul(false, true, N * T, F, G, dgates.data(), G, W.data(), G, 0.f, dx.data(), F);
+  matmul(true, false, F, G, N * T, x.data(), F, dgates.data(), G, 0.f, dW.data(), G);
+  matmul(true, false, U, G, N * T, h_in.data(), U, dg_rec, G, 0.f, dR.data(), G);
+  for (Index r = 0; r < N * T; ++r)
+    for (Index k = 0; k < G; ++k) {
+      db[k] += dgates[r * G + k];
+      if (kSplit) db[G + k] += dgates_rec[r * G + k];
+    }
+  for (int p = 0; p < 2; ++p) for (int i = 0; i < 3; ++i) put(out, results[p][i]);
+  for (const Vec* v : {&dx, &dh0, &dc, &dW, &dR, &db}) put(out, *v);
+}
+
+int main(int argc, char** argv) {
+  in_file = std::fopen(argv[1], "rb");
+  FILE* out = std::fopen(argv[2], "wb");
+  long long header[7];
+  if (!in_file || !out || std::fread(header, sizeof(header), 1, in_file) != 1) return 2;
+  const Index N = header[1], T = header[2], F = header[3], U = header[4];
+  fusednn::recurrent_detail::with_flags(
+      [&](auto masked, auto rmasked) {
+        constexpr bool kM = decltype(masked)::value, kR = decltype(rmasked)::value;
+        switch (header[0]) {
+          case 0: run<LstmCell, kM, kR>(N, T, F, U, out); break;
+          case 1: run<GruCell, kM, kR>(N, T, F, U, out); break;
+          case 2: run<SimpleRnnCell<RnnActivation::kTanh>, kM, kR>(N, T, F, U, out); break;
+          default: run<SimpleRnnCell<RnnActivation::kRelu>, kM, kR>(N, T, F, U, out); break;
+        }
+      },
+      header[5] != 0, header[6] != 0);
+  std::fclose(out);
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cuda_cell_simulator(tmp_path_factory):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not found: the host simulation of the CUDA cells needs it")
+    folder = tmp_path_factory.mktemp("recurrent_simulation")
+    source = folder / "simulate.cu"
+    source.write_text(_SIMULATION)
+    binary = folder / "simulate"
+    subprocess.run([nvcc, "-std=c++17", "-O1", "-I", str(CUDA_SOURCES / "include"), "-I",
+                    str(CUDA_SOURCES / "cuda"), str(source), "-o", str(binary)],
+                   check=True, capture_output=True, timeout=300)
+    return binary
+
+
+@pytest.mark.parametrize("case", list(SIMULATED_CELLS))
+@pytest.mark.parametrize("masked", [False, True])
+def test_cuda_cell_code_simulated_on_host(rng, tmp_path, cuda_cell_simulator, case, masked):
+    N, T, F, U = 3, 5, 4, 6
+    x, states, W, R, b = make_problem(rng, case, N, T, F, U, np.float32)
+    mask, recurrent_mask = random_masks(rng, N, T, U, np.float32)
+    if not masked:
+        mask, recurrent_mask = None, None
+    dy = rng.standard_normal((N, T, U)).astype(np.float32)
+    dstates = [rng.standard_normal((N, U)).astype(np.float32) for _ in range(2)]
+    h0 = states[0]
+    c0 = states[1] if case == "lstm" else np.zeros_like(h0)
+    header = np.array([SIMULATED_CELLS[case], N, T, F, U, masked, masked], np.int64)
+    f32 = lambda a: np.ascontiguousarray(a, np.float32).ravel()  # noqa: E731
+    ones = np.ones((N, T)) if mask is None else mask
+    rm = np.ones((N, U)) if recurrent_mask is None else recurrent_mask
+    inputs = tmp_path / "in.bin"
+    inputs.write_bytes(header.tobytes() + b"".join(
+        f32(a).tobytes() for a in (x, h0, c0, W, R, b, ones, rm, dy, *dstates)))
+    outputs = tmp_path / "out.bin"
+    subprocess.run([str(cuda_cell_simulator), str(inputs), str(outputs)], check=True,
+                   timeout=60)
+    flat = np.fromfile(outputs, np.float32)
+    sizes = [N * T * U, N * U, N * U] * 2 + [N * T * F, N * U, N * U, W.size, R.size, b.size]
+    parts = np.split(flat, np.cumsum(sizes)[:-1])
+    assert flat.size == sum(sizes)
+
+    masks = {} if not masked else {"mask": mask, "recurrent_mask": recurrent_mask}
+    y, final, cache = forward(case, x, states, W, R, b, training=True, **masks)
+    dx, dstates0, dW, dR, db = backward(case, dy, dstates[:len(states)], cache)
+    # float32 on both sides (the simulation sums its products in double).
+    close = dict(rtol=1e-4, atol=1e-5)
+    for per_step_or_persistent in (parts[0:3], parts[3:6]):
+        np.testing.assert_allclose(per_step_or_persistent[0].reshape(y.shape), y, **close)
+        for got, want in zip(per_step_or_persistent[1:], final):
+            np.testing.assert_allclose(got.reshape(want.shape), want, **close)
+    dc0 = dstates0[1] if case == "lstm" else None  # the simulation's dc is unused otherwise
+    for got, want in zip(parts[6:], [dx, dstates0[0], dc0, dW, dR, db]):
+        if want is not None:
+            np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
+
+
+_GEMM_SIMULATION = r"""
+#include "gemm_tiles.cuh"
+#include <cmath>
+#include <cstdio>
+#include <vector>
+using namespace fusednn::cuda::gemm_detail;
+
+// One launch of sgemm_kernel replayed on the CPU: every tile of C, each phase
+// for every thread in turn (the barriers' order), shared memory poisoned with
+// NaN at each tile's start so that an unstaged entry would show.
+template <typename Cfg, bool kTransA, bool kTransB, bool kBetaZero>
+void replay(const Problem& p) {
+  static SharedSlices<Cfg> slices;
+  std::vector<Accumulators<Cfg>> acc(Cfg::kThreads);
+  for (Index row0 = 0; row0 < p.M; row0 += Cfg::BM)
+    for (Index col0 = 0; col0 < p.N; col0 += Cfg::BN) {
+      for (auto& row : slices.a) for (float& v : row) v = NAN;
+      for (auto& row : slices.b) for (float& v : row) v = NAN;
+      for (auto& a : acc) clear(a);
+      for (Index k0 = 0; k0 < p.K; k0 += Cfg::BK) {
+        for (int t = 0; t < Cfg::kThreads; ++t)
+          stage_slice<Cfg, kTransA, kTransB>(p, slices, t, row0, col0, k0);
+        for (int t = 0; t < Cfg::kThreads; ++t) multiply_slice(slices, t, acc[t]);
+      }
+      for (int t = 0; t < Cfg::kThreads; ++t)
+        store_tile<Cfg, kBetaZero>(p, t, row0, col0, acc[t]);
+    }
+}
+
+template <typename Cfg, bool kBetaZero>
+void dispatch(const Problem& p, bool ta, bool tb) {
+  if (ta) {
+    tb ? replay<Cfg, true, true, kBetaZero>(p) : replay<Cfg, true, false, kBetaZero>(p);
+  } else {
+    tb ? replay<Cfg, false, true, kBetaZero>(p) : replay<Cfg, false, false, kBetaZero>(p);
+  }
+}
+
+int main(int argc, char** argv) {
+  FILE* in = std::fopen(argv[1], "rb");
+  long long h[8];
+  float scalars[2];
+  if (!in || std::fread(h, sizeof(h), 1, in) != 1 || std::fread(scalars, 8, 1, in) != 1) return 2;
+  const Index M = h[0], N = h[1], K = h[2], lda = h[5], ldb = h[6], ldc = h[7];
+  const bool ta = h[3] != 0, tb = h[4] != 0;
+  std::vector<float> A((ta ? K : M) * lda), B((tb ? N : K) * ldb), C(M * ldc);
+  if (std::fread(A.data(), 4, A.size(), in) != A.size() ||
+      std::fread(B.data(), 4, B.size(), in) != B.size() ||
+      std::fread(C.data(), 4, C.size(), in) != C.size()) return 2;
+  const Problem p{M, N, K, scalars[0], A.data(), lda, B.data(), ldb, scalars[1], C.data(), ldc};
+  // The tile choice of gemm.cu's launch().
+  const bool narrow = M <= NarrowTile::BM * 2;
+  if (scalars[1] == 0.f) {
+    narrow ? dispatch<NarrowTile, true>(p, ta, tb) : dispatch<LargeTile, true>(p, ta, tb);
+  } else {
+    narrow ? dispatch<NarrowTile, false>(p, ta, tb) : dispatch<LargeTile, false>(p, ta, tb);
+  }
+  FILE* out = std::fopen(argv[2], "wb");
+  std::fwrite(C.data(), 4, C.size(), out);
+  std::fclose(out);
+  return 0;
+}
+"""
+
+
+def test_cuda_gemm_tiles_simulated_on_host(rng, tmp_path):
+    """The SGEMM kernel's phases (csrc/cuda/gemm_tiles.cuh) replayed thread by thread on
+    the CPU for both tile shapes, all transposes, padded leading dimensions, ragged
+    edges and both beta paths, against NumPy in float64."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not found: the host replay of the CUDA GEMM needs it")
+    source, binary = tmp_path / "gemm.cu", tmp_path / "gemm"
+    source.write_text(_GEMM_SIMULATION)
+    subprocess.run([nvcc, "-std=c++17", "-O1", "-I", str(CUDA_SOURCES / "cuda"), str(source),
+                    "-o", str(binary)], check=True, capture_output=True, timeout=300)
+    # (M, N, K): one row; a narrow-tile step; ragged large tiles; K past one slice.
+    shapes = [(1, 1, 1), (3, 70, 33), (33, 65, 17), (70, 5, 40)]
+    for (M, N, K), trans_a, trans_b, beta in [
+            (shape, ta, tb, beta) for shape in shapes for ta in (False, True)
+            for tb in (False, True) for beta in (0.0, 0.5)]:
+        a = rng.standard_normal((K, M + 3) if trans_a else (M, K + 3)).astype(np.float32)
+        b = rng.standard_normal((N, K + 2) if trans_b else (K, N + 2)).astype(np.float32)
+        c = rng.standard_normal((M, N + 1)).astype(np.float32)
+        if beta == 0.0:
+            c[:] = np.nan  # never read
+        op_a = (a[:, :M].T if trans_a else a[:, :K]).astype(np.float64)
+        op_b = (b[:, :K].T if trans_b else b[:, :N]).astype(np.float64)
+        want = 1.5 * op_a @ op_b + (beta * c[:, :N] if beta else 0.0)
+        header = np.array([M, N, K, trans_a, trans_b, a.shape[1], b.shape[1], c.shape[1]],
+                          np.int64)
+        (tmp_path / "in.bin").write_bytes(header.tobytes() + np.array([1.5, beta], np.float32)
+                                          .tobytes() + a.tobytes() + b.tobytes() + c.tobytes())
+        subprocess.run([str(binary), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
+                       check=True, timeout=60)
+        got = np.fromfile(tmp_path / "out.bin", np.float32).reshape(c.shape)
+        # float32 sums of K products: a few ulp of the magnitudes per term.
+        np.testing.assert_allclose(got[:, :N], want, rtol=1e-5, atol=1e-5 * K,
+                                   err_msg=f"M={M} N={N} K={K} ta={trans_a} tb={trans_b}")
+        if beta:  # the padding column of C is left alone
+            np.testing.assert_array_equal(got[:, N:], c[:, N:])
 
 
 # ---------------------------------------------------------------------------

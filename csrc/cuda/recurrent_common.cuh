@@ -4,7 +4,9 @@
 // algorithms run literally the same update code, and the argument structs.
 //
 // Elements are (n, j) pairs: batch row n, unit j, e = n * U + j. Arrays of
-// (N, T, .) shape are batch-major, row n * T + t, as on the CPU.
+// (N, T, .) shape are batch-major, row n * T + t, as on the CPU. Everything
+// here is also host code, so a test can run the cells' CUDA code on the CPU
+// (tests/test_ops_recurrent.py compiles a host simulation with nvcc).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,7 +19,7 @@ namespace fusednn::cuda::recurrent_detail {
 
 using Index = std::int64_t;
 
-__device__ __forceinline__ float sigmoid(float x) {
+__host__ __device__ __forceinline__ float sigmoid(float x) {
   // exp of a non-positive argument only: no overflow, full relative accuracy.
   const float e = expf(-fabsf(x));
   const float s = 1.f / (1.f + e);
@@ -25,8 +27,8 @@ __device__ __forceinline__ float sigmoid(float x) {
 }
 
 template <bool kMasked>
-__device__ __forceinline__ bool step_is_valid(const std::uint8_t* mask, Index T, Index n,
-                                              Index t) {
+__host__ __device__ __forceinline__ bool step_is_valid(const std::uint8_t* mask, Index T,
+                                                       Index n, Index t) {
   if constexpr (kMasked) {
     return mask[n * T + t] != 0;
   } else {
@@ -52,9 +54,10 @@ struct ForwardArgs {
 // Everything after the gate math of a forward element: outputs, caches, the
 // next recurrent GEMM input (next_feed, rows feed_ld apart, nullptr if none).
 template <bool kTraining, bool kRecurrentMask>
-__device__ __forceinline__ void finish_forward_element(const ForwardArgs& a, Index nt, Index e,
-                                                       Index n, Index j, float h,
-                                                       float* next_feed, Index feed_ld) {
+__host__ __device__ __forceinline__ void finish_forward_element(const ForwardArgs& a, Index nt,
+                                                                Index e, Index n, Index j,
+                                                                float h, float* next_feed,
+                                                                Index feed_ld) {
   a.h[e] = h;
   if (next_feed != nullptr) {
     next_feed[n * feed_ld + j] = kRecurrentMask ? h * a.recurrent_mask[e] : h;
@@ -62,8 +65,8 @@ __device__ __forceinline__ void finish_forward_element(const ForwardArgs& a, Ind
 }
 
 // y of a masked step: the previous output, zeros before the first.
-__device__ __forceinline__ void repeat_previous_output(const ForwardArgs& a, Index t, Index nt,
-                                                       Index j) {
+__host__ __device__ __forceinline__ void repeat_previous_output(const ForwardArgs& a, Index t,
+                                                                Index nt, Index j) {
   float* y = a.y + nt * a.U + j;
   *y = t > 0 ? y[-a.U] : 0.f;
 }
@@ -91,23 +94,24 @@ struct BackwardArgs {
 };
 
 template <bool kRecurrentMask>
-__device__ __forceinline__ float state_gradient(const BackwardArgs& a, Index e) {
+__host__ __device__ __forceinline__ float state_gradient(const BackwardArgs& a, Index e) {
   return a.carry[e] + a.from_gemm[e] * (kRecurrentMask ? a.recurrent_mask[e] : 1.f);
 }
 
 // A masked step of element e: its output gradient is owed to an earlier step,
 // the state gradient passes through; the caller zeroes its gate gradients.
 template <bool kRecurrentMask>
-__device__ __forceinline__ void masked_step_backward(const BackwardArgs& a, Index nt, Index e,
-                                                     Index j) {
+__host__ __device__ __forceinline__ void masked_step_backward(const BackwardArgs& a, Index nt,
+                                                              Index e, Index j) {
   a.pending[e] += a.dy[nt * a.U + j];
   a.carry[e] = state_gradient<kRecurrentMask>(a, e);
 }
 
 // The total gradient w.r.t. the new h of a valid step; clears what it consumed.
 template <bool kMasked, bool kRecurrentMask>
-__device__ __forceinline__ float valid_step_output_gradient(const BackwardArgs& a, Index nt,
-                                                            Index e, Index j) {
+__host__ __device__ __forceinline__ float valid_step_output_gradient(const BackwardArgs& a,
+                                                                     Index nt, Index e,
+                                                                     Index j) {
   float g = state_gradient<kRecurrentMask>(a, e) + a.dy[nt * a.U + j];
   if constexpr (kMasked) {
     g += a.pending[e];
@@ -126,7 +130,7 @@ struct LstmCell {
   static constexpr bool kAccumulates = true;
 
   template <bool kTraining, bool kMasked, bool kRecurrentMask>
-  __device__ static void forward(const ForwardArgs& a, Index t, Index n, Index j,
+  __host__ __device__ static void forward(const ForwardArgs& a, Index t, Index n, Index j,
                                  const float* recurrent, float* next_feed, Index feed_ld) {
     const Index U = a.U, G = 4 * U, nt = n * a.T + t, e = n * U + j;
     float h = a.h[e], c = a.c[e];
@@ -155,7 +159,7 @@ struct LstmCell {
   }
 
   template <bool kMasked, bool kRecurrentMask>
-  __device__ static void backward(const BackwardArgs& a, Index t, Index n, Index j) {
+  __host__ __device__ static void backward(const BackwardArgs& a, Index t, Index n, Index j) {
     const Index U = a.U, G = 4 * U, nt = n * a.T + t, e = n * U + j;
     float* dg = a.dgates + nt * G + j;
     if (!step_is_valid<kMasked>(a.mask, a.T, n, t)) {
@@ -185,7 +189,7 @@ struct GruCell {
   static constexpr bool kAccumulates = false;
 
   template <bool kTraining, bool kMasked, bool kRecurrentMask>
-  __device__ static void forward(const ForwardArgs& a, Index t, Index n, Index j,
+  __host__ __device__ static void forward(const ForwardArgs& a, Index t, Index n, Index j,
                                  const float* recurrent, float* next_feed, Index feed_ld) {
     const Index U = a.U, G = 3 * U, nt = n * a.T + t, e = n * U + j;
     float h = a.h[e];
@@ -213,7 +217,7 @@ struct GruCell {
   }
 
   template <bool kMasked, bool kRecurrentMask>
-  __device__ static void backward(const BackwardArgs& a, Index t, Index n, Index j) {
+  __host__ __device__ static void backward(const BackwardArgs& a, Index t, Index n, Index j) {
     const Index U = a.U, G = 3 * U, nt = n * a.T + t, e = n * U + j;
     float* dg = a.dgates + nt * G + j;
     float* dg_rec = a.dgates_recurrent + nt * G + j;
@@ -242,7 +246,7 @@ struct SimpleRnnCell {
   static constexpr int kGates = 1;
   static constexpr bool kAccumulates = true;
 
-  __device__ static float activate(float v) {
+  __host__ __device__ static float activate(float v) {
     if constexpr (kActivation == RnnActivation::kTanh) {
       return tanhf(v);
     } else {
@@ -251,7 +255,7 @@ struct SimpleRnnCell {
   }
 
   // d act / d pre from the activation's output.
-  __device__ static float slope(float h) {
+  __host__ __device__ static float slope(float h) {
     if constexpr (kActivation == RnnActivation::kTanh) {
       return 1.f - h * h;
     } else {
@@ -260,7 +264,7 @@ struct SimpleRnnCell {
   }
 
   template <bool kTraining, bool kMasked, bool kRecurrentMask>
-  __device__ static void forward(const ForwardArgs& a, Index t, Index n, Index j,
+  __host__ __device__ static void forward(const ForwardArgs& a, Index t, Index n, Index j,
                                  const float* recurrent, float* next_feed, Index feed_ld) {
     const Index U = a.U, nt = n * a.T + t, e = n * U + j;
     float h = a.h[e];
@@ -276,7 +280,7 @@ struct SimpleRnnCell {
   }
 
   template <bool kMasked, bool kRecurrentMask>
-  __device__ static void backward(const BackwardArgs& a, Index t, Index n, Index j) {
+  __host__ __device__ static void backward(const BackwardArgs& a, Index t, Index n, Index j) {
     const Index U = a.U, nt = n * a.T + t, e = n * U + j;
     float* dpre = a.dgates + nt * U + j;
     if (!step_is_valid<kMasked>(a.mask, a.T, n, t)) {

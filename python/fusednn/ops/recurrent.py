@@ -264,6 +264,9 @@ class _Problem:
         named = dict(x=x, h0=h0, c0=c0, kernel=kernel, recurrent_kernel=recurrent_kernel,
                      mask=mask, recurrent_mask=recurrent_mask)
         self.xp = xp = _array_module(op, **named)
+        if xp is np and algorithm != "auto":
+            raise ValueError(f"{op}: algorithm {algorithm!r} is for CuPy arrays; "
+                             "the CPU kernels take only 'auto'")
         self.x = _checked_input(op, xp, x)
         self.dtype = self.x.dtype
         self.N, self.T, self.F = self.x.shape
@@ -295,9 +298,6 @@ class _Problem:
     def run_forward(self, kernel_name, args):
         """Calls the CPU or CUDA kernel; returns the algorithm that ran."""
         if self.xp is np:
-            if self.algorithm != "auto":
-                raise ValueError(f"{self.op}: algorithm {self.algorithm!r} is for CuPy arrays; "
-                                 "the CPU kernels take only 'auto'")
             getattr(_C, kernel_name + "_cpu")(*args)
             return "cpu"
         shape = (self.N, self.T, self.F, self.U)
