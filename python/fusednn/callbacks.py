@@ -8,6 +8,7 @@ batch.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -456,3 +457,150 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["lr"] = _learning_rate(self.model, "LearningRateScheduler")
+
+
+class BackupAndRestore(Callback):
+    """Backs up the training state so that an interrupted fit resumes where it stopped.
+
+    Keras's callback and arguments. At the end of every epoch (save_freq="epoch") or
+    every `save_freq` batches (an int), it writes backup_dir/backup.safetensors in one
+    atomic write (fusednn.io): the weights, the optimizer state (slots and iterations),
+    the position in training (epoch, batch, the epoch's sample order and the running
+    loss and metric means) and the states of fusednn's random generators (the global
+    one behind shuffling, initializers and dropout, and the layers' own seeded ones).
+    A later fit with this callback, on the same model, compile settings and data,
+    restores all of it in on_train_begin and continues with the next batch, so on the
+    CPU its losses equal those of a run that was never interrupted.
+
+    delete_checkpoint=True removes the backup when fit returns (also when a callback
+    stopped it early); an exception or a killed process leaves it for the next run.
+    The folder is created when missing; nothing else in it is touched.
+    """
+
+    FILENAME = "backup.safetensors"
+    _METADATA_KEY = "fusednn_backup"
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+        super().__init__()
+        try:
+            backup_dir = os.fspath(backup_dir)
+        except TypeError:
+            raise TypeError(f"BackupAndRestore: expected backup_dir to be a path, got "
+                            f"{type(backup_dir).__name__} {backup_dir!r}") from None
+        if not backup_dir:
+            raise ValueError("BackupAndRestore: expected backup_dir to be a non-empty path, "
+                             "got ''")
+        if save_freq != "epoch" and (isinstance(save_freq, bool)
+                                     or not isinstance(save_freq, (int, np.integer))
+                                     or save_freq <= 0):
+            raise ValueError(f"BackupAndRestore: expected save_freq to be 'epoch' or a positive "
+                             f"int (batches), got {save_freq!r}")
+        self.backup_dir = backup_dir
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._batches_since_save = 0
+
+    @property
+    def backup_path(self) -> str:
+        return os.path.join(self.backup_dir, self.FILENAME)
+
+    # ----- hooks ---------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self._batches_since_save = 0
+        if os.path.exists(self.backup_path):
+            self._restore()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._save(self.model._fit_progress)
+            self._batches_since_save = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            from .models import FitProgress
+            self._save(FitProgress(epoch + 1, 0, 0, 0, None, None, {}))
+
+    def on_train_end(self, logs=None):
+        if not self.delete_checkpoint:
+            return
+        try:
+            os.remove(self.backup_path)
+        except FileNotFoundError:
+            pass
+        try:
+            os.rmdir(self.backup_dir)  # only when nothing else is in it
+        except OSError:
+            pass
+
+    # ----- saving and restoring -------------------------------------------------
+    def _save(self, progress) -> None:
+        from . import io
+        position = {"epoch": progress.epoch, "step": progress.step}
+        if progress.step:
+            position.update(
+                steps=progress.steps, samples=progress.samples,
+                order=None if progress.order is None else [int(i) for i in progress.order],
+                loss_mean=[progress.loss_mean.total, progress.loss_mean.count],
+                metric_means={name: [mean.total, mean.count]
+                              for name, mean in progress.metric_means.items()})
+        position["rng"] = _generator_states(self.model)
+        os.makedirs(self.backup_dir, exist_ok=True)
+        io.save_model(self.model, self.backup_path, include_optimizer=True,
+                      metadata={self._METADATA_KEY: json.dumps(position)})
+
+    def _restore(self) -> None:
+        from . import io, metrics
+        from .models import FitProgress
+        path = self.backup_path
+        metadata = io.load_training_state(self.model, path)
+        if self._METADATA_KEY not in metadata:
+            raise ValueError(f"BackupAndRestore: {path} is not a backup written by "
+                             "BackupAndRestore (its metadata has no training position)")
+        try:
+            position = json.loads(metadata[self._METADATA_KEY])
+            _set_generator_states(self.model, position["rng"])
+            step = int(position["step"])
+            loss_mean, metric_means = metrics.Mean(), {}
+            if step:
+                loss_mean.total, loss_mean.count = position["loss_mean"]
+                for name, (total, count) in position["metric_means"].items():
+                    metric_means[name] = metrics.Mean()
+                    metric_means[name].total, metric_means[name].count = total, count
+            order = position.get("order")
+            self.model._resume_from = FitProgress(
+                int(position["epoch"]), step, position.get("steps", 0),
+                position.get("samples", 0), None if order is None else np.asarray(order),
+                loss_mean, metric_means)
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+            raise ValueError(f"BackupAndRestore: {path} holds an unreadable training position "
+                             f"({type(e).__name__}: {e})") from None
+
+
+def _seeded_layers(layer, prefix=""):
+    """(path, layer) for every layer inside `layer` that keeps its own random generator."""
+    for child in layer.sublayers:
+        path = f"{prefix}{child.name}"
+        if getattr(child, "_generator", None) is not None:
+            yield path, child
+        yield from _seeded_layers(child, path + "/")
+
+
+def _generator_states(model) -> dict:
+    from . import _rng
+    return {"global": _rng.generator().bit_generator.state,
+            "layers": {path: layer._generator.bit_generator.state
+                       for path, layer in _seeded_layers(model)}}
+
+
+def _set_generator_states(model, states: dict) -> None:
+    from . import _rng
+    layers = dict(_seeded_layers(model))
+    if set(states["layers"]) != set(layers):
+        raise ValueError(f"the backup has random generators for layers "
+                         f"{sorted(states['layers'])}, the model for {sorted(layers)}")
+    _rng.generator().bit_generator.state = states["global"]
+    for path, state in states["layers"].items():
+        layers[path]._generator.bit_generator.state = state

@@ -121,23 +121,28 @@ def read_safetensors(path) -> tuple[dict, dict]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    # The header length is checked before anything else is read, so a foreign or damaged
+    # file is refused without reading (or allocating) more than its first 8 bytes.
     with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError(f"{path}: not a safetensors file: {len(data)} bytes, fewer than the "
-                         "8-byte header length")
-    (header_length,) = struct.unpack("<Q", data[:8])
-    if header_length > len(data) - 8:
-        raise ValueError(f"{path}: the header length {header_length} is larger than the "
-                         f"{len(data) - 8} bytes that follow it (the file is truncated or not "
-                         "safetensors)")
-    if header_length > _MAX_HEADER_BYTES:
-        raise ValueError(f"{path}: the header length {header_length} exceeds the limit of "
-                         f"{_MAX_HEADER_BYTES} bytes")
+        size = os.fstat(f.fileno()).st_size
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{path}: not a safetensors file: {len(prefix)} bytes, fewer than "
+                             "the 8-byte header length")
+        (header_length,) = struct.unpack("<Q", prefix)
+        if header_length > size - 8:
+            raise ValueError(f"{path}: the header length {header_length} is larger than the "
+                             f"{size - 8} bytes that follow it (the file is truncated or not "
+                             "safetensors)")
+        if header_length > _MAX_HEADER_BYTES:
+            raise ValueError(f"{path}: the header length {header_length} exceeds the limit of "
+                             f"{_MAX_HEADER_BYTES} bytes")
+        data = prefix + f.read()
     try:
         header = json.loads(data[8:8 + header_length].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: the safetensors header is not valid UTF-8 JSON ({e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{path}: the safetensors header is not valid UTF-8 JSON "
+                         f"({type(e).__name__}: {e})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: the safetensors header must be a JSON object, got "
                          f"{type(header).__name__}")
@@ -227,10 +232,19 @@ def save_weights(model, path) -> None:
     write_safetensors(path, _weight_tensors(model), metadata)
 
 
-def save_model(model, path, include_optimizer: bool = True) -> None:
-    """Writes config, weights, compile settings and (optionally) the optimizer state."""
+def save_model(model, path, include_optimizer: bool = True, metadata: dict | None = None) -> None:
+    """Writes config, weights, compile settings and (optionally) the optimizer state.
+
+    metadata: extra {str: str} entries for the file's metadata (BackupAndRestore keeps
+    its position in training there), written in the same atomic write.
+    """
     tensors = _weight_tensors(model)
+    extra = dict(metadata or {})
     metadata = _model_metadata(model)
+    clash = sorted(set(extra) & set(metadata))
+    if clash:
+        raise ValueError(f"save_model: the extra metadata keys {clash} are fusednn's own")
+    metadata.update(extra)
     if getattr(model, "optimizer", None) is not None:
         saved_metrics = []
         for metric in model.metrics:
@@ -300,8 +314,9 @@ def _state_tensor_names(value) -> set:
 def _json_metadata(path: str, metadata: dict, key: str):
     try:
         return json.loads(metadata[key])
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: metadata {key!r} is not valid JSON ({e})") from None
+    except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: absurd nesting
+        raise ValueError(f"{path}: metadata {key!r} is not valid JSON "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def _assign_weights(model, weights: dict, path: str) -> None:
@@ -349,16 +364,42 @@ def load_weights(model, path) -> None:
     path = os.fspath(path)
     tensors, metadata = read_safetensors(path)
     weights, _ = _split_tensors(tensors, metadata, path)
-    if not model.built:
-        shape = None
-        if "fusednn_config" in metadata:
-            shape = _json_metadata(path, metadata, "fusednn_config").get("config", {}).get(
-                "build_input_shape")
-        if shape is None:
-            raise ValueError(f"{model._label()} is not built and {path} does not say for which "
-                             "input shape; build the model (or call it on data) first")
-        model.build(shape)
+    _build_for_file(model, metadata, path)
     _assign_weights(model, weights, path)
+
+
+def _build_for_file(model, metadata: dict, path: str) -> None:
+    """Builds an unbuilt model for the input shape stored in the file's config."""
+    if model.built:
+        return
+    shape = None
+    if "fusednn_config" in metadata:
+        shape = _json_metadata(path, metadata, "fusednn_config").get("config", {}).get(
+            "build_input_shape")
+    if shape is None:
+        raise ValueError(f"{model._label()} is not built and {path} does not say for which "
+                         "input shape; build the model (or call it on data) first")
+    model.build(shape)
+
+
+def load_training_state(model, path) -> dict:
+    """Loads the weights and the optimizer state of a file written by save_model into
+    `model`, which must be compiled with the same kind of optimizer; returns the
+    file's metadata (for BackupAndRestore, which resumes training from it)."""
+    path = os.fspath(path)
+    tensors, metadata = read_safetensors(path)
+    weights, state = _split_tensors(tensors, metadata, path)
+    if state is not None and getattr(model, "optimizer", None) is None:
+        raise ValueError(f"{path}: holds an optimizer state but {model._label()} has no "
+                         "optimizer; compile it first")
+    _build_for_file(model, metadata, path)
+    _assign_weights(model, weights, path)
+    if state is not None:
+        try:
+            model.optimizer.set_state(_decode_state(state, tensors, path))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: cannot restore the optimizer state: {e}") from e
+    return metadata
 
 
 def load_model(path, compile: bool = True):
@@ -373,8 +414,9 @@ def load_model(path, compile: bool = True):
     config = _json_metadata(path, metadata, "fusednn_config")
     try:
         model = models._deserialize_layer(config)
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
-        raise ValueError(f"{path}: cannot rebuild the model from its saved config: {e}") from e
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as e:
+        raise ValueError(f"{path}: cannot rebuild the model from its saved config: "
+                         f"{type(e).__name__}: {e}") from e
     if not isinstance(model, models.Sequential) or not model.built:
         raise ValueError(f"{path}: the saved config does not describe a built Sequential model")
     weights, state = _split_tensors(tensors, metadata, path)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from . import _rng, backend, losses, optimizers
+from . import _rng, backend, losses, optimizers, utils
 from . import callbacks as callbacks_module
 from . import layers as layers_module
 from . import metrics as metrics_module
@@ -39,6 +39,9 @@ class Sequential(Layer):
         self.metrics: list[metrics_module.Metric] = []
         self.stop_training = False
         self.history = None
+        # fit's position (FitProgress) while it runs, and where BackupAndRestore resumes it.
+        self._fit_progress = None
+        self._resume_from = None
         # Full input shape (batch first) declared before any data: by the first layer's
         # input_shape= or by an InputLayer.
         self._input_shape_hint = None
@@ -142,10 +145,13 @@ class Sequential(Layer):
             self.build_for((None,) + tuple(x.shape[1:]))
         mask = None  # time-step mask (N, T) from Masking / Embedding(mask_zero=True)
         for layer in self._layers:  # each layer checks the shape it receives
+            layer_input = x
             if mask is not None and getattr(layer, "supports_masking", False):
                 x = layer.forward(x, training, mask=mask)
             else:
                 x = layer.forward(x, training)
+            if utils.numerics_checked():
+                layer._check_forward_numerics(layer_input, x)
             mask = _mask_after(layer, x, mask)
         if training:
             self._cache_valid = True
@@ -161,8 +167,15 @@ class Sequential(Layer):
         gradient buffers (call zero_grad first).
         """
         self._require_training_forward()
-        for layer in reversed(self._layers):
+        return self._backward_through(reversed(self._layers), dy)
+
+    @staticmethod
+    def _backward_through(layers, dy):
+        for layer in layers:
+            layer_dy = dy
             dy = layer.backward(dy)
+            if utils.numerics_checked():
+                layer._check_backward_numerics(layer_dy, dy)
         return dy
 
     def _require_training_forward(self) -> None:
@@ -183,10 +196,11 @@ class Sequential(Layer):
     def backward_from_logits(self, dlogits):
         """Backward from the gradient w.r.t. the last layer's logits (N, C)."""
         self._require_training_forward()
-        dx = self._layers[-1].backward_from_logits(dlogits)
-        for layer in reversed(self._layers[:-1]):
-            dx = layer.backward(dx)
-        return dx
+        last = self._layers[-1]
+        dx = last.backward_from_logits(dlogits)
+        if utils.numerics_checked():
+            last._check_backward_numerics(dlogits, dx, incoming="the gradient w.r.t. the logits")
+        return self._backward_through(reversed(self._layers[:-1]), dx)
 
     # ----- configuration ---------------------------------------------------
     def _all_layers(self) -> list[Layer]:
@@ -257,12 +271,22 @@ class Sequential(Layer):
         """One optimizer update on the batch; returns (loss incl. regularization, predictions)."""
         self.zero_grad()
         y_pred = self.forward(x, training=True)
+        checked = utils.numerics_checked()
+        if checked:
+            utils.check_finite(y, f"the targets (y) given to {self._label()} hold non-finite "
+                                  "values")
         if self._uses_softmax_fusion():
             loss_value, dlogits = self.loss.value_and_grad_from_logits(
                 y, self.logits_of_last_forward())
+            if checked:
+                utils.check_finite(np.asarray(loss_value), f"loss '{self.loss.name}' is "
+                                   "non-finite for finite predictions and targets")
             self.backward_from_logits(dlogits)
         else:
             loss_value, dy = self.loss.value_and_grad(y, y_pred)
+            if checked:
+                utils.check_finite(np.asarray(loss_value), f"loss '{self.loss.name}' is "
+                                   "non-finite for finite predictions and targets")
             self.backward(dy)
         # Keras reports the loss at the weights the gradient was taken at, penalties included.
         loss_value = float(loss_value) + self.regularization_loss()
@@ -323,24 +347,39 @@ class Sequential(Layer):
             {"verbose": verbose, "epochs": int(epochs), "steps": steps})
         self.stop_training = False
         self.history = history
+        self._resume_from = None  # BackupAndRestore may set it in on_train_begin
         callback_list.on_train_begin()
+        resume, self._resume_from = self._resume_from, None
+        first_epoch = int(initial_epoch)
+        if resume is not None:
+            resume.check_fits(self._label() + ".fit", n, steps, shuffle)
+            first_epoch = max(first_epoch, resume.epoch)
         logs: dict = {}
-        for epoch in range(int(initial_epoch), int(epochs)):
+        for epoch in range(first_epoch, int(epochs)):
             callback_list.on_epoch_begin(epoch)
-            order = _rng.generator().permutation(n) if shuffle else None
-            loss_mean = metrics_module.Mean()
-            metric_means = {m.name: metrics_module.Mean() for m in self.metrics}
-            for step in range(steps):
+            if resume is not None and resume.epoch == epoch and resume.step > 0:
+                # A backup from inside this epoch: its order, position and running means.
+                progress = resume
+                logs = progress.logs()
+            else:
+                order = _rng.generator().permutation(n) if shuffle else None
+                progress = FitProgress(epoch, 0, steps, n, order, metrics_module.Mean(),
+                                       {m.name: metrics_module.Mean() for m in self.metrics})
+            resume = None
+            self._fit_progress = progress
+            loss_mean, metric_means = progress.loss_mean, progress.metric_means
+            for step in range(progress.step, steps):
                 callback_list.on_train_batch_begin(step)
-                x_batch, y_batch = _take_batch(x, y, order, step * batch_size, batch_size)
+                x_batch, y_batch = _take_batch(x, y, progress.order, step * batch_size,
+                                               batch_size)
                 x_batch, y_batch = self._to_model_device(x_batch), self._to_model_device(y_batch)
                 loss_value, y_pred = self._train_step(x_batch, y_batch)
                 count = len(x_batch)
                 loss_mean.update(loss_value, count)
                 for metric in self.metrics:
                     metric_means[metric.name].update(metric(y_batch, y_pred), count)
-                logs = {"loss": loss_mean.result()}
-                logs.update({name: mean.result() for name, mean in metric_means.items()})
+                progress.step = step + 1
+                logs = progress.logs()
                 callback_list.on_train_batch_end(step, dict(logs))
                 if self.stop_training:
                     break
@@ -353,6 +392,7 @@ class Sequential(Layer):
             if self.stop_training:
                 break
         callback_list.on_train_end(logs)
+        self._fit_progress = None
         return history
 
     def _evaluate_arrays(self, x, y, batch_size: int, verbose: int) -> dict:
@@ -487,6 +527,37 @@ class Sequential(Layer):
         """Loads weights saved by save_weights or save, checking every shape."""
         from . import io
         io.load_weights(self, filepath)
+
+
+class FitProgress:
+    """Where fit is inside an epoch: what BackupAndRestore saves and fit resumes from.
+
+    epoch (0-based) and step (batches done in it, of `steps`), the epoch's sample order
+    (a permutation of the `samples` indices, or None without shuffling) and the running
+    means of the loss and metrics over the batches done.
+    """
+
+    def __init__(self, epoch, step, steps, samples, order, loss_mean, metric_means):
+        self.epoch, self.step, self.steps, self.samples = epoch, step, steps, samples
+        self.order, self.loss_mean, self.metric_means = order, loss_mean, metric_means
+
+    def logs(self) -> dict:
+        if not self.loss_mean.count:
+            return {}
+        logs = {"loss": self.loss_mean.result()}
+        logs.update({name: mean.result() for name, mean in self.metric_means.items()})
+        return logs
+
+    def check_fits(self, what: str, samples: int, steps: int, shuffle: bool) -> None:
+        """A mid-epoch backup resumes only on the same data and batching."""
+        if self.step == 0:
+            return
+        if (samples, steps, shuffle) != (self.samples, self.steps, self.order is not None):
+            raise ValueError(f"{what}: the backup was taken in the middle of an epoch of "
+                             f"{self.samples} samples in {self.steps} batches "
+                             f"(shuffle={self.order is not None}), but this fit has {samples} "
+                             f"samples in {steps} batches (shuffle={shuffle}); resume with the "
+                             "same data, batch_size and shuffle")
 
 
 def load_model(filepath, compile=True) -> Sequential:

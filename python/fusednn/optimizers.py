@@ -26,6 +26,7 @@ the iteration count for checkpoints.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import re
@@ -144,7 +145,12 @@ class Optimizer:
                  global_clipnorm=None, name=None, **unknown):
         owner = type(self).__name__
         if unknown:
-            raise TypeError(f"{owner}: unknown keyword argument(s) {', '.join(sorted(unknown))}")
+            accepted = [p.name for klass in type(self).__mro__ if "__init__" in klass.__dict__
+                        for p in inspect.signature(klass.__dict__["__init__"]).parameters.values()
+                        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                        and p.name != "self"]
+            raise TypeError(f"{owner}: unknown keyword argument(s) {', '.join(sorted(unknown))}; "
+                            f"accepted: {', '.join(dict.fromkeys(accepted))}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"{owner}: name must be a non-empty string, got {name!r}")
         self.name = name or self.default_name

@@ -1,6 +1,8 @@
-"""Helpers with Keras's names: set_random_seed, clear_session, to_categorical."""
+"""Helpers with Keras's names: set_random_seed, clear_session, to_categorical, and the
+numerics checks check_numerics / enable_check_numerics / disable_check_numerics."""
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -60,3 +62,73 @@ def to_categorical(y, num_classes=None, dtype="float32") -> np.ndarray:
     out = np.zeros((labels.size, int(num_classes)), dtype=dtype)
     out[np.arange(labels.size), labels] = 1
     return out.reshape(shape + (int(num_classes),))
+
+
+# ----- numerics checks ---------------------------------------------------------------
+#
+# Off by default (a check costs a pass over every activation and gradient). When on,
+# every layer's forward input and output and, in backward, every gradient it passes on
+# and every weight gradient it accumulates are checked for NaN and Inf, and the first
+# layer that produces one raises FloatingPointError naming it: the layer protocol in
+# layers/base.py checks standalone layers, Sequential checks each of its layers, the
+# model input, the targets and the loss. It is one global switch, like
+# tf.debugging.enable_check_numerics, so it also covers layers used in other threads.
+_numerics_checked = False
+
+
+def enable_check_numerics() -> None:
+    """Turns the NaN/Inf checks on for every layer and model until disabled."""
+    global _numerics_checked
+    _numerics_checked = True
+
+
+def disable_check_numerics() -> None:
+    """Turns the NaN/Inf checks off (the default)."""
+    global _numerics_checked
+    _numerics_checked = False
+
+
+def numerics_checked() -> bool:
+    """Whether the NaN/Inf checks are on."""
+    return _numerics_checked
+
+
+@contextlib.contextmanager
+def check_numerics():
+    """Turns the NaN/Inf checks on inside a `with` block (restoring the previous mode after):
+
+        with fd.utils.check_numerics():
+            model.fit(x, y)   # FloatingPointError names the first layer making a NaN/Inf
+    """
+    global _numerics_checked
+    previous = _numerics_checked
+    _numerics_checked = True
+    try:
+        yield
+    finally:
+        _numerics_checked = previous
+
+
+def _non_finite_counts(array):
+    """(number of NaN, number of +-Inf) in a float array (NumPy or CuPy); (0, 0) otherwise."""
+    dtype = getattr(array, "dtype", None)
+    if dtype is None or dtype.kind not in "fc":
+        return 0, 0
+    xp = backend.get_array_module(array)
+    if bool(xp.isfinite(array).all()):
+        return 0, 0
+    return int(xp.isnan(array).sum()), int(xp.isinf(array).sum())
+
+
+def check_finite(array, where: str) -> None:
+    """Raises FloatingPointError "check_numerics: <where> ..." if `array` (or any array in a
+    list of arrays) holds NaN or Inf; used by the layers and models when checks are on."""
+    arrays = array if isinstance(array, (list, tuple)) else [array]
+    for item in arrays:
+        if item is None:
+            continue
+        nans, infs = _non_finite_counts(item)
+        if nans or infs:
+            raise FloatingPointError(
+                f"check_numerics: {where}: {nans} NaN and {infs} Inf among the "
+                f"{int(item.size)} values of shape {tuple(item.shape)}")

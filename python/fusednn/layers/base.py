@@ -12,12 +12,13 @@ weight lists, and moving weights between devices.
 """
 from __future__ import annotations
 
+import inspect
 import re
 from collections import Counter
 
 import numpy as np
 
-from .. import backend, initializers, regularizers
+from .. import backend, initializers, regularizers, utils
 
 _name_counts: Counter = Counter()
 
@@ -86,12 +87,16 @@ class Layer:
                  input_dim=None, batch_size=None, **unknown):
         if unknown:
             raise TypeError(f"{type(self).__name__}: unknown keyword argument(s) "
-                            f"{', '.join(sorted(unknown))}")
+                            f"{', '.join(sorted(unknown))}; accepted: "
+                            f"{', '.join(_accepted_keywords(type(self)))}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
         self.name = name or _default_name(type(self).__name__)
         self._trainable = bool(trainable)
-        self.dtype = backend.float_dtype(dtype)
+        try:
+            self.dtype = backend.float_dtype(dtype)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{self._label()}: {e}") from None
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         if input_shape is not None:
@@ -281,10 +286,12 @@ class Layer:
         if x.ndim == 0:
             raise ValueError(f"{self._label()}: expected a batch of inputs (rank >= 1, batch "
                              f"first), got a scalar")
-        if self.built and self.input_spec is not None:
-            self.input_spec.check(self, x.shape)  # names the received batch size too
+        if self.input_spec is not None:
+            self.input_spec.check(self, x.shape)  # names the received shape, batch included
         self.build_for((None,) + tuple(x.shape[1:]))
         y, cache = self.call(x, bool(training))
+        if utils.numerics_checked():
+            self._check_forward_numerics(x, y)
         if training:
             self._cache, self._cache_valid = cache, True
             self._last_output_shape = tuple(y.shape)
@@ -309,7 +316,28 @@ class Layer:
             raise ValueError(f"{self._label()}: backward expected a gradient of shape "
                              f"{self._last_output_shape} (the output of the latest training "
                              f"forward), got {tuple(dy.shape)}")
-        return self.call_backward(dy, self._cache)
+        dx = self.call_backward(dy, self._cache)
+        if utils.numerics_checked():
+            self._check_backward_numerics(dy, dx)
+        return dx
+
+    # ----- numerics checks (fd.utils.check_numerics) ------------------------
+    def _check_forward_numerics(self, x, y) -> None:
+        """Raises FloatingPointError naming this layer if its finite input gave NaN/Inf."""
+        utils.check_finite(x, f"the input of {self._label()} already holds non-finite values")
+        utils.check_finite(y, f"{self._label()} produced non-finite values in its forward "
+                              "output from a finite input")
+
+    def _check_backward_numerics(self, dy, dx,
+                                 incoming="the gradient passed to backward()") -> None:
+        """Raises FloatingPointError naming this layer if a finite output gradient gave a
+        NaN/Inf input gradient or weight gradient."""
+        utils.check_finite(dy, f"{incoming} of {self._label()} already holds non-finite values")
+        utils.check_finite(dx, f"{self._label()} produced non-finite values in its backward "
+                               "gradient w.r.t. its input from a finite output gradient")
+        for var in self._variables:
+            utils.check_finite(var.grad, f"{self._label()} produced non-finite values in the "
+                                         f"gradient of its weight '{var.name}' in backward")
 
     def call(self, x, training):
         """Subclasses: returns (y, cache)."""
@@ -321,6 +349,21 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def _accepted_keywords(cls) -> list[str]:
+    """The keyword arguments a layer class accepts: its own and those of every base
+    __init__ it forwards **kwargs to (for the message about an unknown one)."""
+    names = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for parameter in inspect.signature(init).parameters.values():
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY) \
+                    and parameter.name != "self" and parameter.name not in names:
+                names.append(parameter.name)
+    return names
 
 
 def _as_shape(shape, what: str) -> tuple:

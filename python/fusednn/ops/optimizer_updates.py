@@ -175,7 +175,8 @@ def _checked_lists(op, named, state):
             if name in state:
                 if not a.flags.c_contiguous:
                     raise ValueError(f"{where} must be C-contiguous: it is updated in place, "
-                                     f"and a contiguous copy would lose the update")
+                                     f"and a contiguous copy would lose the update; got shape "
+                                     f"{tuple(a.shape)} with strides {tuple(a.strides)}")
                 if not getattr(a.flags, "writeable", True):
                     raise ValueError(f"{where} is read-only; it is updated in place")
             else:
