@@ -93,7 +93,8 @@ def random(rng, shape, dtype=np.float32):
 # (N, H, W, C, F, KH, KW, strides, padding, dilation): stride 2, dilation 2,
 # 'same' with odd and even kernels, batch 1, odd and prime sizes, stride >
 # kernel, 1x1 kernels (the direct GEMM path and the strided gather), and a
-# case large enough for the CPU kernel to split the batch across threads.
+# case large enough for the CPU kernel to split the batch across threads; 32+
+# input channels take the stride-1 data gradient through a forward pass.
 CASES = [
     (2, 7, 9, 3, 5, 3, 3, (1, 1), "valid", (1, 1)),
     (1, 11, 13, 2, 4, 3, 3, (2, 2), "same", (1, 1)),
@@ -106,6 +107,8 @@ CASES = [
     (2, 7, 5, 4, 3, 1, 1, (2, 2), "same", (1, 1)),
     (1, 3, 3, 2, 2, 3, 3, (1, 1), "valid", (1, 1)),
     (4, 18, 18, 16, 32, 3, 3, (1, 1), "same", (1, 1)),
+    (2, 9, 8, 32, 8, 4, 3, (1, 1), "same", (1, 1)),
+    (2, 10, 9, 33, 5, 3, 2, (1, 1), "valid", (2, 1)),
 ]
 
 
@@ -227,6 +230,8 @@ TRANSPOSE_CASES = [
     (2, 4, 4, 3, 2, 3, 3, (2, 2), "valid", (1, 0), (1, 1)),
     (2, 4, 5, 2, 3, 3, 4, (3, 2), "same", (2, 1), (1, 1)),
     (2, 5, 5, 3, 4, 1, 1, (1, 1), "same", None, (1, 1)),
+    (2, 5, 6, 3, 34, 3, 2, (1, 1), "same", None, (1, 1)),
+    (1, 4, 5, 2, 40, 2, 3, (1, 1), "valid", None, (2, 1)),
 ]
 
 

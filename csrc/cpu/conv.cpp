@@ -28,6 +28,16 @@
 #include <omp.h>
 #endif
 
+#if defined(__AVX512F__)
+// GCC 12 flags the undefined pass-through operands inside its own AVX-512
+// intrinsics as (maybe) uninitialised; silenced for the header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
 #include "fusednn/gemm.h"
 
 namespace fusednn::cpu {
@@ -50,11 +60,14 @@ constexpr Index kMinTileRows = 32;
 // it saves; the GEMM decides its own threading for the serial path.
 constexpr Index kMinWorkPerThread = Index(1) << 20;
 
-// A growable, 64-byte aligned scratch buffer owned by the calling thread and
+// Growable, 64-byte aligned scratch buffers owned by the calling thread and
 // kept between calls (no allocation and no first-touch page faults per call).
-// It holds every OpenMP thread's slice and is sized before the parallel
-// region, where nothing may throw.
-template <typename T>
+// kTiles holds every OpenMP thread's tile buffers and is sized before the
+// parallel region, where nothing may throw; kGradient holds whole arrays that
+// the backward passes hand to the forward one (which uses kTiles meanwhile).
+enum class Buffer { kTiles, kGradient };
+
+template <typename T, Buffer B = Buffer::kTiles>
 T* workspace(Index elements) {
   struct Free {
     void operator()(T* p) const { std::free(p); }
@@ -131,15 +144,36 @@ struct Plan {
   bool direct;    // im2col(x) == x viewed as (N*H*W, C)
 };
 
-// Copies a short run of values. Runs here are one pixel's channels (often 1,
-// 3 or a few dozen), where a library memcpy call would cost more than the copy.
-// The loops carry `omp simd` so that they vectorise whatever the optimisation
-// level (nanobind builds the module with -Os, which turns the vectoriser off).
+// Copies a run of values: one pixel's channels or one kernel row's (often 1,
+// 3 or a few dozen), where a call to memcpy (which the compiler would make of
+// a plain loop) costs more than the copy. With AVX-512, whole vectors and one
+// masked tail, no branch per element.
 template <typename T>
 inline void copy_run(T* __restrict dst, const T* __restrict src, Index count) {
+#if defined(__AVX512F__)
+  constexpr Index kLanes = 64 / Index(sizeof(T));
+  Index i = 0;
+  for (; i + kLanes <= count; i += kLanes) {
+    _mm512_storeu_si512(dst + i, _mm512_loadu_si512(src + i));
+  }
+  const Index tail = count - i;
+  if (tail > 0) {
+    if constexpr (sizeof(T) == 4) {
+      const auto mask = static_cast<__mmask16>((1u << tail) - 1);
+      _mm512_mask_storeu_epi32(dst + i, mask, _mm512_maskz_loadu_epi32(mask, src + i));
+    } else {
+      const auto mask = static_cast<__mmask8>((1u << tail) - 1);
+      _mm512_mask_storeu_epi64(dst + i, mask, _mm512_maskz_loadu_epi64(mask, src + i));
+    }
+  }
+#else
 #pragma omp simd
   for (Index i = 0; i < count; ++i) dst[i] = src[i];
+#endif
 }
+
+// The loops below carry `omp simd` so that they vectorise whatever the
+// optimisation level.
 
 template <typename T>
 inline void add_run(T* __restrict dst, const T* __restrict src, Index count) {
@@ -279,6 +313,78 @@ struct Slice {
   }
 };
 
+// With stride 1, the data gradient is itself a convolution: of dz with the
+// kernel flipped in space and with its channel axes exchanged, padded by
+// (K - 1) * dilation - pad at the top/left. That runs as a forward pass (one
+// GEMM with C columns per tile, written straight into dx) instead of the
+// dz @ w^T product and the col2im scatter, and wins once C fills the GEMM's
+// register tile (a few hundred bytes of channels); with fewer input channels
+// (the first layer of an image model) col2im's wide product is faster.
+template <typename T>
+bool data_grad_is_forward(const Plan& p) {
+  const Conv2dShape& s = p.s;
+  return !p.direct && s.stride_h == 1 && s.stride_w == 1 && s.C * Index(sizeof(T)) >= 128 &&
+         s.pad_top <= (s.KH - 1) * s.dilation_h && s.pad_left <= (s.KW - 1) * s.dilation_w;
+}
+
+// The forward geometry of that convolution: from (N, OH, OW, F) to (N, H, W, C).
+Conv2dShape data_grad_shape(const Conv2dShape& s) {
+  return {s.N,        s.OH,       s.OW,         s.F,          s.H,
+          s.W,        s.C,        s.KH,         s.KW,         1,
+          1,          s.dilation_h, s.dilation_w, (s.KH - 1) * s.dilation_h - s.pad_top,
+          (s.KW - 1) * s.dilation_w - s.pad_left};
+}
+
+// flipped (KH, KW, F, C)[kh, kw, f, c] = w (KH, KW, C, F)[KH-1-kh, KW-1-kw, c, f]
+template <typename T>
+void flip_kernel(const Conv2dShape& s, const T* w, T* flipped) {
+  for (Index kh = 0; kh < s.KH; ++kh) {
+    for (Index kw = 0; kw < s.KW; ++kw) {
+      const T* src = w + ((s.KH - 1 - kh) * s.KW + (s.KW - 1 - kw)) * s.C * s.F;
+      T* dst = flipped + (kh * s.KW + kw) * s.F * s.C;
+      for (Index c = 0; c < s.C; ++c) {
+        for (Index f = 0; f < s.F; ++f) dst[f * s.C + c] = src[c * s.F + f];
+      }
+    }
+  }
+}
+
+// The backward passes' work units: groups of whole images, so that the
+// col2im scatter into one image always belongs to one thread. Small images are
+// grouped (up to a tile's rows, and into enough groups to keep every thread
+// busy); a large image is one group that is cut into several tiles.
+struct ImageGroups {
+  ImageGroups(const Plan& p, Index tile_rows, int threads) : pixels(p.pixels), tile_rows(tile_rows) {
+    const Index by_tile = std::max<Index>(1, tile_rows / std::max<Index>(p.pixels, 1));
+    const Index by_balance = std::max<Index>(1, ceil_div(p.s.N, Index(4) * threads));
+    images = std::min(by_tile, by_balance);
+    count = ceil_div(p.s.N, images);
+    N = p.s.N;
+  }
+  Index first_image(Index group) const { return group * images; }
+  Index end_image(Index group) const { return std::min(N, (group + 1) * images); }
+
+  // Calls tile(row0, count) for the group's output rows in equal tiles.
+  template <typename Tile>
+  void for_each_tile(Index group, Tile tile) const {
+    const Index row0 = first_image(group) * pixels;
+    const Index rows = (end_image(group) - first_image(group)) * pixels;
+    if (rows == 0) return;
+    const Index per_tile = ceil_div(rows, ceil_div(rows, tile_rows));
+    for (Index r = 0; r < rows; r += per_tile) tile(row0 + r, std::min(per_tile, rows - r));
+  }
+
+  Index pixels, tile_rows, images, count, N;
+};
+
+// Threads for the backward passes: whole image groups each, or one thread
+// (with a multi-threaded GEMM) when there are too few images or too little work.
+int backward_threads(const Plan& p) {
+  const int threads = max_threads();
+  const bool enough = p.s.N >= threads && p.rows * p.kcol * p.s.F >= threads * kMinWorkPerThread;
+  return enough ? threads : 1;
+}
+
 }  // namespace
 
 template <typename T, Epilogue E>
@@ -312,6 +418,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   });
 }
 
+
 template <typename T, Epilogue E>
 void conv2d_backward(const Conv2dShape& s, const T* x, const T* y, const T* dy, const T* w, T* dx,
                      T* dw, T* db) {
@@ -325,118 +432,142 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* y, const T* dy, 
   }
   if (dx == nullptr && dw == nullptr && db == nullptr) return;
 
-  // Tiles never cross an image, so each image's col2im belongs to one thread.
-  const Index tile_rows = p.tile_rows_for(p.kcol + 2 * s.F, Index(sizeof(T)), p.pixels);
-  const Index tiles_per_image = ceil_div(p.pixels, tile_rows);
-  int threads = max_threads();
-  if (s.N < threads || p.rows * p.kcol * s.F < threads * kMinWorkPerThread) threads = 1;
-  const bool gated = E != Epilogue::kLinear;
-  const bool need_col = !p.direct && (dw != nullptr || dx != nullptr);
-  // One thread accumulates straight into dw/db; with several, each sums its
-  // own copy and the copies are added in thread order afterwards.
-  const bool partials = threads > 1;
+  // dx either as a forward pass after the tiles (stride 1) or by col2im inside them.
+  const bool dx_forward = dx != nullptr && data_grad_is_forward<T>(p);
+  T* dx_col2im = dx_forward ? nullptr : dx;
+  constexpr bool gated = E != Epilogue::kLinear;
+  T* dz_all = nullptr;   // the whole gated dz, for the forward-style dx
+  T* flipped = nullptr;  // the flipped kernel, for the forward-style dx
+  if (dx_forward) {
+    const Index dz_elems = gated ? round_up(p.rows * s.F, 16) : 0;
+    T* buffer = workspace<T, Buffer::kGradient>(dz_elems + p.kcol * s.F);
+    dz_all = gated ? buffer : nullptr;
+    flipped = buffer + dz_elems;
+  }
 
-  Slice layout;
-  const Index col_at = need_col ? layout.take<T>(tile_rows * p.kcol) : 0;
-  const Index dz_at = gated ? layout.take<T>(tile_rows * s.F) : 0;
-  const Index dw_at = partials && dw != nullptr ? layout.take<T>(p.kcol * s.F) : 0;
-  const Index db_at = partials && db != nullptr ? layout.take<T>(s.F) : 0;
-  const Index per_thread = layout.offset;
-  T* ws = per_thread > 0 ? workspace<T>(per_thread * threads) : nullptr;
+  if (dw != nullptr || db != nullptr || dx_col2im != nullptr || dz_all != nullptr) {
+    const Index tile_rows = p.tile_rows_for(p.kcol + 2 * s.F, Index(sizeof(T)), p.rows);
+    const int threads = backward_threads(p);
+    const ImageGroups groups(p, tile_rows, threads);
+    const bool need_col = !p.direct && (dw != nullptr || dx_col2im != nullptr);
+    // One thread accumulates straight into dw/db; with several, each sums its
+    // own copy and the copies are added in thread order afterwards.
+    const bool partials = threads > 1;
 
-  for_each_range(s.N, threads, [&](int t, Index first, Index last) {
-    T* slice = ws + t * per_thread;
-    T* col = slice + col_at;
-    T* dw_acc = partials ? slice + dw_at : dw;
-    T* db_acc = partials ? slice + db_at : db;
-    if (partials && dw != nullptr) std::fill(dw_acc, dw_acc + p.kcol * s.F, T(0));
-    if (partials && db != nullptr) std::fill(db_acc, db_acc + s.F, T(0));
-    for (Index n = first; n < last; ++n) {
-      T* dx_image = dx == nullptr ? nullptr : dx + n * image_elems;
-      if (dx_image != nullptr && !p.direct) std::fill(dx_image, dx_image + image_elems, T(0));
-      for (Index part = 0; part < tiles_per_image; ++part) {
-        const Index row0 = n * p.pixels + part * tile_rows;
-        const Index count = std::min(tile_rows, (n + 1) * p.pixels - row0);
-        const T* dz = dy + row0 * s.F;
-        if constexpr (E != Epilogue::kLinear) {
-          gate<T, E>(dz, y + row0 * s.F, count, s.F, slice + dz_at);
-          dz = slice + dz_at;
+    Slice layout;
+    const Index col_at = need_col ? layout.take<T>(tile_rows * p.kcol) : 0;
+    const Index dz_at = gated && dz_all == nullptr ? layout.take<T>(tile_rows * s.F) : 0;
+    const Index dw_at = partials && dw != nullptr ? layout.take<T>(p.kcol * s.F) : 0;
+    const Index db_at = partials && db != nullptr ? layout.take<T>(s.F) : 0;
+    const Index per_thread = layout.offset;
+    T* ws = per_thread > 0 ? workspace<T>(per_thread * threads) : nullptr;
+
+    for_each_range(groups.count, threads, [&](int t, Index first, Index last) {
+      T* slice = ws + t * per_thread;
+      T* col = slice + col_at;
+      T* dw_acc = partials ? slice + dw_at : dw;
+      T* db_acc = partials ? slice + db_at : db;
+      if (partials && dw != nullptr) std::fill(dw_acc, dw_acc + p.kcol * s.F, T(0));
+      if (partials && db != nullptr) std::fill(db_acc, db_acc + s.F, T(0));
+      for (Index group = first; group < last; ++group) {
+        if (dx_col2im != nullptr && !p.direct) {
+          std::fill(dx + groups.first_image(group) * image_elems,
+                    dx + groups.end_image(group) * image_elems, T(0));
         }
-        if (db_acc != nullptr) add_column_sums(dz, count, s.F, db_acc);
-        if (dw_acc != nullptr) {
-          const T* a = x + row0 * s.C;
-          if (!p.direct) {
-            im2col(p, x, row0, count, col);
-            a = col;
+        groups.for_each_tile(group, [&](Index row0, Index count) {
+          const T* dz = dy + row0 * s.F;
+          if constexpr (gated) {
+            T* gated_rows = dz_all != nullptr ? dz_all + row0 * s.F : slice + dz_at;
+            gate<T, E>(dz, y + row0 * s.F, count, s.F, gated_rows);
+            dz = gated_rows;
           }
-          gemm<T>(true, false, p.kcol, s.F, count, T(1), a, p.kcol, dz, s.F, T(1), dw_acc, s.F);
-        }
-        if (dx_image != nullptr) {
-          if (p.direct) {
-            gemm<T>(false, true, count, s.C, s.F, T(1), dz, s.F, w, s.F, T(0), dx + row0 * s.C,
-                    s.C);
-          } else {
-            gemm<T>(false, true, count, p.kcol, s.F, T(1), dz, s.F, w, s.F, T(0), col, p.kcol);
-            col2im_add(p, col, row0, count, dx);
+          if (db_acc != nullptr) add_column_sums(dz, count, s.F, db_acc);
+          if (dw_acc != nullptr) {
+            const T* a = x + row0 * s.C;
+            if (!p.direct) {
+              im2col(p, x, row0, count, col);
+              a = col;
+            }
+            gemm<T>(true, false, p.kcol, s.F, count, T(1), a, p.kcol, dz, s.F, T(1), dw_acc,
+                    s.F);
           }
-        }
+          if (dx_col2im != nullptr) {
+            if (p.direct) {
+              gemm<T>(false, true, count, s.C, s.F, T(1), dz, s.F, w, s.F, T(0),
+                      dx + row0 * s.C, s.C);
+            } else {
+              gemm<T>(false, true, count, p.kcol, s.F, T(1), dz, s.F, w, s.F, T(0), col,
+                      p.kcol);
+              col2im_add(p, col, row0, count, dx);
+            }
+          }
+        });
+      }
+    });
+
+    if (partials) {
+      for (int t = 0; t < threads; ++t) {
+        const T* slice = ws + t * per_thread;
+        if (dw != nullptr) add_run(dw, slice + dw_at, p.kcol * s.F);
+        if (db != nullptr) add_run(db, slice + db_at, s.F);
       }
     }
-  });
+  }
 
-  if (partials) {
-    for (int t = 0; t < threads; ++t) {
-      const T* slice = ws + t * per_thread;
-      if (dw != nullptr) add_run(dw, slice + dw_at, p.kcol * s.F);
-      if (db != nullptr) add_run(db, slice + db_at, s.F);
-    }
+  if (dx_forward) {
+    flip_kernel(s, w, flipped);
+    conv2d_forward<T, Epilogue::kLinear>(data_grad_shape(s), dz_all != nullptr ? dz_all : dy,
+                                         flipped, nullptr, dx);
   }
 }
 
 template <typename T, Epilogue E>
 void conv2d_backward_data(const Conv2dShape& s, const T* g, const T* w, const T* bias, T* out) {
   const Plan p(s);
+  if (data_grad_is_forward<T>(p)) {
+    T* flipped = workspace<T, Buffer::kGradient>(p.kcol * s.F);
+    flip_kernel(s, w, flipped);
+    conv2d_forward<T, E>(data_grad_shape(s), g, flipped, bias, out);
+    return;
+  }
   const Index image_elems = s.H * s.W * s.C;
-  const Index tile_rows = p.tile_rows_for(p.kcol + s.F, Index(sizeof(T)), std::max<Index>(p.pixels, 1));
-  const Index tiles_per_image = p.pixels == 0 ? 0 : ceil_div(p.pixels, tile_rows);
-  int threads = max_threads();
-  if (s.N < threads || p.rows * p.kcol * s.F < threads * kMinWorkPerThread) threads = 1;
+  const Index tile_rows =
+      p.tile_rows_for(p.kcol + s.F, Index(sizeof(T)), std::max<Index>(p.rows, 1));
+  const int threads = backward_threads(p);
+  const ImageGroups groups(p, tile_rows, threads);
 
   Slice layout;
   const Index col_at = p.direct ? 0 : layout.take<T>(tile_rows * p.kcol);
   const Index per_thread = layout.offset;
   T* ws = per_thread > 0 ? workspace<T>(per_thread * threads) : nullptr;
 
-  for_each_range(s.N, threads, [&](int t, Index first, Index last) {
+  for_each_range(groups.count, threads, [&](int t, Index first, Index last) {
     T* col = ws + t * per_thread + col_at;
-    for (Index n = first; n < last; ++n) {
-      T* image = out + n * image_elems;
+    for (Index group = first; group < last; ++group) {
+      T* images = out + groups.first_image(group) * image_elems;
+      const Index pixels = (groups.end_image(group) - groups.first_image(group)) * s.H * s.W;
       if (p.direct) {
         // One output pixel per input pixel: each tile gets its epilogue at once.
-        for (Index part = 0; part < tiles_per_image; ++part) {
-          const Index row0 = n * p.pixels + part * tile_rows;
-          const Index count = std::min(tile_rows, (n + 1) * p.pixels - row0);
+        groups.for_each_tile(group, [&](Index row0, Index count) {
           T* dst = out + row0 * s.C;
           gemm<T>(false, true, count, s.C, s.F, T(1), g + row0 * s.F, s.F, w, s.F, T(0), dst,
                   s.C);
           if (bias != nullptr || E != Epilogue::kLinear) epilogue<T, E>(dst, count, s.C, bias);
-        }
+        });
         continue;
       }
       // The scatter accumulates onto the bias; the activation waits for the last tile.
       if (bias != nullptr) {
-        for (Index i = 0; i < s.H * s.W; ++i) copy_run(image + i * s.C, bias, s.C);
+        for (Index i = 0; i < pixels; ++i) copy_run(images + i * s.C, bias, s.C);
       } else {
-        std::fill(image, image + image_elems, T(0));
+        std::fill(images, images + pixels * s.C, T(0));
       }
-      for (Index part = 0; part < tiles_per_image; ++part) {
-        const Index row0 = n * p.pixels + part * tile_rows;
-        const Index count = std::min(tile_rows, (n + 1) * p.pixels - row0);
+      groups.for_each_tile(group, [&](Index row0, Index count) {
         gemm<T>(false, true, count, p.kcol, s.F, T(1), g + row0 * s.F, s.F, w, s.F, T(0), col,
                 p.kcol);
         col2im_add(p, col, row0, count, out);
-      }
-      if constexpr (E != Epilogue::kLinear) epilogue<T, E>(image, s.H * s.W, s.C, nullptr);
+      });
+      if constexpr (E != Epilogue::kLinear) epilogue<T, E>(images, pixels, s.C, nullptr);
     }
   });
 }
