@@ -1,0 +1,231 @@
+"""CPU conv2d, forward and backward, and a whole CNN training step: fusednn vs
+PyTorch CPU (channels_last tensors, so both read the same NHWC memory), side by
+side in one process on the same inputs.
+
+Rows:
+- the lecture CNN's three convolutions at batch 64 (28x28x1 -> 32, 13x13x32 ->
+  64, 5x5x64 -> 64, 3x3 'valid', relu) and two ResNet-style 3x3 'same' layers
+  (56x56x64 -> 64 and 28x28x128 -> 128, batch 16, relu);
+  forward = conv + bias + relu (fused in fusednn; F.conv2d then an in-place relu
+  in torch, under no_grad), backward = dx, dkernel and dbias from dy through the
+  relu (fusednn.ops.conv2d_backward; torch's aten threshold_backward and
+  convolution_backward directly, so no autograd bookkeeping is timed);
+- the lecture CNN's training step at batch 64 (Conv2D/MaxPooling2D x2, Conv2D,
+  Flatten, Dense 64, Dense 10 softmax; sparse categorical cross-entropy, Adam):
+  fusednn Sequential.train_on_batch vs the same torch model (channels_last)
+  with zero_grad, forward, loss, backward and optimizer step.
+Every library gets the same thread count (OMP_NUM_THREADS, else all cores);
+warm-up, then `--repeats` interleaved rounds; medians and the ratio torch time
+/ fusednn time (> 1: fusednn is faster). Results are checked to agree before
+anything is timed.
+
+Writes benchmarks/results/conv-cpu-<date>[-<n>threads].json and .md unless
+--no-write.
+    python benchmarks/bench_conv.py [--repeats 30]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+from fusednn import layers, ops  # noqa: E402
+import fusednn.models as models  # noqa: E402
+import fusednn.utils as utils  # noqa: E402
+
+# (name, (N, H, W, C), (KH, KW, F), padding)
+CONVS = [
+    ("lecture conv1 28x28x1 -> 26x26x32", (64, 28, 28, 1), (3, 3, 32), "valid"),
+    ("lecture conv2 13x13x32 -> 11x11x64", (64, 13, 13, 32), (3, 3, 64), "valid"),
+    ("lecture conv3 5x5x64 -> 3x3x64", (64, 5, 5, 64), (3, 3, 64), "valid"),
+    ("resnet 3x3 56x56x64 -> 64 (same)", (16, 56, 56, 64), (3, 3, 64), "same"),
+    ("resnet 3x3 28x28x128 -> 128 (same)", (16, 28, 28, 128), (3, 3, 128), "same"),
+]
+
+
+def conv_contenders(torch, x, w, b, dy, padding):
+    """{pass: {library: callable}} for one layer, after checking that both agree."""
+    y = ops.conv2d(x, w, b, padding=padding, activation="relu")
+    grads = ops.conv2d_backward(dy, x, w, y, padding=padding, activation="relu")
+    calls = {
+        "forward": {"fusednn": lambda: ops.conv2d(x, w, b, padding=padding, activation="relu")},
+        "backward": {"fusednn": lambda: ops.conv2d_backward(dy, x, w, y, padding=padding,
+                                                            activation="relu")},
+    }
+    if torch is None:
+        return calls
+    F = torch.nn.functional
+    aten = torch.ops.aten
+    cl = torch.channels_last
+    tx = torch.from_numpy(x).permute(0, 3, 1, 2)  # an NHWC array is a channels_last NCHW view
+    tw = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous(memory_format=cl)
+    tb = torch.from_numpy(b)
+    tdy = torch.from_numpy(dy).permute(0, 3, 1, 2)
+    pad = (w.shape[0] // 2, w.shape[1] // 2) if padding == "same" else (0, 0)
+
+    def torch_forward():
+        with torch.no_grad():
+            return F.conv2d(tx, tw, tb, padding=pad).relu_()
+
+    ty = torch_forward()
+    np.testing.assert_allclose(ty.permute(0, 2, 3, 1).numpy(), y, rtol=1e-3, atol=1e-3)
+
+    def torch_backward():
+        gated = aten.threshold_backward(tdy, ty, 0)
+        return aten.convolution_backward(gated, tx, tw, [w.shape[3]], [1, 1], list(pad),
+                                         [1, 1], False, [0, 0], 1, [True, True, True])
+
+    tdx, tdw, tdb = torch_backward()
+    for ours, theirs in zip(grads, (tdx.permute(0, 2, 3, 1), tdw.permute(2, 3, 1, 0), tdb)):
+        scale = float(np.abs(ours).max())
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-3, atol=1e-3 * scale)
+    calls["forward"]["torch"] = torch_forward
+    calls["backward"]["torch"] = torch_backward
+    return calls
+
+
+def training_contenders(torch, batch=64):
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 28, 28, 1), dtype=np.float32)
+    labels = rng.integers(0, 10, batch)
+    utils.set_random_seed(0)
+    model = models.Sequential([
+        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    calls = {"fusednn": lambda: model.train_on_batch(x, labels)}
+    if torch is None:
+        return calls
+    nn = torch.nn
+    net = nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(),
+        nn.Linear(576, 64), nn.ReLU(), nn.Linear(64, 10),
+    ).to(memory_format=torch.channels_last)
+    assert sum(p.numel() for p in net.parameters()) == model.count_params() == 93322
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    tx = torch.from_numpy(x).permute(0, 3, 1, 2)
+    tlabels = torch.from_numpy(labels)
+
+    def torch_step():
+        optimizer.zero_grad()
+        loss = loss_fn(net(tx), tlabels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    calls["torch"] = torch_step
+    return calls
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    threads = common.thread_count()
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(threads)
+        except ImportError:
+            torch = None
+    info = common.machine_info()
+    info.update(dtype="float32", repeats=args.repeats, load_average_before=common.load_average())
+    print(f"{info['cpu']}, {threads} threads, torch {info.get('torch')}, "
+          f"load {info['load_average_before']}")
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, shape, (KH, KW, F), padding in CONVS:
+        x = rng.standard_normal(shape, dtype=np.float32)
+        w = rng.standard_normal((KH, KW, shape[3], F), dtype=np.float32)
+        w *= np.float32(1 / np.sqrt(KH * KW * shape[3]))
+        b = rng.standard_normal(F, dtype=np.float32) * 0.1
+        y_shape = ops.conv2d(x, w, b, padding=padding).shape
+        dy = rng.standard_normal(y_shape, dtype=np.float32)
+        flops = 2.0 * np.prod(y_shape) * KH * KW * shape[3]
+        timed = {}
+        for direction, calls in conv_contenders(torch, x, w, b, dy, padding).items():
+            timed[direction] = common.time_interleaved(calls, warmup=args.warmup,
+                                                       repeats=args.repeats)
+        for direction in ("forward", "backward", "forward+backward"):
+            if direction == "forward+backward":
+                median = {lib: timed["forward"][lib] + timed["backward"][lib]
+                          for lib in timed["forward"]}
+            else:
+                median = timed[direction]
+            # The backward computes two products of the forward's size (dx and dkernel).
+            work = flops * {"forward": 1, "backward": 2, "forward+backward": 3}[direction]
+            rows.append(make_row(name, direction, median, work))
+            print(format_row(rows[-1]))
+
+    median = common.time_interleaved(training_contenders(torch), warmup=args.warmup,
+                                     repeats=args.repeats)
+    rows.append(make_row("lecture CNN training step, batch 64 (Adam)", "step", median, None))
+    print(format_row(rows[-1]))
+    info["load_average_after"] = common.load_average()
+    print(f"load after: {info['load_average_after']}")
+
+    if not args.no_write:
+        tag = "" if threads == os.cpu_count() else f"{threads}threads"
+        paths = common.write_results("conv-cpu", {"info": info, "results": rows},
+                                     markdown(info, rows), tag)
+        print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def make_row(name, direction, median, flops):
+    row = {"shape": name, "pass": direction}
+    for lib, seconds in median.items():
+        row[f"{lib}_ms"] = seconds * 1e3
+        if flops:
+            row[f"{lib}_gflops"] = flops / seconds / 1e9
+    if "torch" in median:
+        row["torch_over_fusednn"] = median["torch"] / median["fusednn"]
+    return row
+
+
+def format_row(row):
+    text = f"{row['shape']:44s} {row['pass']:16s} fusednn {row['fusednn_ms']:9.3f} ms"
+    if "torch_ms" in row:
+        text += f"  torch {row['torch_ms']:9.3f} ms  x{row['torch_over_fusednn']:.2f}"
+    return text
+
+
+def markdown(info, rows):
+    has_torch = any("torch_ms" in r for r in rows)
+    header = ["layer", "pass", "fusednn ms"] + (["torch ms", "torch / fusednn"] if has_torch
+                                                 else [])
+    table = []
+    for r in rows:
+        line = [r["shape"], r["pass"], f"{r['fusednn_ms']:.3f}"]
+        if has_torch:
+            line += [f"{r['torch_ms']:.3f}", f"{r['torch_over_fusednn']:.2f}"]
+        table.append(line)
+    return (f"# CPU conv2d and CNN training step\n\n{info['cpu']}, {info['threads']} threads; "
+            f"torch {info.get('torch')} (channels_last). float32. Load average before "
+            f"{info['load_average_before']}, after {info['load_average_after']}. Median of "
+            f"{info['repeats']} interleaved repeats. Ratio = torch time / fusednn time "
+            "(> 1: fusednn is faster).\n\n" + common.markdown_table(header, table))
+
+
+if __name__ == "__main__":
+    main()
