@@ -153,8 +153,8 @@ def test_accepts_lists():
 
 
 @pytest.mark.parametrize("a_shape,b_shape,kwargs,error,match", [
-    ((3,), (3, 4), {}, ValueError, r"matmul: a must be a 2-D matrix, got shape \(3,\)"),
-    ((2, 3), (2, 3, 4), {}, ValueError, r"matmul: b must be a 2-D matrix, got shape \(2, 3, 4\)"),
+    ((3,), (3, 4), {}, ValueError, r"matmul: a must be 2-D, got shape \(3,\)"),
+    ((2, 3), (2, 3, 4), {}, ValueError, r"matmul: b must be 2-D, got shape \(2, 3, 4\)"),
     ((2, 3), (4, 5), {}, ValueError,
      r"matmul: inner dimensions differ: op\(a\) is \(M, K\) = \(2, 3\).*op\(b\) is \(4, 5\)"),
     ((2, 3), (2, 5), {"trans_a": False}, ValueError, r"K = 3 rows"),
@@ -182,7 +182,7 @@ def test_bad_dtypes_raise():
 def test_bad_out_raises():
     a = np.ones((3, 4), np.float32)
     b = np.ones((4, 5), np.float32)
-    with pytest.raises(ValueError, match=r"out must have shape \(M, N\) = \(3, 5\), got \(5, 3\)"):
+    with pytest.raises(ValueError, match=r"out must have shape \(3, 5\), got \(5, 3\)"):
         gemm.matmul(a, b, out=np.empty((5, 3), np.float32))
     with pytest.raises(TypeError, match=r"out must have the dtype of a and b \(float32\), got float64"):
         gemm.matmul(a, b, out=np.empty((3, 5), np.float64))
@@ -207,6 +207,61 @@ def test_binding_rechecks_shapes():
         _C.gemm(a, np.ones((4, 2), np.float32), np.empty((3, 3), np.float32), False, False, 1.0, 0.0)
     with pytest.raises(TypeError):  # mixed dtypes match neither overload
         _C.gemm(a, np.ones((4, 2), np.float64), np.empty((3, 2), np.float32), False, False, 1.0, 0.0)
+
+
+def batched_reference(a, b, trans_a, trans_b):
+    """float64 np.matmul over the batch; a 2-D operand is shared by every product."""
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    return np.matmul(np.swapaxes(a, -1, -2) if trans_a else a,
+                     np.swapaxes(b, -1, -2) if trans_b else b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("batch,M,N,K,shared", [
+    (5, 7, 9, 11, None), (3, 33, 40, 65, "a"), (4, 17, 31, 200, "b"), (1, 5, 6, 7, None),
+    (0, 4, 5, 6, None), (6, 64, 96, 100, "b"),
+])  # with 2 threads, batches 3 and 4 run products side by side, batch 6 each on both threads
+def test_batched_matches_numpy(rng, batch, M, N, K, shared, trans_a, trans_b, dtype):
+    a_shape = (K, M) if trans_a else (M, K)
+    b_shape = (N, K) if trans_b else (K, N)
+    a = rng.standard_normal(a_shape if shared == "a" else (batch, *a_shape)).astype(dtype)
+    b = rng.standard_normal(b_shape if shared == "b" else (batch, *b_shape)).astype(dtype)
+    out = np.full((batch, M, N), np.nan, dtype)
+    assert gemm.batched_matmul(a, b, out=out, trans_a=trans_a, trans_b=trans_b) is out
+    expected = batched_reference(a, b, trans_a, trans_b)
+    tolerance = (K + 2) * np.finfo(dtype).eps * batched_reference(np.abs(a), np.abs(b), trans_a, trans_b)
+    assert np.all(np.abs(out - expected) <= tolerance)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batched_accumulates_and_copies_strided_input(rng, dtype):
+    a = rng.standard_normal((4, 12, 30)).astype(dtype)[:, :, ::2]  # (4, 12, 15), strided
+    b = rng.standard_normal((4, 15, 8)).astype(dtype)
+    c0 = rng.standard_normal((4, 12, 8)).astype(dtype)
+    out = c0.copy()
+    gemm.batched_matmul(a, b, out=out, alpha=-1.5, beta=0.5)
+    expected = -1.5 * batched_reference(a, b, False, False) + 0.5 * c0
+    magnitude = 1.5 * batched_reference(np.abs(a), np.abs(b), False, False) + 0.5 * np.abs(c0)
+    assert np.all(np.abs(out - expected) <= 17 * np.finfo(dtype).eps * magnitude)
+
+
+def test_batched_bad_input_raises():
+    f32 = np.ones((3, 4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"batched_matmul: a or b must be 3-D .* use matmul"):
+        gemm.batched_matmul(np.ones((4, 5), np.float32), np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match=r"different numbers of matrices: 3 and 2"):
+        gemm.batched_matmul(f32, np.ones((2, 5, 6), np.float32))
+    with pytest.raises(ValueError, match=r"batched_matmul: b must be 2-D or 3-D, got shape \(5,\)"):
+        gemm.batched_matmul(f32, np.ones(5, np.float32))
+    with pytest.raises(ValueError, match=r"inner dimensions differ"):
+        gemm.batched_matmul(f32, np.ones((3, 4, 6), np.float32))
+    with pytest.raises(ValueError, match=r"out must have shape \(3, 4, 6\), got \(4, 6\)"):
+        gemm.batched_matmul(f32, np.ones((5, 6), np.float32), out=np.empty((4, 6), np.float32))
+    with pytest.raises(ValueError, match=r"gemm_batched: shapes disagree"):
+        _C.gemm_batched(f32, np.ones((2, 5, 6), np.float32), np.empty((3, 4, 6), np.float32),
+                        False, False, 1.0, 0.0)
 
 
 def test_simd_path_is_named():

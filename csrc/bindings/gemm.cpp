@@ -1,4 +1,4 @@
-// Binding for the CPU GEMM (fusednn/gemm.h). The caller
+// Bindings for the CPU GEMM (fusednn/gemm.h), single and batched. The caller
 // (python/fusednn/ops/gemm.py) has already validated dtypes, shapes and
 // overlap; this layer re-checks the shapes so that a direct call cannot read
 // or write out of bounds.
@@ -45,6 +45,40 @@ void gemm_cpu(Matrix<const T> a, Matrix<const T> b, Matrix<T> c, bool trans_a, b
                c.data(), std::int64_t(c.shape(1)));
 }
 
+template <typename T>
+using MatrixBatch = nb::ndarray<T, nb::ndim<3>, nb::c_contig, nb::device::cpu>;
+
+// c[i] = alpha * op(a[i]) @ op(b[i]) + beta * c[i] for i < c.shape[0]; an
+// operand with a leading dimension of 1 is the same matrix for every i.
+template <typename T>
+void gemm_batched_cpu(MatrixBatch<const T> a, MatrixBatch<const T> b, MatrixBatch<T> c,
+                      bool trans_a, bool trans_b, double alpha, double beta) {
+  const std::size_t batch = c.shape(0);
+  const std::size_t M = trans_a ? a.shape(2) : a.shape(1);
+  const std::size_t K = trans_a ? a.shape(1) : a.shape(2);
+  const std::size_t Kb = trans_b ? b.shape(2) : b.shape(1);
+  const std::size_t N = trans_b ? b.shape(1) : b.shape(2);
+  const bool batch_ok = (a.shape(0) == batch || a.shape(0) == 1) &&
+                        (b.shape(0) == batch || b.shape(0) == 1);
+  if (!batch_ok || Kb != K || c.shape(1) != M || c.shape(2) != N) {
+    throw nb::value_error(("gemm_batched: shapes disagree: " + std::to_string(a.shape(0)) +
+                           " x op(a) " + shape_str(M, K) + ", " + std::to_string(b.shape(0)) +
+                           " x op(b) " + shape_str(Kb, N) + ", " + std::to_string(batch) +
+                           " x c " + shape_str(c.shape(1), c.shape(2)) +
+                           "; expected B or 1 x (M, K), B or 1 x (K, N), B x (M, N)")
+                              .c_str());
+  }
+  const auto stride = [](const auto& x) {
+    return x.shape(0) == 1 ? std::int64_t(0) : std::int64_t(x.shape(1) * x.shape(2));
+  };
+  nb::gil_scoped_release release;
+  cpu::gemm_strided_batched<T>(trans_a, trans_b, std::int64_t(batch), std::int64_t(M),
+                               std::int64_t(N), std::int64_t(K), T(alpha), a.data(),
+                               std::int64_t(a.shape(2)), stride(a), b.data(),
+                               std::int64_t(b.shape(2)), stride(b), T(beta), c.data(),
+                               std::int64_t(c.shape(2)), std::int64_t(M * N));
+}
+
 }  // namespace
 
 void bind_gemm(nb::module_& m) {
@@ -55,6 +89,13 @@ void bind_gemm(nb::module_& m) {
         "trans_a"_a, "trans_b"_a, "alpha"_a, "beta"_a, doc);
   m.def("gemm", &gemm_cpu<double>, "a"_a.noconvert(), "b"_a.noconvert(), "c"_a.noconvert(),
         "trans_a"_a, "trans_b"_a, "alpha"_a, "beta"_a, doc);
+  const char* batched_doc =
+      "c[i] = alpha * op(a[i]) @ op(b[i]) + beta * c[i] for every i < c.shape[0], on "
+      "C-contiguous 3-D arrays of one dtype; an operand with leading dimension 1 is shared.";
+  m.def("gemm_batched", &gemm_batched_cpu<float>, "a"_a.noconvert(), "b"_a.noconvert(),
+        "c"_a.noconvert(), "trans_a"_a, "trans_b"_a, "alpha"_a, "beta"_a, batched_doc);
+  m.def("gemm_batched", &gemm_batched_cpu<double>, "a"_a.noconvert(), "b"_a.noconvert(),
+        "c"_a.noconvert(), "trans_a"_a, "trans_b"_a, "alpha"_a, "beta"_a, batched_doc);
   m.def("gemm_simd_path", &cpu::gemm_simd_path,
         "The CPU GEMM micro-kernel compiled in: 'avx512', 'avx2' or 'portable'.");
 }

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <new>
+#include <type_traits>
 
 #ifdef FUSEDNN_OPENMP
 #include <omp.h>
@@ -24,7 +26,8 @@ Index ceil_div(Index a, Index b) { return (a + b - 1) / b; }
 Index round_up(Index a, Index b) { return ceil_div(a, b) * b; }
 
 // Largest block <= max_block (a multiple of `align`) that splits `extent` into
-// equal blocks, so 1040 rows with MC = 1008 become two blocks of 520, not 1008 + 32.
+// equal blocks: 300 rows with MC = 256 and MR = 8 become blocks of 152 and 148,
+// not 256 and 44.
 Index even_block(Index extent, Index max_block, Index align) {
   const Index blocks = ceil_div(extent, max_block);
   return std::min(max_block, round_up(ceil_div(extent, blocks), align));
@@ -76,10 +79,14 @@ void pack_a(bool trans_a, const T* A, Index lda, Index i0, Index mc, Index p0, I
     if (trans_a) {
       // Stored (K, M): the MR values of one k are contiguous.
       const T* src = A + p0 * lda + (i0 + is);
-      for (Index k = 0; k < kc; ++k) {
-        T* out = dst + k * MR;
-        for (Index r = 0; r < rows; ++r) out[r] = src[k * lda + r];
-        for (Index r = rows; r < MR; ++r) out[r] = T(0);
+      if (rows == MR) {
+        for (Index k = 0; k < kc; ++k) std::memcpy(dst + k * MR, src + k * lda, MR * sizeof(T));
+      } else {
+        for (Index k = 0; k < kc; ++k) {
+          T* out = dst + k * MR;
+          for (Index r = 0; r < rows; ++r) out[r] = src[k * lda + r];
+          for (Index r = rows; r < MR; ++r) out[r] = T(0);
+        }
       }
     } else {
       // Stored (M, K): read each row contiguously, write with stride MR.
@@ -143,19 +150,20 @@ void pack_b(bool trans_b, const T* B, Index ldb, Index p0, Index kc, Index j0, I
   }
 }
 
-// One MR x NR tile of C from packed slivers; tiles cut by the edge of C go
-// through a local buffer so the micro-kernel always sees a full tile.
-template <typename T>
-void tile(Index kc, const T* a, const T* b, T alpha, T beta, T* c, Index ldc, Index rows,
-          Index cols) {
+// One MR x NR tile of C. Tiles cut by the edge of C go through a local buffer
+// so that the micro-kernel always computes a whole tile; their slivers are
+// packed (zero-padded), so that never reads outside A or B.
+template <typename T, ASource AS, BSource BS>
+void tile(Index kc, const T* a, Index lda, const T* b, Index ldb, T alpha, T beta, T* c,
+          Index ldc, Index rows, Index cols) {
   constexpr int MR = Blocking<T>::MR;
   constexpr int NR = Blocking<T>::NR;
   if (rows == MR && cols == NR) {
-    micro_kernel<T>(kc, a, b, alpha, beta, c, ldc);
+    micro_kernel<T, AS, BS>(kc, a, lda, b, ldb, alpha, beta, c, ldc);
     return;
   }
   alignas(64) T partial[MR * NR];
-  micro_kernel<T>(kc, a, b, alpha, T(0), partial, NR);
+  micro_kernel<T, AS, BS>(kc, a, lda, b, ldb, alpha, T(0), partial, NR);
   for (Index i = 0; i < rows; ++i) {
     T* crow = c + i * ldc;
     const T* prow = partial + i * NR;
@@ -164,6 +172,18 @@ void tile(Index kc, const T* a, const T* b, T alpha, T beta, T* c, Index ldc, In
     } else {
       for (Index j = 0; j < cols; ++j) crow[j] = prow[j] + beta * crow[j];
     }
+  }
+}
+
+// `count` tiles stacked down C from c, against one sliver of B: A sliver s at
+// a + s * a_next; the last tile has `last_rows` rows, every tile `cols` columns.
+template <typename T, ASource AS, BSource BS>
+void tile_column(Index count, Index kc, const T* a, Index a_next, Index lda, const T* b,
+                 Index ldb, T alpha, T beta, T* c, Index ldc, Index last_rows, Index cols) {
+  constexpr int MR = Blocking<T>::MR;
+  for (Index s = 0; s < count; ++s) {
+    tile<T, AS, BS>(kc, a + s * a_next, lda, b, ldb, alpha, beta, c + s * MR * ldc, ldc,
+                    s + 1 == count ? last_rows : MR, cols);
   }
 }
 
@@ -181,15 +201,16 @@ void scale_c(Index M, Index N, T beta, T* C, Index ldc) {
 }
 
 // Below this many multiply-adds per thread, forking costs more than it saves.
-constexpr Index kMinWorkPerThread = Index(48) * 48 * 48;
+constexpr double kMinWorkPerThread = 48.0 * 48 * 48;
 
-int thread_count(Index M, Index N, Index K) {
+// Threads worth using for `macs` multiply-adds: 1 inside a parallel region.
+int thread_count(double macs) {
 #ifdef FUSEDNN_OPENMP
   if (omp_in_parallel()) return 1;
-  const Index by_work = std::max<Index>(1, M * N * K / kMinWorkPerThread);
-  return int(std::min<Index>(omp_get_max_threads(), by_work));
+  const double by_work = std::max(1.0, macs / kMinWorkPerThread);
+  return int(std::min<double>(omp_get_max_threads(), by_work));
 #else
-  (void)M, (void)N, (void)K;
+  (void)macs;
   return 1;
 #endif
 }
@@ -237,6 +258,23 @@ ThreadGrid choose_grid(int threads, Index M, Index N) {
 // [begin, end) of part `part` when `count` items are split `parts` ways.
 inline Index split_point(Index count, int parts, int part) { return count * part / parts; }
 
+// A sliver of one operand is used once per sliver of the other (in a block).
+// Up to this many uses, reading whole slivers of A or B in place costs less
+// than copying them into a packed buffer first (the copy of A is a transpose,
+// and a small M or N leaves nothing to amortise a copy over); measured on Zen 5.
+constexpr Index kMaxUsesInPlaceA = 16;
+constexpr Index kMaxUsesInPlaceB = 8;
+// Read in place, successive k of a sliver of op(B), or of op(A) stored (K, M),
+// lie one leading dimension apart. When that is a multiple of 4 KiB (the
+// "critical stride") they all fall into one L1 set and evict each other before
+// the next use, so then only very few uses go without packing.
+constexpr Index kMaxUsesInPlaceCriticalStride = 4;
+
+template <typename T>
+bool critical_stride(Index ld) {
+  return ld * Index(sizeof(T)) % 4096 == 0;
+}
+
 // The blocked loop nest on one thread: C (M, N) from op(A) (M, K) and op(B)
 // (K, N), packing into a_pack (room for MC x KC) and b_pack (KC x NC).
 template <typename T>
@@ -249,23 +287,61 @@ void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha,
   const Index nc_max = even_block(N, Blk::NC, NR);
   const Index kc_max = even_block(K, Blk::KC, 1);
   const Index mc_max = even_block(M, Blk::MC, MR);
+  // Whole slivers are read in place when they would be used only a few times;
+  // a partial last sliver is always packed (zero-padded). op(B) stored (N, K)
+  // has no contiguous rows to read, so it is always packed.
+  const Index max_uses_a = trans_a && critical_stride<T>(lda) ? kMaxUsesInPlaceCriticalStride
+                                                               : kMaxUsesInPlaceA;
+  const Index max_uses_b = critical_stride<T>(ldb) ? kMaxUsesInPlaceCriticalStride
+                                                   : kMaxUsesInPlaceB;
+  const bool a_in_place = ceil_div(N, NR) <= max_uses_a;
+  const bool b_in_place = !trans_b && ceil_div(M, MR) <= max_uses_b;
 
   for (Index jc = 0; jc < N; jc += nc_max) {
     const Index nc = std::min(nc_max, N - jc);
+    const Index b_whole = b_in_place ? nc / NR : 0;  // slivers of B read in place
     for (Index pc = 0; pc < K; pc += kc_max) {
       const Index kc = std::min(kc_max, K - pc);
       // Later K blocks accumulate onto what the first one wrote.
       const T beta_block = pc == 0 ? beta : T(1);
-      pack_b(trans_b, B, ldb, pc, kc, jc, nc, b_pack);
+      pack_b(trans_b, B, ldb, pc, kc, jc + b_whole * NR, nc - b_whole * NR, b_pack);
       for (Index ic = 0; ic < M; ic += mc_max) {
         const Index mc = std::min(mc_max, M - ic);
-        pack_a(trans_a, A, lda, ic, mc, pc, kc, a_pack);
+        const Index a_whole = a_in_place ? mc / MR : 0;  // slivers of A read in place
+        const Index a_slivers = ceil_div(mc, MR);
+        pack_a(trans_a, A, lda, ic + a_whole * MR, mc - a_whole * MR, pc, kc, a_pack);
+        const Index last_rows = mc - (a_slivers - 1) * MR;
+
+        // One column of tiles against a sliver of B read as BS.
+        auto column = [&](auto b_source, const T* b, Index cols, T* c) {
+          constexpr BSource BS = decltype(b_source)::value;
+          if (a_whole > 0) {
+            if (trans_a) {
+              tile_column<T, ASource::kStoredKM, BS>(a_whole, kc, A + pc * lda + ic, MR, lda, b,
+                                                     ldb, alpha, beta_block, c, ldc, MR, cols);
+            } else {
+              tile_column<T, ASource::kStoredMK, BS>(a_whole, kc, A + ic * lda + pc, MR * lda,
+                                                     lda, b, ldb, alpha, beta_block, c, ldc, MR,
+                                                     cols);
+            }
+          }
+          if (a_slivers > a_whole) {
+            tile_column<T, ASource::kPacked, BS>(a_slivers - a_whole, kc, a_pack, MR * kc, 0, b,
+                                                 ldb, alpha, beta_block, c + a_whole * MR * ldc,
+                                                 ldc, last_rows, cols);
+          }
+        };
+
         for (Index jr = 0; jr < nc; jr += NR) {
-          const T* b_sliver = b_pack + jr * kc;
+          const Index sliver = jr / NR;
           const Index cols = std::min(NR, nc - jr);
-          for (Index ir = 0; ir < mc; ir += MR) {
-            tile<T>(kc, a_pack + ir * kc, b_sliver, alpha, beta_block,
-                    C + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir), cols);
+          T* c = C + ic * ldc + jc + jr;
+          if (sliver < b_whole) {
+            column(std::integral_constant<BSource, BSource::kStoredKN>(),
+                   B + pc * ldb + jc + jr, cols, c);
+          } else {
+            column(std::integral_constant<BSource, BSource::kPacked>(),
+                   b_pack + (sliver - b_whole) * NR * kc, cols, c);
           }
         }
       }
@@ -279,7 +355,7 @@ void gemm_blocked(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha
   using Blk = Blocking<T>;
   constexpr Index MR = Blk::MR;
   constexpr Index NR = Blk::NR;
-  const int threads = thread_count(M, N, K);
+  const int threads = thread_count(double(M) * double(N) * double(K));
   const ThreadGrid grid = choose_grid<T>(threads, M, N);
   const Index m_slivers = ceil_div(M, MR);
   const Index n_slivers = ceil_div(N, NR);
@@ -340,10 +416,32 @@ void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t batch, std::i
                           std::int64_t stride_a, const T* B, std::int64_t ldb,
                           std::int64_t stride_b, T beta, T* C, std::int64_t ldc,
                           std::int64_t stride_c) {
-  for (std::int64_t b = 0; b < batch; ++b) {
+  if (batch <= 0 || M <= 0 || N <= 0) return;
+  auto product = [&](std::int64_t b) {
     gemm<T>(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
             C + b * stride_c, ldc);
+  };
+  const double macs = double(M) * double(N) * double(std::max<std::int64_t>(K, 1));
+  const int threads = gemm_detail::thread_count(macs * double(batch));
+  // Products too small to keep every thread busy on their own run side by side,
+  // one thread each (gemm sees it is inside a parallel region).
+  if (threads > 1 && gemm_detail::thread_count(macs) < threads) {
+#ifdef FUSEDNN_OPENMP
+    std::exception_ptr failure;  // an exception must not leave the parallel region
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+    for (std::int64_t b = 0; b < batch; ++b) {
+      try {
+        product(b);
+      } catch (...) {
+#pragma omp critical(fusednn_gemm_batched_failure)
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    return;
+#endif
   }
+  for (std::int64_t b = 0; b < batch; ++b) product(b);
 }
 
 const char* gemm_simd_path() { return gemm_detail::kSimdPath; }

@@ -210,20 +210,40 @@ struct Blocking {
   static constexpr std::int64_t NC = sizeof(T) == 4 ? 3072 : 2048;
 };
 
-// C[0:MR, 0:NR] = alpha * Apanel * Bpanel + beta * C[0:MR, 0:NR]
-//   a    packed A sliver: kc steps of MR values, a[k * MR + i] = op(A)(i, k)
-//   b    packed B sliver: kc steps of NR values, b[k * NR + j] = op(B)(k, j)
-//   c    row i of the tile at c + i * ldc
+// Where the micro-kernel reads a sliver of op(A) (MR rows x kc) from.
+enum class ASource {
+  kPacked,    // packed: op(A)(i, k) at a[k * MR + i]
+  kStoredMK,  // A itself, stored (M, K) (trans_a false): op(A)(i, k) at a[i * lda + k]
+  kStoredKM,  // A itself, stored (K, M) (trans_a true):  op(A)(i, k) at a[k * lda + i]
+};
+
+// Where the micro-kernel reads a sliver of op(B) (kc x NR) from.
+enum class BSource {
+  kPacked,    // packed: op(B)(k, j) at b[k * NR + j]
+  kStoredKN,  // B itself, stored (K, N) (trans_b false): op(B)(k, j) at b[k * ldb + j]
+};
+
+// C[0:MR, 0:NR] = alpha * op(A)[0:MR, 0:kc] * op(B)[0:kc, 0:NR] + beta * C[0:MR, 0:NR]
+//   a, lda   sliver of op(A) as described by AS (lda unused when packed)
+//   b, ldb   sliver of op(B) as described by BS (ldb unused when packed)
+//   c        row i of the tile at c + i * ldc
+// Reading A or B in place skips the packing copy where a sliver is used only
+// a few times (gemm.cpp decides); the slivers must then be whole.
 // beta == 0 does not read C.
-template <typename T>
-inline void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __restrict b,
-                         T alpha, T beta, T* __restrict c, std::int64_t ldc) {
+template <typename T, ASource AS, BSource BS>
+inline void micro_kernel(std::int64_t kc, const T* __restrict a, std::int64_t lda,
+                         const T* __restrict b, std::int64_t ldb, T alpha, T beta,
+                         T* __restrict c, std::int64_t ldc) {
   using V = Vec<T>;
   using Reg = typename V::Reg;
   constexpr int MR = Blocking<T>::MR;
   constexpr int NV = Blocking<T>::NV;
   constexpr int L = V::kLanes;
   constexpr int NR = Blocking<T>::NR;
+  // Distance between op(A)(i, k) and op(A)(i + 1, k), and between steps of k.
+  const std::int64_t a_row = AS == ASource::kStoredMK ? lda : 1;
+  const std::int64_t a_step = AS == ASource::kPacked ? MR : AS == ASource::kStoredKM ? lda : 1;
+  const std::int64_t b_step = BS == BSource::kPacked ? NR : ldb;
 
   Reg acc[MR][NV];
 #pragma GCC unroll 16
@@ -239,12 +259,12 @@ inline void micro_kernel(std::int64_t kc, const T* __restrict a, const T* __rest
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * L);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const Reg ai = V::broadcast(a[i]);
+      const Reg ai = V::broadcast(a[i * a_row]);
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
     }
-    a += MR;
-    b += NR;
+    a += a_step;
+    b += b_step;
   }
 
   const Reg alpha_v = V::broadcast(alpha);

@@ -51,8 +51,11 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
           T beta, T* C, std::int64_t ldc);
 
 // `batch` independent products with the same shapes, matrix b at A + b * stride_a,
-// B + b * stride_b, C + b * stride_c (e.g. per group or per time step). A stride of
-// 0 reuses one matrix for every product (the same weights for every batch item).
+// B + b * stride_b, C + b * stride_c (e.g. per sample or per group). A stride of 0
+// reuses one matrix for every product (the same weights for every batch item).
+// Products too small to occupy all threads alone run side by side, one thread
+// each; larger ones run one after another on all threads. The C matrices must
+// not overlap each other.
 template <typename T>
 void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t batch,
                           std::int64_t M, std::int64_t N, std::int64_t K,
