@@ -8,14 +8,17 @@
 //   filter    dw     += col_tile^T @ dz_tile
 //   data      dcol    = dz_tile @ w^T, scattered back into dx (col2im)
 // with every product on fusednn::cpu::gemm. A 1x1, stride-1, unpadded
-// convolution needs no gather: its im2col matrix is x itself.
+// convolution needs no gather: its im2col matrix is x itself. With stride 1
+// and enough input channels the data gradient is instead a forward pass: a
+// convolution of dz with the flipped kernel (see data_grad_is_forward).
 //
-// Threads (OpenMP) take whole tiles (forward) or whole images (backward, so
-// that the col2im scatters of two threads never touch the same dx image), each
-// calling the GEMM single-threaded; with fewer tiles/images than threads the
-// tiles run one after another and the GEMM splits each product instead. The
-// two are never nested. Kernel gradients are summed per thread and reduced
-// at the end in a fixed order, so results do not depend on scheduling.
+// Threads (OpenMP) take whole tiles (forward) or whole groups of images
+// (backward, so that the col2im scatters of two threads never touch the same
+// dx image), each calling the GEMM single-threaded; with fewer images than
+// threads, or too little work, the tiles run one after another and the GEMM
+// splits each product instead. The two are never nested. Kernel gradients are
+// summed per thread over fixed ranges of images and reduced in thread order,
+// so results do not depend on scheduling.
 #include "fusednn/conv.h"
 
 #include <algorithm>
