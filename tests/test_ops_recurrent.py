@@ -951,6 +951,15 @@ def test_cuda_rejects_mixed_devices(rng):
 
 
 @pytest.mark.cuda
+def test_cuda_backward_rejects_host_gradients(rng):
+    cp = pytest.importorskip("cupy")
+    args = {k: cp.asarray(v) for k, v in lstm_args(rng).items()}
+    y, _, _, cache = call_lstm(args, training=True)
+    with pytest.raises(TypeError, match="lstm_backward: arrays on different devices"):
+        rnn.lstm_backward(cp.asnumpy(y), None, None, cache)
+
+
+@pytest.mark.cuda
 def test_cuda_rejects_float64(rng):
     cp = pytest.importorskip("cupy")
     args = {k: cp.asarray(v) for k, v in lstm_args(rng, np.float64).items()}

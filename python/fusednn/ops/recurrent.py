@@ -100,6 +100,7 @@ def lstm_backward(dy, dh_T, dc_T, cache):
     """
     op = "lstm_backward"
     c = _checked_cache(op, cache, "lstm")
+    _array_module(op, x=c["x"], dy=dy, dh_T=dh_T, dc_T=dc_T)
     xp, dtype = c["xp"], c["dtype"]
     N, T, F, U = c["shape"]
     dy = _checked_float(op, "dy", dy, xp, dtype, (N, T, U), "(N, T, U)")
@@ -165,6 +166,7 @@ def gru_backward(dy, dh_T, cache):
     """
     op = "gru_backward"
     c = _checked_cache(op, cache, "gru")
+    _array_module(op, x=c["x"], dy=dy, dh_T=dh_T)
     xp, dtype = c["xp"], c["dtype"]
     N, T, F, U = c["shape"]
     reset_after = c["reset_after"]
@@ -221,6 +223,7 @@ def simple_rnn_backward(dy, dh_T, cache):
     """
     op = "simple_rnn_backward"
     c = _checked_cache(op, cache, "simple_rnn")
+    _array_module(op, x=c["x"], dy=dy, dh_T=dh_T)
     xp, dtype = c["xp"], c["dtype"]
     N, T, F, U = c["shape"]
     dy = _checked_float(op, "dy", dy, xp, dtype, (N, T, U), "(N, T, U)")
