@@ -131,6 +131,20 @@ def upsample(value):
     return _split([ops.upsample_nearest2d(_poison_sample(_rand(3, 2, 2, 2), value))])
 
 
+def conv2d_case(activation):
+    def case(value):
+        # Kernel of ones: the poisoned pixel reaches every filter of the windows holding it.
+        x = _poison_sample(_rand(3, 4, 4, 2), value, index=(0, 0, 1))
+        kernel = np.ones((3, 3, 2, 3), f32)
+        y = ops.conv2d(x, kernel, np.zeros(3, f32), activation=activation)
+        dx, dkernel, _ = ops.conv2d_backward(np.ones_like(y), x, kernel, y,
+                                             activation=activation)
+        # Only the window at (0, 0) holds pixel (0, 0); the kernel gradient sums x over
+        # the batch, so it is poisoned as a whole, dx is not (the kernel is finite).
+        return [y[1, 0, 0], dkernel[0, 0, 1]], [np.delete(y, 1, axis=0), y[1, 1:], dx]
+    return case
+
+
 def _recurrent_inputs(gates, value, U=3, F=4):
     x = _poison_sample(_rand(3, 5, F), value, index=(2, 1))   # sample 1, step 2
     return x, np.zeros((3, U), f32), _rand(F, gates * U, seed=1) * 0.5, \
@@ -199,6 +213,8 @@ CASES = [
     ("op-avg-pool2d", avg_pool, ALL),
     ("op-avg-pool2d-backward", avg_pool_backward, ALL),
     ("op-upsample-nearest2d", upsample, ALL),
+    ("op-conv2d", conv2d_case("linear"), ALL),
+    ("op-conv2d-relu", conv2d_case("relu"), (NAN, INF)),
     ("op-lstm", lstm, ALL),
     ("op-gru", gru, ALL),
     ("op-simple-rnn-relu", simple_rnn_relu, ALL),
@@ -228,6 +244,14 @@ CASES = [
     ("layer-upsampling2d", layer_case(lambda: layers.UpSampling2D(2), (3, 2, 2, 1)), ALL),
     ("layer-batch-normalization-inference",
      layer_case(lambda: layers.BatchNormalization(), (3, 4)), ALL),
+    ("layer-conv2d", layer_case(lambda: layers.Conv2D(2, 3, padding="same",
+                                                      kernel_initializer="ones"), (3, 4, 4, 1)),
+     ALL),
+    ("layer-conv1d-relu", layer_case(lambda: layers.Conv1D(2, 2, activation="relu",
+                                                           kernel_initializer="ones"), (3, 5, 2)),
+     (NAN, INF)),
+    ("layer-conv2d-transpose", layer_case(lambda: layers.Conv2DTranspose(
+        2, 3, strides=2, kernel_initializer="ones"), (3, 3, 3, 1)), ALL),
     ("layer-lstm", layer_case(lambda: layers.LSTM(3), (3, 4, 2)), (NAN,)),
     ("layer-gru", layer_case(lambda: layers.GRU(3), (3, 4, 2)), (NAN,)),
     ("layer-simple-rnn", layer_case(lambda: layers.SimpleRNN(3), (3, 4, 2)), (NAN,)),

@@ -365,3 +365,147 @@ def test_recurrent_forward_and_zero_batch_gradients(cell, N, T, F, U, dtype, kin
     if N == 0:   # sums over an empty batch
         assert all(np.array_equal(g, np.zeros_like(g)) for g in weight_grads)
     assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+# ----- convolution ---------------------------------------------------------------------------
+
+def conv_axis(n, k, s, d, padding):
+    """(output length, padding before, padded length) of a convolution along one axis."""
+    extent = (k - 1) * d + 1
+    if padding == "valid":
+        out, before = (n - extent) // s + 1, 0
+    else:
+        out = -(-n // s)
+        before = max((out - 1) * s + extent - n, 0) // 2
+    return out, before, max(before + n, (out - 1) * s + extent)
+
+
+class ReferenceConv2d:
+    """conv2d (cross-correlation) and its gradients in float64, tap by tap on a padded
+    input: y[n, i, j] = sum over taps (a, b) of xpad[n, i*s + a*d, j*s + b*d] @ k[a, b]."""
+
+    def __init__(self, x_shape, kernel_shape, strides, padding, dilation):
+        N, H, W, C = x_shape
+        KH, KW = kernel_shape[:2]
+        (self.OH, self.top, HP), (self.OW, self.left, WP) = (
+            conv_axis(H, KH, strides[0], dilation[0], padding),
+            conv_axis(W, KW, strides[1], dilation[1], padding))
+        self.x_shape, self.padded_shape = x_shape, (N, HP, WP, C)
+        self.taps = [((a, b), (slice(None),
+                               slice(a * dilation[0], a * dilation[0]
+                                     + (self.OH - 1) * strides[0] + 1, strides[0]),
+                               slice(b * dilation[1], b * dilation[1]
+                                     + (self.OW - 1) * strides[1] + 1, strides[1])))
+                     for a in range(KH) for b in range(KW)]
+
+    def inside(self):
+        N, H, W, C = self.x_shape
+        return (slice(None), slice(self.top, self.top + H), slice(self.left, self.left + W))
+
+    def forward(self, x, kernel):
+        xpad = np.zeros(self.padded_shape)
+        xpad[self.inside()] = x
+        y = np.zeros((x.shape[0], self.OH, self.OW, kernel.shape[3]))
+        for (a, b), window in self.taps:
+            y += xpad[window] @ kernel[a, b].astype(np.float64)
+        return y
+
+    def input_grad(self, dz, kernel):
+        dxpad = np.zeros(self.padded_shape)
+        for (a, b), window in self.taps:
+            dxpad[window] += dz @ kernel[a, b].astype(np.float64).T
+        return dxpad[self.inside()]
+
+    def kernel_grad(self, x, dz, kernel_shape):
+        xpad = np.zeros(self.padded_shape)
+        xpad[self.inside()] = x
+        dkernel = np.zeros(kernel_shape)
+        for (a, b), window in self.taps:
+            dkernel[a, b] = np.einsum("nijc,nijf->cf", xpad[window], dz)
+        return dkernel
+
+
+CONV_TOL = {np.float32: dict(rtol=1e-4, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+
+@SETTINGS
+@given(N=st.sampled_from([0, 1, 2, 3]), H=st.integers(1, 8), W=st.integers(1, 8), C=SMALL,
+       F=st.sampled_from([1, 2, 3, 7]), kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       strides=st.tuples(st.integers(1, 3), st.integers(1, 3)), dilated=st.booleans(),
+       padding=st.sampled_from(["valid", "same"]), activation=st.sampled_from(["linear", "relu"]),
+       dtype=DTYPES, kind=LAYOUTS, seed=st.integers(0, 2**16))
+@example(N=0, H=3, W=3, C=2, F=3, kernel=(2, 2), strides=(1, 1), dilated=False, padding="same",
+         activation="linear", dtype=np.float32, kind="c", seed=0)
+@example(N=2, H=1, W=7, C=1, F=1, kernel=(1, 3), strides=(1, 1), dilated=True, padding="valid",
+         activation="relu", dtype=np.float64, kind="reversed", seed=0)
+def test_conv2d_forward_and_backward(N, H, W, C, F, kernel, strides, dilated, padding,
+                                     activation, dtype, kind, seed):
+    rng = np.random.default_rng(seed)
+    dilation = (2, 2) if dilated else (1, 1)
+    if dilated:
+        strides = (1, 1)   # strides > 1 with dilation > 1 is documented as unsupported
+    x = normal(rng, (N, H, W, C), dtype)
+    k = normal(rng, kernel + (C, F), dtype)
+    bias = normal(rng, (F,), dtype)
+    too_big = any((kk - 1) * d + 1 > n for kk, d, n in zip(kernel, dilation, (H, W)))
+    if padding == "valid" and too_big:
+        with pytest.raises(ValueError, match="larger than the input"):
+            ops.conv2d(x, k, bias, strides, padding, dilation)
+        return
+    y = ops.conv2d(layout(x, kind, 1), layout(k, kind, 2), bias, strides, padding, dilation,
+                   activation)
+    reference = ReferenceConv2d(x.shape, k.shape, strides, padding, dilation)
+    z = reference.forward(x, k) + bias
+    np.testing.assert_allclose(y, np.maximum(z, 0) if activation == "relu" else z,
+                               **CONV_TOL[dtype])
+    dy = normal(rng, y.shape, dtype)
+    dx, dkernel, dbias = ops.conv2d_backward(layout(dy, kind, 3), x, k, y, strides, padding,
+                                             dilation, activation)
+    dz = dy.astype(np.float64) * (y > 0) if activation == "relu" else dy.astype(np.float64)
+    np.testing.assert_allclose(dx, reference.input_grad(dz, k), **CONV_TOL[dtype])
+    np.testing.assert_allclose(dkernel, reference.kernel_grad(x, dz, k.shape), **CONV_TOL[dtype])
+    np.testing.assert_allclose(dbias, dz.sum(axis=(0, 1, 2)), **CONV_TOL[dtype])
+    if N == 0:   # sums over an empty batch
+        assert not dkernel.any() and not dbias.any()
+
+
+@SETTINGS
+@given(N=st.sampled_from([0, 1, 2]), H=st.integers(1, 6), W=st.integers(1, 6), C=SMALL,
+       F=SMALL, kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       strides=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       padding=st.sampled_from(["valid", "same"]), dtype=DTYPES, kind=LAYOUTS,
+       seed=st.integers(0, 2**16))
+def test_conv2d_transpose_is_the_adjoint_of_conv2d(N, H, W, C, F, kernel, strides, padding,
+                                                   dtype, kind, seed):
+    """conv2d_transpose(x) is the data gradient of the conv2d that maps its output back to
+    x's shape (Keras); kernel (KH, KW, Cout, Cin)."""
+    rng = np.random.default_rng(seed)
+    x = normal(rng, (N, H, W, C), dtype)
+    k = normal(rng, kernel + (F, C), dtype)
+    y = ops.conv2d_transpose(layout(x, kind, 1), k, None, strides, padding)
+    reference = ReferenceConv2d(y.shape, k.shape, strides, padding, (1, 1))
+    assert (reference.OH, reference.OW) == (H, W)
+    np.testing.assert_allclose(y, reference.input_grad(x.astype(np.float64), k),
+                               **CONV_TOL[dtype])
+
+
+@SETTINGS
+@given(N=st.sampled_from([0, 1, 3]), T=st.integers(1, 9), C=SMALL, F=SMALL,
+       K=st.integers(1, 4), stride=st.integers(1, 3), dtype=DTYPES,
+       padding=st.sampled_from(["valid", "same", "causal"]), seed=st.integers(0, 2**16))
+def test_conv1d_is_conv2d_over_one_row(N, T, C, F, K, stride, dtype, padding, seed):
+    rng = np.random.default_rng(seed)
+    x = normal(rng, (N, T, C), dtype)
+    k = normal(rng, (K, C, F), dtype)
+    if padding == "valid" and K > T:
+        with pytest.raises(ValueError, match="larger than the input"):
+            ops.conv1d(x, k, None, stride, padding)
+        return
+    y = ops.conv1d(x, k, None, stride, padding)
+    if padding == "causal":   # K - 1 zeros in front, then a valid convolution
+        x = np.concatenate([np.zeros((N, K - 1, C), dtype), x], axis=1)
+        padding = "valid"
+    reference = ReferenceConv2d((N, 1) + x.shape[1:], (1,) + k.shape, (1, stride), padding,
+                                (1, 1))
+    np.testing.assert_allclose(y, reference.forward(x[:, None], k[None])[:, 0],
+                               **CONV_TOL[dtype])

@@ -4,9 +4,9 @@
   long kernel in one thread while the main thread keeps stamping the time in a
   Python loop. Holding the GIL would freeze that loop for the whole kernel; released,
   the loop never pauses for more than a fraction of it.
-- Several threads predicting with one model (pooling, LSTM, Dense + softmax) and
-  several threads each training its own model (LSTM, pooling and softmax
-  cross-entropy kernels, Adam) get bit-identical results to the same work done
+- Several threads predicting with one model (convolution, pooling, LSTM, Dense +
+  softmax) and several threads each training its own model (those kernels, softmax
+  cross-entropy and Adam too) get bit-identical results to the same work done
   serially: no shared scratch buffers, no races in the kernels.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from fusednn.ops import gemm
 
 
 KERNELS = ["matmul", "sparse_softmax_cross_entropy", "adam_update", "max_pool2d",
-           "lstm_forward"]
+           "conv2d", "lstm_forward"]
 
 
 def _kernel_call(name):
@@ -54,6 +54,9 @@ def _kernel_call(name):
     if name == "max_pool2d":
         image = np.full((64, 128, 128, 32), 0.5, f32)
         return lambda: ops.max_pool2d(image, 3, 1, "same")
+    if name == "conv2d":
+        image, kernel = np.full((32, 64, 64, 32), 0.5, f32), np.full((3, 3, 32, 64), 0.1, f32)
+        return lambda: ops.conv2d(image, kernel, padding="same")
     N, T, F, U = 64, 200, 64, 256
     x, h0 = np.full((N, T, F), 0.1, f32), np.zeros((N, U), f32)
     kernel, recurrent = np.full((F, 4 * U), 0.01, f32), np.full((U, 4 * U), 0.01, f32)
@@ -122,8 +125,10 @@ def test_the_measurement_sees_a_call_that_holds_the_gil(gil_measurements):
 def _sequence_model(seed):
     fd.utils.set_random_seed(seed)
     model = models.Sequential([
-        layers.MaxPooling2D(2, input_shape=(8, 8, 3)),          # pooling kernel
-        layers.Reshape((4, 12)),
+        layers.Conv2D(4, 3, padding="same", activation="relu",
+                      input_shape=(8, 8, 3)),                   # convolution kernels
+        layers.MaxPooling2D(2),                                 # pooling kernel
+        layers.Reshape((4, 16)),
         layers.LSTM(16, return_sequences=True),                 # fused LSTM kernels
         layers.GlobalMaxPooling1D(),                            # pooling kernel
         layers.Dense(5, activation="softmax"),                  # fused cross-entropy in fit
