@@ -38,6 +38,8 @@ import numpy as np
 from .. import _C, backend
 
 _ACTIVATIONS = ("linear", "relu")
+_CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_GPU_DTYPES = (np.dtype(np.float32),)
 
 
 # ----- geometry ---------------------------------------------------------------
@@ -82,6 +84,10 @@ def conv_transpose_output_length(length, kernel_size, stride, padding, output_pa
 
 def normalize_tuple(value, rank, what, op, allow_zero=False):
     """`value` as a tuple of `rank` ints > 0 (>= 0 with allow_zero); an int is repeated."""
+    low = 0 if allow_zero else 1
+    if type(value) is tuple and len(value) == rank and all(
+            type(v) is int and v >= low for v in value):
+        return value  # the common case, already normalised (as the layers pass it)
     if _is_int(value):
         values = (value,) * rank
     else:
@@ -89,7 +95,6 @@ def normalize_tuple(value, rank, what, op, allow_zero=False):
             values = tuple(value)
         except TypeError:
             values = None
-    low = 0 if allow_zero else 1
     if values is None or len(values) != rank or not all(_is_int(v) and v >= low for v in values):
         kind = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{op}: expected {what} to be a {kind} int or a tuple of {rank} "
@@ -255,7 +260,7 @@ def _checked_arrays(op, **named):
         raise TypeError(f"{op}: {e}") from None
     if xp is not np and not backend.cuda_compiled():
         raise RuntimeError(f"{op}: got CuPy arrays but this fusednn build has no CUDA kernels")
-    allowed = ("float32", "float64") if xp is np else ("float32",)
+    allowed = _CPU_DTYPES if xp is np else _GPU_DTYPES
     out, dtype = [], None
     for name, (array, ndim) in named.items():
         if array is None:
@@ -266,10 +271,10 @@ def _checked_arrays(op, **named):
         if array.ndim != ndim:
             raise ValueError(f"{op}: expected {name} of rank {ndim}, got shape "
                              f"{tuple(array.shape)}")
-        if array.dtype.name not in allowed:
+        if array.dtype not in allowed:
             where = "NumPy" if xp is np else "CuPy"
-            raise TypeError(f"{op}: {where} {name} must be {' or '.join(allowed)}, "
-                            f"got dtype {array.dtype}")
+            raise TypeError(f"{op}: {where} {name} must be "
+                            f"{' or '.join(d.name for d in allowed)}, got dtype {array.dtype}")
         if dtype is None:
             dtype = array.dtype
         elif array.dtype != dtype:
