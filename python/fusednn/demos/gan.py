@@ -135,7 +135,7 @@ def run(device="cpu", epochs=None, out_dir=".", seed=3):
     for ax, (step, points) in zip(axes, sorted(snapshots.items())):
         _scatter(ax, real[:1000], points, f"step {step}")
     _scatter(axes[-1], real[:1000], gaussian[:1000], "baseline: one Gaussian", color="tab:blue")
-    fig.suptitle("generated points (red) over training, real ring in grey", fontsize=10, y=1.02)
+    fig.suptitle("generated points (red) over training, real ring in grey", fontsize=10)
     image = _common.save(fig, out_dir, "gan.png")
     return _common.Result(
         "gan", "generated points on a mode", close, "one Gaussian fitted to the data",
