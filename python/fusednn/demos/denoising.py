@@ -54,6 +54,7 @@ def pca_denoiser(rng, clean_train):
 
 def run(device="cpu", epochs=None, out_dir=".", seed=0):
     from .. import optimizers, utils
+    from ..callbacks import Progbar
 
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
     _common.header("denoising", TITLE)
@@ -69,7 +70,7 @@ def run(device="cpu", epochs=None, out_dir=".", seed=0):
     model.summary()
     model.to(device)
     model.compile(optimizer=optimizers.Adam(learning_rate=2e-3), loss="mse")
-    progress = _common.EpochProgress(epochs).progbar
+    progress = Progbar(epochs, unit_name="epoch")
     history = {"loss": [], "test_loss": []}
     for epoch in range(epochs):
         fit = model.fit(add_noise(rng, x_train), x_train, batch_size=32, epochs=1, verbose=0)
