@@ -6,7 +6,7 @@ behind a Keras-style API.
 """
 from . import _C, backend
 from . import activations, initializers, regularizers, ops
-from . import layers, losses, optimizers, metrics, callbacks, models, utils
+from . import layers, losses, optimizers, metrics, callbacks, models, utils, convert
 from ._info import info
 from .backend import has_cuda
 from .layers import Input
@@ -15,7 +15,7 @@ from .models import Sequential, load_model
 __version__ = _C.build_info()["version"]
 
 __all__ = [
-    "Input", "Sequential", "activations", "backend", "callbacks", "has_cuda", "info",
+    "Input", "Sequential", "activations", "backend", "callbacks", "convert", "has_cuda", "info",
     "initializers", "layers", "load_model", "losses", "metrics", "models", "ops",
     "optimizers", "regularizers", "utils",
 ]
