@@ -4,9 +4,10 @@ and, when installed, torch.matmul, side by side in one process on the same input
 Shapes: a square 1024^3 product, the im2col GEMMs of a small CNN (batch 64) and
 the projections of an LSTM with 256 units (batch 64, 60 steps), forward and
 backward. Every library gets the same thread count (OMP_NUM_THREADS, else all
-cores), warm-up calls, then `--repeats` rounds that time each library once per
-round, interleaved, so that a load change on the machine hits all of them
-alike; the median per library is reported as GFLOP/s (2*M*N*K / time).
+cores). The libraries take turns in `--rounds` rounds, each timing a block of
+calls after a pause that lets the previous library's thread pool go idle (see
+time_in_rounds), so a load change on the machine hits all of them alike; the
+median per library is reported as GFLOP/s (2*M*N*K / time).
 
 Writes benchmarks/results/gemm-cpu-<date>.json and .md unless --no-write.
     python benchmarks/bench_gemm.py [--repeats 30] [--dtype float32 float64]
@@ -100,23 +101,35 @@ def runners(a, b, trans_a, trans_b, torch):
     return calls, out_fd, out_np
 
 
-def time_interleaved(calls, repeats, warmup):
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
+def time_in_rounds(calls, repeats, rounds, settle):
+    """Median seconds per call for each library.
+
+    Each round times every library in turn, a block of repeats/rounds calls each
+    after one untimed call. Between blocks the process sleeps `settle` seconds:
+    a BLAS thread pool keeps spinning on the cores for a while after its last
+    call (OpenBLAS's workers for tens of milliseconds), which would slow down
+    whichever library ran next if calls of different libraries alternated.
+    """
+    per_block = max(1, repeats // rounds)
     times = {name: [] for name in calls}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, call in calls.items():
-            start = time.perf_counter()
+            time.sleep(settle)
             call()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(per_block):
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls per library")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="blocks per library the repeats are spread over")
+    parser.add_argument("--settle", type=float, default=0.3,
+                        help="seconds of sleep between blocks, for idle thread pools")
     parser.add_argument("--dtype", nargs="+", default=["float32", "float64"],
                         choices=["float32", "float64"])
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
@@ -144,6 +157,8 @@ def main(argv=None):
         "numpy_blas": numpy_blas(),
         "torch": torch.__version__ if torch is not None else None,
         "repeats": args.repeats,
+        "rounds": args.rounds,
+        "settle_s": args.settle,
         "load_average_before": load_average(),
     }
     print(f"{info['cpu']}, {threads} threads, fusednn {info['fusednn_gemm_simd']}, "
@@ -163,7 +178,7 @@ def main(argv=None):
             scale = max(float(np.abs(out_np).max()), 1.0)
             if not np.allclose(out_fd, out_np, rtol=0, atol=4 * K * np.finfo(dtype).eps * scale):
                 raise SystemExit(f"fusednn and NumPy disagree on {name} {dtype_name}")
-            median = time_interleaved(calls, args.repeats, args.warmup)
+            median = time_in_rounds(calls, args.repeats, args.rounds, args.settle)
             flops = 2.0 * M * N * K
             row = {"shape": name, "M": M, "N": N, "K": K, "trans_a": trans_a,
                    "trans_b": trans_b, "dtype": dtype_name}
@@ -206,7 +221,8 @@ def markdown(info, rows):
         f"({info['fusednn_gemm_simd']} micro-kernel); NumPy {info['numpy']} with "
         f"{info['numpy_blas']}; torch {info['torch']}. Load average before "
         f"{info['load_average_before']}, after {info['load_average_after']}. "
-        f"Median of {info['repeats']} interleaved repeats. Ratios > 1: fusednn is faster.",
+        f"Median of {info['repeats']} calls per library in {info['rounds']} alternating blocks. "
+        "Ratios > 1: fusednn is faster.",
         "",
         "| dtype | shape | M | N | K | fusednn GFLOP/s | NumPy GFLOP/s | fusednn / NumPy |"
         + (" torch GFLOP/s | fusednn / torch |" if has_torch else ""),

@@ -15,7 +15,9 @@
 // MC x KC block of op(A) stays in the core's L2; a register-blocked MR x NR
 // micro-kernel streams both through L1. Packing copies the blocks into
 // contiguous, zero-padded buffers, which is also where the transposes are
-// absorbed. OpenMP threads split C into a grid of rectangles (over M, over N,
+// absorbed; where a sliver would be used only a few times (small N or M, as in
+// convolutions and per-step recurrent products) it is read in place instead.
+// OpenMP threads split C into a grid of rectangles (over M, over N,
 // or both, whichever gives the least work per thread including packing) and
 // each runs the blocked loops on its own rectangle without synchronising.
 // Block sizes and their reasons: csrc/cpu/gemm_kernels.h.
