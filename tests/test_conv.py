@@ -93,8 +93,8 @@ def random(rng, shape, dtype=np.float32):
 # (N, H, W, C, F, KH, KW, strides, padding, dilation): stride 2, dilation 2,
 # 'same' with odd and even kernels, batch 1, odd and prime sizes, stride >
 # kernel, 1x1 kernels (the direct GEMM path and the strided gather), and a
-# case large enough for the CPU kernel to split the batch across threads; 32+
-# input channels take the stride-1 data gradient through a forward pass.
+# case large enough for the CPU kernel to split the batch across threads, and
+# channel counts past one SIMD register tile.
 CASES = [
     (2, 7, 9, 3, 5, 3, 3, (1, 1), "valid", (1, 1)),
     (1, 11, 13, 2, 4, 3, 3, (2, 2), "same", (1, 1)),

@@ -8,9 +8,10 @@
 //   filter    dw     += col_tile^T @ dz_tile
 //   data      dcol    = dz_tile @ w^T, scattered back into dx (col2im)
 // with every product on fusednn::cpu::gemm. A 1x1, stride-1, unpadded
-// convolution needs no gather: its im2col matrix is x itself. With stride 1
-// and enough input channels the data gradient is instead a forward pass: a
-// convolution of dz with the flipped kernel (see data_grad_is_forward).
+// convolution needs no gather: its im2col matrix is x itself. (A stride-1
+// data gradient computed instead as a forward convolution of dz with the
+// flipped kernel measured no faster with 'same' padding and up to 2.5x slower
+// with 'valid' on small images, whose padded full convolution is mostly zeros.)
 //
 // Threads (OpenMP) take whole tiles (forward) or whole groups of images
 // (backward, so that the col2im scatters of two threads never touch the same
@@ -65,14 +66,11 @@ constexpr Index kMinTileRows = 32;
 // it saves; the GEMM decides its own threading for the serial path.
 constexpr Index kMinWorkPerThread = Index(1) << 20;
 
-// Growable, 64-byte aligned scratch buffers owned by the calling thread and
+// A growable, 64-byte aligned scratch buffer owned by the calling thread and
 // kept between calls (no allocation and no first-touch page faults per call).
-// kTiles holds every OpenMP thread's tile buffers and is sized before the
-// parallel region, where nothing may throw; kGradient holds whole arrays that
-// the backward passes hand to the forward one (which uses kTiles meanwhile).
-enum class Buffer { kTiles, kGradient };
-
-template <typename T, Buffer B = Buffer::kTiles>
+// It holds every OpenMP thread's slice and is sized before the parallel
+// region, where nothing may throw.
+template <typename T>
 T* workspace(Index elements) {
   struct Free {
     void operator()(T* p) const { std::free(p); }
@@ -318,42 +316,6 @@ struct Slice {
   }
 };
 
-// With stride 1, the data gradient is itself a convolution: of dz with the
-// kernel flipped in space and with its channel axes exchanged, padded by
-// (K - 1) * dilation - pad at the top/left. That runs as a forward pass (one
-// GEMM with C columns per tile, written straight into dx) instead of the
-// dz @ w^T product and the col2im scatter, and wins once C fills the GEMM's
-// register tile (a few hundred bytes of channels); with fewer input channels
-// (the first layer of an image model) col2im's wide product is faster.
-template <typename T>
-bool data_grad_is_forward(const Plan& p) {
-  const Conv2dShape& s = p.s;
-  return !p.direct && s.stride_h == 1 && s.stride_w == 1 && s.C * Index(sizeof(T)) >= 128 &&
-         s.pad_top <= (s.KH - 1) * s.dilation_h && s.pad_left <= (s.KW - 1) * s.dilation_w;
-}
-
-// The forward geometry of that convolution: from (N, OH, OW, F) to (N, H, W, C).
-Conv2dShape data_grad_shape(const Conv2dShape& s) {
-  return {s.N,        s.OH,       s.OW,         s.F,          s.H,
-          s.W,        s.C,        s.KH,         s.KW,         1,
-          1,          s.dilation_h, s.dilation_w, (s.KH - 1) * s.dilation_h - s.pad_top,
-          (s.KW - 1) * s.dilation_w - s.pad_left};
-}
-
-// flipped (KH, KW, F, C)[kh, kw, f, c] = w (KH, KW, C, F)[KH-1-kh, KW-1-kw, c, f]
-template <typename T>
-void flip_kernel(const Conv2dShape& s, const T* w, T* flipped) {
-  for (Index kh = 0; kh < s.KH; ++kh) {
-    for (Index kw = 0; kw < s.KW; ++kw) {
-      const T* src = w + ((s.KH - 1 - kh) * s.KW + (s.KW - 1 - kw)) * s.C * s.F;
-      T* dst = flipped + (kh * s.KW + kw) * s.F * s.C;
-      for (Index c = 0; c < s.C; ++c) {
-        for (Index f = 0; f < s.F; ++f) dst[f * s.C + c] = src[c * s.F + f];
-      }
-    }
-  }
-}
-
 // The backward passes' work units: groups of whole images, so that the
 // col2im scatter into one image always belongs to one thread. Small images are
 // grouped (up to a tile's rows, and into enough groups to keep every thread
@@ -437,104 +399,75 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* y, const T* dy, 
   }
   if (dx == nullptr && dw == nullptr && db == nullptr) return;
 
-  // dx either as a forward pass after the tiles (stride 1) or by col2im inside them.
-  const bool dx_forward = dx != nullptr && data_grad_is_forward<T>(p);
-  T* dx_col2im = dx_forward ? nullptr : dx;
+  const Index tile_rows = p.tile_rows_for(p.kcol + 2 * s.F, Index(sizeof(T)), p.rows);
+  const int threads = backward_threads(p);
+  const ImageGroups groups(p, tile_rows, threads);
   constexpr bool gated = E != Epilogue::kLinear;
-  T* dz_all = nullptr;   // the whole gated dz, for the forward-style dx
-  T* flipped = nullptr;  // the flipped kernel, for the forward-style dx
-  if (dx_forward) {
-    const Index dz_elems = gated ? round_up(p.rows * s.F, 16) : 0;
-    T* buffer = workspace<T, Buffer::kGradient>(dz_elems + p.kcol * s.F);
-    dz_all = gated ? buffer : nullptr;
-    flipped = buffer + dz_elems;
-  }
+  const bool need_col = !p.direct && (dw != nullptr || dx != nullptr);
+  // One thread accumulates straight into dw/db; with several, each sums its
+  // own copy and the copies are added in thread order afterwards.
+  const bool partials = threads > 1;
 
-  if (dw != nullptr || db != nullptr || dx_col2im != nullptr || dz_all != nullptr) {
-    const Index tile_rows = p.tile_rows_for(p.kcol + 2 * s.F, Index(sizeof(T)), p.rows);
-    const int threads = backward_threads(p);
-    const ImageGroups groups(p, tile_rows, threads);
-    const bool need_col = !p.direct && (dw != nullptr || dx_col2im != nullptr);
-    // One thread accumulates straight into dw/db; with several, each sums its
-    // own copy and the copies are added in thread order afterwards.
-    const bool partials = threads > 1;
+  Slice layout;
+  const Index col_at = need_col ? layout.take<T>(tile_rows * p.kcol) : 0;
+  const Index dz_at = gated ? layout.take<T>(tile_rows * s.F) : 0;
+  const Index dw_at = partials && dw != nullptr ? layout.take<T>(p.kcol * s.F) : 0;
+  const Index db_at = partials && db != nullptr ? layout.take<T>(s.F) : 0;
+  const Index per_thread = layout.offset;
+  T* ws = per_thread > 0 ? workspace<T>(per_thread * threads) : nullptr;
 
-    Slice layout;
-    const Index col_at = need_col ? layout.take<T>(tile_rows * p.kcol) : 0;
-    const Index dz_at = gated && dz_all == nullptr ? layout.take<T>(tile_rows * s.F) : 0;
-    const Index dw_at = partials && dw != nullptr ? layout.take<T>(p.kcol * s.F) : 0;
-    const Index db_at = partials && db != nullptr ? layout.take<T>(s.F) : 0;
-    const Index per_thread = layout.offset;
-    T* ws = per_thread > 0 ? workspace<T>(per_thread * threads) : nullptr;
-
-    for_each_range(groups.count, threads, [&](int t, Index first, Index last) {
-      T* slice = ws + t * per_thread;
-      T* col = slice + col_at;
-      T* dw_acc = partials ? slice + dw_at : dw;
-      T* db_acc = partials ? slice + db_at : db;
-      if (partials && dw != nullptr) std::fill(dw_acc, dw_acc + p.kcol * s.F, T(0));
-      if (partials && db != nullptr) std::fill(db_acc, db_acc + s.F, T(0));
-      for (Index group = first; group < last; ++group) {
-        if (dx_col2im != nullptr && !p.direct) {
-          std::fill(dx + groups.first_image(group) * image_elems,
-                    dx + groups.end_image(group) * image_elems, T(0));
+  for_each_range(groups.count, threads, [&](int t, Index first, Index last) {
+    T* slice = ws + t * per_thread;
+    T* col = slice + col_at;
+    T* dw_acc = partials ? slice + dw_at : dw;
+    T* db_acc = partials ? slice + db_at : db;
+    if (partials && dw != nullptr) std::fill(dw_acc, dw_acc + p.kcol * s.F, T(0));
+    if (partials && db != nullptr) std::fill(db_acc, db_acc + s.F, T(0));
+    for (Index group = first; group < last; ++group) {
+      if (dx != nullptr && !p.direct) {
+        std::fill(dx + groups.first_image(group) * image_elems,
+                  dx + groups.end_image(group) * image_elems, T(0));
+      }
+      groups.for_each_tile(group, [&](Index row0, Index count) {
+        const T* dz = dy + row0 * s.F;
+        if constexpr (gated) {
+          gate<T, E>(dz, y + row0 * s.F, count, s.F, slice + dz_at);
+          dz = slice + dz_at;
         }
-        groups.for_each_tile(group, [&](Index row0, Index count) {
-          const T* dz = dy + row0 * s.F;
-          if constexpr (gated) {
-            T* gated_rows = dz_all != nullptr ? dz_all + row0 * s.F : slice + dz_at;
-            gate<T, E>(dz, y + row0 * s.F, count, s.F, gated_rows);
-            dz = gated_rows;
+        if (db_acc != nullptr) add_column_sums(dz, count, s.F, db_acc);
+        if (dw_acc != nullptr) {
+          const T* a = x + row0 * s.C;
+          if (!p.direct) {
+            im2col(p, x, row0, count, col);
+            a = col;
           }
-          if (db_acc != nullptr) add_column_sums(dz, count, s.F, db_acc);
-          if (dw_acc != nullptr) {
-            const T* a = x + row0 * s.C;
-            if (!p.direct) {
-              im2col(p, x, row0, count, col);
-              a = col;
-            }
-            gemm<T>(true, false, p.kcol, s.F, count, T(1), a, p.kcol, dz, s.F, T(1), dw_acc,
-                    s.F);
+          gemm<T>(true, false, p.kcol, s.F, count, T(1), a, p.kcol, dz, s.F, T(1), dw_acc, s.F);
+        }
+        if (dx != nullptr) {
+          if (p.direct) {
+            gemm<T>(false, true, count, s.C, s.F, T(1), dz, s.F, w, s.F, T(0), dx + row0 * s.C,
+                    s.C);
+          } else {
+            gemm<T>(false, true, count, p.kcol, s.F, T(1), dz, s.F, w, s.F, T(0), col, p.kcol);
+            col2im_add(p, col, row0, count, dx);
           }
-          if (dx_col2im != nullptr) {
-            if (p.direct) {
-              gemm<T>(false, true, count, s.C, s.F, T(1), dz, s.F, w, s.F, T(0),
-                      dx + row0 * s.C, s.C);
-            } else {
-              gemm<T>(false, true, count, p.kcol, s.F, T(1), dz, s.F, w, s.F, T(0), col,
-                      p.kcol);
-              col2im_add(p, col, row0, count, dx);
-            }
-          }
-        });
-      }
-    });
-
-    if (partials) {
-      for (int t = 0; t < threads; ++t) {
-        const T* slice = ws + t * per_thread;
-        if (dw != nullptr) add_run(dw, slice + dw_at, p.kcol * s.F);
-        if (db != nullptr) add_run(db, slice + db_at, s.F);
-      }
+        }
+      });
     }
-  }
+  });
 
-  if (dx_forward) {
-    flip_kernel(s, w, flipped);
-    conv2d_forward<T, Epilogue::kLinear>(data_grad_shape(s), dz_all != nullptr ? dz_all : dy,
-                                         flipped, nullptr, dx);
+  if (partials) {
+    for (int t = 0; t < threads; ++t) {
+      const T* slice = ws + t * per_thread;
+      if (dw != nullptr) add_run(dw, slice + dw_at, p.kcol * s.F);
+      if (db != nullptr) add_run(db, slice + db_at, s.F);
+    }
   }
 }
 
 template <typename T, Epilogue E>
 void conv2d_backward_data(const Conv2dShape& s, const T* g, const T* w, const T* bias, T* out) {
   const Plan p(s);
-  if (data_grad_is_forward<T>(p)) {
-    T* flipped = workspace<T, Buffer::kGradient>(p.kcol * s.F);
-    flip_kernel(s, w, flipped);
-    conv2d_forward<T, E>(data_grad_shape(s), g, flipped, bias, out);
-    return;
-  }
   const Index image_elems = s.H * s.W * s.C;
   const Index tile_rows =
       p.tile_rows_for(p.kcol + s.F, Index(sizeof(T)), std::max<Index>(p.rows, 1));
