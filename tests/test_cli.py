@@ -188,3 +188,58 @@ def test_bench_outside_a_checkout_says_where_the_benchmarks_are(capsys, monkeypa
     status, _, err = run_cli(capsys, "bench")
     assert status == 1
     assert "source checkout" in err and "benchmarks/run.py" in err
+
+
+def _bench_runner(folder, monkeypatch, suites):
+    """benchmarks/run.py loaded as a module whose suites are the bench_*.py files in folder;
+    sys.path and sys.modules get back their state after the test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in suites:
+        monkeypatch.setitem(sys.modules, f"bench_{name}", None)  # restored: absent
+        del sys.modules[f"bench_{name}"]
+    spec = importlib.util.spec_from_file_location("bench_runner_under_test",
+                                                  REPO / "benchmarks" / "run.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    runner.HERE, runner.RESULTS_DIR = folder, folder / "results"
+    return runner
+
+
+def test_bench_runner_runs_every_suite_and_summarises_its_tables(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    # Two stand-in suites: main(argv) writing a table, and an older main() reading sys.argv.
+    (tmp_path / "bench_alpha.py").write_text(
+        "import pathlib, sys\n"
+        "def main(argv=None):\n"
+        "    print('alpha got', argv)\n"
+        "    if '--no-write' not in argv:\n"
+        "        out = pathlib.Path(__file__).parent / 'results'\n"
+        "        out.mkdir(exist_ok=True)\n"
+        "        (out / 'alpha-cpu-2026-01-01.md').write_text('# Alpha\\n\\n| a |\\n|---|\\n| 1 |\\n')\n")
+    (tmp_path / "bench_beta.py").write_text(
+        "import sys\n"
+        "def main():\n"
+        "    print('beta got', sys.argv[1:])\n")
+    runner = _bench_runner(tmp_path, monkeypatch, ["alpha", "beta"])
+    assert runner.suite_names() == ["alpha", "beta"]
+
+    assert runner.main(["--cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "alpha got []" in out and "beta got []" in out
+    summary = next((tmp_path / "results").glob("summary-*.md")).read_text()
+    assert "## Alpha" in summary and "| 1 |" in summary
+
+    assert runner.main(["--cpu", "--no-write", "--suite", "beta"]) == 0
+    out = capsys.readouterr().out
+    assert "beta got ['--no-write']" in out and "alpha got" not in out
+
+
+def test_bench_runner_reports_a_failing_suite_and_goes_on(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    (tmp_path / "bench_broken.py").write_text(
+        "def main(argv=None):\n    raise SystemExit('bench_broken needs something')\n")
+    (tmp_path / "bench_fine.py").write_text("def main(argv=None):\n    print('fine ran')\n")
+    runner = _bench_runner(tmp_path, monkeypatch, ["broken", "fine"])
+    assert runner.main(["--cpu", "--no-write"]) == 1
+    out = capsys.readouterr().out
+    assert "fine ran" in out and "FAILED: broken (cpu)" in out
