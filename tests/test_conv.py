@@ -413,6 +413,8 @@ def test_bad_input_is_rejected_before_the_kernel(rng):
         ops.conv2d(x, w, strides=0)
     with pytest.raises(ValueError, match="expected dilation_rate to be a positive int"):
         ops.conv2d(x, w, dilation_rate=(1, -1))
+    with pytest.raises(ValueError, match="strides .* below 2\\^31, got 9223372036854775808"):
+        ops.conv2d(x, w, strides=2**63, padding="same")
     with pytest.raises(ValueError, match="expected padding"):
         ops.conv2d(x, w, padding="full")
     with pytest.raises(ValueError, match="expected padding"):
@@ -434,7 +436,8 @@ def test_bad_input_is_rejected_before_the_kernel(rng):
 def test_bindings_check_shapes_against_the_geometry(rng):
     x, w = random(rng, (2, 5, 5, 3)), random(rng, (3, 3, 3, 4))
     geometry = (2, 5, 5, 3, 3, 3, 4, 3, 3, 1, 1, 1, 1, 0, 0)
-    with pytest.raises(ValueError, match="y must have shape \\(2, 3, 3, 4\\), got \\(2, 3, 3, 5\\)"):
+    with pytest.raises(ValueError,
+                       match="y must have shape \\(2, 3, 3, 4\\), got \\(2, 3, 3, 5\\)"):
         _C.conv2d_forward_cpu(x, w, None, np.empty((2, 3, 3, 5), np.float32), geometry, "linear")
     with pytest.raises(ValueError, match="invalid geometry"):
         _C.conv2d_forward_cpu(x, w, None, np.empty((2, 3, 3, 4), np.float32),
@@ -552,8 +555,14 @@ void simulate(const P& p, Index k_chunk, bool staged) {
     const Index m0 = bx * kBM, n0 = by * kBN, k_begin = bz * k_chunk;
     const Index k_end = std::min(p.K, k_begin + k_chunk);
     const Index tiles = ceil_div(k_end - k_begin, kBK);
-    for (int t = 0; t < kThreads; ++t) { set_up_rows(p, s, t, m0); set_up_cols(p, s, t, k_begin, k_end, 0); }
-    for (int t = 0; t < kThreads; ++t) { load_tile(p, s, t, m0, n0, k_begin, k_end, 0, regs[t]); acc[t] = Accumulators{}; }
+    for (int t = 0; t < kThreads; ++t) {
+      set_up_rows(p, s, t, m0);
+      set_up_cols(p, s, t, k_begin, k_end, 0);
+    }
+    for (int t = 0; t < kThreads; ++t) {
+      load_tile(p, s, t, m0, n0, k_begin, k_end, 0, regs[t]);
+      acc[t] = Accumulators{};
+    }
     for (Index i = 0; i < tiles; ++i) {
       const Index k_next = k_begin + (i + 1) * kBK;
       const int next = int((i + 1) & 1);
@@ -574,56 +583,82 @@ void simulate(const P& p, Index k_chunk, bool staged) {
     for (int t = 0; t < kThreads; ++t) {
       const int ty = t / (kBN / kTN), tx = t % (kBN / kTN);
       for (int i = 0; i < kTM; ++i)
-        for (int j = 0; j < kTN; ++j) s.stage[(ty * kTM + i) * kLdC + tx * kTN + j] = acc[t].c[i][j];
+        for (int j = 0; j < kTN; ++j) {
+          s.stage[(ty * kTM + i) * kLdC + tx * kTN + j] = acc[t].c[i][j];
+        }
     }
     for (int t = 0; t < kThreads; ++t) store_staged(p, s.stage, t, m0, n0);
   }
 }
 
 int main(int argc, char** argv) {
-  // argv: dir kind(0 forward, 1 data grad, 2 filter grad, 3 bias grad) relu staged sms geometry[15]
+  // argv: dir, kind (0 forward, 1 data grad, 2 kernel grad, 3 bias grad), relu, staged,
+  // multiprocessors, geometry (15 numbers)
   const std::string dir = argv[1];
   const int kind = std::atoi(argv[2]);
   const bool relu = std::atoi(argv[3]) != 0, staged = std::atoi(argv[4]) != 0;
   const int sms = std::atoi(argv[5]);
   Index v[15];
   for (int i = 0; i < 15; ++i) v[i] = std::atoll(argv[6 + i]);
-  const Conv2dShape sh{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
+  const Conv2dShape sh{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+                       v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
   const Geometry g = geometry_of(sh);
-  const size_t nx = sh.N * sh.H * sh.W * sh.C, ny = sh.N * sh.OH * sh.OW * sh.F, nw = sh.KH * sh.KW * sh.C * sh.F;
+  const size_t nx = sh.N * sh.H * sh.W * sh.C, ny = sh.N * sh.OH * sh.OW * sh.F;
+  const size_t nw = sh.KH * sh.KW * sh.C * sh.F;
   auto path = [&](const char* name) { return dir + "/" + name; };
   std::vector<float> x = read(path("x").c_str(), nx), w = read(path("w").c_str(), nw);
   std::vector<float> dy = read(path("dy").c_str(), ny), y = read(path("y").c_str(), ny);
   std::vector<float> b = read(path("b").c_str(), std::max(sh.C, sh.F));
+  const float* y_if_relu = relu ? y.data() : nullptr;
+  std::vector<float> out;
   if (kind == 0) {
-    std::vector<float> out(ny, NAN);
-    const Index K = sh.KH * sh.KW * sh.C;
-    if (relu) simulate(ForwardProblem<Epilogue::kRelu>{g, sh.N * sh.OH * sh.OW, sh.F, K, x.data(), w.data(), b.data(), out.data()}, K, staged);
-    else simulate(ForwardProblem<Epilogue::kLinear>{g, sh.N * sh.OH * sh.OW, sh.F, K, x.data(), w.data(), b.data(), out.data()}, K, staged);
-    write(path("out"), out);
+    out.assign(ny, NAN);
+    const Index M = sh.N * sh.OH * sh.OW, K = sh.KH * sh.KW * sh.C;
+    if (relu) {
+      simulate(ForwardProblem<Epilogue::kRelu>{g, M, sh.F, K, x.data(), w.data(), b.data(),
+                                               out.data()}, K, staged);
+    } else {
+      simulate(ForwardProblem<Epilogue::kLinear>{g, M, sh.F, K, x.data(), w.data(), b.data(),
+                                                 out.data()}, K, staged);
+    }
   } else if (kind == 1) {
-    std::vector<float> out(nx, NAN);
-    const Index K = sh.KH * sh.KW * sh.F;
-    if (relu) simulate(DataGradProblem<true, Epilogue::kLinear>{g, sh.N * sh.H * sh.W, sh.C, K, dy.data(), y.data(), w.data(), nullptr, out.data()}, K, staged);
-    else simulate(DataGradProblem<false, Epilogue::kLinear>{g, sh.N * sh.H * sh.W, sh.C, K, dy.data(), nullptr, w.data(), nullptr, out.data()}, K, staged);
-    write(path("out"), out);
+    out.assign(nx, NAN);
+    const Index M = sh.N * sh.H * sh.W, K = sh.KH * sh.KW * sh.F;
+    if (relu) {
+      simulate(DataGradProblem<true, Epilogue::kLinear>{g, M, sh.C, K, dy.data(), y_if_relu,
+                                                        w.data(), nullptr, out.data()}, K, staged);
+    } else {
+      simulate(DataGradProblem<false, Epilogue::kLinear>{g, M, sh.C, K, dy.data(), y_if_relu,
+                                                         w.data(), nullptr, out.data()}, K, staged);
+    }
   } else if (kind == 2) {
-    std::vector<float> out(nw, 0.f);
+    out.assign(nw, 0.f);
     const Index M = sh.KH * sh.KW * sh.C, K = sh.N * sh.OH * sh.OW;
     const Index chunk = filter_k_chunk(M, sh.F, K, sms);
-    if (relu) simulate(FilterGradProblem<true>{g, M, sh.F, K, x.data(), dy.data(), y.data(), out.data()}, chunk, staged);
-    else simulate(FilterGradProblem<false>{g, M, sh.F, K, x.data(), dy.data(), nullptr, out.data()}, chunk, staged);
-    write(path("out"), out);
+    if (relu) {
+      simulate(FilterGradProblem<true>{g, M, sh.F, K, x.data(), dy.data(), y_if_relu,
+                                       out.data()}, chunk, staged);
+    } else {
+      simulate(FilterGradProblem<false>{g, M, sh.F, K, x.data(), dy.data(), y_if_relu,
+                                        out.data()}, chunk, staged);
+    }
   } else {
-    std::vector<float> out(sh.F, 0.f);
-    const Index rows = sh.N * sh.OH * sh.OW, per_block = 5;  // small blocks: many partial sums
-    for (Index f = 0; f < sh.F; ++f)
-      for (Index r0 = 0; r0 < rows; r0 += per_block)
-        for (Index lane = 0; lane < kBiasRowLanes; ++lane)
-          out[f] += relu ? column_sum<true>(dy.data(), y.data(), sh.F, f, r0 + lane, std::min(rows, r0 + per_block), kBiasRowLanes)
-                         : column_sum<false>(dy.data(), y.data(), sh.F, f, r0 + lane, std::min(rows, r0 + per_block), kBiasRowLanes);
-    write(path("out"), out);
+    // Blocks of 5 rows, kBiasRowLanes lanes each, as bias_grad_kernel splits them.
+    out.assign(sh.F, 0.f);
+    const Index rows = sh.N * sh.OH * sh.OW, per_block = 5;
+    for (Index f = 0; f < sh.F; ++f) {
+      for (Index r0 = 0; r0 < rows; r0 += per_block) {
+        const Index end = std::min(rows, r0 + per_block);
+        for (Index lane = 0; lane < kBiasRowLanes; ++lane) {
+          out[f] += relu ? column_sum<true>(dy.data(), y.data(), sh.F, f, r0 + lane, end,
+                                            kBiasRowLanes)
+                         : column_sum<false>(dy.data(), y.data(), sh.F, f, r0 + lane, end,
+                                             kBiasRowLanes);
+        }
+      }
+    }
   }
+  write(path("out"), out);
   return 0;
 }
 """

@@ -40,6 +40,7 @@ from .. import _C, backend
 _ACTIVATIONS = ("linear", "relu")
 _CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _GPU_DTYPES = (np.dtype(np.float32),)
+_SIZE_LIMIT = 2**31  # kernel sizes, strides, dilations and output paddings stay below it
 
 
 # ----- geometry ---------------------------------------------------------------
@@ -83,10 +84,12 @@ def conv_transpose_output_length(length, kernel_size, stride, padding, output_pa
 
 
 def normalize_tuple(value, rank, what, op, allow_zero=False):
-    """`value` as a tuple of `rank` ints > 0 (>= 0 with allow_zero); an int is repeated."""
+    """`value` as a tuple of `rank` ints in [1, 2^31) ([0, 2^31) with allow_zero); an int
+    is repeated. The bound keeps every size, stride and padding within the kernels'
+    index arithmetic (and a Python int within the bindings' int64)."""
     low = 0 if allow_zero else 1
     if type(value) is tuple and len(value) == rank and all(
-            type(v) is int and v >= low for v in value):
+            type(v) is int and low <= v < _SIZE_LIMIT for v in value):
         return value  # the common case, already normalised (as the layers pass it)
     if _is_int(value):
         values = (value,) * rank
@@ -95,10 +98,11 @@ def normalize_tuple(value, rank, what, op, allow_zero=False):
             values = tuple(value)
         except TypeError:
             values = None
-    if values is None or len(values) != rank or not all(_is_int(v) and v >= low for v in values):
+    if values is None or len(values) != rank or not all(
+            _is_int(v) and low <= v < _SIZE_LIMIT for v in values):
         kind = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{op}: expected {what} to be a {kind} int or a tuple of {rank} "
-                         f"{kind} ints, got {value!r}")
+                         f"{kind} ints, each below 2^31, got {value!r}")
     return tuple(int(v) for v in values)
 
 
