@@ -175,15 +175,64 @@ void tile(Index kc, const T* a, Index lda, const T* b, Index ldb, T alpha, T bet
   }
 }
 
-// `count` tiles stacked down C from c, against one sliver of B: A sliver s at
-// a + s * a_next; the last tile has `last_rows` rows, every tile `cols` columns.
+// The tiles of count_a x count_b slivers whose sources are the same: A sliver
+// is at a + is * a_next, B sliver js at b + js * b_next, and tile (is, js) at
+// c + is * MR * ldc + js * NR; the last row of tiles has last_rows rows and the
+// last column last_cols columns. rows_outer walks along the rows of C first.
 template <typename T, ASource AS, BSource BS>
-void tile_column(Index count, Index kc, const T* a, Index a_next, Index lda, const T* b,
-                 Index ldb, T alpha, T beta, T* c, Index ldc, Index last_rows, Index cols) {
+void tile_block(bool rows_outer, Index kc, Index count_a, const T* a, Index a_next, Index lda,
+                Index count_b, const T* b, Index b_next, Index ldb, T alpha, T beta, T* c,
+                Index ldc, Index last_rows, Index last_cols) {
   constexpr int MR = Blocking<T>::MR;
-  for (Index s = 0; s < count; ++s) {
-    tile<T, AS, BS>(kc, a + s * a_next, lda, b, ldb, alpha, beta, c + s * MR * ldc, ldc,
-                    s + 1 == count ? last_rows : MR, cols);
+  constexpr int NR = Blocking<T>::NR;
+  auto one = [&](Index is, Index js) {
+    tile<T, AS, BS>(kc, a + is * a_next, lda, b + js * b_next, ldb, alpha, beta,
+                    c + is * MR * ldc + js * NR, ldc, is + 1 == count_a ? last_rows : MR,
+                    js + 1 == count_b ? last_cols : NR);
+  };
+  if (rows_outer) {
+    for (Index is = 0; is < count_a; ++is) {
+      for (Index js = 0; js < count_b; ++js) one(is, js);
+    }
+  } else {
+    for (Index js = 0; js < count_b; ++js) {
+      for (Index is = 0; is < count_a; ++is) one(is, js);
+    }
+  }
+}
+
+// tile_block with the sources chosen at run time (once per block of tiles).
+template <typename T, ASource AS>
+void tile_block(BSource bs, bool rows_outer, Index kc, Index count_a, const T* a, Index a_next,
+                Index lda, Index count_b, const T* b, Index b_next, Index ldb, T alpha, T beta,
+                T* c, Index ldc, Index last_rows, Index last_cols) {
+  if (bs == BSource::kPacked) {
+    tile_block<T, AS, BSource::kPacked>(rows_outer, kc, count_a, a, a_next, lda, count_b, b,
+                                        b_next, ldb, alpha, beta, c, ldc, last_rows, last_cols);
+  } else {
+    tile_block<T, AS, BSource::kStoredKN>(rows_outer, kc, count_a, a, a_next, lda, count_b, b,
+                                          b_next, ldb, alpha, beta, c, ldc, last_rows, last_cols);
+  }
+}
+
+template <typename T>
+void tile_block(ASource as, BSource bs, bool rows_outer, Index kc, Index count_a, const T* a,
+                Index a_next, Index lda, Index count_b, const T* b, Index b_next, Index ldb,
+                T alpha, T beta, T* c, Index ldc, Index last_rows, Index last_cols) {
+  if (count_a == 0 || count_b == 0) return;
+  switch (as) {
+    case ASource::kPacked:
+      return tile_block<T, ASource::kPacked>(bs, rows_outer, kc, count_a, a, a_next, lda, count_b,
+                                             b, b_next, ldb, alpha, beta, c, ldc, last_rows,
+                                             last_cols);
+    case ASource::kStoredMK:
+      return tile_block<T, ASource::kStoredMK>(bs, rows_outer, kc, count_a, a, a_next, lda,
+                                               count_b, b, b_next, ldb, alpha, beta, c, ldc,
+                                               last_rows, last_cols);
+    case ASource::kStoredKM:
+      return tile_block<T, ASource::kStoredKM>(bs, rows_outer, kc, count_a, a, a_next, lda,
+                                               count_b, b, b_next, ldb, alpha, beta, c, ldc,
+                                               last_rows, last_cols);
   }
 }
 
@@ -275,6 +324,10 @@ bool critical_stride(Index ld) {
   return ld * Index(sizeof(T)) % 4096 == 0;
 }
 
+// K blocks up to this deep take the tiles row by row (see gemm_serial).
+constexpr Index kShallowK = 32;
+constexpr Index kShallowPanelBytes = Index(256) << 10;
+
 // The blocked loop nest on one thread: C (M, N) from op(A) (M, K) and op(B)
 // (K, N), packing into a_pack (room for MC x KC) and b_pack (KC x NC).
 template <typename T>
@@ -304,46 +357,44 @@ void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha,
       const Index kc = std::min(kc_max, K - pc);
       // Later K blocks accumulate onto what the first one wrote.
       const T beta_block = pc == 0 ? beta : T(1);
+      // Shallow blocks do little work per tile of C they load and store, so
+      // their tiles go along the rows of C (whole rows stream through memory)
+      // with the small B panel kept in L2. Deep blocks go down the columns, so
+      // that each B sliver stays in L1 while the A block streams past it.
+      const bool rows_outer =
+          kc <= kShallowK && kc * round_up(nc, NR) * Index(sizeof(T)) <= kShallowPanelBytes;
       pack_b(trans_b, B, ldb, pc, kc, jc + b_whole * NR, nc - b_whole * NR, b_pack);
       for (Index ic = 0; ic < M; ic += mc_max) {
         const Index mc = std::min(mc_max, M - ic);
         const Index a_whole = a_in_place ? mc / MR : 0;  // slivers of A read in place
         const Index a_slivers = ceil_div(mc, MR);
         pack_a(trans_a, A, lda, ic + a_whole * MR, mc - a_whole * MR, pc, kc, a_pack);
+        const Index b_slivers = ceil_div(nc, NR);
         const Index last_rows = mc - (a_slivers - 1) * MR;
+        const Index last_cols = nc - (b_slivers - 1) * NR;
 
-        // One column of tiles against a sliver of B read as BS.
-        auto column = [&](auto b_source, const T* b, Index cols, T* c) {
-          constexpr BSource BS = decltype(b_source)::value;
-          if (a_whole > 0) {
-            if (trans_a) {
-              tile_column<T, ASource::kStoredKM, BS>(a_whole, kc, A + pc * lda + ic, MR, lda, b,
-                                                     ldb, alpha, beta_block, c, ldc, MR, cols);
-            } else {
-              tile_column<T, ASource::kStoredMK, BS>(a_whole, kc, A + ic * lda + pc, MR * lda,
-                                                     lda, b, ldb, alpha, beta_block, c, ldc, MR,
-                                                     cols);
-            }
-          }
-          if (a_slivers > a_whole) {
-            tile_column<T, ASource::kPacked, BS>(a_slivers - a_whole, kc, a_pack, MR * kc, 0, b,
-                                                 ldb, alpha, beta_block, c + a_whole * MR * ldc,
-                                                 ldc, last_rows, cols);
-          }
-        };
-
-        for (Index jr = 0; jr < nc; jr += NR) {
-          const Index sliver = jr / NR;
-          const Index cols = std::min(NR, nc - jr);
-          T* c = C + ic * ldc + jc + jr;
-          if (sliver < b_whole) {
-            column(std::integral_constant<BSource, BSource::kStoredKN>(),
-                   B + pc * ldb + jc + jr, cols, c);
-          } else {
-            column(std::integral_constant<BSource, BSource::kPacked>(),
-                   b_pack + (sliver - b_whole) * NR * kc, cols, c);
-          }
-        }
+        // Slivers [0, a_whole) of A and [0, b_whole) of B (all whole) are read
+        // in place, the rest (the partial last one, or all) from the packed
+        // buffers: up to four blocks of tiles, each with fixed sources.
+        const ASource a_stored = trans_a ? ASource::kStoredKM : ASource::kStoredMK;
+        const T* a_origin = trans_a ? A + pc * lda + ic : A + ic * lda + pc;
+        const Index a_next = trans_a ? MR : MR * lda;
+        const T* b_origin = B + pc * ldb + jc;
+        const Index a_rest = a_slivers - a_whole;
+        const Index b_rest = b_slivers - b_whole;
+        T* c_origin = C + ic * ldc + jc;
+        T* c_rest_rows = c_origin + a_whole * MR * ldc;
+        tile_block<T>(a_stored, BSource::kStoredKN, rows_outer, kc, a_whole, a_origin, a_next,
+                      lda, b_whole, b_origin, NR, ldb, alpha, beta_block, c_origin, ldc, MR, NR);
+        tile_block<T>(a_stored, BSource::kPacked, rows_outer, kc, a_whole, a_origin, a_next, lda,
+                      b_rest, b_pack, NR * kc, 0, alpha, beta_block, c_origin + b_whole * NR,
+                      ldc, MR, last_cols);
+        tile_block<T>(ASource::kPacked, BSource::kStoredKN, rows_outer, kc, a_rest, a_pack,
+                      MR * kc, 0, b_whole, b_origin, NR, ldb, alpha, beta_block, c_rest_rows, ldc,
+                      last_rows, NR);
+        tile_block<T>(ASource::kPacked, BSource::kPacked, rows_outer, kc, a_rest, a_pack,
+                      MR * kc, 0, b_rest, b_pack, NR * kc, 0, alpha, beta_block,
+                      c_rest_rows + b_whole * NR, ldc, last_rows, last_cols);
       }
     }
   }
