@@ -147,33 +147,111 @@ struct Plan {
   bool direct;    // im2col(x) == x viewed as (N*H*W, C)
 };
 
-// Copies a run of values: one pixel's channels or one kernel row's (often 1,
-// 3 or a few dozen), where a call to memcpy (which the compiler would make of
-// a plain loop) costs more than the copy. With AVX-512, whole vectors and one
-// masked tail, no branch per element.
+// Copies (or zeroes) runs of one fixed length: a kernel row's or one pixel's
+// values, often 1, 3 or a few dozen, where a call to memcpy/memset (which the
+// compiler makes of a plain loop) would cost more than the copy. With AVX-512:
+// whole vectors, then one tail under a mask computed once for all runs.
 template <typename T>
-inline void copy_run(T* __restrict dst, const T* __restrict src, Index count) {
+class RunCopy {
+ public:
 #if defined(__AVX512F__)
-  constexpr Index kLanes = 64 / Index(sizeof(T));
-  Index i = 0;
-  for (; i + kLanes <= count; i += kLanes) {
-    _mm512_storeu_si512(dst + i, _mm512_loadu_si512(src + i));
-  }
-  const Index tail = count - i;
-  if (tail > 0) {
-    if constexpr (sizeof(T) == 4) {
-      const auto mask = static_cast<__mmask16>((1u << tail) - 1);
-      _mm512_mask_storeu_epi32(dst + i, mask, _mm512_maskz_loadu_epi32(mask, src + i));
-    } else {
-      const auto mask = static_cast<__mmask8>((1u << tail) - 1);
-      _mm512_mask_storeu_epi64(dst + i, mask, _mm512_maskz_loadu_epi64(mask, src + i));
+  explicit RunCopy(Index count)
+      : whole_(count / kLanes * kLanes),
+        tail_(static_cast<unsigned>((1u << (count - count / kLanes * kLanes)) - 1)) {}
+#else
+  explicit RunCopy(Index count) : count_(count) {}
+#endif
+
+  void copy(T* __restrict dst, const T* __restrict src) const {
+#if defined(__AVX512F__)
+    for (Index i = 0; i < whole_; i += kLanes) {
+      _mm512_storeu_si512(dst + i, _mm512_loadu_si512(src + i));
     }
-  }
+    if (tail_ != 0) {
+      if constexpr (sizeof(T) == 4) {
+        const auto mask = static_cast<__mmask16>(tail_);
+        _mm512_mask_storeu_epi32(dst + whole_, mask, _mm512_maskz_loadu_epi32(mask, src + whole_));
+      } else {
+        const auto mask = static_cast<__mmask8>(tail_);
+        _mm512_mask_storeu_epi64(dst + whole_, mask, _mm512_maskz_loadu_epi64(mask, src + whole_));
+      }
+    }
 #else
 #pragma omp simd
-  for (Index i = 0; i < count; ++i) dst[i] = src[i];
+    for (Index i = 0; i < count_; ++i) dst[i] = src[i];
 #endif
-}
+  }
+
+  // copy() and zero() that may also write up to kSpill elements past the run
+  // (zeros from the masked load): for a buffer filled front to back, with
+  // kSpill elements of slack at its end, where a plain store of the narrowest
+  // vector that holds the tail is much cheaper than a masked store.
+  void copy_spilling(T* __restrict dst, const T* __restrict src) const {
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+    for (Index i = 0; i < whole_; i += kLanes) {
+      _mm512_storeu_si512(dst + i, _mm512_loadu_si512(src + i));
+    }
+    if (tail_ == 0) return;
+    T* d = dst + whole_;
+    const T* s = src + whole_;
+    constexpr bool kFloat = sizeof(T) == 4;
+    if (tail_ < (1u << (16 / sizeof(T)))) {  // fits 16 bytes
+      const auto mask = static_cast<__mmask8>(tail_);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d), kFloat ? _mm_maskz_loadu_epi32(mask, s)
+                                                             : _mm_maskz_loadu_epi64(mask, s));
+    } else if (tail_ < (1u << (32 / sizeof(T)))) {  // fits 32 bytes
+      const auto mask = static_cast<__mmask8>(tail_);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d),
+                          kFloat ? _mm256_maskz_loadu_epi32(mask, s)
+                                 : _mm256_maskz_loadu_epi64(mask, s));
+    } else if constexpr (kFloat) {
+      _mm512_storeu_si512(d, _mm512_maskz_loadu_epi32(static_cast<__mmask16>(tail_), s));
+    } else {
+      _mm512_storeu_si512(d, _mm512_maskz_loadu_epi64(static_cast<__mmask8>(tail_), s));
+    }
+#else
+    copy(dst, src);
+#endif
+  }
+
+  void zero_spilling(T* dst) const {
+#if defined(__AVX512F__)
+    const __m512i zeros = _mm512_setzero_si512();
+    for (Index i = 0; i < whole_; i += kLanes) _mm512_storeu_si512(dst + i, zeros);
+    if (tail_ != 0) _mm512_storeu_si512(dst + whole_, zeros);
+#else
+    zero(dst);
+#endif
+  }
+
+  static constexpr Index kSpill = 64 / Index(sizeof(T));
+
+  void zero(T* dst) const {
+#if defined(__AVX512F__)
+    const __m512i zeros = _mm512_setzero_si512();
+    for (Index i = 0; i < whole_; i += kLanes) _mm512_storeu_si512(dst + i, zeros);
+    if (tail_ != 0) {
+      if constexpr (sizeof(T) == 4) {
+        _mm512_mask_storeu_epi32(dst + whole_, static_cast<__mmask16>(tail_), zeros);
+      } else {
+        _mm512_mask_storeu_epi64(dst + whole_, static_cast<__mmask8>(tail_), zeros);
+      }
+    }
+#else
+#pragma omp simd
+    for (Index i = 0; i < count_; ++i) dst[i] = T(0);
+#endif
+  }
+
+ private:
+#if defined(__AVX512F__)
+  static constexpr Index kLanes = 64 / Index(sizeof(T));
+  Index whole_;    // elements copied as whole vectors
+  unsigned tail_;  // mask of the remaining elements
+#else
+  Index count_;
+#endif
+};
 
 // The loops below carry `omp simd` so that they vectorise whatever the
 // optimisation level.
@@ -205,37 +283,43 @@ inline void next_pixel(const Plan& p, Pixel& px) {
   }
 }
 
-// col (count, KH*KW*C) = rows [row0, row0 + count) of im2col(x).
+// col (count, KH*KW*C) = rows [row0, row0 + count) of im2col(x). col is
+// written front to back and needs RunCopy<T>::kSpill elements of slack.
 template <typename T>
 void im2col(const Plan& p, const T* x, Index row0, Index count, T* col) {
   const Conv2dShape& s = p.s;
-  const Index run = s.KW * s.C;  // one kernel row's values when they are contiguous in x
+  // Locals, so that the loop keeps them in registers.
+  const Index H = s.H, W = s.W, C = s.C, KH = s.KH, KW = s.KW, kcol = p.kcol;
+  const Index dilation_w = s.dilation_w;
+  const Index row_elems = W * C, image_elems = H * row_elems;
+  const Index run = KW * C;                           // one kernel row's values
+  const Index kh_step = s.dilation_h * row_elems;     // offset between kernel rows in x
+  const Index kw_step = dilation_w * C;                // offset between kernel columns in x
+  const RunCopy<T> row_run(run), pixel_run(C);
   Pixel px = pixel_of(p, row0);
-  for (Index r = 0; r < count; ++r, next_pixel(p, px), col += p.kcol) {
+  for (Index r = 0; r < count; ++r, next_pixel(p, px), col += kcol) {
     const Index ih0 = px.oh * s.stride_h - s.pad_top;
     const Index iw0 = px.ow * s.stride_w - s.pad_left;
     // With unit horizontal dilation and no horizontal clipping, each kernel
     // row reads one contiguous run of KW*C values.
-    const bool whole_rows = s.dilation_w == 1 && iw0 >= 0 && iw0 + s.KW <= s.W;
+    const bool whole_rows = dilation_w == 1 && iw0 >= 0 && iw0 + KW <= W;
+    // Offset of tap (kh, 0) in x; formed as a pointer only where it is inside x.
+    Index offset = px.n * image_elems + ih0 * row_elems + iw0 * C;
     T* dst = col;
-    for (Index kh = 0; kh < s.KH; ++kh, dst += run) {
-      const Index ih = ih0 + kh * s.dilation_h;
-      if (ih < 0 || ih >= s.H) {
-        std::fill(dst, dst + run, T(0));
-        continue;
-      }
-      const T* src_row = x + ((px.n * s.H + ih) * s.W) * s.C;
-      if (whole_rows) {
-        copy_run(dst, src_row + iw0 * s.C, run);
-        continue;
-      }
-      for (Index kw = 0; kw < s.KW; ++kw) {
-        const Index iw = iw0 + kw * s.dilation_w;
-        T* d = dst + kw * s.C;
-        if (iw < 0 || iw >= s.W) {
-          std::fill(d, d + s.C, T(0));
-        } else {
-          copy_run(d, src_row + iw * s.C, s.C);
+    for (Index ih = ih0; ih < ih0 + KH * s.dilation_h;
+         ih += s.dilation_h, offset += kh_step, dst += run) {
+      if (ih < 0 || ih >= H) {
+        row_run.zero_spilling(dst);
+      } else if (whole_rows) {
+        row_run.copy_spilling(dst, x + offset);
+      } else {
+        for (Index kw = 0; kw < KW; ++kw) {
+          const Index iw = iw0 + kw * dilation_w;
+          if (iw < 0 || iw >= W) {
+            pixel_run.zero_spilling(dst + kw * C);
+          } else {
+            pixel_run.copy_spilling(dst + kw * C, x + offset + kw * kw_step);
+          }
         }
       }
     }
@@ -364,7 +448,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   if (tiles < threads || p.rows * p.kcol * s.F < threads * kMinWorkPerThread) threads = 1;
 
   Slice layout;
-  const Index col_at = p.direct ? 0 : layout.take<T>(tile_rows * p.kcol);
+  const Index col_at = p.direct ? 0 : layout.take<T>(tile_rows * p.kcol + RunCopy<T>::kSpill);
   const Index per_thread = layout.offset;
   T* ws = per_thread > 0 ? workspace<T>(per_thread * threads) : nullptr;
 
@@ -409,7 +493,7 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* y, const T* dy, 
   const bool partials = threads > 1;
 
   Slice layout;
-  const Index col_at = need_col ? layout.take<T>(tile_rows * p.kcol) : 0;
+  const Index col_at = need_col ? layout.take<T>(tile_rows * p.kcol + RunCopy<T>::kSpill) : 0;
   const Index dz_at = gated ? layout.take<T>(tile_rows * s.F) : 0;
   const Index dw_at = partials && dw != nullptr ? layout.take<T>(p.kcol * s.F) : 0;
   const Index db_at = partials && db != nullptr ? layout.take<T>(s.F) : 0;
@@ -496,7 +580,8 @@ void conv2d_backward_data(const Conv2dShape& s, const T* g, const T* w, const T*
       }
       // The scatter accumulates onto the bias; the activation waits for the last tile.
       if (bias != nullptr) {
-        for (Index i = 0; i < pixels; ++i) copy_run(images + i * s.C, bias, s.C);
+        const RunCopy<T> channels(s.C);
+        for (Index i = 0; i < pixels; ++i) channels.copy(images + i * s.C, bias);
       } else {
         std::fill(images, images + pixels * s.C, T(0));
       }
