@@ -509,3 +509,12 @@ def test_conv1d_is_conv2d_over_one_row(N, T, C, F, K, stride, dtype, padding, se
                                 (1, 1))
     np.testing.assert_allclose(y, reference.forward(x[:, None], k[None])[:, 0],
                                **CONV_TOL[dtype])
+
+
+def test_max_pool_argmax_widens_to_int64_where_int32_would_overflow():
+    """argmax holds h * W + w; the op picks int64 once H * W passes 2^31 - 1 (checked on
+    the shape alone: such an image needs > 8 GB)."""
+    from fusednn.ops import pooling
+    assert pooling._index_dtype((1, 46340, 46340, 1)) == np.int32    # 2147395600 positions
+    assert pooling._index_dtype((1, 46341, 46341, 1)) == np.int64    # 2147488281 > 2^31 - 1
+    assert pooling._index_dtype((1, 1, 2**31, 1)) == np.int64
