@@ -255,7 +255,7 @@ CASES = [
     ("layer-lstm", layer_case(lambda: layers.LSTM(3), (3, 4, 2)), (NAN,)),
     ("layer-gru", layer_case(lambda: layers.GRU(3), (3, 4, 2)), (NAN,)),
     ("layer-simple-rnn", layer_case(lambda: layers.SimpleRNN(3), (3, 4, 2)), (NAN,)),
-    ("layer-embedding-then-dense", layer_case(
+    ("model-sequential-of-dense-layers", layer_case(
         lambda: models.Sequential([layers.Dense(3, kernel_initializer="ones"),
                                    layers.Dense(2, kernel_initializer="ones")]), (3, 4)),
      (NAN, INF)),
