@@ -9,8 +9,11 @@ calls after a pause that lets the previous library's thread pool go idle (see
 time_in_rounds), so a load change on the machine hits all of them alike; the
 median per library is reported as GFLOP/s (2*M*N*K / time).
 
-Writes benchmarks/results/gemm-cpu-<date>.json and .md unless --no-write.
-    python benchmarks/bench_gemm.py [--repeats 30] [--dtype float32 float64]
+Writes benchmarks/results/gemm-cpu-<date>[-<tag>].json and .md unless --no-write.
+    python benchmarks/bench_gemm.py [--repeats 30] [--dtype float32 float64] [--tag TAG]
+OpenBLAS chooses its kernels from the CPU it detects and may fall back to older
+ones on a CPU it does not know; OPENBLAS_CORETYPE=SkylakeX (for example) forces
+its AVX-512 kernels, and the results record the setting.
 """
 from __future__ import annotations
 
@@ -133,6 +136,7 @@ def main(argv=None):
     parser.add_argument("--dtype", nargs="+", default=["float32", "float64"],
                         choices=["float32", "float64"])
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--tag", default="", help="appended to the results file name")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
@@ -155,6 +159,9 @@ def main(argv=None):
         "fusednn_build": {k: v for k, v in _C.build_info().items() if not k.startswith("cuda")},
         "numpy": np.__version__,
         "numpy_blas": numpy_blas(),
+        # OpenBLAS picks its kernels from the CPU it detects; OPENBLAS_CORETYPE overrides
+        # that (e.g. SkylakeX for its AVX-512 kernels where detection falls back to Haswell).
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
         "torch": torch.__version__ if torch is not None else None,
         "repeats": args.repeats,
         "rounds": args.rounds,
@@ -162,8 +169,8 @@ def main(argv=None):
         "load_average_before": load_average(),
     }
     print(f"{info['cpu']}, {threads} threads, fusednn {info['fusednn_gemm_simd']}, "
-          f"NumPy {info['numpy']} ({info['numpy_blas']}), torch {info['torch']}, "
-          f"load {info['load_average_before']}")
+          f"NumPy {info['numpy']} ({info['numpy_blas']}, OPENBLAS_CORETYPE="
+          f"{info['openblas_coretype']}), torch {info['torch']}, load {info['load_average_before']}")
 
     rng = np.random.default_rng(0)
     rows = []
@@ -195,7 +202,8 @@ def main(argv=None):
 
     if not args.no_write:
         RESULTS_DIR.mkdir(exist_ok=True)
-        stem = RESULTS_DIR / f"gemm-cpu-{datetime.date.today().isoformat()}"
+        tag = f"-{args.tag}" if args.tag else ""
+        stem = RESULTS_DIR / f"gemm-cpu-{datetime.date.today().isoformat()}{tag}"
         stem.with_suffix(".json").write_text(json.dumps({"info": info, "results": rows}, indent=2) + "\n")
         stem.with_suffix(".md").write_text(markdown(info, rows))
         print(f"wrote {stem}.json and .md")
@@ -219,7 +227,8 @@ def markdown(info, rows):
         "",
         f"{info['cpu']}, {info['threads']} threads; fusednn {info['fusednn']} "
         f"({info['fusednn_gemm_simd']} micro-kernel); NumPy {info['numpy']} with "
-        f"{info['numpy_blas']}; torch {info['torch']}. Load average before "
+        f"{info['numpy_blas']} (OPENBLAS_CORETYPE={info['openblas_coretype']}); "
+        f"torch {info['torch']}. Load average before "
         f"{info['load_average_before']}, after {info['load_average_after']}. "
         f"Median of {info['repeats']} calls per library in {info['rounds']} alternating blocks. "
         "Ratios > 1: fusednn is faster.",
