@@ -6,6 +6,7 @@ CUDA kernels (fusednn.backend).
 """
 from .conv import (conv1d, conv1d_backward, conv2d, conv2d_backward, conv2d_transpose,
                    conv2d_transpose_backward)
+from .gemm import batched_matmul, matmul
 from .cross_entropy import softmax_cross_entropy, sparse_softmax_cross_entropy
 from .optimizer_updates import adam_update, sgd_update
 from .pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
@@ -27,6 +28,8 @@ __all__ = [
     "upsample_nearest2d",
     "upsample_nearest2d_backward",
     "adam_update",
+    "batched_matmul",
+    "matmul",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
