@@ -316,11 +316,7 @@ def results():
 
 
 # Known defects, reported (strict: the test fails once they are fixed, to be removed then).
-_KNOWN_DEFECTS = {
-    "op-simple-rnn-relu": "the recurrent kernels' relu maps NaN to 0 (CPU: x > 0 ? x : 0 in "
-                          "csrc/cpu/recurrent_common.h; CUDA: fmaxf(v, 0.f)), so a NaN state "
-                          "becomes a finite 0 and later steps look healthy",
-}
+_KNOWN_DEFECTS: dict = {}  # case id -> reason, for a defect reported but not yet fixed
 
 
 def _param(case_id, value):

@@ -112,7 +112,7 @@ FUSEDNN_INLINE Real tanh(Real x) {
 
 template <typename Real>
 FUSEDNN_INLINE Real relu(Real x) {
-  return x > Real(0) ? x : Real(0);
+  return x < Real(0) ? Real(0) : x;  // NaN stays NaN (a comparison with NaN is false)
 }
 
 // ---------------------------------------------------------------------------

@@ -250,7 +250,7 @@ struct SimpleRnnCell {
     if constexpr (kActivation == RnnActivation::kTanh) {
       return tanhf(v);
     } else {
-      return fmaxf(v, 0.f);
+      return v < 0.f ? 0.f : v;  // fmaxf would turn NaN into 0
     }
   }
 
