@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "exp_traits.h"
 #include "fusednn/gemm.h"
 #include "fusednn/recurrent.h"
 
@@ -33,41 +34,6 @@ using fusednn::recurrent_detail::with_flags;
 // r^8/8! < 6e-9 in float, r^14/14! < 5e-18 in double) and 2^n built in the
 // exponent bits. Relative error stays within a few ulp, also near 0.
 
-template <typename Real>
-struct ExpTraits;
-
-template <>
-struct ExpTraits<float> {
-  using Bits = std::uint32_t;
-  static constexpr int kMantissaBits = 23;
-  static constexpr Bits kExponentBias = 127;
-  static constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  static constexpr float kLog2e = 1.44269504088896341f;
-  static constexpr float kLn2Hi = 0.693145751953125f;
-  static constexpr float kLn2Lo = 1.42860676533018708e-06f;
-  static constexpr float kMinArg = -87.0f;  // below it exp is (sub)normal-small: expm1 = -1
-  static constexpr int kDegree = 7;
-  static constexpr float kInverseFactorials[kDegree + 1] = {
-      1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
-};
-
-template <>
-struct ExpTraits<double> {
-  using Bits = std::uint64_t;
-  static constexpr int kMantissaBits = 52;
-  static constexpr Bits kExponentBias = 1023;
-  static constexpr double kRoundMagic = 6755399441055744.0;  // 1.5 * 2^52
-  static constexpr double kLog2e = 1.4426950408889634074;
-  static constexpr double kLn2Hi = 6.93147180369123816490e-01;
-  static constexpr double kLn2Lo = 1.90821492927058770002e-10;
-  static constexpr double kMinArg = -708.0;
-  static constexpr int kDegree = 13;
-  static constexpr double kInverseFactorials[kDegree + 1] = {
-      1.0,           1.0,            1.0 / 2,         1.0 / 6,          1.0 / 24,
-      1.0 / 120,     1.0 / 720,      1.0 / 5040,      1.0 / 40320,      1.0 / 362880,
-      1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
-};
-
 // exp(x) - 1 for x <= 0 (-inf gives -1, NaN gives NaN). Written as
 // 2^n * q + (2^n - 1) with q = exp(r) - 1, so that it is exact to a few ulp
 // of the result even where exp(x) is close to 1.
@@ -91,7 +57,9 @@ FUSEDNN_INLINE Real expm1_nonpositive(Real x) {
   const Bits scale_bits = (shifted_bits - magic_bits + E::kExponentBias) << E::kMantissaBits;
   Real scale;
   std::memcpy(&scale, &scale_bits, sizeof(Real));
-  return x < E::kMinArg ? Real(-1) : scale * q + (scale - Real(1));
+  // Below the bound exp is (sub)normal-small: expm1 = -1.
+  constexpr Real kMinArg = sizeof(Real) == 4 ? Real(-87.0f) : Real(-708.0);
+  return x < kMinArg ? Real(-1) : scale * q + (scale - Real(1));
 }
 
 template <typename Real>
