@@ -19,9 +19,18 @@ warm-up, then `--repeats` interleaved rounds; medians and the ratio torch time
 / fusednn time (> 1: fusednn is faster). Results are checked to agree before
 anything is timed.
 
-Writes benchmarks/results/conv-cpu-<date>[-<n>threads].json and .md unless
---no-write.
-    python benchmarks/bench_conv.py [--repeats 30]
+GPU rows (--device cuda): the lecture CNN's three convolutions at batch 64 and
+256 and ResNet-style 3x3 'same' layers (56x56x64, 28x28x128, 14x14x256,
+7x7x512) at batch 32 and 128, forward and backward as above, fusednn on CuPy
+arrays vs torch CUDA channels_last tensors (cuDNN, cudnn.benchmark on), each in
+float32 (fusednn tf32=False, torch TF32 off) and TF32 (tf32=True, TF32 on).
+Each is checked against torch in float32 first (relative error of the norm:
+1e-4 in float32, 5e-3 with TF32's 10-bit mantissa) and shows its rate as a
+fraction of the measured float32 GEMM rate in its precision (see gpu.py).
+
+Writes benchmarks/results/conv-cpu-<date>[-<n>threads].json and .md
+(conv-<gpu>-<date>.* for the GPU rows) unless --no-write.
+    python benchmarks/bench_conv.py [--repeats 30] [--device cuda [--quick]]
 """
 from __future__ import annotations
 
@@ -33,10 +42,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import gpu  # noqa: E402
 
 from fusednn import layers, ops  # noqa: E402
 import fusednn.models as models  # noqa: E402
 import fusednn.utils as utils  # noqa: E402
+
+DEVICES = ("cpu", "cuda")
 
 # (name, (N, H, W, C), (KH, KW, F), padding)
 CONVS = [
@@ -46,6 +58,26 @@ CONVS = [
     ("resnet 3x3 56x56x64 -> 64 (same)", (16, 56, 56, 64), (3, 3, 64), "same"),
     ("resnet 3x3 28x28x128 -> 128 (same)", (16, 28, 28, 128), (3, 3, 128), "same"),
 ]
+
+
+def gpu_convs(quick: bool) -> list:
+    """The GPU rows' layers, as CONVS: lecture layers at batch 64 and 256, ResNet 3x3
+    layers at batch 32 and 128 (quick: the smaller batch only)."""
+    lecture = [(name, shape[1:], kernel, padding) for name, shape, kernel, padding in CONVS[:3]]
+    resnet = [(f"resnet 3x3 {s}x{s}x{c} -> {c} (same)", (s, s, c), (3, 3, c), "same")
+              for s, c in ((56, 64), (28, 128), (14, 256), (7, 512))]
+    layers = []
+    for group, batches in ((lecture, (64, 256)), (resnet, (32, 128))):
+        for batch in batches[:1] if quick else batches:
+            layers += [(f"{name}, batch {batch}", (batch,) + image, kernel, padding)
+                       for name, image, kernel, padding in group]
+    return layers
+
+
+def conv_flops(x_shape, kernel_shape, y_shape) -> float:
+    """Multiply-adds x 2 of one conv2d forward; the backward does twice as many."""
+    KH, KW, C, _ = kernel_shape
+    return 2.0 * np.prod(y_shape) * KH * KW * C
 
 
 def conv_contenders(torch, x, w, b, dy, padding):
@@ -138,16 +170,16 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help="GPU rows at the smaller batch only (the CPU rows are unchanged)")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        gpu.main_or_exit(run_gpu, args)
+        return
 
     threads = common.thread_count()
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(threads)
-        except ImportError:
-            torch = None
+    torch = common.import_torch(threads, args.no_torch)
     info = common.machine_info()
     info.update(dtype="float32", repeats=args.repeats, load_average_before=common.load_average())
     print(f"{info['cpu']}, {threads} threads, torch {info.get('torch')}, "
@@ -225,6 +257,107 @@ def markdown(info, rows):
             f"{info['load_average_before']}, after {info['load_average_after']}. Median of "
             f"{info['repeats']} interleaved repeats. Ratio = torch time / fusednn time "
             "(> 1: fusednn is faster).\n\n" + common.markdown_table(header, table))
+
+
+# ----- GPU rows -------------------------------------------------------------------
+TOLERANCE = {"fp32": 1e-4, "tf32": 5e-3}
+
+
+def gpu_conv_rows(cp, torch, x, w, b, dy, padding, name, args, flush, ceiling):
+    """Forward, backward and forward+backward rows of one layer in float32 and TF32."""
+    F = torch.nn.functional
+    aten = torch.ops.aten
+    cx, cw, cb, cdy = (cp.asarray(a) for a in (x, w, b, dy))
+    # An NHWC tensor is a channels_last NCHW view; the kernel goes to (F, C, KH, KW).
+    tx = torch.from_numpy(x).cuda().permute(0, 3, 1, 2)
+    tw = torch.from_numpy(w).cuda().permute(3, 2, 0, 1).contiguous(
+        memory_format=torch.channels_last)
+    tb, tdy = torch.from_numpy(b).cuda(), torch.from_numpy(dy).cuda().permute(0, 3, 1, 2)
+    pad = (w.shape[0] // 2, w.shape[1] // 2) if padding == "same" else (0, 0)
+
+    def torch_forward():
+        with torch.no_grad():
+            return F.conv2d(tx, tw, tb, padding=pad).relu_()
+
+    def torch_backward(ty):
+        gated = aten.threshold_backward(tdy, ty, 0)
+        return aten.convolution_backward(gated, tx, tw, [w.shape[3]], [1, 1], list(pad),
+                                         [1, 1], False, [0, 0], 1, [True, True, True])
+
+    def host(tensors):  # torch (NCHW views, F C KH KW kernel) -> fusednn's layouts
+        tdx, tdw, tdb = tensors
+        return (tdx.permute(0, 2, 3, 1).cpu().numpy(), tdw.permute(2, 3, 1, 0).cpu().numpy(),
+                tdb.cpu().numpy())
+
+    gpu.set_tf32(torch, False)
+    reference_y = torch_forward()
+    reference = {"y": reference_y.permute(0, 2, 3, 1).cpu().numpy(),
+                 "grads": host(torch_backward(reference_y))}
+    flops = conv_flops(x.shape, w.shape, dy.shape)
+    rows = []
+    for precision in ("fp32", "tf32"):
+        tf32 = precision == "tf32"
+        gpu.set_tf32(torch, tf32)
+        ty = torch_forward()
+        y = ops.conv2d(cx, cw, cb, padding=padding, activation="relu", tf32=tf32)
+
+        def forward_pair():
+            check = lambda: gpu.check_close(  # noqa: E731
+                {"y": (cp.asnumpy(y), reference["y"])}, TOLERANCE[precision])
+            return {"fusednn": lambda: ops.conv2d(cx, cw, cb, padding=padding,
+                                                  activation="relu", tf32=tf32),
+                    "torch": torch_forward}, check
+
+        def backward_pair():
+            def ours():
+                return ops.conv2d_backward(cdy, cx, cw, y, padding=padding, activation="relu",
+                                           tf32=tf32)
+
+            def check():
+                grads = [cp.asnumpy(g) for g in ours()]
+                return gpu.check_close({n: (g, r) for n, g, r in
+                                        zip(("dx", "dkernel", "dbias"), grads,
+                                            reference["grads"])}, TOLERANCE[precision])
+            return {"fusednn": ours, "torch": lambda: torch_backward(ty)}, check
+
+        timed = {}
+        for direction, make, work in (("forward", forward_pair, flops),
+                                      ("backward", backward_pair, 2 * flops)):
+            row = {"name": name, "pass": f"{direction} {precision}", "precision": precision}
+            rows.append(gpu.measure_row(row, make, warmup=args.warmup, repeats=args.repeats,
+                                        flush=flush, flops=work, precision=precision,
+                                        ceiling=ceiling))
+            timed[direction] = row
+            print(gpu.format_row(row), flush=True)
+        if not any("error" in r for r in timed.values()):
+            median = {lib: (timed["forward"][f"{lib}_ms"] + timed["backward"][f"{lib}_ms"]) / 1e3
+                      for lib in ("fusednn", "torch")}
+            row = {"name": name, "pass": f"forward+backward {precision}", "precision": precision,
+                   "check": "see forward, backward"}
+            rows.append(gpu.fill_times(row, median, flops=3 * flops, precision=precision,
+                                       ceiling=ceiling))
+            print(gpu.format_row(row), flush=True)
+    return rows
+
+
+def run_gpu(cp, torch, args) -> int:
+    torch.backends.cudnn.benchmark = True  # cuDNN at its best: the fastest algorithm per shape
+    info = gpu.start(cp, torch, args, "float32 (TF32 off) and TF32 rows, fusednn tf32 flag "
+                                      "matching torch's fp32_precision")
+    flush = gpu.l2_flush(cp)
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, shape, (KH, KW, F), padding in gpu_convs(args.quick):
+        x = rng.standard_normal(shape, dtype=np.float32)
+        w = rng.standard_normal((KH, KW, shape[3], F), dtype=np.float32)
+        w *= np.float32(1 / np.sqrt(KH * KW * shape[3]))
+        b = rng.standard_normal(F, dtype=np.float32) * 0.1
+        y_shape = ops.conv2d(x[:1], w, b, padding=padding).shape
+        dy = rng.standard_normal((shape[0],) + y_shape[1:], dtype=np.float32)
+        rows += gpu_conv_rows(cp, torch, x, w, b, dy, padding, name, args, flush,
+                              info["ceilings"])
+    return gpu.report("conv", "GPU conv2d: fusednn vs cuDNN (torch channels_last)", info, rows,
+                      write=not args.no_write)
 
 
 if __name__ == "__main__":

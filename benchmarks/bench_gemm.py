@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import pathlib
-import platform
 import statistics
+import sys
 import time
 
 import numpy as np
 
-import fusednn
-from fusednn import _C
-from fusednn.ops import gemm
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import fusednn  # noqa: E402
+from fusednn import _C  # noqa: E402
+from fusednn.ops import gemm  # noqa: E402
 
 # (name, M, N, K, trans_a, trans_b)
 SHAPES = [
@@ -47,23 +48,6 @@ SHAPES = [
     ("lstm 256 dh = dgates @ U.T", 64, 256, 1024, False, True),
 ]
 
-RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
-
-
-def thread_count() -> int:
-    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def numpy_blas() -> str:
     try:
         config = np.show_config(mode="dicts")
@@ -71,10 +55,6 @@ def numpy_blas() -> str:
         return f"{blas.get('name')} {blas.get('version')}"
     except Exception:  # older NumPy without mode="dicts"
         return "unknown"
-
-
-def load_average() -> list:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def make_operands(rng, M, N, K, trans_a, trans_b, dtype):
@@ -140,18 +120,12 @@ def main(argv=None):
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
 
-    threads = thread_count()
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(threads)
-        except ImportError:
-            torch = None
+    threads = common.thread_count()
+    torch = common.import_torch(threads, args.no_torch)
 
     info = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
+        "cpu": common.cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "fusednn": fusednn.__version__,
@@ -166,7 +140,7 @@ def main(argv=None):
         "repeats": args.repeats,
         "rounds": args.rounds,
         "settle_s": args.settle,
-        "load_average_before": load_average(),
+        "load_average_before": common.load_average(),
     }
     print(f"{info['cpu']}, {threads} threads, fusednn {info['fusednn_gemm_simd']}, "
           f"NumPy {info['numpy']} ({info['numpy_blas']}, OPENBLAS_CORETYPE="
@@ -197,16 +171,13 @@ def main(argv=None):
                 row["fusednn_vs_torch"] = median["torch"] / median["fusednn"]
             rows.append(row)
             print(format_row(row))
-    info["load_average_after"] = load_average()
+    info["load_average_after"] = common.load_average()
     print(f"load after: {info['load_average_after']}")
 
     if not args.no_write:
-        RESULTS_DIR.mkdir(exist_ok=True)
-        tag = f"-{args.tag}" if args.tag else ""
-        stem = RESULTS_DIR / f"gemm-cpu-{datetime.date.today().isoformat()}{tag}"
-        stem.with_suffix(".json").write_text(json.dumps({"info": info, "results": rows}, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(markdown(info, rows))
-        print(f"wrote {stem}.json and .md")
+        paths = common.write_results("gemm-cpu", {"info": info, "results": rows},
+                                     markdown(info, rows), args.tag)
+        print("wrote " + ", ".join(str(p) for p in paths))
 
 
 def format_row(row):

@@ -14,8 +14,18 @@ ratio torch / fusednn (above 1: fusednn is faster). Optimizer rows also give
 the bandwidth implied by the bytes an update must move (Adam: read p, g, m, v
 and write p, m, v = 28 bytes per float32 parameter; SGD with momentum: 20).
 
-Writes benchmarks/results/ops-cpu-<date>[-<tag>].json and .md unless --no-write.
+GPU rows (--device cuda): the same ops on CuPy arrays against torch CUDA tensors,
+with larger cross-entropy problems and a 100M-parameter model, against
+torch.optim.Adam(fused=True) and (foreach=True); each op is checked against
+torch first (one optimizer step from the same state: torch's epsilon is
+rescaled there to Keras's placement) and shown as a fraction of the measured
+copy bandwidth for the bytes it must move (cross-entropy: logits read and
+dlogits written, plus targets or labels and the losses).
+
+Writes benchmarks/results/ops-cpu-<date>[-<tag>].json and .md
+(ops-<gpu>-<date>.* for the GPU rows) unless --no-write.
     [OMP_NUM_THREADS=1] python benchmarks/bench_ops.py [--repeats 30] [--quick] [--tag 1thread]
+    python benchmarks/bench_ops.py --device cuda [--quick]
 """
 from __future__ import annotations
 
@@ -24,10 +34,13 @@ import sys
 
 import numpy as np
 
+import gpu
 from common import (load_average, machine_info, markdown_table, thread_count,
                     time_interleaved, write_results)
 
 import fusednn.ops as ops
+
+DEVICES = ("cpu", "cuda")
 
 CE_SHAPES = [(8192, 10), (2048, 1000), (256, 32000)]
 
@@ -138,7 +151,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one size per op (a smoke run)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--tag", default="", help="suffix of the result files, e.g. 1thread")
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        gpu.main_or_exit(run_gpu, args)
+        return
 
     try:
         import torch
@@ -172,6 +190,143 @@ def main(argv=None):
                    "results": rows}
         for path in write_results("ops-cpu", payload, md, tag=args.tag):
             print(f"wrote {path}")
+
+
+# ----- GPU rows -------------------------------------------------------------------
+GPU_CE_SHAPES = [(8192, 10), (2048, 1000), (256, 32000), (65536, 1000), (8192, 32000)]
+GPU_OPTIMIZER_MODELS = {
+    "10.0M params, 8 tensors": OPTIMIZER_MODELS["10.0M params, 8 tensors"],
+    "100.7M params, 12 tensors": [(4096, 4096), (4096,)] * 6,
+    "1.0M params, 200 tensors": OPTIMIZER_MODELS["1.0M params, 200 tensors"],
+}
+BETA_1, BETA_2, EPSILON, LEARNING_RATE = 0.9, 0.999, 1e-7, 1e-3
+
+
+def ce_bytes(N, C, kind) -> int:
+    """float32 logits read and dlogits written, the losses written, and int64 labels or
+    float32 targets read."""
+    targets = 8 * N if kind == "sparse labels" else 4 * N * C
+    return 4 * N * C * 2 + 4 * N + targets
+
+
+def gpu_ce_rows(cp, torch, rng, args, flush, ceiling):
+    F = torch.nn.functional
+    rows = []
+    shapes = [GPU_CE_SHAPES[1], GPU_CE_SHAPES[3]] if args.quick else GPU_CE_SHAPES
+    for N, C in shapes:
+        logits = rng.standard_normal((N, C), dtype=np.float32) * 3
+        labels = rng.integers(0, C, size=N)
+        targets = rng.dirichlet(np.ones(C), size=N).astype(np.float32)
+        c_logits, c_labels, c_targets = cp.asarray(logits), cp.asarray(labels), cp.asarray(targets)
+        t_logits = torch.from_numpy(logits).cuda().requires_grad_()
+        for kind, fused, y in [
+                ("sparse labels", lambda: ops.sparse_softmax_cross_entropy(c_logits, c_labels),
+                 torch.from_numpy(labels).cuda()),
+                ("probability targets", lambda: ops.softmax_cross_entropy(c_logits, c_targets),
+                 torch.from_numpy(targets).cuda())]:
+            def theirs():
+                t_logits.grad = None
+                loss = F.cross_entropy(t_logits, y)
+                loss.backward()
+                return loss
+
+            def make():
+                def check():
+                    losses, dlogits = fused()
+                    loss = theirs()
+                    return gpu.check_close({
+                        "mean loss": (cp.asnumpy(losses.mean()), loss.detach().cpu().numpy()),
+                        "dlogits": (cp.asnumpy(dlogits), t_logits.grad.cpu().numpy())}, 1e-5)
+                return {"fusednn": fused, "torch": theirs}, check
+
+            row = {"name": f"softmax CE fwd+bwd, {kind}", "pass": f"N={N}, C={C}"}
+            rows.append(gpu.measure_row(row, make, warmup=args.warmup, repeats=args.repeats,
+                                        flush=flush, bytes_moved=ce_bytes(N, C, kind),
+                                        ceiling=ceiling))
+            print(gpu.format_row(rows[-1]), flush=True)
+    return rows
+
+
+def gpu_optimizer_rows(cp, torch, rng, args, flush, ceiling):
+    rows = []
+    models = dict(list(GPU_OPTIMIZER_MODELS.items())[:2]) if args.quick else GPU_OPTIMIZER_MODELS
+    for model, shapes in models.items():
+        params = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+        grads = [rng.standard_normal(s, dtype=np.float32) * np.float32(1e-2) for s in shapes]
+        total = sum(p.size for p in params)
+        for op, bytes_per_param in (("Adam step", 28), ("SGD momentum step", 20)):
+            row = {"name": op, "pass": model, "params": total}
+            make = optimizer_pair(cp, torch, op, params, grads)
+            rows.append(gpu.measure_row(row, make, warmup=args.warmup, repeats=args.repeats,
+                                        flush=flush, bytes_moved=bytes_per_param * total,
+                                        ceiling=ceiling))
+            print(gpu.format_row(rows[-1]), flush=True)
+    return rows
+
+
+def optimizer_pair(cp, torch, op, params, grads):
+    """make() for gpu.measure_row: fusednn and torch (fused and foreach) stepping their own
+    copies of params; the check compares one step from the same state."""
+    adam = op == "Adam step"
+
+    def fusednn_step():
+        c_params = [cp.asarray(p) for p in params]
+        c_grads = [cp.asarray(g) for g in grads]
+        state = [[cp.zeros_like(p) for p in c_params] for _ in range(2 if adam else 1)]
+        step = [0]
+
+        def run():
+            step[0] += 1
+            if adam:
+                ops.adam_update(c_params, c_grads, *state, learning_rate=LEARNING_RATE,
+                                beta_1=BETA_1, beta_2=BETA_2, epsilon=EPSILON, step=step[0])
+            else:
+                ops.sgd_update(c_params, c_grads, state[0], learning_rate=LEARNING_RATE,
+                               momentum=0.9)
+        return run, c_params
+
+    def torch_step(epsilon=EPSILON, **kwargs):
+        t_params = [torch.from_numpy(p).cuda() for p in params]
+        for tp, g in zip(t_params, grads):
+            tp.grad = torch.from_numpy(g).cuda()
+        if adam:
+            optimizer = torch.optim.Adam(t_params, lr=LEARNING_RATE, betas=(BETA_1, BETA_2),
+                                         eps=epsilon, **kwargs)
+        else:
+            optimizer = torch.optim.SGD(t_params, lr=LEARNING_RATE, momentum=0.9, **kwargs)
+        return optimizer.step, t_params
+
+    def make():
+        ours, _ = fusednn_step()
+        contenders = {"fusednn": ours, "torch": torch_step(fused=True)[0],
+                      "torch foreach": torch_step(foreach=True)[0]}
+
+        def check():
+            step, c_params = fusednn_step()
+            # Keras adds epsilon to sqrt(v), torch to sqrt(v / (1 - beta_2^t)): at t = 1
+            # torch's epsilon / sqrt(1 - beta_2) is the same update.
+            t_step, t_params = torch_step(EPSILON / np.sqrt(1 - BETA_2), fused=True)
+            step()
+            t_step()
+            return gpu.check_close({f"params[{i}] - start": (cp.asnumpy(c) - p,
+                                                             t.cpu().numpy() - p)
+                                    for i, (c, t, p) in enumerate(zip(c_params, t_params, params))},
+                                   1e-4)
+        return contenders, check
+    return make
+
+
+def run_gpu(cp, torch, args) -> int:
+    info = gpu.start(cp, torch, args, "float32")
+    flush = gpu.l2_flush(cp)
+    rng = np.random.default_rng(0)
+    rows = gpu_ce_rows(cp, torch, rng, args, flush, info["ceilings"]) + \
+        gpu_optimizer_rows(cp, torch, rng, args, flush, info["ceilings"])
+    return gpu.report("ops", "GPU softmax cross-entropy and optimizer steps: fusednn vs torch "
+                      "CUDA", info, rows, write=not args.no_write,
+                      notes=" Optimizer rows: torch = torch.optim.Adam(fused=True) / "
+                            "SGD(fused=True), 'torch foreach' in the JSON; bytes 28 per "
+                            "parameter for Adam, 20 for SGD with momentum.")
 
 
 if __name__ == "__main__":

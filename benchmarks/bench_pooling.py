@@ -13,25 +13,35 @@ time each library once per round, interleaved, so that load changes on the
 machine hit both alike; the median per library is reported, and the ratio
 torch time / fusednn time (> 1: fusednn is faster).
 
+GPU rows (--device cuda): the same ops on larger batches (the lecture pools at
+batch 256, the overlapping pool at 128, the large image at 64), fusednn on CuPy
+arrays vs torch CUDA channels_last tensors, each checked against torch first
+(max pooling exactly, average pooling to 1e-5 relative) and shown as a
+fraction of the measured copy bandwidth, for the bytes the op must move (see
+pooling_bytes).
+
 Writes benchmarks/results/pooling-cpu-<date>.json and .md unless --no-write
-(pooling-cpu-<date>-<n>threads.* when OMP_NUM_THREADS is below the core count).
-    python benchmarks/bench_pooling.py [--repeats 50]
+(pooling-cpu-<date>-<n>threads.* when OMP_NUM_THREADS is below the core count;
+pooling-<gpu>-<date>.* for the GPU rows).
+    python benchmarks/bench_pooling.py [--repeats 50] [--device cuda [--quick]]
 """
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import pathlib
-import platform
-import statistics
-import time
+import sys
 
 import numpy as np
 
-import fusednn
-from fusednn import _C, ops
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import gpu  # noqa: E402
+
+import fusednn  # noqa: E402
+from fusednn import _C, ops  # noqa: E402
+
+DEVICES = ("cpu", "cuda")
 
 # (name, (N, H, W, C), pool, stride)
 SHAPES = [
@@ -41,25 +51,8 @@ SHAPES = [
     ("large 2x2: 112x112x64 -> 56x56", (16, 112, 112, 64), 2, 2),
 ]
 
-RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
-
-
-def thread_count() -> int:
-    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list:
-    return [round(x, 2) for x in os.getloadavg()]
+# GPU rows: larger batches, so that the larger images are well past the L2 cache.
+GPU_BATCHES = (256, 256, 128, 64)
 
 
 def runners(x, dy, pool, stride, torch):
@@ -93,39 +86,27 @@ def runners(x, dy, pool, stride, torch):
     return calls
 
 
-def time_interleaved(calls, repeats, warmup):
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help="GPU rows of the first and last shape only (the CPU rows are "
+                             "unchanged)")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        gpu.main_or_exit(run_gpu, args)
+        return
 
-    threads = thread_count()
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(threads)
-        except ImportError:
-            torch = None
+    threads = common.thread_count()
+    torch = common.import_torch(threads, args.no_torch)
 
     info = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
+        "cpu": common.cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "fusednn": fusednn.__version__,
@@ -134,7 +115,7 @@ def main(argv=None):
         "torch": torch.__version__ if torch is not None else None,
         "dtype": "float32",
         "repeats": args.repeats,
-        "load_average_before": load_average(),
+        "load_average_before": common.load_average(),
     }
     print(f"{info['cpu']}, {threads} threads, torch {info['torch']}, "
           f"load {info['load_average_before']}")
@@ -146,7 +127,7 @@ def main(argv=None):
         out_shape = ops.avg_pool2d(x, pool, stride).shape
         dy = rng.standard_normal(out_shape).astype(np.float32)
         for (mode, direction), calls in runners(x, dy, pool, stride, torch).items():
-            median = time_interleaved(calls, args.repeats, args.warmup)
+            median = common.time_interleaved(calls, warmup=args.warmup, repeats=args.repeats)
             row = {"shape": name, "input": list(shape), "output": list(out_shape), "pool": pool,
                    "stride": stride, "op": mode, "pass": direction}
             for lib, seconds in median.items():
@@ -155,18 +136,15 @@ def main(argv=None):
                 row["torch_over_fusednn"] = median["torch"] / median["fusednn"]
             rows.append(row)
             print(format_row(row))
-    info["load_average_after"] = load_average()
+    info["load_average_after"] = common.load_average()
     print(f"load after: {info['load_average_after']}")
 
     if not args.no_write:
-        RESULTS_DIR.mkdir(exist_ok=True)
         # A run with fewer threads than cores keeps its own file beside the default one.
-        suffix = "" if threads == os.cpu_count() else f"-{threads}threads"
-        stem = RESULTS_DIR / f"pooling-cpu-{datetime.date.today().isoformat()}{suffix}"
-        stem.with_suffix(".json").write_text(
-            json.dumps({"info": info, "results": rows}, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(markdown(info, rows))
-        print(f"wrote {stem}.json and .md")
+        tag = "" if threads == os.cpu_count() else f"{threads}threads"
+        paths = common.write_results("pooling-cpu", {"info": info, "results": rows},
+                                     markdown(info, rows), tag)
+        print("wrote " + ", ".join(str(p) for p in paths))
 
 
 def format_row(row):
@@ -197,6 +175,88 @@ def markdown(info, rows):
             line += f" {r['torch_ms']:.3f} | {r['torch_over_fusednn']:.2f} |"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+# ----- GPU rows -------------------------------------------------------------------
+def pooling_bytes(mode, direction, input_shape, output_shape, index_bytes=4) -> int:
+    """The fewest bytes a float32 pooling op moves: each input read once, each output
+    written once (max forward writes y and its argmax; max backward reads dy and argmax
+    and writes dx)."""
+    inputs, outputs = 4 * int(np.prod(input_shape)), int(np.prod(output_shape))
+    if direction == "forward":
+        return inputs + outputs * (4 + (index_bytes if mode == "max" else 0))
+    return outputs * (4 + (index_bytes if mode == "max" else 0)) + inputs
+
+
+def gpu_shapes(quick: bool) -> list:
+    shapes = [(f"{name}, batch {batch}", (batch,) + shape[1:], pool, stride)
+              for (name, shape, pool, stride), batch in zip(SHAPES, GPU_BATCHES)]
+    return [shapes[0], shapes[-1]] if quick else shapes
+
+
+def gpu_pairs(cp, torch, x, dy, pool, stride):
+    """{(mode, direction): make} for gpu.measure_row, each checked against torch."""
+    aten = torch.ops.aten
+    cx, cdy = cp.asarray(x), cp.asarray(dy)
+    tx = torch.from_numpy(x).cuda().permute(0, 3, 1, 2)  # channels_last views
+    tdy = torch.from_numpy(dy).cuda().permute(0, 3, 1, 2)
+    k, s, p, d = [pool, pool], [stride, stride], [0, 0], [1, 1]
+    ty, tindices = aten.max_pool2d_with_indices(tx, k, s, p, d, False)
+    _, argmax = ops.max_pool2d(cx, pool, stride)
+    nhwc = lambda t: t.permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
+    shape = x.shape
+
+    def pair(ours, theirs, reference, tolerance):
+        def check():
+            result = ours()
+            result = result[0] if isinstance(result, tuple) else result
+            if tolerance == 0:
+                if not np.array_equal(cp.asnumpy(result), reference):
+                    raise AssertionError("max pooling differs from torch (it selects: exactly)")
+                return "exact"
+            return gpu.check_close({"out": (cp.asnumpy(result), reference)}, tolerance)
+        return lambda: ({"fusednn": ours, "torch": theirs}, check)
+
+    return {
+        ("max", "forward"): pair(lambda: ops.max_pool2d(cx, pool, stride),
+                                 lambda: aten.max_pool2d_with_indices(tx, k, s, p, d, False),
+                                 nhwc(ty), 0),
+        ("max", "backward"): pair(
+            lambda: ops.max_pool2d_backward(cdy, argmax, shape, pool, stride),
+            lambda: aten.max_pool2d_with_indices_backward(tdy, tx, k, s, p, d, False, tindices),
+            nhwc(aten.max_pool2d_with_indices_backward(tdy, tx, k, s, p, d, False, tindices)),
+            1e-6),
+        ("avg", "forward"): pair(lambda: ops.avg_pool2d(cx, pool, stride),
+                                 lambda: aten.avg_pool2d(tx, k, s, p, False, True, None),
+                                 nhwc(aten.avg_pool2d(tx, k, s, p, False, True, None)), 1e-5),
+        ("avg", "backward"): pair(
+            lambda: ops.avg_pool2d_backward(cdy, shape, pool, stride),
+            lambda: aten.avg_pool2d_backward(tdy, tx, k, s, p, False, True, None),
+            nhwc(aten.avg_pool2d_backward(tdy, tx, k, s, p, False, True, None)), 1e-5),
+    }
+
+
+def run_gpu(cp, torch, args) -> int:
+    info = gpu.start(cp, torch, args, "float32")
+    flush = gpu.l2_flush(cp)
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, shape, pool, stride in gpu_shapes(args.quick):
+        x = rng.standard_normal(shape, dtype=np.float32)
+        out_shape = ops.avg_pool2d(x[:1], pool, stride).shape[1:]
+        dy = rng.standard_normal((shape[0],) + out_shape, dtype=np.float32)
+        for (mode, direction), make in gpu_pairs(cp, torch, x, dy, pool, stride).items():
+            row = {"name": name, "pass": f"{mode} {direction}", "input": list(shape),
+                   "pool": pool, "stride": stride}
+            moved = pooling_bytes(mode, direction, shape, (shape[0],) + out_shape)
+            rows.append(gpu.measure_row(row, make, warmup=args.warmup, repeats=args.repeats,
+                                        flush=flush, bytes_moved=moved,
+                                        ceiling=info["ceilings"]))
+            print(gpu.format_row(rows[-1]), flush=True)
+    return gpu.report("pooling", "GPU max and average pooling: fusednn vs torch (cuDNN/CUDA, "
+                      "channels_last)", info, rows, write=not args.no_write,
+                      notes=" Bytes: each input read once, each output written once (argmax "
+                            "as int32).")
 
 
 if __name__ == "__main__":

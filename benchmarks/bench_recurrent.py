@@ -15,8 +15,17 @@ Warm-up, then --repeats interleaved rounds; medians and the ratio
 torch / fusednn (above 1: fusednn is faster). The load average before and
 after is recorded: on a shared machine it says how much to trust the times.
 
-Writes benchmarks/results/recurrent-cpu-<date>[-<tag>].json and .md unless --no-write.
+GPU rows (--device cuda): fusednn on CuPy arrays (algorithm 'auto'; the JSON
+records which ran) vs torch.nn.LSTM / nn.GRU on CUDA (cuDNN, TF32 off, as the
+fusednn kernels multiply in float32), batch 1 to 256, units 128 to 1024,
+T = 100 and T = 1000 rows; each checked against torch first (relative error
+of the norm of y or dx below 1e-3) and shown as a fraction of the measured
+float32 GEMM rate for its FLOP (see rnn_flops).
+
+Writes benchmarks/results/recurrent-cpu-<date>[-<tag>].json and .md
+(recurrent-<gpu>-<date>.* for the GPU rows) unless --no-write.
     [OMP_NUM_THREADS=1] python benchmarks/bench_recurrent.py [--repeats 9] [--quick] [--tag x]
+    python benchmarks/bench_recurrent.py --device cuda [--quick]
 """
 from __future__ import annotations
 
@@ -25,11 +34,13 @@ import sys
 
 import numpy as np
 
+import gpu
 from common import (load_average, machine_info, markdown_table, thread_count,
                     time_interleaved, write_results)
 
 from fusednn.ops import recurrent as rnn
 
+DEVICES = ("cpu", "cuda")
 T = 60
 BATCHES = (1, 16, 64)
 UNITS = (64, 128, 256, 512)
@@ -138,7 +149,7 @@ def run(args):
                                                      make_weights(rng, cell, F, U), dy)
                     check()
                     times = time_interleaved({"fusednn": ours, "torch": theirs},
-                                             warmup=2, repeats=args.repeats)
+                                             warmup=args.warmup, repeats=args.repeats)
                     row = {"cell": cell, "mode": mode, "N": N, "T": T, "F": F, "U": U,
                            "fusednn_ms": times["fusednn"] * 1e3,
                            "torch_ms": times["torch"] * 1e3,
@@ -170,15 +181,113 @@ def run(args):
             print(f"wrote {path}")
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--features", type=int, default=0,
                         help="input features F (default: F = U)")
     parser.add_argument("--quick", action="store_true", help="a few small rows only")
     parser.add_argument("--tag", default="", help="suffix for the results file names")
     parser.add_argument("--no-write", action="store_true")
-    run(parser.parse_args())
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    args = parser.parse_args(argv)
+    if args.device == "cuda":
+        gpu.main_or_exit(run_gpu, args)
+    else:
+        run(args)
+
+
+# ----- GPU rows -------------------------------------------------------------------
+# (N, U, T): batch 1 to 256 and units 128 to 1024 at T = 100, and two long sequences.
+GPU_CASES = [(N, U, 100) for N in (1, 16, 64, 256) for U in (128, 512, 1024)] + \
+    [(1, 128, 1000), (64, 512, 1000)]
+GPU_QUICK_CASES = [(1, 128, 100), (64, 512, 100), (64, 512, 1000)]
+
+
+def rnn_flops(cell, mode, N, T, F, U) -> float:
+    """Multiply-adds x 2 of the input and recurrent products (the pointwise gate math is
+    left out); training adds the backward's two products per forward one (data and
+    weight gradients)."""
+    gates = 4 if cell == "lstm" else 3
+    forward = 2.0 * N * T * (F + U) * gates * U
+    return forward * (3 if mode == "training" else 1)
+
+
+def gpu_pair(cp, torch, cell, mode, x, h0, weights, dy):
+    """make() for gpu.measure_row, and a dict that gets the algorithm fusednn ran."""
+    N, _, F = x.shape
+    U = h0.shape[1]
+    m = torch_module(torch, cell, F, U, *weights).cuda()
+    tx, tdy = torch.from_numpy(x).cuda(), torch.from_numpy(dy).cuda()
+    th0 = torch.from_numpy(h0).cuda()[None]
+    t_state = (th0, th0.clone()) if cell == "lstm" else th0
+    cx, ch0, cdy = cp.asarray(x), cp.asarray(h0), cp.asarray(dy)
+    kernel, recurrent, bias = (cp.asarray(w) for w in weights)
+    tx_grad = tx.clone().requires_grad_()
+    ran = {}
+
+    def forward(training):
+        if cell == "lstm":
+            y, _, _, cache = rnn.lstm_forward(cx, ch0, ch0, kernel, recurrent, bias,
+                                              training=training)
+        else:
+            y, _, cache = rnn.gru_forward(cx, ch0, kernel, recurrent, bias, training=training)
+        return y, cache
+
+    def ours():
+        if mode == "inference":
+            return forward(False)[0]
+        _, cache = forward(True)
+        if cell == "lstm":
+            return rnn.lstm_backward(cdy, None, None, cache)[0]
+        return rnn.gru_backward(cdy, None, cache)[0]
+
+    def theirs():
+        if mode == "inference":
+            with torch.inference_mode():
+                return m(tx, t_state)[0]
+        m.zero_grad(set_to_none=True)
+        tx_grad.grad = None
+        m(tx_grad, t_state)[0].backward(tdy)
+        return tx_grad.grad
+
+    def make():
+        def check():
+            ran["algorithm"] = rnn.recurrent_algorithm(forward(True)[1])
+            return gpu.check_close({"y" if mode == "inference" else "dx":
+                                    (cp.asnumpy(ours()), theirs().cpu().numpy())}, 1e-3)
+        return {"fusednn": ours, "torch": theirs}, check
+    return make, ran
+
+
+def run_gpu(cp, torch, args) -> int:
+    gpu.set_tf32(torch, False)
+    info = gpu.start(cp, torch, args, "float32 (torch TF32 off)")
+    flush = gpu.l2_flush(cp)
+    rng = np.random.default_rng(0)
+    rows = []
+    for cell in ("lstm", "gru"):
+        for mode in MODES:
+            for N, U, steps in GPU_QUICK_CASES if args.quick else GPU_CASES:
+                F = args.features or U
+                x = rng.standard_normal((N, steps, F), dtype=np.float32)
+                h0 = np.zeros((N, U), np.float32)
+                dy = rng.standard_normal((N, steps, U), dtype=np.float32)
+                make, ran = gpu_pair(cp, torch, cell, mode, x, h0, make_weights(rng, cell, F, U),
+                                     dy)
+                row = {"name": f"{cell} N={N} U={U} T={steps} F={F}", "pass": mode,
+                       "cell": cell, "mode": mode, "N": N, "T": steps, "F": F, "U": U}
+                gpu.measure_row(row, make, warmup=args.warmup, repeats=args.repeats,
+                                flush=flush, flops=rnn_flops(cell, mode, N, steps, F, U),
+                                ceiling=info["ceilings"])
+                row["fusednn_algorithm"] = ran.get("algorithm")
+                rows.append(row)
+                print(gpu.format_row(row) + f" {row['fusednn_algorithm']}", flush=True)
+    return gpu.report("recurrent", "GPU LSTM and GRU: fusednn vs cuDNN (torch.nn.LSTM / nn.GRU)",
+                      info, rows, write=not args.no_write,
+                      notes=" Fractions: FLOP of the input and recurrent products over the "
+                            "float32 (TF32 off) GEMM rate.")
 
 
 if __name__ == "__main__":

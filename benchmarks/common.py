@@ -63,6 +63,18 @@ def load_average() -> list:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def import_torch(threads: int, leave_out: bool = False):
+    """PyTorch on `threads` threads, or None when left out or not installed."""
+    if leave_out:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
 def machine_info() -> dict:
     import fusednn._C as _C
 

@@ -34,11 +34,14 @@ RESULTS_DIR = HERE / "results"
 # --quick: each suite's own small mode where it has one, else fewer repeats and warm-ups.
 QUICK_ARGS = {
     "conv": ["--repeats", "3", "--warmup", "1"],
-    "gemm": ["--repeats", "3", "--warmup", "1", "--dtype", "float32"],
+    "gemm": ["--repeats", "3", "--dtype", "float32"],
     "ops": ["--quick", "--repeats", "5"],
     "pooling": ["--repeats", "5", "--warmup", "1"],
     "recurrent": ["--quick", "--repeats", "3"],
 }
+# --quick on the GPU: the suites' smaller GPU sets, with enough repeats for a median.
+QUICK_GPU_ARGS = {name: ["--quick", "--repeats", "5", "--warmup", "2"]
+                  for name in ("conv", "ops", "pooling", "recurrent")}
 
 TORCH_HINT = ('the benchmarks compare against PyTorch, which is not installed; install the test '
               'extra: pip install ".[test]" (it brings PyTorch CPU)')
@@ -118,6 +121,13 @@ def run_suite(module, arguments: list[str]) -> None:
             raise RuntimeError(f"{module.__name__} exited: {e.code}") from None
 
 
+def suite_arguments(name: str, device: str, quick: bool, no_write: bool) -> list[str]:
+    """The command line a suite gets for its rows on `device`."""
+    quick_args = (QUICK_GPU_ARGS if device == "cuda" else QUICK_ARGS).get(name, [])
+    return (["--device", "cuda"] if device == "cuda" else []) \
+        + (quick_args if quick else []) + (["--no-write"] if no_write else [])
+
+
 def main(argv=None, prog=None) -> int:
     args = build_parser(prog).parse_args(argv)
     names = args.suite or suite_names()
@@ -143,9 +153,7 @@ def main(argv=None, prog=None) -> int:
             module = load_suite(name)
             if device not in getattr(module, "DEVICES", ("cpu",)):
                 continue
-            arguments = (["--device", "cuda"] if device == "cuda" else []) \
-                + (QUICK_ARGS.get(name, []) if args.quick else []) \
-                + (["--no-write"] if args.no_write else [])
+            arguments = suite_arguments(name, device, args.quick, args.no_write)
             print(f"\n===== {name} ({device}) {' '.join(arguments)} =====", flush=True)
             try:
                 run_suite(module, arguments)
