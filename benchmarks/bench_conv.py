@@ -269,10 +269,10 @@ def gpu_conv_rows(cp, torch, x, w, b, dy, padding, name, args, flush, ceiling):
     aten = torch.ops.aten
     cx, cw, cb, cdy = (cp.asarray(a) for a in (x, w, b, dy))
     # An NHWC tensor is a channels_last NCHW view; the kernel goes to (F, C, KH, KW).
-    tx = torch.from_numpy(x).cuda().permute(0, 3, 1, 2)
-    tw = torch.from_numpy(w).cuda().permute(3, 2, 0, 1).contiguous(
+    tx = gpu.torch_copy(torch, x).permute(0, 3, 1, 2)
+    tw = gpu.torch_copy(torch, w).permute(3, 2, 0, 1).contiguous(
         memory_format=torch.channels_last)
-    tb, tdy = torch.from_numpy(b).cuda(), torch.from_numpy(dy).cuda().permute(0, 3, 1, 2)
+    tb, tdy = gpu.torch_copy(torch, b), gpu.torch_copy(torch, dy).permute(0, 3, 1, 2)
     pad = (w.shape[0] // 2, w.shape[1] // 2) if padding == "same" else (0, 0)
 
     def torch_forward():

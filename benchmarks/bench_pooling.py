@@ -198,8 +198,8 @@ def gpu_pairs(cp, torch, x, dy, pool, stride):
     """{(mode, direction): make} for gpu.measure_row, each checked against torch."""
     aten = torch.ops.aten
     cx, cdy = cp.asarray(x), cp.asarray(dy)
-    tx = torch.from_numpy(x).cuda().permute(0, 3, 1, 2)  # channels_last views
-    tdy = torch.from_numpy(dy).cuda().permute(0, 3, 1, 2)
+    tx = gpu.torch_copy(torch, x).permute(0, 3, 1, 2)  # channels_last views
+    tdy = gpu.torch_copy(torch, dy).permute(0, 3, 1, 2)
     k, s, p, d = [pool, pool], [stride, stride], [0, 0], [1, 1]
     ty, tindices = aten.max_pool2d_with_indices(tx, k, s, p, d, False)
     _, argmax = ops.max_pool2d(cx, pool, stride)

@@ -218,9 +218,9 @@ def gpu_pair(cp, torch, cell, mode, x, h0, weights, dy):
     """make() for gpu.measure_row, and a dict that gets the algorithm fusednn ran."""
     N, _, F = x.shape
     U = h0.shape[1]
-    m = torch_module(torch, cell, F, U, *weights).cuda()
-    tx, tdy = torch.from_numpy(x).cuda(), torch.from_numpy(dy).cuda()
-    th0 = torch.from_numpy(h0).cuda()[None]
+    m = torch_module(torch, cell, F, U, *weights).to(gpu.TORCH_DEVICE)
+    tx, tdy = gpu.torch_copy(torch, x), gpu.torch_copy(torch, dy)
+    th0 = gpu.torch_copy(torch, h0)[None]
     t_state = (th0, th0.clone()) if cell == "lstm" else th0
     cx, ch0, cdy = cp.asarray(x), cp.asarray(h0), cp.asarray(dy)
     kernel, recurrent, bias = (cp.asarray(w) for w in weights)

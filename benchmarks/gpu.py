@@ -28,6 +28,9 @@ GEMM_SIZE = 8192
 # every row reads its operands from device memory, as a large model's layers do.
 L2_FLUSH_BYTES = 256 << 20
 
+# Where the torch side runs: 'cuda' (the tests point it at 'cpu', with CuPy stand-ins).
+TORCH_DEVICE = "cuda"
+
 _ceilings = {}
 
 
@@ -66,6 +69,12 @@ def _tf32_settings(torch) -> list:
         return [(backends.cuda.matmul, "fp32_precision"), (backends.cudnn.conv, "fp32_precision"),
                 (backends.cudnn.rnn, "fp32_precision")]
     return [(backends.cuda.matmul, "allow_tf32"), (backends.cudnn, "allow_tf32")]
+
+
+def torch_copy(torch, array):
+    """A copy of a NumPy array on torch's device (never a view: torch's updates must not
+    reach the arrays fusednn's inputs are copied from)."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(TORCH_DEVICE, copy=True)
 
 
 def set_tf32(torch, enabled: bool) -> None:
@@ -115,9 +124,8 @@ def l2_flush(cp):
     return lambda: buffer.fill(1)
 
 
-def ceilings(cp, torch, *, repeats: int = 10, device: str = "cuda") -> dict:
-    """{'copy_GBps', 'gemm_fp32_TFLOPs', 'gemm_tf32_TFLOPs'}: measured once per process
-    (device: where torch's operands live, 'cuda' but for tests)."""
+def ceilings(cp, torch, *, repeats: int = 10) -> dict:
+    """{'copy_GBps', 'gemm_fp32_TFLOPs', 'gemm_tf32_TFLOPs'}: measured once per process."""
     if not _ceilings:
         src = cp.random.standard_normal(COPY_BYTES // 4, dtype=cp.float32)
         dst = cp.empty_like(src)
@@ -130,8 +138,8 @@ def ceilings(cp, torch, *, repeats: int = 10, device: str = "cuda") -> dict:
         _ceilings["copy_GBps"] = 2 * src.nbytes / seconds / 1e9
         del src, dst
         # Random operands: zeros run faster on the tensor cores than real data.
-        generator = torch.Generator(device=device).manual_seed(0)
-        a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE, device=device, generator=generator)
+        generator = torch.Generator(device=TORCH_DEVICE).manual_seed(0)
+        a, b = (torch.randn(GEMM_SIZE, GEMM_SIZE, device=TORCH_DEVICE, generator=generator)
                 for _ in range(2))
         c = torch.empty_like(a)
         saved = tf32_state(torch)
@@ -142,7 +150,7 @@ def ceilings(cp, torch, *, repeats: int = 10, device: str = "cuda") -> dict:
             _ceilings[f"gemm_{precision}_TFLOPs"] = 2.0 * GEMM_SIZE**3 / seconds / 1e12
         restore_tf32(torch, saved)
         del a, b, c
-        if device == "cuda":
+        if TORCH_DEVICE == "cuda":
             torch.cuda.empty_cache()
         cp.get_default_memory_pool().free_all_blocks()
     return dict(_ceilings)
@@ -153,16 +161,16 @@ def device_info(cp, torch) -> dict:
     import fusednn._C as _C
 
     properties = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    name = properties["name"].decode() if isinstance(properties["name"], bytes) \
-        else str(properties["name"])
+    name = properties.get("name", b"unknown GPU")
+    name = name.decode() if isinstance(name, bytes) else str(name)
     runtime = cp.cuda.runtime
     return {
         "gpu": name,
         "gpu_slug": gpu_slug(name),
-        "compute_capability": f"{properties['major']}.{properties['minor']}",
-        "multiprocessors": properties["multiProcessorCount"],
-        "memory_GiB": round(properties["totalGlobalMem"] / 2**30, 1),
-        "l2_MiB": round(properties["l2CacheSize"] / 2**20, 1),
+        "compute_capability": f"{properties.get('major')}.{properties.get('minor')}",
+        "multiprocessors": properties.get("multiProcessorCount"),
+        "memory_GiB": round(properties.get("totalGlobalMem", 0) / 2**30, 1),
+        "l2_MiB": round(properties.get("l2CacheSize", 0) / 2**20, 1),
         "driver": version_text(runtime.driverGetVersion()),
         "cuda_runtime": version_text(runtime.runtimeGetVersion()),
         "torch": torch.__version__,

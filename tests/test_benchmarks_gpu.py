@@ -186,6 +186,7 @@ def _fake_cupy():
         get_elapsed_time=lambda start, end: (end.at - start.at) * 1e3)
     return types.SimpleNamespace(
         cuda=cuda, asarray=lambda a: np.array(a), asnumpy=np.asarray, empty=np.empty,
+        from_dlpack=np.from_dlpack,
         empty_like=lambda a: _Buffer(a.nbytes // 4), zeros_like=np.zeros_like,
         uint8=np.uint8, float32=np.float32, __version__="stand-in",
         random=types.SimpleNamespace(standard_normal=lambda size, dtype: _Buffer(size)),
@@ -194,7 +195,7 @@ def _fake_cupy():
 
 @pytest.fixture
 def stand_ins(bench, monkeypatch):
-    """(cupy stand-in, CPU torch whose .cuda() stays on the CPU), gpu.py pointed at them."""
+    """(cupy stand-in, torch), gpu.py pointed at them and torch's side on the CPU."""
     torch = pytest.importorskip("torch")
     gpu = bench("gpu")
     cp = _fake_cupy()
@@ -202,10 +203,9 @@ def stand_ins(bench, monkeypatch):
     monkeypatch.setattr(gpu, "L2_FLUSH_BYTES", 1024)
     monkeypatch.setattr(gpu, "GEMM_SIZE", 64)
     monkeypatch.setattr(gpu, "_ceilings", {})
-    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
-    monkeypatch.setattr(torch.nn.Module, "cuda", lambda self, *a, **k: self)
+    monkeypatch.setattr(gpu, "TORCH_DEVICE", "cpu")
     saved_tf32, benchmark = gpu.tf32_state(torch), torch.backends.cudnn.benchmark
-    gpu.ceilings(cp, torch, repeats=2, device="cpu")  # measured once, here on the CPU
+    gpu.ceilings(cp, torch, repeats=2)  # measured once, here on the CPU
     yield cp, torch
     gpu.restore_tf32(torch, saved_tf32)
     torch.backends.cudnn.benchmark = benchmark
