@@ -34,7 +34,6 @@ Writes benchmarks/results/conv-cpu-<date>[-<n>threads].json and .md
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -165,14 +164,9 @@ def training_contenders(torch, batch=64):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--device", choices=DEVICES, default="cpu")
-    parser.add_argument("--quick", action="store_true",
-                        help="GPU rows at the smaller batch only (the CPU rows are unchanged)")
+    parser = common.suite_parser(
+        __doc__.split("\n\n")[0], repeats=30, warmup=3,
+        quick_help="GPU rows at the smaller batch only (the CPU rows are unchanged)")
     args = parser.parse_args(argv)
     if args.device == "cuda":
         gpu.main_or_exit(run_gpu, args)

@@ -18,7 +18,6 @@ its AVX-512 kernels, and the results record the setting.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import sys
@@ -29,7 +28,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-import fusednn  # noqa: E402
 from fusednn import _C  # noqa: E402
 from fusednn.ops import gemm  # noqa: E402
 
@@ -124,19 +122,12 @@ def main(argv=None):
     torch = common.import_torch(threads, args.no_torch)
 
     info = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cpu": common.cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "threads": threads,
-        "fusednn": fusednn.__version__,
+        **common.run_info(threads, torch),
         "fusednn_gemm_simd": _C.gemm_simd_path(),
-        "fusednn_build": {k: v for k, v in _C.build_info().items() if not k.startswith("cuda")},
-        "numpy": np.__version__,
         "numpy_blas": numpy_blas(),
         # OpenBLAS picks its kernels from the CPU it detects; OPENBLAS_CORETYPE overrides
         # that (e.g. SkylakeX for its AVX-512 kernels where detection falls back to Haswell).
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-        "torch": torch.__version__ if torch is not None else None,
         "repeats": args.repeats,
         "rounds": args.rounds,
         "settle_s": args.settle,
@@ -193,28 +184,25 @@ def format_row(row):
 
 def markdown(info, rows):
     has_torch = any("torch_gflops" in r for r in rows)
-    lines = [
-        f"# CPU GEMM, {info['date']}",
-        "",
+    header = ["dtype", "shape", "M", "N", "K", "fusednn GFLOP/s", "NumPy GFLOP/s",
+              "fusednn / NumPy"] + (["torch GFLOP/s", "fusednn / torch"] if has_torch else [])
+    table = []
+    for r in rows:
+        line = [r["dtype"], r["shape"], r["M"], r["N"], r["K"], f"{r['fusednn_gflops']:.1f}",
+                f"{r['numpy_gflops']:.1f}", f"{r['fusednn_vs_numpy']:.2f}"]
+        if has_torch:
+            line += [f"{r['torch_gflops']:.1f}", f"{r['fusednn_vs_torch']:.2f}"]
+        table.append(line)
+    return (
+        f"# CPU GEMM, {info['date']}\n\n"
         f"{info['cpu']}, {info['threads']} threads; fusednn {info['fusednn']} "
         f"({info['fusednn_gemm_simd']} micro-kernel); NumPy {info['numpy']} with "
         f"{info['numpy_blas']} (OPENBLAS_CORETYPE={info['openblas_coretype']}); "
         f"torch {info['torch']}. Load average before "
         f"{info['load_average_before']}, after {info['load_average_after']}. "
         f"Median of {info['repeats']} calls per library in {info['rounds']} alternating blocks. "
-        "Ratios > 1: fusednn is faster.",
-        "",
-        "| dtype | shape | M | N | K | fusednn GFLOP/s | NumPy GFLOP/s | fusednn / NumPy |"
-        + (" torch GFLOP/s | fusednn / torch |" if has_torch else ""),
-        "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if has_torch else ""),
-    ]
-    for r in rows:
-        line = (f"| {r['dtype']} | {r['shape']} | {r['M']} | {r['N']} | {r['K']} | "
-                f"{r['fusednn_gflops']:.1f} | {r['numpy_gflops']:.1f} | {r['fusednn_vs_numpy']:.2f} |")
-        if has_torch:
-            line += f" {r['torch_gflops']:.1f} | {r['fusednn_vs_torch']:.2f} |"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+        "Ratios > 1: fusednn is faster.\n\n"
+        + common.markdown_table(header, table, "llrrrrrr" + "rr" * has_torch))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ pooling-<gpu>-<date>.* for the GPU rows).
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import os
 import sys
 
@@ -38,8 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import gpu  # noqa: E402
 
-import fusednn  # noqa: E402
-from fusednn import _C, ops  # noqa: E402
+from fusednn import ops  # noqa: E402
 
 DEVICES = ("cpu", "cuda")
 
@@ -87,15 +84,9 @@ def runners(x, dy, pool, stride, torch):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--device", choices=DEVICES, default="cpu")
-    parser.add_argument("--quick", action="store_true",
-                        help="GPU rows of the first and last shape only (the CPU rows are "
-                             "unchanged)")
+    parser = common.suite_parser(
+        __doc__.split("\n\n")[0], repeats=50, warmup=5,
+        quick_help="GPU rows of the first and last shape only (the CPU rows are unchanged)")
     args = parser.parse_args(argv)
     if args.device == "cuda":
         gpu.main_or_exit(run_gpu, args)
@@ -105,14 +96,7 @@ def main(argv=None):
     torch = common.import_torch(threads, args.no_torch)
 
     info = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "cpu": common.cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "threads": threads,
-        "fusednn": fusednn.__version__,
-        "fusednn_build": {k: v for k, v in _C.build_info().items() if not k.startswith("cuda")},
-        "numpy": np.__version__,
-        "torch": torch.__version__ if torch is not None else None,
+        **common.run_info(threads, torch),
         "dtype": "float32",
         "repeats": args.repeats,
         "load_average_before": common.load_average(),
@@ -157,24 +141,19 @@ def format_row(row):
 
 def markdown(info, rows):
     has_torch = any("torch_ms" in r for r in rows)
-    lines = [
-        f"# CPU pooling, {info['date']}",
-        "",
-        f"{info['cpu']}, {info['threads']} threads; fusednn {info['fusednn']}; torch "
-        f"{info['torch']} (channels_last). float32. Load average before "
-        f"{info['load_average_before']}, after {info['load_average_after']}. Median of "
-        f"{info['repeats']} interleaved repeats. Ratio = torch time / fusednn time "
-        "(> 1: fusednn is faster).",
-        "",
-        "| shape | op | pass | fusednn ms |" + (" torch ms | ratio |" if has_torch else ""),
-        "|---|---|---|---:|" + ("---:|---:|" if has_torch else ""),
-    ]
+    header = ["shape", "op", "pass", "fusednn ms"] + (["torch ms", "ratio"] if has_torch else [])
+    table = []
     for r in rows:
-        line = f"| {r['shape']} | {r['op']} | {r['pass']} | {r['fusednn_ms']:.3f} |"
+        line = [r["shape"], r["op"], r["pass"], f"{r['fusednn_ms']:.3f}"]
         if has_torch:
-            line += f" {r['torch_ms']:.3f} | {r['torch_over_fusednn']:.2f} |"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+            line += [f"{r['torch_ms']:.3f}", f"{r['torch_over_fusednn']:.2f}"]
+        table.append(line)
+    return (f"# CPU pooling, {info['date']}\n\n{info['cpu']}, {info['threads']} threads; "
+            f"fusednn {info['fusednn']}; torch {info['torch']} (channels_last). float32. Load "
+            f"average before {info['load_average_before']}, after {info['load_average_after']}. "
+            f"Median of {info['repeats']} interleaved repeats. Ratio = torch time / fusednn time "
+            "(> 1: fusednn is faster).\n\n"
+            + common.markdown_table(header, table, "lllr" + "rr" * has_torch))
 
 
 # ----- GPU rows -------------------------------------------------------------------

@@ -75,53 +75,56 @@ def torch_module(torch, cell, F, U, kernel, recurrent, bias):
     return m
 
 
+def fusednn_forward(cell, x, h0, weights, training):
+    """(y, cache) of fusednn's forward over the sequence (h0 is also c0 for the LSTM)."""
+    kernel, recurrent, bias = weights
+    if cell == "lstm":
+        y, _, _, cache = rnn.lstm_forward(x, h0, h0, kernel, recurrent, bias, training=training)
+    else:
+        y, _, cache = rnn.gru_forward(x, h0, kernel, recurrent, bias, training=training)
+    return y, cache
+
+
+def fusednn_call(cell, mode, x, h0, weights, dy):
+    """fusednn's row: the forward's y (inference), or forward + backward's dx (training)."""
+    def ours():
+        if mode == "inference":
+            return fusednn_forward(cell, x, h0, weights, False)[0]
+        _, cache = fusednn_forward(cell, x, h0, weights, True)
+        if cell == "lstm":
+            return rnn.lstm_backward(dy, None, None, cache)[0]
+        return rnn.gru_backward(dy, None, cache)[0]
+    return ours
+
+
+def torch_call(torch, m, mode, tx, t_state, tdy):
+    """torch's row, as fusednn_call: y under inference_mode, or dx from y.backward(dy)."""
+    tx_grad = tx.clone().requires_grad_()
+
+    def theirs():
+        if mode == "inference":
+            with torch.inference_mode():
+                return m(tx, t_state)[0]
+        m.zero_grad(set_to_none=True)
+        tx_grad.grad = None
+        y = m(tx_grad, t_state)[0]
+        y.backward(tdy)
+        return tx_grad.grad
+    return theirs
+
+
 def contenders(torch, cell, mode, x, h0, weights, dy):
     """(fusednn callable, torch callable, check) for one row; check() compares outputs."""
     N, _, F = x.shape
     U = h0.shape[1]
-    kernel, recurrent, bias = weights
-    m = torch_module(torch, cell, F, U, kernel, recurrent, bias)
-    tx = torch.from_numpy(x)
+    m = torch_module(torch, cell, F, U, *weights)
     th0 = torch.from_numpy(h0)[None]
     t_state = (th0, th0.clone()) if cell == "lstm" else th0
-    tdy = torch.from_numpy(dy)
+    ours = fusednn_call(cell, mode, x, h0, weights, dy)
+    theirs = torch_call(torch, m, mode, torch.from_numpy(x), t_state, torch.from_numpy(dy))
 
-    def fused_forward(training):
-        if cell == "lstm":
-            y, _, _, cache = rnn.lstm_forward(x, h0, h0, kernel, recurrent, bias,
-                                              training=training)
-        else:
-            y, _, cache = rnn.gru_forward(x, h0, kernel, recurrent, bias, training=training)
-        return y, cache
-
-    if mode == "inference":
-        def ours():
-            return fused_forward(False)[0]
-
-        def theirs():
-            with torch.inference_mode():
-                return m(tx, t_state)[0]
-
-        def check():
-            np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-4)
-    else:
-        tx_grad = tx.clone().requires_grad_()
-
-        def ours():
-            y, cache = fused_forward(True)
-            if cell == "lstm":
-                return rnn.lstm_backward(dy, None, None, cache)[0]
-            return rnn.gru_backward(dy, None, cache)[0]
-
-        def theirs():
-            m.zero_grad(set_to_none=True)
-            tx_grad.grad = None
-            y = m(tx_grad, t_state)[0]
-            y.backward(tdy)
-            return tx_grad.grad
-
-        def check():
-            np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-4)
+    def check():
+        np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-4)
     return ours, theirs, check
 
 
@@ -219,42 +222,19 @@ def gpu_pair(cp, torch, cell, mode, x, h0, weights, dy):
     N, _, F = x.shape
     U = h0.shape[1]
     m = torch_module(torch, cell, F, U, *weights).to(gpu.TORCH_DEVICE)
-    tx, tdy = gpu.torch_copy(torch, x), gpu.torch_copy(torch, dy)
     th0 = gpu.torch_copy(torch, h0)[None]
     t_state = (th0, th0.clone()) if cell == "lstm" else th0
-    cx, ch0, cdy = cp.asarray(x), cp.asarray(h0), cp.asarray(dy)
-    kernel, recurrent, bias = (cp.asarray(w) for w in weights)
-    tx_grad = tx.clone().requires_grad_()
+    theirs = torch_call(torch, m, mode, gpu.torch_copy(torch, x), t_state,
+                        gpu.torch_copy(torch, dy))
+    cx, ch0 = cp.asarray(x), cp.asarray(h0)
+    c_weights = tuple(cp.asarray(w) for w in weights)
+    ours = fusednn_call(cell, mode, cx, ch0, c_weights, cp.asarray(dy))
     ran = {}
-
-    def forward(training):
-        if cell == "lstm":
-            y, _, _, cache = rnn.lstm_forward(cx, ch0, ch0, kernel, recurrent, bias,
-                                              training=training)
-        else:
-            y, _, cache = rnn.gru_forward(cx, ch0, kernel, recurrent, bias, training=training)
-        return y, cache
-
-    def ours():
-        if mode == "inference":
-            return forward(False)[0]
-        _, cache = forward(True)
-        if cell == "lstm":
-            return rnn.lstm_backward(cdy, None, None, cache)[0]
-        return rnn.gru_backward(cdy, None, cache)[0]
-
-    def theirs():
-        if mode == "inference":
-            with torch.inference_mode():
-                return m(tx, t_state)[0]
-        m.zero_grad(set_to_none=True)
-        tx_grad.grad = None
-        m(tx_grad, t_state)[0].backward(tdy)
-        return tx_grad.grad
 
     def make():
         def check():
-            ran["algorithm"] = rnn.recurrent_algorithm(forward(True)[1])
+            ran["algorithm"] = rnn.recurrent_algorithm(
+                fusednn_forward(cell, cx, ch0, c_weights, True)[1])
             return gpu.check_close({"y" if mode == "inference" else "dx":
                                     (cp.asnumpy(ours()), theirs().cpu().numpy())}, 1e-3)
         return {"fusednn": ours, "torch": theirs}, check

@@ -7,6 +7,7 @@ the median over rounds is reported.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -63,6 +64,19 @@ def load_average() -> list:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def suite_parser(description: str, *, repeats: int, warmup: int, quick_help: str):
+    """The options conv and pooling share: --repeats, --warmup, --no-torch, --no-write,
+    --device (cpu or cuda) and --quick (a smaller GPU set)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    return parser
+
+
 def import_torch(threads: int, leave_out: bool = False):
     """PyTorch on `threads` threads, or None when left out or not installed."""
     if leave_out:
@@ -73,6 +87,24 @@ def import_torch(threads: int, leave_out: bool = False):
         return None
     torch.set_num_threads(threads)
     return torch
+
+
+def run_info(threads: int, torch) -> dict:
+    """When and on what a CPU run ran: date, CPU, cores, threads, fusednn and its CPU
+    build, NumPy and torch versions."""
+    import fusednn
+    import fusednn._C as _C
+
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "fusednn": fusednn.__version__,
+        "fusednn_build": {k: v for k, v in _C.build_info().items() if not k.startswith("cuda")},
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+    }
 
 
 def machine_info() -> dict:
@@ -108,7 +140,11 @@ def write_results(stem: str, payload: dict, markdown: str, tag: str = "") -> lis
     return [json_path, md_path]
 
 
-def markdown_table(header: list, rows: list) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def markdown_table(header: list, rows: list, align: str = "") -> str:
+    """A Markdown table; align holds one letter per column, 'r' for right-aligned
+    (default: all left)."""
+    align = align or "l" * len(header)
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "".join("---:|" if a == "r" else "---|" for a in align)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
