@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from fusednn import backend
 from fusednn.backend import cupy_module
 
 import common
@@ -40,8 +41,6 @@ class GpuUnavailable(Exception):
 
 def require_gpu():
     """(cupy, torch) with a GPU usable by both, each on the legacy default stream."""
-    import fusednn.backend as backend
-
     try:
         backend.check_device("cuda")
     except RuntimeError as e:
@@ -53,7 +52,7 @@ def require_gpu():
     if not torch.cuda.is_available():
         raise GpuUnavailable(f"this PyTorch ({torch.__version__}) sees no GPU; the GPU rows need "
                              "a CUDA build of torch as the reference")
-    cp = backend.cupy_module()
+    cp = cupy_module()
     if cp.cuda.get_current_stream().ptr != 0 or torch.cuda.current_stream().cuda_stream != 0:
         raise GpuUnavailable("CuPy and torch must both run on the legacy default stream (is "
                              "CUPY_CUDA_PER_THREAD_DEFAULT_STREAM set?)")
