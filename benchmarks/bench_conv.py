@@ -25,7 +25,7 @@ GPU rows (--device cuda): the lecture CNN's three convolutions at batch 64 and
 arrays vs torch CUDA channels_last tensors (cuDNN, cudnn.benchmark on), each in
 float32 (fusednn tf32=False, torch TF32 off) and TF32 (tf32=True, TF32 on).
 Each is checked against torch in float32 first (relative error of the norm:
-1e-4 in float32, 5e-3 with TF32's 10-bit mantissa) and shows its rate as a
+2e-4 in float32, 5e-3 with TF32's 10-bit mantissa) and shows its rate as a
 fraction of the measured float32 GEMM rate in its precision (see gpu.py).
 
 Writes benchmarks/results/conv-cpu-<date>[-<n>threads].json and .md
@@ -254,7 +254,10 @@ def markdown(info, rows):
 
 
 # ----- GPU rows -------------------------------------------------------------------
-TOLERANCE = {"fp32": 1e-4, "tf32": 5e-3}
+# Relative error of the norm against torch in float32. float32: dkernel sums up to
+# 128*56*56 = 4e5 products, whose rounding grows like eps * sqrt(n / 2) = 3e-5 for a
+# sequential sum; TF32 rounds each operand to 10 mantissa bits (2^-11 = 5e-4).
+TOLERANCE = {"fp32": 2e-4, "tf32": 5e-3}
 
 
 def gpu_conv_rows(cp, torch, x, w, b, dy, padding, name, args, flush, ceiling):
