@@ -4,7 +4,7 @@ behind a Keras-style API.
     import fusednn as fd
     model = fd.Sequential([fd.layers.Dense(10, activation="softmax", input_shape=(64,))])
 """
-from . import _C, backend
+from . import _C, backend, errors
 from . import activations, initializers, regularizers, ops
 from . import layers, losses, optimizers, metrics, callbacks, models, utils, convert
 from ._info import info
@@ -15,7 +15,7 @@ from .models import Sequential, load_model
 __version__ = _C.build_info()["version"]
 
 __all__ = [
-    "Input", "Sequential", "activations", "backend", "callbacks", "convert", "has_cuda", "info",
-    "initializers", "layers", "load_model", "losses", "metrics", "models", "ops",
-    "optimizers", "regularizers", "utils",
+    "Input", "Sequential", "activations", "backend", "callbacks", "convert", "errors",
+    "has_cuda", "info", "initializers", "layers", "load_model", "losses", "metrics", "models",
+    "ops", "optimizers", "regularizers", "utils",
 ]

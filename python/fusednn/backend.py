@@ -31,6 +31,13 @@ def cuda_compiled() -> bool:
     return bool(_C.build_info()["cuda_compiled"])
 
 
+def check_cuda_kernels(op: str, xp) -> None:
+    """RuntimeError naming `op` when its inputs are CuPy arrays (xp is not NumPy) but the
+    CUDA kernels were not compiled into this build."""
+    if xp is not np and not cuda_compiled():
+        raise RuntimeError(f"{op}: got CuPy arrays but this fusednn build has no CUDA kernels")
+
+
 def has_cuda() -> bool:
     """A usable GPU: CUDA kernels compiled, a device visible and CuPy importable."""
     if not cuda_compiled() or _C.cuda_device_count() == 0:

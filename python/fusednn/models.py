@@ -20,6 +20,7 @@ from . import _rng, backend, losses, optimizers, utils
 from . import callbacks as callbacks_module
 from . import layers as layers_module
 from . import metrics as metrics_module
+from .errors import StateError
 from .layers.base import Layer
 
 
@@ -180,8 +181,8 @@ class Sequential(Layer):
 
     def _require_training_forward(self) -> None:
         if not self._cache_valid:
-            raise RuntimeError(f"{self._label()}: backward() needs a preceding "
-                               "forward(x, training=True)")
+            raise StateError(f"{self._label()}: backward() needs a preceding "
+                             "forward(x, training=True)")
 
     # Softmax fusion (see the contracts of layers and losses): a model whose last layer
     # outputs a softmax exposes the logits, so a cross-entropy loss can skip the Jacobian.
@@ -251,11 +252,11 @@ class Sequential(Layer):
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
-            raise RuntimeError(f"{self._label()}.{what}: the model must be compiled first; call "
-                               "model.compile(optimizer, loss, metrics)")
+            raise StateError(f"{self._label()}.{what}: the model must be compiled first; call "
+                             "model.compile(optimizer, loss, metrics)")
         if self.loss is None:
-            raise RuntimeError(f"{self._label()}.{what}: compile() was called without a loss; "
-                               "call model.compile(optimizer, loss=...)")
+            raise StateError(f"{self._label()}.{what}: compile() was called without a loss; "
+                             "call model.compile(optimizer, loss=...)")
 
     def _to_model_device(self, array):
         # NumPy batches go to a GPU model's device; other mixes are left for the layers to reject.

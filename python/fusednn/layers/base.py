@@ -19,6 +19,7 @@ from collections import Counter
 import numpy as np
 
 from .. import backend, initializers, regularizers, utils
+from ..errors import StateError
 
 _name_counts: Counter = Counter()
 
@@ -305,8 +306,8 @@ class Layer:
         Adds parameter gradients into the gradient buffers (call zero_grad first).
         """
         if not self._cache_valid:
-            raise RuntimeError(f"{self._label()}: backward() needs a preceding "
-                               "forward(x, training=True)")
+            raise StateError(f"{self._label()}: backward() needs a preceding "
+                             "forward(x, training=True)")
         dy = backend.as_float_array(dy, self.dtype, f"{self._label()} backward gradient")
         expected_device = self.device if self.variables else None
         if expected_device is not None and backend.device_of(dy) != expected_device:

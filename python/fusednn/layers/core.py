@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from .. import _rng, activations, backend, initializers, regularizers
+from ..errors import StateError
 from .base import InputSpec, Layer, _as_shape
 
 
@@ -43,8 +44,8 @@ class _SoftmaxFusion:
             raise RuntimeError(f"{self._label()}: {what} is only defined for a layer whose output "
                                "is a softmax over the last axis")
         if not self._cache_valid:
-            raise RuntimeError(f"{self._label()}: {what} needs a preceding "
-                               "forward(x, training=True)")
+            raise StateError(f"{self._label()}: {what} needs a preceding "
+                             "forward(x, training=True)")
         return self._cache
 
     def logits_of_last_forward(self):

@@ -262,8 +262,7 @@ def _checked_arrays(op, **named):
         xp = backend.get_array_module(*present.values())
     except TypeError as e:
         raise TypeError(f"{op}: {e}") from None
-    if xp is not np and not backend.cuda_compiled():
-        raise RuntimeError(f"{op}: got CuPy arrays but this fusednn build has no CUDA kernels")
+    backend.check_cuda_kernels(op, xp)
     allowed = _CPU_DTYPES if xp is np else _GPU_DTYPES
     out, dtype = [], None
     for name, (array, ndim) in named.items():
