@@ -83,6 +83,10 @@ class Layer:
 
     # Rank checks that hold before the layer is built (subclasses may narrow them).
     input_spec: InputSpec | None = None
+    # A model's training step clears this on its first layer for one backward: nobody reads
+    # the model's input gradient, so a layer that can skip computing it (Conv, Dense)
+    # returns None instead. Users' backward(dy) always returns dx.
+    _input_grad_needed = True
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
                  input_dim=None, batch_size=None, **unknown):
@@ -334,8 +338,9 @@ class Layer:
         """Raises FloatingPointError naming this layer if a finite output gradient gave a
         NaN/Inf input gradient or weight gradient."""
         utils.check_finite(dy, f"{incoming} of {self._label()} already holds non-finite values")
-        utils.check_finite(dx, f"{self._label()} produced non-finite values in its backward "
-                               "gradient w.r.t. its input from a finite output gradient")
+        if dx is not None:  # None: the input gradient was skipped (_input_grad_needed)
+            utils.check_finite(dx, f"{self._label()} produced non-finite values in its backward "
+                                   "gradient w.r.t. its input from a finite output gradient")
         for var in self._variables:
             utils.check_finite(var.grad, f"{self._label()} produced non-finite values in the "
                                          f"gradient of its weight '{var.name}' in backward")

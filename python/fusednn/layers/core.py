@@ -141,7 +141,7 @@ class Dense(_SoftmaxFusion, Layer):
             self._accumulate(self.kernel, rows_x.T @ rows_d)
             if self.use_bias:
                 self._accumulate(self.bias, rows_d.sum(axis=0))
-        return dlogits @ self.kernel.value.T
+        return dlogits @ self.kernel.value.T if self._input_grad_needed else None
 
     def get_config(self):
         config = super().get_config()
