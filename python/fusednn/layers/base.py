@@ -150,6 +150,7 @@ class Layer:
                    trainable=True) -> Variable:
         """Creates a weight on the layer's device; call from `build`."""
         shape = tuple(int(s) for s in shape)
+        backend.check_array_bytes(f"{self._label()}: weight '{name}'", shape, self.dtype)
         value = initializers.get(initializer)(shape, self.dtype)
         # C order: optimizers update weights in place and need contiguous buffers (an
         # initializer may return a transposed view, e.g. Orthogonal for wide shapes).

@@ -374,8 +374,10 @@ class RepeatVector(Layer):
 
     def call(self, x, training):
         xp = backend.get_array_module(x)
-        return xp.ascontiguousarray(xp.broadcast_to(x[:, None, :], (x.shape[0], self.n,
-                                                                    x.shape[1]))), None
+        out_shape = (x.shape[0], self.n, x.shape[1])
+        backend.check_array_bytes(f"{self._label()}: {self.n} copies of an input "
+                                  f"{tuple(x.shape)}", out_shape, x.dtype)
+        return xp.ascontiguousarray(xp.broadcast_to(x[:, None, :], out_shape)), None
 
     def call_backward(self, dy, cache):
         return dy.sum(axis=1)

@@ -206,6 +206,8 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", output_pa
                                    dilation_rate)
     _check_bias(op, bias, kernel.shape[2], "Cout = kernel.shape[2]")
     activation = _checked_activation(op, activation)
+    backend.check_array_bytes(f"{op}: the output of x {tuple(x.shape)}", _input_shape(geometry),
+                              x.dtype)
     y = xp.empty(_input_shape(geometry), dtype=x.dtype)
     _launch(xp, "conv2d_backward_data", x, kernel, bias, y, geometry, activation, tf32)
     return y

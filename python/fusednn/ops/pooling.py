@@ -23,8 +23,6 @@ runs; outputs are freshly allocated.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import _C, backend
@@ -34,8 +32,6 @@ from .conv import normalize_tuple
 _PADDINGS = ("valid", "same")
 # Above this many positions per image the argmax no longer fits int32.
 _INT32_POSITIONS = np.iinfo(np.int32).max
-# The largest array NumPy (and CuPy) can describe, in bytes.
-_MAX_ARRAY_BYTES = np.iinfo(np.intp).max
 
 
 def pool_output_length(length, pool, stride, padding):
@@ -129,9 +125,8 @@ def upsample_nearest2d(x, size=(2, 2)):
     size = normalize_tuple(size, 2, "size", op)
     N, H, W, C = x.shape
     out_shape = (N, H * size[0], W * size[1], C)
-    if math.prod(out_shape) * x.dtype.itemsize > _MAX_ARRAY_BYTES:
-        raise ValueError(f"{op}: expected an upsampled array of fewer than 2^63 bytes, got "
-                         f"{out_shape} {x.dtype} from x {tuple(x.shape)} and factors {size}")
+    backend.check_array_bytes(f"{op}: the upsampled array of x {tuple(x.shape)} by factors "
+                              f"{size}", out_shape, x.dtype)
     y = xp.empty(out_shape, dtype=x.dtype)
     _launch(xp, "upsample_nearest2d_forward", x, y, size)
     return y
