@@ -274,6 +274,11 @@ CASES = [
          "Adam", "accepted: learning_rate", "lr"),
     Case("sgd-negative-clipnorm", lambda: optimizers.SGD(clipnorm=-1), ValueError,
          "SGD", "> 0", "got -1"),
+    # ----- settings -----
+    Case("set-num-threads-zero", lambda: fd.set_num_threads(0), ValueError,
+         "set_num_threads", "positive int", "got 0"),
+    Case("set-num-threads-float", lambda: fd.set_num_threads(2.0), TypeError,
+         "set_num_threads", "positive int", "got float 2.0"),
     # ----- models -----
     Case("fit-before-compile", lambda m: m.fit(zeros(2, 4), zeros(2, 2), verbose=0),
          ValueError, "Sequential 'net'.fit", "compiled first", "model.compile",
