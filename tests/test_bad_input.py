@@ -1,9 +1,10 @@
 """Bad input never crashes the interpreter and never reaches a kernel.
 
 Every case in CASES is a user mistake that must raise ValueError, TypeError or
-IndexError (RuntimeError for calling things in the wrong order: backward before a
-training forward, fit before compile, as Keras 2 and PyTorch do) whose message
-names the layer or op, what it expected and what it received.
+IndexError whose message names the layer or op, what it expected and what it
+received. Calls in the wrong order (backward before a training forward, fit before
+compile) raise fusednn.errors.StateError, a ValueError that is also the RuntimeError
+Keras 2 and PyTorch raise there.
 
 The cases run in one child process (this file run as a script), so that a
 segfault or abort in native code fails the test of the case that caused it
@@ -128,9 +129,24 @@ CASES = [
     Case("set-weights-wrong-shape", lambda d: d.set_weights([zeros(4, 2), zeros(3)]),
          ValueError, "Dense 'd'", "(4, 3)", "(4, 2)",
          setup=lambda: built(layers.Dense(3, name="d"), 2, 4)),
-    Case("backward-before-training-forward", lambda d: d.backward(zeros(2, 3)), RuntimeError,
+    Case("backward-before-training-forward", lambda d: d.backward(zeros(2, 3)), ValueError,
          "Dense 'd'", "preceding forward(x, training=True)", "backward()",
          setup=lambda: built(layers.Dense(3, name="d"), 2, 4)),
+    Case("logits-before-training-forward", lambda d: d.logits_of_last_forward(), ValueError,
+         "Dense 'd'", "preceding forward(x, training=True)", "logits_of_last_forward()",
+         setup=lambda: built(layers.Dense(3, activation="softmax", name="d"), 2, 4)),
+    Case("time-distributed-logits-before-training-forward",
+         lambda t: t.backward_from_logits(zeros(2, 5, 3)), ValueError,
+         "TimeDistributed 't'", "preceding forward(x, training=True)", "backward_from_logits()",
+         setup=lambda: built(layers.TimeDistributed(layers.Dense(3, activation="softmax"),
+                                                    name="t"), 2, 5, 4)),
+    Case("lstm-backward-before-training-forward", lambda r: r.backward(zeros(2, 3)), ValueError,
+         "LSTM 'r'", "preceding forward(x, training=True)", "backward()",
+         setup=lambda: built(layers.LSTM(3, name="r"), 2, 5, 4)),
+    Case("bidirectional-backward-before-training-forward",
+         lambda b: b.backward(zeros(2, 6)), ValueError,
+         "Bidirectional 'b'", "preceding forward(x, training=True)", "backward()",
+         setup=lambda: built(layers.Bidirectional(layers.LSTM(3), name="b"), 2, 5, 4)),
     Case("backward-wrong-gradient-shape", lambda d: d.backward(zeros(2, 4)), ValueError,
          "Dense 'd'", "(2, 3)", "got (2, 4)",
          setup=lambda: built(layers.Dense(3, name="d"), 2, 4, training=True)),
@@ -258,10 +274,22 @@ CASES = [
          "Adam", "accepted: learning_rate", "lr"),
     Case("sgd-negative-clipnorm", lambda: optimizers.SGD(clipnorm=-1), ValueError,
          "SGD", "> 0", "got -1"),
+    # ----- settings -----
+    Case("set-num-threads-zero", lambda: fd.set_num_threads(0), ValueError,
+         "set_num_threads", "positive int", "got 0"),
+    Case("set-num-threads-float", lambda: fd.set_num_threads(2.0), TypeError,
+         "set_num_threads", "positive int", "got float 2.0"),
     # ----- models -----
     Case("fit-before-compile", lambda m: m.fit(zeros(2, 4), zeros(2, 2), verbose=0),
-         RuntimeError, "Sequential 'net'.fit", "compiled first", "model.compile",
+         ValueError, "Sequential 'net'.fit", "compiled first", "model.compile",
          setup=lambda: models.Sequential([layers.Dense(2, input_shape=(4,))], name="net")),
+    Case("train-on-batch-compiled-without-loss",
+         lambda m: m.train_on_batch(zeros(2, 4), zeros(2, 2)), ValueError,
+         "Sequential 'net'.train_on_batch", "compile(optimizer, loss=...)", "without a loss",
+         setup=lambda: compiled_dense(loss=None)),
+    Case("model-backward-before-training-forward", lambda m: m.backward(zeros(2, 2)),
+         ValueError, "Sequential 'net'", "preceding forward(x, training=True)", "backward()",
+         setup=compiled_dense),
     Case("fit-x-y-length-mismatch", lambda m: m.fit(zeros(5, 4), zeros(4, 2), verbose=0),
          ValueError, "Sequential 'net'.fit", "same number of samples", "got 5",
          setup=compiled_dense),
@@ -379,28 +407,47 @@ CASES = [
     # ----- limits that keep index arithmetic in range (sizes past 2^31) -----
     Case("op-maxpool-window-2^31",
          lambda: ops.max_pool2d(zeros(1, 3, 3, 1), (2**31, 1), padding="same"), ValueError,
-         "max_pool2d", "[1, 2^31)", "window 2147483648"),
+         "max_pool2d", "pool_size to be a positive int", "below 2^31, got (2147483648, 1)"),
     Case("op-maxpool-stride-2^31",
          lambda: ops.max_pool2d(zeros(1, 3, 3, 1), 2, strides=(1, 2**31)), ValueError,
-         "max_pool2d", "[1, 2^31)", "stride 2147483648"),
+         "max_pool2d", "strides to be a positive int", "below 2^31, got (1, 2147483648)"),
     Case("maxpool-layer-window-2^31",
          lambda: layers.MaxPooling2D(2**31, padding="same", name="p")(zeros(1, 3, 3, 1)),
-         ValueError, "max_pool2d", "[1, 2^31)", "window 2147483648"),
+         ValueError, "MaxPooling2D 'p'", "below 2^31", "got 2147483648"),
     Case("op-maxpool-window-2^63",
          lambda: ops.max_pool2d(zeros(1, 3, 3, 1), 2**63, padding="same"), ValueError,
-         "max_pool2d", "2^31", "9223372036854775808",
-         known_defect="ops.pooling.normalize_tuple has no upper bound: a window of 2^63 does "
-                      "not fit the binding's int64 and nanobind raises an overload TypeError"),
+         "max_pool2d", "below 2^31", "got 9223372036854775808"),
+    Case("op-avgpool-backward-stride-2^31",
+         lambda: ops.avg_pool2d_backward(zeros(1, 1, 1, 1), (1, 3, 3, 1), 3, 2**31), ValueError,
+         "avg_pool2d_backward", "below 2^31", "got 2147483648"),
     Case("op-upsample-factor-2^40",
          lambda: ops.upsample_nearest2d(zeros(1, 1, 1, 1), (2**40, 1)), ValueError,
-         "upsample_nearest2d", "2^31", "1099511627776",
-         known_defect="ops.upsample_nearest2d allocates the (N, H * 2^40, W, C) output before "
-                      "the binding checks the factor: MemoryError instead of ValueError"),
+         "upsample_nearest2d", "below 2^31", "got (1099511627776, 1)"),
+    Case("op-upsample-output-past-2^63-bytes",
+         lambda: ops.upsample_nearest2d(zeros(1, 1, 1, 1), (2**31 - 1, 2**31 - 1)), ValueError,
+         "upsample_nearest2d", "fewer than 2^63 bytes", "(1, 2147483647, 2147483647, 1)"),
+    Case("op-conv2d-transpose-output-past-2^63-bytes",
+         lambda: ops.conv2d_transpose(zeros(1, 4, 4, 1), zeros(1, 1, 1, 1),
+                                      strides=2**31 - 1), ValueError,
+         "conv2d_transpose", "fewer than 2^63 bytes", "(1, 8589934588, 8589934588, 1)"),
+    Case("op-upsample-backward-factor-2^31",
+         lambda: ops.upsample_nearest2d_backward(zeros(1, 2, 2, 1), (1, 2**31)), ValueError,
+         "upsample_nearest2d_backward", "below 2^31", "got (1, 2147483648)"),
     Case("upsampling2d-layer-factor-2^31",
          lambda: layers.UpSampling2D(2**31, name="u")(zeros(1, 1, 1, 1)), ValueError,
-         "UpSampling2D 'u'", "2^31", "2147483648",
-         known_defect="UpSampling2D has no upper bound on size: NumPy's 'array is too big' "
-                      "ValueError, which names neither the layer nor the limit"),
+         "UpSampling2D 'u'", "below 2^31", "got 2147483648"),
+    Case("zero-padding-output-past-2^63-bytes",
+         lambda: layers.ZeroPadding2D(2**40, name="z")(zeros(1, 2, 2, 1)), ValueError,
+         "ZeroPadding2D 'z'", "fewer than 2^63 bytes", "(1, 2199023255554, 2199023255554, 1)"),
+    Case("repeat-vector-output-past-2^63-bytes",
+         lambda: layers.RepeatVector(2**62, name="r")(zeros(1, 2)), ValueError,
+         "RepeatVector 'r'", "fewer than 2^63 bytes", "(1, 4611686018427387904, 2)"),
+    Case("dense-weight-past-2^63-bytes",
+         lambda: layers.Dense(2**62, name="d")(zeros(1, 2)), ValueError,
+         "Dense 'd'", "fewer than 2^63 bytes", "weight 'kernel'"),
+    Case("upsampling1d-layer-factor-2^63",
+         lambda: layers.UpSampling1D(2**63, name="u")(zeros(1, 1, 1)), ValueError,
+         "UpSampling1D 'u'", "below 2^31", "got 9223372036854775808"),
     # ----- devices (a GPU with CuPy only) -----
     Case("numpy-cupy-mixed-in-op",
          lambda: ops.sparse_softmax_cross_entropy(cupy_zeros(2, 3), np.array([0, 1])), TypeError,
@@ -496,6 +543,22 @@ def test_case_ids_are_unique_and_there_are_enough():
     ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids))
     assert len([c for c in CASES if not c.cuda and not c.known_defect]) >= 40
+
+
+WRONG_ORDER_CASES = ["backward-before-training-forward", "logits-before-training-forward",
+                     "time-distributed-logits-before-training-forward",
+                     "lstm-backward-before-training-forward",
+                     "bidirectional-backward-before-training-forward", "fit-before-compile",
+                     "train-on-batch-compiled-without-loss",
+                     "model-backward-before-training-forward"]
+
+
+@pytest.mark.parametrize("case_id", WRONG_ORDER_CASES)
+def test_calls_in_the_wrong_order_raise_a_state_error_that_is_also_a_runtime_error(
+        case_id, results):
+    """Keras-style `except RuntimeError` still catches what the cases above catch as
+    ValueError."""
+    assert results[case_id]["error"][:3] == ["StateError", "RuntimeError", "ValueError"]
 
 
 def _marks(case):

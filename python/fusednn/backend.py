@@ -5,10 +5,13 @@ on the CUDA kernels. Mixing the two is a TypeError; nothing is copied silently.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _C
 
+_MAX_ARRAY_BYTES = np.iinfo(np.intp).max
 _cupy = None
 _cupy_checked = False
 
@@ -29,6 +32,22 @@ def cupy_module():
 def cuda_compiled() -> bool:
     """Whether the CUDA kernels were compiled into this build."""
     return bool(_C.build_info()["cuda_compiled"])
+
+
+def check_array_bytes(what: str, shape, dtype) -> None:
+    """ValueError naming `what` when an array of `shape` and `dtype` would hold 2^63 bytes or
+    more, which neither NumPy nor CuPy can describe (checked before allocating it)."""
+    count = math.prod(int(d) for d in shape)
+    if count * np.dtype(dtype).itemsize > _MAX_ARRAY_BYTES:
+        raise ValueError(f"{what}: expected fewer than 2^63 bytes, got shape {tuple(shape)} of "
+                         f"{np.dtype(dtype).name} ({count} elements)")
+
+
+def check_cuda_kernels(op: str, xp) -> None:
+    """RuntimeError naming `op` when its inputs are CuPy arrays (xp is not NumPy) but the
+    CUDA kernels were not compiled into this build."""
+    if xp is not np and not cuda_compiled():
+        raise RuntimeError(f"{op}: got CuPy arrays but this fusednn build has no CUDA kernels")
 
 
 def has_cuda() -> bool:

@@ -1,5 +1,6 @@
 """Helpers with Keras's names: set_random_seed, clear_session, to_categorical, and the
-numerics checks check_numerics / enable_check_numerics / disable_check_numerics."""
+numerics checks check_numerics / enable_check_numerics / disable_check_numerics; with
+PyTorch's: set_num_threads / get_num_threads."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +8,7 @@ import random
 
 import numpy as np
 
-from . import _rng, backend
+from . import _C, _rng, backend
 
 
 def set_random_seed(seed: int) -> None:
@@ -24,6 +25,23 @@ def set_random_seed(seed: int) -> None:
     random.seed(seed)
     if backend.has_cuda():
         backend.cupy_module().random.seed(seed)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for the CPU kernels (OpenMP), as torch.set_num_threads: overrides
+    OMP_NUM_THREADS for the kernels run from the calling Python thread. 1 is fastest on a
+    machine whose cores other programs keep busy. A build without OpenMP runs one thread
+    and only validates n."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"set_num_threads: expected a positive int, got {type(n).__name__} {n!r}")
+    if not 1 <= n <= 2**31 - 1:
+        raise ValueError(f"set_num_threads: expected a positive int below 2^31, got {n}")
+    _C.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Threads the CPU kernels run from the calling Python thread use (1 without OpenMP)."""
+    return _C.get_num_threads()
 
 
 def clear_session() -> None:

@@ -19,6 +19,7 @@ from collections import Counter
 import numpy as np
 
 from .. import backend, initializers, regularizers, utils
+from ..errors import StateError
 
 _name_counts: Counter = Counter()
 
@@ -82,6 +83,10 @@ class Layer:
 
     # Rank checks that hold before the layer is built (subclasses may narrow them).
     input_spec: InputSpec | None = None
+    # A model's training step clears this on its first layer for one backward: nobody reads
+    # the model's input gradient, so a layer that can skip computing it (Conv, Dense)
+    # returns None instead. Users' backward(dy) always returns dx.
+    _input_grad_needed = True
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
                  input_dim=None, batch_size=None, **unknown):
@@ -145,6 +150,7 @@ class Layer:
                    trainable=True) -> Variable:
         """Creates a weight on the layer's device; call from `build`."""
         shape = tuple(int(s) for s in shape)
+        backend.check_array_bytes(f"{self._label()}: weight '{name}'", shape, self.dtype)
         value = initializers.get(initializer)(shape, self.dtype)
         # C order: optimizers update weights in place and need contiguous buffers (an
         # initializer may return a transposed view, e.g. Orthogonal for wide shapes).
@@ -305,8 +311,8 @@ class Layer:
         Adds parameter gradients into the gradient buffers (call zero_grad first).
         """
         if not self._cache_valid:
-            raise RuntimeError(f"{self._label()}: backward() needs a preceding "
-                               "forward(x, training=True)")
+            raise StateError(f"{self._label()}: backward() needs a preceding "
+                             "forward(x, training=True)")
         dy = backend.as_float_array(dy, self.dtype, f"{self._label()} backward gradient")
         expected_device = self.device if self.variables else None
         if expected_device is not None and backend.device_of(dy) != expected_device:
@@ -333,8 +339,9 @@ class Layer:
         """Raises FloatingPointError naming this layer if a finite output gradient gave a
         NaN/Inf input gradient or weight gradient."""
         utils.check_finite(dy, f"{incoming} of {self._label()} already holds non-finite values")
-        utils.check_finite(dx, f"{self._label()} produced non-finite values in its backward "
-                               "gradient w.r.t. its input from a finite output gradient")
+        if dx is not None:  # None: the input gradient was skipped (_input_grad_needed)
+            utils.check_finite(dx, f"{self._label()} produced non-finite values in its backward "
+                                   "gradient w.r.t. its input from a finite output gradient")
         for var in self._variables:
             utils.check_finite(var.grad, f"{self._label()} produced non-finite values in the "
                                          f"gradient of its weight '{var.name}' in backward")

@@ -136,8 +136,8 @@ class _Conv(Layer):
         want_kernel = self.trainable and self.kernel.trainable
         want_bias = self.use_bias and self.trainable and self.bias.trainable
         dx, dkernel, dbias = self._backward(dy, x, saved_output, activation,
-                                            dict(input_grad=True, kernel_grad=want_kernel,
-                                                 bias_grad=want_bias))
+                                            dict(input_grad=self._input_grad_needed,
+                                                 kernel_grad=want_kernel, bias_grad=want_bias))
         if want_kernel:
             self._accumulate(self.kernel, dkernel)
         if want_bias:

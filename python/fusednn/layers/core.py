@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from .. import _rng, activations, backend, initializers, regularizers
+from ..errors import StateError
 from .base import InputSpec, Layer, _as_shape
 
 
@@ -43,8 +44,8 @@ class _SoftmaxFusion:
             raise RuntimeError(f"{self._label()}: {what} is only defined for a layer whose output "
                                "is a softmax over the last axis")
         if not self._cache_valid:
-            raise RuntimeError(f"{self._label()}: {what} needs a preceding "
-                               "forward(x, training=True)")
+            raise StateError(f"{self._label()}: {what} needs a preceding "
+                             "forward(x, training=True)")
         return self._cache
 
     def logits_of_last_forward(self):
@@ -140,7 +141,7 @@ class Dense(_SoftmaxFusion, Layer):
             self._accumulate(self.kernel, rows_x.T @ rows_d)
             if self.use_bias:
                 self._accumulate(self.bias, rows_d.sum(axis=0))
-        return dlogits @ self.kernel.value.T
+        return dlogits @ self.kernel.value.T if self._input_grad_needed else None
 
     def get_config(self):
         config = super().get_config()

@@ -43,6 +43,7 @@ import numbers
 import numpy as np
 
 from .. import _rng, activations, backend, initializers, ops, regularizers
+from ..errors import StateError
 from .base import InputSpec, Layer
 from .core import _checked
 
@@ -227,8 +228,8 @@ class _RNN(Layer):
         when that forward was given initial_state.
         """
         if not self._cache_valid:
-            raise RuntimeError(f"{self._label()}: backward() needs a preceding "
-                               "forward(x, training=True)")
+            raise StateError(f"{self._label()}: backward() needs a preceding "
+                             "forward(x, training=True)")
         op_cache, input_mask, given_state, sequence_shape = self._cache
         grads = self._checked_output_gradients(dy)
         d_output, d_states = grads[0], grads[1:]

@@ -118,7 +118,10 @@ class ZeroPadding2D(Layer):
         xp = backend.get_array_module(x)
         (top, _), (left, _) = self.padding
         _, H, W, _ = x.shape
-        y = xp.zeros(self.compute_output_shape(x.shape), dtype=x.dtype)
+        out_shape = self.compute_output_shape(x.shape)
+        backend.check_array_bytes(f"{self._label()}: the padded output of an input "
+                                  f"{tuple(x.shape)}", out_shape, x.dtype)
+        y = xp.zeros(out_shape, dtype=x.dtype)
         y[:, top:top + H, left:left + W] = x
         return y, (x.shape if training else None)
 

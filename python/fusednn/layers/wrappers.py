@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from ..errors import StateError
 from .base import InputSpec, Layer
 from .recurrent import _RNN
 
@@ -170,8 +171,8 @@ class Bidirectional(Layer):
         gradients when that forward was given some); dy matches the forward's output (a list
         for merge_mode=None or return_state=True, None entries meaning zeros)."""
         if not self._cache_valid:
-            raise RuntimeError(f"{self._label()}: backward() needs a preceding "
-                               "forward(x, training=True)")
+            raise StateError(f"{self._label()}: backward() needs a preceding "
+                             "forward(x, training=True)")
         forward_output, backward_output, given_state = self._cache
         xp = backend.get_array_module(forward_output)
         parts = 2 if self.merge_mode is None else 1
@@ -333,8 +334,8 @@ class TimeDistributed(Layer):
 
     def _require_cache(self, what):
         if not self._cache_valid:
-            raise RuntimeError(f"{self._label()}: {what} needs a preceding "
-                               "forward(x, training=True)")
+            raise StateError(f"{self._label()}: {what} needs a preceding "
+                             "forward(x, training=True)")
         return self._cache
 
     def get_config(self):
@@ -373,8 +374,10 @@ class RepeatVector(Layer):
 
     def call(self, x, training):
         xp = backend.get_array_module(x)
-        return xp.ascontiguousarray(xp.broadcast_to(x[:, None, :], (x.shape[0], self.n,
-                                                                    x.shape[1]))), None
+        out_shape = (x.shape[0], self.n, x.shape[1])
+        backend.check_array_bytes(f"{self._label()}: {self.n} copies of an input "
+                                  f"{tuple(x.shape)}", out_shape, x.dtype)
+        return xp.ascontiguousarray(xp.broadcast_to(x[:, None, :], out_shape)), None
 
     def call_backward(self, dy, cache):
         return dy.sum(axis=1)

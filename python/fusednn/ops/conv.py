@@ -206,6 +206,8 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", output_pa
                                    dilation_rate)
     _check_bias(op, bias, kernel.shape[2], "Cout = kernel.shape[2]")
     activation = _checked_activation(op, activation)
+    backend.check_array_bytes(f"{op}: the output of x {tuple(x.shape)}", _input_shape(geometry),
+                              x.dtype)
     y = xp.empty(_input_shape(geometry), dtype=x.dtype)
     _launch(xp, "conv2d_backward_data", x, kernel, bias, y, geometry, activation, tf32)
     return y
@@ -262,8 +264,7 @@ def _checked_arrays(op, **named):
         xp = backend.get_array_module(*present.values())
     except TypeError as e:
         raise TypeError(f"{op}: {e}") from None
-    if xp is not np and not backend.cuda_compiled():
-        raise RuntimeError(f"{op}: got CuPy arrays but this fusednn build has no CUDA kernels")
+    backend.check_cuda_kernels(op, xp)
     allowed = _CPU_DTYPES if xp is np else _GPU_DTYPES
     out, dtype = [], None
     for name, (array, ndim) in named.items():

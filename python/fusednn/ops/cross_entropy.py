@@ -87,9 +87,8 @@ def _array_module(op, **arrays):
         xp = backend.get_array_module(*arrays.values())
     except TypeError as e:
         raise TypeError(f"{op}: {e}") from None
+    backend.check_cuda_kernels(op, xp)
     if xp is not np:
-        if not backend.cuda_compiled():
-            raise RuntimeError(f"{op}: got CuPy arrays but this fusednn build has no CUDA kernels")
         devices = {name: a.device.id for name, a in arrays.items()}
         if len(set(devices.values())) > 1:
             raise TypeError(f"{op}: inputs are on different GPUs: {devices}")

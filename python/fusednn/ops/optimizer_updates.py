@@ -156,9 +156,8 @@ def _checked_lists(op, named, state):
         where = "NumPy" if xp is np else "CuPy"
         raise TypeError(f"{op}: {where} parameters must be {' or '.join(allowed)}, "
                         f"got params[0] of dtype {dtype}")
+    backend.check_cuda_kernels(op, xp)
     if xp is not np:
-        if not backend.cuda_compiled():
-            raise RuntimeError(f"{op}: got CuPy arrays but this fusednn build has no CUDA kernels")
         device = named["params"][0].device.id
     out = []
     for name, seq in named.items():

@@ -23,11 +23,11 @@ runs; outputs are freshly allocated.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .. import _C, backend
+# Window sizes, strides and upsampling factors in [1, 2^31), as the bindings require.
+from .conv import normalize_tuple
 
 _PADDINGS = ("valid", "same")
 # Above this many positions per image the argmax no longer fits int32.
@@ -50,21 +50,6 @@ def pool_output_length(length, pool, stride, padding):
         raise ValueError(f"the window ({pool}) is larger than the input ({length}) and "
                          f"padding='valid' adds no padding; use a smaller pool or padding='same'")
     return (length - pool) // stride + 1, 0
-
-
-def normalize_tuple(value, rank, what, op):
-    """`value` as a tuple of `rank` positive ints (an int is repeated); ValueError otherwise."""
-    if _is_int(value):
-        values = (value,) * rank
-    else:
-        try:
-            values = tuple(value)
-        except TypeError:
-            values = None
-    if values is None or len(values) != rank or not all(_is_int(v) and v > 0 for v in values):
-        raise ValueError(f"{op}: expected {what} to be a positive int or a tuple of {rank} "
-                         f"positive ints, got {value!r}")
-    return tuple(int(v) for v in values)
 
 
 def normalize_padding(padding, op):
@@ -139,7 +124,10 @@ def upsample_nearest2d(x, size=(2, 2)):
     xp, x = _checked_image(op, x, "x")
     size = normalize_tuple(size, 2, "size", op)
     N, H, W, C = x.shape
-    y = xp.empty((N, H * size[0], W * size[1], C), dtype=x.dtype)
+    out_shape = (N, H * size[0], W * size[1], C)
+    backend.check_array_bytes(f"{op}: the upsampled array of x {tuple(x.shape)} by factors "
+                              f"{size}", out_shape, x.dtype)
+    y = xp.empty(out_shape, dtype=x.dtype)
     _launch(xp, "upsample_nearest2d_forward", x, y, size)
     return y
 
@@ -161,17 +149,12 @@ def upsample_nearest2d_backward(dy, size=(2, 2)):
 
 # ----- helpers -----------------------------------------------------------------------
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _checked_image(op, x, name):
     """(xp, x) for a 4-D float32/float64 NHWC array, made C-contiguous."""
     xp = backend.get_array_module(x)
     if xp is np and not isinstance(x, np.ndarray):
         x = np.asarray(x)
-    if xp is not np and not backend.cuda_compiled():
-        raise RuntimeError(f"{op}: got a CuPy array but this fusednn build has no CUDA kernels")
+    backend.check_cuda_kernels(op, xp)
     if x.ndim != 4:
         raise ValueError(f"{op}: expected {name} of rank 4 (N, H, W, C), got shape "
                          f"{tuple(x.shape)}")
