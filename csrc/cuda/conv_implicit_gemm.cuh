@@ -5,9 +5,9 @@
 // global memory; each block gathers its tiles of it straight into shared
 // memory, with the padding, strides and dilation resolved by the loaders.
 //
-// All three products run on one kernel, implicit_gemm_kernel<Problem, kTF32>,
+// Every product runs on one kernel, implicit_gemm_kernel<Problem, kTF32>,
 // C (M, N) = A (M, K) @ B (K, N), where the Problem says what A, B and the
-// epilogue are:
+// epilogue are (conv.cu has the first three, conv_pool.cu the last):
 //   forward       A = im2col(x) (N*OH*OW, KH*KW*C), B = w (KH*KW*C, F),
 //                 y = act(C + bias)
 //   data grad     A (N*H*W, KH*KW*F): the dz value that tap (kh, kw) of each
@@ -20,6 +20,9 @@
 //                 the long K is split across blocks (grid z) whose partial
 //                 tiles are atomically added into dw (so the summation order,
 //                 and the last bits of dw, vary from run to run).
+//   pooled forward  the forward with the rows ordered window by window (max
+//                 pooling, window = strides, 'valid'); the epilogue reduces
+//                 each window and writes only the pooled output.
 // dz is dy gated by relu at the forward output y when the activation is
 // fused. The bias gradient is a separate column-sum kernel.
 //
@@ -33,14 +36,16 @@
 //   kTF32 = true:  tensor cores (wmma m16n16k8, TF32 inputs, float32
 //                  accumulation), a 32 x 32 warp tile, staged through shared
 //                  memory for the epilogue.
+// A problem with kStagedEpilogue gets the whole C tile in shared memory on
+// both paths and writes it out itself (store_tile), so it can reduce rows.
 // Index arithmetic is 64-bit for offsets into x, y, w and the GEMM rows;
 // spatial coordinates are int (the launcher checks that they fit).
 //
 // The block's phases (table set-up, register loads, shared stores, FMA tile,
 // epilogue) are __host__ __device__ functions of the thread index, so that a
 // test can run the whole float32 kernel on the CPU, thread by thread and
-// phase by phase (tests/test_conv.py compiles this file with nvcc as host
-// code).
+// phase by phase (tests/test_conv.py and tests/test_conv_pool.py compile
+// conv.cu and conv_pool.cu with nvcc as host code).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -175,7 +180,7 @@ template <class P>
 struct Shared {
   float* a;                 // [kBK][kLdA]   A tile, k-major
   float* b;                 // [kBK][kLdB]   B tile
-  float* stage;             // [kBM][kLdC]   C tile for the tensor-core epilogue (aliases a, b)
+  float* stage;             // [kBM][kLdC]   C tile for the staged epilogues (aliases a, b)
   typename P::Row* rows;    // [kBM]         decodings of the block's rows
   typename P::Col* cols;    // [2][kBK]      decodings of the current and next k tile
 };

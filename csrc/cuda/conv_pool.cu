@@ -80,17 +80,19 @@ struct PooledForwardProblem {
   }
   __host__ __device__ float b(const Col&, Index k, Index n) const { return w[k * N + n]; }
 
-  // The block's windows from the staged C tile: thread e % kBN takes filter
-  // n0 + e % kBN of window e / kBN.
+  // The block's windows from the staged C tile: element e is filter
+  // n0 + e % columns of window e / columns (columns = the tile's filters, so no
+  // thread idles on F < kBN).
   __host__ __device__ void store_tile(const float* stage, int tid, Index m0, Index n0) const {
     const Index first = (m0 / kBM) * windows_per_block;
     const int size = PH * PW;
-    for (int e = tid; e < windows_per_block * kBN; e += kThreads) {
-      const int window = e / kBN;
-      const int col = e % kBN;
+    const int columns = N - n0 < kBN ? int(N - n0) : kBN;
+    for (int e = tid; e < windows_per_block * columns; e += kThreads) {
+      const int window = e / columns;
+      const int col = e - window * columns;
       const Index q = first + window;
       const Index f = n0 + col;
-      if (q >= pooled || f >= N) continue;
+      if (q >= pooled) break;  // e only grows, and so does q
       const float* sums = stage + window * size * kLdC + col;
       float best = 0.f;
       int best_j = 0;
