@@ -356,6 +356,17 @@ def test_fused_training_step_and_frozen_conv(fused_on_cpu, rng):
     assert not np.array_equal(model.layers[2].kernel.value, lecture_cnn().layers[2].kernel.value)
 
 
+def test_numerics_checks_name_the_conv_of_a_fused_step(fused_on_cpu, rng):
+    x, y_true = random(rng, (2, 13, 12, 2)), rng.integers(0, 5, 2)
+    model = lecture_cnn()
+    with fd.utils.check_numerics():
+        gradients_of(model, x, y_true)  # finite: no complaint
+        model.layers[2].kernel.value[0, 0, 0, 0] = np.inf
+        with pytest.raises(FloatingPointError, match=f"Conv2D '{model.layers[2].name}' "
+                                                     "produced non-finite values"):
+            model.forward(x)
+
+
 # ----- the fused CUDA kernel replayed on the CPU (no GPU needed) -----------------------
 # Runs implicit_gemm_kernel's phases for PooledForwardProblem from
 # csrc/cuda/conv_pool.cu for every block and thread, in the kernel's order, with

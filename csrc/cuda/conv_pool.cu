@@ -118,7 +118,8 @@ PooledForwardProblem<E> pooled_forward_problem(const Conv2dShape& s, std::int64_
                                                std::int64_t PW, const float* x, const float* w,
                                                const float* bias, float* y,
                                                std::int32_t* argmax) {
-  if (PH < 1 || PW < 1 || PH * PW > kMaxFusedPoolWindow) {
+  if (PH < 1 || PW < 1 || PH > kMaxFusedPoolWindow || PW > kMaxFusedPoolWindow ||
+      PH * PW > kMaxFusedPoolWindow) {
     throw std::invalid_argument(
         "conv2d_max_pool2d (CUDA): the pooling window must hold 1 to " +
         std::to_string(kMaxFusedPoolWindow) + " elements, got " + std::to_string(PH) + " x " +
