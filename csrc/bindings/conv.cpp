@@ -21,6 +21,7 @@
 
 #include "bindings.h"
 #include "fusednn/conv.h"
+#include "fusednn/conv_pool.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -283,6 +284,40 @@ void backward_data_cuda(Array<const float, Gpu, 4> g, Array<const float, Gpu, 4>
 #endif
 }
 
+using Window = std::array<std::int64_t, 2>;
+
+void max_pool_forward_cuda(Array<const float, Gpu, 4> x, Array<const float, Gpu, 4> w,
+                           Maybe<const float, Gpu, 1> bias, Array<float, Gpu, 4> y,
+                           Maybe<std::int32_t, Gpu, 4> argmax, const Geometry& geometry,
+                           const Window& pool, const std::string& activation, bool tf32,
+                           std::uintptr_t stream) {
+  const char* op = "conv2d_max_pool2d_forward";
+  const Conv2dShape s = shape_of(op, geometry);
+  const Epilogue e = epilogue_of(op, activation);
+  if (pool[0] < 1 || pool[1] < 1) {
+    throw nb::value_error((std::string(op) + ": the pooling window must be positive, got (" +
+                           std::to_string(pool[0]) + ", " + std::to_string(pool[1]) + ")")
+                              .c_str());
+  }
+  const std::array<std::int64_t, 4> pooled{s.N, s.OH / pool[0], s.OW / pool[1], s.F};
+  check(op, "x", x, input_shape(s));
+  check(op, "kernel", w, kernel_shape(s));
+  if (bias) check(op, "bias", *bias, std::array<std::int64_t, 1>{s.F});
+  check(op, "y", y, pooled);
+  if (argmax) check(op, "argmax", *argmax, pooled);
+#if FUSEDNN_WITH_CUDA
+  nb::gil_scoped_release release;
+  dispatch(e, tf32, [&](auto act, auto tf) {
+    cuda::conv2d_max_pool2d_forward<decltype(act)::value, decltype(tf)::value>(
+        s, pool[0], pool[1], x.data(), w.data(), data_of(bias), y.data(), data_of(argmax),
+        stream);
+  });
+#else
+  (void)e, (void)tf32, (void)stream;
+  no_cuda(op);
+#endif
+}
+
 }  // namespace
 
 void bind_conv(nb::module_& m) {
@@ -324,6 +359,14 @@ void bind_conv(nb::module_& m) {
   m.def("conv2d_backward_data_cuda", &backward_data_cuda, "input"_a.noconvert(),
         "kernel"_a.noconvert(), "bias"_a.noconvert().none(), "output"_a.noconvert(),
         "geometry"_a, "activation"_a, "tf32"_a, "stream"_a, data_doc);
+  m.def("conv2d_max_pool2d_forward_cuda", &max_pool_forward_cuda, "x"_a.noconvert(),
+        "kernel"_a.noconvert(), "bias"_a.noconvert().none(), "y"_a.noconvert(),
+        "argmax"_a.noconvert().none(), "geometry"_a, "pool"_a, "activation"_a, "tf32"_a,
+        "stream"_a,
+        "conv2d + bias + activation + max pooling (window `pool` = strides, 'valid') in one "
+        "kernel: y (N, OH // PH, OW // PW, F) and, when given, argmax (int32, oh * OW + ow of "
+        "each maximum in the conv output).");
+  m.attr("conv2d_max_pool2d_max_window") = kMaxFusedPoolWindow;
 }
 
 }  // namespace fusednn::bindings

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from . import _rng, backend, losses, optimizers, utils
+from . import _rng, backend, fusion, losses, optimizers, utils
 from . import callbacks as callbacks_module
 from . import layers as layers_module
 from . import metrics as metrics_module
@@ -59,6 +59,14 @@ class Sequential(Layer):
     @property
     def sublayers(self) -> list[Layer]:
         return list(self._layers)
+
+    @property
+    def fused_layers(self) -> list[tuple[str, str]]:
+        """Names of the (Conv2D, MaxPooling2D) pairs that run as one kernel on the model's
+        device (fusednn.fusion)."""
+        return [(step.conv.name, step.pool.name)
+                for step in fusion.plan(self._layers, self.device)
+                if isinstance(step, fusion.ConvPool)]
 
     def add(self, layer: Layer) -> None:
         """Appends `layer`; builds the model when the input shape becomes known."""
@@ -146,7 +154,8 @@ class Sequential(Layer):
         if not self.built:
             self.build_for((None,) + tuple(x.shape[1:]))
         mask = None  # time-step mask (N, T) from Masking / Embedding(mask_zero=True)
-        for layer in self._layers:  # each layer checks the shape it receives
+        steps = fusion.plan(self._layers, self.device)  # layers, fused pairs as one step
+        for layer in steps:  # each layer checks the shape it receives
             layer_input = x
             if mask is not None and getattr(layer, "supports_masking", False):
                 x = layer.forward(x, training, mask=mask)
@@ -158,6 +167,7 @@ class Sequential(Layer):
         if training:
             self._cache_valid = True
             self._last_output_shape = tuple(x.shape)
+            self._steps = steps
         return x
 
     __call__ = forward
@@ -169,7 +179,7 @@ class Sequential(Layer):
         gradient buffers (call zero_grad first).
         """
         self._require_training_forward()
-        return self._backward_through(reversed(self._layers), dy)
+        return self._backward_through(reversed(self._steps), dy)
 
     @staticmethod
     def _backward_through(layers, dy):
@@ -202,7 +212,7 @@ class Sequential(Layer):
         dx = last.backward_from_logits(dlogits)
         if utils.numerics_checked():
             last._check_backward_numerics(dlogits, dx, incoming="the gradient w.r.t. the logits")
-        return self._backward_through(reversed(self._layers[:-1]), dx)
+        return self._backward_through(reversed(self._steps[:-1]), dx)
 
     # ----- configuration ---------------------------------------------------
     def _all_layers(self) -> list[Layer]:

@@ -6,6 +6,7 @@ CUDA kernels (fusednn.backend).
 """
 from .conv import (conv1d, conv1d_backward, conv2d, conv2d_backward, conv2d_transpose,
                    conv2d_transpose_backward)
+from .conv_pool import conv2d_max_pool2d, conv2d_max_pool2d_backward
 from .gemm import batched_matmul, matmul
 from .cross_entropy import softmax_cross_entropy, sparse_softmax_cross_entropy
 from .optimizer_updates import adam_update, sgd_update
@@ -21,6 +22,8 @@ __all__ = [
     "conv2d_backward",
     "conv2d_transpose",
     "conv2d_transpose_backward",
+    "conv2d_max_pool2d",
+    "conv2d_max_pool2d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
     "max_pool2d",
