@@ -24,6 +24,31 @@ using Index = std::int64_t;
 
 Index ceil_div(Index a, Index b) { return (a + b - 1) / b; }
 
+// The kernels' helpers must be inlined for their accumulators to stay in registers.
+#if defined(__GNUC__)
+#define FUSEDNN_GEMM_INLINE inline __attribute__((always_inline))
+#else
+#define FUSEDNN_GEMM_INLINE inline
+#endif
+
+// acc (Rows x NR) += A[0:Rows, k] x sliver row k, a at A(0, k), b at the sliver's row k.
+template <typename T, int Rows>
+FUSEDNN_GEMM_INLINE void accumulate_row_block(typename Vec<T>::Reg (&acc)[Rows][Blocking<T>::NV],
+                                              const T* a, Index lda, const T* b) {
+  using V = Vec<T>;
+  using Reg = typename V::Reg;
+  constexpr int NV = Blocking<T>::NV;
+  Reg bv[NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * V::kLanes);
+#pragma GCC unroll 16
+  for (int i = 0; i < Rows; ++i) {
+    const Reg ai = V::broadcast(a[i * lda]);
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
+  }
+}
+
 // C[0:Rows, 0:NR] = A[0:Rows, 0:kc] x sliver + beta * C for Rows < MR, the
 // sliver packed (b[k * NR + c]). Few rows give few independent FMA chains, so
 // k is split into KS interleaved partial sums that keep enough of them in
@@ -47,23 +72,12 @@ void few_rows_kernel(Index kc, const T* __restrict a, Index lda, const T* __rest
       for (int v = 0; v < NV; ++v) acc[q][i][v] = V::zero();
     }
   }
-  auto step = [&](Index k, int q) {
-    Reg bv[NV];
-#pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * L);
-#pragma GCC unroll 16
-    for (int i = 0; i < Rows; ++i) {
-      const Reg ai = V::broadcast(a[i * lda + k]);
-#pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) acc[q][i][v] = V::fma(ai, bv[v], acc[q][i][v]);
-    }
-  };
-  Index k = 0;
-  for (; k + KS <= kc; k += KS) {
+  const Index k_groups_end = kc / KS * KS;
+  for (Index k0 = 0; k0 < k_groups_end; k0 += KS) {
 #pragma GCC unroll 4
-    for (int q = 0; q < KS; ++q) step(k + q, q);
+    for (int q = 0; q < KS; ++q) accumulate_row_block<T, Rows>(acc[q], a + k0 + q, lda, b + (k0 + q) * NR);
   }
-  for (; k < kc; ++k) step(k, 0);
+  for (Index k = k_groups_end; k < kc; ++k) accumulate_row_block<T, Rows>(acc[0], a + k, lda, b + k * NR);
 
   const Reg beta_v = V::broadcast(beta);
 #pragma GCC unroll 16
@@ -113,13 +127,15 @@ void packed_tile(int rows, Index cols, Index kc, const T* a, Index lda, const T*
 constexpr double kMinWorkPerThread = 64.0 * 1024;
 
 // Slivers [s0, s1) of C on the calling thread: K in blocks of at most KC, so
-// that a block of a sliver stays in L1 while the rows of A stream past it.
+// that a block of a sliver stays in L1 while the row blocks of A pass over it.
 template <typename T>
 void packed_columns(Index M, Index N, Index K, const T* A, Index lda, const T* packed, T beta,
                     T* C, Index ldc, Index s0, Index s1) {
   constexpr int MR = Blocking<T>::MR;
   constexpr Index NR = Blocking<T>::NR;
-  const Index k_blocks = ceil_div(K, Blocking<T>::KC);
+  // K is blocked only when several row blocks reuse each block of a sliver; a
+  // single one reads the packed slivers straight through, in memory order.
+  const Index k_blocks = M > MR ? ceil_div(K, Blocking<T>::KC) : 1;
   for (Index kb = 0; kb < k_blocks; ++kb) {
     const Index p0 = K * kb / k_blocks;
     const Index kc = K * (kb + 1) / k_blocks - p0;
