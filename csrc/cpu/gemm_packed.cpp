@@ -6,7 +6,6 @@
 // them, not a zero-padded MR-row tile that would multiply mostly zeros.
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <new>
 
 #ifdef FUSEDNN_OPENMP
@@ -75,9 +74,13 @@ void few_rows_kernel(Index kc, const T* __restrict a, Index lda, const T* __rest
   const Index k_groups_end = kc / KS * KS;
   for (Index k0 = 0; k0 < k_groups_end; k0 += KS) {
 #pragma GCC unroll 4
-    for (int q = 0; q < KS; ++q) accumulate_row_block<T, Rows>(acc[q], a + k0 + q, lda, b + (k0 + q) * NR);
+    for (int q = 0; q < KS; ++q) {
+      accumulate_row_block<T, Rows>(acc[q], a + k0 + q, lda, b + (k0 + q) * NR);
+    }
   }
-  for (Index k = k_groups_end; k < kc; ++k) accumulate_row_block<T, Rows>(acc[0], a + k, lda, b + k * NR);
+  for (Index k = k_groups_end; k < kc; ++k) {
+    accumulate_row_block<T, Rows>(acc[0], a + k, lda, b + k * NR);
+  }
 
   const Reg beta_v = V::broadcast(beta);
 #pragma GCC unroll 16
@@ -85,8 +88,9 @@ void few_rows_kernel(Index kc, const T* __restrict a, Index lda, const T* __rest
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       Reg sum = acc[0][i][v];
+      // The partial sums added (as fma by 1: Vec has no add).
 #pragma GCC unroll 4
-      for (int q = 1; q < KS; ++q) sum = V::fma(V::broadcast(T(1)), acc[q][i][v], sum);  // Vec has no add
+      for (int q = 1; q < KS; ++q) sum = V::fma(V::broadcast(T(1)), acc[q][i][v], sum);
       T* cp = c + i * ldc + v * L;
       V::store(cp, beta == T(0) ? sum : V::fma(beta_v, V::load(cp), sum));
     }
@@ -166,7 +170,8 @@ PackedMatrix<T>::PackedMatrix(bool trans_b, std::int64_t K, std::int64_t N, cons
     : rows_(K), cols_(N) {
   constexpr std::int64_t NR = gemm_detail::Blocking<T>::NR;
   const std::int64_t slivers = gemm_detail::ceil_div(N, NR);
-  const std::int64_t bytes = (std::max<std::int64_t>(slivers * K * NR, 1) * sizeof(T) + 63) / 64 * 64;
+  const std::int64_t elements = std::max<std::int64_t>(slivers * K * NR, 1);
+  const std::int64_t bytes = (elements * std::int64_t(sizeof(T)) + 63) / 64 * 64;
   data_.reset(static_cast<T*>(std::aligned_alloc(64, std::size_t(bytes))));
   if (!data_) throw std::bad_alloc();
   T* out = data_.get();
