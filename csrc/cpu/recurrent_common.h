@@ -33,6 +33,8 @@ using fusednn::recurrent_detail::with_flags;
 // a Taylor polynomial for exp(r) - 1 (truncation below half an ulp:
 // r^8/8! < 6e-9 in float, r^14/14! < 5e-18 in double) and 2^n built in the
 // exponent bits. Relative error stays within a few ulp, also near 0.
+// Their selects vectorise only where the compiler may evaluate both sides, so
+// the files that use them are compiled with -fno-trapping-math (CMakeLists.txt).
 
 // exp(x) - 1 for x <= 0 (-inf gives -1, NaN gives NaN). Written as
 // 2^n * q + (2^n - 1) with q = exp(r) - 1, so that it is exact to a few ulp
@@ -298,53 +300,44 @@ inline void valid_step_output_gradient(BackwardState<Real>& state, const Real* r
   }
 }
 
-// The recurrent GEMMs of one step have few rows (the batch), so each packed
-// panel of R is used by few rows: splitting the columns into chunks of at most
-// kStepColumns keeps a packed panel (KC x kStepColumns) in L2 between packing
-// and use, instead of a full-width panel streamed from L3 (measured on Zen 5:
-// 10-35% faster steps for N <= 64 and gU >= 1024).
-constexpr Index kStepColumns = 512;
+// The per-step recurrent GEMMs have few rows (the batch) and reuse one
+// operand, R or R^T, at every step: it is packed once per sequence
+// (PackedMatrix) rather than copied, or read with its large row stride, by
+// gemm() at every step, and the step's product reads it with no per-call
+// packing or blocking decisions (gemm_packed).
 
-// C (N, width) (+)= feed_t (N, U) x R[:, cols] for one step: R columns from
-// recurrent_kernel_cols (rows gU apart), C rows ldc apart.
+// R[:, cols] (U, width) packed: the width columns starting at
+// recurrent_kernel_cols, rows gU apart.
 template <typename Real>
-void recurrent_forward_gemm(const RecurrentShape& s, Index gate_width, Index width,
-                            const Real* feed_t, Index feed_ld, const Real* recurrent_kernel_cols,
-                            Real beta, Real* c, Index ldc) {
-  for (Index c0 = 0; c0 < width; c0 += kStepColumns) {
-    gemm<Real>(false, false, s.N, std::min(kStepColumns, width - c0), s.U, Real(1), feed_t,
-               feed_ld, recurrent_kernel_cols + c0, gate_width, beta, c + c0, ldc);
-  }
+PackedMatrix<Real> pack_columns(const RecurrentShape& s, Index gate_width, Index width,
+                                const Real* recurrent_kernel_cols) {
+  return PackedMatrix<Real>(false, s.U, width, recurrent_kernel_cols, gate_width);
 }
 
-// recurrent_kernel (U, gU) transposed to (gU, U), once per backward: the
-// per-step products with R^T then read a plain row-major operand, which the
-// GEMM packs with straight copies rather than a transpose every step
-// (2-3x faster steps for small batches).
+// R[:, cols]^T (K, U) packed: the K columns starting at recurrent_kernel_cols,
+// for the backward products with the gate gradients.
 template <typename Real>
-std::vector<Real> transposed(const Real* matrix, Index rows, Index cols) {
-  constexpr Index kBlock = 32;
-  std::vector<Real> out(static_cast<std::size_t>(rows * cols));
-  for (Index r0 = 0; r0 < rows; r0 += kBlock) {
-    for (Index c0 = 0; c0 < cols; c0 += kBlock) {
-      const Index r1 = std::min(rows, r0 + kBlock), c1 = std::min(cols, c0 + kBlock);
-      for (Index r = r0; r < r1; ++r) {
-        for (Index c = c0; c < c1; ++c) out[c * rows + r] = matrix[r * cols + c];
-      }
-    }
-  }
-  return out;
+PackedMatrix<Real> pack_columns_transposed(const RecurrentShape& s, Index gate_width, Index K,
+                                           const Real* recurrent_kernel_cols) {
+  return PackedMatrix<Real>(true, K, s.U, recurrent_kernel_cols, gate_width);
 }
 
-// from_gemm (N, U) (+)= dgates_t (N, K) x R[:, cols]^T, where dgates_t are
-// the step's K gate gradients of each row (rows T*gU apart) and
-// recurrent_kernel_t_rows the K matching rows of R^T (gU, U).
+// C (N, width) (+)= feed_t (N, U) x R[:, cols] (U, width) for one step, C rows ldc apart.
 template <typename Real>
-void recurrent_backward_gemm(const RecurrentShape& s, Index gate_width, Index K,
-                             const Real* dgates_t, const Real* recurrent_kernel_t_rows, Real beta,
+void recurrent_forward_gemm(const RecurrentShape& s, const Real* feed_t, Index feed_ld,
+                            const PackedMatrix<Real>& recurrent_kernel_cols, Real beta, Real* c,
+                            Index ldc) {
+  gemm_packed<Real>(s.N, feed_t, feed_ld, recurrent_kernel_cols, beta, c, ldc);
+}
+
+// from_gemm (N, U) (+)= dgates_t (N, K) x R[:, cols]^T (K, U), where dgates_t
+// are the step's K gate gradients of each row (rows T*gU apart).
+template <typename Real>
+void recurrent_backward_gemm(const RecurrentShape& s, Index gate_width, const Real* dgates_t,
+                             const PackedMatrix<Real>& recurrent_kernel_cols_t, Real beta,
                              Real* from_gemm) {
-  gemm<Real>(false, false, s.N, s.U, K, Real(1), dgates_t, s.T * gate_width,
-             recurrent_kernel_t_rows, s.U, beta, from_gemm, s.U);
+  gemm_packed<Real>(s.N, dgates_t, s.T * gate_width, recurrent_kernel_cols_t, beta, from_gemm,
+                    s.U);
 }
 
 // dh0 (N, U): the state gradient before step 0.

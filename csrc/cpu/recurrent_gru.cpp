@@ -37,9 +37,10 @@ void gru_forward_reset_after(const RecurrentShape& s, const Real* x, const Real*
   std::vector<Real> projected_h(static_cast<std::size_t>(N * G));  // h_{t-1} R of this step
   const Real* bias_in = bias;
   const Real* bias_rec = bias + G;
+  const PackedMatrix<Real> recurrent_packed = pack_columns(s, G, G, recurrent_kernel);
 
   for (Index t = 0; t < T; ++t) {
-    recurrent_forward_gemm<Real>(s, G, G, feed.step(t), feed.ld, recurrent_kernel, Real(0),
+    recurrent_forward_gemm<Real>(s, feed.step(t), feed.ld, recurrent_packed, Real(0),
                                  projected_h.data(), G);
     Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
     for_each_row(N, G, [&](Index n) {
@@ -96,13 +97,15 @@ void gru_forward_reset_before(const RecurrentShape& s, const Real* x, const Real
   Real* const reset_h = kTraining ? recurrent_h : reset_buffer.data();
   const Index reset_ld = kTraining ? T * U : U;
   const Index reset_step = kTraining ? U : 0;
+  const PackedMatrix<Real> gates_packed = pack_columns(s, G, 2 * U, recurrent_kernel);
+  const PackedMatrix<Real> candidate_packed = pack_columns(s, G, U, recurrent_kernel + 2 * U);
 
   for (Index t = 0; t < T; ++t) {
     const Real* feed_t = feed.step(t);
     Real* reset_h_t = reset_h + t * reset_step;
     // z and r columns accumulate onto the input projection.
-    recurrent_forward_gemm<Real>(s, G, 2 * U, feed_t, feed.ld, recurrent_kernel, Real(1),
-                                 gates + t * G, T * G);
+    recurrent_forward_gemm<Real>(s, feed_t, feed.ld, gates_packed, Real(1), gates + t * G,
+                                 T * G);
     // z, r for every row (a masked row's values are simply not used).
     for_each_row(N, 2 * U, [&](Index n) {
       Real* gz = gates + (n * T + t) * G;
@@ -117,7 +120,7 @@ void gru_forward_reset_before(const RecurrentShape& s, const Real* x, const Real
         rh[j] = r * h_feed[j];
       }
     });
-    recurrent_forward_gemm<Real>(s, G, U, reset_h_t, reset_ld, recurrent_kernel + 2 * U, Real(1),
+    recurrent_forward_gemm<Real>(s, reset_h_t, reset_ld, candidate_packed, Real(1),
                                  gates + t * G + 2 * U, T * G);
     Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
     for_each_row(N, G, [&](Index n) {
@@ -171,7 +174,7 @@ void gru_backward_reset_after(const RecurrentShape& s, const Real* x, const Real
                               Real* dgates_recurrent) {
   const Index N = s.N, T = s.T, U = s.U, G = 3 * U;
   BackwardState<Real> state(s, kMasked, dh_T);
-  const std::vector<Real> recurrent_kernel_t = transposed(recurrent_kernel, U, G);
+  const PackedMatrix<Real> recurrent_packed_t = pack_columns_transposed(s, G, G, recurrent_kernel);
   const Real* h_before_step = kRecurrentMask ? h_prev : h_in;
 
   for (Index t = T - 1; t >= 0; --t) {
@@ -208,8 +211,8 @@ void gru_backward_reset_after(const RecurrentShape& s, const Real* x, const Real
         dh_rec[j] = dhh_pre * r;
       }
     });
-    recurrent_backward_gemm<Real>(s, G, G, dgates_recurrent + t * G, recurrent_kernel_t.data(),
-                                  Real(0), state.from_gemm.data());
+    recurrent_backward_gemm<Real>(s, G, dgates_recurrent + t * G, recurrent_packed_t, Real(0),
+                                  state.from_gemm.data());
   }
 
   finish_dh0<Real, kRecurrentMask>(s, state, recurrent_mask, dh0);
@@ -228,7 +231,9 @@ void gru_backward_reset_before(const RecurrentShape& s, const Real* x, const Rea
                                Real* drecurrent_kernel, Real* dbias, Real* dgates) {
   const Index N = s.N, T = s.T, U = s.U, G = 3 * U;
   BackwardState<Real> state(s, kMasked, dh_T);
-  const std::vector<Real> recurrent_kernel_t = transposed(recurrent_kernel, U, G);
+  const PackedMatrix<Real> gates_packed_t = pack_columns_transposed(s, G, 2 * U, recurrent_kernel);
+  const PackedMatrix<Real> candidate_packed_t =
+      pack_columns_transposed(s, G, U, recurrent_kernel + 2 * U);
   const Real* h_before_step = kRecurrentMask ? h_prev : h_in;
   // d(r * h_in) of one step: the candidate's gradient through Uh.
   std::vector<Real> d_reset_h(static_cast<std::size_t>(N * U));
@@ -255,8 +260,8 @@ void gru_backward_reset_before(const RecurrentShape& s, const Real* x, const Rea
       }
     });
     const Real* dgates_t = dgates + t * G;
-    recurrent_backward_gemm<Real>(s, G, U, dgates_t + 2 * U, recurrent_kernel_t.data() + 2 * U * U,
-                                  Real(0), d_reset_h.data());
+    recurrent_backward_gemm<Real>(s, G, dgates_t + 2 * U, candidate_packed_t, Real(0),
+                                  d_reset_h.data());
     // dr from d(r*h_in); the h_in part of d(r*h_in) starts from_gemm, onto
     // which the z, r columns' product is added.
     for_each_row(N, U, [&](Index n) {
@@ -277,7 +282,7 @@ void gru_backward_reset_before(const RecurrentShape& s, const Real* x, const Rea
         to_h_in[j] = drh[j] * r;
       }
     });
-    recurrent_backward_gemm<Real>(s, G, 2 * U, dgates_t, recurrent_kernel_t.data(), Real(1),
+    recurrent_backward_gemm<Real>(s, G, dgates_t, gates_packed_t, Real(1),
                                   state.from_gemm.data());
   }
 

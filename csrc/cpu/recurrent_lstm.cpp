@@ -5,7 +5,6 @@
 // overwrites the slice with the activated gates for the backward pass.
 #include <algorithm>
 #include <cstdint>
-#include <vector>
 
 #include "recurrent_common.h"
 
@@ -26,9 +25,10 @@ void lstm_forward_impl(const RecurrentShape& s, const Real* x, const Real* h0, c
   start_state<Real, kTraining, kRecurrentMask>(s, h0, recurrent_mask, h_T, feed);
   std::copy(c0, c0 + N * U, c_T);
   const Real *b_i = bias, *b_f = bias + U, *b_g = bias + 2 * U, *b_o = bias + 3 * U;
+  const PackedMatrix<Real> recurrent_packed = pack_columns(s, G, G, recurrent_kernel);
 
   for (Index t = 0; t < T; ++t) {
-    recurrent_forward_gemm<Real>(s, G, G, feed.step(t), feed.ld, recurrent_kernel, Real(1),
+    recurrent_forward_gemm<Real>(s, feed.step(t), feed.ld, recurrent_packed, Real(1),
                                  gates + t * G, T * G);
     // In training the last step has no next GEMM input to write.
     Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
@@ -79,7 +79,7 @@ void lstm_backward_impl(const RecurrentShape& s, const Real* x, const Real* c0,
                         Real* drecurrent_kernel, Real* dbias, Real* dgates) {
   const Index N = s.N, T = s.T, U = s.U, G = 4 * U;
   BackwardState<Real> state(s, kMasked, dh_T);
-  const std::vector<Real> recurrent_kernel_t = transposed(recurrent_kernel, U, G);
+  const PackedMatrix<Real> recurrent_packed_t = pack_columns_transposed(s, G, G, recurrent_kernel);
   // dc0 holds the running gradient w.r.t. the cell state.
   if (dc_T != nullptr) {
     std::copy(dc_T, dc_T + N * U, dc0);
@@ -121,7 +121,7 @@ void lstm_backward_impl(const RecurrentShape& s, const Real* x, const Real* c0,
         dh[j] = Real(0);
       }
     });
-    recurrent_backward_gemm<Real>(s, G, G, dgates + t * G, recurrent_kernel_t.data(), Real(0),
+    recurrent_backward_gemm<Real>(s, G, dgates + t * G, recurrent_packed_t, Real(0),
                                   state.from_gemm.data());
   }
 

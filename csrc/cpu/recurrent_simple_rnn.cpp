@@ -43,9 +43,10 @@ void simple_rnn_forward_impl(const RecurrentShape& s, const Real* x, const Real*
   input_projection(s, U, x, kernel, gates);
   Feed<Real> feed = make_feed<Real, kTraining, kRecurrentMask>(s, h_in, h_T);
   start_state<Real, kTraining, kRecurrentMask>(s, h0, recurrent_mask, h_T, feed);
+  const PackedMatrix<Real> recurrent_packed = pack_columns(s, U, U, recurrent_kernel);
 
   for (Index t = 0; t < T; ++t) {
-    recurrent_forward_gemm<Real>(s, U, U, feed.step(t), feed.ld, recurrent_kernel, Real(1),
+    recurrent_forward_gemm<Real>(s, feed.step(t), feed.ld, recurrent_packed, Real(1),
                                  gates + t * U, T * U);
     Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
     for_each_row(N, U, [&](Index n) {
@@ -81,7 +82,7 @@ void simple_rnn_backward_impl(const RecurrentShape& s, const Real* x, const Real
                               Real* dgates) {
   const Index N = s.N, T = s.T, U = s.U;
   BackwardState<Real> state(s, kMasked, dh_T);
-  const std::vector<Real> recurrent_kernel_t = transposed(recurrent_kernel, U, U);
+  const PackedMatrix<Real> recurrent_packed_t = pack_columns_transposed(s, U, U, recurrent_kernel);
 
   for (Index t = T - 1; t >= 0; --t) {
     for_each_row(N, U, [&](Index n) {
@@ -102,7 +103,7 @@ void simple_rnn_backward_impl(const RecurrentShape& s, const Real* x, const Real
         dh[j] = Real(0);
       }
     });
-    recurrent_backward_gemm<Real>(s, U, U, dgates + t * U, recurrent_kernel_t.data(), Real(0),
+    recurrent_backward_gemm<Real>(s, U, dgates + t * U, recurrent_packed_t, Real(0),
                                   state.from_gemm.data());
   }
 

@@ -35,6 +35,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 namespace fusednn::cpu {
 
@@ -84,5 +85,48 @@ extern template void gemm_strided_batched<double>(bool, bool, std::int64_t, std:
                                                   const double*, std::int64_t, std::int64_t,
                                                   const double*, std::int64_t, std::int64_t,
                                                   double, double*, std::int64_t, std::int64_t);
+
+// ---------------------------------------------------------------------------
+// A right operand packed once for many products (csrc/cpu/gemm_packed.cpp):
+// the recurrent kernel meets new states at every step of a sequence, and
+// gemm() would copy it (or read it with a large stride) at every one.
+
+// op(B) (K, N) in the micro-kernel's layout: NR-column slivers over all K
+// rows, the last one zero-padded.
+//   trans_b  false: B stored (K, N), row k at B + k * ldb (ldb >= N)
+//            true:  B stored (N, K), row j at B + j * ldb (ldb >= K)
+template <typename T>
+class PackedMatrix {
+ public:
+  PackedMatrix(bool trans_b, std::int64_t K, std::int64_t N, const T* B, std::int64_t ldb);
+  std::int64_t rows() const { return rows_; }  // K
+  std::int64_t cols() const { return cols_; }  // N
+  const T* data() const { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(T* p) const;
+  };
+  std::int64_t rows_;
+  std::int64_t cols_;
+  std::unique_ptr<T, Free> data_;
+};
+
+// C (M, N) = A (M, K) x B (K, N) + beta * C, B packed, for products with few
+// rows (a batch of states): A row i at A + i * lda (lda >= K), C row i at
+// C + i * ldc (ldc >= N), C must not alias A. beta == 0 never reads C.
+// Threads split the columns of C into fixed parts, so that at every call the
+// same thread reads the same part of B, which stays in its core's cache.
+template <typename T>
+void gemm_packed(std::int64_t M, const T* A, std::int64_t lda, const PackedMatrix<T>& B, T beta,
+                 T* C, std::int64_t ldc);
+
+extern template class PackedMatrix<float>;
+extern template class PackedMatrix<double>;
+extern template void gemm_packed<float>(std::int64_t, const float*, std::int64_t,
+                                        const PackedMatrix<float>&, float, float*, std::int64_t);
+extern template void gemm_packed<double>(std::int64_t, const double*, std::int64_t,
+                                         const PackedMatrix<double>&, double, double*,
+                                         std::int64_t);
 
 }  // namespace fusednn::cpu
