@@ -2,9 +2,7 @@
 images shipped with the package): a CNN classifier and a convolutional
 autoencoder (Conv2D/MaxPooling2D encoder, Conv2DTranspose/UpSampling2D
 decoder). Each is held against a simple baseline, so a broken kernel cannot
-pass, and the classifier against a CPU-time budget."""
-import time
-
+pass. (Speed belongs to benchmarks/, not to these tests.)"""
 import numpy as np
 import pytest
 
@@ -39,17 +37,13 @@ def test_cnn_classifies_digits(digits):
         layers.Dense(10, activation="softmax"),
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    start = time.process_time()
     history = model.fit(x_train, y_train, batch_size=32, epochs=15, verbose=0)
-    cpu_seconds = time.process_time() - start
     assert history.history["loss"][-1] < history.history["loss"][0] / 10
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     predicted = model.predict(x_test, verbose=0).argmax(axis=1)
     assert accuracy == pytest.approx(np.mean(predicted == y_test), abs=1e-6)
     assert accuracy >= 0.97, accuracy
     assert np.mean(y_test == np.bincount(y_train).argmax()) < 0.15  # the majority baseline
-    # About 1 s on one core; the bound leaves room for slow CI machines and OpenMP spinning.
-    assert cpu_seconds < 30, cpu_seconds
 
 
 def test_conv_autoencoder_reconstructs_digits(digits):
