@@ -44,7 +44,6 @@ class Case:
     received: str          # what it received (a fragment of the message)
     setup: Callable | None = None   # runs first, unwatched; its result is passed to run
     cuda: bool = False
-    known_defect: str | None = None  # reported defect: expected to fail until fixed (strict)
 
 
 f32 = np.float32
@@ -542,7 +541,7 @@ def results():
 def test_case_ids_are_unique_and_there_are_enough():
     ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids))
-    assert len([c for c in CASES if not c.cuda and not c.known_defect]) >= 40
+    assert len([c for c in CASES if not c.cuda]) >= 40
 
 
 WRONG_ORDER_CASES = ["backward-before-training-forward", "logits-before-training-forward",
@@ -561,14 +560,8 @@ def test_calls_in_the_wrong_order_raise_a_state_error_that_is_also_a_runtime_err
     assert results[case_id]["error"][:3] == ["StateError", "RuntimeError", "ValueError"]
 
 
-def _marks(case):
-    marks = [pytest.mark.cuda] if case.cuda else []
-    if case.known_defect:
-        marks.append(pytest.mark.xfail(reason=case.known_defect, strict=True))
-    return marks
-
-
-@pytest.mark.parametrize("case", [pytest.param(case, id=case.id, marks=_marks(case))
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.id,
+                                               marks=[pytest.mark.cuda] if case.cuda else [])
                                   for case in CASES])
 def test_bad_input_raises_a_clear_error_before_any_kernel(case, results):
     result = results[case.id]
