@@ -94,9 +94,11 @@ def random(rng, shape, dtype=np.float32):
 # 'same' with odd and even kernels, batch 1, odd and prime sizes, stride >
 # kernel, 1x1 kernels (the direct GEMM path and the strided gather), and a
 # case large enough for the CPU kernel to split the batch across threads, and
-# channel counts past one SIMD register tile. From 16 input channels the CPU
-# forward reads x in place (no im2col copy): those cases cover padding, stride,
-# dilation, output rows and filters that do not fill the last register tile.
+# channel counts past one SIMD register tile. The CPU forward reads x in place
+# (no im2col copy) in runs of a kernel row (KW*C values, 'valid' along W and no
+# W dilation) or of one tap (C values), when those are 3 or more values long:
+# the cases cover both with padding, stride, dilation, and output rows and
+# filters that do not fill the last register tile, and the im2col path below.
 CASES = [
     (2, 7, 9, 3, 5, 3, 3, (1, 1), "valid", (1, 1)),
     (1, 11, 13, 2, 4, 3, 3, (2, 2), "same", (1, 1)),
@@ -112,6 +114,7 @@ CASES = [
     (2, 9, 8, 32, 8, 4, 3, (1, 1), "same", (1, 1)),
     (2, 10, 9, 33, 5, 3, 2, (1, 1), "valid", (2, 1)),
     (3, 9, 11, 24, 20, 3, 3, (2, 2), "same", (1, 1)),
+    (2, 11, 12, 1, 9, 3, 3, (2, 3), "valid", (1, 1)),
 ]
 
 
@@ -309,7 +312,7 @@ def poisoned(shape, dtype=np.float32):
 
 
 @pytest.mark.parametrize("activation", ["linear", "relu"])
-@pytest.mark.parametrize("case", [CASES[5], CASES[7], CASES[8], CASES[10], CASES[13]],
+@pytest.mark.parametrize("case", [CASES[5], CASES[7], CASES[8], CASES[10], CASES[13], CASES[14]],
                          ids=case_id)
 def test_kernels_write_every_output(case, activation, rng):
     """Stride > kernel leaves input pixels that no output reads: their dx must be 0."""

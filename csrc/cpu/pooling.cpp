@@ -146,7 +146,9 @@ void max_pool2d_forward(const T* x, T* y, Index* argmax, const Pool2dGeometry& g
       for (std::int64_t c = 0; c < whole; c += kBlock<T>) {
         window_max<T, Index, kBlock<T>>(window, c, kBlock<T>, best + c, best_at + c);
       }
-      if (whole < C) window_max<T, Index, 0>(window, whole, C - whole, best + whole, best_at + whole);
+      if (whole < C) {
+        window_max<T, Index, 0>(window, whole, C - whole, best + whole, best_at + whole);
+      }
     }
   }
 }
