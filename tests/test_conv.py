@@ -94,7 +94,11 @@ def random(rng, shape, dtype=np.float32):
 # 'same' with odd and even kernels, batch 1, odd and prime sizes, stride >
 # kernel, 1x1 kernels (the direct GEMM path and the strided gather), and a
 # case large enough for the CPU kernel to split the batch across threads, and
-# channel counts past one SIMD register tile.
+# channel counts past one SIMD register tile. The CPU forward reads x in place
+# (no im2col copy) in runs of a kernel row (KW*C values, 'valid' along W and no
+# W dilation) or of one tap (C values), when those are 3 or more values long:
+# the cases cover both with padding, stride, dilation, and output rows and
+# filters that do not fill the last register tile, and the im2col path below.
 CASES = [
     (2, 7, 9, 3, 5, 3, 3, (1, 1), "valid", (1, 1)),
     (1, 11, 13, 2, 4, 3, 3, (2, 2), "same", (1, 1)),
@@ -109,6 +113,8 @@ CASES = [
     (4, 18, 18, 16, 32, 3, 3, (1, 1), "same", (1, 1)),
     (2, 9, 8, 32, 8, 4, 3, (1, 1), "same", (1, 1)),
     (2, 10, 9, 33, 5, 3, 2, (1, 1), "valid", (2, 1)),
+    (3, 9, 11, 24, 20, 3, 3, (2, 2), "same", (1, 1)),
+    (2, 11, 12, 1, 9, 3, 3, (2, 3), "valid", (1, 1)),
 ]
 
 
@@ -306,7 +312,8 @@ def poisoned(shape, dtype=np.float32):
 
 
 @pytest.mark.parametrize("activation", ["linear", "relu"])
-@pytest.mark.parametrize("case", [CASES[5], CASES[7], CASES[8], CASES[10]], ids=case_id)
+@pytest.mark.parametrize("case", [CASES[5], CASES[7], CASES[8], CASES[10], CASES[13], CASES[14]],
+                         ids=case_id)
 def test_kernels_write_every_output(case, activation, rng):
     """Stride > kernel leaves input pixels that no output reads: their dx must be 0."""
     N, H, W, C, Fo, KH, KW, strides, padding, dilation = case
@@ -326,12 +333,18 @@ def test_kernels_write_every_output(case, activation, rng):
         np.testing.assert_array_equal(out, dx)
 
 
-def test_nan_in_the_input_propagates(rng):
-    x, w = random(rng, (1, 5, 5, 2)), random(rng, (3, 3, 2, 3))
+@pytest.mark.parametrize("channels", [2, 16])
+def test_nan_in_the_input_propagates(channels, rng):
+    x, w = random(rng, (1, 5, 5, channels)), random(rng, (3, 3, channels, 3))
     x[0, 2, 2, 1] = np.nan
     for activation in ("linear", "relu"):
         y = ops.conv2d(x, w, None, activation=activation)
         assert np.isnan(y).all()  # every 3x3 window of the 5x5 image covers (2, 2)
+        # 'same': only the windows that cover (2, 2) see the NaN, the zero padding none.
+        y = ops.conv2d(x, w, None, padding="same", activation=activation)
+        covers = np.zeros((5, 5), bool)
+        covers[1:4, 1:4] = True
+        assert np.isnan(y[0][covers]).all() and np.isfinite(y[0][~covers]).all()
 
 
 # ----- edge shapes and layouts -----------------------------------------------------

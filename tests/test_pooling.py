@@ -196,6 +196,24 @@ def test_max_pool_forward_matches_reference(rng, shape, pool, strides, padding, 
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [16, 32, 45, 96])
+@pytest.mark.parametrize("pool, strides, padding", [((2, 2), (2, 2), "valid"),
+                                                     ((3, 3), (2, 2), "same")])
+def test_max_pool_forward_channel_blocks_with_ties_and_nan(rng, channels, pool, strides,
+                                                           padding, dtype):
+    # The CPU forward takes channels in register blocks (32 float / 16 double) plus a
+    # partial block: channel counts below, at and between block multiples, with many
+    # ties (values on a coarse grid) and NaNs scattered over blocks and tails.
+    x = rng.integers(-3, 4, size=(2, 7, 6, channels)).astype(dtype)
+    x[rng.random(x.shape) < 0.02] = np.nan
+    want_y, want_argmax = ref_pool(x.astype(np.float64), pool, strides, padding, "max")
+    for index_dtype in (np.int32, np.int64):
+        y, argmax = poisoned_forward("max", x, pool, strides, padding, index_dtype)
+        np.testing.assert_array_equal(y, want_y.astype(dtype))  # NaN where the reference has NaN
+        np.testing.assert_array_equal(argmax, want_argmax)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, pool, strides, padding", CASES)
 def test_avg_pool_forward_matches_reference(rng, shape, pool, strides, padding, dtype):
     x = rng.standard_normal(shape).astype(dtype)

@@ -1,5 +1,5 @@
-// Internal to gemm.cpp: SIMD vectors, block sizes and the register-blocked
-// micro-kernel. Which vectors exist is decided here, at compile time, from the
+// Internal to gemm.cpp and conv.cpp: SIMD vectors, block sizes and the
+// register-blocked micro-kernels. Which vectors exist is decided here, at compile time, from the
 // target macros (see fusednn/gemm.h).
 #pragma once
 
@@ -35,6 +35,9 @@ struct Vec<float> {
   static Reg broadcast(float x) { return _mm512_set1_ps(x); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
   static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
+  static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+  // b where either is NaN, so relu as max(0, v) keeps a NaN v.
+  static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
   // r[i][j] -> r[j][i] for a 16 x 16 block held in 16 registers.
   static void transpose(Reg r[kLanes]) {
     Reg t[16];
@@ -73,6 +76,8 @@ struct Vec<double> {
   static Reg broadcast(double x) { return _mm512_set1_pd(x); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_pd(a, b, c); }
   static Reg mul(Reg a, Reg b) { return _mm512_mul_pd(a, b); }
+  static Reg add(Reg a, Reg b) { return _mm512_add_pd(a, b); }
+  static Reg max(Reg a, Reg b) { return _mm512_max_pd(a, b); }
   // r[i][j] -> r[j][i] for an 8 x 8 block held in 8 registers.
   static void transpose(Reg r[kLanes]) {
     // Within each 128-bit lane q, t[2i + j] holds column 2q + j of rows 2i, 2i+1.
@@ -115,6 +120,9 @@ struct Vec<float> {
   static Reg broadcast(float x) { return _mm256_set1_ps(x); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
   static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
+  static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+  // b where either is NaN, so relu as max(0, v) keeps a NaN v.
+  static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
   // r[i][j] -> r[j][i] for an 8 x 8 block held in 8 registers.
   static void transpose(Reg r[kLanes]) {
     Reg t[8];
@@ -147,6 +155,8 @@ struct Vec<double> {
   static Reg broadcast(double x) { return _mm256_set1_pd(x); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_pd(a, b, c); }
   static Reg mul(Reg a, Reg b) { return _mm256_mul_pd(a, b); }
+  static Reg add(Reg a, Reg b) { return _mm256_add_pd(a, b); }
+  static Reg max(Reg a, Reg b) { return _mm256_max_pd(a, b); }
   // r[i][j] -> r[j][i] for a 4 x 4 block held in 4 registers.
   static void transpose(Reg r[kLanes]) {
     // Within each 128-bit lane q, t[2i + j] holds column 2q + j of rows 2i, 2i+1.
@@ -181,6 +191,8 @@ struct Vec {
   static Reg broadcast(T x) { return x; }
   static Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
   static Reg mul(Reg a, Reg b) { return a * b; }
+  static Reg add(Reg a, Reg b) { return a + b; }
+  static Reg max(Reg a, Reg b) { return a > b ? a : b; }  // b where either is NaN
   static void transpose(Reg*) {}  // a 1 x 1 block
 };
 
@@ -252,6 +264,11 @@ inline void micro_kernel(std::int64_t kc, const T* __restrict a, std::int64_t ld
     for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
   }
 
+  // The tile of C is stored (and maybe read) after the loop: fetching its
+  // lines now hides their misses behind the multiply-adds (1024^3 float on
+  // Zen 3, 1 thread: +9%, 6 of 6 interleaved pairs).
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) __builtin_prefetch(c + i * ldc, 1);
 #pragma GCC unroll 4
   for (std::int64_t k = 0; k < kc; ++k) {
     Reg bv[NV];
@@ -282,6 +299,46 @@ inline void micro_kernel(std::int64_t kc, const T* __restrict a, std::int64_t ld
       for (int v = 0; v < NV; ++v) {
         T* cp = c + i * ldc + v * L;
         V::store(cp, V::fma(alpha_v, acc[i][v], V::mul(beta_v, V::load(cp))));
+      }
+    }
+  }
+}
+
+// The micro-kernel over an implicit im2col matrix (convolution without the
+// gather copy): op(A) is `segments` blocks of `width` columns, and row i of
+// block t is the `width` contiguous values at rows[t * MR + i] (one output
+// pixel's input pixel under one kernel tap, or a run of zeros where the tap
+// falls in the padding); op(B) is a packed sliver, B(k, j) at b[k * NR + j],
+// k = t * width + c. Leaves the MR x NR product in acc (the caller stores it).
+template <typename T>
+inline void micro_kernel_gathered(std::int64_t segments, std::int64_t width,
+                                  const T* const* __restrict rows, const T* __restrict b,
+                                  typename Vec<T>::Reg (&acc)[Blocking<T>::MR][Blocking<T>::NV]) {
+  using V = Vec<T>;
+  using Reg = typename V::Reg;
+  constexpr int MR = Blocking<T>::MR;
+  constexpr int NV = Blocking<T>::NV;
+  constexpr int L = V::kLanes;
+  constexpr int NR = Blocking<T>::NR;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  }
+  for (std::int64_t t = 0; t < segments; ++t, rows += MR) {
+    const T* a[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) a[i] = rows[i];
+#pragma GCC unroll 4
+    for (std::int64_t c = 0; c < width; ++c, b += NR) {
+      Reg bv[NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * L);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const Reg ai = V::broadcast(a[i][c]);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
       }
     }
   }

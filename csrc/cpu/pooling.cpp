@@ -43,6 +43,63 @@ inline Span covering_windows(std::int64_t i, std::int64_t pad, std::int64_t K, s
   return {begin, std::min(padded / S + 1, O)};
 }
 
+// Channels per block of the max-pooling forward: a block's running maximum and
+// its positions stay in registers over the whole window (four AVX2 or two
+// AVX-512 vectors of float), and only the finished block is stored. Updating y
+// and argmax in memory per input pixel instead compiled to masked stores, which
+// are slow on AMD cores (max forward measured 1.5-3.4x slower than average).
+template <typename T>
+constexpr std::int64_t kBlock = 128 / sizeof(T);
+
+// One pooling window of one sample x_n (H, W, C): input rows x input columns.
+template <typename T>
+struct Window {
+  const T* x_n;
+  Span rows, cols;
+  std::int64_t W, C;
+};
+
+// best[c], best_at[c] = maximum and its position h * W + w over the window,
+// channels [c0, c0 + count); Block > 0 fixes count to Block at compile time.
+// The window's first input pixel starts the running maximum (no -inf sentinel,
+// so an all -inf window still points at a real element).
+template <typename T, typename Index, std::int64_t Block>
+inline void window_max(const Window<T>& win, std::int64_t c0, std::int64_t count,
+                       T* __restrict best_out, Index* __restrict best_at_out) {
+  constexpr std::int64_t kCapacity = Block > 0 ? Block : kBlock<T>;
+  const std::int64_t channels = Block > 0 ? Block : count;
+  T best[kCapacity];
+  Index best_at[kCapacity];
+  const std::int64_t first = win.rows.begin * win.W + win.cols.begin;
+  const T* x = win.x_n + c0;
+#pragma omp simd
+  for (std::int64_t c = 0; c < channels; ++c) {
+    best[c] = x[first * win.C + c];
+    best_at[c] = static_cast<Index>(first);
+  }
+  for (std::int64_t h = win.rows.begin; h < win.rows.end; ++h) {
+    for (std::int64_t w = (h == win.rows.begin ? win.cols.begin + 1 : win.cols.begin);
+         w < win.cols.end; ++w) {
+      const std::int64_t pos = h * win.W + w;
+      const T* pixel = x + pos * win.C;
+#pragma omp simd
+      for (std::int64_t c = 0; c < channels; ++c) {
+        const T v = pixel[c], b = best[c];
+        // Strictly greater keeps the first of equal maxima; a NaN replaces a
+        // number (v <= b is false for a NaN v) and is never replaced (b == b).
+        const bool take = !(v <= b) && b == b;
+        best[c] = take ? v : b;
+        best_at[c] = take ? static_cast<Index>(pos) : best_at[c];
+      }
+    }
+  }
+#pragma omp simd
+  for (std::int64_t c = 0; c < channels; ++c) {
+    best_out[c] = best[c];
+    best_at_out[c] = best_at[c];
+  }
+}
+
 // Overlapping windows (a stride smaller than the window): gathering would read
 // every covering window's argmax for each input pixel (KH/SH * KW/SW of them),
 // so each output scatters instead, into a zeroed dx. Threads own whole samples.
@@ -75,36 +132,22 @@ template <typename T, typename Index>
 void max_pool2d_forward(const T* x, T* y, Index* argmax, const Pool2dGeometry& g) {
   const std::int64_t C = g.C;
   const std::int64_t work = g.N * g.OH * g.OW * C * g.KH * g.KW;
+  // Channels in whole blocks of kBlock, then one partial block.
+  const std::int64_t whole = C / kBlock<T> * kBlock<T>;
 #pragma omp parallel for schedule(static) if (work >= kParallelElements)
   for (std::int64_t row = 0; row < g.N * g.OH; ++row) {
     const std::int64_t n = row / g.OH, oh = row % g.OH;
     const Span rows = window_inputs(oh, g.pad_top, g.KH, g.SH, g.H);
     const T* x_n = x + n * g.H * g.W * C;
     for (std::int64_t ow = 0; ow < g.OW; ++ow) {
-      const Span cols = window_inputs(ow, g.pad_left, g.KW, g.SW, g.W);
+      const Window<T> window{x_n, rows, window_inputs(ow, g.pad_left, g.KW, g.SW, g.W), g.W, C};
       T* best = y + (row * g.OW + ow) * C;
       Index* best_at = argmax + (row * g.OW + ow) * C;
-      // The window's first input pixel starts the running maximum (no -inf
-      // sentinel, so an all -inf window still points at a real element).
-      const std::int64_t first = rows.begin * g.W + cols.begin;
-#pragma omp simd
-      for (std::int64_t c = 0; c < C; ++c) {
-        best[c] = x_n[first * C + c];
-        best_at[c] = static_cast<Index>(first);
+      for (std::int64_t c = 0; c < whole; c += kBlock<T>) {
+        window_max<T, Index, kBlock<T>>(window, c, kBlock<T>, best + c, best_at + c);
       }
-      for (std::int64_t h = rows.begin; h < rows.end; ++h) {
-        for (std::int64_t w = (h == rows.begin ? cols.begin + 1 : cols.begin); w < cols.end; ++w) {
-          const std::int64_t pos = h * g.W + w;
-          const T* pixel = x_n + pos * C;
-#pragma omp simd
-          for (std::int64_t c = 0; c < C; ++c) {
-            const T v = pixel[c], b = best[c];
-            // Strictly greater keeps the first of equal maxima; a NaN replaces a number.
-            const bool take = v > b || (v != v && b == b);
-            best[c] = take ? v : b;
-            best_at[c] = take ? static_cast<Index>(pos) : best_at[c];
-          }
-        }
+      if (whole < C) {
+        window_max<T, Index, 0>(window, whole, C - whole, best + whole, best_at + whole);
       }
     }
   }

@@ -54,7 +54,9 @@ namespace cpu {
 
 // Tiles of the output rows are im2col'ed into a bounded per-thread workspace
 // and multiplied on fusednn::cpu::gemm; 1x1 stride-1 unpadded convolutions
-// multiply x directly. T = float or double.
+// multiply x directly; the forward, where a pixel's im2col row is a few runs
+// of 3+ values contiguous in x, runs the GEMM micro-kernel on x in place (an
+// implicit GEMM). T = float or double.
 
 // y = act(conv(x, w) + bias)
 //   x (N, H, W, C), w (KH, KW, C, F), bias (F,) or nullptr, y (N, OH, OW, F) out
