@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _C, backend
+from .errors import StateError
 from .layers.base import Layer
 from .layers.convolutional import Conv2D
 from .layers.pooling import MaxPooling2D
@@ -71,8 +72,8 @@ class ConvPool:
 
     def backward(self, dy):
         if self._cache is None:
-            raise RuntimeError(f"{self._label()}: backward() needs a preceding "
-                               "forward(x, training=True)")
+            raise StateError(f"{self._label()}: backward() needs a preceding "
+                             "forward(x, training=True)")
         x, y, argmax = self._cache
         dy = backend.as_float_array(dy, self.conv.dtype, f"{self._label()} backward gradient")
         if tuple(dy.shape) != tuple(y.shape):
