@@ -57,6 +57,12 @@ class Loss:
         value, grad = self._evaluate(y_true, y_pred, with_grad=True)
         return float(value), grad
 
+    def check_targets(self, y_true, y_pred) -> None:
+        """Raises what value_and_grad(y_true, y_pred) would raise for these targets, without
+        computing the loss (y_pred lends only its shape, dtype and device): a training step
+        checks its labels before the forward, so bad labels fail before any kernel runs.
+        Losses whose targets need no check beyond the loss itself keep this no-op."""
+
     def _evaluate(self, y_true, y_pred, with_grad):
         raise NotImplementedError(f"{type(self).__name__} must implement "
                                   "_evaluate(y_true, y_pred, with_grad)")
@@ -278,6 +284,9 @@ class _SoftmaxCrossentropy(Loss):
             if grad is not None:
                 grad = grad * (1.0 / rows.shape[0])
         return value, (grad.reshape(y_pred.shape) if with_grad else None)
+
+    def check_targets(self, y_true, y_pred) -> None:
+        self._targets(y_true, y_pred)
 
     @property
     def value_and_grad_from_logits(self):

@@ -282,6 +282,7 @@ class Sequential(Layer):
     def _train_step(self, x, y) -> tuple[float, object]:
         """One optimizer update on the batch; returns (loss incl. regularization, predictions)."""
         self.zero_grad()
+        self._check_targets(x, y)
         y_pred = self.forward(x, training=True)
         checked = utils.numerics_checked()
         if checked:
@@ -306,6 +307,15 @@ class Sequential(Layer):
         loss_value = float(loss_value) + self.regularization_loss()
         self.optimizer.step(self)
         return loss_value, y_pred
+
+    def _check_targets(self, x, y) -> None:
+        """The loss's checks of y (class indices in range, ...) before the forward runs."""
+        shape = self.compute_output_shape((None,) + tuple(x.shape[1:]))
+        if any(size is None for size in shape[1:]):
+            return  # the output's size is known only after the forward; the loss checks then
+        xp = backend.get_array_module(x)
+        stand_in = xp.broadcast_to(xp.zeros((), self.dtype), (len(x),) + tuple(shape[1:]))
+        self.loss.check_targets(y, stand_in)
 
     @contextlib.contextmanager
     def _input_grad_unused(self):

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _rng, activations, backend, initializers, regularizers
 from ..errors import StateError
+from ..ops.gemm import matmul
 from .base import InputSpec, Layer, _as_shape
 
 
@@ -120,7 +121,10 @@ class Dense(_SoftmaxFusion, Layer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def call(self, x, training):
-        logits = x @ self.kernel.value
+        # fusednn's GEMM, not NumPy's `@`: OpenBLAS's own thread pool would spin against
+        # the conv kernels' OpenMP threads on the same cores in every training step.
+        logits = matmul(x.reshape(-1, x.shape[-1]), self.kernel.value)
+        logits = logits.reshape(x.shape[:-1] + (self.units,))
         if self.use_bias:
             logits += self.bias.value
         y = self.activation.forward(logits)
@@ -138,10 +142,13 @@ class Dense(_SoftmaxFusion, Layer):
         if self.trainable:  # a frozen layer passes dx back without computing weight gradients
             rows_x = x.reshape(-1, x.shape[-1])
             rows_d = dlogits.reshape(-1, self.units)
-            self._accumulate(self.kernel, rows_x.T @ rows_d)
+            self._accumulate(self.kernel, matmul(rows_x, rows_d, trans_a=True))
             if self.use_bias:
                 self._accumulate(self.bias, rows_d.sum(axis=0))
-        return dlogits @ self.kernel.value.T if self._input_grad_needed else None
+        if not self._input_grad_needed:
+            return None
+        rows_dx = matmul(dlogits.reshape(-1, self.units), self.kernel.value, trans_b=True)
+        return rows_dx.reshape(x.shape)
 
     def get_config(self):
         config = super().get_config()
