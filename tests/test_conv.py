@@ -19,8 +19,6 @@ the sum of their magnitudes. float64 results are held to 1e-10.
 from __future__ import annotations
 
 import math
-import pathlib
-import shutil
 import subprocess
 
 import numpy as np
@@ -678,20 +676,8 @@ int main(int argc, char** argv) {
 
 
 @pytest.fixture(scope="module")
-def simulator(tmp_path_factory):
-    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc"
-                                    if pathlib.Path("/usr/local/cuda/bin/nvcc").exists() else None)
-    kernel_dir = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "cuda"
-    if nvcc is None or not (kernel_dir / "conv.cu").exists():
-        pytest.skip("needs nvcc and the CUDA sources")
-    work = tmp_path_factory.mktemp("conv_simulation")
-    source = work / "simulation.cu"
-    source.write_text(_SIMULATION)
-    program = work / "simulation"
-    subprocess.run([nvcc, "-std=c++17", "--expt-relaxed-constexpr", "-O1", "-arch=sm_80",
-                    f"-I{kernel_dir}", f"-I{kernel_dir.parents[0] / 'include'}", str(source),
-                    "-o", str(program)], check=True, capture_output=True)
-    return program
+def simulator(compile_cuda_for_host):
+    return compile_cuda_for_host(_SIMULATION, needs="conv.cu", name="conv_simulation")
 
 
 # Shapes that cut tiles at every edge: M and N not multiples of 128 / 64, K not

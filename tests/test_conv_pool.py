@@ -18,8 +18,6 @@ input: 5e-3. float64 results are held to 1e-10.
 from __future__ import annotations
 
 import math
-import pathlib
-import shutil
 import subprocess
 
 import numpy as np
@@ -471,20 +469,8 @@ int main(int argc, char** argv) {
 
 
 @pytest.fixture(scope="module")
-def replayer(tmp_path_factory):
-    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc"
-                                    if pathlib.Path("/usr/local/cuda/bin/nvcc").exists() else None)
-    kernel_dir = pathlib.Path(__file__).resolve().parents[1] / "csrc" / "cuda"
-    if nvcc is None or not (kernel_dir / "conv_pool.cu").exists():
-        pytest.skip("needs nvcc and the CUDA sources")
-    work = tmp_path_factory.mktemp("conv_pool_replay")
-    source = work / "replay.cu"
-    source.write_text(_REPLAY)
-    program = work / "replay"
-    subprocess.run([nvcc, "-std=c++17", "--expt-relaxed-constexpr", "-O1", "-arch=sm_80",
-                    f"-I{kernel_dir}", f"-I{kernel_dir.parents[0] / 'include'}", str(source),
-                    "-o", str(program)], check=True, capture_output=True)
-    return program
+def replayer(compile_cuda_for_host):
+    return compile_cuda_for_host(_REPLAY, needs="conv_pool.cu", name="conv_pool_replay")
 
 
 # Tiles cut at every edge: windows of 4, 6 and 9 rows (9 leaves padding rows at the
