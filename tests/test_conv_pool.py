@@ -17,7 +17,6 @@ input: 5e-3. float64 results are held to 1e-10.
 """
 from __future__ import annotations
 
-import math
 import subprocess
 
 import numpy as np
@@ -33,34 +32,13 @@ F = torch.nn.functional
 
 
 # ----- independent references ---------------------------------------------------
-def keras_axis(n, k, s, d, padding):
-    """(out, pad_before, pad_after) of Keras/TensorFlow along one axis."""
-    kd = (k - 1) * d + 1
-    if padding == "valid":
-        return (n - kd) // s + 1, 0, 0
-    out = math.ceil(n / s)
-    total = max((out - 1) * s + kd - n, 0)
-    return out, total // 2, total - total // 2
+# test_conv's float64 tap-by-tap conv2d and Keras's per-axis output/padding arithmetic.
+from test_conv import keras_axis, numpy_conv2d  # noqa: E402
 
 
 def numpy_conv(x, w, b, strides, padding, dilation, activation):
-    """act(conv(x, w) + b) in float64, tap by tap over the padded input's sliding windows."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    N, H, W, C = x.shape
-    KH, KW, _, Fo = w.shape
-    OH, top, bottom = keras_axis(H, KH, strides[0], dilation[0], padding)
-    OW, left, right = keras_axis(W, KW, strides[1], dilation[1], padding)
-    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    z = np.zeros((N, OH, OW, Fo))
-    for kh in range(KH):
-        for kw in range(KW):
-            rows = slice(kh * dilation[0], kh * dilation[0] + (OH - 1) * strides[0] + 1,
-                         strides[0])
-            cols = slice(kw * dilation[1], kw * dilation[1] + (OW - 1) * strides[1] + 1,
-                         strides[1])
-            z += xp[:, rows, cols, :] @ w[kh, kw]
-    if b is not None:
-        z += b
+    """act(conv(x, w) + b) in float64."""
+    z = numpy_conv2d(x, w, b, strides, padding, dilation)
     return np.maximum(z, 0) if activation == "relu" else z
 
 
