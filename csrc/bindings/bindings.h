@@ -9,7 +9,6 @@ void bind_info(nanobind::module_& m);
 void bind_cross_entropy(nanobind::module_& m);
 void bind_optimizers(nanobind::module_& m);
 void bind_gemm(nanobind::module_& m);
-void bind_gemm_packed(nanobind::module_& m);
 void bind_recurrent(nanobind::module_& m);
 void bind_pooling(nanobind::module_& m);
 void bind_conv(nanobind::module_& m);

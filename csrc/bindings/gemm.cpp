@@ -1,4 +1,6 @@
-// Bindings for the CPU GEMM (fusednn/gemm.h), single and batched. The caller
+// Bindings for the CPU GEMM (fusednn/gemm.h): single, batched, and with a packed
+// right operand (gemm_packed, which the recurrent kernels use internally; bound
+// so that it can be tested on its own: one call packs b and multiplies). The caller
 // (python/fusednn/ops/gemm.py) has already validated dtypes, shapes and
 // overlap; this layer re-checks the shapes so that a direct call cannot read
 // or write out of bounds.
@@ -25,20 +27,28 @@ std::string shape_str(std::size_t rows, std::size_t cols) {
   return "(" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
 }
 
+// ValueError unless op(a) (M, K) @ op(b) (Kb, N) fits c: Kb == K, c (M, N).
+template <typename T>
+void check_product(const char* op, std::size_t M, std::size_t K, std::size_t Kb, std::size_t N,
+                   const Matrix<T>& c) {
+  if (Kb != K || c.shape(0) != M || c.shape(1) != N) {
+    throw nb::value_error((std::string(op) + ": shapes disagree: op(a) " + shape_str(M, K) +
+                           ", op(b) " + shape_str(Kb, N) + ", c " +
+                           shape_str(c.shape(0), c.shape(1)) +
+                           "; expected op(a) (M, K), op(b) (K, N), c (M, N)")
+                              .c_str());
+  }
+}
+
 // c = alpha * op(a) @ op(b) + beta * c, op(x) = x.T when trans_x.
 template <typename T>
 void gemm_cpu(Matrix<const T> a, Matrix<const T> b, Matrix<T> c, bool trans_a, bool trans_b,
               double alpha, double beta) {
   const std::size_t M = trans_a ? a.shape(1) : a.shape(0);
   const std::size_t K = trans_a ? a.shape(0) : a.shape(1);
-  const std::size_t Kb = trans_b ? b.shape(1) : b.shape(0);
-  const std::size_t N = trans_b ? b.shape(0) : b.shape(1);
-  if (Kb != K || c.shape(0) != M || c.shape(1) != N) {
-    throw nb::value_error(("gemm: shapes disagree: op(a) " + shape_str(M, K) + ", op(b) " +
-                           shape_str(Kb, N) + ", c " + shape_str(c.shape(0), c.shape(1)) +
-                           "; expected op(a) (M, K), op(b) (K, N), c (M, N)")
-                              .c_str());
-  }
+  check_product("gemm", M, K, trans_b ? b.shape(1) : b.shape(0),
+                trans_b ? b.shape(0) : b.shape(1), c);
+  const std::size_t N = c.shape(1);
   nb::gil_scoped_release release;
   cpu::gemm<T>(trans_a, trans_b, std::int64_t(M), std::int64_t(N), std::int64_t(K), T(alpha),
                a.data(), std::int64_t(a.shape(1)), b.data(), std::int64_t(b.shape(1)), T(beta),
@@ -79,6 +89,21 @@ void gemm_batched_cpu(MatrixBatch<const T> a, MatrixBatch<const T> b, MatrixBatc
                                std::int64_t(c.shape(2)), std::int64_t(M * N));
 }
 
+// c = a @ op(b) + beta * c with b packed first, op(b) = b.T when trans_b.
+template <typename T>
+void gemm_packed_cpu(Matrix<const T> a, Matrix<const T> b, Matrix<T> c, bool trans_b,
+                     double beta) {
+  const std::size_t M = a.shape(0), K = a.shape(1);
+  check_product("gemm_packed", M, K, trans_b ? b.shape(1) : b.shape(0),
+                trans_b ? b.shape(0) : b.shape(1), c);
+  const std::size_t N = c.shape(1);
+  nb::gil_scoped_release release;
+  const cpu::PackedMatrix<T> packed(trans_b, std::int64_t(K), std::int64_t(N), b.data(),
+                                    std::int64_t(b.shape(1)));
+  cpu::gemm_packed<T>(std::int64_t(M), a.data(), std::int64_t(K), packed, T(beta), c.data(),
+                      std::int64_t(N));
+}
+
 }  // namespace
 
 void bind_gemm(nb::module_& m) {
@@ -96,6 +121,12 @@ void bind_gemm(nb::module_& m) {
         "c"_a.noconvert(), "trans_a"_a, "trans_b"_a, "alpha"_a, "beta"_a, batched_doc);
   m.def("gemm_batched", &gemm_batched_cpu<double>, "a"_a.noconvert(), "b"_a.noconvert(),
         "c"_a.noconvert(), "trans_a"_a, "trans_b"_a, "alpha"_a, "beta"_a, batched_doc);
+  const char* packed_doc =
+      "c = a @ op(b) + beta * c with b packed first (the recurrent kernels' per-step GEMM)";
+  m.def("gemm_packed", &gemm_packed_cpu<float>, "a"_a.noconvert(), "b"_a.noconvert(),
+        "c"_a.noconvert(), "trans_b"_a = false, "beta"_a = 0.0, packed_doc);
+  m.def("gemm_packed", &gemm_packed_cpu<double>, "a"_a.noconvert(), "b"_a.noconvert(),
+        "c"_a.noconvert(), "trans_b"_a = false, "beta"_a = 0.0, packed_doc);
   m.def("gemm_simd_path", &cpu::gemm_simd_path,
         "The CPU GEMM micro-kernel compiled in: 'avx512', 'avx2' or 'portable'.");
 }

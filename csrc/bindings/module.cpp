@@ -7,7 +7,6 @@ NB_MODULE(_C, m) {
   fusednn::bindings::bind_cross_entropy(m);
   fusednn::bindings::bind_optimizers(m);
   fusednn::bindings::bind_gemm(m);
-  fusednn::bindings::bind_gemm_packed(m);
   fusednn::bindings::bind_recurrent(m);
   fusednn::bindings::bind_pooling(m);
   fusednn::bindings::bind_conv(m);
