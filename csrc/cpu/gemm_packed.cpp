@@ -39,7 +39,7 @@ FUSEDNN_GEMM_INLINE void accumulate_row_block(typename Vec<T>::Reg (&acc)[Rows][
   constexpr int NV = Blocking<T>::NV;
   Reg bv[NV];
 #pragma GCC unroll 16
-  for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * V::kLanes);
+  for (int v = 0; v < NV; ++v) bv[v] = in_register(V::load(b + v * V::kLanes));
 #pragma GCC unroll 16
   for (int i = 0; i < Rows; ++i) {
     const Reg ai = V::broadcast(a[i * lda]);
@@ -50,8 +50,9 @@ FUSEDNN_GEMM_INLINE void accumulate_row_block(typename Vec<T>::Reg (&acc)[Rows][
 
 // C[0:Rows, 0:NR] = A[0:Rows, 0:kc] x sliver + beta * C for Rows < MR, the
 // sliver packed (b[k * NR + c]). Few rows give few independent FMA chains, so
-// k is split into KS interleaved partial sums that keep enough of them in
-// flight to cover the FMA latency.
+// k is split into KS interleaved partial sums that keep about as many in
+// flight as the MR-row micro-kernel has, enough to cover the FMA latency (one
+// row stops at 4: it is bound by reading B, which it uses once).
 template <typename T, int Rows>
 void few_rows_kernel(Index kc, const T* __restrict a, Index lda, const T* __restrict b, T beta,
                      T* __restrict c, Index ldc) {
@@ -60,7 +61,7 @@ void few_rows_kernel(Index kc, const T* __restrict a, Index lda, const T* __rest
   constexpr int NV = Blocking<T>::NV;
   constexpr int NR = Blocking<T>::NR;
   constexpr int L = V::kLanes;
-  constexpr int KS = Rows == 1 ? 4 : Rows == 2 ? 2 : 1;
+  constexpr int KS = std::min(4, std::max(1, Blocking<T>::MR / Rows));
 
   Reg acc[KS][Rows][NV];
 #pragma GCC unroll 4
