@@ -30,6 +30,7 @@ import threading
 from fusednn import ops
 import numpy as np
 start = fd.get_num_threads()
+start_info = fd.info(print_fn=None)["threads"]
 fd.set_num_threads(5)
 after = fd.get_num_threads()
 info = fd.info(print_fn=None)["threads"]
@@ -41,13 +42,18 @@ one = ops.conv2d(x, k, padding="same")
 other = []
 thread = threading.Thread(target=lambda: other.append(fd.get_num_threads()))
 thread.start(); thread.join()
-print(json.dumps(dict(start=start, after=after, info=str(info), last=fd.get_num_threads(),
-                      same=bool((five == one).all()), other=other[0])))
+print(json.dumps(dict(start=start, start_info=str(start_info), after=after, info=str(info),
+                      last=fd.get_num_threads(), same=bool((five == one).all()),
+                      other=other[0])))
 """)
     expected = 5 if OPENMP else 1
     assert result["start"] == (3 if OPENMP else 1)  # OMP_NUM_THREADS=3 in the child
     assert result["after"] == expected
     assert result["info"].split()[0] == str(expected)
+    # ... and says where the count came from.
+    if OPENMP:
+        assert result["start_info"] == "3 (OMP_NUM_THREADS)"
+        assert result["info"] == "5 (fd.set_num_threads; OMP_NUM_THREADS=3)"
     assert result["last"] == 1
     # The convolution (37M multiply-adds, enough for several threads) gives each output
     # element to one thread, so the count must not change a single bit of the result.

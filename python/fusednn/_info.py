@@ -32,8 +32,13 @@ def info(print_fn=print) -> dict:
     cp = backend.cupy_module() if details["gpus"] else None
     if cp is not None:
         details["cupy"] = cp.__version__
-    if os.environ.get("OMP_NUM_THREADS"):
-        details["threads"] = f"{details['threads']} (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
+    # Where the count comes from, when not the core count: fd.set_num_threads
+    # (per Python thread) overrides OMP_NUM_THREADS.
+    env_threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env_threads:
+        source = ("OMP_NUM_THREADS" if env_threads == str(details["threads"])
+                  else f"fd.set_num_threads; OMP_NUM_THREADS={env_threads}")
+        details["threads"] = f"{details['threads']} ({source})"
     if print_fn is not None:
         width = max(len(k) for k in details)
         for key, value in details.items():
