@@ -9,6 +9,11 @@ T = 60 steps, F input features (default F = U, a stacked layer):
   initial state and all weights from a gradient on every step's output (torch:
   y.backward(dy) with x requiring grad, so both compute dx).
 Before timing, each row checks that both libraries produce the same outputs.
+Last, the lecture's LSTM model (LSTM 256 return_sequences on (60, 1) -> Dropout
+0.4 -> LSTM 256 -> Dropout 0.4 -> Dense 64 relu -> Dense 1; Adam, MSE): one
+training step (train_on_batch) at the lecture's batch 16 and at 64, against the
+same model in torch (its LSTMs carry two bias vectors: 2,048 more parameters,
+the same arithmetic).
 
 Both libraries get the same thread count (OMP_NUM_THREADS, else all cores).
 Warm-up, then --repeats interleaved rounds; medians and the ratio
@@ -38,6 +43,7 @@ import gpu
 from common import (load_average, machine_info, markdown_table, thread_count,
                     time_interleaved, write_results)
 
+from fusednn import layers, models, utils
 from fusednn.ops import recurrent as rnn
 
 DEVICES = ("cpu", "cuda")
@@ -128,6 +134,60 @@ def contenders(torch, cell, mode, x, h0, weights, dy):
     return ours, theirs, check
 
 
+LECTURE_BATCHES = (16, 64)
+
+
+def lecture_model_contenders(torch, batch):
+    """name -> one training step of the lecture's LSTM model (torch: when given)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, T, 1)).astype(np.float32)
+    y = rng.standard_normal((batch, 1)).astype(np.float32)
+    utils.set_random_seed(0)
+    model = models.Sequential()
+    model.add(layers.LSTM(units=256, input_shape=(T, 1), return_sequences=True))
+    model.add(layers.Dropout(0.4))
+    model.add(layers.LSTM(units=256, return_sequences=False))
+    model.add(layers.Dropout(0.4))
+    model.add(layers.Dense(64, activation="relu"))
+    model.add(layers.Dense(1))
+    model.compile(optimizer="adam", loss="mse")
+    assert model.count_params() == 806_017
+    calls = {"fusednn": lambda: model.train_on_batch(x, y)}
+    if torch is None:
+        return calls
+    nn = torch.nn
+
+    class LectureLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm1 = nn.LSTM(1, 256, batch_first=True)
+            self.lstm2 = nn.LSTM(256, 256, batch_first=True)
+            self.dropout = nn.Dropout(0.4)
+            self.dense1 = nn.Linear(256, 64)
+            self.dense2 = nn.Linear(64, 1)
+
+        def forward(self, inputs):
+            sequence, _ = self.lstm1(inputs)
+            last = self.lstm2(self.dropout(sequence))[0][:, -1]
+            return self.dense2(torch.relu(self.dense1(self.dropout(last))))
+
+    net = LectureLSTM()
+    assert sum(p.numel() for p in net.parameters()) == 806_017 + 2 * 4 * 256
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.MSELoss()
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def torch_step():
+        optimizer.zero_grad()
+        loss = loss_fn(net(tx), ty)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    calls["torch"] = torch_step
+    return calls
+
+
 def run(args):
     try:
         import torch
@@ -162,6 +222,16 @@ def run(args):
                     print(f"{cell:4s} {mode:9s} N={N:3d} U={U:3d}: fusednn "
                           f"{row['fusednn_ms']:8.2f} ms, torch {row['torch_ms']:8.2f} ms, "
                           f"x{row['ratio']:.2f} (load {row['load']})", flush=True)
+    for N in LECTURE_BATCHES:
+        times = time_interleaved(lecture_model_contenders(torch, N), warmup=args.warmup,
+                                 repeats=args.repeats)
+        row = {"cell": "lecture LSTM model", "mode": "training step", "N": N, "T": T, "F": 1,
+               "U": 256, "fusednn_ms": times["fusednn"] * 1e3, "torch_ms": times["torch"] * 1e3,
+               "ratio": times["torch"] / times["fusednn"], "load": load_average()[0]}
+        rows.append(row)
+        print(f"lecture LSTM model training step N={N:3d}: fusednn {row['fusednn_ms']:8.2f} ms, "
+              f"torch {row['torch_ms']:8.2f} ms, x{row['ratio']:.2f} (load {row['load']})",
+              flush=True)
     load_after = load_average()
 
     header = ["cell", "mode", "N", "U", "F", "fusednn ms", "torch ms", "torch / fusednn", "load"]
