@@ -265,7 +265,8 @@ def test_batched_bad_input_raises():
 
 
 def test_simd_path_is_named():
-    assert _C.gemm_simd_path() in ("avx512", "avx2", "portable")
+    assert _C.gemm_simd_path() in ("avx512", "avx2", "vec128", "portable")
+    assert _C.build_info()["simd"] == _C.gemm_simd_path()  # fd.info reports the kernel's path
 
 
 _THREADED_SCRIPT = """

@@ -128,7 +128,7 @@ void bind_gemm(nb::module_& m) {
   m.def("gemm_packed", &gemm_packed_cpu<double>, "a"_a.noconvert(), "b"_a.noconvert(),
         "c"_a.noconvert(), "trans_b"_a = false, "beta"_a = 0.0, packed_doc);
   m.def("gemm_simd_path", &cpu::gemm_simd_path,
-        "The CPU GEMM micro-kernel compiled in: 'avx512', 'avx2' or 'portable'.");
+        "The CPU GEMM micro-kernel compiled in: 'avx512', 'avx2', 'vec128' or 'portable'.");
 }
 
 }  // namespace fusednn::bindings

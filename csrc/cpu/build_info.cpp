@@ -1,5 +1,6 @@
 // What this extension was compiled with.
 #include "fusednn/common.h"
+#include "fusednn/gemm.h"
 
 #ifdef FUSEDNN_OPENMP
 #include <omp.h>
@@ -12,13 +13,7 @@ BuildInfo build_info() {
   info.version = FUSEDNN_VERSION;
   info.build_type = FUSEDNN_BUILD_TYPE;
   info.cxx_compiler = FUSEDNN_CXX_COMPILER;
-#if defined(__AVX512F__)
-  info.simd = "avx512";
-#elif defined(__AVX2__)
-  info.simd = "avx2";
-#else
-  info.simd = "portable";
-#endif
+  info.simd = cpu::gemm_simd_path();
   info.native_arch = FUSEDNN_NATIVE_FLAG;
 #ifdef FUSEDNN_OPENMP
   info.openmp = true;

@@ -4,6 +4,16 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+
+// Without AVX2, GCC and Clang vector extensions give 128-bit SIMD on the two
+// baselines that always have it: SSE2 (x86-64) and NEON (64-bit ARM).
+#if !defined(__AVX512F__) && !defined(__AVX2__) && defined(__GNUC__) && \
+    (defined(__SSE2__) || defined(__aarch64__)) && defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define FUSEDNN_GEMM_VEC128 1
+#endif
+#endif
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 // GCC 12 flags the deliberately undefined pass-through operand inside its own
@@ -176,6 +186,82 @@ struct Vec<double> {
 inline constexpr int kMicroRows = 6;
 inline constexpr int kMicroVecs = 2;
 
+#elif defined(FUSEDNN_GEMM_VEC128)
+inline constexpr const char* kSimdPath = "vec128";
+
+// The vector types, spelled out: GCC drops vector_size from a dependent type.
+template <typename T>
+struct Vector128;
+template <>
+struct Vector128<float> {
+  typedef float type __attribute__((vector_size(16)));
+};
+template <>
+struct Vector128<double> {
+  typedef double type __attribute__((vector_size(16)));
+};
+
+template <typename T>
+struct Vec {
+  using Reg = typename Vector128<T>::type;
+  static constexpr int kLanes = int(16 / sizeof(T));
+  static Reg zero() { return Reg{}; }
+  static Reg load(const T* p) {
+    Reg v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, Reg v) { std::memcpy(p, &v, sizeof v); }
+  static Reg broadcast(T x) {
+    if constexpr (kLanes == 4) {
+      return Reg{x, x, x, x};
+    } else {
+      return Reg{x, x};
+    }
+  }
+  // One fused multiply-add where the target has it (NEON; SSE2 has none).
+  static Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
+  static Reg mul(Reg a, Reg b) { return a * b; }
+  static Reg add(Reg a, Reg b) { return a + b; }
+  // b where either is NaN (a > b is false there), selected bitwise: a vector
+  // ?: is not in every compiler's extension.
+  static Reg max(Reg a, Reg b) {
+    const auto a_greater = a > b;  // lanes of all ones or all zeros
+    using Bits = decltype(a_greater);
+    return reinterpret(((Bits)a & a_greater) | ((Bits)b & ~a_greater));
+  }
+  // r[i][j] -> r[j][i] for a kLanes x kLanes block held in kLanes registers.
+  static void transpose(Reg r[kLanes]) {
+    if constexpr (kLanes == 4) {
+      const Reg t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5);
+      const Reg t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
+      const Reg t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5);
+      const Reg t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+      r[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+      r[1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+      r[2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+      r[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+    } else {
+      const Reg t0 = __builtin_shufflevector(r[0], r[1], 0, 2);
+      r[1] = __builtin_shufflevector(r[0], r[1], 1, 3);
+      r[0] = t0;
+    }
+  }
+
+ private:
+  template <typename Bits>
+  static Reg reinterpret(Bits bits) {
+    Reg v;
+    std::memcpy(&v, &bits, sizeof v);
+    return v;
+  }
+};
+
+// 16 registers (SSE2; NEON has 32): 6 x 2 accumulators + 2 rows of B + one
+// broadcast of A, as with AVX2.
+inline constexpr int kMicroRows = 6;
+inline constexpr int kMicroVecs = 2;
+
 #else
 inline constexpr const char* kSimdPath = "portable";
 
@@ -208,8 +294,10 @@ template <typename Reg>
 inline Reg in_register(Reg v) {
 #if defined(__GNUC__) && defined(__AVX512F__)
   asm("" : "+v"(v));
-#elif defined(__GNUC__) && defined(__AVX2__)
+#elif defined(__GNUC__) && (defined(__AVX2__) || (defined(FUSEDNN_GEMM_VEC128) && defined(__SSE2__)))
   asm("" : "+x"(v));
+#elif defined(FUSEDNN_GEMM_VEC128) && defined(__aarch64__)
+  asm("" : "+w"(v));
 #endif
   return v;
 }

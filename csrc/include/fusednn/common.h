@@ -24,7 +24,7 @@ struct BuildInfo {
   std::string version;
   std::string build_type;
   std::string cxx_compiler;
-  std::string simd;         // "avx512", "avx2" or "portable"
+  std::string simd;         // cpu::gemm_simd_path(): "avx512", "avx2", "vec128" or "portable"
   bool native_arch;         // compiled with -march=native
   bool openmp;
   int max_threads;

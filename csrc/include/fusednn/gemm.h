@@ -26,6 +26,8 @@
 // (-march=native by default, FUSEDNN_NATIVE=OFF for a portable build):
 //   __AVX512F__  float 8x32, double 8x16 micro-kernel on 512-bit FMA
 //   __AVX2__     float  6x16, double  6x8  micro-kernel on 256-bit FMA
+//   else SSE2 (x86-64) or 64-bit ARM, with GCC or Clang:
+//                float  6x8,  double  6x4  micro-kernel on 128-bit vectors
 //   otherwise    portable C++ 4x8 micro-kernel left to the auto-vectoriser
 // gemm_simd_path() names the path compiled in.
 //
@@ -66,7 +68,7 @@ void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t batch,
                           const T* B, std::int64_t ldb, std::int64_t stride_b,
                           T beta, T* C, std::int64_t ldc, std::int64_t stride_c);
 
-// "avx512", "avx2" or "portable": the micro-kernel compiled in.
+// "avx512", "avx2", "vec128" or "portable": the micro-kernel compiled in.
 const char* gemm_simd_path();
 
 extern template void gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, float,
