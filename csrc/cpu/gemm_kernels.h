@@ -294,7 +294,9 @@ template <typename Reg>
 inline Reg in_register(Reg v) {
 #if defined(__GNUC__) && defined(__AVX512F__)
   asm("" : "+v"(v));
-#elif defined(__GNUC__) && (defined(__AVX2__) || (defined(FUSEDNN_GEMM_VEC128) && defined(__SSE2__)))
+#elif defined(__GNUC__) && defined(__AVX2__)
+  asm("" : "+x"(v));
+#elif defined(FUSEDNN_GEMM_VEC128) && defined(__SSE2__)
   asm("" : "+x"(v));
 #elif defined(FUSEDNN_GEMM_VEC128) && defined(__aarch64__)
   asm("" : "+w"(v));
