@@ -15,14 +15,15 @@ from fusednn import _C
 
 DTYPES = [np.float32, np.float64]
 
-# Rows 1..9 cover every remainder of the AVX2 (6-row), AVX-512 (8-row) and portable
-# (4-row) tiles, including one row (a batch of one); columns one off the 8/16/32-wide
-# slivers; K 1, odd, one past the 256-deep K block, and several K blocks. The wide
-# shapes split the columns between threads.
+# Rows 1..9 cover every remainder of the AVX2 and vec128 (6-row), AVX-512 (8-row) and
+# portable (4-row) tiles, including one row (a batch of one); columns one off the
+# 8/16/32-wide slivers; K 1, odd, one past the 256-deep K block, and several K blocks.
+# The wide shapes split the columns between threads, and from 2^16 packed elements on
+# (the last five) the packing too, one of them with a partial last sliver.
 SHAPES = [
     (1, 1, 1), (1, 17, 64), (2, 33, 7), (3, 16, 31), (4, 31, 257), (5, 8, 3), (6, 48, 129),
-    (7, 15, 300), (8, 64, 64), (9, 40, 513), (13, 257, 100), (16, 1024, 256), (64, 2048, 512),
-    (1, 2048, 512), (3, 4000, 65), (70, 33, 19),
+    (7, 15, 300), (8, 64, 64), (9, 40, 513), (13, 257, 100), (70, 33, 19), (16, 1024, 256),
+    (64, 2048, 512), (1, 2048, 512), (3, 4000, 65), (5, 1001, 130),
 ]
 
 
