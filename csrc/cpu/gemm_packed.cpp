@@ -206,38 +206,57 @@ PackedMatrix<T>::PackedMatrix(bool trans_b, std::int64_t K, std::int64_t N, cons
 }
 
 template <typename T>
-void gemm_packed(std::int64_t M, const T* A, std::int64_t lda, const PackedMatrix<T>& B, T beta,
-                 T* C, std::int64_t ldc) {
+int PackedMatrix<T>::useful_threads(std::int64_t M) const {
+#ifdef FUSEDNN_OPENMP
+  if (omp_in_parallel()) return 1;
+  const double macs = double(M) * double(cols_) * double(rows_);
+  const double by_work = std::max(1.0, macs / gemm_detail::kMinWorkPerThread);
+  const double slivers = double(gemm_detail::ceil_div(cols_, gemm_detail::Blocking<T>::NR));
+  return int(std::min<double>({double(omp_get_max_threads()), by_work, std::max(1.0, slivers)}));
+#else
+  (void)M;
+  return 1;
+#endif
+}
+
+template <typename T>
+typename PackedMatrix<T>::Columns PackedMatrix<T>::part_columns(int part, int parts) const {
+  constexpr std::int64_t NR = gemm_detail::Blocking<T>::NR;
+  const std::int64_t slivers = gemm_detail::ceil_div(cols_, NR);
+  return {std::min(cols_, slivers * part / parts * NR),
+          std::min(cols_, slivers * (part + 1) / parts * NR)};
+}
+
+template <typename T>
+void gemm_packed_columns(std::int64_t M, const T* A, std::int64_t lda, const PackedMatrix<T>& B,
+                         T beta, T* C, std::int64_t ldc, typename PackedMatrix<T>::Columns cols) {
   using gemm_detail::Index;
   constexpr Index NR = gemm_detail::Blocking<T>::NR;
-  const Index N = B.cols(), K = B.rows();
-  if (M <= 0 || N <= 0) return;
-  if (K == 0) {  // C = beta * C, reading C only when beta != 0
+  if (M <= 0 || cols.end <= cols.begin) return;
+  if (B.rows() == 0) {  // C = beta * C, reading C only when beta != 0
     for (Index i = 0; i < M; ++i) {
       T* row = C + i * ldc;
-      for (Index j = 0; j < N; ++j) row[j] = beta == T(0) ? T(0) : beta * row[j];
+      for (Index j = cols.begin; j < cols.end; ++j) row[j] = beta == T(0) ? T(0) : beta * row[j];
     }
     return;
   }
-  const Index slivers = gemm_detail::ceil_div(N, NR);
+  gemm_detail::packed_columns(M, B.cols(), B.rows(), A, lda, B.data(), beta, C, ldc,
+                              cols.begin / NR, gemm_detail::ceil_div(cols.end, NR));
+}
+
+template <typename T>
+void gemm_packed(std::int64_t M, const T* A, std::int64_t lda, const PackedMatrix<T>& B, T beta,
+                 T* C, std::int64_t ldc) {
 #ifdef FUSEDNN_OPENMP
-  const double macs = double(M) * double(N) * double(K);
-  const double by_work = std::max(1.0, macs / gemm_detail::kMinWorkPerThread);
-  const int threads =
-      omp_in_parallel()
-          ? 1
-          : int(std::min<double>({double(omp_get_max_threads()), by_work, double(slivers)}));
+  const int threads = B.useful_threads(M);
   if (threads > 1) {
 #pragma omp parallel num_threads(threads)
-    {
-      const int part = omp_get_thread_num();
-      gemm_detail::packed_columns(M, N, K, A, lda, B.data(), beta, C, ldc,
-                                  slivers * part / threads, slivers * (part + 1) / threads);
-    }
+    gemm_packed_columns(M, A, lda, B, beta, C, ldc,
+                        B.part_columns(omp_get_thread_num(), omp_get_num_threads()));
     return;
   }
 #endif
-  gemm_detail::packed_columns(M, N, K, A, lda, B.data(), beta, C, ldc, Index(0), slivers);
+  gemm_packed_columns(M, A, lda, B, beta, C, ldc, B.part_columns(0, 1));
 }
 
 template class PackedMatrix<float>;
@@ -246,5 +265,11 @@ template void gemm_packed<float>(std::int64_t, const float*, std::int64_t,
                                  const PackedMatrix<float>&, float, float*, std::int64_t);
 template void gemm_packed<double>(std::int64_t, const double*, std::int64_t,
                                   const PackedMatrix<double>&, double, double*, std::int64_t);
+template void gemm_packed_columns<float>(std::int64_t, const float*, std::int64_t,
+                                         const PackedMatrix<float>&, float, float*, std::int64_t,
+                                         PackedMatrix<float>::Columns);
+template void gemm_packed_columns<double>(std::int64_t, const double*, std::int64_t,
+                                          const PackedMatrix<double>&, double, double*,
+                                          std::int64_t, PackedMatrix<double>::Columns);
 
 }  // namespace fusednn::cpu

@@ -9,6 +9,10 @@
 #include <cstring>
 #include <vector>
 
+#ifdef FUSEDNN_OPENMP
+#include <omp.h>
+#endif
+
 #include "exp_traits.h"
 #include "fusednn/gemm.h"
 #include "fusednn/recurrent.h"
@@ -95,6 +99,25 @@ inline void for_each_row(Index rows, Index elements_per_row, const Body& body) {
   const bool parallel = rows > 1 && rows * elements_per_row >= kParallelElements;
 #pragma omp parallel for schedule(static) if (parallel)
   for (Index n = 0; n < rows; ++n) body(n);
+}
+
+// Runs body(part, parts) on each thread of a team of `parts` (as many as the
+// runtime gives), or as part 0 of 1 on the calling thread. One region serves a
+// whole sequence: its steps meet at `#pragma omp barrier` (a no-op on one
+// thread), which costs less than a fork and a join for each step's GEMM and
+// pointwise pass.
+template <typename Body>
+inline void in_team(int parts, const Body& body) {
+#ifdef FUSEDNN_OPENMP
+  if (parts > 1) {
+#pragma omp parallel num_threads(parts)
+    body(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#else
+  (void)parts;
+#endif
+  body(0, 1);
 }
 
 // ---------------------------------------------------------------------------

@@ -27,47 +27,55 @@ void lstm_forward_impl(const RecurrentShape& s, const Real* x, const Real* h0, c
   const Real *b_i = bias, *b_f = bias + U, *b_g = bias + 2 * U, *b_o = bias + 3 * U;
   const PackedMatrix<Real> recurrent_packed = pack_columns(s, G, G, recurrent_kernel);
 
-  for (Index t = 0; t < T; ++t) {
-    recurrent_forward_gemm<Real>(s, feed.step(t), feed.ld, recurrent_packed, Real(1),
-                                 gates + t * G, T * G);
-    // In training the last step has no next GEMM input to write.
-    Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
-    for_each_row(N, G, [&](Index n) {
-      const Index nt = n * T + t;
-      Real* h = h_T + n * U;
-      Real* c = c_T + n * U;
-      Real* y_nt = y + nt * U;
-      if (step_is_valid<kMasked>(mask, T, n, t)) {
-        Real* gi = gates + nt * G;
-        Real *gf = gi + U, *gg = gi + 2 * U, *go = gi + 3 * U;
+  // One team for the sequence: each thread computes its columns of the step's
+  // product, then (after all have read h_{t-1}) its batch rows' update.
+  in_team(recurrent_packed.useful_threads(N), [&](int part, int parts) {
+    const auto columns = recurrent_packed.part_columns(part, parts);
+    const Index n0 = N * part / parts, n1 = N * (part + 1) / parts;
+    for (Index t = 0; t < T; ++t) {
+      gemm_packed_columns<Real>(N, feed.step(t), feed.ld, recurrent_packed, Real(1),
+                                gates + t * G, T * G, columns);
+#pragma omp barrier
+      // In training the last step has no next GEMM input to write.
+      Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
+      for (Index n = n0; n < n1; ++n) {
+        const Index nt = n * T + t;
+        Real* h = h_T + n * U;
+        Real* c = c_T + n * U;
+        Real* y_nt = y + nt * U;
+        if (step_is_valid<kMasked>(mask, T, n, t)) {
+          Real* gi = gates + nt * G;
+          Real *gf = gi + U, *gg = gi + 2 * U, *go = gi + 3 * U;
 #pragma omp simd
-        for (Index j = 0; j < U; ++j) {
-          const Real i = sigmoid(gi[j] + b_i[j]);
-          const Real f = sigmoid(gf[j] + b_f[j]);
-          const Real g = recurrent_detail::tanh(gg[j] + b_g[j]);
-          const Real o = sigmoid(go[j] + b_o[j]);
-          const Real c_new = f * c[j] + i * g;
-          const Real h_new = o * recurrent_detail::tanh(c_new);
-          c[j] = c_new;
-          h[j] = h_new;
-          y_nt[j] = h_new;
-          if constexpr (kTraining) {
-            gi[j] = i;
-            gf[j] = f;
-            gg[j] = g;
-            go[j] = o;
+          for (Index j = 0; j < U; ++j) {
+            const Real i = sigmoid(gi[j] + b_i[j]);
+            const Real f = sigmoid(gf[j] + b_f[j]);
+            const Real g = recurrent_detail::tanh(gg[j] + b_g[j]);
+            const Real o = sigmoid(go[j] + b_o[j]);
+            const Real c_new = f * c[j] + i * g;
+            const Real h_new = o * recurrent_detail::tanh(c_new);
+            c[j] = c_new;
+            h[j] = h_new;
+            y_nt[j] = h_new;
+            if constexpr (kTraining) {
+              gi[j] = i;
+              gf[j] = f;
+              gg[j] = g;
+              go[j] = o;
+            }
           }
+        } else {
+          repeat_previous_output(y_nt, t, U);
         }
-      } else {
-        repeat_previous_output(y_nt, t, U);
+        if constexpr (kTraining) std::copy(c, c + U, cell + nt * U);
+        if ((kTraining || kRecurrentMask) && next_feed != nullptr) {
+          write_feed<Real, kRecurrentMask>(next_feed + n * feed.ld, h,
+                                           kRecurrentMask ? recurrent_mask + n * U : nullptr, U);
+        }
       }
-      if constexpr (kTraining) std::copy(c, c + U, cell + nt * U);
-      if ((kTraining || kRecurrentMask) && next_feed != nullptr) {
-        write_feed<Real, kRecurrentMask>(next_feed + n * feed.ld, h,
-                                         kRecurrentMask ? recurrent_mask + n * U : nullptr, U);
-      }
-    });
-  }
+#pragma omp barrier
+    }
+  });
 }
 
 template <typename Real, bool kMasked, bool kRecurrentMask>

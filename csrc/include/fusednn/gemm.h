@@ -105,6 +105,18 @@ class PackedMatrix {
   std::int64_t cols() const { return cols_; }  // N
   const T* data() const { return data_.get(); }
 
+  // Threads worth using for a product with M rows (1 inside a parallel
+  // region): enough work for each, and at most one per sliver.
+  int useful_threads(std::int64_t M) const;
+
+  // The columns [begin, end) of part `part` of `parts`: whole slivers, as even
+  // as possible (what gemm_packed gives each of `parts` threads).
+  struct Columns {
+    std::int64_t begin;
+    std::int64_t end;
+  };
+  Columns part_columns(int part, int parts) const;
+
  private:
   struct Free {
     void operator()(T* p) const;
@@ -123,6 +135,14 @@ template <typename T>
 void gemm_packed(std::int64_t M, const T* A, std::int64_t lda, const PackedMatrix<T>& B, T beta,
                  T* C, std::int64_t ldc);
 
+// gemm_packed's columns `cols` of C only (from B.part_columns), on the calling
+// thread: for callers that run their own team of threads. C points at column
+// 0 of C, as for gemm_packed.
+template <typename T>
+void gemm_packed_columns(std::int64_t M, const T* A, std::int64_t lda, const PackedMatrix<T>& B,
+                         T beta, T* C, std::int64_t ldc,
+                         typename PackedMatrix<T>::Columns cols);
+
 extern template class PackedMatrix<float>;
 extern template class PackedMatrix<double>;
 extern template void gemm_packed<float>(std::int64_t, const float*, std::int64_t,
@@ -130,5 +150,11 @@ extern template void gemm_packed<float>(std::int64_t, const float*, std::int64_t
 extern template void gemm_packed<double>(std::int64_t, const double*, std::int64_t,
                                          const PackedMatrix<double>&, double, double*,
                                          std::int64_t);
+extern template void gemm_packed_columns<float>(std::int64_t, const float*, std::int64_t,
+                                                const PackedMatrix<float>&, float, float*,
+                                                std::int64_t, PackedMatrix<float>::Columns);
+extern template void gemm_packed_columns<double>(std::int64_t, const double*, std::int64_t,
+                                                 const PackedMatrix<double>&, double, double*,
+                                                 std::int64_t, PackedMatrix<double>::Columns);
 
 }  // namespace fusednn::cpu
