@@ -54,6 +54,16 @@ std::int64_t elements_to_alignment(const T* p, std::int64_t n) {
   return std::min(peel, n);
 }
 
+// update(i) for every i < n: scalar up to p's first cache-line boundary, then
+// in one vectorised loop.
+template <typename T, typename Update>
+inline void sweep(const T* p, std::int64_t n, const Update& update) {
+  const std::int64_t peel = elements_to_alignment(p, n);
+  for (std::int64_t i = 0; i < peel; ++i) update(i);
+#pragma omp simd
+  for (std::int64_t i = peel; i < n; ++i) update(i);
+}
+
 template <typename T>
 void adam_chunk(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
                 std::int64_t n, const AdamHyperparameters& h) {
@@ -68,10 +78,7 @@ void adam_chunk(T* __restrict p, const T* __restrict g, T* __restrict m, T* __re
     m[i] = mi;
     v[i] = vi;
   };
-  const std::int64_t peel = elements_to_alignment(p, n);
-  for (std::int64_t i = 0; i < peel; ++i) update(i);
-#pragma omp simd
-  for (std::int64_t i = peel; i < n; ++i) update(i);
+  sweep(p, n, update);
 }
 
 template <typename T, bool kMomentum, bool kNesterov>
@@ -92,10 +99,7 @@ void sgd_chunk(T* __restrict p, const T* __restrict g, T* __restrict m, std::int
     }
     p[i] = pi;
   };
-  const std::int64_t peel = elements_to_alignment(p, n);
-  for (std::int64_t i = 0; i < peel; ++i) update(i);
-#pragma omp simd
-  for (std::int64_t i = peel; i < n; ++i) update(i);
+  sweep(p, n, update);
 }
 
 template <typename T, bool kMomentum, bool kNesterov>
