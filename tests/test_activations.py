@@ -248,7 +248,7 @@ def test_serialize_round_trips():
         back = activations.deserialize(config)
         assert type(back) is type(act) and back.get_config() == act.get_config()
         assert activations.get(config).get_config() == act.get_config()
-    with pytest.raises(ValueError, match="unknown activation 'nope'"):
+    with pytest.raises(ValueError, match="unknown activation class 'nope'"):
         activations.deserialize({"class_name": "nope", "config": {}})
 
 

@@ -133,7 +133,7 @@ def test_get_accepts_names_class_names_dicts_and_callables():
     assert isinstance(got, initializers.RandomNormal) and got.stddev == 0.2 and got.seed == 3
     with pytest.raises(ValueError, match=r"unknown initializer 'glorot_unifrom'.*he_normal"):
         initializers.get("glorot_unifrom")
-    with pytest.raises(ValueError, match="unknown initializer 'Nope'"):
+    with pytest.raises(ValueError, match="unknown initializer class 'Nope'"):
         initializers.deserialize({"class_name": "Nope", "config": {}})
     with pytest.raises(TypeError):
         initializers.get(3)
