@@ -32,6 +32,22 @@ def numeric_gradient(f, array, eps=EPS):
     return grad
 
 
+def numeric_directional_derivative(f, array, direction, eps=EPS):
+    """Central difference of the scalar f() along `direction` (array's shape) at `array`
+    (float64, perturbed in place and restored): compare with sum(gradient * direction).
+    One evaluation pair checks every entry of a large gradient at once."""
+    if not isinstance(array, np.ndarray) or array.dtype != np.float64:
+        raise TypeError(f"numeric_directional_derivative needs a float64 NumPy array, got "
+                        f"{getattr(array, 'dtype', type(array).__name__)}")
+    original = array.copy()
+    array[...] = original + eps * direction
+    plus = f()
+    array[...] = original - eps * direction
+    minus = f()
+    array[...] = original
+    return (plus - minus) / (2 * eps)
+
+
 def as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fusednn import activations, initializers, layers, losses, metrics, optimizers, regularizers
+from fusednn import activations, initializers, layers, losses, metrics, optimizers
 from fusednn.registry import Registry
 
 
@@ -110,14 +110,7 @@ def test_families_accept_keras_names(family, name, expected):
     assert type(family.deserialize(saved)) is expected
 
 
-def test_regularizer_and_metric_names():
-    assert regularizers.get("l1_l2").get_config() == {"l1": 0.01, "l2": 0.01}
-    assert regularizers.get("L2").get_config() == {"l1": 0.0, "l2": 0.01}
-    saved = regularizers.serialize(regularizers.L1L2(l1=0.5, l2=0.25))
-    assert saved == {"class_name": "L1L2", "config": {"l1": 0.5, "l2": 0.25}}
-    assert regularizers.deserialize(saved).get_config() == {"l1": 0.5, "l2": 0.25}
-    # the config alone, as fusednn saved regularizers before they moved onto Registry
-    assert regularizers.deserialize({"l1": 0.5, "l2": 0.0}).get_config() == {"l1": 0.5, "l2": 0.0}
+def test_metric_names():
     assert metrics.get("mae").fn is metrics.mean_absolute_error
     assert metrics.serialize(metrics.get("MSE")) == "MSE"
 
