@@ -283,7 +283,8 @@ def test_gradients_masked_sequences_with_initial_state(kind):
     rng = np.random.default_rng(8)
     x = rng.normal(size=(3, 4, 4))
     states = [rng.normal(size=(3, 3)) for _ in range(STATE_COUNT.get(kind, 1))]
-    check_layer_gradients(layer, x, seed=1, atol=1e-8, mask=_mask(3, 4, seed=2), initial_state=states)
+    check_layer_gradients(layer, x, seed=1, atol=1e-8, mask=_mask(3, 4, seed=2),
+                          initial_state=states)
 
 
 def test_backward_accepts_none_for_unused_outputs():
