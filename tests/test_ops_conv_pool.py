@@ -33,8 +33,8 @@ F = torch.nn.functional
 
 
 # ----- independent references ---------------------------------------------------
-# test_conv's float64 tap-by-tap conv2d and Keras's per-axis output/padding arithmetic.
-from test_conv import keras_axis, numpy_conv2d  # noqa: E402
+# test_ops_conv's float64 tap-by-tap conv2d and Keras's per-axis output/padding arithmetic.
+from test_ops_conv import keras_axis, numpy_conv2d  # noqa: E402
 
 
 def numpy_conv(x, w, b, strides, padding, dilation, activation):
