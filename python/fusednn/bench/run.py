@@ -1,35 +1,35 @@
-"""Every benchmark suite in this folder in one run: fusednn side by side with PyTorch CPU
-and, on a GPU, with cuDNN (through PyTorch).
+"""Every benchmark suite in one run: fusednn side by side with PyTorch CPU and, on a GPU,
+with cuDNN (through PyTorch).
 
-    python benchmarks/run.py [--cpu] [--gpu] [--quick] [--suite NAME ...] [--no-write]
-    fusednn bench ...            (the same, from a source checkout)
+    fusednn bench [--cpu] [--gpu] [--quick] [--suite NAME ...] [--out DIR] [--no-write]
+                  [--fma-pipes N] [--compare FILE]
+    python -m fusednn.bench ...          (the same)
 
-A suite is a bench_<name>.py file here with main(argv) (an older main() that reads
-sys.argv works too); it prints its table and writes benchmarks/results/<name>-...json
-and .md itself. This runner passes --no-write on, gives --quick suites a few
-repeats and their own smaller mode where they have one, and afterwards writes
-results/summary-<date>.md with the tables this run produced.
+A suite is a bench_<name>.py module of this package with main(argv); it prints its table and writes <--out>/<name>-...json
+and .md itself. This runner passes --out, --no-write and --fma-pipes on, gives --quick
+suites a few repeats and their own smaller mode where they have one, and afterwards
+writes <--out>/summary-<date>.md and .json with what this run produced; --compare puts
+this run's rows beside an earlier results file's (see compare.py).
 
 Devices: with neither flag, the CPU rows, and the GPU rows as well where
 fusednn.has_cuda(); --cpu / --gpu pick one. A suite with GPU (cuDNN/CUDA) rows
 declares DEVICES = ("cpu", "cuda") and takes --device cuda for them.
-PyTorch is the reference everywhere, so it must be installed (the test extra).
+PyTorch is the reference everywhere, so it must be installed (the bench extra).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import importlib
 import importlib.util
-import inspect
+import json
 import pathlib
+import pkgutil
 import sys
 import time
 import traceback
 
-HERE = pathlib.Path(__file__).resolve().parent
-RESULTS_DIR = HERE / "results"
+from . import common, compare, limits
 
 # --quick: each suite's own small mode where it has one, else fewer repeats and warm-ups.
 QUICK_ARGS = {
@@ -43,12 +43,14 @@ QUICK_ARGS = {
 QUICK_GPU_ARGS = {name: ["--quick", "--repeats", "5", "--warmup", "2"]
                   for name in ("conv", "ops", "pooling", "recurrent")}
 
-TORCH_HINT = ('the benchmarks compare against PyTorch, which is not installed; install the test '
-              'extra: pip install ".[test]" (it brings PyTorch CPU)')
+TORCH_HINT = ('the benchmarks compare against PyTorch, which is not installed; install the '
+              'bench extra: pip install "fusednn[bench]" (it brings PyTorch)')
 
 
 def suite_names() -> list[str]:
-    return sorted(path.stem[len("bench_"):] for path in HERE.glob("bench_*.py"))
+    package = pathlib.Path(__file__).resolve().parent
+    return sorted(module.name[len("bench_"):] for module in pkgutil.iter_modules([str(package)])
+                  if module.name.startswith("bench_"))
 
 
 def build_parser(prog=None) -> argparse.ArgumentParser:
@@ -62,14 +64,17 @@ def build_parser(prog=None) -> argparse.ArgumentParser:
                         help="a smoke run: few repeats, small sizes where a suite has them")
     parser.add_argument("--suite", nargs="+", metavar="NAME", choices=suite_names(),
                         help=f"run only these suites (of: {', '.join(suite_names())})")
-    parser.add_argument("--no-write", action="store_true",
-                        help="print only; write no results files")
+    common.add_run_options(parser)
+    parser.add_argument("--compare", metavar="FILE",
+                        help="earlier results (a suite's JSON, or the summary-<date>.json of "
+                             "a whole run) to show this run beside")
     parser.add_argument("--list", action="store_true", help="list the suites and exit")
     return parser
 
 
 class BenchError(Exception):
-    """The run cannot start (no PyTorch, no GPU for --gpu): printed, exit status 1."""
+    """The run cannot start (no PyTorch, no GPU for --gpu, an unreadable --compare file):
+    printed, exit status 1."""
 
 
 def devices_to_run(args) -> list[str]:
@@ -92,40 +97,25 @@ def devices_to_run(args) -> list[str]:
 
 
 def load_suite(name: str):
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))  # the suites import their helpers as `common`
-    return importlib.import_module(f"bench_{name}")
-
-
-@contextlib.contextmanager
-def _argv(program: str, arguments: list[str]):
-    saved = sys.argv
-    sys.argv = [program] + arguments
-    try:
-        yield
-    finally:
-        sys.argv = saved
+    return importlib.import_module(f"{__package__}.bench_{name}")
 
 
 def run_suite(module, arguments: list[str]) -> None:
-    """Calls module.main with `arguments`; a non-zero SystemExit becomes RuntimeError."""
-    takes_argv = bool(inspect.signature(module.main).parameters)
+    """Calls module.main(arguments); a non-zero SystemExit becomes RuntimeError."""
     try:
-        if takes_argv:
-            module.main(arguments)
-        else:
-            with _argv(module.__file__, arguments):
-                module.main()
+        module.main(arguments)
     except SystemExit as e:
         if e.code not in (None, 0):
             raise RuntimeError(f"{module.__name__} exited: {e.code}") from None
 
 
-def suite_arguments(name: str, device: str, quick: bool, no_write: bool) -> list[str]:
+def suite_arguments(name: str, device: str, args) -> list[str]:
     """The command line a suite gets for its rows on `device`."""
     quick_args = (QUICK_GPU_ARGS if device == "cuda" else QUICK_ARGS).get(name, [])
     return (["--device", "cuda"] if device == "cuda" else []) \
-        + (quick_args if quick else []) + (["--no-write"] if no_write else [])
+        + (quick_args if args.quick else []) + ["--out", str(args.out)] \
+        + (["--no-write"] if args.no_write else []) \
+        + (["--fma-pipes", str(args.fma_pipes)] if args.fma_pipes else [])
 
 
 def main(argv=None, prog=None) -> int:
@@ -142,18 +132,24 @@ def main(argv=None, prog=None) -> int:
         if importlib.util.find_spec("torch") is None:
             raise BenchError(TORCH_HINT)
         devices = devices_to_run(args)
-    except BenchError as e:
-        print(f"{prog or 'run.py'}: error: {e}", file=sys.stderr)
+        before = compare.load(args.compare) if args.compare else None
+    except (BenchError, compare.CompareError) as e:
+        print(f"{prog or 'fusednn bench'}: error: {e}", file=sys.stderr)
         return 1
+    if "cpu" in devices:
+        # Measured once here; the suites of this process reuse it.
+        hardware = limits.cpu_limits(common.thread_count(), args.fma_pipes)
+        print(limits.describe(hardware), flush=True)
 
     started = time.time()
+    common.produced.clear()
     failed, ran = [], []
     for device in devices:
         for name in names:
             module = load_suite(name)
             if device not in getattr(module, "DEVICES", ("cpu",)):
                 continue
-            arguments = suite_arguments(name, device, args.quick, args.no_write)
+            arguments = suite_arguments(name, device, args)
             print(f"\n===== {name} ({device}) {' '.join(arguments)} =====", flush=True)
             try:
                 run_suite(module, arguments)
@@ -166,28 +162,39 @@ def main(argv=None, prog=None) -> int:
 
     print(f"\nran {len(ran)} suite(s) in {time.time() - started:.0f} s"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    comparison = None
+    if before is not None:
+        now = {compare.series(entry["name"]): compare.rows_of(entry["payload"])
+               for entry in common.produced}
+        comparison = compare.markdown(*compare.compare(before, now), args.compare)
+        print("\n" + comparison)
     if not args.no_write:
-        summary = write_summary(started)
-        if summary is not None:
-            print(f"wrote {summary}")
+        for path in write_summary(pathlib.Path(args.out), comparison):
+            print(f"wrote {path}")
     return 1 if failed else 0
 
 
-def write_summary(since: float):
-    """results/summary-<date>.md: the Markdown tables the suites wrote since `since`."""
-    tables = sorted(path for path in RESULTS_DIR.glob("*.md")
-                    if path.stat().st_mtime >= since and not path.name.startswith("summary-"))
-    if not tables:
-        return None
-    path = RESULTS_DIR / f"summary-{datetime.date.today().isoformat()}.md"
-    parts = [f"# fusednn benchmarks, {datetime.date.today().isoformat()}\n"]
-    for table in tables:
-        text = table.read_text().strip()
+def write_summary(out: pathlib.Path, comparison) -> list:
+    """<out>/summary-<date>.md (every table of this run, then the comparison) and .json
+    (every suite's results, the machine and its limits: what --compare reads)."""
+    if not common.produced:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    date = datetime.date.today().isoformat()
+    parts = [f"# fusednn benchmarks, {date}\n"]
+    for entry in common.produced:
+        text = entry["markdown"].strip()
         # Each suite's own title becomes a section.
         parts.append("#" + text if text.startswith("# ") else text)
-        parts.append(f"\n(from `{table.relative_to(HERE)}`)\n")
-    path.write_text("\n".join(parts) + "\n")
-    return path
+        parts.append(f"\n(from `{entry['name']}.md`)\n")
+    if comparison is not None:
+        parts.append("#" + comparison)
+    markdown_path, json_path = out / f"summary-{date}.md", out / f"summary-{date}.json"
+    markdown_path.write_text("\n".join(parts) + "\n")
+    summary = {"date": date, "machine": common.machine_info(),
+               "runs": [{"name": e["name"], "payload": e["payload"]} for e in common.produced]}
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return [markdown_path, json_path]
 
 
 if __name__ == "__main__":
