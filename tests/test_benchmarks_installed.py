@@ -63,6 +63,8 @@ def _files(folder: pathlib.Path) -> set:
     return {path.relative_to(folder) for path in folder.rglob("*") if path.is_file()}
 
 
+# slow: a build of minutes, which .ci/sanitize (-m "not slow") would run under ASan too.
+@pytest.mark.slow
 def test_bench_runs_from_an_installed_package_outside_a_checkout(installed, tmp_path):
     pytest.importorskip("torch")
     target, _ = installed

@@ -94,8 +94,9 @@ def fma_pipes(isa: str, vendor, family) -> tuple:
                      f"{sorted(LANES_FP32)}")
 
 
-def _add_chain():
-    """The add chain as a callable in an executable page (x86-64 Unix only)."""
+def machine_code(code: bytes):
+    """(page, function): x86-64 code of uint64_t f(uint64_t) in an executable page, as a
+    ctypes function (x86-64 Unix only); the page must outlive the calls."""
     if platform.machine().lower() not in ("x86_64", "amd64") or sys.platform == "win32":
         raise ClockUnavailable(f"the clock loop is x86-64 code for Unix; this is "
                                f"{platform.machine()} on {sys.platform}")
@@ -104,7 +105,7 @@ def _add_chain():
                          prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
     except (OSError, AttributeError) as e:
         raise ClockUnavailable(f"no executable memory for the clock loop ({e})") from None
-    page.write(_ADD_CHAIN)
+    page.write(code)
     address = ctypes.addressof(ctypes.c_char.from_buffer(page))
     function = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64)(address)
     return page, function
@@ -114,7 +115,7 @@ def measure_clock_GHz(threads: int, iterations: int = 500_000, bursts: int = 40)
     """The clock of `threads` cores busy at once: on each thread the fastest of `bursts`
     short runs of the add chain (cycles / seconds; about 1 ms each, so that on a shared
     machine some run between the other processes' time slices), averaged over the threads."""
-    page, chain = _add_chain()
+    page, chain = machine_code(_ADD_CHAIN)
 
     def run_on_one_thread():
         best = 0.0
