@@ -85,10 +85,13 @@ def test_bench_runs_from_an_installed_package_outside_a_checkout(installed, tmp_
     assert {p.name for p in results.iterdir()} == {
         f"{stem}-{date}.{ext}" for stem in ("ops-cpu", "summary") for ext in ("json", "md")}
     payload = json.loads((results / f"ops-cpu-{date}.json").read_text())
+    info = payload["info"]
     # The installed package ran, not the checkout's sources.
-    assert payload["machine"]["fusednn_location"].startswith(str(target))
-    limits = payload["limits"]
-    assert limits["copy_GBps"] > 0 and limits["isa"] == payload["machine"]["cpu_simd"]
+    assert info["fusednn_location"].startswith(str(target))
+    limits = info["limits"]
+    assert limits["copy_GBps"] > 0 and limits["isa"] == info["cpu_simd"]
+    for key in ("cpu", "logical_cores", "threads", "load_average_before", "numpy", "torch"):
+        assert info[key] is not None, key
     assert len(payload["results"]) == 4  # --quick: one cross-entropy shape, one model
     for row in payload["results"]:
         assert row["ceiling"] == "copy" and row["bytes"] > 0

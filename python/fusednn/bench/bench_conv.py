@@ -36,7 +36,6 @@ Writes <--out>/conv-cpu-<date>[-<n>threads].json and .md
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
@@ -171,15 +170,9 @@ def main(argv=None):
         gpu.main_or_exit(run_gpu, args)
         return
 
-    threads = common.thread_count()
-    torch = common.import_torch(threads, args.no_torch)
-    info = common.machine_info()
-    hardware = limits.cpu_limits(threads, args.fma_pipes)
-    info.update(dtype="float32", repeats=args.repeats, limits=hardware,
-                load_average_before=common.load_average())
-    print(f"{info['cpu']}, {threads} threads, torch {info.get('torch')}, "
-          f"load {info['load_average_before']}")
-    print(limits.describe(hardware), flush=True)
+    threads, torch, info = common.start_cpu_run(args, args.no_torch)
+    info["dtype"] = "float32"
+    hardware = info["limits"]
 
     rng = np.random.default_rng(0)
     rows = []

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -118,28 +117,19 @@ def main(argv=None):
     common.add_run_options(parser)
     args = parser.parse_args(argv)
 
-    threads = common.thread_count()
-    torch = common.import_torch(threads, args.no_torch)
-    hardware = limits.cpu_limits(threads, args.fma_pipes)
-
-    info = {
-        **common.machine_info(),
-        "limits": hardware,
+    threads, torch, info = common.start_cpu_run(args, args.no_torch)
+    hardware = info["limits"]
+    info.update({
         "fusednn_gemm_simd": _C.gemm_simd_path(),
         "numpy_blas": numpy_blas(),
         # OpenBLAS picks its kernels from the CPU it detects; OPENBLAS_CORETYPE overrides
         # that (e.g. SkylakeX for its AVX-512 kernels where detection falls back to Haswell).
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-        "repeats": args.repeats,
         "rounds": args.rounds,
         "settle_s": args.settle,
-        "load_average_before": common.load_average(),
-    }
-    print(f"{info['cpu']}, {threads} threads, fusednn {info['fusednn_gemm_simd']}, "
-          f"NumPy {info['numpy']} ({info['numpy_blas']}, OPENBLAS_CORETYPE="
-          f"{info['openblas_coretype']}), torch {info['torch']}, "
-          f"load {info['load_average_before']}")
-    print(limits.describe(hardware), flush=True)
+    })
+    print(f"fusednn {info['fusednn_gemm_simd']}, NumPy {info['numpy']} ({info['numpy_blas']}, "
+          f"OPENBLAS_CORETYPE={info['openblas_coretype']})")
 
     rng = np.random.default_rng(0)
     rows = []

@@ -37,7 +37,7 @@ import sys
 import numpy as np
 
 from . import common, gpu, limits
-from .common import load_average, machine_info, markdown_table, thread_count, time_interleaved
+from .common import load_average, markdown_table, time_interleaved
 
 import fusednn.ops as ops
 
@@ -153,20 +153,14 @@ def main(argv=None):
         gpu.main_or_exit(run_gpu, args)
         return
 
-    try:
-        import torch
-    except ImportError:
+    _, torch, info = common.start_cpu_run(args)
+    if torch is None:
         sys.exit("bench_ops needs PyTorch (pip install torch) as the reference")
-    torch.set_num_threads(thread_count())
+    hardware = info["limits"]
     rng = np.random.default_rng(0)
-
-    info = machine_info()
-    hardware = limits.cpu_limits(info["threads"], args.fma_pipes)
-    print(limits.describe(hardware), flush=True)
-    load_before = load_average()
     rows = ce_rows(torch, rng, args.repeats, args.quick, hardware) + \
         optimizer_rows(torch, rng, args.repeats, args.quick, hardware)
-    load_after = load_average()
+    info["load_average_after"] = load_average()
 
     header = ["op", "shape", "fusednn ms", "torch ms", "torch / fusednn", "torch fused ms",
               "torch fused / fusednn", "fusednn of limit", "torch of limit", "limit"]
@@ -178,13 +172,12 @@ def main(argv=None):
     md = (f"# fusednn CPU ops vs PyTorch CPU\n\n{info['cpu']} ({info['cpu_simd']}), "
           f"{info['logical_cores']} logical cores, {info['threads']} threads; torch "
           f"{info['torch']}; median of {args.repeats} interleaved rounds; load average "
-          f"{load_before} before, {load_after} after. {limits.describe(hardware)} "
+          f"{info['load_average_before']} before, {info['load_average_after']} after. "
+          f"{limits.describe(hardware)} "
           "Torch's fraction is its foreach optimizer's.\n\n" + markdown_table(header, table))
     print(md)
-    payload = {"machine": info, "limits": hardware, "repeats": args.repeats,
-               "load_average_before": load_before, "load_average_after": load_after,
-               "results": rows}
-    for path in common.write_results(args, "ops-cpu", payload, md, tag=args.tag):
+    for path in common.write_results(args, "ops-cpu", {"info": info, "results": rows}, md,
+                                     tag=args.tag):
         print(f"wrote {path}")
 
 

@@ -42,7 +42,7 @@ import sys
 import numpy as np
 
 from . import common, gpu, limits
-from .common import load_average, machine_info, markdown_table, thread_count, time_interleaved
+from .common import load_average, markdown_table, time_interleaved
 
 from fusednn import layers, models, utils
 from fusednn.ops import recurrent as rnn
@@ -198,18 +198,14 @@ def lecture_model_contenders(torch, batch):
 
 
 def run(args):
-    try:
-        import torch
-    except ImportError:
-        sys.exit("bench_recurrent.py needs torch (pip install torch) as the comparison")
-    threads = thread_count()
-    torch.set_num_threads(threads)
-    hardware = limits.cpu_limits(threads, args.fma_pipes)
-    print(limits.describe(hardware), flush=True)
+    threads, torch, info = common.start_cpu_run(args)
+    if torch is None:
+        sys.exit("bench_recurrent needs torch (pip install torch) as the comparison")
+    info["T"] = T
+    hardware = info["limits"]
     rng = np.random.default_rng(0)
     batches = (1, 16) if args.quick else BATCHES
     units = (64, 256) if args.quick else UNITS
-    load_before = load_average()
     rows = []
     for cell in ("lstm", "gru"):
         for mode in MODES:
@@ -244,7 +240,7 @@ def run(args):
         print(f"lecture LSTM model training step N={N:3d}: fusednn {row['fusednn_ms']:8.2f} ms, "
               f"torch {row['torch_ms']:8.2f} ms, x{row['ratio']:.2f} (load {row['load']})",
               flush=True)
-    load_after = load_average()
+    info["load_average_after"] = load_average()
 
     header = ["cell", "mode", "N", "U", "F", "fusednn ms", "torch ms", "torch / fusednn",
               "fusednn of limit", "torch of limit", "limit", "load"]
@@ -252,18 +248,16 @@ def run(args):
         [r["cell"], r["mode"], r["N"], r["U"], r["F"], f"{r['fusednn_ms']:.2f}",
          f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}"] + common.fraction_cells(r) + [r["load"]]
         for r in rows])
-    info = machine_info()
     markdown = (f"# Recurrent kernels vs PyTorch CPU (T = {T}, float32)\n\n"
                 f"CPU: {info['cpu']} ({info['cpu_simd']}), threads: {threads}, torch "
-                f"{info.get('torch')}, load average before {load_before}, after {load_after}.\n"
+                f"{info['torch']}, load average before {info['load_average_before']}, after "
+                f"{info['load_average_after']}.\n"
                 "Ratio above 1: fusednn is faster. Medians of interleaved rounds. "
                 f"{limits.describe(hardware)}\n\n" + table)
     print()
     print(markdown)
-    payload = {"benchmark": "recurrent-cpu", "T": T, "threads": threads, "machine": info,
-               "limits": hardware, "load_average_before": load_before,
-               "load_average_after": load_after, "repeats": args.repeats, "rows": rows}
-    for path in common.write_results(args, "recurrent-cpu", payload, markdown, tag=args.tag):
+    for path in common.write_results(args, "recurrent-cpu", {"info": info, "results": rows},
+                                     markdown, tag=args.tag):
         print(f"wrote {path}")
 
 

@@ -134,6 +134,22 @@ def machine_info() -> dict:
     return info
 
 
+def start_cpu_run(args, leave_out_torch: bool = False) -> tuple:
+    """(threads, torch or None, info) for a suite's CPU rows: torch on the threads fusednn
+    uses, and info = machine_info() with the CPU's limits (measured once per process), the
+    repeats and the load average before; printed as two lines."""
+    from . import limits  # limits builds on this module
+
+    threads = thread_count()
+    torch = import_torch(threads, leave_out_torch)
+    info = {**machine_info(), "limits": limits.cpu_limits(threads, args.fma_pipes),
+            "repeats": args.repeats, "load_average_before": load_average()}
+    print(f"{info['cpu']} ({info['cpu_simd']}), {threads} threads, torch {info['torch']}, "
+          f"load {info['load_average_before']}")
+    print(limits.describe(info["limits"]), flush=True)
+    return threads, torch, info
+
+
 # What this process wrote (or, with --no-write, would have): one entry per write_results
 # call, for the runner's summary and --compare.
 produced: list = []

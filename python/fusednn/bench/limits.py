@@ -131,7 +131,6 @@ def measure_clock_GHz(threads: int, iterations: int = 500_000, bursts: int = 40)
 
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         clocks = list(pool.map(lambda _: run_on_one_thread(), range(threads)))
-    del chain
     page.close()
     return statistics.mean(clocks)
 

@@ -5,11 +5,12 @@ with cuDNN (through PyTorch).
                   [--fma-pipes N] [--compare FILE]
     python -m fusednn.bench ...          (the same)
 
-A suite is a bench_<name>.py module of this package with main(argv); it prints its table and writes <--out>/<name>-...json
-and .md itself. This runner passes --out, --no-write and --fma-pipes on, gives --quick
-suites a few repeats and their own smaller mode where they have one, and afterwards
-writes <--out>/summary-<date>.md and .json with what this run produced; --compare puts
-this run's rows beside an earlier results file's (see compare.py).
+A suite is a bench_<name>.py module of this package with main(argv); it prints its
+table and writes <--out>/<name>-...json and .md itself (common.write_results). This
+runner measures the CPU's limits first (limits.py), passes --out, --no-write and
+--fma-pipes on, gives --quick suites a few repeats and their own smaller mode where they
+have one, and afterwards writes <--out>/summary-<date>.md and .json with what this run
+produced; --compare puts this run's rows beside an earlier results file's (compare.py).
 
 Devices: with neither flag, the CPU rows, and the GPU rows as well where
 fusednn.has_cuda(); --cpu / --gpu pick one. A suite with GPU (cuDNN/CUDA) rows
@@ -78,22 +79,22 @@ class BenchError(Exception):
 
 
 def devices_to_run(args) -> list[str]:
-    """['cpu'], ['cuda'] or both, from the flags and whether a GPU is usable."""
-    import fusednn.backend as backend
+    """['cpu'], ['cuda'] or both, from the flags and whether the GPU rows can run: fusednn's
+    GPU, CuPy, and a CUDA build of torch (gpu.require_gpu)."""
+    from . import gpu
 
-    if args.gpu:
-        try:
-            backend.check_device("cuda")
-        except RuntimeError as e:
+    if args.cpu and not args.gpu:
+        return ["cpu"]
+    try:
+        gpu.require_gpu()
+    except gpu.GpuUnavailable as e:
+        if args.gpu:
             raise BenchError(f"--gpu needs a usable GPU ({e}); run the CPU benchmarks with "
                              "--cpu") from None
-    if args.cpu and args.gpu:
-        return ["cpu", "cuda"]
-    if args.cpu:
+        if gpu.backend.has_cuda():  # a GPU, but not one every GPU row can use
+            print(f"GPU rows left out: {e}", flush=True)
         return ["cpu"]
-    if args.gpu:
-        return ["cuda"]
-    return ["cpu", "cuda"] if backend.has_cuda() else ["cpu"]
+    return ["cpu", "cuda"] if args.cpu or not args.gpu else ["cuda"]
 
 
 def load_suite(name: str):
