@@ -9,13 +9,12 @@
   The chain runs on all threads at once, so the clock is the all-core one (each thread's
   fastest of many 1 ms bursts, so that other processes' time slices on a shared machine
   do not count: 2.2 GHz for 40 ms runs with another job on the second core, 4.15 GHz
-  for the best burst, 2026-12-06); code heavy in
-  wide vectors may run slower, which makes the peak an upper bound. FMA pipes per core
-  come from FMA_PIPES, a table by ISA and CPU family; --fma-pipes overrides it.
+  for the best burst, 2026-12-06); code heavy in wide vectors may run slower, which
+  makes the peak an upper bound. FMA pipes per core come from FMA_PIPES, a table by ISA
+  and CPU family; --fma-pipes overrides it.
 - Copy bandwidth: the best of several 256 MiB float32 copies split over the threads
   (NumPy releases the GIL for it), counting bytes read plus bytes written, as the GPU
-  rows count theirs.
-  Rows whose data fit in the caches can exceed 100% of it.
+  rows count theirs. Rows whose data fit in the caches can exceed 100% of it.
 """
 from __future__ import annotations
 
@@ -43,14 +42,15 @@ FMA_PIPES = [
     ("avx512", "AuthenticAMD", None, 2, "AMD Zen 5: two 512-bit FMA pipes"),
     # Xeon Bronze/Silver, Gold 5100/5200 and client Ice/Tiger Lake have one: --fma-pipes 1.
     ("avx512", None, None, 2, "Intel Xeon (Skylake-SP and later): two 512-bit FMA pipes"),
-    ("avx2", "AuthenticAMD", 0x17, 2, "AMD Zen 1/2: two FMA pipes (Zen 1: 128-bit, "
-                                      "--fma-pipes 1)"),
+    # AMD Zen 1 has two 128-bit pipes, one 256-bit FMA per cycle: --fma-pipes 1.
     ("avx2", None, None, 2, "Intel Haswell and later, AMD Zen 2 and later: two 256-bit FMA "
                             "pipes"),
-    # SSE2 has no FMA: a multiply pipe and an add pipe together do one FMA's two FLOP.
+    # SSE2 has no FMA: multiplies and adds issue separately, two of them per cycle on
+    # Intel (the two FMA ports), four on AMD Zen (two multiply and two add pipes).
+    ("vec128", "AuthenticAMD", None, 2, "x86 SSE2 on AMD Zen: two multiply + two add pipes"),
     ("vec128", None, None, 2 if platform.machine().lower() in ("arm64", "aarch64") else 1,
-     "128-bit: NEON two FMA pipes (Neoverse N1; V1 and Apple M1 have 4), x86 SSE2 one "
-     "multiply + one add pipe"),
+     "128-bit: NEON two FMA pipes (Neoverse N1; V1 and Apple M1 have 4), x86 SSE2 on "
+     "Intel: a multiply and an add per cycle"),
     ("portable", None, None, 1, "scalar code: one FMA per cycle"),
 ]
 

@@ -57,7 +57,9 @@ def suite_names() -> list[str]:
 def build_parser(prog=None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Runs the benchmark suites (fusednn vs PyTorch CPU, and vs "
-                               "cuDNN on a GPU), prints their tables and writes the results.")
+                                "cuDNN on a GPU), prints their tables, each row with its "
+                                "fraction of the measured hardware limit, and writes them "
+                                "as JSON and Markdown to --out.")
     parser.add_argument("--cpu", action="store_true", help="only the CPU rows")
     parser.add_argument("--gpu", action="store_true",
                         help="only the GPU rows (cuDNN/CUDA); needs a usable GPU")
