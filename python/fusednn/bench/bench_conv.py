@@ -39,7 +39,7 @@ import os
 
 import numpy as np
 
-from . import common, gpu, limits
+from . import common, cpu, gpu, limits
 
 from fusednn import layers, ops
 import fusednn.models as models
@@ -170,7 +170,7 @@ def main(argv=None):
         gpu.main_or_exit(run_gpu, args)
         return
 
-    threads, torch, info = common.start_cpu_run(args, args.no_torch)
+    threads, torch, info = cpu.start(args, args.no_torch)
     info["dtype"] = "float32"
     hardware = info["limits"]
 

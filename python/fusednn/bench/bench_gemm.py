@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import common, limits
+from . import common, cpu, limits
 
 from fusednn import _C
 from fusednn.ops import gemm
@@ -117,7 +117,7 @@ def main(argv=None):
     common.add_run_options(parser)
     args = parser.parse_args(argv)
 
-    threads, torch, info = common.start_cpu_run(args, args.no_torch)
+    threads, torch, info = cpu.start(args, args.no_torch)
     hardware = info["limits"]
     info.update({
         "fusednn_gemm_simd": _C.gemm_simd_path(),

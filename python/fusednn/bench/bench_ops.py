@@ -36,7 +36,7 @@ import sys
 
 import numpy as np
 
-from . import common, gpu, limits
+from . import common, cpu, gpu, limits
 from .common import load_average, markdown_table, time_interleaved
 
 import fusednn.ops as ops
@@ -153,7 +153,7 @@ def main(argv=None):
         gpu.main_or_exit(run_gpu, args)
         return
 
-    _, torch, info = common.start_cpu_run(args)
+    _, torch, info = cpu.start(args)
     if torch is None:
         sys.exit("bench_ops needs PyTorch (pip install torch) as the reference")
     hardware = info["limits"]

@@ -41,7 +41,7 @@ import sys
 
 import numpy as np
 
-from . import common, gpu, limits
+from . import common, cpu, gpu, limits
 from .common import load_average, markdown_table, time_interleaved
 
 from fusednn import layers, models, utils
@@ -198,7 +198,7 @@ def lecture_model_contenders(torch, batch):
 
 
 def run(args):
-    threads, torch, info = common.start_cpu_run(args)
+    threads, torch, info = cpu.start(args)
     if torch is None:
         sys.exit("bench_recurrent needs torch (pip install torch) as the comparison")
     info["T"] = T

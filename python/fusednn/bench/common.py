@@ -18,8 +18,6 @@ import time
 
 import numpy as np
 
-from ..cli import _positive_int
-
 # Results go to a folder in the current directory unless --out says otherwise (never into
 # the installed package).
 DEFAULT_OUT = "fusednn-bench"
@@ -73,7 +71,7 @@ def add_run_options(parser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"folder for the JSON and Markdown results (default: ./{DEFAULT_OUT})")
     parser.add_argument("--no-write", action="store_true", help="print only; write no files")
-    parser.add_argument("--fma-pipes", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--fma-pipes", type=int, choices=range(1, 9), default=None, metavar="N",
                         help="FMA pipes per core for the CPU's FLOP peak, instead of the "
                              "table in fusednn.bench.limits")
 
@@ -132,22 +130,6 @@ def machine_info() -> dict:
     except ImportError:
         info["torch"] = None
     return info
-
-
-def start_cpu_run(args, leave_out_torch: bool = False) -> tuple:
-    """(threads, torch or None, info) for a suite's CPU rows: torch on the threads fusednn
-    uses, and info = machine_info() with the CPU's limits (measured once per process), the
-    repeats and the load average before; printed as two lines."""
-    from . import limits  # limits builds on this module
-
-    threads = thread_count()
-    torch = import_torch(threads, leave_out_torch)
-    info = {**machine_info(), "limits": limits.cpu_limits(threads, args.fma_pipes),
-            "repeats": args.repeats, "load_average_before": load_average()}
-    print(f"{info['cpu']} ({info['cpu_simd']}), {threads} threads, torch {info['torch']}, "
-          f"load {info['load_average_before']}")
-    print(limits.describe(info["limits"]), flush=True)
-    return threads, torch, info
 
 
 # What this process wrote (or, with --no-write, would have): one entry per write_results
