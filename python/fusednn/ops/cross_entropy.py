@@ -40,8 +40,8 @@ def sparse_softmax_cross_entropy(logits, labels, grad_scale=None):
     N, C = logits.shape
     labels = _checked_labels(op, xp, labels, N, C)
     scale = _checked_grad_scale(op, grad_scale, N)
-    losses = xp.empty((N,), dtype=logits.dtype)
-    dlogits = xp.empty((N, C), dtype=logits.dtype)
+    losses = backend.empty(xp, (N,), logits.dtype)
+    dlogits = backend.empty(xp, (N, C), logits.dtype)
     if xp is np:
         _C.sparse_softmax_cross_entropy_cpu(logits, labels, losses, dlogits, scale)
     else:
@@ -71,8 +71,8 @@ def softmax_cross_entropy(logits, targets, grad_scale=None):
         raise TypeError(f"{op}: targets must be a real numeric array, got dtype {targets.dtype}")
     targets = xp.ascontiguousarray(targets, dtype=logits.dtype)
     scale = _checked_grad_scale(op, grad_scale, N)
-    losses = xp.empty((N,), dtype=logits.dtype)
-    dlogits = xp.empty((N, C), dtype=logits.dtype)
+    losses = backend.empty(xp, (N,), logits.dtype)
+    dlogits = backend.empty(xp, (N, C), logits.dtype)
     if xp is np:
         _C.softmax_cross_entropy_cpu(logits, targets, losses, dlogits, scale)
     else:

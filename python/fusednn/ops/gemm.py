@@ -128,7 +128,7 @@ def _output(xp, name, out, a, b, shape, beta):
     if out is None:
         if beta != 0.0:
             raise ValueError(f"{name}: beta = {beta} accumulates onto out, so out must be given")
-        return xp.empty(shape, dtype=a.dtype)
+        return backend.empty(xp, shape, a.dtype)
     if not isinstance(out, xp.ndarray):
         raise TypeError(f"{name}: out must be a {xp.__name__}.ndarray, got {type(out).__name__}")
     if tuple(out.shape) != shape:
