@@ -3,7 +3,9 @@ process per core): how much fusednn slows down against how much PyTorch does, in
 process on the same inputs.
 
 Rows: the lecture CNN's training step at batch 64 (bench_conv) and the lecture LSTM
-model's training step at batch 16 (bench_recurrent). Phases alternate, alone then
+model's training step at batch 16 (bench_recurrent); fusednn as it runs by default
+(its kernels drop to one thread while the cores are crowded: fusednn.shared_cores)
+and with that adaptation off ("fixed threads"). Phases alternate, alone then
 beside the competitor, `--phases` times, so that a change of the machine's own load
 hits both; each phase times every contender `--repeats` times, interleaved. The
 slowdown is the median beside / the median alone; the last column is fusednn's
@@ -26,6 +28,8 @@ import bench_conv  # noqa: E402
 import bench_recurrent  # noqa: E402
 import common  # noqa: E402
 
+from fusednn import shared_cores  # noqa: E402
+
 BUSY_LOOP = "while True: pass"
 
 
@@ -41,6 +45,17 @@ def competitor(processes: int):
             process.kill()
         for process in busy:
             process.wait()
+
+
+def with_fixed_threads(fn):
+    """fn with fusednn.shared_cores' adaptation off while it runs."""
+    def call():
+        shared_cores.set_enabled(False)
+        try:
+            return fn()
+        finally:
+            shared_cores.set_enabled(True)
+    return call
 
 
 def timed_samples(calls: dict, repeats: int) -> dict:
@@ -83,9 +98,10 @@ def markdown(info: dict, samples: dict) -> str:
     header = (f"# The lecture models beside {info['competitor_processes']} busy-loop processes\n\n"
               f"{info['date']}, {info['cpu']}, {info['threads']} threads, torch {info['torch']}, "
               f"OpenMP wait: {info['openmp_wait']}; load average before "
-              f"{info['load_average_before']}, after {info['load_average_after']} (the machine's "
-              f"own load included). {info['phases']} alternating phases x {info['repeats']} "
-              "calls; medians.\n\n")
+              f"{info['load_average_before']}, after {info['load_average_after']}, CPU pressure "
+              f"(PSI some avg10, %) before {info['cpu_pressure_before']}, after "
+              f"{info['cpu_pressure_after']} (the machine's own load included). "
+              f"{info['phases']} alternating phases x {info['repeats']} calls; medians.\n\n")
     return header + common.markdown_table(
         ["model", "library", "alone ms", "beside ms", "slowdown", "fusednn / torch slowdown"],
         rows, "llrrrr")
@@ -107,12 +123,16 @@ def main(argv=None):
     info.update(phases=args.phases, repeats=args.repeats, competitor_processes=args.processes,
                 openmp_wait=", ".join(f"{k}={os.environ.get(k, 'unset')}"
                                       for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")),
-                load_average_before=common.load_average())
+                load_average_before=common.load_average(),
+                cpu_pressure_before=shared_cores.cpu_pressure())
     models = {"lecture CNN training step, batch 64": bench_conv.training_contenders(torch),
               "lecture LSTM training step, batch 16":
                   bench_recurrent.lecture_model_contenders(torch, 16)}
+    for calls in models.values():
+        calls["fusednn (fixed threads)"] = with_fixed_threads(calls["fusednn"])
     samples = measure(models, args.phases, args.repeats, args.processes)
     info["load_average_after"] = common.load_average()
+    info["cpu_pressure_after"] = shared_cores.cpu_pressure()
     text = markdown(info, samples)
     print(text)
     if not args.no_write:
