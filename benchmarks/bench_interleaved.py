@@ -2,22 +2,24 @@
 fusednn with its buffer pool, fusednn without it (the allocation before the pool),
 and torch, side by side, in time and in page faults per call.
 
-Rows (batch-256 inference, after training steps at batch 64):
-- alone: each library's predict called over and over;
-- interleaved: rounds of a grad-enabled torch forward (whose tensors torch frees
-  when it returns) followed by fusednn's predict, each timed; torch's calls in
-  those rounds give its interleaved row;
-- first call at a new batch size: in a fresh process per repeat, training steps
-  of both libraries at batch 64 (bench_conv's lecture CNN training step), then the
-  first, and then the second, batch-256 inference of a new model; and a predict of
-  1,000 samples at batch 256 (its last batch holds 232) the first and the second time.
+Every scenario runs in fresh processes (`--processes`, taking turns), each of which
+first takes training steps of both libraries at batch 64 (bench_conv's lecture CNN
+training step), as a training script would, then builds new models for batch-256
+inference (fusednn's predict, torch's grad-enabled forward):
+- alone: one library's inference called over and over (`--repeats` rounds);
+- interleaved: rounds of torch's forward (whose tensors torch frees when it
+  returns) followed by fusednn's predict, each timed;
+- first call at a new batch size: the first and the second batch-256 inference,
+  and the first and the second predict of 1,000 samples at batch 256 (its last
+  batch holds 232).
 Page faults: the process's minor faults (getrusage ru_minflt) during the call; unlike
 times they do not depend on the load of a shared machine. Fresh memory faults once
 per page (or huge page) on its first write, which is what the pool avoids.
 
-Medians over rounds; the ratio is torch time / fusednn time (> 1: fusednn faster).
-Writes benchmarks/results/interleaved-cpu-<date>.json and .md unless --no-write.
-    python benchmarks/bench_interleaved.py [--repeats 30] [--fresh-processes 5]
+Medians over all rounds of all processes; the ratio is torch time / fusednn time
+(> 1: fusednn faster). Writes benchmarks/results/interleaved-cpu-<date>.json and .md
+unless --no-write.
+    python benchmarks/bench_interleaved.py [--repeats 20] [--processes 3]
 """
 from __future__ import annotations
 
@@ -71,59 +73,62 @@ def inference_calls(torch):
 
 def rounds(sequence, repeats: int) -> dict:
     """sequence: [(label, call)], run in order `repeats` times after one warm-up round.
-    Returns label -> (median ms, median faults)."""
+    Returns label -> [(seconds, faults)] of the timed rounds."""
     for _, fn in sequence:
         fn()
     samples = {label: [] for label, _ in sequence}
     for _ in range(repeats):
         for label, fn in sequence:
             samples[label].append(measured(fn))
-    return {label: (1e3 * statistics.median(s for s, _ in runs),
-                    statistics.median(f for _, f in runs)) for label, runs in samples.items()}
+    return samples
 
 
-def steady_rows(torch, repeats: int) -> dict:
-    calls, _, _ = inference_calls(torch)
-    pool_limit = buffer_pool.limit()
-    results = {}
-    for pool in ("off", "on"):  # off first: the allocation fusednn had before the pool
-        buffer_pool.set_limit(0 if pool == "off" else pool_limit)
-        fused = f"fusednn (pool {pool})"
-        results[("alone", fused)] = rounds([(fused, calls["fusednn"])], repeats)[fused]
-        if torch is not None:
-            both = rounds([("torch", calls["torch"]), ("fusednn", calls["fusednn"])], repeats)
-            for library, row in both.items():
-                results[(f"interleaved, fusednn pool {pool}", library)] = row
-    if torch is not None:
-        results[("alone", "torch")] = rounds([("torch", calls["torch"])], repeats)["torch"]
-    return results
-
-
-def first_call_child(library: str) -> dict:
-    """In a fresh process: times and faults of the first and second batch-256 inference,
-    and of the first and second predict of 1,000 samples."""
-    torch = common.import_torch(common.thread_count())
-    if library == "fusednn (pool off)":
+def scenario(name: str, pool: str, repeats: int, with_torch: bool) -> dict:
+    """In this (fresh) process, after training steps at batch 64: {(case, library):
+    [(seconds, faults)]} of one scenario, fusednn's pool on or off."""
+    torch = common.import_torch(common.thread_count(), not with_torch)
+    if pool == "off":
         buffer_pool.set_limit(0)
     calls, model, x = inference_calls(torch)
+    fused = f"fusednn (pool {pool})"
+    if name == "alone":
+        return {("alone", fused): rounds([(fused, calls["fusednn"])], repeats)[fused]}
+    if name == "alone torch":
+        return {("alone", "torch"): rounds([("torch", calls["torch"])], repeats)["torch"]}
+    if name == "interleaved":
+        both = rounds([("torch", calls["torch"]), ("fusednn", calls["fusednn"])], repeats)
+        return {(f"interleaved, fusednn pool {pool}", library): runs
+                for library, runs in both.items()}
+    library = "torch" if name == "first call torch" else fused
     call = calls["torch" if library == "torch" else "fusednn"]
-    out = {"first batch 256": measured(call), "second batch 256": measured(call)}
+    out = {("first batch 256", library): [measured(call)],
+           ("second batch 256", library): [measured(call)]}
     if library != "torch":
         many = np.concatenate([x] * 4)[:SAMPLES_WITH_SHORT_LAST_BATCH]
         for when in ("first", "second"):
-            out[f"{when} predict of {SAMPLES_WITH_SHORT_LAST_BATCH}"] = measured(
-                lambda: model.predict(many, batch_size=BATCH))
+            out[(f"{when} predict of {SAMPLES_WITH_SHORT_LAST_BATCH}", library)] = [measured(
+                lambda: model.predict(many, batch_size=BATCH))]
     return out
 
 
-def first_call_rows(libraries, processes: int) -> dict:
+SCENARIOS = [("alone", "off"), ("alone", "on"), ("alone torch", "on"), ("interleaved", "off"),
+             ("interleaved", "on"), ("first call", "off"), ("first call", "on"),
+             ("first call torch", "on")]
+
+
+def all_rows(processes: int, repeats: int, with_torch: bool) -> dict:
+    """(case, library) -> (median ms, median faults) over `processes` fresh processes per
+    scenario, the scenarios taking turns."""
     samples = {}
     for _ in range(processes):
-        for library in libraries:
-            done = subprocess.run([sys.executable, __file__, "--first-call-child", library],
-                                  check=True, capture_output=True, text=True)
-            for case, sample in json.loads(done.stdout.splitlines()[-1]).items():
-                samples.setdefault((case, library), []).append(sample)
+        for name, pool in SCENARIOS:
+            if not with_torch and ("torch" in name or name == "interleaved"):
+                continue
+            child = [sys.executable, __file__, "--child", name, pool, str(repeats),
+                     "torch" if with_torch else "no-torch"]
+            done = subprocess.run(child, check=True, capture_output=True, text=True)
+            for case, library, runs in json.loads(done.stdout.splitlines()[-1]):
+                samples.setdefault((case, library), []).extend(runs)
     return {key: (1e3 * statistics.median(s for s, _ in runs),
                   statistics.median(f for _, f in runs)) for key, runs in samples.items()}
 
@@ -132,8 +137,8 @@ def markdown(info: dict, rows: dict) -> str:
     lines = [f"# fusednn next to PyTorch in one process: the lecture CNN's inference\n",
              f"{info['date']}, {info['cpu']}, {info['threads']} threads, torch {info['torch']}, "
              f"load average before {info['load_average_before']}, after "
-             f"{info['load_average_after']}. {info['repeats']} rounds per steady row, "
-             f"{info['fresh_processes']} fresh processes per first-call row; medians.\n"]
+             f"{info['load_average_after']}. Each scenario in {info['processes']} fresh "
+             f"processes ({info['repeats']} rounds each for the steady rows); medians.\n"]
     table = []
     for (case, library), (ms, faults) in rows.items():
         ratio = ""
@@ -148,24 +153,25 @@ def markdown(info: dict, rows: dict) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--fresh-processes", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20, help="rounds per process")
+    parser.add_argument("--processes", type=int, default=3,
+                        help="fresh processes per scenario")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--first-call-child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.first_call_child:
-        print(json.dumps(first_call_child(args.first_call_child)))
+    if args.child:
+        name, pool, repeats, torch_wanted = args.child
+        rows = scenario(name, pool, int(repeats), torch_wanted == "torch")
+        print(json.dumps([[case, library, runs] for (case, library), runs in rows.items()]))
         return
 
     threads = common.thread_count()
     torch = common.import_torch(threads, args.no_torch)
     info = common.run_info(threads, torch)
-    info.update(repeats=args.repeats, fresh_processes=args.fresh_processes,
+    info.update(repeats=args.repeats, processes=args.processes,
                 load_average_before=common.load_average())
-    rows = steady_rows(torch, args.repeats)
-    libraries = ["fusednn (pool off)", "fusednn (pool on)"] + (["torch"] if torch else [])
-    rows.update(first_call_rows(libraries, args.fresh_processes))
+    rows = all_rows(args.processes, args.repeats, torch is not None)
     info["load_average_after"] = common.load_average()
     text = markdown(info, rows)
     print(text)
