@@ -134,7 +134,7 @@ def all_rows(processes: int, repeats: int, with_torch: bool) -> dict:
 
 
 def markdown(info: dict, rows: dict) -> str:
-    lines = [f"# fusednn next to PyTorch in one process: the lecture CNN's inference\n",
+    lines = ["# fusednn next to PyTorch in one process: the lecture CNN's inference\n",
              f"{info['date']}, {info['cpu']}, {info['threads']} threads, torch {info['torch']}, "
              f"load average before {info['load_average_before']}, after "
              f"{info['load_average_after']}. Each scenario in {info['processes']} fresh "

@@ -58,19 +58,6 @@ def with_fixed_threads(fn):
     return call
 
 
-def timed_samples(calls: dict, repeats: int) -> dict:
-    """name -> `repeats` seconds of its call, interleaved, after one warm-up call each."""
-    for fn in calls.values():
-        fn()
-    samples = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return samples
-
-
 def measure(models: dict, phases: int, repeats: int, processes: int) -> dict:
     """(model, library) -> {'alone': [seconds], 'beside': [seconds]}."""
     samples = {}
@@ -78,7 +65,8 @@ def measure(models: dict, phases: int, repeats: int, processes: int) -> dict:
         for where in ("alone", "beside"):
             with competitor(processes) if where == "beside" else contextlib.nullcontext():
                 for model, calls in models.items():
-                    for library, times in timed_samples(calls, repeats).items():
+                    for library, times in common.interleaved_samples(
+                            calls, warmup=1, repeats=repeats).items():
                         samples.setdefault((model, library), {"alone": [], "beside": []})
                         samples[(model, library)][where] += times
     return samples
