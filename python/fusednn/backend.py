@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from . import _C
+from . import _C, buffer_pool
 
 _MAX_ARRAY_BYTES = np.iinfo(np.intp).max
 _cupy = None
@@ -32,6 +32,12 @@ def cupy_module():
 def cuda_compiled() -> bool:
     """Whether the CUDA kernels were compiled into this build."""
     return bool(_C.build_info()["cuda_compiled"])
+
+
+def empty(xp, shape, dtype):
+    """xp.empty(shape, dtype): on NumPy from fusednn's buffer pool (fusednn.buffer_pool: large
+    arrays reuse resident memory instead of faulting in fresh pages); CuPy pools its own."""
+    return buffer_pool.empty(shape, dtype) if xp is np else xp.empty(shape, dtype=dtype)
 
 
 def check_array_bytes(what: str, shape, dtype) -> None:

@@ -118,10 +118,8 @@ def conv_contenders(torch, x, w, b, dy, padding):
     return calls
 
 
-def training_contenders(torch, batch=64):
-    rng = np.random.default_rng(0)
-    x = rng.random((batch, 28, 28, 1), dtype=np.float32)
-    labels = rng.integers(0, 10, batch)
+def lecture_cnn():
+    """The lecture CNN in fusednn, compiled with Adam and sparse categorical cross-entropy."""
     utils.set_random_seed(0)
     model = models.Sequential([
         layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),
@@ -134,16 +132,30 @@ def training_contenders(torch, batch=64):
         layers.Dense(10, activation="softmax"),
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    calls = {"fusednn": lambda: model.train_on_batch(x, labels)}
-    if torch is None:
-        return calls
+    return model
+
+
+def torch_lecture_cnn(torch):
+    """The same layers in torch (channels_last; the softmax is left to the loss)."""
     nn = torch.nn
-    net = nn.Sequential(
+    return nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(),
         nn.Linear(576, 64), nn.ReLU(), nn.Linear(64, 10),
     ).to(memory_format=torch.channels_last)
+
+
+def training_contenders(torch, batch=64):
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 28, 28, 1), dtype=np.float32)
+    labels = rng.integers(0, 10, batch)
+    model = lecture_cnn()
+    calls = {"fusednn": lambda: model.train_on_batch(x, labels)}
+    if torch is None:
+        return calls
+    nn = torch.nn
+    net = torch_lecture_cnn(torch)
     assert sum(p.numel() for p in net.parameters()) == model.count_params() == 93322
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()

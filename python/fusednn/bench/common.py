@@ -25,6 +25,13 @@ DEFAULT_OUT = "fusednn-bench"
 
 def time_interleaved(contenders: dict, *, warmup: int, repeats: int) -> dict:
     """contenders: name -> zero-argument callable. Returns name -> median seconds."""
+    samples = interleaved_samples(contenders, warmup=warmup, repeats=repeats)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def interleaved_samples(contenders: dict, *, warmup: int, repeats: int) -> dict:
+    """contenders: name -> zero-argument callable. Returns name -> the `repeats` seconds
+    of its timed calls."""
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
@@ -34,7 +41,7 @@ def time_interleaved(contenders: dict, *, warmup: int, repeats: int) -> dict:
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    return samples
 
 
 def cpu_model() -> str:

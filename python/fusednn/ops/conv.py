@@ -26,16 +26,16 @@ output y). Layers apply any other activation themselves.
 
 Rules at this boundary: float32 or float64 NumPy arrays (float32 CuPy arrays
 on the GPU), all of one dtype and on one device (else TypeError); inputs that
-are not C-contiguous are copied; outputs are freshly allocated. Shapes and
-hyper-parameters are validated (ValueError naming the op) before any kernel
-runs. tf32=True lets the CUDA kernels multiply in TF32 on the tensor cores
-(ignored on the CPU).
+are not C-contiguous are copied; outputs are new arrays (large ones on
+fusednn.buffer_pool's memory). Shapes and hyper-parameters are validated
+(ValueError naming the op) before any kernel runs. tf32=True lets the CUDA
+kernels multiply in TF32 on the tensor cores (ignored on the CPU).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 
 _ACTIVATIONS = ("linear", "relu")
 _CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -125,7 +125,7 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1,
     geometry = _conv2d_geometry(op, x.shape, kernel.shape, strides, padding, dilation_rate)
     _check_bias(op, bias, kernel.shape[3], "F = kernel.shape[3]")
     activation = _checked_activation(op, activation)
-    y = xp.empty(_output_shape(geometry), dtype=x.dtype)
+    y = backend.empty(xp, _output_shape(geometry), x.dtype)
     _launch(xp, "conv2d_forward", x, kernel, bias, y, geometry, activation, tf32)
     return y
 
@@ -145,9 +145,9 @@ def conv2d_backward(dy, x, kernel, y=None, strides=1, padding="valid", dilation_
     geometry = _conv2d_geometry(op, x.shape, kernel.shape, strides, padding, dilation_rate)
     activation = _checked_activation(op, activation)
     _check_gradient_shapes(op, geometry, dy, y, activation)
-    dx = xp.empty(x.shape, dtype=x.dtype) if input_grad else None
-    dkernel = xp.empty(kernel.shape, dtype=x.dtype) if kernel_grad else None
-    dbias = xp.empty((kernel.shape[3],), dtype=x.dtype) if bias_grad else None
+    dx = backend.empty(xp, x.shape, x.dtype) if input_grad else None
+    dkernel = backend.empty(xp, kernel.shape, x.dtype) if kernel_grad else None
+    dbias = backend.empty(xp, (kernel.shape[3],), x.dtype) if bias_grad else None
     if input_grad or kernel_grad or bias_grad:
         _launch(xp, "conv2d_backward", x if kernel_grad else None,
                 y if activation != "linear" else None, dy, kernel if input_grad else None,
@@ -165,7 +165,7 @@ def conv1d(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1,
     geometry = _conv1d_geometry(op, x.shape, kernel.shape, strides, padding, dilation_rate)
     _check_bias(op, bias, kernel.shape[2], "F = kernel.shape[2]")
     activation = _checked_activation(op, activation)
-    y = xp.empty(_output_shape(geometry), dtype=x.dtype)
+    y = backend.empty(xp, _output_shape(geometry), x.dtype)
     _launch(xp, "conv2d_forward", x[:, None], kernel[None], bias, y, geometry, activation, tf32)
     return y[:, 0]
 
@@ -183,9 +183,9 @@ def conv1d_backward(dy, x, kernel, y=None, strides=1, padding="valid", dilation_
     dy4 = dy[:, None]
     y4 = None if y is None else y[:, None]
     _check_gradient_shapes(op, geometry, dy4, y4, activation, squeeze=True)
-    dx = xp.empty(x.shape, dtype=x.dtype) if input_grad else None
-    dkernel = xp.empty(kernel.shape, dtype=x.dtype) if kernel_grad else None
-    dbias = xp.empty((kernel.shape[2],), dtype=x.dtype) if bias_grad else None
+    dx = backend.empty(xp, x.shape, x.dtype) if input_grad else None
+    dkernel = backend.empty(xp, kernel.shape, x.dtype) if kernel_grad else None
+    dbias = backend.empty(xp, (kernel.shape[2],), x.dtype) if bias_grad else None
     if input_grad or kernel_grad or bias_grad:
         _launch(xp, "conv2d_backward", x[:, None] if kernel_grad else None,
                 y4 if activation != "linear" else None, dy4,
@@ -208,7 +208,7 @@ def conv2d_transpose(x, kernel, bias=None, strides=1, padding="valid", output_pa
     activation = _checked_activation(op, activation)
     backend.check_array_bytes(f"{op}: the output of x {tuple(x.shape)}", _input_shape(geometry),
                               x.dtype)
-    y = xp.empty(_input_shape(geometry), dtype=x.dtype)
+    y = backend.empty(xp, _input_shape(geometry), x.dtype)
     _launch(xp, "conv2d_backward_data", x, kernel, bias, y, geometry, activation, tf32)
     return y
 
@@ -240,10 +240,10 @@ def conv2d_transpose_backward(dy, x, kernel, y=None, strides=1, padding="valid",
         dy = xp.where(y > 0, dy, xp.zeros((), dtype=dy.dtype))
     dx = dkernel = dbias = None
     if input_grad:
-        dx = xp.empty(x.shape, dtype=x.dtype)
+        dx = backend.empty(xp, x.shape, x.dtype)
         _launch(xp, "conv2d_forward", dy, kernel, None, dx, geometry, "linear", tf32)
     if kernel_grad:
-        dkernel = xp.empty(kernel.shape, dtype=x.dtype)
+        dkernel = backend.empty(xp, kernel.shape, x.dtype)
         _launch(xp, "conv2d_backward", dy, None, x, None, None, dkernel, None, geometry,
                 "linear", tf32)
     if bias_grad:
@@ -417,7 +417,7 @@ def _check_gradient_shapes(op, geometry, dy, y, activation, squeeze=False):
 def _launch(xp, name, *args):
     *arrays, geometry, activation, tf32 = args
     if xp is np:
-        getattr(_C, name + "_cpu")(*arrays, geometry, activation)
+        shared_cores.run(getattr(_C, name + "_cpu"), *arrays, geometry, activation)
         return
     if not isinstance(tf32, (bool, np.bool_)):
         raise TypeError(f"{name}: tf32 must be a bool, got {tf32!r}")

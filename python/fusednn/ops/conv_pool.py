@@ -66,8 +66,8 @@ def conv2d_max_pool2d(x, kernel, bias=None, strides=1, padding="valid", dilation
                             tf32=tf32)
         y, argmax = pooling_ops.max_pool2d(z, pool, pool, "valid")
         return y, (argmax if training else None)
-    y = xp.empty(pooled_shape, dtype=x.dtype)
-    argmax = xp.empty(pooled_shape, dtype=np.int32) if training else None
+    y = backend.empty(xp, pooled_shape, x.dtype)
+    argmax = backend.empty(xp, pooled_shape, np.int32) if training else None
     with x.device:
         _C.conv2d_max_pool2d_forward_cuda(x, kernel, bias, y, argmax, geometry, pool, activation,
                                           bool(tf32), backend.current_stream_ptr())

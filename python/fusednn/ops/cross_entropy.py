@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 
 
 def sparse_softmax_cross_entropy(logits, labels, grad_scale=None):
@@ -40,10 +40,11 @@ def sparse_softmax_cross_entropy(logits, labels, grad_scale=None):
     N, C = logits.shape
     labels = _checked_labels(op, xp, labels, N, C)
     scale = _checked_grad_scale(op, grad_scale, N)
-    losses = xp.empty((N,), dtype=logits.dtype)
-    dlogits = xp.empty((N, C), dtype=logits.dtype)
+    losses = backend.empty(xp, (N,), logits.dtype)
+    dlogits = backend.empty(xp, (N, C), logits.dtype)
     if xp is np:
-        _C.sparse_softmax_cross_entropy_cpu(logits, labels, losses, dlogits, scale)
+        shared_cores.run(_C.sparse_softmax_cross_entropy_cpu, logits, labels, losses, dlogits,
+                         scale)
     else:
         with logits.device:
             _C.sparse_softmax_cross_entropy_cuda(logits, labels, losses, dlogits, scale,
@@ -71,10 +72,10 @@ def softmax_cross_entropy(logits, targets, grad_scale=None):
         raise TypeError(f"{op}: targets must be a real numeric array, got dtype {targets.dtype}")
     targets = xp.ascontiguousarray(targets, dtype=logits.dtype)
     scale = _checked_grad_scale(op, grad_scale, N)
-    losses = xp.empty((N,), dtype=logits.dtype)
-    dlogits = xp.empty((N, C), dtype=logits.dtype)
+    losses = backend.empty(xp, (N,), logits.dtype)
+    dlogits = backend.empty(xp, (N, C), logits.dtype)
     if xp is np:
-        _C.softmax_cross_entropy_cpu(logits, targets, losses, dlogits, scale)
+        shared_cores.run(_C.softmax_cross_entropy_cpu, logits, targets, losses, dlogits, scale)
     else:
         with logits.device:
             _C.softmax_cross_entropy_cuda(logits, targets, losses, dlogits, scale,

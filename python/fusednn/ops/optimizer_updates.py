@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 
 
 def adam_update(params, grads, ms, vs, *, learning_rate, beta_1, beta_2, epsilon, step,
@@ -43,7 +43,7 @@ def adam_update(params, grads, ms, vs, *, learning_rate, beta_1, beta_2, epsilon
         return
     xp, (params, grads, ms, vs) = lists
     if xp is np:
-        _C.adam_update_cpu(params, grads, ms, vs, lr, b1, b2, eps, t, wd)
+        shared_cores.run(_C.adam_update_cpu, params, grads, ms, vs, lr, b1, b2, eps, t, wd)
     else:
         _launch_cuda(_C.adam_update_cuda, params, grads, ms, vs, lr, b1, b2, eps, t, wd)
 
@@ -78,7 +78,7 @@ def sgd_update(params, grads, moments, *, learning_rate, momentum=0.0, nesterov=
     params, grads = arrays[0], arrays[1]
     moments = arrays[2] if moments is not None else None
     if xp is np:
-        _C.sgd_update_cpu(params, grads, moments, lr, mom, bool(nesterov), wd)
+        shared_cores.run(_C.sgd_update_cpu, params, grads, moments, lr, mom, bool(nesterov), wd)
     else:
         _launch_cuda(_C.sgd_update_cuda, params, grads, moments, lr, mom, bool(nesterov), wd)
 

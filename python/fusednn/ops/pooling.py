@@ -19,13 +19,13 @@ nothing is recomputed.
 Rules at this boundary: x and dy are float32 or float64 arrays (NumPy on the
 CPU kernels, CuPy on the CUDA kernels), copied to C-contiguous when they are
 not; any other dtype is a TypeError. Everything is validated before a kernel
-runs; outputs are freshly allocated.
+runs; outputs are new arrays (large ones on fusednn.buffer_pool's memory).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 # Window sizes, strides and upsampling factors in [1, 2^31), as the bindings require.
 from .conv import normalize_tuple
 
@@ -69,8 +69,8 @@ def max_pool2d(x, pool_size, strides=None, padding="valid"):
     xp, x = _checked_image(op, x, "x")
     geometry = _geometry(op, x.shape, pool_size, strides, padding)
     out_shape = _pooled_shape(x.shape, geometry)
-    y = xp.empty(out_shape, dtype=x.dtype)
-    argmax = xp.empty(out_shape, dtype=_index_dtype(x.shape))
+    y = backend.empty(xp, out_shape, x.dtype)
+    argmax = backend.empty(xp, out_shape, _index_dtype(x.shape))
     _launch(xp, "max_pool2d_forward", x, y, argmax, *geometry[1:])
     return y, argmax
 
@@ -91,7 +91,7 @@ def max_pool2d_backward(dy, argmax, input_shape, pool_size, strides=None, paddin
                         f"array of dy's shape {tuple(dy.shape)} on dy's device), got "
                         f"{type(argmax).__name__} of shape {tuple(getattr(argmax, 'shape', ()))} "
                         f"and dtype {getattr(argmax, 'dtype', None)}")
-    dx = xp.empty(input_shape, dtype=dy.dtype)
+    dx = backend.empty(xp, input_shape, dy.dtype)
     _launch(xp, "max_pool2d_backward", dy, xp.ascontiguousarray(argmax), dx, *geometry[1:])
     return dx
 
@@ -102,7 +102,7 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid"):
     op = "avg_pool2d"
     xp, x = _checked_image(op, x, "x")
     geometry = _geometry(op, x.shape, pool_size, strides, padding)
-    y = xp.empty(_pooled_shape(x.shape, geometry), dtype=x.dtype)
+    y = backend.empty(xp, _pooled_shape(x.shape, geometry), x.dtype)
     _launch(xp, "avg_pool2d_forward", x, y, *geometry[1:])
     return y
 
@@ -112,7 +112,7 @@ def avg_pool2d_backward(dy, input_shape, pool_size, strides=None, padding="valid
     op = "avg_pool2d_backward"
     xp, dy, input_shape, geometry = _checked_backward(op, dy, input_shape, pool_size, strides,
                                                       padding)
-    dx = xp.empty(input_shape, dtype=dy.dtype)
+    dx = backend.empty(xp, input_shape, dy.dtype)
     _launch(xp, "avg_pool2d_backward", dy, dx, *geometry[1:])
     return dx
 
@@ -127,7 +127,7 @@ def upsample_nearest2d(x, size=(2, 2)):
     out_shape = (N, H * size[0], W * size[1], C)
     backend.check_array_bytes(f"{op}: the upsampled array of x {tuple(x.shape)} by factors "
                               f"{size}", out_shape, x.dtype)
-    y = xp.empty(out_shape, dtype=x.dtype)
+    y = backend.empty(xp, out_shape, x.dtype)
     _launch(xp, "upsample_nearest2d_forward", x, y, size)
     return y
 
@@ -142,7 +142,7 @@ def upsample_nearest2d_backward(dy, size=(2, 2)):
     if OH % size[0] or OW % size[1]:
         raise ValueError(f"{op}: dy's spatial shape {(OH, OW)} is not a multiple of the "
                          f"upsampling factors {size}")
-    dx = xp.empty((N, OH // size[0], OW // size[1], C), dtype=dy.dtype)
+    dx = backend.empty(xp, (N, OH // size[0], OW // size[1], C), dy.dtype)
     _launch(xp, "upsample_nearest2d_backward", dy, dx, size)
     return dx
 
@@ -206,7 +206,7 @@ def _checked_backward(op, dy, input_shape, pool_size, strides, padding):
 
 def _launch(xp, kernel, *args):
     if xp is np:
-        getattr(_C, kernel + "_cpu")(*args)
+        shared_cores.run(getattr(_C, kernel + "_cpu"), *args)
     else:
         with args[0].device:
             getattr(_C, kernel + "_cuda")(*args, backend.current_stream_ptr())
