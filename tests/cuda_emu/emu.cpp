@@ -61,6 +61,7 @@ void __tsan_release(void* addr);
 void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, std::size_t size);
 void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
                                      std::size_t* size_old);
+void __asan_poison_memory_region(const volatile void* addr, std::size_t size);
 #endif
 // Saves the callee-saved registers on the current stack, stores the stack
 // pointer in *save, continues on the stack `next`.
@@ -122,6 +123,24 @@ enum class State { kReady, kBarrier, kWarp, kGrid, kDone };
 struct Block;
 struct Collective;
 
+// Memory of fiber stacks and dynamic shared memory: fresh pages for every block,
+// returned with munmap, which also clears ThreadSanitizer's record of them (a
+// free() would count as a write racing with the fibers' accesses).
+struct Mapping {
+  unsigned char* memory = nullptr;
+  std::size_t bytes = 0;
+  void map(std::size_t size) {
+    bytes = (size + 4095) / 4096 * 4096;
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) fail("cannot map %zu bytes", bytes);
+    memory = static_cast<unsigned char*>(p);
+  }
+  ~Mapping() {
+    if (memory) munmap(memory, bytes);
+  }
+};
+
 struct Fiber {
   uint3 thread, block_index;
   int linear = 0;  // thread index within the block
@@ -136,7 +155,11 @@ struct Fiber {
 #endif
 };
 
+// Warp collectives in progress at once, per warp (lanes in disjoint masks).
+constexpr int kMaxCollectives = 4;
+
 struct Collective {
+  bool in_use = false;
   unsigned mask = 0;
   WarpOp op = WarpOp::kShuffle;
   Site site{nullptr, 0};
@@ -153,10 +176,10 @@ struct Block {
   Site barrier_site{nullptr, 0};
   unsigned barrier_generation = 0;
   char barrier_sync[2] = {};  // ThreadSanitizer sync objects, alternating by generation
-  std::vector<std::vector<std::unique_ptr<Collective>>> warps;  // pending collectives per warp
-  // Dynamic shared memory, 128-byte aligned like the device's, exactly as large
-  // as the launch asked (so AddressSanitizer sees overruns).
-  std::unique_ptr<void, decltype(&std::free)> dynamic_shared{nullptr, &std::free};
+  // Collectives in progress, kMaxCollectives per warp, allocated before the
+  // fibers run: the heap is touched by the block's OS thread only.
+  std::vector<Collective> collectives;
+  Mapping dynamic_shared;
 };
 
 struct Grid {
@@ -255,7 +278,7 @@ void resume(Fiber& f) {
   void* fake_stack = nullptr;
   __sanitizer_start_switch_fiber(&fake_stack, f.stack, kStackBytes);
   cuda_emu_switch(&g_scheduler_sp, f.sp);
-  __sanitizer_finish_switch_fiber(fake_stack, &g_scheduler_stack_bottom, &g_scheduler_stack_size);
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #else
   cuda_emu_switch(&g_scheduler_sp, f.sp);
 #endif
@@ -295,8 +318,9 @@ namespace {
 void prepare(Fiber& f) {
   std::uintptr_t top = reinterpret_cast<std::uintptr_t>(f.stack + kStackBytes);
   top &= ~std::uintptr_t(15);
+  // After the ret into cuda_emu_fiber_start the stack pointer is `top`, 16-byte
+  // aligned as its call to cuda_emu_fiber_main needs.
   auto* sp = reinterpret_cast<std::uint64_t*>(top);
-  *--sp = 0;  // keeps the stack 16-byte aligned at cuda_emu_fiber_start's call
   *--sp = reinterpret_cast<std::uint64_t>(&cuda_emu_fiber_start);
   *--sp = 0;                                      // rbp
   *--sp = reinterpret_cast<std::uint64_t>(&f);    // rbx
@@ -408,20 +432,18 @@ void run_fibers(std::vector<Fiber*>& fibers) {
   }
 }
 
+// Fiber stacks with a guard page below each.
 struct Stacks {
-  char* memory = nullptr;
-  std::size_t bytes = 0;
-  explicit Stacks(std::size_t count) : bytes(count * (kStackBytes + kGuardBytes)) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) fail("cannot map %zu bytes of fiber stacks", bytes);
-    memory = static_cast<char*>(p);
+  Mapping mapping;
+  explicit Stacks(std::size_t count) {
+    mapping.map(count * (kStackBytes + kGuardBytes));
     for (std::size_t i = 0; i < count; ++i) {
-      mprotect(memory + i * (kStackBytes + kGuardBytes), kGuardBytes, PROT_NONE);
+      mprotect(mapping.memory + i * (kStackBytes + kGuardBytes), kGuardBytes, PROT_NONE);
     }
   }
-  char* stack(std::size_t i) const { return memory + i * (kStackBytes + kGuardBytes) + kGuardBytes; }
-  ~Stacks() { munmap(memory, bytes); }
+  char* stack(std::size_t i) const {
+    return reinterpret_cast<char*>(mapping.memory) + i * (kStackBytes + kGuardBytes) + kGuardBytes;
+  }
 };
 
 // The fibers of `blocks` (grid coordinates), run together on this OS thread.
@@ -438,14 +460,15 @@ void run_blocks(const std::vector<uint3>& blocks) {
   for (std::size_t b = 0; b < blocks.size(); ++b) {
     auto block = std::make_unique<Block>();
     block->index = blocks[b];
-    block->warps.resize((per_block + kWarpSize - 1) / kWarpSize);
+    block->collectives.resize((per_block + kWarpSize - 1) / kWarpSize * kMaxCollectives);
     if (l.dynamic_shared_bytes > 0) {
-      void* memory = nullptr;
-      if (posix_memalign(&memory, 128, l.dynamic_shared_bytes) != 0) {
-        fail("cannot allocate %zu bytes of dynamic shared memory", l.dynamic_shared_bytes);
-      }
-      block->dynamic_shared.reset(memory);
-      poison(memory, l.dynamic_shared_bytes);
+      block->dynamic_shared.map(l.dynamic_shared_bytes);
+      poison(block->dynamic_shared.memory, l.dynamic_shared_bytes);
+#ifdef CUDA_EMU_ASAN
+      // Overruns of the launch's size hit poisoned bytes.
+      __asan_poison_memory_region(block->dynamic_shared.memory + l.dynamic_shared_bytes,
+                                  block->dynamic_shared.bytes - l.dynamic_shared_bytes);
+#endif
     }
     for (int t = 0; t < per_block; ++t) {
       Fiber& f = fiber_storage[b * per_block + t];
@@ -479,12 +502,12 @@ void run_blocks(const std::vector<uint3>& blocks) {
 
 // ----- the kernel-facing interface ------------------------------------------------
 
-const uint3& thread_idx() { return g_current->thread; }
-const uint3& block_idx() { return g_current->block_index; }
-const uint3& block_dim() { return g_grid->block_dim; }
-const uint3& grid_dim() { return g_grid->grid_dim; }
+uint3 thread_idx() { return g_current->thread; }
+uint3 block_idx() { return g_current->block_index; }
+uint3 block_dim() { return g_grid->block_dim; }
+uint3 grid_dim() { return g_grid->grid_dim; }
 int lane_id() { return g_current->linear % kWarpSize; }
-void* dynamic_shared() { return g_current->block->dynamic_shared.get(); }
+void* dynamic_shared() { return g_current->block->dynamic_shared.memory; }
 
 void syncthreads(Site site) {
   Fiber& f = *g_current;
@@ -627,23 +650,29 @@ std::uint64_t warp_collective(unsigned mask, WarpOp op, const LaneInput& in, Sit
     fail("warp collective at %s:%d: %s (lane %d) is not in its mask 0x%08x", site.file, site.line,
          describe(f).c_str(), lane, mask);
   }
-  auto& pending = b.warps[warp];
+  Collective* const slots = &b.collectives[warp * kMaxCollectives];
   Collective* c = nullptr;
-  for (auto& candidate : pending) {
-    if (candidate->arrived == candidate->mask) continue;  // complete, results unread
-    if (candidate->mask & mask) {
-      if (candidate->mask != mask || candidate->op != op || !same_site(candidate->site, site)) {
+  for (int i = 0; i < kMaxCollectives && c == nullptr; ++i) {
+    Collective& candidate = slots[i];
+    if (!candidate.in_use || candidate.arrived == candidate.mask) continue;  // free or complete
+    if (candidate.mask & mask) {
+      if (candidate.mask != mask || candidate.op != op || !same_site(candidate.site, site)) {
         fail("warp collective at %s:%d with mask 0x%08x reached by lane %d of warp %d while "
              "lanes wait at %s:%d with mask 0x%08x", site.file, site.line, mask, lane, warp,
-             candidate->site.file, candidate->site.line, candidate->mask);
+             candidate.site.file, candidate.site.line, candidate.mask);
       }
-      c = candidate.get();
-      break;
+      c = &candidate;
     }
   }
+  for (int i = 0; i < kMaxCollectives && c == nullptr; ++i) {
+    if (!slots[i].in_use) c = &slots[i];
+  }
   if (c == nullptr) {
-    pending.push_back(std::make_unique<Collective>());
-    c = pending.back().get();
+    fail("more than %d warp collectives in progress in warp %d", kMaxCollectives, warp);
+  }
+  if (!c->in_use) {
+    *c = Collective();
+    c->in_use = true;
     c->mask = mask;
     c->op = op;
     c->site = site;
@@ -659,10 +688,7 @@ std::uint64_t warp_collective(unsigned mask, WarpOp op, const LaneInput& in, Sit
   }
   const std::uint64_t result = c->result[lane];
   f.collective = nullptr;
-  if (--c->unread == 0) {
-    pending.erase(std::find_if(pending.begin(), pending.end(),
-                               [c](const auto& p) { return p.get() == c; }));
-  }
+  if (--c->unread == 0) c->in_use = false;
   return result;
 }
 

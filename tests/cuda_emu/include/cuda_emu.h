@@ -67,11 +67,12 @@ constexpr int kSharedBytesPerSM = 228 * 1024;
 constexpr int kMaxThreadsPerSM = 2048;
 constexpr int kMaxBlocksPerSM = 32;
 
-// The current thread's coordinates (valid inside a kernel only).
-const uint3& thread_idx();
-const uint3& block_idx();
-const uint3& block_dim();
-const uint3& grid_dim();
+// The current thread's coordinates (valid inside a kernel only), by value: the
+// kernels never touch the emulator's memory, which ThreadSanitizer would see.
+uint3 thread_idx();
+uint3 block_idx();
+uint3 block_dim();
+uint3 grid_dim();
 
 void syncthreads(Site site);
 void grid_sync(Site site);
