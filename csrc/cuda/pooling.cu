@@ -12,6 +12,7 @@
 
 #include "fusednn/cuda_check.h"
 #include "fusednn/pooling.h"
+#include "launch.cuh"
 
 namespace fusednn::cuda {
 
@@ -208,9 +209,8 @@ void max_pool2d_forward(const T* x, T* y, Index* argmax, const Pool2dGeometry& g
                         std::uintptr_t stream) {
   const std::int64_t total = g.N * g.OH * g.OW * g.C;
   if (total == 0) return;
-  max_pool2d_forward_kernel<T, Index>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(x, y, argmax, g);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(max_pool2d_forward_kernel<T, Index>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), x, y, argmax, g);
 }
 
 template <typename T, typename Index>
@@ -218,27 +218,24 @@ void max_pool2d_backward(const T* dy, const Index* argmax, T* dx, const Pool2dGe
                          std::uintptr_t stream) {
   const std::int64_t total = g.N * g.H * g.W * g.C;
   if (total == 0) return;
-  max_pool2d_backward_kernel<T, Index>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(dy, argmax, dx, g);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(max_pool2d_backward_kernel<T, Index>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), dy, argmax, dx, g);
 }
 
 template <typename T>
 void avg_pool2d_forward(const T* x, T* y, const Pool2dGeometry& g, std::uintptr_t stream) {
   const std::int64_t total = g.N * g.OH * g.OW * g.C;
   if (total == 0) return;
-  avg_pool2d_forward_kernel<T>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(x, y, g);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(avg_pool2d_forward_kernel<T>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), x, y, g);
 }
 
 template <typename T>
 void avg_pool2d_backward(const T* dy, T* dx, const Pool2dGeometry& g, std::uintptr_t stream) {
   const std::int64_t total = g.N * g.H * g.W * g.C;
   if (total == 0) return;
-  avg_pool2d_backward_kernel<T>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(dy, dx, g);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(avg_pool2d_backward_kernel<T>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), dy, dx, g);
 }
 
 template <typename T>
@@ -247,9 +244,8 @@ void upsample_nearest2d_forward(const T* x, T* y, std::int64_t N, std::int64_t H
                                 std::int64_t SW, std::uintptr_t stream) {
   const std::int64_t total = N * H * SH * W * SW * C;
   if (total == 0) return;
-  upsample_nearest2d_forward_kernel<T>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(x, y, N, H, W, C, SH, SW);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(upsample_nearest2d_forward_kernel<T>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), x, y, N, H, W, C, SH, SW);
 }
 
 template <typename T>
@@ -258,9 +254,8 @@ void upsample_nearest2d_backward(const T* dy, T* dx, std::int64_t N, std::int64_
                                  std::int64_t SW, std::uintptr_t stream) {
   const std::int64_t total = N * H * W * C;
   if (total == 0) return;
-  upsample_nearest2d_backward_kernel<T>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(dy, dx, N, H, W, C, SH, SW);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(upsample_nearest2d_backward_kernel<T>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), dy, dx, N, H, W, C, SH, SW);
 }
 
 #define FUSEDNN_INSTANTIATE_MAX_POOL(T, Index)                                            \
