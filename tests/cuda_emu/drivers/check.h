@@ -85,3 +85,31 @@ inline int result() {
 }
 
 }  // namespace driver
+
+namespace driver {
+
+// |got - want| <= bound elementwise (bounds from an error analysis of the sum
+// that produced each element); NaN nowhere.
+template <typename T>
+void expect_within(const std::string& name, const std::vector<T>& got,
+                   const std::vector<double>& want, const std::vector<double>& bound) {
+  std::size_t bad = want.size();
+  double worst = 0.0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double error = std::fabs(static_cast<double>(got[i]) - want[i]);
+    if (!(error <= bound[i]) && bad == want.size()) bad = i;
+    if (bound[i] > 0) worst = std::max(worst, error / bound[i]);
+  }
+  const bool ok = got.size() == want.size() && bad == want.size();
+  std::printf("%s %s (%zu values, worst error %.3g of the bound)\n", ok ? "ok  " : "FAIL",
+              name.c_str(), want.size(), worst);
+  if (!ok) {
+    ++failures();
+    if (bad < want.size()) {
+      std::printf("     first mismatch at %zu: got %.9g, want %.9g +- %.3g\n", bad,
+                  static_cast<double>(got[bad]), want[bad], bound[bad]);
+    }
+  }
+}
+
+}  // namespace driver

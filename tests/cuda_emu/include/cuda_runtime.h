@@ -18,7 +18,7 @@
 #define __global__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 // Static shared memory: one copy per OS thread, and the emulator runs each
 // block on a fresh OS thread (poisoned first), so one copy per block.
 #define __shared__ static thread_local
