@@ -752,6 +752,12 @@ int launch(const Launch& l) {
     return cudaErrorCooperativeLaunchTooLarge;
   }
 
+  // The wmma layouts are built here, on the host's thread: the fibers only read
+  // them (ThreadSanitizer then sees the launch order them after the writes).
+  fragment_layout(16, 8);
+  fragment_layout(8, 16);
+  fragment_layout(16, 16);
+
   Grid grid;
   grid.launch = &l;
   grid.block_dim = {l.block.x, l.block.y, l.block.z};
