@@ -14,6 +14,9 @@
 // Nothing runnable while fibers wait is a deadlock: reported with the waiting
 // call sites.
 //
+// Static __shared__ variables are thread_local (include/cuda_runtime.h): the
+// executable's TLS segment holds them; a block's OS thread runs nothing else that uses it.
+//
 // This file is compiled without ThreadSanitizer instrumentation: its own
 // bookkeeping (touched by every fiber) is not the kernels' memory. The kernels'
 // ordering reaches ThreadSanitizer through __tsan_acquire/__tsan_release only.
@@ -334,18 +337,19 @@ void prepare(Fiber& f) {
 
 // ----- shared memory ------------------------------------------------------------
 
-// This program's static TLS block, where __shared__ variables live: on x86-64
-// the executable's TLS block lies just below the thread pointer.
-struct TlsImage {
-  std::size_t size = 0, align = 1;
+// This OS thread's copy of the executable's TLS segment, where __shared__
+// variables live (glibc reports its address in dlpi_tls_data).
+struct TlsRange {
+  unsigned char* begin = nullptr;
+  std::size_t bytes = 0;
 };
 
 int find_executable_tls(dl_phdr_info* info, std::size_t, void* data) {
-  auto* image = static_cast<TlsImage*>(data);
+  auto* range = static_cast<TlsRange*>(data);
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     if (info->dlpi_phdr[i].p_type == PT_TLS) {
-      image->size = info->dlpi_phdr[i].p_memsz;
-      image->align = std::max<std::size_t>(1, info->dlpi_phdr[i].p_align);
+      range->begin = static_cast<unsigned char*>(info->dlpi_tls_data);
+      range->bytes = info->dlpi_phdr[i].p_memsz;
     }
   }
   return 1;  // the first object is the executable
@@ -354,19 +358,12 @@ int find_executable_tls(dl_phdr_info* info, std::size_t, void* data) {
 thread_local unsigned char g_tls_probe;  // must lie inside the range below
 
 std::pair<unsigned char*, std::size_t> static_shared_range() {
-  static const TlsImage image = [] {
-    TlsImage found;
-    dl_iterate_phdr(find_executable_tls, &found);
-    return found;
-  }();
-  unsigned char* thread_pointer;
-  asm("movq %%fs:0, %0" : "=r"(thread_pointer));
-  const std::size_t span = (image.size + image.align - 1) / image.align * image.align;
-  unsigned char* begin = thread_pointer - span;
-  if (&g_tls_probe < begin || &g_tls_probe >= thread_pointer) {
+  TlsRange range;
+  dl_iterate_phdr(find_executable_tls, &range);
+  if (&g_tls_probe < range.begin || &g_tls_probe >= range.begin + range.bytes) {
     fail("internal: static __shared__ memory is not where the emulator expects it");
   }
-  return {begin, span};
+  return {range.begin, range.bytes};
 }
 
 void poison(void* p, std::size_t bytes) { std::memset(p, 0xff, bytes); }
