@@ -120,17 +120,17 @@ def run(program: pathlib.Path, *args, seed: int = 1, timeout: float = 300):
 _builders = {}
 
 
-def builder_fixture(tmp_path_factory):
-    """The body of the test modules' session fixture: the Builder of the build
-    that CUDA_EMU_BUILD names (default plain). Skips where the emulator cannot
-    be built, unless CUDA_EMU_REQUIRED=1 (CI), which turns that into a failure."""
+def builder_fixture(tmp_path_factory, build=None):
+    """The body of the test modules' session fixtures: the Builder of `build`
+    (default: the one CUDA_EMU_BUILD names, else plain). Skips where the emulator
+    cannot be built, unless CUDA_EMU_REQUIRED=1 (CI), which makes that a failure."""
     import pytest
 
-    build = os.environ.get("CUDA_EMU_BUILD", "plain")
+    build = build or current_build()
     if build not in BUILDS:
         pytest.fail(f"CUDA_EMU_BUILD must be one of {BUILDS}, got {build!r}")
     if build not in _builders:
-        work = tmp_path_factory.mktemp("cuda_emu")
+        work = tmp_path_factory.mktemp(f"cuda_emu_{build}")
         reason = unavailable_reason()
         if reason is None and not sanitizer_works(build, work):
             reason = f"g++ cannot link a {build}-sanitized program"
@@ -140,3 +140,7 @@ def builder_fixture(tmp_path_factory):
             pytest.skip(reason)
         _builders[build] = Builder(work, build)
     return _builders[build]
+
+
+def current_build():
+    return os.environ.get("CUDA_EMU_BUILD", "plain")
