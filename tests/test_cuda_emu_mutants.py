@@ -56,6 +56,15 @@ MUTANTS = [
            "load_matrix_sync(fa[i], a + kk * kLdA + wm + 16 * i, kLdA);",
            "load_matrix_sync(fa[i], a + kk * kLdA + wm + 16 * i, kLdA - 2);",
            r"ldm 130 is not a multiple of 16 bytes"),
+    # Blocks of the persistent recurrent kernel run ahead into the next step
+    # before the others wrote h_t.
+    Mutant("removed grid.sync", "recurrent", "recurrent_persistent.cuh",
+           "    grid.sync();  // h_t and the next input complete everywhere (a memory fence included)\n",
+           "", r"FAIL .* persistent", args=("--small",)),
+    # Inference writes the next step's input into the buffer this step reads.
+    Mutant("broken ping-pong buffer", "recurrent", "recurrent_persistent.cuh",
+           ": feed + ((t + 1) % 2) * N * U;", ": feed + (t % 2) * N * U;",
+           r"FAIL .*inference persistent", args=("--small",)),
     # The next slice is staged while other threads still multiply the current
     # one: a race in shared memory that only ThreadSanitizer sees reliably.
     Mutant("race on the shared slices", "gemm", "gemm.cu",
@@ -71,15 +80,14 @@ def test_emulator_rejects_mutant(tmp_path_factory, mutant):
     emu = emu_build.builder_fixture(tmp_path_factory, mutant.build)
     source = (emu_build.CUDA / mutant.file).read_text()
     assert source.count(mutant.original) == 1, f"the mutation no longer matches {mutant.file}"
-    # The mutant's directory holds the edited file and the kernel file that
-    # includes it, so quoted includes find the edited copy first.
+    # The mutant's directory holds a copy of every kernel source with the one
+    # edit, so quoted includes (also those inside headers) find the copies.
     work = tmp_path_factory.mktemp("mutant")
+    for kernel_source in [*emu_build.CUDA.glob("*.cu"), *emu_build.CUDA.glob("*.cuh")]:
+        shutil.copy(kernel_source, work / kernel_source.name)
     (work / mutant.file).write_text(source.replace(mutant.original, mutant.replacement))
-    kernel_file = emu_build.PROGRAMS[mutant.driver][0]
-    if kernel_file != mutant.file:
-        shutil.copy(emu_build.CUDA / kernel_file, work / kernel_file)
     tag = "_" + re.sub(r"\W+", "_", mutant.name)
-    program = emu.program(mutant.driver, kernel=work / kernel_file, tag=tag)
+    program = emu.program(mutant.driver, kernel_dir=work, tag=tag)
     result = emu_build.run(program, *mutant.args)
     output = result.stdout + result.stderr
     assert result.returncode != 0, f"the emulator accepted the mutant:\n{output[-3000:]}"

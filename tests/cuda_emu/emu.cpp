@@ -9,8 +9,10 @@
 // Scheduling: the blocks of a launch run one after another in a seeded random
 // order, each on a fresh OS thread (static __shared__ is thread_local, so each
 // block gets its own); a cooperative launch runs all its blocks' fibers together
-// on one OS thread. A fiber runs until it reaches a barrier, a warp collective or
-// its end; the scheduler then resumes ready fibers in a seeded random order.
+// on one OS thread, one block at a time for as long as it can go on (block
+// skew, see run_fibers). A fiber runs until it reaches a barrier, a warp
+// collective or its end; the scheduler then resumes ready fibers in a seeded
+// random order.
 // Nothing runnable while fibers wait is a deadlock: reported with the waiting
 // call sites.
 //
@@ -410,21 +412,37 @@ void report_deadlock(const std::vector<Fiber*>& fibers) {
   fail("deadlock with no identifiable cause");
 }
 
-// Runs the fibers until all have exited.
+// Runs the fibers until all have exited. Block skew: a randomly chosen block
+// runs until none of its fibers can continue (all wait at grid.sync or have
+// exited), so in a cooperative launch one block gets as far ahead of the others
+// as the kernel's grid-wide synchronisation allows; within the block, the ready
+// fibers run in a random order at every step.
 void run_fibers(std::vector<Fiber*>& fibers) {
   std::vector<Fiber*> ready;
+  std::vector<Block*> runnable;
   for (;;) {
-    ready.clear();
+    runnable.clear();
     bool all_done = true;
     for (Fiber* f : fibers) {
-      if (f->state == State::kReady) ready.push_back(f);
+      if (f->state == State::kReady &&
+          std::find(runnable.begin(), runnable.end(), f->block) == runnable.end()) {
+        runnable.push_back(f->block);
+      }
       all_done = all_done && f->state == State::kDone;
     }
     if (all_done) return;
-    if (ready.empty()) report_deadlock(fibers);
-    std::shuffle(ready.begin(), ready.end(), g_grid->rng);
-    for (Fiber* f : ready) {
-      if (f->state == State::kReady) resume(*f);
+    if (runnable.empty()) report_deadlock(fibers);
+    Block* block = runnable[g_grid->rng() % runnable.size()];
+    for (;;) {
+      ready.clear();
+      for (Fiber* f : block->fibers) {
+        if (f->state == State::kReady) ready.push_back(f);
+      }
+      if (ready.empty()) break;
+      std::shuffle(ready.begin(), ready.end(), g_grid->rng);
+      for (Fiber* f : ready) {
+        if (f->state == State::kReady) resume(*f);
+      }
     }
   }
 }

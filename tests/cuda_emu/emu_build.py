@@ -19,14 +19,18 @@ EMU = ROOT / "tests" / "cuda_emu"
 CUDA = ROOT / "csrc" / "cuda"
 CPU = ROOT / "csrc" / "cpu"
 
-# driver name -> (kernel file in csrc/cuda, CPU twins in csrc/cpu)
+# driver name -> (kernel files of csrc/cuda, CPU twins in csrc/cpu)
 PROGRAMS = {
-    "cross_entropy": ("cross_entropy.cu", ["cross_entropy.cpp"]),
-    "optimizers": ("optimizers.cu", ["optimizers.cpp"]),
-    "pooling": ("pooling.cu", ["pooling.cpp"]),
-    "conv": ("conv.cu", ["conv.cpp", "gemm.cpp", "gemm_packed.cpp"]),
-    "conv_pool": ("conv_pool.cu", ["conv.cpp", "gemm.cpp", "gemm_packed.cpp", "pooling.cpp"]),
-    "gemm": ("gemm.cu", []),
+    "cross_entropy": (["cross_entropy.cu"], ["cross_entropy.cpp"]),
+    "optimizers": (["optimizers.cu"], ["optimizers.cpp"]),
+    "pooling": (["pooling.cu"], ["pooling.cpp"]),
+    "conv": (["conv.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp"]),
+    "conv_pool": (["conv_pool.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp", "pooling.cpp"]),
+    "gemm": (["gemm.cu"], []),
+    # The recurrent launchers run their GEMMs through gemm.cu.
+    "recurrent": (["recurrent_lstm.cu", "recurrent_gru.cu", "recurrent_simple_rnn.cu", "gemm.cu"],
+                  ["recurrent_lstm.cpp", "recurrent_gru.cpp", "recurrent_simple_rnn.cpp",
+                   "gemm.cpp", "gemm_packed.cpp"]),
 }
 
 BUILDS = ("plain", "thread", "address")
@@ -87,15 +91,15 @@ class Builder:
             self._objects[key] = out
         return out
 
-    def program(self, name: str, kernel: pathlib.Path = None, tag: str = "") -> pathlib.Path:
-        """The driver program `name`, with its kernel file (or the replacement
-        `kernel`, e.g. a mutant, whose objects are kept apart by `tag`)."""
-        kernel_file, twins = PROGRAMS[name]
-        kernel = kernel or CUDA / kernel_file
+    def program(self, name: str, kernel_dir: pathlib.Path = None, tag: str = "") -> pathlib.Path:
+        """The driver program `name`, with its kernel files taken from `kernel_dir`
+        (default csrc/cuda; a mutant's directory, whose objects `tag` keeps apart)."""
+        kernels, twins = PROGRAMS[name]
+        kernel_dir = kernel_dir or CUDA
         sanitize = _SANITIZE[self.build]
-        jobs = [(kernel, [*sanitize, *_DEVICE], f"kernel{tag}"),
-                (EMU / "drivers" / f"{name}.cpp", sanitize, "driver"),
-                (EMU / "emu.cpp", _RUNTIME[self.build], "runtime")]
+        jobs = [(kernel_dir / kernel, [*sanitize, *_DEVICE], f"kernel{tag}") for kernel in kernels]
+        jobs += [(EMU / "drivers" / f"{name}.cpp", sanitize, "driver"),
+                 (EMU / "emu.cpp", _RUNTIME[self.build], "runtime")]
         jobs += [(CPU / twin, sanitize, "cpu") for twin in twins]
         with ThreadPoolExecutor(self.jobs) as pool:
             objects = list(pool.map(lambda job: self._compile(*job), jobs))
