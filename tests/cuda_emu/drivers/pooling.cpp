@@ -3,8 +3,10 @@
 // pooling and nearest upsampling, forward and backward, on "same"-padded odd
 // shapes, batch 1, strides that leave a last partial window, and more elements
 // than one block (256) covers.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -115,6 +117,30 @@ void upsample_case(std::int64_t N, std::int64_t H, std::int64_t W, std::int64_t 
   expect_close(name + " dx", dx, want_dx, tolerance<T>(), tolerance<T>());
 }
 
+// Geometries with an empty window are refused before any kernel runs: the
+// output stays poisoned.
+void empty_window_case(const char* what, const Pool2dGeometry& g) {
+  const std::size_t in = g.N * g.H * g.W * g.C, out = g.N * g.OH * g.OW * g.C;
+  const std::vector<float> x(in, 1.f);
+  auto y = driver::poisoned<float>(out);
+  auto argmax = driver::poisoned<std::int32_t>(out);
+  bool refused = false;
+  try {
+    fusednn::cuda::max_pool2d_forward<float, std::int32_t>(x.data(), y.data(), argmax.data(), g,
+                                                           0);
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  try {
+    fusednn::cuda::avg_pool2d_forward<float>(x.data(), y.data(), g, 0);
+    refused = false;
+  } catch (const std::invalid_argument&) {
+  }
+  const bool untouched = std::all_of(y.begin(), y.end(), [](float v) { return std::isnan(v); });
+  std::printf("%s empty window refused: %s\n", refused && untouched ? "ok  " : "FAIL", what);
+  if (!(refused && untouched)) ++driver::failures();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,6 +150,10 @@ int main(int argc, char** argv) {
   max_case<float, std::int32_t>(odd);
   avg_case<float>(odd);
   upsample_case<float>(1, 3, 5, 3, 2, 3);
+  // N, H, W, C, OH, OW, KH, KW, SH, SW, pad_top, pad_left
+  empty_window_case("padding as large as the window", {1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2, 0});
+  empty_window_case("a last window past the input", {1, 4, 4, 2, 3, 2, 2, 2, 2, 2, 0, 0});
+  empty_window_case("a zero-sized window", {1, 4, 4, 2, 2, 2, 0, 2, 2, 2, 0, 0});
   if (!small) {
     max_case<float, std::int64_t>(overlapping);
     max_case<double, std::int32_t>(overlapping);
