@@ -27,6 +27,9 @@ std::vector<T> uniform(std::size_t n, double low, double high) {
   return v;
 }
 
+// float32 values in float64, for the references.
+inline std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
 template <typename T>
 std::vector<T> poisoned(std::size_t n) {
   std::vector<T> v(n);

@@ -15,8 +15,6 @@
 
 namespace driver {
 
-inline std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
 inline std::vector<double> absolute(const std::vector<float>& v) {
   std::vector<double> out(v.size());
   for (std::size_t i = 0; i < v.size(); ++i) out[i] = std::fabs(static_cast<double>(v[i]));

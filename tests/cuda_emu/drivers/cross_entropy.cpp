@@ -12,14 +12,13 @@
 namespace {
 
 using driver::expect_close;
+using driver::widen;
 
 // The kernel sums up to C / 32 exps per thread serially, then in a tree of 5 (or
 // 13) levels: relative error about (C / 32 + 13) float32 ulps. For C = 1500 that is
 // 60 * 6e-8 = 3.6e-6; rtol 1e-5 bounds it with room. atol 1e-6 covers the
 // cancellation in p - 1 at the label (absolute error a few ulps of 1).
 constexpr double kRtol = 1e-5, kAtol = 1e-6;
-
-std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
 void sparse_case(std::int64_t N, std::int64_t C, bool masked, bool bad_label) {
   std::vector<float> logits = driver::uniform<float>(N * C, -4, 4);

@@ -41,7 +41,7 @@ std::vector<T*> pointers(std::vector<std::vector<T>>& arrays) {
 
 std::vector<std::vector<double>> widen(const std::vector<std::vector<float>>& arrays) {
   std::vector<std::vector<double>> out;
-  for (const auto& a : arrays) out.emplace_back(a.begin(), a.end());
+  for (const auto& a : arrays) out.push_back(driver::widen(a));
   return out;
 }
 

@@ -19,6 +19,7 @@
 namespace {
 
 using driver::expect_close;
+using driver::widen;
 using fusednn::RecurrentShape;
 using fusednn::cuda::RecurrentAlgorithm;
 using Floats = std::vector<float>;
@@ -31,7 +32,6 @@ using Doubles = std::vector<double>;
 // few ulps per step): rtol = atol = 3e-5 bounds both with room.
 constexpr double kTolerance = 3e-5;
 
-Doubles widen(const Floats& v) { return {v.begin(), v.end()}; }
 Floats narrow(const Doubles& v) { return {v.begin(), v.end()}; }
 
 template <typename T>
