@@ -26,8 +26,10 @@
 //    block), grid.sync (within the grid) and the kernel's end (to the host), so
 //    ThreadSanitizer reports races in shared and global memory, also between
 //    blocks. Shuffles and wmma operations carry no memory ordering.
-//  - seeded random order: of the blocks, of the fibers at every scheduling step
-//    (CUDA_EMU_SEED), so code that assumes an order of threads or blocks fails.
+//  - seeded random order (CUDA_EMU_SEED): of the blocks, and of the fibers at
+//    every scheduling step; in cooperative launches one random block runs as far
+//    as it can before another (block skew), so code that assumes an order of
+//    threads or blocks, or a missing grid.sync, gives wrong results.
 //
 // What it cannot check: speed, coalescing, bank conflicts, occupancy from
 // register use (it counts threads and shared memory only), real device math
@@ -35,7 +37,8 @@
 // the tensor cores' sums), the CUDA memory model (no reordering, no stale
 // caches: fences and volatile are not tested), PTX and inline assembly,
 // streams (every call is synchronous), static __shared__ in cooperative
-// launches (refused: one copy per OS thread; use dynamic shared memory), and
+// launches (one copy for all blocks: an error once such a kernel writes it; use
+// dynamic shared memory), and
 // the static shared-memory limit (ptxas enforces it at compile time).
 #pragma once
 
