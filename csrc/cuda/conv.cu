@@ -216,9 +216,8 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* y, const
           kBiasRowLanes * 64, ceil_div(pixels, std::min<Index>(wanted_row_blocks, 65535)));
       const dim3 grid(static_cast<unsigned>(column_blocks),
                       static_cast<unsigned>(ceil_div(pixels, rows_per_block)));
-      bias_grad_kernel<kGate><<<grid, dim3(kBiasColumns, kBiasRowLanes), 0, st>>>(
-          dy, y, db, pixels, s.F, rows_per_block);
-      FUSEDNN_CUDA_CHECK_LAUNCH();
+      launch_kernel(bias_grad_kernel<kGate>, grid, dim3(kBiasColumns, kBiasRowLanes), 0, st, dy,
+                    y, db, pixels, s.F, rows_per_block);
     }
   }
 }

@@ -59,6 +59,7 @@
 
 #include "fusednn/conv.h"
 #include "fusednn/cuda_check.h"
+#include "launch.cuh"
 
 namespace fusednn::cuda {
 
@@ -515,8 +516,7 @@ void launch_gemm(const P& p, Index k_chunk, cudaStream_t stream) {
   const Index splits = ceil_div(p.K, k_chunk);
   const dim3 grid(static_cast<unsigned>(ceil_div(p.M, kBM)),
                   static_cast<unsigned>(ceil_div(p.N, kBN)), static_cast<unsigned>(splits));
-  implicit_gemm_kernel<P, kTF32><<<grid, kThreads, 0, stream>>>(p, k_chunk);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(implicit_gemm_kernel<P, kTF32>, grid, kThreads, 0, stream, p, k_chunk);
 }
 
 }  // namespace conv_detail

@@ -13,6 +13,7 @@
 
 #include "fusednn/cross_entropy.h"
 #include "fusednn/cuda_check.h"
+#include "launch.cuh"
 
 namespace fusednn::cuda {
 
@@ -161,16 +162,15 @@ void launch(const float* logits, const std::int64_t* labels, const float* target
   if (C <= kWarpRowMaxClasses) {
     constexpr std::int64_t kRowsPerBlock = kThreadsPerBlock / kWarpSize;
     const std::int64_t blocks = std::min((N + kRowsPerBlock - 1) / kRowsPerBlock, kMaxBlocks);
-    softmax_cross_entropy_kernel<kWarpSize, kDense>
-        <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, s>>>(
-            logits, labels, targets, losses, dlogits, N, C, grad_scale);
+    launch_kernel(softmax_cross_entropy_kernel<kWarpSize, kDense>, static_cast<unsigned>(blocks),
+                  kThreadsPerBlock, 0, s, logits, labels, targets, losses, dlogits, N, C,
+                  grad_scale);
   } else {
     const std::int64_t blocks = std::min(N, kMaxBlocks);
-    softmax_cross_entropy_kernel<kThreadsPerBlock, kDense>
-        <<<static_cast<unsigned>(blocks), kThreadsPerBlock, 0, s>>>(
-            logits, labels, targets, losses, dlogits, N, C, grad_scale);
+    launch_kernel(softmax_cross_entropy_kernel<kThreadsPerBlock, kDense>,
+                  static_cast<unsigned>(blocks), kThreadsPerBlock, 0, s, logits, labels, targets,
+                  losses, dlogits, N, C, grad_scale);
   }
-  FUSEDNN_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "fusednn/cuda_check.h"
 #include "fusednn/cuda_gemm.h"
 #include "gemm_tiles.cuh"
+#include "launch.cuh"
 
 namespace fusednn::cuda {
 
@@ -56,11 +57,10 @@ void launch_tiled(const Problem& p, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(std::min((p.N + Cfg::BN - 1) / Cfg::BN, kMaxGridX)),
                   static_cast<unsigned>(std::min((p.M + Cfg::BM - 1) / Cfg::BM, kMaxGridY)));
   if (p.beta == 0.f) {
-    sgemm_kernel<Cfg, kTransA, kTransB, true><<<grid, Cfg::kThreads, 0, s>>>(p);
+    launch_kernel(sgemm_kernel<Cfg, kTransA, kTransB, true>, grid, Cfg::kThreads, 0, s, p);
   } else {
-    sgemm_kernel<Cfg, kTransA, kTransB, false><<<grid, Cfg::kThreads, 0, s>>>(p);
+    launch_kernel(sgemm_kernel<Cfg, kTransA, kTransB, false>, grid, Cfg::kThreads, 0, s, p);
   }
-  FUSEDNN_CUDA_CHECK_LAUNCH();
 }
 
 template <bool kTransA, bool kTransB>
@@ -84,8 +84,8 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
   if (K <= 0 || alpha == 0.f) {
     constexpr int kThreads = 256;
     const Index blocks = std::min<Index>((M * N + kThreads - 1) / kThreads, 4096);
-    scale_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(M, N, beta, C, ldc);
-    FUSEDNN_CUDA_CHECK_LAUNCH();
+    launch_kernel(scale_kernel, static_cast<unsigned>(blocks), kThreads, 0, s, M, N, beta, C,
+                  ldc);
     return;
   }
   const Problem p{M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};

@@ -15,6 +15,7 @@
 
 #include "fusednn/cuda_check.h"
 #include "fusednn/optimizers.h"
+#include "launch.cuh"
 
 namespace fusednn::cuda {
 
@@ -205,9 +206,8 @@ void launch_sgd(float* const* const (&arrays)[3], const std::int64_t* sizes,
                 std::int64_t num_tensors, const SgdDeviceHyperparameters& h, cudaStream_t stream) {
   for_each_table<3>(arrays, sizes, num_tensors,
                     [&](const TensorTable<3>& table, std::int64_t num_chunks) {
-                      sgd_kernel<kMomentum, kNesterov>
-                          <<<grid_for(num_chunks), kThreadsPerBlock, 0, stream>>>(table, h);
-                      FUSEDNN_CUDA_CHECK_LAUNCH();
+                      launch_kernel(sgd_kernel<kMomentum, kNesterov>, grid_for(num_chunks),
+                                    kThreadsPerBlock, 0, stream, table, h);
                     });
 }
 
@@ -221,8 +221,8 @@ void adam_update(float* const* params, const float* const* grads, float* const* 
   float* const* const arrays[4] = {params, const_cast<float* const*>(grads), ms, vs};
   for_each_table<4>(arrays, sizes, num_tensors,
                     [&](const TensorTable<4>& table, std::int64_t num_chunks) {
-                      adam_kernel<<<grid_for(num_chunks), kThreadsPerBlock, 0, s>>>(table, h);
-                      FUSEDNN_CUDA_CHECK_LAUNCH();
+                      launch_kernel(adam_kernel, grid_for(num_chunks), kThreadsPerBlock, 0, s,
+                                    table, h);
                     });
 }
 

@@ -9,9 +9,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "fusednn/cuda_check.h"
 #include "fusednn/pooling.h"
+#include "launch.cuh"
 
 namespace fusednn::cuda {
 
@@ -201,44 +204,62 @@ unsigned blocks_for(std::int64_t total) {
 
 cudaStream_t as_stream(std::uintptr_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
 
+// Every window must hold an input element: an empty one would make max pooling
+// read outside x and average pooling divide by zero. The Python layer checks
+// this too; the launchers must not rely on it.
+void check_windows(const Pool2dGeometry& g, const char* op) {
+  const auto axis_ok = [](std::int64_t I, std::int64_t O, std::int64_t K, std::int64_t S,
+                          std::int64_t pad) {
+    return K >= 1 && S >= 1 && pad >= 0 && pad < K && O >= 0 && (O == 0 || (O - 1) * S - pad < I);
+  };
+  if (!axis_ok(g.H, g.OH, g.KH, g.SH, g.pad_top) || !axis_ok(g.W, g.OW, g.KW, g.SW, g.pad_left)) {
+    throw std::invalid_argument(
+        std::string(op) + " (CUDA): every pooling window must overlap the input; got input " +
+        std::to_string(g.H) + "x" + std::to_string(g.W) + ", output " + std::to_string(g.OH) +
+        "x" + std::to_string(g.OW) + ", window " + std::to_string(g.KH) + "x" +
+        std::to_string(g.KW) + ", strides " + std::to_string(g.SH) + "x" + std::to_string(g.SW) +
+        ", padding " + std::to_string(g.pad_top) + "," + std::to_string(g.pad_left));
+  }
+}
+
 }  // namespace
 
 template <typename T, typename Index>
 void max_pool2d_forward(const T* x, T* y, Index* argmax, const Pool2dGeometry& g,
                         std::uintptr_t stream) {
   const std::int64_t total = g.N * g.OH * g.OW * g.C;
+  check_windows(g, "max_pool2d_forward");
   if (total == 0) return;
-  max_pool2d_forward_kernel<T, Index>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(x, y, argmax, g);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(max_pool2d_forward_kernel<T, Index>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), x, y, argmax, g);
 }
 
 template <typename T, typename Index>
 void max_pool2d_backward(const T* dy, const Index* argmax, T* dx, const Pool2dGeometry& g,
                          std::uintptr_t stream) {
   const std::int64_t total = g.N * g.H * g.W * g.C;
+  check_windows(g, "max_pool2d_backward");
   if (total == 0) return;
-  max_pool2d_backward_kernel<T, Index>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(dy, argmax, dx, g);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(max_pool2d_backward_kernel<T, Index>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), dy, argmax, dx, g);
 }
 
 template <typename T>
 void avg_pool2d_forward(const T* x, T* y, const Pool2dGeometry& g, std::uintptr_t stream) {
   const std::int64_t total = g.N * g.OH * g.OW * g.C;
+  check_windows(g, "avg_pool2d_forward");
   if (total == 0) return;
-  avg_pool2d_forward_kernel<T>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(x, y, g);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(avg_pool2d_forward_kernel<T>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), x, y, g);
 }
 
 template <typename T>
 void avg_pool2d_backward(const T* dy, T* dx, const Pool2dGeometry& g, std::uintptr_t stream) {
   const std::int64_t total = g.N * g.H * g.W * g.C;
+  check_windows(g, "avg_pool2d_backward");
   if (total == 0) return;
-  avg_pool2d_backward_kernel<T>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(dy, dx, g);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(avg_pool2d_backward_kernel<T>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), dy, dx, g);
 }
 
 template <typename T>
@@ -247,9 +268,8 @@ void upsample_nearest2d_forward(const T* x, T* y, std::int64_t N, std::int64_t H
                                 std::int64_t SW, std::uintptr_t stream) {
   const std::int64_t total = N * H * SH * W * SW * C;
   if (total == 0) return;
-  upsample_nearest2d_forward_kernel<T>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(x, y, N, H, W, C, SH, SW);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(upsample_nearest2d_forward_kernel<T>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), x, y, N, H, W, C, SH, SW);
 }
 
 template <typename T>
@@ -258,9 +278,8 @@ void upsample_nearest2d_backward(const T* dy, T* dx, std::int64_t N, std::int64_
                                  std::int64_t SW, std::uintptr_t stream) {
   const std::int64_t total = N * H * W * C;
   if (total == 0) return;
-  upsample_nearest2d_backward_kernel<T>
-      <<<blocks_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(dy, dx, N, H, W, C, SH, SW);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(upsample_nearest2d_backward_kernel<T>, blocks_for(total), kThreadsPerBlock, 0,
+                as_stream(stream), dy, dx, N, H, W, C, SH, SW);
 }
 
 #define FUSEDNN_INSTANTIATE_MAX_POOL(T, Index)                                            \

@@ -124,16 +124,14 @@ void gru_forward_reset_before(const RecurrentShape& s, const ForwardArgs& a, con
     float* reset_t = reset.data + t * reset.step_offset;
     gemm_on(stream, false, false, N, 2 * U, U, feed_t, feed.ld, recurrent_kernel, G, 1.f,
             a.gates + t * G, T * G);
-    gru_reset_gates_kernel<<<blocks_for(N * U), kThreads, 0, stream>>>(a, t, feed_t, feed.ld,
-                                                                       reset_t, reset.ld);
-    FUSEDNN_CUDA_CHECK_LAUNCH();
+    launch_kernel(gru_reset_gates_kernel, blocks_for(N * U), kThreads, 0, stream, a, t, feed_t,
+                  feed.ld, reset_t, reset.ld);
     gemm_on(stream, false, false, N, U, U, reset_t, reset.ld, recurrent_kernel + 2 * U, G, 1.f,
             a.gates + t * G + 2 * U, T * G);
     float* next_feed = kTraining ? (t + 1 < T ? feed.data + (t + 1) * feed.step_offset : nullptr)
                                  : (feed.data == a.h ? nullptr : feed.data);
-    gru_candidate_kernel<kTraining, kMasked, kRecurrentMask>
-        <<<blocks_for(N * U), kThreads, 0, stream>>>(a, t, next_feed, feed.ld);
-    FUSEDNN_CUDA_CHECK_LAUNCH();
+    launch_kernel(gru_candidate_kernel<kTraining, kMasked, kRecurrentMask>, blocks_for(N * U),
+                  kThreads, 0, stream, a, t, next_feed, feed.ld);
   }
 }
 
@@ -149,14 +147,12 @@ void gru_backward_reset_before(const RecurrentShape& s, BackwardArgs a, const fl
   if (N > 0) {
     for (Index t = T - 1; t >= 0; --t) {
       const float* dgates_t = a.dgates + t * G;
-      gru_update_backward_kernel<kMasked, kRecurrentMask>
-          <<<blocks_for(N * U), kThreads, 0, stream>>>(a, t);
-      FUSEDNN_CUDA_CHECK_LAUNCH();
+      launch_kernel(gru_update_backward_kernel<kMasked, kRecurrentMask>, blocks_for(N * U),
+                    kThreads, 0, stream, a, t);
       gemm_on(stream, false, true, N, U, U, dgates_t + 2 * U, T * G, recurrent_kernel + 2 * U, G,
               0.f, d_reset_h, U);
-      gru_reset_backward_kernel<kMasked>
-          <<<blocks_for(N * U), kThreads, 0, stream>>>(a, t, d_reset_h);
-      FUSEDNN_CUDA_CHECK_LAUNCH();
+      launch_kernel(gru_reset_backward_kernel<kMasked>, blocks_for(N * U), kThreads, 0, stream, a,
+                    t, d_reset_h);
       gemm_on(stream, false, true, N, U, 2 * U, dgates_t, T * G, recurrent_kernel, G, 1.f,
               a.from_gemm, U);
     }

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "fusednn/cuda_check.h"
+#include "launch.cuh"
 #include "recurrent_common.cuh"
 
 namespace fusednn::cuda::recurrent_detail {
@@ -53,7 +54,7 @@ __global__ void __launch_bounds__(kPersistentThreads)
                               int units_per_block) {
   namespace cg = cooperative_groups;
   cg::grid_group grid = cg::this_grid();
-  extern __shared__ float shared[];
+  FUSEDNN_DYNAMIC_SHARED(float, shared);
   constexpr int kGates = Cell::kGates;
   const Index N = a.N, T = a.T, U = a.U, G = kGates * U;
   const int slice = units_per_block;
@@ -185,8 +186,7 @@ void launch_persistent(const PersistentPlan& plan, ForwardArgs args,
   void* kernel_args[] = {&args, &recurrent_kernel, &feed, &feed_ld, &feed_step_offset,
                          &units_per_block};
   FUSEDNN_CUDA_CHECK(cudaLaunchCooperativeKernel(
-      reinterpret_cast<const void*>(persistent_forward_kernel<Cell, kTraining, kMasked,
-                                                              kRecurrentMask>),
+      persistent_forward_kernel<Cell, kTraining, kMasked, kRecurrentMask>,
       dim3(plan.blocks), dim3(kPersistentThreads), kernel_args, plan.shared_bytes, stream));
 }
 

@@ -15,6 +15,7 @@
 #include "fusednn/cuda_check.h"
 #include "fusednn/cuda_gemm.h"
 #include "fusednn/recurrent.h"
+#include "launch.cuh"
 #include "recurrent_common.cuh"
 #include "recurrent_persistent.cuh"
 
@@ -121,8 +122,7 @@ inline void column_sums(Index rows, Index cols, const float* data, float* out,
                         cudaStream_t stream) {
   const dim3 block(kSumColumns, kSumLanes);
   const unsigned grid = static_cast<unsigned>((cols + kSumColumns - 1) / kSumColumns);
-  column_sums_kernel<<<grid, block, 0, stream>>>(rows, cols, data, out);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(column_sums_kernel, grid, block, 0, stream, rows, cols, data, out);
 }
 
 inline void copy_async(float* dst, const float* src, Index count, cudaStream_t stream) {
@@ -146,9 +146,8 @@ template <bool kRecurrentMask>
 void write_feed(Index N, Index U, const float* h, const float* recurrent_mask, float* dst,
                 Index dst_ld, cudaStream_t stream) {
   if (N * U == 0) return;
-  write_feed_kernel<kRecurrentMask>
-      <<<blocks_for(N * U), kThreads, 0, stream>>>(N, U, h, recurrent_mask, dst, dst_ld);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(write_feed_kernel<kRecurrentMask>, blocks_for(N * U), kThreads, 0, stream, N, U, h,
+                recurrent_mask, dst, dst_ld);
 }
 
 // Where a forward reads each step's recurrent GEMM input from.
@@ -212,9 +211,8 @@ RecurrentAlgorithm forward_sequence(const RecurrentShape& s, RecurrentAlgorithm 
     }
     float* next_feed = kTraining ? (t + 1 < T ? feed.data + (t + 1) * feed.step_offset : nullptr)
                                  : (feed.data == a.h ? nullptr : feed.data);
-    forward_step_kernel<Cell, kTraining, kMasked, kRecurrentMask>
-        <<<blocks_for(N * U), kThreads, 0, stream>>>(a, t, projected, next_feed, feed.ld);
-    FUSEDNN_CUDA_CHECK_LAUNCH();
+    launch_kernel(forward_step_kernel<Cell, kTraining, kMasked, kRecurrentMask>,
+                  blocks_for(N * U), kThreads, 0, stream, a, t, projected, next_feed, feed.ld);
   }
   return RecurrentAlgorithm::kPerStep;
 }
@@ -235,8 +233,8 @@ inline void start_backward_state(const RecurrentShape& s, BackwardArgs& a, const
 template <bool kRecurrentMask>
 void finish_dh0(const RecurrentShape& s, const BackwardArgs& a, float* dh0, cudaStream_t stream) {
   if (s.N * s.U == 0) return;
-  finish_dh0_kernel<kRecurrentMask><<<blocks_for(s.N * s.U), kThreads, 0, stream>>>(a, dh0);
-  FUSEDNN_CUDA_CHECK_LAUNCH();
+  launch_kernel(finish_dh0_kernel<kRecurrentMask>, blocks_for(s.N * s.U), kThreads, 0, stream, a,
+                dh0);
 }
 
 // dx (N*T, F) = dgates x kernel^T; dkernel (F, gU) = x^T x dgates.
@@ -271,9 +269,8 @@ void backward_sequence(const RecurrentShape& s, BackwardArgs a, const float* x,
   const float* dgates_recurrent = kSplitRecurrent ? a.dgates_recurrent : a.dgates;
   if (N > 0) {
     for (Index t = T - 1; t >= 0; --t) {
-      backward_step_kernel<Cell, kMasked, kRecurrentMask>
-          <<<blocks_for(N * U), kThreads, 0, stream>>>(a, t);
-      FUSEDNN_CUDA_CHECK_LAUNCH();
+      launch_kernel(backward_step_kernel<Cell, kMasked, kRecurrentMask>, blocks_for(N * U),
+                    kThreads, 0, stream, a, t);
       gemm_on(stream, false, true, N, U, G, dgates_recurrent + t * G, T * G, recurrent_kernel, G,
               0.f, a.from_gemm, U);
     }
