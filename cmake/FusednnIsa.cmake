@@ -28,7 +28,10 @@ function(fusednn_add_isa_variants target)
   foreach(isa avx2 avx512)
     set(objects fusednn_isa_${isa})
     add_library(${objects} OBJECT ${ARGN})
-    set_target_properties(${objects} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+    # Hidden like the extension's own code (nanobind's default): nothing is exported, and the
+    # baseline's calls into the set are direct, not through the PLT.
+    set_target_properties(${objects} PROPERTIES POSITION_INDEPENDENT_CODE ON
+      CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
     fusednn_cpu_settings(${objects})
     target_compile_definitions(${objects} PRIVATE FUSEDNN_ISA=${isa})
     target_compile_options(${objects} PRIVATE ${FUSEDNN_ISA_FLAGS_${isa}})

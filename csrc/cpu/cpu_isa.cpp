@@ -10,13 +10,11 @@
 namespace fusednn::cpu {
 namespace {
 
-std::vector<Isa> compiled() {
 #if defined(FUSEDNN_ISA_VARIANTS)
-  return {Isa::kBaseline, Isa::kAvx2, Isa::kAvx512};
+constexpr Isa kCompiled[] = {Isa::kBaseline, Isa::kAvx2, Isa::kAvx512};
 #else
-  return {Isa::kBaseline};
+constexpr Isa kCompiled[] = {Isa::kBaseline};
 #endif
-}
 
 // Whether this CPU (and its operating system, which must save the wider
 // registers: libgcc's cpu model checks XGETBV) runs `isa`.
@@ -38,29 +36,33 @@ bool cpu_runs(Isa isa) {
 #endif
 }
 
-std::string joined(const std::vector<Isa>& isas) {
+// The compiled paths (all, or those the CPU runs), comma separated.
+std::string listed(bool runnable_only) {
   std::string out;
-  for (Isa isa : isas) out += (out.empty() ? "" : ", ") + std::string(isa_name(isa));
+  for (Isa isa : kCompiled) {
+    if (runnable_only && !cpu_runs(isa)) continue;
+    out += (out.empty() ? "" : ", ") + std::string(isa_name(isa));
+  }
   return out;
 }
 
 Isa choose() {
-  std::vector<Isa> runnable;
-  for (Isa isa : compiled()) {
-    if (cpu_runs(isa)) runnable.push_back(isa);
+  Isa widest = Isa::kBaseline;
+  for (Isa isa : kCompiled) {
+    if (cpu_runs(isa)) widest = isa;
   }
   const char* forced = std::getenv("FUSEDNN_CPU_ISA");
-  if (forced == nullptr || *forced == '\0') return runnable.back();
-  for (Isa isa : compiled()) {
+  if (forced == nullptr || *forced == '\0') return widest;
+  for (Isa isa : kCompiled) {
     if (forced != std::string(isa_name(isa))) continue;
     if (!cpu_runs(isa)) {
       throw std::invalid_argument("FUSEDNN_CPU_ISA=" + std::string(forced) +
-                                  ": this CPU cannot run that path; it runs " + joined(runnable));
+                                  ": this CPU cannot run that path; it runs " + listed(true));
     }
     return isa;
   }
   throw std::invalid_argument("FUSEDNN_CPU_ISA: expected one of the paths this build compiled (" +
-                              joined(compiled()) + "), got '" + forced + "'");
+                              listed(false) + "), got '" + forced + "'");
 }
 
 }  // namespace
@@ -92,7 +94,7 @@ const char* isa_name(Isa isa) {
 
 std::vector<std::string> compiled_isas() {
   std::vector<std::string> names;
-  for (Isa isa : compiled()) names.push_back(isa_name(isa));
+  for (Isa isa : kCompiled) names.push_back(isa_name(isa));
   return names;
 }
 
