@@ -22,12 +22,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # The tests of every kernel that has a copy per instruction set.
 KERNEL_TESTS = [
-    "tests/test_gemm.py",
+    "tests/test_ops_gemm.py",
     "tests/test_gemm_packed.py",
-    "tests/test_conv.py",
-    "tests/test_pooling.py",
+    "tests/test_ops_conv.py",
+    "tests/test_ops_pooling.py",
     "tests/test_ops_cross_entropy.py",
-    "tests/test_ops_optimizers.py",
+    "tests/test_ops_optimizer_updates.py",
     "tests/test_ops_recurrent.py",
 ]
 

@@ -1,4 +1,4 @@
-"""The layer protocol (shared/DESIGN.md): every layer and every model is a Layer.
+"""The layer protocol (docs/ARCHITECTURE.md): every layer and every model is a Layer.
 
 A subclass stores configuration in `__init__`, creates weights in
 `build(input_shape)` with `add_weight`, and implements

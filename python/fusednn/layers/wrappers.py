@@ -11,7 +11,7 @@ from .. import backend
 from ..errors import StateError
 from .base import InputSpec, Layer
 from .recurrent import _RNN
-from .registry import deserialize, serialize
+from .registry import deserialize, register, serialize
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -29,6 +29,7 @@ def _copy_of(layer: _RNN, name: str, **changes) -> _RNN:
     return type(layer).from_config(config)
 
 
+@register
 class Bidirectional(Layer):
     """Runs a recurrent layer forward in time and a copy of it backward, and merges the two.
 
@@ -251,6 +252,7 @@ class Bidirectional(Layer):
         return cls(**config)
 
 
+@register
 class TimeDistributed(Layer):
     """Applies `layer` to every time step: (N, T, ...) -> (N * T, ...) -> layer -> (N, T, ...).
 
@@ -347,6 +349,7 @@ class TimeDistributed(Layer):
         return cls(**config)
 
 
+@register
 class RepeatVector(Layer):
     """Repeats the input n times along a new time axis: (N, F) -> (N, n, F).
 
