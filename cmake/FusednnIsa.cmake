@@ -34,7 +34,12 @@ function(fusednn_add_isa_variants target)
       CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
     fusednn_cpu_settings(${objects})
     target_compile_definitions(${objects} PRIVATE FUSEDNN_ISA=${isa})
-    target_compile_options(${objects} PRIVATE ${FUSEDNN_ISA_FLAGS_${isa}})
+    # GCC emits inline variables and the static locals of inline functions as STB_GNU_UNIQUE
+    # symbols, which objcopy leaves global; without their COMDAT groups the sets' copies
+    # would then clash (ExpTraits' tables in the -O2 sanitizer build did). Plain weak
+    # symbols are localized like the rest.
+    target_compile_options(${objects} PRIVATE ${FUSEDNN_ISA_FLAGS_${isa}}
+      $<$<CXX_COMPILER_ID:GNU>:-fno-gnu-unique>)
 
     string(LENGTH "${isa}" isa_length)
     set(merged "${CMAKE_CURRENT_BINARY_DIR}/fusednn_isa_${isa}.o")
