@@ -38,6 +38,9 @@ def test_info_prints_version_simd_threads_and_cuda(capsys):
     fields = dict(line.split(None, 1) for line in out.strip().splitlines())
     assert fields["version"].strip() == backend._C.build_info()["version"]
     assert fields["cpu_simd"].strip() == backend._C.build_info()["simd"]
+    assert fields["cpu_isa"].strip() == backend._C.build_info()["cpu_isa"]
+    assert fields["cpu_isas_compiled"].strip() == ", ".join(
+        backend._C.build_info()["cpu_isas_compiled"])
     for key in ("threads", "cuda_compiled", "gpus", "has_cuda"):
         assert key in fields
 

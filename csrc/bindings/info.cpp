@@ -1,11 +1,13 @@
 // Build and device information for fd.info() and fd.has_cuda(); the CPU kernels' thread
 // count for fd.set_num_threads() / fd.get_num_threads().
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <string>
 
 #include "bindings.h"
 #include "fusednn/common.h"
+#include "fusednn/cpu_isa.h"
 #include "fusednn/device.h"
 
 #ifdef FUSEDNN_OPENMP
@@ -24,6 +26,8 @@ void bind_info(nb::module_& m) {
     d["build_type"] = b.build_type;
     d["cxx_compiler"] = b.cxx_compiler;
     d["simd"] = b.simd;
+    d["cpu_isa"] = cpu::isa_name(cpu::chosen_isa());
+    d["cpu_isas_compiled"] = cpu::compiled_isas();
     d["native_arch"] = b.native_arch;
     d["openmp"] = b.openmp;
     d["max_threads"] = b.max_threads;

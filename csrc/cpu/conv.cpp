@@ -49,7 +49,7 @@
 #include "fusednn/gemm.h"
 #include "gemm_kernels.h"
 
-namespace fusednn::cpu {
+FUSEDNN_CPU_BEGIN
 
 namespace {
 
@@ -614,6 +614,7 @@ void conv2d_forward_gathered(const Plan& p, const T* x, const T* w, const T* bia
 
 template <typename T, Epilogue E>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  FUSEDNN_DISPATCH(conv2d_forward<T, E>(s, x, w, bias, y));
   const Plan p(s);
   if (p.rows == 0) return;
   if (!p.direct && Segments(p).width >= kMinGatherWidth) {
@@ -651,6 +652,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 template <typename T, Epilogue E>
 void conv2d_backward(const Conv2dShape& s, const T* x, const T* y, const T* dy, const T* w, T* dx,
                      T* dw, T* db) {
+  FUSEDNN_DISPATCH(conv2d_backward<T, E>(s, x, y, dy, w, dx, dw, db));
   const Plan p(s);
   const Index image_elems = s.H * s.W * s.C;
   if (dw != nullptr) std::fill(dw, dw + p.kcol * s.F, T(0));
@@ -729,6 +731,7 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* y, const T* dy, 
 
 template <typename T, Epilogue E>
 void conv2d_backward_data(const Conv2dShape& s, const T* g, const T* w, const T* bias, T* out) {
+  FUSEDNN_DISPATCH(conv2d_backward_data<T, E>(s, g, w, bias, out));
   const Plan p(s);
   const Index image_elems = s.H * s.W * s.C;
   const Index tile_rows =
@@ -785,4 +788,4 @@ FUSEDNN_INSTANTIATE_CONV(double, Epilogue::kLinear)
 FUSEDNN_INSTANTIATE_CONV(double, Epilogue::kRelu)
 #undef FUSEDNN_INSTANTIATE_CONV
 
-}  // namespace fusednn::cpu
+FUSEDNN_CPU_END

@@ -11,7 +11,7 @@
 #include "exp_traits.h"
 #include "fusednn/cross_entropy.h"
 
-namespace fusednn::cpu {
+FUSEDNN_CPU_BEGIN
 
 namespace {
 
@@ -124,6 +124,8 @@ void dense_row(const T* x, const T* t, T* loss, T* dx, std::int64_t C, T grad_sc
 template <typename T>
 void sparse_softmax_cross_entropy(const T* logits, const std::int64_t* labels, T* losses,
                                   T* dlogits, std::int64_t N, std::int64_t C, T grad_scale) {
+  FUSEDNN_DISPATCH(sparse_softmax_cross_entropy<T>(logits, labels, losses, dlogits, N, C,
+                                                   grad_scale));
 #pragma omp parallel for schedule(static) if (N * C >= kParallelElements)
   for (std::int64_t n = 0; n < N; ++n) {
     sparse_row(logits + n * C, labels[n], losses + n, dlogits + n * C, C, grad_scale);
@@ -133,6 +135,7 @@ void sparse_softmax_cross_entropy(const T* logits, const std::int64_t* labels, T
 template <typename T>
 void softmax_cross_entropy(const T* logits, const T* targets, T* losses, T* dlogits,
                            std::int64_t N, std::int64_t C, T grad_scale) {
+  FUSEDNN_DISPATCH(softmax_cross_entropy<T>(logits, targets, losses, dlogits, N, C, grad_scale));
 #pragma omp parallel for schedule(static) if (N * C >= kParallelElements)
   for (std::int64_t n = 0; n < N; ++n) {
     dense_row(logits + n * C, targets + n * C, losses + n, dlogits + n * C, C, grad_scale);
@@ -148,4 +151,4 @@ template void softmax_cross_entropy<float>(const float*, const float*, float*, f
 template void softmax_cross_entropy<double>(const double*, const double*, double*, double*,
                                             std::int64_t, std::int64_t, double);
 
-}  // namespace fusednn::cpu
+FUSEDNN_CPU_END

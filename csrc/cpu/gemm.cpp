@@ -16,7 +16,7 @@
 
 #include "gemm_kernels.h"
 
-namespace fusednn::cpu {
+FUSEDNN_CPU_BEGIN
 namespace gemm_detail {
 namespace {
 
@@ -453,6 +453,7 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
           const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
           std::int64_t ldc) {
+  FUSEDNN_DISPATCH(gemm<T>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == T(0)) {
     gemm_detail::scale_c(M, N, beta, C, ldc);
@@ -467,6 +468,8 @@ void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t batch, std::i
                           std::int64_t stride_a, const T* B, std::int64_t ldb,
                           std::int64_t stride_b, T beta, T* C, std::int64_t ldc,
                           std::int64_t stride_c) {
+  FUSEDNN_DISPATCH(gemm_strided_batched<T>(trans_a, trans_b, batch, M, N, K, alpha, A, lda,
+                                           stride_a, B, ldb, stride_b, beta, C, ldc, stride_c));
   if (batch <= 0 || M <= 0 || N <= 0) return;
   auto product = [&](std::int64_t b) {
     gemm<T>(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
@@ -495,7 +498,10 @@ void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t batch, std::i
   for (std::int64_t b = 0; b < batch; ++b) product(b);
 }
 
-const char* gemm_simd_path() { return gemm_detail::kSimdPath; }
+const char* gemm_simd_path() {
+  FUSEDNN_DISPATCH(gemm_simd_path());
+  return gemm_detail::kSimdPath;
+}
 
 template void gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, float,
                           const float*, std::int64_t, const float*, std::int64_t, float, float*,
@@ -513,4 +519,4 @@ template void gemm_strided_batched<double>(bool, bool, std::int64_t, std::int64_
                                            std::int64_t, double, double*, std::int64_t,
                                            std::int64_t);
 
-}  // namespace fusednn::cpu
+FUSEDNN_CPU_END

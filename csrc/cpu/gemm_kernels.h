@@ -1,10 +1,12 @@
 // Internal to gemm.cpp and conv.cpp: SIMD vectors, block sizes and the
 // register-blocked micro-kernels. Which vectors exist is decided here, at compile time, from the
-// target macros (see fusednn/gemm.h).
+// target macros of the instruction set being compiled (see fusednn/gemm.h and fusednn/cpu_isa.h).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+
+#include "fusednn/cpu_isa.h"
 
 // Without AVX2, GCC and Clang vector extensions give 128-bit SIMD on the two
 // baselines that always have it: SSE2 (x86-64) and NEON (64-bit ARM).
@@ -26,7 +28,8 @@
 #pragma GCC diagnostic pop
 #endif
 
-namespace fusednn::cpu::gemm_detail {
+FUSEDNN_CPU_BEGIN
+namespace gemm_detail {
 
 // A SIMD register of T: kLanes elements with zero/load/store/broadcast/fma.
 template <typename T>
@@ -448,4 +451,5 @@ inline void micro_kernel_gathered(std::int64_t segments, std::int64_t width,
   }
 }
 
-}  // namespace fusednn::cpu::gemm_detail
+}  // namespace gemm_detail
+FUSEDNN_CPU_END

@@ -5,8 +5,6 @@
 // rows left over (all of them for a batch of one) through a kernel sized to
 // them, not a zero-padded MR-row tile that would multiply mostly zeros.
 #include <algorithm>
-#include <cstdlib>
-#include <new>
 
 #ifdef FUSEDNN_OPENMP
 #include <omp.h>
@@ -15,7 +13,7 @@
 #include "fusednn/gemm.h"
 #include "gemm_kernels.h"
 
-namespace fusednn::cpu {
+FUSEDNN_CPU_BEGIN
 namespace gemm_detail {
 namespace {
 
@@ -127,12 +125,6 @@ void packed_tile(int rows, Index cols, Index kc, const T* a, Index lda, const T*
   }
 }
 
-// Below this many multiply-adds per thread a fork costs more than it saves
-// (a step of a small recurrent layer runs in a few microseconds).
-constexpr double kMinWorkPerThread = 64.0 * 1024;
-// Packing fewer elements than this stays on one thread.
-constexpr std::int64_t kMinParallelPackElements = std::int64_t(1) << 16;
-
 // Slivers [s0, s1) of C on the calling thread: K in blocks of at most KC, so
 // that a block of a sliver stays in L1 while the row blocks of A pass over it.
 template <typename T>
@@ -163,73 +155,15 @@ void packed_columns(Index M, Index N, Index K, const T* A, Index lda, const T* p
 }  // namespace gemm_detail
 
 template <typename T>
-void PackedMatrix<T>::Free::operator()(T* p) const {
-  std::free(p);
-}
-
-template <typename T>
-PackedMatrix<T>::PackedMatrix(bool trans_b, std::int64_t K, std::int64_t N, const T* B,
-                              std::int64_t ldb)
-    : rows_(K), cols_(N) {
-  constexpr std::int64_t NR = gemm_detail::Blocking<T>::NR;
-  const std::int64_t slivers = gemm_detail::ceil_div(N, NR);
-  const std::int64_t elements = std::max<std::int64_t>(slivers * K * NR, 1);
-  const std::int64_t bytes = (elements * std::int64_t(sizeof(T)) + 63) / 64 * 64;
-  data_.reset(static_cast<T*>(std::aligned_alloc(64, std::size_t(bytes))));
-  if (!data_) throw std::bad_alloc();
-  // The threads pack in parallel (a copy of R^T for a 512-unit LSTM took 1 ms
-  // on one thread), each roughly the slivers it reads in gemm_packed.
-  T* const packed = data_.get();
-#pragma omp parallel for schedule(static) if (elements >= gemm_detail::kMinParallelPackElements)
-  for (std::int64_t s = 0; s < slivers; ++s) {
-    const std::int64_t j0 = s * NR;
-    const std::int64_t cols = std::min(NR, N - j0);
-    T* out = packed + s * K * NR;
-    if (trans_b) {
-      // Down each stored row: reading all NR rows at every k would keep NR
-      // lines ldb apart in use, which share a cache set when ldb is a power of 2.
-      for (std::int64_t c = 0; c < NR; ++c) {
-        if (c < cols) {
-          const T* row = B + (j0 + c) * ldb;
-          for (std::int64_t k = 0; k < K; ++k) out[k * NR + c] = row[k];
-        } else {
-          for (std::int64_t k = 0; k < K; ++k) out[k * NR + c] = T(0);
-        }
-      }
-    } else {
-      for (std::int64_t k = 0; k < K; ++k, out += NR) {
-        std::copy(B + k * ldb + j0, B + k * ldb + j0 + cols, out);
-        std::fill(out + cols, out + NR, T(0));
-      }
-    }
-  }
-}
-
-template <typename T>
-int PackedMatrix<T>::useful_threads(std::int64_t M) const {
-#ifdef FUSEDNN_OPENMP
-  if (omp_in_parallel()) return 1;
-  const double macs = double(M) * double(cols_) * double(rows_);
-  const double by_work = std::max(1.0, macs / gemm_detail::kMinWorkPerThread);
-  const double slivers = double(gemm_detail::ceil_div(cols_, gemm_detail::Blocking<T>::NR));
-  return int(std::min<double>({double(omp_get_max_threads()), by_work, std::max(1.0, slivers)}));
-#else
-  (void)M;
-  return 1;
-#endif
-}
-
-template <typename T>
-typename PackedMatrix<T>::Columns PackedMatrix<T>::part_columns(int part, int parts) const {
-  constexpr std::int64_t NR = gemm_detail::Blocking<T>::NR;
-  const std::int64_t slivers = gemm_detail::ceil_div(cols_, NR);
-  return {std::min(cols_, slivers * part / parts * NR),
-          std::min(cols_, slivers * (part + 1) / parts * NR)};
+std::int64_t packed_sliver_width() {
+  FUSEDNN_DISPATCH(packed_sliver_width<T>());
+  return gemm_detail::Blocking<T>::NR;
 }
 
 template <typename T>
 void gemm_packed_columns(std::int64_t M, const T* A, std::int64_t lda, const PackedMatrix<T>& B,
                          T beta, T* C, std::int64_t ldc, typename PackedMatrix<T>::Columns cols) {
+  FUSEDNN_DISPATCH(gemm_packed_columns<T>(M, A, lda, B, beta, C, ldc, cols));
   using gemm_detail::Index;
   constexpr Index NR = gemm_detail::Blocking<T>::NR;
   if (M <= 0 || cols.end <= cols.begin) return;
@@ -247,6 +181,7 @@ void gemm_packed_columns(std::int64_t M, const T* A, std::int64_t lda, const Pac
 template <typename T>
 void gemm_packed(std::int64_t M, const T* A, std::int64_t lda, const PackedMatrix<T>& B, T beta,
                  T* C, std::int64_t ldc) {
+  FUSEDNN_DISPATCH(gemm_packed<T>(M, A, lda, B, beta, C, ldc));
 #ifdef FUSEDNN_OPENMP
   const int threads = B.useful_threads(M);
   if (threads > 1) {
@@ -259,8 +194,8 @@ void gemm_packed(std::int64_t M, const T* A, std::int64_t lda, const PackedMatri
   gemm_packed_columns(M, A, lda, B, beta, C, ldc, B.part_columns(0, 1));
 }
 
-template class PackedMatrix<float>;
-template class PackedMatrix<double>;
+template std::int64_t packed_sliver_width<float>();
+template std::int64_t packed_sliver_width<double>();
 template void gemm_packed<float>(std::int64_t, const float*, std::int64_t,
                                  const PackedMatrix<float>&, float, float*, std::int64_t);
 template void gemm_packed<double>(std::int64_t, const double*, std::int64_t,
@@ -272,4 +207,4 @@ template void gemm_packed_columns<double>(std::int64_t, const double*, std::int6
                                           const PackedMatrix<double>&, double, double*,
                                           std::int64_t, PackedMatrix<double>::Columns);
 
-}  // namespace fusednn::cpu
+FUSEDNN_CPU_END

@@ -11,7 +11,7 @@
 
 #include "fusednn/optimizers.h"
 
-namespace fusednn::cpu {
+FUSEDNN_CPU_BEGIN
 
 namespace {
 
@@ -122,6 +122,7 @@ template <typename T>
 void adam_update(T* const* params, const T* const* grads, T* const* ms, T* const* vs,
                  const std::int64_t* sizes, std::int64_t num_tensors,
                  const AdamHyperparameters& hyper) {
+  FUSEDNN_DISPATCH(adam_update<T>(params, grads, ms, vs, sizes, num_tensors, hyper));
   std::int64_t total_elements;
   const std::vector<Chunk> chunks = split_into_chunks(sizes, num_tensors, &total_elements);
   const auto num_chunks = static_cast<std::int64_t>(chunks.size());
@@ -137,6 +138,7 @@ template <typename T>
 void sgd_update(T* const* params, const T* const* grads, T* const* moments,
                 const std::int64_t* sizes, std::int64_t num_tensors,
                 const SgdHyperparameters& hyper) {
+  FUSEDNN_DISPATCH(sgd_update<T>(params, grads, moments, sizes, num_tensors, hyper));
   std::int64_t total_elements;
   const std::vector<Chunk> chunks = split_into_chunks(sizes, num_tensors, &total_elements);
   if (moments == nullptr) {
@@ -158,4 +160,4 @@ template void sgd_update<float>(float* const*, const float* const*, float* const
 template void sgd_update<double>(double* const*, const double* const*, double* const*,
                                  const std::int64_t*, std::int64_t, const SgdHyperparameters&);
 
-}  // namespace fusednn::cpu
+FUSEDNN_CPU_END

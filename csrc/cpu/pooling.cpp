@@ -13,7 +13,7 @@
 
 #include "fusednn/pooling.h"
 
-namespace fusednn::cpu {
+FUSEDNN_CPU_BEGIN
 
 namespace {
 
@@ -130,6 +130,7 @@ void max_pool2d_backward_scatter(const T* dy, const Index* argmax, T* dx,
 
 template <typename T, typename Index>
 void max_pool2d_forward(const T* x, T* y, Index* argmax, const Pool2dGeometry& g) {
+  FUSEDNN_DISPATCH(max_pool2d_forward<T, Index>(x, y, argmax, g));
   const std::int64_t C = g.C;
   const std::int64_t work = g.N * g.OH * g.OW * C * g.KH * g.KW;
   // Channels in whole blocks of kBlock, then one partial block.
@@ -155,6 +156,7 @@ void max_pool2d_forward(const T* x, T* y, Index* argmax, const Pool2dGeometry& g
 
 template <typename T, typename Index>
 void max_pool2d_backward(const T* dy, const Index* argmax, T* dx, const Pool2dGeometry& g) {
+  FUSEDNN_DISPATCH(max_pool2d_backward<T, Index>(dy, argmax, dx, g));
   if (g.SH < g.KH || g.SW < g.KW) {
     max_pool2d_backward_scatter(dy, argmax, dx, g);
     return;
@@ -188,6 +190,7 @@ void max_pool2d_backward(const T* dy, const Index* argmax, T* dx, const Pool2dGe
 
 template <typename T>
 void avg_pool2d_forward(const T* x, T* y, const Pool2dGeometry& g) {
+  FUSEDNN_DISPATCH(avg_pool2d_forward<T>(x, y, g));
   const std::int64_t C = g.C;
   const std::int64_t work = g.N * g.OH * g.OW * C * g.KH * g.KW;
 #pragma omp parallel for schedule(static) if (work >= kParallelElements)
@@ -217,6 +220,7 @@ void avg_pool2d_forward(const T* x, T* y, const Pool2dGeometry& g) {
 
 template <typename T>
 void avg_pool2d_backward(const T* dy, T* dx, const Pool2dGeometry& g) {
+  FUSEDNN_DISPATCH(avg_pool2d_backward<T>(dy, dx, g));
   const std::int64_t C = g.C;
   const std::int64_t work = g.N * g.H * g.W * C;
   // Per column: the covering windows; per window column / row: 1 / (input elements
@@ -265,6 +269,7 @@ template <typename T>
 void upsample_nearest2d_forward(const T* x, T* y, std::int64_t N, std::int64_t H,
                                 std::int64_t W, std::int64_t C, std::int64_t SH,
                                 std::int64_t SW) {
+  FUSEDNN_DISPATCH(upsample_nearest2d_forward<T>(x, y, N, H, W, C, SH, SW));
   const std::int64_t OH = H * SH, OW = W * SW;
 #pragma omp parallel for schedule(static) if (N * OH * OW * C >= kParallelElements)
   for (std::int64_t row = 0; row < N * OH; ++row) {
@@ -283,6 +288,7 @@ template <typename T>
 void upsample_nearest2d_backward(const T* dy, T* dx, std::int64_t N, std::int64_t H,
                                  std::int64_t W, std::int64_t C, std::int64_t SH,
                                  std::int64_t SW) {
+  FUSEDNN_DISPATCH(upsample_nearest2d_backward<T>(dy, dx, N, H, W, C, SH, SW));
   const std::int64_t OH = H * SH, OW = W * SW;
 #pragma omp parallel for schedule(static) if (N * OH * OW * C >= kParallelElements)
   for (std::int64_t row = 0; row < N * H; ++row) {
@@ -324,4 +330,4 @@ FUSEDNN_INSTANTIATE(float)
 FUSEDNN_INSTANTIATE(double)
 #undef FUSEDNN_INSTANTIATE
 
-}  // namespace fusednn::cpu
+FUSEDNN_CPU_END

@@ -17,7 +17,11 @@ def info(print_fn=print) -> dict:
         "platform": f"{platform.system()} {platform.machine()}",
         "build": f"{build['build_type']}, {build['cxx_compiler']}"
                  + (", -march=native" if build["native_arch"] else ""),
+        # The chosen path's GEMM micro-kernel ("avx512", "avx2", "vec128"), its
+        # instruction set (FUSEDNN_CPU_ISA forces a lower one) and all those built.
         "cpu_simd": build["simd"],
+        "cpu_isa": build["cpu_isa"],
+        "cpu_isas_compiled": ", ".join(build["cpu_isas_compiled"]),
         "openmp": build["openmp"],
         "threads": build["max_threads"],
         "cuda_compiled": build["cuda_compiled"],

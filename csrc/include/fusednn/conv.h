@@ -36,6 +36,8 @@
 
 #include <cstdint>
 
+#include "fusednn/cpu_isa.h"
+
 namespace fusednn {
 
 enum class Epilogue { kLinear, kRelu };
@@ -51,6 +53,8 @@ struct Conv2dShape {
 };
 
 namespace cpu {
+
+FUSEDNN_CPU_KERNELS(
 
 // Tiles of the output rows are im2col'ed into a bounded per-thread workspace
 // and multiplied on fusednn::cpu::gemm; 1x1 stride-1 unpadded convolutions
@@ -83,6 +87,7 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* y, const T* dy, 
 //   out  (N, H, W, C)     out: the transpose's output
 template <typename T, Epilogue E>
 void conv2d_backward_data(const Conv2dShape& s, const T* g, const T* w, const T* bias, T* out);
+)  // FUSEDNN_CPU_KERNELS
 
 }  // namespace cpu
 

@@ -12,9 +12,13 @@
 
 #include <cstdint>
 
+#include "fusednn/cpu_isa.h"
+
 namespace fusednn {
 
 namespace cpu {
+
+FUSEDNN_CPU_KERNELS(
 
 // logits   (N, C) scores
 // labels   (N,)   class of each row; a label outside [0, C) makes its row NaN
@@ -32,6 +36,7 @@ void sparse_softmax_cross_entropy(const T* logits, const std::int64_t* labels, T
 template <typename T>
 void softmax_cross_entropy(const T* logits, const T* targets, T* losses, T* dlogits,
                            std::int64_t N, std::int64_t C, T grad_scale);
+)  // FUSEDNN_CPU_KERNELS
 
 }  // namespace cpu
 

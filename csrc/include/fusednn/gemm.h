@@ -22,14 +22,14 @@
 // each runs the blocked loops on its own rectangle without synchronising.
 // Block sizes and their reasons: csrc/cpu/gemm_kernels.h.
 //
-// SIMD is chosen at compile time from the target the extension is built for
-// (-march=native by default, FUSEDNN_NATIVE=OFF for a portable build):
+// SIMD: each instruction set compiled (fusednn/cpu_isa.h; one, -march=native,
+// with FUSEDNN_NATIVE=ON) gets the micro-kernel of its widest vectors:
 //   __AVX512F__  float 8x32, double 8x16 micro-kernel on 512-bit FMA
 //   __AVX2__     float  6x16, double  6x8  micro-kernel on 256-bit FMA
 //   else SSE2 (x86-64) or 64-bit ARM, with GCC or Clang:
 //                float  6x8,  double  6x4  micro-kernel on 128-bit vectors
 //   otherwise    portable C++ 4x8 micro-kernel left to the auto-vectoriser
-// gemm_simd_path() names the path compiled in.
+// gemm_simd_path() names the chosen path's micro-kernel.
 //
 // Threads: omp_get_max_threads() (OMP_NUM_THREADS), reduced for small
 // products; a call made from inside an OpenMP parallel region runs on the
@@ -39,7 +39,11 @@
 #include <cstdint>
 #include <memory>
 
+#include "fusednn/cpu_isa.h"
+
 namespace fusednn::cpu {
+
+FUSEDNN_CPU_KERNELS(
 
 // C = alpha * op(A) * op(B) + beta * C for T = float or double.
 //   trans_a      false: A is stored (M, K), row i at A + i * lda   (lda >= K)
@@ -68,7 +72,7 @@ void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t batch,
                           const T* B, std::int64_t ldb, std::int64_t stride_b,
                           T beta, T* C, std::int64_t ldc, std::int64_t stride_c);
 
-// "avx512", "avx2", "vec128" or "portable": the micro-kernel compiled in.
+// "avx512", "avx2", "vec128" or "portable": the chosen path's micro-kernel.
 const char* gemm_simd_path();
 
 extern template void gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, float,
@@ -88,13 +92,15 @@ extern template void gemm_strided_batched<double>(bool, bool, std::int64_t, std:
                                                   const double*, std::int64_t, std::int64_t,
                                                   double, double*, std::int64_t, std::int64_t);
 
+)  // FUSEDNN_CPU_KERNELS
+
 // ---------------------------------------------------------------------------
 // A right operand packed once for many products (csrc/cpu/gemm_packed.cpp):
 // the recurrent kernel meets new states at every step of a sequence, and
 // gemm() would copy it (or read it with a large stride) at every one.
 
-// op(B) (K, N) in the micro-kernel's layout: NR-column slivers over all K
-// rows, the last one zero-padded.
+// op(B) (K, N) in the chosen path's micro-kernel layout: NR-column slivers
+// over all K rows, the last one zero-padded (packed once, by any thread).
 //   trans_b  false: B stored (K, N), row k at B + k * ldb (ldb >= N)
 //            true:  B stored (N, K), row j at B + j * ldb (ldb >= K)
 template <typename T>
@@ -103,6 +109,7 @@ class PackedMatrix {
   PackedMatrix(bool trans_b, std::int64_t K, std::int64_t N, const T* B, std::int64_t ldb);
   std::int64_t rows() const { return rows_; }  // K
   std::int64_t cols() const { return cols_; }  // N
+  std::int64_t sliver() const { return sliver_; }  // NR
   const T* data() const { return data_.get(); }
 
   // Threads worth using for a product with M rows (1 inside a parallel
@@ -123,8 +130,18 @@ class PackedMatrix {
   };
   std::int64_t rows_;
   std::int64_t cols_;
+  std::int64_t sliver_;
   std::unique_ptr<T, Free> data_;
 };
+
+extern template class PackedMatrix<float>;
+extern template class PackedMatrix<double>;
+
+FUSEDNN_CPU_KERNELS(
+
+// NR: the width of the slivers of a PackedMatrix<T>.
+template <typename T>
+std::int64_t packed_sliver_width();
 
 // C (M, N) = A (M, K) x B (K, N) + beta * C, B packed, for products with few
 // rows (a batch of states): A row i at A + i * lda (lda >= K), C row i at
@@ -143,8 +160,8 @@ void gemm_packed_columns(std::int64_t M, const T* A, std::int64_t lda, const Pac
                          T beta, T* C, std::int64_t ldc,
                          typename PackedMatrix<T>::Columns cols);
 
-extern template class PackedMatrix<float>;
-extern template class PackedMatrix<double>;
+extern template std::int64_t packed_sliver_width<float>();
+extern template std::int64_t packed_sliver_width<double>();
 extern template void gemm_packed<float>(std::int64_t, const float*, std::int64_t,
                                         const PackedMatrix<float>&, float, float*, std::int64_t);
 extern template void gemm_packed<double>(std::int64_t, const double*, std::int64_t,
@@ -156,5 +173,6 @@ extern template void gemm_packed_columns<float>(std::int64_t, const float*, std:
 extern template void gemm_packed_columns<double>(std::int64_t, const double*, std::int64_t,
                                                  const PackedMatrix<double>&, double, double*,
                                                  std::int64_t, PackedMatrix<double>::Columns);
+)  // FUSEDNN_CPU_KERNELS
 
 }  // namespace fusednn::cpu

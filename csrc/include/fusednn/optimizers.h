@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "fusednn/cpu_isa.h"
+
 namespace fusednn {
 
 // Adam / AdamW at step t (t >= 1), bias correction folded into step_size on the host:
@@ -56,6 +58,8 @@ struct SgdHyperparameters {
 
 namespace cpu {
 
+FUSEDNN_CPU_KERNELS(
+
 // params   [num_tensors] -> (P_i) parameters, updated
 // grads    [num_tensors] -> (P_i) gradients
 // ms, vs   [num_tensors] -> (P_i) first and second moments, updated
@@ -71,6 +75,7 @@ template <typename T>
 void sgd_update(T* const* params, const T* const* grads, T* const* moments,
                 const std::int64_t* sizes, std::int64_t num_tensors,
                 const SgdHyperparameters& hyper);
+)  // FUSEDNN_CPU_KERNELS
 
 }  // namespace cpu
 

@@ -29,6 +29,8 @@
 
 #include <cstdint>
 
+#include "fusednn/cpu_isa.h"
+
 namespace fusednn {
 
 struct Pool2dGeometry {
@@ -40,6 +42,8 @@ struct Pool2dGeometry {
 };
 
 namespace cpu {
+
+FUSEDNN_CPU_KERNELS(
 
 // x       (N, H, W, C)
 // y       (N, OH, OW, C)  out: maximum of each window
@@ -76,6 +80,7 @@ template <typename T>
 void upsample_nearest2d_backward(const T* dy, T* dx, std::int64_t N, std::int64_t H,
                                  std::int64_t W, std::int64_t C, std::int64_t SH,
                                  std::int64_t SW);
+)  // FUSEDNN_CPU_KERNELS
 
 }  // namespace cpu
 
