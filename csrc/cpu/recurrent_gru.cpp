@@ -36,10 +36,7 @@ FUSEDNN_INLINE void gru_update_backward(Real g, Real z, Real hh, Real h_before, 
 }
 
 template <typename Real, bool kTraining, bool kRecurrentMask>
-struct GruResetAfterForwardCell {
-  static constexpr Index kGates = 3;
-  static constexpr int kProducts = 1;
-
+struct GruResetAfterForwardCell : CellPolicy<3> {
   RecurrentShape s;
   const Real* bias;  // (2, 3U): input bias, recurrent bias
   Real* gates;
@@ -53,8 +50,6 @@ struct GruResetAfterForwardCell {
   StepProduct<Real> product(int, Index, const Real* feed_t, Index feed_ld) {
     return {feed_t, feed_ld, Real(0), projected_h.data(), 3 * s.U};
   }
-
-  void between(int, Index, Index, const Real*) const {}
 
   void update(Index t, Index n, Real* h, Real* y_nt) {
     const Index U = s.U, G = 3 * U, nt = n * s.T + t;
@@ -84,15 +79,10 @@ struct GruResetAfterForwardCell {
       y_nt[j] = h_new;
     }
   }
-
-  void carried(Index, Index) const {}
 };
 
 template <typename Real, bool kTraining, bool kRecurrentMask>
-struct GruResetBeforeForwardCell {
-  static constexpr Index kGates = 3;
-  static constexpr int kProducts = 2;
-
+struct GruResetBeforeForwardCell : CellPolicy<3, 2> {
   RecurrentShape s;
   const Real* bias;  // (3U,)
   Real* gates;
@@ -146,15 +136,10 @@ struct GruResetBeforeForwardCell {
       y_nt[j] = h_new;
     }
   }
-
-  void carried(Index, Index) const {}
 };
 
 template <typename Real>
-struct GruResetAfterBackwardCell {
-  static constexpr Index kGates = 3;
-  static constexpr int kProducts = 1;
-
+struct GruResetAfterBackwardCell : CellPolicy<3> {
   RecurrentShape s;
   const Real* gates;
   const Real* h_before;  // the state before each step: h_prev, or h_in without a recurrent mask
@@ -168,8 +153,6 @@ struct GruResetAfterBackwardCell {
   StepProduct<Real> product(int, Index t, BackwardState<Real>& state) const {
     return {dgates_recurrent + t * 3 * s.U, s.T * 3 * s.U, Real(0), state.from_gemm.data(), s.U};
   }
-
-  void between(int, Index, Index, bool, BackwardState<Real>&) const {}
 
   void update(Index t, Index n, Real* carry) const {
     const Index U = s.U, G = 3 * U, nt = n * s.T + t;
@@ -203,10 +186,7 @@ struct GruResetAfterBackwardCell {
 };
 
 template <typename Real>
-struct GruResetBeforeBackwardCell {
-  static constexpr Index kGates = 3;
-  static constexpr int kProducts = 2;
-
+struct GruResetBeforeBackwardCell : CellPolicy<3, 2> {
   RecurrentShape s;
   const Real* gates;
   const Real* h_before;
@@ -260,8 +240,6 @@ struct GruResetBeforeBackwardCell {
       gru_update_backward(carry[j], gz[j], gh[j], hb[j], dz[j], dh[j], carry[j]);
     }
   }
-
-  void masked(Index, Index) const {}
 };
 
 }  // namespace
@@ -281,6 +259,7 @@ void gru_forward(const RecurrentSpec& spec, const RecurrentShape& s,
         };
         if constexpr (decltype(after)::value) {
           GruResetAfterForwardCell<Real, kTraining, kRecurrentMask> cell{
+              {},
               s,
               w.bias,
               cache.gates,
@@ -291,6 +270,7 @@ void gru_forward(const RecurrentSpec& spec, const RecurrentShape& s,
           run(cell);
         } else {
           GruResetBeforeForwardCell<Real, kTraining, kRecurrentMask> cell{
+              {},
               s,
               w.bias,
               cache.gates,
@@ -327,8 +307,7 @@ void gru_backward(const RecurrentSpec& spec, const RecurrentShape& s,
         if constexpr (decltype(after)::value) {
           Real* dgates_recurrent = workspace + N * T * G;
           GruResetAfterBackwardCell<Real> cell{
-              s,      cache.gates,      h_before,
-              cache.recurrent_h, dgates, dgates_recurrent,
+              {}, s, cache.gates, h_before, cache.recurrent_h, dgates, dgates_recurrent,
               pack_columns_transposed(s, G, G, w.recurrent_kernel)};
           run(cell);
           recurrent_kernel_gradient(s, G, G, cache.h_in, dgates_recurrent,
@@ -337,6 +316,7 @@ void gru_backward(const RecurrentSpec& spec, const RecurrentShape& s,
           column_sums(N * T, G, dgates_recurrent, grads.dbias + G);
         } else {
           GruResetBeforeBackwardCell<Real> cell{
+              {},
               s,
               cache.gates,
               h_before,

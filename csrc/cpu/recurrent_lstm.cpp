@@ -14,10 +14,7 @@ namespace fusednn::cpu::recurrent_detail {
 namespace {
 
 template <typename Real, bool kTraining>
-struct LstmForwardCell {
-  static constexpr Index kGates = 4;
-  static constexpr int kProducts = 1;
-
+struct LstmForwardCell : CellPolicy<4> {
   RecurrentShape s;
   const Real* bias;
   Real* gates;
@@ -30,8 +27,6 @@ struct LstmForwardCell {
   StepProduct<Real> product(int, Index t, const Real* feed_t, Index feed_ld) const {
     return {feed_t, feed_ld, Real(1), gates + t * 4 * s.U, s.T * 4 * s.U};
   }
-
-  void between(int, Index, Index, const Real*) const {}
 
   void update(Index t, Index n, Real* h, Real* y_nt) const {
     const Index U = s.U;
@@ -69,10 +64,7 @@ struct LstmForwardCell {
 };
 
 template <typename Real>
-struct LstmBackwardCell {
-  static constexpr Index kGates = 4;
-  static constexpr int kProducts = 1;
-
+struct LstmBackwardCell : CellPolicy<4> {
   RecurrentShape s;
   const Real* gates;
   const Real* cell;
@@ -86,8 +78,6 @@ struct LstmBackwardCell {
   StepProduct<Real> product(int, Index t, BackwardState<Real>& state) const {
     return {dgates + t * 4 * s.U, s.T * 4 * s.U, Real(0), state.from_gemm.data(), s.U};
   }
-
-  void between(int, Index, Index, bool, BackwardState<Real>&) const {}
 
   void update(Index t, Index n, Real* dh) const {
     const Index U = s.U, nt = n * s.T + t;
@@ -112,8 +102,6 @@ struct LstmBackwardCell {
       dh[j] = Real(0);  // nothing bypasses the recurrent product
     }
   }
-
-  void masked(Index, Index) const {}
 };
 
 }  // namespace
@@ -127,7 +115,7 @@ void lstm_forward(const RecurrentSpec&, const RecurrentShape& s,
       [&](auto training, auto masked, auto recurrent_masked) {
         constexpr bool kTraining = decltype(training)::value;
         LstmForwardCell<Real, kTraining> cell{
-            s, w.bias, cache.gates, out.c_T, cache.cell,
+            {}, s, w.bias, cache.gates, out.c_T, cache.cell,
             pack_columns(s, 4 * s.U, 4 * s.U, w.recurrent_kernel)};
         forward_sequence<Real, kTraining, decltype(masked)::value,
                          decltype(recurrent_masked)::value>(s, in, w.kernel, out, cache.gates,
@@ -150,7 +138,7 @@ void lstm_backward(const RecurrentSpec&, const RecurrentShape& s,
     std::fill(grads.dc0, grads.dc0 + s.N * s.U, Real(0));
   }
   Real* dgates = workspace;
-  LstmBackwardCell<Real> cell{s,         cache.gates, cache.cell, in.c0, grads.dc0, dgates,
+  LstmBackwardCell<Real> cell{{}, s, cache.gates, cache.cell, in.c0, grads.dc0, dgates,
                               pack_columns_transposed(s, G, G, w.recurrent_kernel)};
   with_flags(
       [&](auto masked, auto recurrent_masked) {

@@ -29,6 +29,20 @@ struct StepProduct {
   Index ldc;
 };
 
+// The base of every cell policy below: its sizes, and the hooks a cell does
+// not need as no-ops.
+template <Index kGateCount, int kProductCount = 1>
+struct CellPolicy {
+  static constexpr Index kGates = kGateCount;        // gU / U
+  static constexpr int kProducts = kProductCount;  // recurrent products per step
+  template <typename... Args>
+  void between(const Args&...) const {}
+  template <typename... Args>
+  void carried(const Args&...) const {}
+  template <typename... Args>
+  void masked(const Args&...) const {}
+};
+
 // As many threads as the widest of the cell's products can use.
 template <typename Cell>
 int team_size(const Cell& cell, Index N) {
@@ -59,9 +73,7 @@ inline void run_product(const Cell& cell, int k, const StepProduct<Real>& p, Ind
 #pragma omp barrier
 }
 
-// Forward cell policy (Real, kTraining fixed by the cell's type):
-//   kGates                          gU / U
-//   kProducts                       recurrent products per step (GRU reset_before: 2)
+// Forward cell policy (a CellPolicy; Real, kTraining fixed by its type):
 //   packed(k)                       product k's packed columns of recurrent_kernel
 //   product(k, t, feed_t, feed_ld)  product k of step t (feed_t: h_{t-1} * recurrent_mask)
 //   between(k, t, n, feed_row)      row n's pass after product k < kProducts - 1
@@ -109,8 +121,8 @@ void forward_sequence(const RecurrentShape& s, const RecurrentInputs<Real>& in,
   });
 }
 
-// Backward cell policy:
-//   kGates, kProducts, packed(k)  as for the forward (packed transposed: R[:, cols]^T)
+// Backward cell policy (a CellPolicy):
+//   packed(k)                     as for the forward, transposed: R[:, cols]^T
 //   product(k, t, state)          product k of step t (into state.from_gemm or the cell's own)
 //   between(k, t, n, valid, state)  row n's pass after product k < kProducts - 1
 //   update(t, n, g)               a valid step of row n: g (U,) holds the total gradient

@@ -31,10 +31,7 @@ FUSEDNN_INLINE Real activation_slope(Real h) {
 }
 
 template <typename Real, RnnActivation kActivation, bool kTraining>
-struct SimpleRnnForwardCell {
-  static constexpr Index kGates = 1;
-  static constexpr int kProducts = 1;
-
+struct SimpleRnnForwardCell : CellPolicy<1> {
   RecurrentShape s;
   const Real* bias;
   Real* gates;
@@ -45,8 +42,6 @@ struct SimpleRnnForwardCell {
   StepProduct<Real> product(int, Index t, const Real* feed_t, Index feed_ld) const {
     return {feed_t, feed_ld, Real(1), gates + t * s.U, s.T * s.U};
   }
-
-  void between(int, Index, Index, const Real*) const {}
 
   void update(Index t, Index n, Real* h, Real* y_nt) const {
     const Index U = s.U;
@@ -59,15 +54,10 @@ struct SimpleRnnForwardCell {
       y_nt[j] = h_new;
     }
   }
-
-  void carried(Index, Index) const {}
 };
 
 template <typename Real, RnnActivation kActivation>
-struct SimpleRnnBackwardCell {
-  static constexpr Index kGates = 1;
-  static constexpr int kProducts = 1;
-
+struct SimpleRnnBackwardCell : CellPolicy<1> {
   RecurrentShape s;
   const Real* gates;  // the new h of every step
   Real* dgates;
@@ -79,8 +69,6 @@ struct SimpleRnnBackwardCell {
     return {dgates + t * s.U, s.T * s.U, Real(0), state.from_gemm.data(), s.U};
   }
 
-  void between(int, Index, Index, bool, BackwardState<Real>&) const {}
-
   void update(Index t, Index n, Real* dh) const {
     const Index U = s.U, nt = n * s.T + t;
     const Real* h = gates + nt * U;
@@ -91,8 +79,6 @@ struct SimpleRnnBackwardCell {
       dh[j] = Real(0);  // nothing bypasses the recurrent product
     }
   }
-
-  void masked(Index, Index) const {}
 };
 
 }  // namespace
@@ -107,7 +93,7 @@ void simple_rnn_forward(const RecurrentSpec& spec, const RecurrentShape& s,
             decltype(relu_flag)::value ? RnnActivation::kRelu : RnnActivation::kTanh;
         constexpr bool kTraining = decltype(training)::value;
         SimpleRnnForwardCell<Real, kActivation, kTraining> cell{
-            s, w.bias, cache.gates, pack_columns(s, s.U, s.U, w.recurrent_kernel)};
+            {}, s, w.bias, cache.gates, pack_columns(s, s.U, s.U, w.recurrent_kernel)};
         forward_sequence<Real, kTraining, decltype(masked)::value,
                          decltype(recurrent_masked)::value>(s, in, w.kernel, out, cache.gates,
                                                             cache.h_in, cell);
@@ -128,7 +114,7 @@ void simple_rnn_backward(const RecurrentSpec& spec, const RecurrentShape& s,
         constexpr RnnActivation kActivation =
             decltype(relu_flag)::value ? RnnActivation::kRelu : RnnActivation::kTanh;
         SimpleRnnBackwardCell<Real, kActivation> cell{
-            s, cache.gates, dgates, pack_columns_transposed(s, s.U, s.U, w.recurrent_kernel)};
+            {}, s, cache.gates, dgates, pack_columns_transposed(s, s.U, s.U, w.recurrent_kernel)};
         backward_sequence<Real, decltype(masked)::value, decltype(recurrent_masked)::value>(
             s, in, w.kernel, out_grads.dy, out_grads.dh_T, grads, dgates, cell);
       },

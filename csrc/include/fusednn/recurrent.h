@@ -50,8 +50,9 @@
 //                It enters the dR product (times zero gradients), so must be finite.
 //   recurrent_h  reset_before: specified, r * h_in with the masked step's r (finite;
 //                it enters the dR product too). reset_after: unspecified.
-//   gates        unspecified: the CPU and the per-step CUDA path leave x W + h R
-//                there, the persistent CUDA kernel x W only.
+//   gates        unspecified: partial sums, partly activated (GRU reset_before's
+//                z, r); the LSTM's and SimpleRNN's are x W + h R on the CPU and
+//                the per-step CUDA path, x W only in the persistent CUDA kernel.
 //   h_prev       unspecified.
 // The backward's workspace is one buffer of backward_workspace_elements(...)
 // Reals as well (the pre-activation gate gradients, and for the GRU with
