@@ -282,7 +282,7 @@ def _workspace(xp, direction, cell, shape, dtype):
     """The kernels' workspace (on the GPU from CuPy's pool, on x's device)."""
     name, reset_after, _ = cell.args
     elements = _workspace_elements(direction, name, reset_after, shape, xp is not np)
-    return xp.empty((elements,), dtype=dtype)
+    return xp.empty((max(elements, 1),), dtype=dtype)  # never empty, as before on the GPU
 
 
 # The size queries, remembered: a layer calls with the same shapes at every
