@@ -1,35 +1,99 @@
 """The CPU benchmarks' model rows build the models they claim to time: the lecture's
 LSTM model with its 806,017 parameters in fusednn and the same layers in torch, and
 one training step of each moves the weights and returns a finite loss. Plumbing
-only: the times belong to benchmarks/, never to tests."""
+only: the times belong to the benchmarks, never to tests."""
 from __future__ import annotations
-
-import importlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from fusednn.bench import bench_recurrent
 
 
-@pytest.fixture
-def bench_recurrent(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("bench_recurrent")
-
-
-def test_lecture_lstm_model_step_without_torch(bench_recurrent):
+def test_lecture_lstm_model_step_without_torch():
     calls = bench_recurrent.lecture_model_contenders(None, batch=2)
     assert set(calls) == {"fusednn"}
     losses = [float(calls["fusednn"]()) for _ in range(2)]
     assert all(np.isfinite(losses)) and losses[0] != losses[1]
 
 
-def test_lecture_lstm_model_step_against_torch(bench_recurrent):
+def test_lecture_lstm_model_step_against_torch():
     torch = pytest.importorskip("torch")
     calls = bench_recurrent.lecture_model_contenders(torch, batch=2)
     assert set(calls) == {"fusednn", "torch"}
     for name in ("fusednn", "torch"):
         losses = [float(calls[name]()) for _ in range(2)]
         assert all(np.isfinite(losses)) and losses[0] != losses[1], name
+
+
+# ----- every CPU suite's rows carry their fraction of the hardware limit -------------------
+
+LIMITS = {"isa": "avx2", "lanes_fp32": 8, "threads": 1, "fma_pipes": 2,
+          "fma_pipes_source": "table", "clock_GHz": 3.0, "clock_note": "stand-in",
+          "fma_fp32_GFLOPs": 96.0, "fma_fp64_GFLOPs": 48.0, "copy_GBps": 20.0}
+FAST = ["--no-write", "--repeats", "1", "--warmup", "0"]
+
+
+@pytest.fixture
+def stand_in_limits(monkeypatch):
+    """The CPU's limits as fixed numbers (no measuring), and the suites' results."""
+    from fusednn.bench import common, limits
+
+    monkeypatch.setattr(limits, "cpu_limits", lambda threads, pipes=None: LIMITS)
+    monkeypatch.setattr(common, "produced", [])
+    return common.produced
+
+
+def _check_fractions(produced, kinds):
+    """Every row's fractions, recomputed from its work and times: FLOP over the FMA peak
+    of its dtype or bytes over the copy bandwidth (LIMITS)."""
+    (entry,) = produced
+    rows = entry["payload"]["results"]
+    assert rows and "Hardware limits: FMA peak 1 threads" in entry["markdown"]
+    for row in rows:
+        assert row["ceiling"] in kinds, row
+        if row["ceiling"] == "copy":
+            per_second = row["bytes"] / (LIMITS["copy_GBps"] * 1e9)
+        else:
+            per_second = row["flop"] / (LIMITS[f"fma_{row['ceiling'][:4]}_GFLOPs"] * 1e9)
+        for lib in ("fusednn", "torch"):
+            expected = per_second / (row[f"{lib}_ms"] / 1e3)
+            assert row[f"{lib}_fraction"] == pytest.approx(expected, rel=1e-9), row
+    return rows
+
+
+def test_conv_rows_fractions(stand_in_limits, monkeypatch):
+    pytest.importorskip("torch")
+    from fusednn.bench import bench_conv
+    monkeypatch.setattr(bench_conv, "CONVS", [("tiny", (2, 6, 6, 3), (3, 3, 4), "same")])
+    bench_conv.main(FAST)
+    rows = _check_fractions(stand_in_limits, {"fp32 FMA peak"})
+    assert [r["pass"] for r in rows] == ["forward", "backward", "forward+backward", "step"]
+
+
+def test_pooling_rows_fractions(stand_in_limits, monkeypatch):
+    pytest.importorskip("torch")
+    from fusednn.bench import bench_pooling
+    monkeypatch.setattr(bench_pooling, "SHAPES", [("tiny", (2, 6, 6, 3), 2, 2)])
+    bench_pooling.main(FAST)
+    assert len(_check_fractions(stand_in_limits, {"copy"})) == 4
+
+
+def test_gemm_rows_fractions_by_dtype(stand_in_limits, monkeypatch):
+    pytest.importorskip("torch")
+    from fusednn.bench import bench_gemm
+    monkeypatch.setattr(bench_gemm, "SHAPES", [("tiny", 8, 5, 3, False, True)])
+    bench_gemm.main(FAST[:3] + ["--settle", "0", "--rounds", "1",
+                                "--dtype", "float32", "float64"])
+    rows = _check_fractions(stand_in_limits, {"fp32 FMA peak", "fp64 FMA peak"})
+    assert [r["ceiling"] for r in rows] == ["fp32 FMA peak", "fp64 FMA peak"]
+
+
+def test_recurrent_rows_fractions(stand_in_limits, monkeypatch):
+    pytest.importorskip("torch")
+    from fusednn.bench import bench_recurrent
+    monkeypatch.setattr(bench_recurrent, "T", 3)
+    monkeypatch.setattr(bench_recurrent, "LECTURE_BATCHES", (2,))
+    bench_recurrent.main(FAST + ["--quick"])
+    rows = _check_fractions(stand_in_limits, {"fp32 FMA peak"})
+    assert len(rows) == 2 * 2 * 2 * 2 + 1  # cells x modes x batches x units, the model

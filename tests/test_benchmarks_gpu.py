@@ -11,21 +11,16 @@ import json
 import sys
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture
-def bench(monkeypatch):
-    """Imports a benchmarks/ module by name, with benchmarks/ on sys.path for the test."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-
+def bench():
+    """Imports a module of fusednn.bench by name."""
     def load(name):
-        return importlib.import_module(name)
+        return importlib.import_module(f"fusednn.bench.{name}")
     return load
 
 
@@ -68,7 +63,8 @@ def test_times_ratio_and_fractions(bench):
                              flops=4e11, precision=precision, ceiling=ceiling)
         assert row["fusednn_fraction"] == pytest.approx(expected)
         assert row["ceiling"] == f"{precision} GEMM" and "torch_over_fusednn" not in row
-    assert gpu.fraction(1.0, 1.0, 0) is None and gpu.percent(None) == ""
+    common = bench("common")
+    assert common.fraction(1.0, 1.0, 0) is None and common.percent(None) == ""
 
 
 def test_table_shows_failed_rows(bench):
@@ -131,10 +127,14 @@ def test_gpu_shape_lists(bench):
 
 def test_runner_gives_gpu_suites_their_device_and_quick_arguments(bench):
     run = bench("run")
-    assert run.suite_arguments("conv", "cuda", True, True) == \
-        ["--device", "cuda", "--quick", "--repeats", "5", "--warmup", "2", "--no-write"]
-    assert run.suite_arguments("conv", "cpu", True, False) == ["--repeats", "3", "--warmup", "1"]
-    assert run.suite_arguments("gemm", "cpu", False, True) == ["--no-write"]
+    parse = run.build_parser().parse_args
+    assert run.suite_arguments("conv", "cuda", parse(["--quick", "--no-write"])) == \
+        ["--device", "cuda", "--quick", "--repeats", "5", "--warmup", "2", "--out",
+         "fusednn-bench", "--no-write"]
+    assert run.suite_arguments("conv", "cpu", parse(["--quick", "--out", "r"])) == \
+        ["--repeats", "3", "--warmup", "1", "--out", "r"]
+    assert run.suite_arguments("gemm", "cpu", parse(["--no-write", "--fma-pipes", "1"])) == \
+        ["--out", "fusednn-bench", "--no-write", "--fma-pipes", "1"]
     for name in run.suite_names():
         module = run.load_suite(name)
         if "cuda" in getattr(module, "DEVICES", ()):
@@ -213,7 +213,7 @@ def stand_ins(bench, monkeypatch):
 
 def _gpu_args(**extra):
     return types.SimpleNamespace(quick=True, repeats=1, warmup=1, no_write=True, features=0,
-                                 **extra)
+                                 out="unused", fma_pipes=None, **extra)
 
 
 def _rows_ran(out, expected_rows):
@@ -266,11 +266,10 @@ def test_recurrent_gpu_rows_on_stand_ins(bench, stand_ins, monkeypatch, capsys):
 def test_gpu_report_writes_results_named_after_the_gpu(bench, stand_ins, monkeypatch, tmp_path,
                                                         capsys):
     cp, torch = stand_ins
-    common, pooling = bench("common"), bench("bench_pooling")
-    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    pooling = bench("bench_pooling")
     monkeypatch.setattr(pooling, "gpu_shapes", lambda quick: [("small", (1, 4, 4, 2), 2, 2)])
     args = _gpu_args()
-    args.no_write = False
+    args.no_write, args.out = False, tmp_path
     assert pooling.run_gpu(cp, torch, args) == 0
     written = sorted(p.name for p in tmp_path.iterdir())
     assert [name.rsplit("-", 3)[0] for name in written] == ["pooling-stand-in"] * 2
@@ -290,4 +289,4 @@ def test_gpu_timer_brackets_each_call(bench, stand_ins):
     assert calls[:2] == ["a", "b"]  # warm-up, then interleaved rounds with a flush before each
     assert calls[2:] == ["flush", "a", "flush", "b"] * 3
     assert median["a"] >= 0.002 > median["b"]
-    assert sys.modules["gpu"] is gpu
+    assert sys.modules["fusednn.bench.gpu"] is gpu

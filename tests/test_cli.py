@@ -1,19 +1,22 @@
 """The `fusednn` command: info, demo (argument errors, missing packages, --device cuda
 without a GPU, a one-epoch run of every demo writing its PNG) and bench (argument
-errors, missing PyTorch, --gpu without a GPU, no checkout). Runs in seconds: the
+errors, missing PyTorch, --gpu without a GPU, bad --compare files, the runner and
+--compare on stand-in suites). Runs in seconds: the
 demo run uses --epochs 1; the learning itself is tested in test_learning_*.py."""
 import importlib.util
+import json
 import pathlib
 import subprocess
 import sys
+import types
 
 import pytest
 
 import fusednn.backend as backend
-from fusednn import cli, demos
+from fusednn import bench, cli, demos
+from fusednn.bench import run
 from fusednn.demos import _common
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -142,104 +145,148 @@ def test_demo_all_one_epoch_writes_small_pngs(capsys, tmp_path):
 
 
 # ----- bench ------------------------------------------------------------------------------
+# fusednn bench from an installed package outside a checkout: test_benchmarks_installed.py.
 
-def test_bench_bad_arguments_come_from_the_runner(capsys, monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_bench_bad_arguments_come_from_the_runner(capsys):
     status, _, err = run_cli(capsys, "bench", "--fast")
     assert status == 2
     assert "fusednn bench: error: unrecognized arguments: --fast" in err
     status, _, err = run_cli(capsys, "bench", "--suite", "resnet")
     assert status == 2 and "invalid choice: 'resnet'" in err
+    status, _, err = run_cli(capsys, "bench", "--fma-pipes", "0")
+    assert status == 2 and "--fma-pipes: invalid choice: 0" in err
 
 
-def test_bench_lists_the_suites(capsys, monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_bench_lists_the_suites(capsys):
     status, out, _ = run_cli(capsys, "bench", "--list")
     assert status == 0
     listed = {line.split()[0] for line in out.strip().splitlines()}
-    assert listed == {p.stem[len("bench_"):] for p in (REPO / "benchmarks").glob("bench_*.py")}
+    package = pathlib.Path(bench.__file__).parent
+    assert listed == {p.stem[len("bench_"):] for p in package.glob("bench_*.py")}
+    assert listed == {"conv", "gemm", "ops", "pooling", "recurrent"}
 
 
 @pytest.mark.skipif(backend.has_cuda(), reason="a GPU is usable here")
-def test_bench_gpu_without_gpu_is_a_clear_error(capsys, monkeypatch):
+def test_bench_gpu_without_gpu_is_a_clear_error(capsys):
     pytest.importorskip("torch")
-    monkeypatch.chdir(REPO)
     status, out, err = run_cli(capsys, "bench", "--gpu")
     assert status == 1
     assert "--gpu needs a usable GPU" in err and "--cpu" in err
-    assert "=====" not in out  # no suite ran
+    assert "=====" not in out and "Hardware limits" not in out  # nothing ran
 
 
-def test_bench_without_torch_names_the_test_extra(capsys, monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_bench_without_torch_names_the_bench_extra(capsys, monkeypatch):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
     status, out, err = run_cli(capsys, "bench", "--cpu")
     assert status == 1
-    assert "PyTorch" in err and 'pip install ".[test]"' in err
-    assert "=====" not in out
+    assert "PyTorch" in err and 'pip install "fusednn[bench]"' in err
+    assert len(err.strip().splitlines()) == 1 and out == ""
 
 
-def test_bench_outside_a_checkout_says_where_the_benchmarks_are(capsys, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    # As for a regular install: the package's folder has no benchmarks beside it.
-    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "fusednn" / "cli.py"))
-    status, _, err = run_cli(capsys, "bench")
-    assert status == 1
-    assert "source checkout" in err and "benchmarks/run.py" in err
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read"),
+    ("not json", "is not a JSON results file"),
+    ("[1, 2]", "expected a JSON object, got list"),
+    ('{"results": []}', "holds no benchmark rows"),
+])
+def test_bench_compare_with_a_bad_file_is_one_line_before_anything_runs(capsys, tmp_path,
+                                                                         content, message):
+    pytest.importorskip("torch")
+    path = tmp_path / "earlier.json"
+    if content is not None:
+        path.write_text(content)
+    status, out, err = run_cli(capsys, "bench", "--cpu", "--compare", str(path))
+    assert status == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert out == ""
 
 
-def _bench_runner(folder, monkeypatch, suites):
-    """benchmarks/run.py loaded as a module whose suites are the bench_*.py files in folder;
-    sys.path and sys.modules get back their state after the test."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    for name in suites:
-        monkeypatch.setitem(sys.modules, f"bench_{name}", None)  # restored: absent
-        del sys.modules[f"bench_{name}"]
-    spec = importlib.util.spec_from_file_location("bench_runner_under_test",
-                                                  REPO / "benchmarks" / "run.py")
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
-    runner.HERE, runner.RESULTS_DIR = folder, folder / "results"
-    return runner
+def _stand_in_suites(monkeypatch, suites: dict):
+    """The runner's suites replaced by `suites` (name -> module source)."""
+    modules = {}
+    for name, source in suites.items():
+        module = types.ModuleType(f"bench_{name}")
+        exec(compile(source, f"bench_{name}", "exec"), module.__dict__)
+        modules[name] = module
+    monkeypatch.setattr(run, "suite_names", lambda: sorted(modules))
+    monkeypatch.setattr(run, "load_suite", lambda name: modules[name])
+    # No measuring in these tests: a stand-in for the CPU's limits.
+    monkeypatch.setattr(run.limits, "cpu_limits", lambda threads, pipes: STAND_IN_LIMITS)
+
+
+STAND_IN_LIMITS = {"isa": "avx2", "lanes_fp32": 8, "threads": 1, "fma_pipes": 2,
+                   "fma_pipes_source": "table", "clock_GHz": 3.0, "clock_note": "stand-in",
+                   "fma_fp32_GFLOPs": 96.0, "fma_fp64_GFLOPs": 48.0, "copy_GBps": 20.0}
+
+ALPHA = """
+import argparse
+from fusednn.bench import common
+def main(argv=None):
+    print('alpha got', argv)
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--speed', type=float, default=1.0)
+    common.add_run_options(parser)
+    args = parser.parse_args([a for a in argv if a != '--quick'])
+    rows = [{'shape': 'one', 'fusednn_ms': 2.0 / args.speed, 'torch_ms': 3.0,
+             'torch_over_fusednn': 1.5 * args.speed, 'fusednn_fraction': 0.25 * args.speed}]
+    common.write_results(args, 'alpha-cpu', {'results': rows},
+                         '# Alpha\\n\\n| a |\\n|---|\\n| 1 |\\n')
+"""
+BETA = """
+def main(argv):
+    print('beta got', argv)
+"""
 
 
 def test_bench_runner_runs_every_suite_and_summarises_its_tables(capsys, monkeypatch, tmp_path):
     pytest.importorskip("torch")
-    # Two stand-in suites: main(argv) writing a table, and an older main() reading sys.argv.
-    (tmp_path / "bench_alpha.py").write_text(
-        "import pathlib, sys\n"
-        "def main(argv=None):\n"
-        "    print('alpha got', argv)\n"
-        "    if '--no-write' not in argv:\n"
-        "        out = pathlib.Path(__file__).parent / 'results'\n"
-        "        out.mkdir(exist_ok=True)\n"
-        "        (out / 'alpha-cpu-2026-01-01.md').write_text('# Alpha\\n\\n| a |\\n|---|\\n| 1 |\\n')\n")
-    (tmp_path / "bench_beta.py").write_text(
-        "import sys\n"
-        "def main():\n"
-        "    print('beta got', sys.argv[1:])\n")
-    runner = _bench_runner(tmp_path, monkeypatch, ["alpha", "beta"])
-    assert runner.suite_names() == ["alpha", "beta"]
-
-    assert runner.main(["--cpu"]) == 0
+    _stand_in_suites(monkeypatch, {"alpha": ALPHA, "beta": BETA})
+    out_dir = tmp_path / "out"
+    assert run.main(["--cpu", "--out", str(out_dir)]) == 0
     out = capsys.readouterr().out
-    assert "alpha got []" in out and "beta got []" in out
-    summary = next((tmp_path / "results").glob("summary-*.md")).read_text()
+    assert f"alpha got ['--out', '{out_dir}']" in out and f"beta got ['--out', '{out_dir}']" in out
+    assert "Hardware limits: FMA peak 1 threads x 2 FMA pipes" in out
+    summary = next(out_dir.glob("summary-*.md")).read_text()
     assert "## Alpha" in summary and "| 1 |" in summary
+    runs = json.loads(next(out_dir.glob("summary-*.json")).read_text())["runs"]
+    assert [r["payload"]["results"][0]["shape"] for r in runs] == ["one"]
 
-    assert runner.main(["--cpu", "--no-write", "--suite", "beta"]) == 0
+    assert run.main(["--cpu", "--no-write", "--suite", "beta", "--out", str(tmp_path / "no")]) == 0
     out = capsys.readouterr().out
-    assert "beta got ['--no-write']" in out and "alpha got" not in out
+    assert "beta got ['--out'" in out and "'--no-write']" in out and "alpha got" not in out
+    assert not (tmp_path / "no").exists()
 
 
-def test_bench_runner_reports_a_failing_suite_and_goes_on(capsys, monkeypatch, tmp_path):
+def test_bench_compare_puts_this_run_beside_an_earlier_one(capsys, monkeypatch, tmp_path):
     pytest.importorskip("torch")
-    (tmp_path / "bench_broken.py").write_text(
-        "def main(argv=None):\n    raise SystemExit('bench_broken needs something')\n")
-    (tmp_path / "bench_fine.py").write_text("def main(argv=None):\n    print('fine ran')\n")
-    runner = _bench_runner(tmp_path, monkeypatch, ["broken", "fine"])
-    assert runner.main(["--cpu", "--no-write"]) == 1
+    _stand_in_suites(monkeypatch, {"alpha": ALPHA})
+    assert run.main(["--cpu", "--out", str(tmp_path / "before")]) == 0
+    earlier = next((tmp_path / "before").glob("summary-*.json"))
+    # The same suite twice as fast on fusednn's side, torch unchanged: fusednn's time
+    # halves (before / now = 2) and torch / fusednn doubles (ratio of ratios 2).
+    monkeypatch.setattr(run, "load_suite", lambda name: _with_speed(name, 2.0))
+    capsys.readouterr()
+    assert run.main(["--cpu", "--out", str(tmp_path / "now"), "--compare", str(earlier)]) == 0
+    out = capsys.readouterr().out
+    assert "1 rows matched, 0 without a partner" in out
+    assert "| alpha-cpu | one | 2.000 | 1.000 | 2.00 | 25% | 50% | 1.50 | 3.00 | 2.00 |" in out
+    assert "## This run against" in next((tmp_path / "now").glob("summary-*.md")).read_text()
+
+
+def _with_speed(name, speed):
+    module = types.ModuleType(f"bench_{name}")
+    exec(compile(ALPHA, f"bench_{name}", "exec"), module.__dict__)
+    main = module.main
+    module.main = lambda argv: main(argv + ["--speed", str(speed)])
+    return module
+
+
+def test_bench_runner_reports_a_failing_suite_and_goes_on(capsys, monkeypatch):
+    pytest.importorskip("torch")
+    _stand_in_suites(monkeypatch, {
+        "broken": "def main(argv=None):\n    raise SystemExit('bench_broken needs something')\n",
+        "fine": "def main(argv=None):\n    print('fine ran')\n"})
+    assert run.main(["--cpu", "--no-write"]) == 1
     out = capsys.readouterr().out
     assert "fine ran" in out and "FAILED: broken (cpu)" in out

@@ -1,7 +1,7 @@
 """The GEMM with a packed right operand (_C.gemm_packed: PackedMatrix + gemm_packed,
 the recurrent layers' per-step product) against NumPy.
 
-Tolerance as in test_gemm.py: each element of C is a K-term dot product, whose
+Tolerance as in test_ops_gemm.py: each element of C is a K-term dot product, whose
 rounding error in precision eps is at most about K * eps/2 * sum_k |a_ik b_kj|;
 the reference is float64 np.matmul of the same inputs, so the allowed difference is
 (K + 2) * eps * (|a| @ |op(b)| + |beta| * |c|). A wrong index, a lost K block or a

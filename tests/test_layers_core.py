@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fusednn import _rng, activations, layers
+from gradcheck import check_layer_gradients
 
 F64 = {"dtype": "float64"}
 
@@ -21,38 +22,6 @@ def _away_from(x, points, margin=0.05):
         near = np.abs(x - p) < margin
         x[near] = p + np.where(x[near] >= p, margin, -margin)
     return x
-
-
-def _numeric_grad(loss, array, eps=1e-6):
-    """Central differences of the scalar loss() w.r.t. every entry of `array` (perturbed in place)."""
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + eps
-        plus = loss()
-        array[idx] = orig - eps
-        minus = loss()
-        array[idx] = orig
-        grad[idx] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def _check_gradients(layer, x, seed=0):
-    """backward's dx and weight gradients against finite differences of sum(dy * layer(x))."""
-    rng = np.random.default_rng(seed)
-    y = layer.forward(x, training=True)
-    dy = rng.normal(size=y.shape)
-    layer.zero_grad()
-    dx = layer.backward(dy)
-    assert dx.shape == x.shape and dx.dtype == np.float64
-    x_work = x.copy()
-    loss = lambda: float(np.sum(dy * layer.forward(x_work)))
-    # float64, eps=1e-6: truncation ~1e-12 * f''' and rounding ~1e-16 * |loss| / eps ~ 1e-9.
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x_work), rtol=1e-6, atol=1e-7)
-    for var, grad in zip(layer.variables, layer.get_gradients()):
-        numeric = _numeric_grad(lambda: float(np.sum(dy * layer.forward(x))), var.value)
-        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-7, err_msg=var.name)
-    return dy, dx
 
 
 def _rand(shape, seed=1, scale=1.0):
@@ -75,7 +44,7 @@ def test_dense_forward_and_gradients(activation):
     act = activations.get(activation)
     expected = act(x @ kernel + bias)
     np.testing.assert_allclose(y, expected, rtol=1e-13, atol=1e-14)
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x)
 
 
 def test_dense_on_rank_3_input_acts_on_last_axis():
@@ -86,7 +55,7 @@ def test_dense_on_rank_3_input_acts_on_last_axis():
     kernel, bias = layer.get_weights()
     np.testing.assert_allclose(y, _dense_reference(x, kernel, bias, np.tanh), rtol=1e-13)
     assert layer.compute_output_shape((None, 7, 5)) == (None, 7, 4)
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x)
 
 
 def test_dense_without_bias_and_on_views():
@@ -96,7 +65,7 @@ def test_dense_without_bias_and_on_views():
     y = layer(x)
     assert len(layer.get_weights()) == 1 and layer.count_params() == 15
     np.testing.assert_allclose(y, np.ascontiguousarray(x) @ layer.get_weights()[0], rtol=1e-13)
-    _check_gradients(layer, np.ascontiguousarray(x))
+    check_layer_gradients(layer, np.ascontiguousarray(x))
 
 
 def test_dense_matches_torch_linear():
@@ -202,7 +171,7 @@ def test_activation_layers_forward_and_gradients(make, reference, kinks):
     x = _away_from(_rand((2, 3, 4), scale=1.5), kinks)
     np.testing.assert_allclose(layer(x), reference(x), rtol=1e-12, atol=1e-14)
     assert layer.count_params() == 0 and layer.compute_output_shape((None, 3, 4)) == (None, 3, 4)
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x)
 
 
 @pytest.mark.parametrize("shared_axes,alpha_shape", [(None, (3, 4, 2)), ([1, 2], (1, 1, 2)),
@@ -217,7 +186,7 @@ def test_prelu_forward_gradients_and_shapes(shared_axes, alpha_shape):
     layer.set_weights([alpha])
     np.testing.assert_allclose(layer(x), np.where(x > 0, x, alpha * x), rtol=1e-14)
     assert layer.count_params() == math.prod(alpha_shape)
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x)
 
 
 def test_activation_layer_validation():
@@ -256,10 +225,10 @@ def test_flatten_forward_backward_and_channels_first():
     np.testing.assert_array_equal(layer(x), x.reshape(2, 60))
     assert layer.compute_output_shape((None, 3, 4, 5)) == (None, 60)
     assert layer.compute_output_shape((None, None, 4)) == (None, None)
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x)
     first = layers.Flatten(data_format="channels_first", **F64)
     np.testing.assert_array_equal(first(x), x.transpose(0, 2, 3, 1).reshape(2, 60))
-    _check_gradients(first, x)
+    check_layer_gradients(first, x)
     assert layers.Flatten()(np.ones(5)).shape == (5, 1)
     with pytest.raises(ValueError, match=r"Flatten .*data_format"):
         layers.Flatten(data_format="nchw")
@@ -271,7 +240,7 @@ def test_reshape_infers_one_axis_and_checks_sizes():
     np.testing.assert_array_equal(layer(x), x.reshape(2, 4, 3))
     assert layer.compute_output_shape((None, 3, 4)) == (None, 4, 3)
     assert layer.compute_output_shape((None, None, 4)) == (None, 4, None)
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x)
     assert layers.Reshape((6, 2))(np.zeros((0, 12))).shape == (0, 6, 2)
     with pytest.raises(ValueError, match=r"Reshape .*cannot reshape.*\(None, 5\).*\(2, 3\)"):
         layers.Reshape((2, 3)).build_for((None, 5))
@@ -293,7 +262,7 @@ def test_input_layer_declares_and_passes_through():
     with pytest.raises(ValueError, match=r"InputLayer 'features'.*rank 2"):
         inp(np.ones((3, 4, 1)))
     passthrough = layers.InputLayer(shape=(2, None), **F64)
-    _check_gradients(passthrough, _rand((2, 2, 3)))
+    check_layer_gradients(passthrough, _rand((2, 2, 3)))
     assert layers.InputLayer(input_shape=(7,)).batch_shape == (None, 7)  # Keras 2 spelling
     assert layers.InputLayer(batch_shape=(16, 3, 2)).batch_shape == (16, 3, 2)
     assert layers.Input(shape=(5,), batch_size=8).declared_batch_size == 8

@@ -10,6 +10,7 @@ import pytest
 
 import fusednn.models as models
 from fusednn import convert, layers, losses
+from gradcheck import as_list, check_layer_gradients
 
 F64 = {"dtype": "float64"}
 
@@ -136,51 +137,6 @@ def _mask(n, t, seed=0):
     return mask
 
 
-def _as_list(value):
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _numeric_grad(loss, array, eps=1e-6):
-    """Central differences of loss() w.r.t. every entry of `array` (perturbed in place)."""
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        original = array[idx]
-        array[idx] = original + eps
-        plus = loss()
-        array[idx] = original - eps
-        minus = loss()
-        array[idx] = original
-        grad[idx] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def _check_gradients(layer, x, seed=1, training=False, **call):
-    """backward's gradients (input, initial states, weights) against finite differences of
-    sum_i <g_i, output_i> with random g_i. `call` holds mask= / initial_state=."""
-    rng = np.random.default_rng(seed)
-    outputs = _as_list(layer.forward(x, training=True, **call))
-    grads = [rng.normal(size=o.shape) for o in outputs]
-    layer.zero_grad()
-    result = layer.backward(grads if len(grads) > 1 else grads[0])
-    result = _as_list(result)
-    states = call.get("initial_state") or []
-    assert len(result) == 1 + len(states)
-
-    def loss():
-        out = _as_list(layer.forward(x, training=training, **call))
-        return float(sum(np.sum(g * o) for g, o in zip(grads, out)))
-
-    # float64, eps=1e-6: truncation ~1e-12 * f''' and rounding ~1e-16 * |loss| / eps.
-    for name, analytic, array in [("x", result[0], x)] + [
-            (f"state {i}", g, s) for i, (g, s) in enumerate(zip(result[1:], states))]:
-        assert analytic.shape == array.shape and analytic.dtype == np.float64, name
-        np.testing.assert_allclose(analytic, _numeric_grad(loss, array), rtol=1e-6, atol=1e-8,
-                                   err_msg=name)
-    for var, analytic in zip(layer.variables, layer.get_gradients()):
-        np.testing.assert_allclose(analytic, _numeric_grad(loss, var.value), rtol=1e-6,
-                                   atol=1e-8, err_msg=var.name)
-
-
 # ----- shapes and parameter counts -----------------------------------------------------------
 @pytest.mark.parametrize("cls", [layers.SimpleRNN, layers.LSTM, layers.GRU])
 def test_lecture_shapes(cls):
@@ -292,7 +248,7 @@ def test_use_bias_false_matches_reference(kind):
     layer = _make(kind, use_bias=False, return_sequences=True, **F64)
     x = np.random.default_rng(4).normal(size=(2, 4, 4))
     np.testing.assert_allclose(layer(x), _reference(layer, x), rtol=1e-12, atol=1e-13)
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x, seed=1, atol=1e-8)
 
 
 def test_non_contiguous_input():
@@ -309,7 +265,7 @@ def test_non_contiguous_input():
 def test_gradients_sequences(kind):
     layer = _make(kind, return_sequences=True, **F64)
     x = np.random.default_rng(6).normal(size=(2, 5, 4))
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x, seed=1, atol=1e-8)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -318,7 +274,7 @@ def test_gradients_mask_go_backwards_return_state_initial_state(kind):
     rng = np.random.default_rng(7)
     x = rng.normal(size=(3, 5, 4))
     states = [rng.normal(size=(3, 3)) for _ in range(STATE_COUNT.get(kind, 1))]
-    _check_gradients(layer, x, mask=_mask(3, 5), initial_state=states)
+    check_layer_gradients(layer, x, seed=1, atol=1e-8, mask=_mask(3, 5), initial_state=states)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "simple_rnn_tanh"])
@@ -327,7 +283,8 @@ def test_gradients_masked_sequences_with_initial_state(kind):
     rng = np.random.default_rng(8)
     x = rng.normal(size=(3, 4, 4))
     states = [rng.normal(size=(3, 3)) for _ in range(STATE_COUNT.get(kind, 1))]
-    _check_gradients(layer, x, mask=_mask(3, 4, seed=2), initial_state=states)
+    check_layer_gradients(layer, x, seed=1, atol=1e-8, mask=_mask(3, 4, seed=2),
+                          initial_state=states)
 
 
 def test_backward_accepts_none_for_unused_outputs():
@@ -384,7 +341,7 @@ def test_dropout_masks_applied_as_keras(kind):
                                rtol=1e-12, atol=1e-13)
     # inference ignores dropout
     np.testing.assert_allclose(layer(x), _reference(layer, x), rtol=1e-12, atol=1e-13)
-    _check_gradients(layer, x, training=True, mask=_mask(3, 5))
+    check_layer_gradients(layer, x, seed=1, atol=1e-8, training=True, mask=_mask(3, 5))
 
 
 def test_dropout_draws_one_mask_per_sequence():
@@ -524,9 +481,9 @@ def test_bidirectional_forward_and_gradients(merge_mode, return_sequences):
                 "sum": lambda: forward + backward, "mul": lambda: forward * backward,
                 "ave": lambda: (forward + backward) / 2,
                 None: lambda: [forward, backward]}[merge_mode]()
-    for got, want in zip(_as_list(layer(x)), _as_list(expected)):
+    for got, want in zip(as_list(layer(x)), as_list(expected)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x, seed=1, atol=1e-8)
 
 
 def test_bidirectional_states_and_initial_state_gradients():
@@ -544,7 +501,7 @@ def test_bidirectional_states_and_initial_state_gradients():
                                rtol=1e-12)
     for got, want in zip(out[1:], forward[1:] + backward[1:]):
         np.testing.assert_allclose(got, want, rtol=1e-12)
-    _check_gradients(layer, x, initial_state=states, mask=_mask(2, 4))
+    check_layer_gradients(layer, x, seed=1, atol=1e-8, initial_state=states, mask=_mask(2, 4))
 
 
 def test_bidirectional_with_given_backward_layer():
@@ -793,7 +750,7 @@ def test_time_distributed_dense_and_softmax_fusion():
     expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     np.testing.assert_allclose(y, expected, rtol=1e-12)
     assert layer.compute_output_shape((None, 5, 3)) == (None, 5, 4)
-    _check_gradients(layer, x)
+    check_layer_gradients(layer, x, seed=1, atol=1e-8)
     # The fused path (loss gradient w.r.t. logits) gives the same gradients as the plain one.
     model = models.Sequential([layers.GRU(3, return_sequences=True, input_shape=(5, 3), **F64),
                                layers.TimeDistributed(layers.Dense(4, activation="softmax",

@@ -11,6 +11,7 @@ import fusednn.metrics as metrics
 import fusednn.models as models
 import fusednn.utils as utils
 from fusednn import backend, layers, losses, optimizers
+from gradcheck import numeric_gradient
 
 
 class Recorder(layers.Layer):
@@ -41,20 +42,6 @@ def _regression_data(n=64, seed=0):
     x = rng.normal(size=(n, 4)).astype(np.float32)
     y = (x @ rng.normal(size=(4, 3)) + 0.5).astype(np.float32)
     return x, y
-
-
-def _numeric_gradient(f, array, eps=1e-6):
-    """Central differences of the scalar f() w.r.t. every entry of `array` (changed in place)."""
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        old = array[index]
-        array[index] = old + eps
-        plus = f()
-        array[index] = old - eps
-        minus = f()
-        array[index] = old
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
 
 
 # ----- the layer protocol at model level ------------------------------------------
@@ -91,9 +78,9 @@ def test_backward_matches_finite_differences_in_float64(rng):
     model.forward(x, training=True)
     dx = model.backward(weight)
     # float64 central differences with eps 1e-6: truncation and rounding errors ~1e-9.
-    np.testing.assert_allclose(dx, _numeric_gradient(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=1e-6, atol=1e-8)
     for var in model.variables:
-        np.testing.assert_allclose(var.grad, _numeric_gradient(loss, var.value), rtol=1e-6,
+        np.testing.assert_allclose(var.grad, numeric_gradient(loss, var.value), rtol=1e-6,
                                    atol=1e-8, err_msg=var.name)
 
 
@@ -118,7 +105,7 @@ def test_gan_protocol_generator_gradients_through_a_frozen_discriminator(rng):
     discriminator.trainable = True
 
     for var in generator.variables:
-        np.testing.assert_allclose(var.grad, _numeric_gradient(generator_loss, var.value),
+        np.testing.assert_allclose(var.grad, numeric_gradient(generator_loss, var.value),
                                    rtol=1e-6, atol=1e-8, err_msg=var.name)
     # The frozen discriminator passed gradients back but accumulated none.
     assert all(not np.any(g) for g in discriminator.get_gradients())

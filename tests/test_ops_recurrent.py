@@ -14,6 +14,7 @@ import pytest
 
 import fusednn._C as _C
 from fusednn.ops import recurrent as rnn
+from gradcheck import numeric_gradient
 
 # A case is a cell with its variant: (cell, reset_after or activation).
 CASES = ["lstm", "gru", "gru_reset_before", "rnn_tanh", "rnn_relu"]
@@ -202,19 +203,6 @@ def loss_and_grads(case, problem, masks, seeds):
     y, final, cache = forward(case, x, states, W, R, b, training=True, **masks)
     loss = float((dy * y).sum() + sum((d * s).sum() for d, s in zip(dstates, final)))
     return loss, backward(case, dy, dstates, cache)
-
-
-def numeric_gradient(f, array, eps=1e-6):
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        old = array[idx]
-        array[idx] = old + eps
-        plus = f()
-        array[idx] = old - eps
-        minus = f()
-        array[idx] = old
-        grad[idx] = (plus - minus) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -44,7 +44,7 @@
 // The block's phases (table set-up, register loads, shared stores, FMA tile,
 // epilogue) are __host__ __device__ functions of the thread index, so that a
 // test can run the whole float32 kernel on the CPU, thread by thread and
-// phase by phase (tests/test_conv.py and tests/test_conv_pool.py compile
+// phase by phase (tests/test_ops_conv.py and tests/test_ops_conv_pool.py compile
 // conv.cu and conv_pool.cu with nvcc as host code).
 #pragma once
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 from . import backend
+from .registry import Registry
 
 _SQRT_HALF = math.sqrt(0.5)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -129,6 +130,19 @@ class ActivationFunction:
         return f"<activation {self.name}({params})>"
 
 
+_ACTIVATIONS = Registry("activation", base=ActivationFunction, module="fusednn.activations")
+
+
+def register(cls=None, *, aliases=()):
+    """Adds an ActivationFunction subclass under its Keras `name` (and `aliases`), which
+    get and deserialize accept and serialize writes. A decorator: @register or
+    @register(aliases=(...))."""
+    def add(cls):
+        return _ACTIVATIONS.register(cls, name=cls.name, aliases=aliases)
+    return add if cls is None else add(cls)
+
+
+@register
 class Linear(ActivationFunction):
     name = "linear"
 
@@ -139,6 +153,7 @@ class Linear(ActivationFunction):
         return dy
 
 
+@register
 class ReLU(ActivationFunction):
     """Keras relu: x above `threshold` (clipped to [0, max_value] when max_value is
     given), negative_slope * (x - threshold) below it."""
@@ -178,6 +193,7 @@ class ReLU(ActivationFunction):
                 "threshold": self.threshold}
 
 
+@register
 class ReLU6(ReLU):
     name = "relu6"
 
@@ -188,6 +204,7 @@ class ReLU6(ReLU):
         return {}
 
 
+@register
 class LeakyReLU(ActivationFunction):
     name = "leaky_relu"
 
@@ -206,6 +223,7 @@ class LeakyReLU(ActivationFunction):
         return {"negative_slope": self.negative_slope}
 
 
+@register
 class ELU(ActivationFunction):
     """x for x > 0, alpha * (exp(x) - 1) otherwise."""
 
@@ -227,6 +245,7 @@ class ELU(ActivationFunction):
         return {"alpha": self.alpha}
 
 
+@register
 class SELU(ActivationFunction):
     """scale * elu(x, alpha) with the self-normalising constants Keras uses."""
 
@@ -244,6 +263,7 @@ class SELU(ActivationFunction):
         return dy * slope.astype(dy.dtype, copy=False)
 
 
+@register
 class GELU(ActivationFunction):
     """x * Phi(x) with Phi the standard normal CDF (exact, via erfc), or Keras's tanh
     approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) when approximate=True."""
@@ -276,6 +296,7 @@ class GELU(ActivationFunction):
         return {"approximate": self.approximate}
 
 
+@register
 class Sigmoid(ActivationFunction):
     name = "sigmoid"
 
@@ -286,6 +307,7 @@ class Sigmoid(ActivationFunction):
         return dy * y * (1.0 - y)
 
 
+@register
 class Tanh(ActivationFunction):
     name = "tanh"
 
@@ -296,6 +318,7 @@ class Tanh(ActivationFunction):
         return dy * (1.0 - y * y)
 
 
+@register
 class HardSigmoid(ActivationFunction):
     """Keras 3: relu6(x + 3) / 6."""
 
@@ -309,6 +332,7 @@ class HardSigmoid(ActivationFunction):
         return xp.where((x > -3.0) & (x < 3.0), dy / 6.0, 0.0).astype(dy.dtype, copy=False)
 
 
+@register(aliases=("hard_swish",))
 class HardSilu(ActivationFunction):
     """x * hard_sigmoid(x) (Keras's hard_silu, alias hard_swish)."""
 
@@ -324,6 +348,7 @@ class HardSilu(ActivationFunction):
         return dy * slope
 
 
+@register(aliases=("swish",))
 class Silu(ActivationFunction):
     """x * sigmoid(x) (Keras's silu, alias swish)."""
 
@@ -337,6 +362,7 @@ class Silu(ActivationFunction):
         return dy * s * (1.0 + x * (1.0 - s))
 
 
+@register
 class Softplus(ActivationFunction):
     name = "softplus"
 
@@ -347,6 +373,7 @@ class Softplus(ActivationFunction):
         return dy * _stable_sigmoid(x)
 
 
+@register
 class Softsign(ActivationFunction):
     name = "softsign"
 
@@ -358,6 +385,7 @@ class Softsign(ActivationFunction):
         return dy / (d * d)
 
 
+@register
 class Mish(ActivationFunction):
     """x * tanh(softplus(x))."""
 
@@ -371,6 +399,7 @@ class Mish(ActivationFunction):
         return dy * (t + x * (1.0 - t * t) * _stable_sigmoid(x))
 
 
+@register
 class Exponential(ActivationFunction):
     name = "exponential"
 
@@ -381,6 +410,7 @@ class Exponential(ActivationFunction):
         return dy * y
 
 
+@register
 class Softmax(ActivationFunction):
     """exp(x) / sum(exp(x)) along `axis`, with the maximum subtracted first."""
 
@@ -404,6 +434,7 @@ class Softmax(ActivationFunction):
         return {"axis": self.axis}
 
 
+@register
 class LogSoftmax(Softmax):
     """x - logsumexp(x) along `axis`."""
 
@@ -419,78 +450,54 @@ class LogSoftmax(Softmax):
         return dy - softmax * dy.sum(axis=self.axis, keepdims=True)
 
 
-linear = Linear()
-relu = ReLU()
-relu6 = ReLU6()
-leaky_relu = LeakyReLU()
-elu = ELU()
-selu = SELU()
-gelu = GELU()
-sigmoid = Sigmoid()
-tanh = Tanh()
-hard_sigmoid = HardSigmoid()
-hard_silu = hard_swish = HardSilu()
-silu = swish = Silu()
-softplus = Softplus()
-softsign = Softsign()
-mish = Mish()
-exponential = Exponential()
-softmax = Softmax()
-log_softmax = LogSoftmax()
-
-# Name -> the module's default instance; aliases share one object (whose .name is Keras 3's).
-_DEFAULTS = {
-    "linear": linear, "relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "elu": elu,
-    "selu": selu, "gelu": gelu, "sigmoid": sigmoid, "tanh": tanh,
-    "hard_sigmoid": hard_sigmoid, "hard_silu": hard_silu, "hard_swish": hard_silu,
-    "silu": silu, "swish": silu, "softplus": softplus, "softsign": softsign, "mish": mish,
-    "exponential": exponential, "softmax": softmax, "log_softmax": log_softmax,
-}
-_BY_NAME = {name: type(instance) for name, instance in _DEFAULTS.items()}
+_defaults: dict[type, ActivationFunction] = {}  # one shared instance per class, for names
 
 
 def get(identifier) -> ActivationFunction:
-    """An activation from a Keras name, a serialized dict, an ActivationFunction, or None (linear)."""
+    """An activation from a Keras name, a serialized dict, an ActivationFunction, or None (linear).
+
+    A name gives the activation's shared default instance (get("relu") is relu)."""
     if identifier is None:
-        return linear
-    if isinstance(identifier, ActivationFunction):
-        return identifier
+        identifier = "linear"
     if isinstance(identifier, str):
-        key = identifier.lower()
-        if key not in _DEFAULTS:
-            raise ValueError(f"unknown activation {identifier!r}; expected one of "
-                             f"{', '.join(sorted(_BY_NAME))}")
-        return _DEFAULTS[key]
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if callable(identifier):
+        cls = _ACTIVATIONS.lookup(identifier)
+        return _defaults.setdefault(cls, cls())
+    if callable(identifier) and not isinstance(identifier, ActivationFunction):
         raise TypeError(f"activation {identifier!r} has no backward: pass a Keras name or an "
                         "instance of a fusednn.activations.ActivationFunction subclass that "
                         "defines forward(x) and backward(x, y, dy)")
-    raise TypeError(f"activation must be a name, None or an ActivationFunction, got {identifier!r}")
+    return _ACTIVATIONS.get(identifier)
 
 
 def serialize(activation) -> str | dict:
     """Its name when it has Keras's default parameters, else {"class_name", "config"}."""
     activation = get(activation)
-    config = activation.get_config()
-    cls = _BY_NAME.get(activation.name)
-    if cls is None or type(activation) is not cls:
-        raise ValueError(f"activation {activation!r} cannot be saved: use one of "
-                         f"{', '.join(sorted(_BY_NAME))}")
-    if config == _DEFAULTS[activation.name].get_config():
-        return activation.name
-    return {"class_name": activation.name, "config": config}
+    config = _ACTIVATIONS.serialize(activation)
+    if config["config"] == type(activation)().get_config():
+        return config["class_name"]
+    return config
 
 
 def deserialize(config) -> ActivationFunction:
-    if isinstance(config, str) or config is None:
-        return get(config)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"a serialized activation is a name or a dict with 'class_name' and "
-                         f"'config', got {config!r}")
-    name = config["class_name"]
-    if name not in _BY_NAME:
-        raise ValueError(f"unknown activation {name!r}; expected one of "
-                         f"{', '.join(sorted(_BY_NAME))}")
-    return _BY_NAME[name](**config.get("config", {}))
+    return get(config) if config is None or isinstance(config, str) else \
+        _ACTIVATIONS.deserialize(config)
+
+
+linear = get("linear")
+relu = get("relu")
+relu6 = get("relu6")
+leaky_relu = get("leaky_relu")
+elu = get("elu")
+selu = get("selu")
+gelu = get("gelu")
+sigmoid = get("sigmoid")
+tanh = get("tanh")
+hard_sigmoid = get("hard_sigmoid")
+hard_silu = hard_swish = get("hard_silu")
+silu = swish = get("silu")
+softplus = get("softplus")
+softsign = get("softsign")
+mish = get("mish")
+exponential = get("exponential")
+softmax = get("softmax")
+log_softmax = get("log_softmax")

@@ -3,9 +3,10 @@
     fusednn info                         version, build flags, CPU SIMD level and threads, CUDA
     fusednn demo NAME... [--device cpu|cuda] [--epochs N] [--out DIR]
                                          train a demo model and plot it (NAME: a demo or all)
-    fusednn bench [--cpu] [--gpu] [--quick] ...
-                                         benchmarks against PyTorch CPU (and cuDNN on a GPU);
-                                         runs benchmarks/run.py of a source checkout
+    fusednn bench [--cpu] [--gpu] [--quick] [--out DIR] [--compare FILE] ...
+                                         benchmarks against PyTorch CPU (and cuDNN on a GPU),
+                                         each row a fraction of the hardware limit
+                                         (fusednn.bench.run)
 
 Usage errors exit with 2 (argparse), missing packages, a missing GPU and the like
 with 1, each with a message that says what to do.
@@ -13,9 +14,7 @@ with 1, each with a message that says what to do.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import pathlib
 import sys
 
 DEFAULT_DEMO_DIR = "fusednn-demos"
@@ -65,15 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "bench", add_help=False,
-        help="benchmarks against PyTorch CPU and, on a GPU, cuDNN (from a source checkout)",
-        description="Runs benchmarks/run.py of a source checkout of fusednn; every argument is "
-                    "passed on (see fusednn bench --help there).")
+        help="benchmarks against PyTorch CPU and, on a GPU, cuDNN, with each row's fraction "
+             "of the hardware limit",
+        description="Runs fusednn.bench.run; every argument is passed on (see fusednn bench "
+                    "--help).")
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    # Everything after `bench` belongs to benchmarks/run.py, which parses it.
+    # Everything after `bench` belongs to fusednn.bench.run, which parses it.
     args, bench_args = parser.parse_known_args(argv)
     if bench_args and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(bench_args)}")
@@ -147,25 +147,9 @@ def _print_demo_table(results) -> None:
 # ----- bench -----------------------------------------------------------------------------
 
 def _bench(bench_args) -> int:
-    runner = _find_benchmarks()
-    spec = importlib.util.spec_from_file_location("fusednn_benchmarks_run", runner)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(bench_args, prog="fusednn bench")
+    from .bench import run
 
-
-def _find_benchmarks() -> pathlib.Path:
-    """benchmarks/run.py of the source checkout: next to an editable install's sources, or in
-    the current folder or one of its parents (a regular install carries no benchmarks)."""
-    package_root = pathlib.Path(__file__).resolve().parents[2]
-    here = pathlib.Path.cwd().resolve()
-    for folder in (package_root, here, *here.parents):
-        candidate = folder / "benchmarks" / "run.py"
-        if candidate.is_file():
-            return candidate
-    raise CommandError("the benchmarks live in the source checkout of fusednn "
-                       "(benchmarks/run.py), not in the installed package; run fusednn bench "
-                       f"from the repository folder (no benchmarks/run.py in {here} or above)")
+    return run.main(bench_args, prog="fusednn bench")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import math
 import numpy as np
 
 from . import _rng
+from .naming import snake_case
+from .registry import Registry
 
 
 def compute_fans(shape) -> tuple[float, float]:
@@ -40,16 +42,28 @@ class Initializer:
         return {"seed": self.seed}
 
 
+_INITIALIZERS = Registry("initializer", module="fusednn.initializers")
+
+
+def register(cls):
+    """Adds an Initializer class under Keras's snake-case name ("glorot_uniform"), which
+    serialize writes; its class name ("GlorotUniform") is accepted too. A decorator."""
+    return _INITIALIZERS.register(cls, name=snake_case(cls.__name__), aliases=(cls.__name__,))
+
+
+@register
 class Zeros(Initializer):
     def sample(self, shape):
         return np.zeros(shape)
 
 
+@register
 class Ones(Initializer):
     def sample(self, shape):
         return np.ones(shape)
 
 
+@register
 class Constant(Initializer):
     def __init__(self, value=0.0):
         super().__init__()
@@ -62,6 +76,7 @@ class Constant(Initializer):
         return {"value": self.value}
 
 
+@register
 class RandomUniform(Initializer):
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
         super().__init__(seed)
@@ -76,6 +91,7 @@ class RandomUniform(Initializer):
         return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
 
 
+@register
 class RandomNormal(Initializer):
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
         super().__init__(seed)
@@ -90,6 +106,7 @@ class RandomNormal(Initializer):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
 
 
+@register
 class TruncatedNormal(Initializer):
     """Normal(mean, stddev) with draws beyond two standard deviations redrawn (Keras)."""
 
@@ -116,6 +133,7 @@ def _truncated_unit_normal(rng: np.random.Generator, shape) -> np.ndarray:
     return out
 
 
+@register
 class VarianceScaling(Initializer):
     """Keras's VarianceScaling: variance scale / fan, normal (truncated at 2 sd) or uniform."""
 
@@ -162,14 +180,15 @@ def _variance_scaling(cls_name, scale, mode, distribution):
     return type(cls_name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config})
 
 
-GlorotUniform = _variance_scaling("GlorotUniform", 1.0, "fan_avg", "uniform")
-GlorotNormal = _variance_scaling("GlorotNormal", 1.0, "fan_avg", "truncated_normal")
-HeUniform = _variance_scaling("HeUniform", 2.0, "fan_in", "uniform")
-HeNormal = _variance_scaling("HeNormal", 2.0, "fan_in", "truncated_normal")
-LecunUniform = _variance_scaling("LecunUniform", 1.0, "fan_in", "uniform")
-LecunNormal = _variance_scaling("LecunNormal", 1.0, "fan_in", "truncated_normal")
+GlorotUniform = register(_variance_scaling("GlorotUniform", 1.0, "fan_avg", "uniform"))
+GlorotNormal = register(_variance_scaling("GlorotNormal", 1.0, "fan_avg", "truncated_normal"))
+HeUniform = register(_variance_scaling("HeUniform", 2.0, "fan_in", "uniform"))
+HeNormal = register(_variance_scaling("HeNormal", 2.0, "fan_in", "truncated_normal"))
+LecunUniform = register(_variance_scaling("LecunUniform", 1.0, "fan_in", "uniform"))
+LecunNormal = register(_variance_scaling("LecunNormal", 1.0, "fan_in", "truncated_normal"))
 
 
+@register
 class Orthogonal(Initializer):
     """Orthogonal matrix (QR of a Gaussian) reshaped to `shape`, times `gain`."""
 
@@ -192,6 +211,7 @@ class Orthogonal(Initializer):
         return {"gain": self.gain, "seed": self.seed}
 
 
+@register
 class Identity(Initializer):
     """gain * the identity matrix (rectangular allowed); 2-D shapes only, as in Keras."""
 
@@ -208,52 +228,16 @@ class Identity(Initializer):
         return {"gain": self.gain}
 
 
-_BY_NAME = {
-    "zeros": Zeros, "ones": Ones, "constant": Constant,
-    "random_uniform": RandomUniform, "random_normal": RandomNormal,
-    "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
-    "he_uniform": HeUniform, "he_normal": HeNormal,
-    "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
-    "orthogonal": Orthogonal, "variance_scaling": VarianceScaling,
-    "truncated_normal": TruncatedNormal, "identity": Identity,
-}
-# Keras also accepts the class names ("GlorotUniform", "HeNormal", ...).
-_BY_CLASS_NAME = {cls.__name__.lower(): cls for cls in _BY_NAME.values()}
-
-
-def _lookup(name: str):
-    key = name.lower()
-    cls = _BY_NAME.get(key) or _BY_CLASS_NAME.get(key)
-    if cls is None:
-        raise ValueError(f"unknown initializer {name!r}; expected one of "
-                         f"{', '.join(sorted(_BY_NAME))}")
-    return cls
-
-
 def get(identifier) -> Initializer:
     """An initializer from a Keras name or class name, a serialized dict
     ({"class_name", "config"}), an Initializer, or any callable(shape, dtype)."""
-    if isinstance(identifier, str):
-        return _lookup(identifier)()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
     if callable(identifier):
         return identifier
+    if isinstance(identifier, (str, dict)):
+        return _INITIALIZERS.get(identifier)
     raise TypeError(f"initializer must be a name, a serialized dict or a callable(shape, dtype), "
                     f"got {identifier!r}")
 
 
-def serialize(init) -> dict:
-    for name, cls in _BY_NAME.items():
-        if type(init) is cls:
-            return {"class_name": name, "config": init.get_config()}
-    raise ValueError(f"initializer {init!r} cannot be saved: use one of fusednn's initializers")
-
-
-def deserialize(config) -> Initializer:
-    if isinstance(config, str):
-        return get(config)
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"a serialized initializer is a name or a dict with 'class_name' and "
-                         f"'config', got {config!r}")
-    return _lookup(config["class_name"])(**config.get("config", {}))
+serialize = _INITIALIZERS.serialize
+deserialize = _INITIALIZERS.deserialize

@@ -29,6 +29,7 @@ import numbers
 import numpy as np
 
 from . import backend, ops
+from .registry import Registry
 
 # Keras's backend.epsilon(): the clip applied to probabilities before logs.
 _EPSILON = 1e-7
@@ -118,6 +119,11 @@ class Loss:
                          f"y_pred {pred_shape}")
 
 
+_LOSSES = Registry("loss", base=Loss, module="fusednn.losses")
+register = _LOSSES.register
+
+
+@register(aliases=("mse", "mean_squared_error"))
 class MeanSquaredError(Loss):
     """mean((y_pred - y_true)^2) over all elements; y_true and y_pred (N, ...)."""
 
@@ -132,6 +138,7 @@ class MeanSquaredError(Loss):
         return value, grad
 
 
+@register(aliases=("mae", "mean_absolute_error"))
 class MeanAbsoluteError(Loss):
     """mean(|y_pred - y_true|) over all elements; the gradient at a zero error is 0."""
 
@@ -146,6 +153,7 @@ class MeanAbsoluteError(Loss):
         return value, grad
 
 
+@register
 class Huber(Loss):
     """Mean of 0.5 e^2 where |e| <= delta, delta |e| - 0.5 delta^2 elsewhere (e = y_pred - y_true)."""
 
@@ -183,6 +191,7 @@ def _check_label_smoothing(owner: str, label_smoothing) -> float:
     return float(label_smoothing)
 
 
+@register(aliases=("bce", "binary_crossentropy"))
 class BinaryCrossentropy(Loss):
     """Mean of -(t log p + (1 - t) log(1 - p)) over all elements.
 
@@ -313,6 +322,7 @@ class _SoftmaxCrossentropy(Loss):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
+@register(aliases=("categorical_crossentropy",))
 class CategoricalCrossentropy(_SoftmaxCrossentropy):
     """Mean over samples of -sum_c t_c log p_c; y_true one-hot / probabilities (N, C) like y_pred.
 
@@ -353,6 +363,7 @@ class CategoricalCrossentropy(_SoftmaxCrossentropy):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+@register(aliases=("sparse_categorical_crossentropy",))
 class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
     """Mean over samples of -log p[label]; y_true integer class indices.
 
@@ -409,55 +420,17 @@ class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
         return losses.mean(), dlogits
 
 
-_CLASSES = {cls.__name__: cls for cls in (
-    MeanSquaredError, MeanAbsoluteError, Huber, BinaryCrossentropy,
-    CategoricalCrossentropy, SparseCategoricalCrossentropy)}
-
-# Keras's string names (its functions and short aliases), matched case-insensitively.
-_NAMES = {
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "huber": Huber,
-    "bce": BinaryCrossentropy, "binary_crossentropy": BinaryCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    **{name.lower(): cls for name, cls in _CLASSES.items()},
-}
-
-
 def get(identifier):
     """A Loss from a Loss (returned as is), a Keras name ('mse', 'categorical_crossentropy',
     'Huber', ...), a serialized dict, or None (returned as None)."""
-    if identifier is None or isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        cls = _NAMES.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"unknown loss {identifier!r}; expected one of "
-                             f"{', '.join(sorted(_NAMES))}")
-        return cls()
-    raise TypeError(f"loss must be a name, a fusednn.losses.Loss or a serialized dict, got "
-                    f"{type(identifier).__name__} {identifier!r} (a plain function cannot give "
-                    f"gradients: subclass fusednn.losses.Loss instead)")
+    if identifier is None:
+        return None
+    if callable(identifier) and not isinstance(identifier, Loss):
+        raise TypeError(f"loss must be a name, a fusednn.losses.Loss or a serialized dict, got "
+                        f"{type(identifier).__name__} {identifier!r} (a plain function cannot "
+                        f"give gradients: subclass fusednn.losses.Loss instead)")
+    return _LOSSES.get(identifier)
 
 
-def serialize(loss: Loss) -> dict:
-    """{'class_name': ..., 'config': ...}, JSON-serialisable."""
-    if not isinstance(loss, Loss):
-        raise TypeError(f"serialize expects a fusednn.losses.Loss, got {type(loss).__name__}")
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
-
-
-def deserialize(config) -> Loss:
-    """Inverse of `serialize` over the built-in losses (a name string is accepted too)."""
-    if isinstance(config, str):
-        return get(config)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise TypeError(f"deserialize expects {{'class_name': ..., 'config': ...}}, got {config!r}")
-    cls = _CLASSES.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"unknown loss class {config['class_name']!r}; expected one of "
-                         f"{', '.join(sorted(_CLASSES))}")
-    return cls.from_config(dict(config.get("config") or {}))
+serialize = _LOSSES.serialize
+deserialize = _LOSSES.deserialize

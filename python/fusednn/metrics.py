@@ -15,6 +15,11 @@ fewer than the prediction (or a trailing axis of 1) are sparse, else categorical
 from __future__ import annotations
 
 from . import backend, losses
+from .registry import Registry
+
+# The metric functions by Keras name ("accuracy" / "acc" are resolved in `get`, from the loss).
+_METRICS = Registry("metric", module="fusednn.metrics")
+register = _METRICS.register
 
 
 def _arrays(y_true, y_pred):
@@ -33,6 +38,7 @@ def _mean(xp, values) -> float:
     return float(xp.mean(values.astype(xp.float64))) if values.size else 0.0
 
 
+@register
 def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> float:
     """Fraction of entries where (y_pred > threshold) equals y_true (0/1); shapes (N, ...)."""
     xp, y_true, y_pred = _arrays(y_true, y_pred)
@@ -46,6 +52,7 @@ def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> float:
     return _mean(xp, predicted == y_true)
 
 
+@register
 def categorical_accuracy(y_true, y_pred) -> float:
     """Fraction of samples whose argmax matches; y_true one-hot (N, ..., C) like y_pred."""
     xp, y_true, y_pred = _arrays(y_true, y_pred)
@@ -57,6 +64,7 @@ def categorical_accuracy(y_true, y_pred) -> float:
     return _mean(xp, xp.argmax(y_true, axis=-1) == xp.argmax(y_pred, axis=-1))
 
 
+@register
 def sparse_categorical_accuracy(y_true, y_pred) -> float:
     """Fraction of samples whose argmax is the label; y_true (N, ...) ints, y_pred (N, ..., C)."""
     xp, y_true, y_pred = _arrays(y_true, y_pred)
@@ -84,6 +92,7 @@ def _accuracy_for_shapes(y_true, y_pred):
     return sparse_categorical_accuracy if sparse else categorical_accuracy
 
 
+@register(aliases=("mse",))
 def mean_squared_error(y_true, y_pred) -> float:
     xp, y_true, y_pred = _arrays(y_true, y_pred)
     _check_batch("mean_squared_error", y_true, y_pred)
@@ -91,6 +100,7 @@ def mean_squared_error(y_true, y_pred) -> float:
     return _mean(xp, diff * diff)
 
 
+@register(aliases=("mae",))
 def mean_absolute_error(y_true, y_pred) -> float:
     xp, y_true, y_pred = _arrays(y_true, y_pred)
     _check_batch("mean_absolute_error", y_true, y_pred)
@@ -133,15 +143,6 @@ class Mean:
         return self.total / self.count if self.count else 0.0
 
 
-_FUNCTIONS = {
-    "binary_accuracy": binary_accuracy,
-    "categorical_accuracy": categorical_accuracy,
-    "sparse_categorical_accuracy": sparse_categorical_accuracy,
-    "mean_squared_error": mean_squared_error,
-    "mean_absolute_error": mean_absolute_error,
-}
-_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
-
 # Loss classes -> the accuracy Keras pairs with them.
 _ACCURACY_FOR_LOSS = {
     "SparseCategoricalCrossentropy": sparse_categorical_accuracy,
@@ -169,11 +170,10 @@ def get(identifier, loss=None) -> Metric:
         key = identifier.lower()
         if key in ("accuracy", "acc"):
             return Metric(_accuracy_for_loss(loss), identifier)
-        fn = _FUNCTIONS.get(_ALIASES.get(key, key))
-        if fn is None:
-            known = sorted(set(_FUNCTIONS) | set(_ALIASES) | {"accuracy", "acc"})
+        if key not in _METRICS:
+            known = sorted(_METRICS.names() + ["accuracy", "acc"])
             raise ValueError(f"unknown metric {identifier!r}; expected one of {', '.join(known)}")
-        return Metric(fn, identifier)
+        return Metric(_METRICS.lookup(key), identifier)
     if callable(identifier):
         # A Loss object keeps its Keras name ("mean_squared_error"); a function its own.
         name = getattr(identifier, "name", None)
@@ -187,7 +187,7 @@ def get(identifier, loss=None) -> Metric:
 def serialize(metric: Metric) -> str:
     """The name a saved model stores; only built-in metrics can be restored."""
     key = metric.name.lower()
-    if key not in ("accuracy", "acc") and _ALIASES.get(key, key) not in _FUNCTIONS:
+    if key not in ("accuracy", "acc") and key not in _METRICS:
         raise ValueError(f"metric {metric.name!r} is a custom function and cannot be saved; "
                          "compile the loaded model again with it")
     return metric.name

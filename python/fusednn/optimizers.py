@@ -36,6 +36,7 @@ import numpy as np
 
 from . import backend, ops
 from .layers.base import Variable
+from .registry import Registry
 
 
 # ----- learning-rate schedules ---------------------------------------------
@@ -56,6 +57,10 @@ class LearningRateSchedule:
         return cls(**config)
 
 
+_SCHEDULES = Registry("learning-rate schedule", base=LearningRateSchedule)
+
+
+@_SCHEDULES.register
 class ExponentialDecay(LearningRateSchedule):
     """initial_learning_rate * decay_rate ** (step / decay_steps); with staircase=True the
     exponent is floor(step / decay_steps), so the rate drops every decay_steps steps."""
@@ -85,25 +90,10 @@ class ExponentialDecay(LearningRateSchedule):
                 "staircase": self.staircase, "name": self.name}
 
 
-_SCHEDULES = {"ExponentialDecay": ExponentialDecay}
-
-
-def _serialize_schedule(schedule: LearningRateSchedule) -> dict:
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
-
-
-def _deserialize_schedule(config: dict) -> LearningRateSchedule:
-    cls = _SCHEDULES.get(config.get("class_name")) if isinstance(config, dict) else None
-    if cls is None:
-        raise ValueError(f"unknown learning-rate schedule {config!r}; expected "
-                         f"{{'class_name': one of {', '.join(sorted(_SCHEDULES))}, 'config': ...}}")
-    return cls.from_config(dict(config.get("config") or {}))
-
-
 # Keras's `keras.optimizers.schedules` namespace.
 schedules = SimpleNamespace(LearningRateSchedule=LearningRateSchedule,
                             ExponentialDecay=ExponentialDecay,
-                            serialize=_serialize_schedule, deserialize=_deserialize_schedule)
+                            serialize=_SCHEDULES.serialize, deserialize=_SCHEDULES.deserialize)
 
 
 # ----- argument checks -------------------------------------------------------
@@ -378,7 +368,7 @@ class Optimizer:
         schedule = self.learning_rate_schedule
         return {"name": self.name,
                 "learning_rate": (self.learning_rate if schedule is None
-                                  else _serialize_schedule(schedule)),
+                                  else _SCHEDULES.serialize(schedule)),
                 "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
                 "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue}
 
@@ -386,7 +376,7 @@ class Optimizer:
     def from_config(cls, config: dict):
         config = dict(config)
         if isinstance(config.get("learning_rate"), dict):
-            config["learning_rate"] = _deserialize_schedule(config["learning_rate"])
+            config["learning_rate"] = _SCHEDULES.deserialize(config["learning_rate"])
         return cls(**config)
 
     def __repr__(self):
@@ -394,6 +384,11 @@ class Optimizer:
 
 
 # ----- the optimizers ----------------------------------------------------------
+_OPTIMIZERS = Registry("optimizer", base=Optimizer, module="fusednn.optimizers")
+register = _OPTIMIZERS.register
+
+
+@register
 class SGD(Optimizer):
     """Gradient descent with optional (Nesterov) momentum, Keras form:
     m = momentum * m - lr * g; p += m, or p += momentum * m - lr * g with nesterov."""
@@ -419,6 +414,7 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
+@register
 class Adam(Optimizer):
     """Adam, Keras form (epsilon is the paper's "epsilon hat"), step t = iterations + 1:
     m += (1 - b1)(g - m); v += (1 - b2)(g^2 - v);
@@ -463,6 +459,7 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
 
+@register
 class AdamW(Adam):
     """Adam with decoupled weight decay (default 0.004, Keras): p -= lr * weight_decay * p
     before each Adam step."""
@@ -480,6 +477,7 @@ class AdamW(Adam):
                          name=name, **kwargs)
 
 
+@register
 class RMSprop(Optimizer):
     """RMSprop, Keras form (epsilon inside the square root):
     v = rho v + (1 - rho) g^2; with centered, a = rho a + (1 - rho) g and the
@@ -529,6 +527,7 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
+@register
 class Adagrad(Optimizer):
     """Adagrad, Keras form: acc += g^2; p -= lr g / sqrt(acc + epsilon); acc starts at
     initial_accumulator_value."""
@@ -564,6 +563,7 @@ class Adagrad(Optimizer):
                 "epsilon": self.epsilon}
 
 
+@register
 class Adadelta(Optimizer):
     """Adadelta, Keras form, rms(x) = sqrt(x + epsilon):
     Eg = rho Eg + (1 - rho) g^2; delta = -rms(Edx) g / rms(Eg);
@@ -596,43 +596,11 @@ class Adadelta(Optimizer):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
 
-_CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta)}
-_NAMES = {name.lower(): cls for name, cls in _CLASSES.items()}
-
-
 def get(identifier):
     """An Optimizer from an Optimizer (returned as is), a name ('adam', 'sgd', 'rmsprop',
     'adamw', 'adagrad', 'adadelta', any case; Keras defaults), a serialized dict, or None."""
-    if identifier is None or isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        cls = _NAMES.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"unknown optimizer {identifier!r}; expected one of "
-                             f"{', '.join(sorted(_NAMES))}")
-        return cls()
-    raise TypeError(f"optimizer must be a name, a fusednn.optimizers.Optimizer or a serialized "
-                    f"dict, got {type(identifier).__name__} {identifier!r}")
+    return None if identifier is None else _OPTIMIZERS.get(identifier)
 
 
-def serialize(optimizer: Optimizer) -> dict:
-    """{'class_name': ..., 'config': ...}, JSON-serialisable."""
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"serialize expects a fusednn.optimizers.Optimizer, got "
-                        f"{type(optimizer).__name__}")
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
-
-
-def deserialize(config) -> Optimizer:
-    """Inverse of `serialize` over the built-in optimizers (a name string is accepted too)."""
-    if isinstance(config, str):
-        return get(config)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise TypeError(f"deserialize expects {{'class_name': ..., 'config': ...}}, got {config!r}")
-    cls = _CLASSES.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"unknown optimizer class {config['class_name']!r}; expected one of "
-                         f"{', '.join(sorted(_CLASSES))}")
-    return cls.from_config(dict(config.get("config") or {}))
+serialize = _OPTIMIZERS.serialize
+deserialize = _OPTIMIZERS.deserialize

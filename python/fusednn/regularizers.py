@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 
 from . import backend
+from .registry import Registry
 
 
 class Regularizer:
@@ -19,6 +20,11 @@ class Regularizer:
         raise NotImplementedError
 
 
+_REGULARIZERS = Registry("regularizer", base=Regularizer, module="fusednn.regularizers")
+register = _REGULARIZERS.register
+
+
+@register
 class L1L2(Regularizer):
     def __init__(self, l1=0.0, l2=0.0):
         for name, value in (("l1", l1), ("l2", l2)):
@@ -38,49 +44,40 @@ class L1L2(Regularizer):
         return {"l1": self.l1, "l2": self.l2}
 
 
+# Keras's shorthands, registered under their names ("L1" also as "l1", any case).
+@register
 def L1(l1=0.01):
     return L1L2(l1=l1)
 
 
+@register
 def L2(l2=0.01):
     return L1L2(l2=l2)
 
 
-l1, l2, l1_l2 = L1, L2, lambda l1=0.01, l2=0.01: L1L2(l1=l1, l2=l2)
+@register
+def l1_l2(l1=0.01, l2=0.01):
+    return L1L2(l1=l1, l2=l2)
 
-_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": l1_l2, "l1l2": L1L2}
+
+l1, l2 = L1, L2
 
 
 def get(identifier):
     """None, a Regularizer, a Keras name ('l1', 'l2', 'l1_l2'), or a serialized dict
-    (this module's {"l1", "l2"} or Keras's {"class_name": "L2", "config": {"l2": ...}})."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str):
-        return _lookup(identifier)()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    raise TypeError(f"regularizer must be None, a name, a serialized dict or a Regularizer, "
-                    f"got {identifier!r}")
-
-
-def _lookup(name: str):
-    key = name.lower()
-    if key not in _BY_NAME:
-        raise ValueError(f"unknown regularizer {name!r}; expected one of "
-                         f"{', '.join(sorted(_BY_NAME))}")
-    return _BY_NAME[key]
+    (Keras's {"class_name": "L2", "config": {"l2": ...}} or the {"l1", "l2"} of L1L2's
+    config, which fusednn wrote before)."""
+    return deserialize(identifier)
 
 
 def serialize(reg):
-    return None if reg is None else reg.get_config()
+    """None for None, else {"class_name": "L1L2", "config": {"l1", "l2"}}."""
+    return None if reg is None else _REGULARIZERS.serialize(reg)
 
 
 def deserialize(config):
-    if config is None or isinstance(config, str):
-        return get(config)
-    if not isinstance(config, dict):
-        raise ValueError(f"a serialized regularizer is None, a name or a dict, got {config!r}")
-    if "class_name" in config:
-        return _lookup(config["class_name"])(**config.get("config", {}))
-    return L1L2(**config)
+    if config is None or isinstance(config, Regularizer):
+        return config
+    if isinstance(config, dict) and "class_name" not in config:
+        return L1L2(**config)
+    return _REGULARIZERS.get(config)

@@ -4,7 +4,7 @@
 //   N batch, T time steps, F input features, U units (hidden size),
 //   C channels or classes, H/W spatial height/width, K kernel extent,
 //   P number of parameter elements.
-// All arrays are C-contiguous, row-major, in the layouts of shared/DESIGN.md.
+// All arrays are C-contiguous, row-major, in the layouts of docs/ARCHITECTURE.md.
 #pragma once
 
 #include <cstdint>

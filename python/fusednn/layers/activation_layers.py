@@ -10,8 +10,10 @@ import numpy as np
 from .. import activations, backend, initializers, regularizers
 from .base import InputSpec, Layer
 from .core import _checked, _FunctionLayer, _is_number, _SoftmaxFusion
+from .registry import register
 
 
+@register
 class ReLU(_FunctionLayer):
     """Keras ReLU: max_value if x >= max_value, x if threshold <= x < max_value,
     negative_slope * (x - threshold) otherwise."""
@@ -38,6 +40,7 @@ class ReLU(_FunctionLayer):
         return config
 
 
+@register
 class LeakyReLU(_FunctionLayer):
     """x for x > 0, negative_slope * x otherwise (Keras default 0.3; Keras 2's alpha= accepted)."""
 
@@ -60,6 +63,7 @@ class LeakyReLU(_FunctionLayer):
         return config
 
 
+@register
 class ELU(_FunctionLayer):
     """x for x > 0, alpha * (exp(x) - 1) otherwise."""
 
@@ -79,6 +83,7 @@ class ELU(_FunctionLayer):
         return config
 
 
+@register
 class Softmax(_SoftmaxFusion, _FunctionLayer):
     """Softmax along `axis` (an int, default the last); with the last axis it takes part
     in the softmax cross-entropy fusion (`outputs_softmax`)."""
@@ -111,6 +116,7 @@ class Softmax(_SoftmaxFusion, _FunctionLayer):
         return config
 
 
+@register
 class PReLU(Layer):
     """x for x > 0, alpha * x otherwise, with alpha learned per position of a sample.
 

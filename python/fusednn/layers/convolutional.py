@@ -18,6 +18,7 @@ from .. import activations, initializers, regularizers
 from ..ops import conv as conv_ops
 from .base import InputSpec, Layer
 from .core import _checked
+from .registry import register
 
 
 def _fusable(activation) -> str | None:
@@ -163,6 +164,7 @@ class _Conv(Layer):
         return config
 
 
+@register
 class Conv2D(_Conv):
     """2-D convolution: y = activation(conv(x, kernel) + bias).
 
@@ -185,6 +187,7 @@ class Conv2D(_Conv):
                                         activation=activation, **wanted)
 
 
+@register
 class Conv1D(_Conv):
     """1-D convolution over time: y = activation(conv(x, kernel) + bias).
 
@@ -210,6 +213,7 @@ class Conv1D(_Conv):
                                         activation=activation, **wanted)
 
 
+@register
 class Conv2DTranspose(_Conv):
     """Transposed 2-D convolution (the adjoint of Conv2D, "deconvolution").
 

@@ -14,6 +14,7 @@ from .. import _rng, activations, backend, initializers, regularizers
 from ..errors import StateError
 from ..ops.gemm import matmul
 from .base import InputSpec, Layer, _as_shape
+from .registry import register
 
 
 def _checked(layer: Layer, argument: str, lookup, identifier):
@@ -75,6 +76,7 @@ def _is_last_axis_softmax(activation) -> bool:
     return type(activation) is activations.Softmax and activation.axis == -1
 
 
+@register
 class Dense(_SoftmaxFusion, Layer):
     """y = activation(x @ kernel + bias) over the last axis.
 
@@ -178,6 +180,7 @@ class _FunctionLayer(Layer):
         return self.function.backward(x, y, dy)
 
 
+@register
 class Activation(_SoftmaxFusion, _FunctionLayer):
     """Applies an activation by Keras name (or ActivationFunction) to any input shape."""
 
@@ -202,6 +205,7 @@ class Activation(_SoftmaxFusion, _FunctionLayer):
         return config
 
 
+@register
 class Dropout(Layer):
     """Inverted dropout: in training, zeroes each entry with probability `rate` and scales
     the rest by 1 / (1 - rate); at inference the identity.
@@ -276,6 +280,7 @@ class Dropout(Layer):
         return config
 
 
+@register
 class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1 * d2 * ...); a rank-1 input (N,) becomes (N, 1).
 
@@ -320,6 +325,7 @@ class Flatten(Layer):
         return config
 
 
+@register
 class Reshape(Layer):
     """(N, ...) -> (N, *target_shape); one entry of target_shape may be -1 (inferred)."""
 
@@ -372,6 +378,7 @@ class Reshape(Layer):
         return config
 
 
+@register
 class InputLayer(Layer):
     """Declares a model's input: per-sample `shape` (no batch axis) and optionally a fixed
     `batch_size`; passes data through unchanged, checking its shape.

@@ -13,8 +13,10 @@ import numpy as np
 from .. import backend, initializers, regularizers
 from .base import Layer
 from .core import _checked
+from .registry import register
 
 
+@register
 class Embedding(Layer):
     """Looks up rows of `embeddings` (input_dim, output_dim): ids (N, ...) -> (N, ..., output_dim).
 
@@ -106,6 +108,7 @@ class Embedding(Layer):
         return config
 
 
+@register
 class Masking(Layer):
     """Marks time steps whose features all equal `mask_value` as padding.
 

@@ -25,8 +25,10 @@ import numbers
 from .. import backend, initializers, regularizers
 from .base import InputSpec, Layer
 from .core import _checked
+from .registry import register
 
 
+@register
 class BatchNormalization(Layer):
     """Normalises each channel along `axis` with batch statistics (training) or
     moving statistics (inference), then scales by gamma and shifts by beta."""

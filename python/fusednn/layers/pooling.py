@@ -13,6 +13,7 @@ from __future__ import annotations
 from .. import ops
 from ..ops import pooling as pooling_ops
 from .base import InputSpec, Layer
+from .registry import register
 
 
 class _Pooling(Layer):
@@ -84,6 +85,7 @@ class _Pooling(Layer):
         return config
 
 
+@register
 class MaxPooling2D(_Pooling):
     """Maximum over pool_size windows moved by strides (default pool_size):
     (N, H, W, C) -> (N, OH, OW, C)."""
@@ -94,6 +96,7 @@ class MaxPooling2D(_Pooling):
         super().__init__(pool_size, strides, padding, **kwargs)
 
 
+@register
 class AveragePooling2D(_Pooling):
     """Mean over pool_size windows (padding not counted): (N, H, W, C) -> (N, OH, OW, C)."""
 
@@ -103,6 +106,7 @@ class AveragePooling2D(_Pooling):
         super().__init__(pool_size, strides, padding, **kwargs)
 
 
+@register
 class MaxPooling1D(_Pooling):
     """Maximum over windows of pool_size steps: (N, T, C) -> (N, OT, C)."""
 
@@ -112,6 +116,7 @@ class MaxPooling1D(_Pooling):
         super().__init__(pool_size, strides, padding, **kwargs)
 
 
+@register
 class AveragePooling1D(_Pooling):
     """Mean over windows of pool_size steps (padding not counted): (N, T, C) -> (N, OT, C)."""
 
@@ -169,24 +174,28 @@ class _GlobalPooling(Layer):
         return config
 
 
+@register
 class GlobalMaxPooling2D(_GlobalPooling):
     """Maximum over H and W: (N, H, W, C) -> (N, C) (keepdims: (N, 1, 1, C))."""
 
     rank, mode = 2, "max"
 
 
+@register
 class GlobalAveragePooling2D(_GlobalPooling):
     """Mean over H and W: (N, H, W, C) -> (N, C) (keepdims: (N, 1, 1, C))."""
 
     rank, mode = 2, "avg"
 
 
+@register
 class GlobalMaxPooling1D(_GlobalPooling):
     """Maximum over time: (N, T, C) -> (N, C) (keepdims: (N, 1, C))."""
 
     rank, mode = 1, "max"
 
 
+@register
 class GlobalAveragePooling1D(_GlobalPooling):
     """Mean over time: (N, T, C) -> (N, C) (keepdims: (N, 1, C))."""
 

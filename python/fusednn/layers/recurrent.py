@@ -46,6 +46,7 @@ from .. import _rng, activations, backend, initializers, ops, regularizers
 from ..errors import StateError
 from .base import InputSpec, Layer
 from .core import _checked
+from .registry import register
 
 
 def _positive_int(layer: Layer, name: str, value) -> int:
@@ -364,6 +365,7 @@ class _RNN(Layer):
         return config
 
 
+@register
 class SimpleRNN(_RNN):
     """Fully connected recurrence h' = activation(x kernel + h recurrent_kernel + bias).
 
@@ -391,6 +393,7 @@ class SimpleRNN(_RNN):
         return config
 
 
+@register
 class LSTM(_RNN):
     """Long short-term memory (Hochreiter & Schmidhuber 1997), Keras's gate order (i, f, c, o):
 
@@ -437,6 +440,7 @@ class LSTM(_RNN):
         return config
 
 
+@register
 class GRU(_RNN):
     """Gated recurrent unit (Cho et al. 2014), Keras's gate order (z, r, h):
 

@@ -12,8 +12,10 @@ import numpy as np
 from .. import backend, ops
 from ..ops import pooling as pooling_ops
 from .base import InputSpec, Layer
+from .registry import register
 
 
+@register
 class UpSampling2D(Layer):
     """Repeats each pixel size = (SH, SW) times: (N, H, W, C) -> (N, H*SH, W*SW, C).
 
@@ -46,6 +48,7 @@ class UpSampling2D(Layer):
         return config
 
 
+@register
 class UpSampling1D(Layer):
     """Repeats each time step `size` times: (N, T, C) -> (N, T * size, C)."""
 
@@ -97,6 +100,7 @@ def _pairs(layer: Layer, argument: str, value):
     return tuple(tuple(int(v) for v in pair) for pair in pairs)
 
 
+@register
 class ZeroPadding2D(Layer):
     """Adds rows and columns of zeros: (N, H, W, C) -> (N, top+H+bottom, left+W+right, C).
 
@@ -137,6 +141,7 @@ class ZeroPadding2D(Layer):
         return config
 
 
+@register
 class Cropping2D(Layer):
     """Removes rows and columns at the borders: (N, H, W, C) -> (N, H-top-bottom, W-left-right, C).
 

@@ -11,6 +11,7 @@ from .. import backend
 from ..errors import StateError
 from .base import InputSpec, Layer
 from .recurrent import _RNN
+from .registry import deserialize, register, serialize
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -28,6 +29,7 @@ def _copy_of(layer: _RNN, name: str, **changes) -> _RNN:
     return type(layer).from_config(config)
 
 
+@register
 class Bidirectional(Layer):
     """Runs a recurrent layer forward in time and a copy of it backward, and merges the two.
 
@@ -234,8 +236,6 @@ class Bidirectional(Layer):
         return g * 0.5, g * 0.5  # ave
 
     def get_config(self):
-        from . import serialize
-
         config = super().get_config()
         config["layer"] = serialize(self.forward_layer)
         config["merge_mode"] = self.merge_mode
@@ -245,8 +245,6 @@ class Bidirectional(Layer):
 
     @classmethod
     def from_config(cls, config):
-        from . import deserialize
-
         config = dict(config)
         config["layer"] = deserialize(config["layer"])
         if config.get("backward_layer") is not None:
@@ -254,6 +252,7 @@ class Bidirectional(Layer):
         return cls(**config)
 
 
+@register
 class TimeDistributed(Layer):
     """Applies `layer` to every time step: (N, T, ...) -> (N * T, ...) -> layer -> (N, T, ...).
 
@@ -339,21 +338,18 @@ class TimeDistributed(Layer):
         return self._cache
 
     def get_config(self):
-        from . import serialize
-
         config = super().get_config()
         config["layer"] = serialize(self.layer)
         return config
 
     @classmethod
     def from_config(cls, config):
-        from . import deserialize
-
         config = dict(config)
         config["layer"] = deserialize(config["layer"])
         return cls(**config)
 
 
+@register
 class RepeatVector(Layer):
     """Repeats the input n times along a new time axis: (N, F) -> (N, n, F).
 

@@ -17,7 +17,8 @@ Rows:
 Every library gets the same thread count (OMP_NUM_THREADS, else all cores);
 warm-up, then `--repeats` interleaved rounds; medians and the ratio torch time
 / fusednn time (> 1: fusednn is faster). Results are checked to agree before
-anything is timed.
+anything is timed. Every row shows its FLOP per second (conv_flops; the training
+step: lecture_cnn_flops) as a fraction of the CPU's FMA peak (see limits.py).
 
 GPU rows (--device cuda): the lecture CNN's three convolutions at batch 64 and
 256 and ResNet-style 3x3 'same' layers (56x56x64, 28x28x128, 14x14x256,
@@ -28,24 +29,21 @@ Each is checked against torch in float32 first (relative error of the norm:
 2e-4 in float32, 5e-3 with TF32's 10-bit mantissa) and shows its rate as a
 fraction of the measured float32 GEMM rate in its precision (see gpu.py).
 
-Writes benchmarks/results/conv-cpu-<date>[-<n>threads].json and .md
+Writes <--out>/conv-cpu-<date>[-<n>threads].json and .md
 (conv-<gpu>-<date>.* for the GPU rows) unless --no-write.
-    python benchmarks/bench_conv.py [--repeats 30] [--device cuda [--quick]]
+    python -m fusednn.bench.bench_conv [--repeats 30] [--device cuda [--quick]]
 """
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import gpu  # noqa: E402
+from . import common, cpu, gpu, limits
 
-from fusednn import layers, ops  # noqa: E402
-import fusednn.models as models  # noqa: E402
-import fusednn.utils as utils  # noqa: E402
+from fusednn import layers, ops
+import fusednn.models as models
+import fusednn.utils as utils
 
 DEVICES = ("cpu", "cuda")
 
@@ -172,12 +170,9 @@ def main(argv=None):
         gpu.main_or_exit(run_gpu, args)
         return
 
-    threads = common.thread_count()
-    torch = common.import_torch(threads, args.no_torch)
-    info = common.machine_info()
-    info.update(dtype="float32", repeats=args.repeats, load_average_before=common.load_average())
-    print(f"{info['cpu']}, {threads} threads, torch {info.get('torch')}, "
-          f"load {info['load_average_before']}")
+    threads, torch, info = cpu.start(args, args.no_torch)
+    info["dtype"] = "float32"
+    hardware = info["limits"]
 
     rng = np.random.default_rng(0)
     rows = []
@@ -188,7 +183,7 @@ def main(argv=None):
         b = rng.standard_normal(F, dtype=np.float32) * 0.1
         y_shape = ops.conv2d(x, w, b, padding=padding).shape
         dy = rng.standard_normal(y_shape, dtype=np.float32)
-        flops = 2.0 * np.prod(y_shape) * KH * KW * shape[3]
+        flops = conv_flops(shape, w.shape, y_shape)
         timed = {}
         for direction, calls in conv_contenders(torch, x, w, b, dy, padding).items():
             timed[direction] = common.time_interleaved(calls, warmup=args.warmup,
@@ -201,56 +196,70 @@ def main(argv=None):
                 median = timed[direction]
             # The backward computes two products of the forward's size (dx and dkernel).
             work = flops * {"forward": 1, "backward": 2, "forward+backward": 3}[direction]
-            rows.append(make_row(name, direction, median, work))
+            rows.append(make_row(name, direction, median, work, hardware))
             print(format_row(rows[-1]))
 
     median = common.time_interleaved(training_contenders(torch), warmup=args.warmup,
                                      repeats=args.repeats)
-    rows.append(make_row("lecture CNN training step, batch 64 (Adam)", "step", median, None))
+    rows.append(make_row("lecture CNN training step, batch 64 (Adam)", "step", median,
+                         lecture_cnn_flops(64), hardware))
     print(format_row(rows[-1]))
     info["load_average_after"] = common.load_average()
     print(f"load after: {info['load_average_after']}")
 
-    if not args.no_write:
-        tag = "" if threads == os.cpu_count() else f"{threads}threads"
-        paths = common.write_results("conv-cpu", {"info": info, "results": rows},
-                                     markdown(info, rows), tag)
+    tag = "" if threads == os.cpu_count() else f"{threads}threads"
+    paths = common.write_results(args, "conv-cpu", {"info": info, "results": rows},
+                                 markdown(info, rows), tag)
+    if paths:
         print("wrote " + ", ".join(str(p) for p in paths))
 
 
-def make_row(name, direction, median, flops):
+def lecture_cnn_flops(batch) -> float:
+    """FLOP of one training step of the lecture CNN: each layer's product forward, its
+    weight gradient, and its data gradient except the first layer's (no one needs dx of
+    the images)."""
+    conv_layers = [((batch, 28, 28, 1), (3, 3, 1, 32), (batch, 26, 26, 32)),
+                   ((batch, 13, 13, 32), (3, 3, 32, 64), (batch, 11, 11, 64)),
+                   ((batch, 5, 5, 64), (3, 3, 64, 64), (batch, 3, 3, 64))]
+    products = [conv_flops(*layer) for layer in conv_layers]
+    products += [2.0 * batch * 576 * 64, 2.0 * batch * 64 * 10]  # the Dense layers
+    return 3 * sum(products) - products[0]
+
+
+def make_row(name, direction, median, flops, hardware):
     row = {"shape": name, "pass": direction}
     for lib, seconds in median.items():
         row[f"{lib}_ms"] = seconds * 1e3
-        if flops:
-            row[f"{lib}_gflops"] = flops / seconds / 1e9
+        row[f"{lib}_gflops"] = flops / seconds / 1e9
     if "torch" in median:
         row["torch_over_fusednn"] = median["torch"] / median["fusednn"]
-    return row
+    return limits.fill(row, median, hardware, flops=flops)
 
 
 def format_row(row):
     text = f"{row['shape']:44s} {row['pass']:16s} fusednn {row['fusednn_ms']:9.3f} ms"
     if "torch_ms" in row:
         text += f"  torch {row['torch_ms']:9.3f} ms  x{row['torch_over_fusednn']:.2f}"
-    return text
+    return text + f"  ({common.percent(row['fusednn_fraction'])} of {row['ceiling']})"
 
 
 def markdown(info, rows):
     has_torch = any("torch_ms" in r for r in rows)
     header = ["layer", "pass", "fusednn ms"] + (["torch ms", "torch / fusednn"] if has_torch
                                                  else [])
+    header += ["fusednn of limit", "torch of limit", "limit"]
     table = []
     for r in rows:
         line = [r["shape"], r["pass"], f"{r['fusednn_ms']:.3f}"]
         if has_torch:
             line += [f"{r['torch_ms']:.3f}", f"{r['torch_over_fusednn']:.2f}"]
-        table.append(line)
-    return (f"# CPU conv2d and CNN training step\n\n{info['cpu']}, {info['threads']} threads; "
-            f"torch {info.get('torch')} (channels_last). float32. Load average before "
-            f"{info['load_average_before']}, after {info['load_average_after']}. Median of "
-            f"{info['repeats']} interleaved repeats. Ratio = torch time / fusednn time "
-            "(> 1: fusednn is faster).\n\n" + common.markdown_table(header, table))
+        table.append(line + common.fraction_cells(r))
+    return (f"# CPU conv2d and CNN training step\n\n{info['cpu']} ({info['cpu_simd']}), "
+            f"{info['threads']} threads; torch {info.get('torch')} (channels_last). float32. "
+            f"Load average before {info['load_average_before']}, after "
+            f"{info['load_average_after']}. Median of {info['repeats']} interleaved repeats. "
+            "Ratio = torch time / fusednn time (> 1: fusednn is faster). "
+            f"{limits.describe(info['limits'])}\n\n" + common.markdown_table(header, table))
 
 
 # ----- GPU rows -------------------------------------------------------------------
@@ -354,7 +363,7 @@ def run_gpu(cp, torch, args) -> int:
         rows += gpu_conv_rows(cp, torch, x, w, b, dy, padding, name, args, flush,
                               info["ceilings"])
     return gpu.report("conv", "GPU conv2d: fusednn vs cuDNN (torch channels_last)", info, rows,
-                      write=not args.no_write)
+                      args)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,15 @@ import fusednn as fd
 from fusednn import _C, fusion, layers
 from fusednn.ops import conv_pool as ops
 from fusednn.ops import conv as conv_ops
+from gradcheck import numeric_directional_derivative
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
 # ----- independent references ---------------------------------------------------
-# test_conv's float64 tap-by-tap conv2d and Keras's per-axis output/padding arithmetic.
-from test_conv import keras_axis, numpy_conv2d  # noqa: E402
+# test_ops_conv's float64 tap-by-tap conv2d and Keras's per-axis output/padding arithmetic.
+from test_ops_conv import keras_axis, numpy_conv2d  # noqa: E402
 
 
 def numpy_conv(x, w, b, strides, padding, dilation, activation):
@@ -186,13 +187,9 @@ def test_gradients_match_finite_differences(case, rng):
         return float(np.sum(ops.conv2d_max_pool2d(x_, w_, b_, *args)[0] * dy))
 
     grads = ops.conv2d_max_pool2d_backward(dy, x, w, y, argmax, *args)
-    eps = 1e-6
-    for grad, arg in zip(grads, range(3)):
+    for grad, array in zip(grads, (x, w, b)):
         direction = rng.standard_normal(grad.shape)
-        plus, minus = [x, w, b], [x, w, b]
-        plus[arg] = plus[arg] + eps * direction
-        minus[arg] = minus[arg] - eps * direction
-        numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
+        numeric = numeric_directional_derivative(lambda: loss(x, w, b), array, direction)
         # A relu kink or a change of maximum inside [-eps, eps] would break this;
         # with random data it does not.
         assert numeric == pytest.approx(float(np.sum(grad * direction)), rel=1e-6, abs=1e-8)

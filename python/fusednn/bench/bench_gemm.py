@@ -7,10 +7,11 @@ backward. Every library gets the same thread count (OMP_NUM_THREADS, else all
 cores). The libraries take turns in `--rounds` rounds, each timing a block of
 calls after a pause that lets the previous library's thread pool go idle (see
 time_in_rounds), so a load change on the machine hits all of them alike; the
-median per library is reported as GFLOP/s (2*M*N*K / time).
+median per library is reported as GFLOP/s (2*M*N*K / time) and as a fraction
+of the CPU's FMA peak in the row's precision (see limits.py).
 
-Writes benchmarks/results/gemm-cpu-<date>[-<tag>].json and .md unless --no-write.
-    python benchmarks/bench_gemm.py [--repeats 30] [--dtype float32 float64] [--tag TAG]
+Writes <--out>/gemm-cpu-<date>[-<tag>].json and .md unless --no-write.
+    python -m fusednn.bench.bench_gemm [--repeats 30] [--dtype float32 float64] [--tag TAG]
 OpenBLAS chooses its kernels from the CPU it detects and may fall back to older
 ones on a CPU it does not know; OPENBLAS_CORETYPE=SkylakeX (for example) forces
 its AVX-512 kernels, and the results record the setting.
@@ -20,16 +21,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from . import common, cpu, limits
 
-from fusednn import _C  # noqa: E402
-from fusednn.ops import gemm  # noqa: E402
+from fusednn import _C
+from fusednn.ops import gemm
 
 # (name, M, N, K, trans_a, trans_b)
 SHAPES = [
@@ -115,27 +114,22 @@ def main(argv=None):
                         choices=["float32", "float64"])
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--tag", default="", help="appended to the results file name")
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    common.add_run_options(parser)
     args = parser.parse_args(argv)
 
-    threads = common.thread_count()
-    torch = common.import_torch(threads, args.no_torch)
-
-    info = {
-        **common.run_info(threads, torch),
+    threads, torch, info = cpu.start(args, args.no_torch)
+    hardware = info["limits"]
+    info.update({
         "fusednn_gemm_simd": _C.gemm_simd_path(),
         "numpy_blas": numpy_blas(),
         # OpenBLAS picks its kernels from the CPU it detects; OPENBLAS_CORETYPE overrides
         # that (e.g. SkylakeX for its AVX-512 kernels where detection falls back to Haswell).
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-        "repeats": args.repeats,
         "rounds": args.rounds,
         "settle_s": args.settle,
-        "load_average_before": common.load_average(),
-    }
-    print(f"{info['cpu']}, {threads} threads, fusednn {info['fusednn_gemm_simd']}, "
-          f"NumPy {info['numpy']} ({info['numpy_blas']}, OPENBLAS_CORETYPE="
-          f"{info['openblas_coretype']}), torch {info['torch']}, load {info['load_average_before']}")
+    })
+    print(f"fusednn {info['fusednn_gemm_simd']}, NumPy {info['numpy']} ({info['numpy_blas']}, "
+          f"OPENBLAS_CORETYPE={info['openblas_coretype']})")
 
     rng = np.random.default_rng(0)
     rows = []
@@ -160,20 +154,21 @@ def main(argv=None):
             row["fusednn_vs_numpy"] = median["numpy"] / median["fusednn"]
             if "torch" in median:
                 row["fusednn_vs_torch"] = median["torch"] / median["fusednn"]
-            rows.append(row)
+            rows.append(limits.fill(row, median, hardware, flops=flops, dtype=dtype_name))
             print(format_row(row))
     info["load_average_after"] = common.load_average()
     print(f"load after: {info['load_average_after']}")
 
-    if not args.no_write:
-        paths = common.write_results("gemm-cpu", {"info": info, "results": rows},
-                                     markdown(info, rows), args.tag)
+    paths = common.write_results(args, "gemm-cpu", {"info": info, "results": rows},
+                                 markdown(info, rows), args.tag)
+    if paths:
         print("wrote " + ", ".join(str(p) for p in paths))
 
 
 def format_row(row):
-    text = (f"{row['dtype']:7s} {row['shape']:40s} M={row['M']:6d} N={row['N']:5d} K={row['K']:5d}  "
-            f"fusednn {row['fusednn_gflops']:7.1f}  numpy {row['numpy_gflops']:7.1f}")
+    text = (f"{row['dtype']:7s} {row['shape']:40s} M={row['M']:6d} N={row['N']:5d} "
+            f"K={row['K']:5d}  fusednn {row['fusednn_gflops']:7.1f} "
+            f"({common.percent(row['fusednn_fraction'])})  numpy {row['numpy_gflops']:7.1f}")
     if "torch_gflops" in row:
         text += f"  torch {row['torch_gflops']:7.1f}"
     text += f"  GFLOP/s   x{row['fusednn_vs_numpy']:.2f} vs numpy"
@@ -186,13 +181,15 @@ def markdown(info, rows):
     has_torch = any("torch_gflops" in r for r in rows)
     header = ["dtype", "shape", "M", "N", "K", "fusednn GFLOP/s", "NumPy GFLOP/s",
               "fusednn / NumPy"] + (["torch GFLOP/s", "fusednn / torch"] if has_torch else [])
+    header += ["NumPy of limit", "fusednn of limit", "torch of limit", "limit"]
     table = []
     for r in rows:
         line = [r["dtype"], r["shape"], r["M"], r["N"], r["K"], f"{r['fusednn_gflops']:.1f}",
                 f"{r['numpy_gflops']:.1f}", f"{r['fusednn_vs_numpy']:.2f}"]
         if has_torch:
             line += [f"{r['torch_gflops']:.1f}", f"{r['fusednn_vs_torch']:.2f}"]
-        table.append(line)
+        table.append(line + [common.percent(r.get("numpy_fraction"))]
+                     + common.fraction_cells(r))
     return (
         f"# CPU GEMM, {info['date']}\n\n"
         f"{info['cpu']}, {info['threads']} threads; fusednn {info['fusednn']} "
@@ -201,8 +198,8 @@ def markdown(info, rows):
         f"torch {info['torch']}. Load average before "
         f"{info['load_average_before']}, after {info['load_average_after']}. "
         f"Median of {info['repeats']} calls per library in {info['rounds']} alternating blocks. "
-        "Ratios > 1: fusednn is faster.\n\n"
-        + common.markdown_table(header, table, "llrrrrrr" + "rr" * has_torch))
+        f"Ratios > 1: fusednn is faster. {limits.describe(info['limits'])}\n\n"
+        + common.markdown_table(header, table, "llrrrrrr" + "rr" * has_torch + "rrrl"))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ the same arithmetic).
 
 Both libraries get the same thread count (OMP_NUM_THREADS, else all cores).
 Warm-up, then --repeats interleaved rounds; medians and the ratio
-torch / fusednn (above 1: fusednn is faster). The load average before and
+torch / fusednn (above 1: fusednn is faster). Every row shows the FLOP of its
+input and recurrent products per second (rnn_flops; the model rows add their
+Dense layers) as a fraction of the CPU's FMA peak (see limits.py). The load average before and
 after is recorded: on a shared machine it says how much to trust the times.
 
 GPU rows (--device cuda): fusednn on CuPy arrays (algorithm 'auto'; the JSON
@@ -27,10 +29,10 @@ T = 100 and T = 1000 rows; each checked against torch first (relative error
 of the norm of y or dx below 1e-3) and shown as a fraction of the measured
 float32 GEMM rate for its FLOP (see rnn_flops).
 
-Writes benchmarks/results/recurrent-cpu-<date>[-<tag>].json and .md
-(recurrent-<gpu>-<date>.* for the GPU rows) unless --no-write.
-    [OMP_NUM_THREADS=1] python benchmarks/bench_recurrent.py [--repeats 9] [--quick] [--tag x]
-    python benchmarks/bench_recurrent.py --device cuda [--quick]
+Writes <--out>/recurrent-cpu-<date>[-<tag>].json and .md (recurrent-<gpu>-<date>.*
+for the GPU rows) unless --no-write.
+    [OMP_NUM_THREADS=1] python -m fusednn.bench.bench_recurrent [--repeats 9] [--quick] [--tag x]
+    python -m fusednn.bench.bench_recurrent --device cuda [--quick]
 """
 from __future__ import annotations
 
@@ -39,9 +41,8 @@ import sys
 
 import numpy as np
 
-import gpu
-from common import (load_average, machine_info, markdown_table, thread_count,
-                    time_interleaved, write_results)
+from . import common, cpu, gpu, limits
+from .common import load_average, markdown_table, time_interleaved
 
 from fusednn import layers, models, utils
 from fusednn.ops import recurrent as rnn
@@ -137,6 +138,14 @@ def contenders(torch, cell, mode, x, h0, weights, dy):
 LECTURE_BATCHES = (16, 64)
 
 
+def lecture_model_flops(batch) -> float:
+    """FLOP of one training step of the lecture's LSTM model: its two LSTMs' products as
+    rnn_flops counts them and its Dense layers' (forward, data and weight gradients)."""
+    dense = 3 * 2.0 * batch * (256 * 64 + 64 * 1)
+    return (rnn_flops("lstm", "training", batch, T, 1, 256)
+            + rnn_flops("lstm", "training", batch, T, 256, 256) + dense)
+
+
 def lecture_model_contenders(torch, batch):
     """name -> one training step of the lecture's LSTM model (torch: when given)."""
     rng = np.random.default_rng(0)
@@ -189,16 +198,14 @@ def lecture_model_contenders(torch, batch):
 
 
 def run(args):
-    try:
-        import torch
-    except ImportError:
-        sys.exit("bench_recurrent.py needs torch (pip install torch) as the comparison")
-    threads = thread_count()
-    torch.set_num_threads(threads)
+    threads, torch, info = cpu.start(args)
+    if torch is None:
+        sys.exit("bench_recurrent needs torch (pip install torch) as the comparison")
+    info["T"] = T
+    hardware = info["limits"]
     rng = np.random.default_rng(0)
     batches = (1, 16) if args.quick else BATCHES
     units = (64, 256) if args.quick else UNITS
-    load_before = load_average()
     rows = []
     for cell in ("lstm", "gru"):
         for mode in MODES:
@@ -218,7 +225,8 @@ def run(args):
                            "torch_ms": times["torch"] * 1e3,
                            "ratio": times["torch"] / times["fusednn"],
                            "load": load_average()[0]}
-                    rows.append(row)
+                    rows.append(limits.fill(row, times, hardware,
+                                            flops=rnn_flops(cell, mode, N, T, F, U)))
                     print(f"{cell:4s} {mode:9s} N={N:3d} U={U:3d}: fusednn "
                           f"{row['fusednn_ms']:8.2f} ms, torch {row['torch_ms']:8.2f} ms, "
                           f"x{row['ratio']:.2f} (load {row['load']})", flush=True)
@@ -228,30 +236,29 @@ def run(args):
         row = {"cell": "lecture LSTM model", "mode": "training step", "N": N, "T": T, "F": 1,
                "U": 256, "fusednn_ms": times["fusednn"] * 1e3, "torch_ms": times["torch"] * 1e3,
                "ratio": times["torch"] / times["fusednn"], "load": load_average()[0]}
-        rows.append(row)
+        rows.append(limits.fill(row, times, hardware, flops=lecture_model_flops(N)))
         print(f"lecture LSTM model training step N={N:3d}: fusednn {row['fusednn_ms']:8.2f} ms, "
               f"torch {row['torch_ms']:8.2f} ms, x{row['ratio']:.2f} (load {row['load']})",
               flush=True)
-    load_after = load_average()
+    info["load_average_after"] = load_average()
 
-    header = ["cell", "mode", "N", "U", "F", "fusednn ms", "torch ms", "torch / fusednn", "load"]
+    header = ["cell", "mode", "N", "U", "F", "fusednn ms", "torch ms", "torch / fusednn",
+              "fusednn of limit", "torch of limit", "limit", "load"]
     table = markdown_table(header, [
         [r["cell"], r["mode"], r["N"], r["U"], r["F"], f"{r['fusednn_ms']:.2f}",
-         f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}", r["load"]] for r in rows])
-    info = machine_info()
+         f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}"] + common.fraction_cells(r) + [r["load"]]
+        for r in rows])
     markdown = (f"# Recurrent kernels vs PyTorch CPU (T = {T}, float32)\n\n"
-                f"CPU: {info['cpu']}, threads: {threads}, torch {info.get('torch')}, "
-                f"load average before {load_before}, after {load_after}.\n"
-                "Ratio above 1: fusednn is faster. Medians of interleaved rounds.\n\n" + table)
+                f"CPU: {info['cpu']} ({info['cpu_simd']}), threads: {threads}, torch "
+                f"{info['torch']}, load average before {info['load_average_before']}, after "
+                f"{info['load_average_after']}.\n"
+                "Ratio above 1: fusednn is faster. Medians of interleaved rounds. "
+                f"{limits.describe(hardware)}\n\n" + table)
     print()
     print(markdown)
-    if not args.no_write:
-        payload = {"benchmark": "recurrent-cpu", "T": T, "threads": threads, "machine": info,
-                   "load_average_before": load_before, "load_average_after": load_after,
-                   "repeats": args.repeats, "rows": rows}
-        stem = "recurrent-cpu" + (f"-{args.tag}" if args.tag else "")
-        for path in write_results(stem, payload, markdown):
-            print(f"wrote {path}")
+    for path in common.write_results(args, "recurrent-cpu", {"info": info, "results": rows},
+                                     markdown, tag=args.tag):
+        print(f"wrote {path}")
 
 
 def main(argv=None):
@@ -262,8 +269,8 @@ def main(argv=None):
                         help="input features F (default: F = U)")
     parser.add_argument("--quick", action="store_true", help="a few small rows only")
     parser.add_argument("--tag", default="", help="suffix for the results file names")
-    parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
+    common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.device == "cuda":
         gpu.main_or_exit(run_gpu, args)
@@ -335,7 +342,7 @@ def run_gpu(cp, torch, args) -> int:
                 rows.append(row)
                 print(gpu.format_row(row) + f" {row['fusednn_algorithm']}", flush=True)
     return gpu.report("recurrent", "GPU LSTM and GRU: fusednn vs cuDNN (torch.nn.LSTM / nn.GRU)",
-                      info, rows, write=not args.no_write,
+                      info, rows, args,
                       notes=" Fractions: FLOP of the input and recurrent products over the "
                             "float32 (TF32 off) GEMM rate.")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fusednn import backend, layers
+from gradcheck import numeric_gradient
 
 
 def reference_forward(x, gamma, beta, mean, var, epsilon, axis):
@@ -20,20 +21,6 @@ def reference_forward(x, gamma, beta, mean, var, epsilon, axis):
 def batch_stats(x, axis):
     axes = tuple(a for a in range(x.ndim) if a != axis % x.ndim)
     return x.mean(axis=axes), x.var(axis=axes)  # np.var is the biased variance
-
-
-def finite_difference_grad(f, x, eps=1e-6):
-    grad = np.empty_like(x)
-    flat, g = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return grad
 
 
 def built_layer(rng, shape, dtype="float64", **kwargs):
@@ -126,12 +113,12 @@ def test_training_backward_matches_finite_differences(rng, shape, axis, center, 
 
     # The loss is smooth with second derivatives of order 1: central differences with
     # eps 1e-6 carry ~1e-10 truncation and ~1e-10 rounding error.
-    np.testing.assert_allclose(dx, finite_difference_grad(loss, x), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=0, atol=1e-7)
     if scale:
-        np.testing.assert_allclose(grads["gamma"], finite_difference_grad(loss, layer.gamma.value),
+        np.testing.assert_allclose(grads["gamma"], numeric_gradient(loss, layer.gamma.value),
                                    rtol=0, atol=1e-7)
     if center:
-        np.testing.assert_allclose(grads["beta"], finite_difference_grad(loss, layer.beta.value),
+        np.testing.assert_allclose(grads["beta"], numeric_gradient(loss, layer.beta.value),
                                    rtol=0, atol=1e-7)
     np.testing.assert_array_equal(grads["moving_mean"], 0)
     np.testing.assert_array_equal(grads["moving_variance"], 0)

@@ -11,6 +11,7 @@ import pytest
 
 from fusednn import activations, layers
 import fusednn.models as models
+from gradcheck import check_layer_gradients
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -19,37 +20,6 @@ F64 = {"dtype": "float64"}
 
 def _rand(shape, seed=1, scale=1.0):
     return np.random.default_rng(seed).normal(0.0, scale, shape)
-
-
-def _numeric_grad(loss, array, eps=1e-6):
-    """Central differences of the scalar loss() w.r.t. every entry of `array` (perturbed in place)."""
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + eps
-        plus = loss()
-        array[idx] = orig - eps
-        minus = loss()
-        array[idx] = orig
-        grad[idx] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def _check_gradients(layer, x, seed=0):
-    """backward's dx and weight gradients against finite differences of sum(dy * layer(x))."""
-    rng = np.random.default_rng(seed)
-    y = layer.forward(x, training=True)
-    dy = rng.normal(size=y.shape)
-    layer.zero_grad()
-    dx = layer.backward(dy)
-    assert dx.shape == x.shape and dx.dtype == np.float64
-    x_work = x.copy()
-    # float64, eps=1e-6: truncation ~1e-12 * f''' and rounding ~1e-16 * |loss| / eps ~ 1e-9.
-    loss = lambda: float(np.sum(dy * layer.forward(x_work)))  # noqa: E731
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x_work), rtol=1e-6, atol=1e-7)
-    for var, grad in zip(layer.variables, layer.get_gradients()):
-        numeric = _numeric_grad(lambda: float(np.sum(dy * layer.forward(x))), var.value)
-        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-7, err_msg=var.name)
 
 
 def _keras_same(n, k, s, d=1):
@@ -232,7 +202,7 @@ def test_conv1d_and_transpose_match_torch():
         "transpose-output-padding"])
 def test_gradients_match_finite_differences(make, input_shape):
     layer = make()
-    _check_gradients(layer, _rand(input_shape, seed=2))
+    check_layer_gradients(layer, _rand(input_shape, seed=2))
 
 
 # ----- fused activations ------------------------------------------------------------

@@ -11,7 +11,9 @@ no autograd bookkeeping is timed). Every library gets the same thread count
 (OMP_NUM_THREADS, else all cores); warm-up calls, then `--repeats` rounds that
 time each library once per round, interleaved, so that load changes on the
 machine hit both alike; the median per library is reported, and the ratio
-torch time / fusednn time (> 1: fusednn is faster).
+torch time / fusednn time (> 1: fusednn is faster). Every row shows the bytes
+the op must move per second (pooling_bytes) as a fraction of the measured copy
+bandwidth (see limits.py); the smaller shapes fit in the caches and can exceed it.
 
 GPU rows (--device cuda): the same ops on larger batches (the lecture pools at
 batch 256, the overlapping pool at 128, the large image at 64), fusednn on CuPy
@@ -20,23 +22,20 @@ arrays vs torch CUDA channels_last tensors, each checked against torch first
 fraction of the measured copy bandwidth, for the bytes the op must move (see
 pooling_bytes).
 
-Writes benchmarks/results/pooling-cpu-<date>.json and .md unless --no-write
+Writes <--out>/pooling-cpu-<date>.json and .md unless --no-write
 (pooling-cpu-<date>-<n>threads.* when OMP_NUM_THREADS is below the core count;
 pooling-<gpu>-<date>.* for the GPU rows).
-    python benchmarks/bench_pooling.py [--repeats 50] [--device cuda [--quick]]
+    python -m fusednn.bench.bench_pooling [--repeats 50] [--device cuda [--quick]]
 """
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-import gpu  # noqa: E402
+from . import common, cpu, gpu, limits
 
-from fusednn import ops  # noqa: E402
+from fusednn import ops
 
 DEVICES = ("cpu", "cuda")
 
@@ -92,17 +91,9 @@ def main(argv=None):
         gpu.main_or_exit(run_gpu, args)
         return
 
-    threads = common.thread_count()
-    torch = common.import_torch(threads, args.no_torch)
-
-    info = {
-        **common.run_info(threads, torch),
-        "dtype": "float32",
-        "repeats": args.repeats,
-        "load_average_before": common.load_average(),
-    }
-    print(f"{info['cpu']}, {threads} threads, torch {info['torch']}, "
-          f"load {info['load_average_before']}")
+    threads, torch, info = cpu.start(args, args.no_torch)
+    info["dtype"] = "float32"
+    hardware = info["limits"]
 
     rng = np.random.default_rng(0)
     rows = []
@@ -118,16 +109,17 @@ def main(argv=None):
                 row[f"{lib}_ms"] = seconds * 1e3
             if "torch" in median:
                 row["torch_over_fusednn"] = median["torch"] / median["fusednn"]
-            rows.append(row)
+            rows.append(limits.fill(row, median, hardware, bytes_moved=pooling_bytes(
+                mode, direction, shape, out_shape)))
             print(format_row(row))
     info["load_average_after"] = common.load_average()
     print(f"load after: {info['load_average_after']}")
 
-    if not args.no_write:
-        # A run with fewer threads than cores keeps its own file beside the default one.
-        tag = "" if threads == os.cpu_count() else f"{threads}threads"
-        paths = common.write_results("pooling-cpu", {"info": info, "results": rows},
-                                     markdown(info, rows), tag)
+    # A run with fewer threads than cores keeps its own file beside the default one.
+    tag = "" if threads == os.cpu_count() else f"{threads}threads"
+    paths = common.write_results(args, "pooling-cpu", {"info": info, "results": rows},
+                                 markdown(info, rows), tag)
+    if paths:
         print("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -136,24 +128,25 @@ def format_row(row):
             f"fusednn {row['fusednn_ms']:8.3f} ms")
     if "torch_ms" in row:
         text += f"  torch {row['torch_ms']:8.3f} ms  x{row['torch_over_fusednn']:.2f}"
-    return text
+    return text + f"  ({common.percent(row['fusednn_fraction'])} of {row['ceiling']})"
 
 
 def markdown(info, rows):
     has_torch = any("torch_ms" in r for r in rows)
     header = ["shape", "op", "pass", "fusednn ms"] + (["torch ms", "ratio"] if has_torch else [])
+    header += ["fusednn of limit", "torch of limit", "limit"]
     table = []
     for r in rows:
         line = [r["shape"], r["op"], r["pass"], f"{r['fusednn_ms']:.3f}"]
         if has_torch:
             line += [f"{r['torch_ms']:.3f}", f"{r['torch_over_fusednn']:.2f}"]
-        table.append(line)
+        table.append(line + common.fraction_cells(r))
     return (f"# CPU pooling, {info['date']}\n\n{info['cpu']}, {info['threads']} threads; "
             f"fusednn {info['fusednn']}; torch {info['torch']} (channels_last). float32. Load "
             f"average before {info['load_average_before']}, after {info['load_average_after']}. "
             f"Median of {info['repeats']} interleaved repeats. Ratio = torch time / fusednn time "
-            "(> 1: fusednn is faster).\n\n"
-            + common.markdown_table(header, table, "lllr" + "rr" * has_torch))
+            f"(> 1: fusednn is faster). {limits.describe(info['limits'])}\n\n"
+            + common.markdown_table(header, table, "lllr" + "rr" * has_torch + "rrl"))
 
 
 # ----- GPU rows -------------------------------------------------------------------
@@ -233,7 +226,7 @@ def run_gpu(cp, torch, args) -> int:
                                         ceiling=info["ceilings"]))
             print(gpu.format_row(rows[-1]), flush=True)
     return gpu.report("pooling", "GPU max and average pooling: fusednn vs torch (cuDNN/CUDA, "
-                      "channels_last)", info, rows, write=not args.no_write,
+                      "channels_last)", info, rows, args,
                       notes=" Bytes: each input read once, each output written once (argmax "
                             "as int32).")
 

@@ -16,6 +16,7 @@ import pytest
 
 import fusednn._C as _C
 from fusednn import backend, layers, ops
+from gradcheck import numeric_gradient
 
 # Max pooling selects elements: results are exact. Average pooling sums at most
 # KH * KW values, so float32 results stay within a few ulp of the float64
@@ -90,20 +91,6 @@ def distinct_values(rng, shape, dtype=np.float64):
     """Values without ties, at least 0.1 apart (so finite-difference steps never flip an argmax)."""
     return (rng.permutation(math.prod(shape)).reshape(shape) * 0.1
             - 0.05 * math.prod(shape)).astype(dtype)
-
-
-def finite_difference_grad(f, x, eps=1e-6):
-    grad = np.empty_like(x)
-    flat, g = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f(x)
-        flat[i] = old - eps
-        down = f(x)
-        flat[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return grad
 
 
 # (x shape, pool, strides, padding): batch 1, odd and prime sizes, stride == pool,
@@ -306,7 +293,8 @@ def test_backward_matches_finite_differences(rng, mode, shape, pool, strides, pa
         got = ops.avg_pool2d_backward(weights, shape, pool, strides, padding)
     # Both losses are piecewise linear in x, so central differences are exact up to
     # rounding of the sums (|loss| ~ 10, eps 1e-6: ~1e-10 / 1e-6).
-    np.testing.assert_allclose(got, finite_difference_grad(loss, x), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(got, numeric_gradient(lambda: loss(x), x), rtol=0,
+                               atol=1e-7)
 
 
 def test_overlapping_windows_accumulate_the_gradient():
@@ -399,7 +387,8 @@ def test_global_pooling_layers(rng, keepdims):
         assert y.shape[1:] == layer.compute_output_shape((None,) + data.shape[1:])[1:]
         weights = rng.standard_normal(y.shape)
         got = layer.backward(weights)
-        want = finite_difference_grad(lambda v: float((reduce(v) * weights).sum()), data.copy())
+        perturbed = data.copy()
+        want = numeric_gradient(lambda: float((reduce(perturbed) * weights).sum()), perturbed)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
 
 

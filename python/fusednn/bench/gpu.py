@@ -21,7 +21,7 @@ import numpy as np
 from fusednn import backend
 from fusednn.backend import cupy_module
 
-import common
+from . import common
 
 COPY_BYTES = 1 << 30
 GEMM_SIZE = 8192
@@ -215,13 +215,6 @@ def check_close(pairs: dict, tolerance: float) -> str:
     return f"rel err {worst:.1e}"
 
 
-def fraction(work, seconds, ceiling_per_second):
-    """Achieved rate (work / seconds) over the ceiling, or None when either is unknown."""
-    if not work or not seconds or not ceiling_per_second:
-        return None
-    return work / seconds / ceiling_per_second
-
-
 def measure_row(row: dict, make, *, warmup: int, repeats: int, flush, bytes_moved=None,
                 flops=None, precision="fp32", ceiling: dict) -> dict:
     """Fills row (its name, pass and sizes already in) with times, ratio and fractions.
@@ -248,22 +241,16 @@ def fill_times(row: dict, median: dict, *, bytes_moved=None, flops=None, precisi
     bytes over the copy bandwidth when bytes_moved is given, else FLOP over the matrix
     product's rate in `precision` ('fp32' or 'tf32')."""
     if bytes_moved:
-        work, limit, row["ceiling"] = bytes_moved, ceiling.get("copy_GBps", 0) * 1e9, "copy"
+        common.add_fractions(row, median, bytes_moved, ceiling.get("copy_GBps", 0) * 1e9, "copy")
     else:
-        work = flops
-        limit = ceiling.get(f"gemm_{precision}_TFLOPs", 0) * 1e12
-        row["ceiling"] = f"{precision} GEMM"
+        common.add_fractions(row, median, flops,
+                             ceiling.get(f"gemm_{precision}_TFLOPs", 0) * 1e12,
+                             f"{precision} GEMM")
     for lib, seconds in median.items():
-        key = lib.replace(" ", "_")
-        row[f"{key}_ms"] = seconds * 1e3
-        row[f"{key}_fraction"] = fraction(work, seconds, limit)
+        row[f"{lib.replace(' ', '_')}_ms"] = seconds * 1e3
     if "torch" in median:
         row["torch_over_fusednn"] = median["torch"] / median["fusednn"]
     return row
-
-
-def percent(value) -> str:
-    return "" if value is None else f"{100 * value:.0f}%"
 
 
 def format_row(row: dict) -> str:
@@ -271,6 +258,7 @@ def format_row(row: dict) -> str:
     text = f"{row['name']:44s} {row['pass']:22s}"
     if "error" in row:
         return text + f" FAILED {row['error']}"
+    percent = common.percent
     text += f" fusednn {row['fusednn_ms']:9.3f} ms ({percent(row['fusednn_fraction']):>4s})"
     if "torch_ms" in row:
         text += (f"  torch {row['torch_ms']:9.3f} ms ({percent(row['torch_fraction']):>4s})"
@@ -291,14 +279,15 @@ def markdown_table(rows: list) -> str:
         table.append([r["name"], r["pass"], f"{r['fusednn_ms']:.3f}",
                       f"{r['torch_ms']:.3f}" if "torch_ms" in r else "",
                       f"{r['torch_over_fusednn']:.2f}" if "torch_over_fusednn" in r else "",
-                      percent(r.get("fusednn_fraction")), percent(r.get("torch_fraction")),
+                      common.percent(r.get("fusednn_fraction")),
+                      common.percent(r.get("torch_fraction")),
                       r.get("ceiling", ""), r["check"]])
     return common.markdown_table(header, table)
 
 
-def report(suite: str, title: str, info: dict, rows: list, *, write: bool, notes: str = "") -> int:
-    """Prints and (with write) saves results/<suite>-<gpu>-<date>.json and .md; returns
-    the exit status: 1 when a row failed its check or raised, else 0."""
+def report(suite: str, title: str, info: dict, rows: list, args, notes: str = "") -> int:
+    """Prints and (unless args.no_write) saves <args.out>/<suite>-<gpu>-<date>.json and .md;
+    returns the exit status: 1 when a row failed its check or raised, else 0."""
     info["load_average_after"] = common.load_average()
     ceiling = info["ceilings"]
     markdown = (
@@ -316,9 +305,9 @@ def report(suite: str, title: str, info: dict, rows: list, *, write: bool, notes
         + markdown_table(rows))
     print()
     print(markdown)
-    if write:
-        paths = common.write_results(f"{suite}-{info['gpu_slug']}",
-                                     {"info": info, "results": rows}, markdown)
+    paths = common.write_results(args, f"{suite}-{info['gpu_slug']}",
+                                 {"info": info, "results": rows}, markdown)
+    if paths:
         print("wrote " + ", ".join(str(p) for p in paths))
     failed = [r for r in rows if "error" in r]
     if failed:

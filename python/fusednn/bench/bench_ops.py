@@ -10,9 +10,11 @@
 
 Both libraries get the same thread count (OMP_NUM_THREADS, else all cores).
 Warm-up, then --repeats interleaved rounds; medians are reported with the
-ratio torch / fusednn (above 1: fusednn is faster). Optimizer rows also give
-the bandwidth implied by the bytes an update must move (Adam: read p, g, m, v
-and write p, m, v = 28 bytes per float32 parameter; SGD with momentum: 20).
+ratio torch / fusednn (above 1: fusednn is faster). Every row shows the bytes
+the op must move per second as a fraction of the measured copy bandwidth (see
+limits.py): cross-entropy as for the GPU rows (ce_bytes), optimizer steps
+28 bytes per float32 parameter for Adam (read p, g, m, v and write p, m, v),
+20 for SGD with momentum.
 
 GPU rows (--device cuda): the same ops on CuPy arrays against torch CUDA tensors,
 with larger cross-entropy problems and a 100M-parameter model, against
@@ -22,10 +24,10 @@ rescaled there to Keras's placement) and shown as a fraction of the measured
 copy bandwidth for the bytes it must move (cross-entropy: logits read and
 dlogits written, plus targets or labels and the losses).
 
-Writes benchmarks/results/ops-cpu-<date>[-<tag>].json and .md
-(ops-<gpu>-<date>.* for the GPU rows) unless --no-write.
-    [OMP_NUM_THREADS=1] python benchmarks/bench_ops.py [--repeats 30] [--quick] [--tag 1thread]
-    python benchmarks/bench_ops.py --device cuda [--quick]
+Writes <--out>/ops-cpu-<date>[-<tag>].json and .md (ops-<gpu>-<date>.* for the
+GPU rows) unless --no-write.
+    [OMP_NUM_THREADS=1] python -m fusednn.bench.bench_ops [--repeats 30] [--quick] [--tag 1thread]
+    python -m fusednn.bench.bench_ops --device cuda [--quick]
 """
 from __future__ import annotations
 
@@ -34,9 +36,8 @@ import sys
 
 import numpy as np
 
-import gpu
-from common import (load_average, machine_info, markdown_table, thread_count,
-                    time_interleaved, write_results)
+from . import common, cpu, gpu, limits
+from .common import load_average, markdown_table, time_interleaved
 
 import fusednn.ops as ops
 
@@ -54,7 +55,7 @@ OPTIMIZER_MODELS = {
 }
 
 
-def ce_rows(torch, rng, repeats, quick):
+def ce_rows(torch, rng, repeats, quick, hardware):
     F = torch.nn.functional
     rows = []
     shapes = CE_SHAPES[:1] if quick else CE_SHAPES
@@ -76,13 +77,14 @@ def ce_rows(torch, rng, repeats, quick):
                                ("probability targets", lambda: ops.softmax_cross_entropy(logits, targets), t_targets)]:
             times = time_interleaved({"fusednn": fused, "torch": torch_step(y)},
                                      warmup=3, repeats=repeats)
-            rows.append({"op": f"softmax CE fwd+bwd, {kind}", "shape": f"N={N}, C={C}",
-                         "fusednn_ms": times["fusednn"] * 1e3, "torch_ms": times["torch"] * 1e3,
-                         "ratio": times["torch"] / times["fusednn"]})
+            row = {"op": f"softmax CE fwd+bwd, {kind}", "shape": f"N={N}, C={C}",
+                   "fusednn_ms": times["fusednn"] * 1e3, "torch_ms": times["torch"] * 1e3,
+                   "ratio": times["torch"] / times["fusednn"]}
+            rows.append(limits.fill(row, times, hardware, bytes_moved=ce_bytes(N, C, kind)))
     return rows
 
 
-def optimizer_rows(torch, rng, repeats, quick):
+def optimizer_rows(torch, rng, repeats, quick, hardware):
     rows = []
     models = dict(list(OPTIMIZER_MODELS.items())[:1]) if quick else OPTIMIZER_MODELS
     for model, shapes in models.items():
@@ -128,68 +130,55 @@ def optimizer_rows(torch, rng, repeats, quick):
             times = time_interleaved(contenders, warmup=3, repeats=repeats)
             row = {"op": op, "shape": model, "fusednn_ms": times["fusednn"] * 1e3,
                    "torch_ms": times["torch foreach"] * 1e3,
-                   "ratio": times["torch foreach"] / times["fusednn"],
-                   "fusednn_GBps": bytes_per_param * total / times["fusednn"] / 1e9}
+                   "ratio": times["torch foreach"] / times["fusednn"]}
             if "torch fused" in times:
                 row["torch_fused_ms"] = times["torch fused"] * 1e3
                 row["ratio_fused"] = times["torch fused"] / times["fusednn"]
-            rows.append(row)
+            # The foreach optimizer is the torch column; its fraction is torch's.
+            times["torch"] = times.pop("torch foreach")
+            rows.append(limits.fill(row, times, hardware, bytes_moved=bytes_per_param * total))
     return rows
-
-
-def copy_bandwidth_GBps():
-    """numpy.copyto of 256 MiB (read + write; one thread): a reference for the optimizer rows."""
-    src = np.ones(64 * 1024 * 1024, np.float32)
-    dst = np.empty_like(src)
-    seconds = time_interleaved({"copy": lambda: np.copyto(dst, src)}, warmup=1, repeats=5)["copy"]
-    return 2 * src.nbytes / seconds / 1e9
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="one size per op (a smoke run)")
-    parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--tag", default="", help="suffix of the result files, e.g. 1thread")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
     parser.add_argument("--warmup", type=int, default=3)
+    common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.device == "cuda":
         gpu.main_or_exit(run_gpu, args)
         return
 
-    try:
-        import torch
-    except ImportError:
+    _, torch, info = cpu.start(args)
+    if torch is None:
         sys.exit("bench_ops needs PyTorch (pip install torch) as the reference")
-    torch.set_num_threads(thread_count())
+    hardware = info["limits"]
     rng = np.random.default_rng(0)
-
-    info = machine_info()
-    load_before = load_average()
-    rows = ce_rows(torch, rng, args.repeats, args.quick) + \
-        optimizer_rows(torch, rng, args.repeats, args.quick)
-    bandwidth = copy_bandwidth_GBps()
-    load_after = load_average()
+    rows = ce_rows(torch, rng, args.repeats, args.quick, hardware) + \
+        optimizer_rows(torch, rng, args.repeats, args.quick, hardware)
+    info["load_average_after"] = load_average()
 
     header = ["op", "shape", "fusednn ms", "torch ms", "torch / fusednn", "torch fused ms",
-              "torch fused / fusednn", "fusednn GB/s"]
+              "torch fused / fusednn", "fusednn of limit", "torch of limit", "limit"]
     table = [[r["op"], r["shape"], f"{r['fusednn_ms']:.3f}", f"{r['torch_ms']:.3f}",
               f"{r['ratio']:.2f}x",
               f"{r['torch_fused_ms']:.3f}" if "torch_fused_ms" in r else "",
-              f"{r['ratio_fused']:.2f}x" if "ratio_fused" in r else "",
-              f"{r['fusednn_GBps']:.1f}" if "fusednn_GBps" in r else ""] for r in rows]
-    md = (f"# fusednn CPU ops vs PyTorch CPU\n\n{info['cpu']}, {info['logical_cores']} logical "
-          f"cores, {info['threads']} threads; torch {info['torch']}; median of {args.repeats} "
-          f"interleaved rounds; load average {load_before} before, {load_after} after; "
-          f"numpy copy bandwidth {bandwidth:.1f} GB/s.\n\n" + markdown_table(header, table))
+              f"{r['ratio_fused']:.2f}x" if "ratio_fused" in r else ""]
+             + common.fraction_cells(r) for r in rows]
+    md = (f"# fusednn CPU ops vs PyTorch CPU\n\n{info['cpu']} ({info['cpu_simd']}), "
+          f"{info['logical_cores']} logical cores, {info['threads']} threads; torch "
+          f"{info['torch']}; median of {args.repeats} interleaved rounds; load average "
+          f"{info['load_average_before']} before, {info['load_average_after']} after. "
+          f"{limits.describe(hardware)} "
+          "Torch's fraction is its foreach optimizer's.\n\n" + markdown_table(header, table))
     print(md)
-    if not args.no_write:
-        payload = {"machine": info, "repeats": args.repeats, "load_average_before": load_before,
-                   "load_average_after": load_after, "copy_bandwidth_GBps": bandwidth,
-                   "results": rows}
-        for path in write_results("ops-cpu", payload, md, tag=args.tag):
-            print(f"wrote {path}")
+    for path in common.write_results(args, "ops-cpu", {"info": info, "results": rows}, md,
+                                     tag=args.tag):
+        print(f"wrote {path}")
 
 
 # ----- GPU rows -------------------------------------------------------------------
@@ -328,7 +317,7 @@ def run_gpu(cp, torch, args) -> int:
     rows = gpu_ce_rows(cp, torch, args, flush, info["ceilings"]) + \
         gpu_optimizer_rows(cp, torch, rng, args, flush, info["ceilings"])
     return gpu.report("ops", "GPU softmax cross-entropy and optimizer steps: fusednn vs torch "
-                      "CUDA", info, rows, write=not args.no_write,
+                      "CUDA", info, rows, args,
                       notes=" Optimizer rows: torch = torch.optim.Adam(fused=True) / "
                             "SGD(fused=True), 'torch foreach' in the JSON; bytes 28 per "
                             "parameter for Adam, 20 for SGD with momentum.")
