@@ -12,6 +12,7 @@ weight lists, and moving weights between devices.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections import Counter
@@ -78,6 +79,54 @@ class InputSpec:
                                  f"{axis}, got shape {tuple(shape)}")
 
 
+def _build_shape(layer: "Layer", input_shape) -> tuple:
+    """`input_shape` as a tuple of ints and None (batch first), or a clear error."""
+    try:
+        shape = tuple(None if d is None else int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{layer._label()}: expected an input shape (a tuple of ints or None, "
+                        f"batch first), got {input_shape!r}") from None
+    if not shape:
+        raise ValueError(f"{layer._label()}: expected an input shape with a batch axis, got ()")
+    return shape
+
+
+def _builds_once(build):
+    """Wraps a layer's `build` as Keras 3 does (Layer.__new__'s build_wrapper): after the
+    first call the layer is built, with input_shape and output_shape set, whether the call
+    came from forward, from a model or from the user. A later call creates nothing: it
+    checks that the shape fits the built layer (its input spec and output shape), so a
+    layer never silently gets fresh weights. A build that fails leaves no weights behind."""
+
+    @functools.wraps(build)
+    def build_once(self, input_shape):
+        if self._building:  # a subclass's build calling super().build
+            return build(self, input_shape)
+        shape = _build_shape(self, input_shape)
+        if self.input_spec is not None:
+            self.input_spec.check(self, shape)
+        if self.built:
+            self.compute_output_shape(shape)  # raises when the shape does not fit
+            return None
+        own_weights = len(self._variables)
+        self._building = True
+        try:
+            build(self, shape)
+            output_shape = self.compute_output_shape(shape)
+        except BaseException:
+            del self._variables[own_weights:]
+            raise
+        finally:
+            self._building = False
+        self.built = True
+        self.input_shape = shape
+        self.output_shape = output_shape
+        return None
+
+    build_once.builds_once = True
+    return build_once
+
+
 class Layer:
     """Base class of every layer and model."""
 
@@ -87,6 +136,14 @@ class Layer:
     # the model's input gradient, so a layer that can skip computing it (Conv, Dense)
     # returns None instead. Users' backward(dy) always returns dx.
     _input_grad_needed = True
+    # True while the layer's own build runs (a subclass's build may call super().build).
+    _building = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None and not getattr(build, "builds_once", False):
+            cls.build = _builds_once(build)
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
                  input_dim=None, batch_size=None, **unknown):
@@ -257,23 +314,21 @@ class Layer:
         return self
 
     # ----- building ------------------------------------------------------
+    @_builds_once
     def build(self, input_shape) -> None:
-        """Creates the weights for `input_shape` (batch first); layers with weights override."""
+        """Creates the weights for `input_shape` (batch first); layers with weights override.
+
+        Every override is wrapped (`_builds_once`) as Keras 3 wraps it: a direct call marks
+        the layer built, and a later call only checks the shape against the built layer.
+        """
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def build_for(self, input_shape):
         """Builds once for `input_shape` (full, batch first); returns the output shape."""
-        input_shape = tuple(None if d is None else int(d) for d in input_shape)
-        if self.input_spec is not None:
-            self.input_spec.check(self, input_shape)
-        if not self.built:
-            self.build(input_shape)
-            self.built = True
-            self.input_shape = input_shape
-            self.output_shape = self.compute_output_shape(input_shape)
-            return self.output_shape
+        input_shape = _build_shape(self, input_shape)
+        self.build(input_shape)
         return self.compute_output_shape(input_shape)
 
     # ----- running -------------------------------------------------------

@@ -292,7 +292,10 @@ class TimeDistributed(Layer):
         self.layer.build_for(self._step_shape(input_shape))
 
     def compute_output_shape(self, input_shape):
-        inner = self.layer.compute_output_shape(self._step_shape(input_shape))
+        # Once built, the wrapped layer also checks that the steps fit its weights.
+        inner_shape = (self.layer.build_for if self.layer.built
+                       else self.layer.compute_output_shape)
+        inner = inner_shape(self._step_shape(input_shape))
         return tuple(input_shape[:2]) + tuple(inner[1:])
 
     def forward(self, x, training: bool = False, mask=None):
