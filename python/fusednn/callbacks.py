@@ -17,6 +17,10 @@ import warnings
 
 import numpy as np
 
+from . import _rng, io
+from . import metrics as metrics_module
+from .fit_progress import FitProgress
+
 
 class Callback:
     """Base class: every hook does nothing."""
@@ -520,7 +524,6 @@ class BackupAndRestore(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":
-            from .models import FitProgress
             self._save(FitProgress(epoch + 1, 0, 0, 0, None, None, {}))
 
     def on_train_end(self, logs=None):
@@ -537,7 +540,6 @@ class BackupAndRestore(Callback):
 
     # ----- saving and restoring -------------------------------------------------
     def _save(self, progress) -> None:
-        from . import io
         position = {"epoch": progress.epoch, "step": progress.step}
         if progress.step:
             position.update(
@@ -552,8 +554,6 @@ class BackupAndRestore(Callback):
                       metadata={self._METADATA_KEY: json.dumps(position)})
 
     def _restore(self) -> None:
-        from . import io, metrics
-        from .models import FitProgress
         path = self.backup_path
         metadata = io.load_training_state(self.model, path)
         if self._METADATA_KEY not in metadata:
@@ -563,11 +563,11 @@ class BackupAndRestore(Callback):
             position = json.loads(metadata[self._METADATA_KEY])
             _set_generator_states(self.model, position["rng"])
             step = int(position["step"])
-            loss_mean, metric_means = metrics.Mean(), {}
+            loss_mean, metric_means = metrics_module.Mean(), {}
             if step:
                 loss_mean.total, loss_mean.count = position["loss_mean"]
                 for name, (total, count) in position["metric_means"].items():
-                    metric_means[name] = metrics.Mean()
+                    metric_means[name] = metrics_module.Mean()
                     metric_means[name].total, metric_means[name].count = total, count
             order = position.get("order")
             self.model._resume_from = FitProgress(
@@ -589,14 +589,12 @@ def _seeded_layers(layer, prefix=""):
 
 
 def _generator_states(model) -> dict:
-    from . import _rng
     return {"global": _rng.generator().bit_generator.state,
             "layers": {path: layer._generator.bit_generator.state
                        for path, layer in _seeded_layers(model)}}
 
 
 def _set_generator_states(model, states: dict) -> None:
-    from . import _rng
     layers = dict(_seeded_layers(model))
     if set(states["layers"]) != set(layers):
         raise ValueError(f"the backup has random generators for layers "

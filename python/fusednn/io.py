@@ -214,11 +214,11 @@ def _weight_tensors(model) -> dict:
 
 
 def _model_metadata(model) -> dict:
-    """Version and config; serialising raises ValueError for unregistered layer classes."""
-    from . import models
+    """Version and the model's config {"class_name", "config"}, which load_model rebuilds it
+    from; serialising raises ValueError for unregistered layer classes."""
     metadata = {"format": "fusednn", "fusednn_version": _C.build_info()["version"]}
-    if isinstance(model, models.Sequential):
-        metadata["fusednn_config"] = json.dumps(models._serialize_layer(model))
+    metadata["fusednn_config"] = json.dumps({"class_name": type(model).__name__,
+                                             "config": model.get_config()})
     return metadata
 
 
@@ -402,10 +402,13 @@ def load_training_state(model, path) -> dict:
     return metadata
 
 
-def load_model(path, compile: bool = True):
-    """Rebuilds a Sequential saved with `model.save`, with its weights and, if it was
-    compiled (and compile=True), its optimizer (state included), loss and metrics."""
-    from . import models
+def load_model(path, rebuild, compile: bool = True):
+    """Rebuilds a model saved with `model.save`, with its weights and, if it was
+    compiled (and compile=True), its optimizer (state included), loss and metrics.
+
+    rebuild(config) -> model: the built model the saved config {"class_name", "config"}
+    describes, raising ValueError if it describes none (fusednn.models.load_model passes
+    it: this module knows the file, not the model classes)."""
     path = os.fspath(path)
     tensors, metadata = read_safetensors(path)
     if "fusednn_config" not in metadata:
@@ -413,12 +416,10 @@ def load_model(path, compile: bool = True):
                          "weights only: build the model in code and call load_weights")
     config = _json_metadata(path, metadata, "fusednn_config")
     try:
-        model = models._deserialize_layer(config)
+        model = rebuild(config)
     except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as e:
         raise ValueError(f"{path}: cannot rebuild the model from its saved config: "
                          f"{type(e).__name__}: {e}") from e
-    if not isinstance(model, models.Sequential) or not model.built:
-        raise ValueError(f"{path}: the saved config does not describe a built Sequential model")
     weights, state = _split_tensors(tensors, metadata, path)
     _assign_weights(model, weights, path)
     if compile and "fusednn_compile" in metadata:

@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 
-from . import _C, _rng, backend
+from . import _C, _rng, backend, naming
 
 
 def set_random_seed(seed: int) -> None:
@@ -46,9 +46,7 @@ def get_num_threads() -> int:
 
 def clear_session() -> None:
     """Restarts automatic layer names: new layers are named dense, dense_1, ... again."""
-    from .layers import base  # layers import this package; a late import avoids a cycle
-
-    base.reset_layer_names()
+    naming.reset_layer_names()
 
 
 def to_categorical(y, num_classes=None, dtype="float32") -> np.ndarray:

@@ -27,30 +27,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import warnings
-from collections import Counter
 
 import numpy as np
 
 from .. import backend, initializers, regularizers, utils
 from ..errors import StateError
-
-_name_counts: Counter = Counter()
-
-
-def reset_layer_names() -> None:
-    """Restart automatic names (dense, dense_1, ...); fd.utils.clear_session calls it."""
-    _name_counts.clear()
-
-
-def _default_name(cls_name: str) -> str:
-    # Keras's snake case: Conv2D -> conv2d, Conv2DTranspose -> conv2d_transpose, LeakyReLU -> leaky_re_lu.
-    base = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls_name)
-    base = re.sub(r"([a-z])([A-Z])", r"\1_\2", base).lower()
-    count = _name_counts[base]
-    _name_counts[base] += 1
-    return base if count == 0 else f"{base}_{count}"
+from ..naming import default_layer_name
 
 
 class Variable:
@@ -170,7 +153,7 @@ class Layer:
                             f"{', '.join(_accepted_keywords(type(self)))}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
-        self.name = name or _default_name(type(self).__name__)
+        self.name = name or default_layer_name(type(self).__name__)
         self._trainable = bool(trainable)
         try:
             self.dtype = backend.float_dtype(dtype)

@@ -11,6 +11,7 @@ from .. import backend
 from ..errors import StateError
 from .base import InputSpec, Layer
 from .recurrent import _RNN
+from .registry import deserialize, serialize
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -195,8 +196,6 @@ class Bidirectional(Layer):
         return g * 0.5, g * 0.5  # ave
 
     def get_config(self):
-        from . import serialize
-
         config = super().get_config()
         config["layer"] = serialize(self.forward_layer)
         config["merge_mode"] = self.merge_mode
@@ -206,8 +205,6 @@ class Bidirectional(Layer):
 
     @classmethod
     def from_config(cls, config):
-        from . import deserialize
-
         config = dict(config)
         config["layer"] = deserialize(config["layer"])
         if config.get("backward_layer") is not None:
@@ -294,16 +291,12 @@ class TimeDistributed(Layer):
         return self._cache
 
     def get_config(self):
-        from . import serialize
-
         config = super().get_config()
         config["layer"] = serialize(self.layer)
         return config
 
     @classmethod
     def from_config(cls, config):
-        from . import deserialize
-
         config = dict(config)
         config["layer"] = deserialize(config["layer"])
         return cls(**config)

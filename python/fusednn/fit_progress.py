@@ -1,0 +1,35 @@
+"""FitProgress: fit's position inside an epoch, shared by the training loop (which
+advances it) and BackupAndRestore (which saves it and hands it back to resume)."""
+from __future__ import annotations
+
+
+class FitProgress:
+    """Where fit is inside an epoch: what BackupAndRestore saves and fit resumes from.
+
+    epoch (0-based) and step (batches done in it, of `steps`), the epoch's sample order
+    (a permutation of the `samples` indices, or None without shuffling) and the running
+    means of the loss and metrics over the batches done.
+    """
+
+    def __init__(self, epoch, step, steps, samples, order, loss_mean, metric_means):
+        self.epoch, self.step, self.steps, self.samples = epoch, step, steps, samples
+        self.order, self.loss_mean, self.metric_means = order, loss_mean, metric_means
+
+    def logs(self) -> dict:
+        if not self.loss_mean.count:
+            return {}
+        logs = {"loss": self.loss_mean.result()}
+        logs.update({name: mean.result() for name, mean in self.metric_means.items()})
+        return logs
+
+    def check_fits(self, what: str, samples: int, steps: int, shuffle: bool) -> None:
+        """A mid-epoch backup resumes only on the same data and batching."""
+        if self.step == 0:
+            return
+        if (samples, steps, shuffle) != (self.samples, self.steps, self.order is not None):
+            raise ValueError(f"{what}: the backup was taken in the middle of an epoch of "
+                             f"{self.samples} samples in {self.steps} batches "
+                             f"(shuffle={self.order is not None}), but this fit has {samples} "
+                             f"samples in {steps} batches (shuffle={shuffle}); resume with the "
+                             "same data, batch_size and shuffle")
+

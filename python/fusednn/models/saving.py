@@ -1,0 +1,17 @@
+"""load_model: rebuilds a model saved with `model.save` (the file format is fusednn.io)."""
+from __future__ import annotations
+
+from .. import io
+from .sequential import Sequential, _deserialize_layer
+
+
+def load_model(filepath, compile=True) -> Sequential:
+    """Rebuilds a model saved with `model.save` (safetensors; only known layer types)."""
+    return io.load_model(filepath, _rebuild, compile=compile)
+
+
+def _rebuild(config) -> Sequential:
+    model = _deserialize_layer(config)
+    if not isinstance(model, Sequential) or not model.built:
+        raise ValueError("the saved config does not describe a built Sequential model")
+    return model
