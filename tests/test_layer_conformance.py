@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from gradcheck import numeric_gradient
 
 import fusednn as fd
 from fusednn import layers
@@ -314,20 +315,6 @@ def test_sequential_hands_the_mask_on_as_keras_does():
     assert model.layers[-1].output_mask is None
 
 
-def _finite_difference(loss, values, step=1e-6):
-    """Central differences of loss() w.r.t. every entry of the float64 array `values`."""
-    grad = np.zeros_like(values)
-    for i in np.ndindex(values.shape):
-        saved = values[i]
-        values[i] = saved + step
-        up = loss()
-        values[i] = saved - step
-        down = loss()
-        values[i] = saved
-        grad[i] = (up - down) / (2 * step)
-    return grad
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_float64_end_to_end_with_finite_difference_gradients(case):
     layer = case.make(dtype="float64")
@@ -357,14 +344,14 @@ def test_float64_end_to_end_with_finite_difference_gradients(case):
     # ~1e-16 * |loss| / 1e-6 ~ 1e-9 for these O(10) losses, far inside the tolerance;
     # the inputs are random normals, so no kink (relu, max) lies within a step of them.
     if case.ids is None:
-        np.testing.assert_allclose(_as_list(dx)[0], _finite_difference(loss, x),
+        np.testing.assert_allclose(_as_list(dx)[0], numeric_gradient(loss, x),
                                    rtol=1e-5, atol=1e-6)
     else:
         assert dx is None  # integer ids have no gradient
     # loss() loads `weights` into the layer, so perturbing an entry of one of them in place
     # differences the loss w.r.t. that weight (zero for moving statistics in training).
     for variable, weight, gradient in zip(layer.weights, weights, gradients):
-        np.testing.assert_allclose(gradient, _finite_difference(loss, weight),
+        np.testing.assert_allclose(gradient, numeric_gradient(loss, weight),
                                    rtol=1e-5, atol=1e-6, err_msg=f"gradient of {variable.name}")
 
 
@@ -431,4 +418,4 @@ def test_global_average_pooling_1d_averages_the_unmasked_steps():
         return float(np.sum(layer.forward(x, training=True, mask=mask) * dy))
 
     # Linear in x: central differences are exact up to float64 rounding.
-    np.testing.assert_allclose(dx, _finite_difference(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=1e-6, atol=1e-8)
