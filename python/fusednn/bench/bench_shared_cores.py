@@ -10,41 +10,66 @@ beside the competitor, `--phases` times, so that a change of the machine's own l
 hits both; each phase times every contender `--repeats` times, interleaved. The
 slowdown is the median beside / the median alone; the last column is fusednn's
 slowdown / torch's (<= 1: fusednn degrades no more than torch).
-Writes benchmarks/results/shared-cores-cpu-<date>.json and .md unless --no-write.
-    python benchmarks/bench_shared_cores.py [--phases 3] [--repeats 5]
+Every busy-loop process stops when its phase ends, also on an error or Ctrl-C, and at
+the latest after --competitor-cpu-seconds of CPU time (the kernel's RLIMIT_CPU), even
+if this process dies first. CPU only. Writes <--out>/shared-cores-cpu-<date>.json and
+.md unless --no-write; --quick: one phase of 2 calls.
+    fusednn bench --cpu --suite shared_cores [--quick]
+    python -m fusednn.bench.bench_shared_cores [--phases 3] [--repeats 5]
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_conv  # noqa: E402
-import bench_recurrent  # noqa: E402
-import common  # noqa: E402
+from . import bench_conv, bench_recurrent, common, cpu
 
-from fusednn import shared_cores  # noqa: E402
+from fusednn import shared_cores
 
 BUSY_LOOP = "while True: pass"
+# A killed process is reaped within milliseconds; this only bounds a wait that would hang.
+REAP_TIMEOUT_S = 10
+
+
+class CompetitorStopped(RuntimeError):
+    """A busy-loop process ended before its phase did: that phase was not measured beside
+    a full competitor."""
+
+
+def _cpu_time_limit(seconds: int):
+    """For the child, before it runs: the kernel ends it (SIGXCPU, then SIGKILL) after
+    `seconds` of CPU time, whatever happens to this process."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+    return limit
 
 
 @contextlib.contextmanager
-def competitor(processes: int):
-    """`processes` busy-loop Python processes for as long as the block runs."""
-    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(processes)]
+def competitor(processes: int, cpu_seconds: int):
+    """`processes` busy-loop Python processes for as long as the block runs; yields them.
+    They are killed and reaped when the block ends, however it ends."""
+    busy = []
     try:
+        for _ in range(processes):
+            busy.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP],
+                                         preexec_fn=_cpu_time_limit(cpu_seconds)))
         time.sleep(0.3)  # let them start spinning
-        yield
+        yield busy
+        if any(process.poll() is not None for process in busy):
+            raise CompetitorStopped(f"a busy-loop process ended before its phase did (its "
+                                    f"limit: {cpu_seconds} s of CPU); raise "
+                                    "--competitor-cpu-seconds")
     finally:
         for process in busy:
             process.kill()
         for process in busy:
-            process.wait()
+            process.wait(timeout=REAP_TIMEOUT_S)
 
 
 def with_fixed_threads(fn):
@@ -58,12 +83,13 @@ def with_fixed_threads(fn):
     return call
 
 
-def measure(models: dict, phases: int, repeats: int, processes: int) -> dict:
+def measure(models: dict, phases: int, repeats: int, processes: int, cpu_seconds: int) -> dict:
     """(model, library) -> {'alone': [seconds], 'beside': [seconds]}."""
     samples = {}
     for _ in range(phases):
         for where in ("alone", "beside"):
-            with competitor(processes) if where == "beside" else contextlib.nullcontext():
+            with competitor(processes, cpu_seconds) if where == "beside" \
+                    else contextlib.nullcontext():
                 for model, calls in models.items():
                     for library, times in common.interleaved_samples(
                             calls, warmup=1, repeats=repeats).items():
@@ -72,19 +98,32 @@ def measure(models: dict, phases: int, repeats: int, processes: int) -> dict:
     return samples
 
 
-def markdown(info: dict, samples: dict) -> str:
+def result_rows(samples: dict) -> list:
+    """One row per (model, library): median ms alone and beside, their samples, the slowdown
+    (median beside / median alone) and, for fusednn, its slowdown / torch's."""
     rows = []
-    slowdowns = {key: statistics.median(s["beside"]) / statistics.median(s["alone"])
-                 for key, s in samples.items()}
     for (model, library), s in samples.items():
-        torch_slowdown = slowdowns.get((model, "torch"))
-        versus = (f"{slowdowns[(model, library)] / torch_slowdown:.2f}"
-                  if library != "torch" and torch_slowdown else "")
-        rows.append([model, library, f"{1e3 * statistics.median(s['alone']):.1f}",
-                     f"{1e3 * statistics.median(s['beside']):.1f}",
-                     f"{slowdowns[(model, library)]:.2f}x", versus])
+        rows.append({"model": model, "library": library,
+                     "alone_ms": 1e3 * statistics.median(s["alone"]),
+                     "beside_ms": 1e3 * statistics.median(s["beside"]),
+                     "samples_alone_ms": [1e3 * t for t in s["alone"]],
+                     "samples_beside_ms": [1e3 * t for t in s["beside"]]})
+        rows[-1]["slowdown"] = rows[-1]["beside_ms"] / rows[-1]["alone_ms"]
+    torch_slowdown = {row["model"]: row["slowdown"] for row in rows if row["library"] == "torch"}
+    for row in rows:
+        if row["library"] != "torch" and row["model"] in torch_slowdown:
+            row["slowdown_over_torch"] = row["slowdown"] / torch_slowdown[row["model"]]
+    return rows
+
+
+def markdown(info: dict, rows: list) -> str:
+    table = [[row["model"], row["library"], f"{row['alone_ms']:.1f}", f"{row['beside_ms']:.1f}",
+              f"{row['slowdown']:.2f}x",
+              f"{row['slowdown_over_torch']:.2f}" if "slowdown_over_torch" in row else ""]
+             for row in rows]
     header = (f"# The lecture models beside {info['competitor_processes']} busy-loop processes\n\n"
-              f"{info['date']}, {info['cpu']}, {info['threads']} threads, torch {info['torch']}, "
+              f"{info['date']}, {info['cpu']} ({info['cpu_simd']}), {info['threads']} threads, "
+              f"torch {info['torch']}, "
               f"OpenMP wait: {info['openmp_wait']}; load average before "
               f"{info['load_average_before']}, after {info['load_average_after']}, CPU pressure "
               f"(PSI some avg10, %) before {info['cpu_pressure_before']}, after "
@@ -92,7 +131,7 @@ def markdown(info: dict, samples: dict) -> str:
               f"{info['phases']} alternating phases x {info['repeats']} calls; medians.\n\n")
     return header + common.markdown_table(
         ["model", "library", "alone ms", "beside ms", "slowdown", "fusednn / torch slowdown"],
-        rows, "llrrrr")
+        table, "llrrrr")
 
 
 def main(argv=None):
@@ -101,33 +140,39 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                         help="busy-loop processes (default: one per core)")
+    parser.add_argument("--competitor-cpu-seconds", type=int, default=600,
+                        help="CPU time after which the kernel ends a busy-loop process "
+                             "(longer than any phase)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one phase, 2 calls")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    common.add_run_options(parser)
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        raise SystemExit("--device cuda: the shared_cores suite has CPU rows only")
+    if args.quick:
+        args.phases, args.repeats = 1, 2
 
-    threads = common.thread_count()
-    torch = common.import_torch(threads, args.no_torch)
-    info = common.run_info(threads, torch)
-    info.update(phases=args.phases, repeats=args.repeats, competitor_processes=args.processes,
+    _, torch, info = cpu.start(args, args.no_torch)
+    info.update(phases=args.phases, competitor_processes=args.processes,
+                competitor_cpu_seconds=args.competitor_cpu_seconds,
                 openmp_wait=", ".join(f"{k}={os.environ.get(k, 'unset')}"
                                       for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")),
-                load_average_before=common.load_average(),
                 cpu_pressure_before=shared_cores.cpu_pressure())
     models = {"lecture CNN training step, batch 64": bench_conv.training_contenders(torch),
               "lecture LSTM training step, batch 16":
                   bench_recurrent.lecture_model_contenders(torch, 16)}
     for calls in models.values():
         calls["fusednn (fixed threads)"] = with_fixed_threads(calls["fusednn"])
-    samples = measure(models, args.phases, args.repeats, args.processes)
+    rows = result_rows(measure(models, args.phases, args.repeats, args.processes,
+                               args.competitor_cpu_seconds))
     info["load_average_after"] = common.load_average()
     info["cpu_pressure_after"] = shared_cores.cpu_pressure()
-    text = markdown(info, samples)
+    text = markdown(info, rows)
     print(text)
-    if not args.no_write:
-        payload = {"info": info, "samples_seconds": [
-            {"model": model, "library": library, **s} for (model, library), s in samples.items()]}
-        for path in common.write_results("shared-cores-cpu", payload, text):
-            print("wrote", path)
+    paths = common.write_results(args, "shared-cores-cpu", {"info": info, "results": rows}, text)
+    if paths:
+        print("wrote " + ", ".join(str(p) for p in paths))
 
 
 if __name__ == "__main__":
