@@ -4,6 +4,8 @@ one training step of each moves the weights and returns a finite loss. Plumbing
 only: the times belong to the benchmarks, never to tests."""
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,49 @@ def test_recurrent_rows_fractions(stand_in_limits, monkeypatch):
     bench_recurrent.main(FAST + ["--quick"])
     rows = _check_fractions(stand_in_limits, {"fp32 FMA peak"})
     assert len(rows) == 2 * 2 * 2 * 2 + 1  # cells x modes x batches x units, the model
+
+
+# ----- the interleaved suite: scenarios in fresh processes, times and page faults -----------
+
+def test_interleaved_rows_from_fresh_processes(stand_in_limits, monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    from fusednn.bench import bench_interleaved
+    # Four of the eight scenarios (each a process importing torch and training both models
+    # for three steps): one with each kind of row, the ratios included.
+    monkeypatch.setattr(bench_interleaved, "SCENARIOS", [
+        ("alone", "on"), ("alone torch", "on"), ("interleaved", "on"), ("first call", "off")])
+    bench_interleaved.main(["--processes", "1", "--repeats", "1", "--out", str(tmp_path)])
+    (entry,) = stand_in_limits
+    assert {p.name for p in tmp_path.iterdir()} == {f"{entry['name']}.json",
+                                                    f"{entry['name']}.md"}
+    rows = entry["payload"]["results"]
+    by_key = {(row["case"], row["library"]): row for row in rows}
+    assert set(by_key) == {
+        ("alone", "fusednn (pool on)"), ("alone", "torch"),
+        ("interleaved, fusednn pool on", "torch"), ("interleaved, fusednn pool on", "fusednn"),
+        ("first batch 256", "fusednn (pool off)"), ("second batch 256", "fusednn (pool off)"),
+        ("first predict of 1000", "fusednn (pool off)"),
+        ("second predict of 1000", "fusednn (pool off)")}
+    for row in rows:
+        # One process, one round (first-call rows: one call each).
+        assert len(row["samples_ms"]) == len(row["samples_page_faults"]) == 1, row
+        assert all(isinstance(f, int) and f >= 0 for f in row["samples_page_faults"]), row
+        assert all(ms > 0 for ms in row["samples_ms"]), row
+        assert row["ms"] == statistics.median(row["samples_ms"])
+        assert row["page_faults"] == statistics.median(row["samples_page_faults"])
+        torch_row = by_key.get((row["case"], "torch"))
+        if row["library"] == "torch" or torch_row is None:
+            assert "torch_over_fusednn" not in row, row
+        else:
+            # The same two floats divided: exact up to one rounding.
+            assert row["torch_over_fusednn"] == pytest.approx(torch_row["ms"] / row["ms"],
+                                                              rel=1e-12)
+    assert "page faults" in entry["markdown"] and entry["payload"]["info"]["processes"] == 1
+
+
+@pytest.mark.parametrize("module", ["bench_interleaved", "bench_shared_cores"])
+def test_cpu_only_suites_answer_a_gpu_request_in_one_line(module):
+    import importlib
+    suite = importlib.import_module(f"fusednn.bench.{module}")
+    with pytest.raises(SystemExit, match="^--device cuda: .* has CPU rows only$"):
+        suite.main(["--device", "cuda", "--no-write"])
