@@ -204,11 +204,8 @@ def main(argv=None):
     info["processes"] = args.processes
     rows = result_rows(all_samples(args.processes, args.repeats, torch is not None))
     info["load_average_after"] = common.load_average()
-    text = markdown(info, rows)
-    print(text)
-    paths = common.write_results(args, "interleaved-cpu", {"info": info, "results": rows}, text)
-    if paths:
-        print("wrote " + ", ".join(str(p) for p in paths))
+    common.print_and_write(args, "interleaved-cpu", {"info": info, "results": rows},
+                           markdown(info, rows))
 
 
 if __name__ == "__main__":

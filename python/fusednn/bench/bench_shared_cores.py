@@ -168,11 +168,8 @@ def main(argv=None):
                                args.competitor_cpu_seconds))
     info["load_average_after"] = common.load_average()
     info["cpu_pressure_after"] = shared_cores.cpu_pressure()
-    text = markdown(info, rows)
-    print(text)
-    paths = common.write_results(args, "shared-cores-cpu", {"info": info, "results": rows}, text)
-    if paths:
-        print("wrote " + ", ".join(str(p) for p in paths))
+    common.print_and_write(args, "shared-cores-cpu", {"info": info, "results": rows},
+                           markdown(info, rows))
 
 
 if __name__ == "__main__":
