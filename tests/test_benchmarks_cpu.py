@@ -4,6 +4,12 @@ one training step of each moves the weights and returns a finite loss. Plumbing
 only: the times belong to the benchmarks, never to tests."""
 from __future__ import annotations
 
+import contextlib
+import os
+import pathlib
+import signal
+import statistics
+
 import numpy as np
 import pytest
 
@@ -97,3 +103,135 @@ def test_recurrent_rows_fractions(stand_in_limits, monkeypatch):
     bench_recurrent.main(FAST + ["--quick"])
     rows = _check_fractions(stand_in_limits, {"fp32 FMA peak"})
     assert len(rows) == 2 * 2 * 2 * 2 + 1  # cells x modes x batches x units, the model
+
+
+# ----- the interleaved suite: scenarios in fresh processes, times and page faults -----------
+
+def test_interleaved_rows_from_fresh_processes(stand_in_limits, monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    from fusednn.bench import bench_interleaved
+    # Four of the eight scenarios (each a process importing torch and training both models
+    # for three steps): one with each kind of row, the ratios included.
+    monkeypatch.setattr(bench_interleaved, "SCENARIOS", [
+        ("alone", "on"), ("alone torch", "on"), ("interleaved", "on"), ("first call", "off")])
+    bench_interleaved.main(["--processes", "1", "--repeats", "1", "--out", str(tmp_path)])
+    (entry,) = stand_in_limits
+    assert {p.name for p in tmp_path.iterdir()} == {f"{entry['name']}.json",
+                                                    f"{entry['name']}.md"}
+    rows = entry["payload"]["results"]
+    by_key = {(row["case"], row["library"]): row for row in rows}
+    assert set(by_key) == {
+        ("alone", "fusednn (pool on)"), ("alone", "torch"),
+        ("interleaved, fusednn pool on", "torch"), ("interleaved, fusednn pool on", "fusednn"),
+        ("first batch 256", "fusednn (pool off)"), ("second batch 256", "fusednn (pool off)"),
+        ("first predict of 1000", "fusednn (pool off)"),
+        ("second predict of 1000", "fusednn (pool off)")}
+    for row in rows:
+        # One process, one round (first-call rows: one call each).
+        assert len(row["samples_ms"]) == len(row["samples_page_faults"]) == 1, row
+        assert all(isinstance(f, int) and f >= 0 for f in row["samples_page_faults"]), row
+        assert all(ms > 0 for ms in row["samples_ms"]), row
+        assert row["ms"] == statistics.median(row["samples_ms"])
+        assert row["page_faults"] == statistics.median(row["samples_page_faults"])
+        torch_row = by_key.get((row["case"], "torch"))
+        if row["library"] == "torch" or torch_row is None:
+            assert "torch_over_fusednn" not in row, row
+        else:
+            # The same two floats divided: exact up to one rounding.
+            assert row["torch_over_fusednn"] == pytest.approx(torch_row["ms"] / row["ms"],
+                                                              rel=1e-12)
+    assert "page faults" in entry["markdown"] and entry["payload"]["info"]["processes"] == 1
+
+
+@pytest.mark.parametrize("module", ["bench_interleaved", "bench_shared_cores"])
+def test_cpu_only_suites_answer_a_gpu_request_in_one_line(module):
+    import importlib
+    suite = importlib.import_module(f"fusednn.bench.{module}")
+    with pytest.raises(SystemExit, match="^--device cuda: .* has CPU rows only$"):
+        suite.main(["--device", "cuda", "--no-write"])
+
+
+# ----- the shared_cores suite: slowdowns beside busy-loop processes that always stop -------
+
+def busy_loop_children() -> list:
+    """Pids of this process's children running the shared_cores competitor (from /proc)."""
+    from fusednn.bench.bench_shared_cores import BUSY_LOOP
+
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended while we looked
+        if parent == os.getpid() and BUSY_LOOP.encode() in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture
+def competitors_recorded(monkeypatch):
+    """Every busy-loop process the suite starts, and none of them left afterwards."""
+    if not pathlib.Path("/proc/self/stat").exists():
+        pytest.skip("needs Linux's /proc to find child processes")
+    from fusednn.bench import bench_shared_cores
+
+    started, competitor = [], bench_shared_cores.competitor
+
+    @contextlib.contextmanager
+    def recording(*args):
+        with competitor(*args) as busy:
+            started.extend(busy)
+            yield busy
+
+    monkeypatch.setattr(bench_shared_cores, "competitor", recording)
+    yield started
+    assert all(process.returncode is not None for process in started)
+    assert busy_loop_children() == []
+
+
+def test_shared_cores_rows_and_no_competitor_left(stand_in_limits, competitors_recorded,
+                                                   monkeypatch):
+    pytest.importorskip("torch")
+    from fusednn.bench import bench_recurrent, bench_shared_cores
+    monkeypatch.setattr(bench_recurrent, "T", 3)  # a short sequence for the LSTM model
+    bench_shared_cores.main(["--quick", "--processes", "2", "--no-write"])
+    assert len(competitors_recorded) == 2  # one phase beside 2 processes
+    (entry,) = stand_in_limits
+    rows = entry["payload"]["results"]
+    libraries = ["fusednn", "torch", "fusednn (fixed threads)"]
+    assert [row["library"] for row in rows] == libraries * 2
+    torch_slowdown = {row["model"]: row["slowdown"] for row in rows if row["library"] == "torch"}
+    for row in rows:
+        for where in ("alone", "beside"):
+            samples = row[f"samples_{where}_ms"]
+            assert len(samples) == 2 and all(ms > 0 for ms in samples), row  # --quick: 2 calls
+            assert row[f"{where}_ms"] == statistics.median(samples)
+        # Ratios of the same floats: exact up to a rounding or two.
+        assert row["slowdown"] == pytest.approx(row["beside_ms"] / row["alone_ms"], rel=1e-12)
+        if row["library"] == "torch":
+            assert "slowdown_over_torch" not in row
+        else:
+            assert row["slowdown_over_torch"] == pytest.approx(
+                row["slowdown"] / torch_slowdown[row["model"]], rel=1e-12)
+    assert "busy-loop processes" in entry["markdown"]
+
+
+def test_competitors_stop_on_keyboard_interrupt(competitors_recorded):
+    from fusednn.bench import bench_shared_cores
+    with pytest.raises(KeyboardInterrupt):
+        with bench_shared_cores.competitor(2, 600) as busy:
+            assert [process.poll() for process in busy] == [None, None]  # spinning
+            # The /proc look-up the fixture ends with finds them while they run.
+            assert sorted(busy_loop_children()) == sorted(process.pid for process in busy)
+            raise KeyboardInterrupt
+
+
+def test_competitor_ends_itself_at_its_cpu_limit(competitors_recorded):
+    """The kernel ends a busy loop after its CPU seconds even when nobody kills it; the
+    phase it belonged to is then reported, not measured beside a missing competitor."""
+    from fusednn.bench import bench_shared_cores
+    with pytest.raises(bench_shared_cores.CompetitorStopped, match="competitor-cpu-seconds"):
+        with bench_shared_cores.competitor(1, 1) as (process,):
+            # 1 s of CPU; the wall time it takes grows with the machine's load.
+            assert process.wait(timeout=120) in (-signal.SIGXCPU, -signal.SIGKILL)

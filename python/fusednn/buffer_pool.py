@@ -8,7 +8,7 @@ page faults on its first write while the kernel zeroes it. Alone, fusednn's
 arrays happened to stay resident; with a PyTorch call before each of its calls
 in one process, torch's frees made glibc trim the heap, and the lecture CNN's
 batch-256 predict took 266-777 page faults and 8-32 ms instead of 0 faults and
-5.5 ms (Xeon with AVX-512, 2 cores, 2026-12-06; benchmarks/bench_interleaved.py).
+5.5 ms (Xeon with AVX-512, 2 cores, 2026-12-06; fusednn bench --suite interleaved).
 
 Safety: an array from `empty` holds its block through a lease (the array's
 .base); the block returns to the pool only when the array and every view of it

@@ -164,6 +164,14 @@ def write_results(args, stem: str, payload: dict, markdown: str, tag: str = "") 
     return [json_path, md_path]
 
 
+def print_and_write(args, stem: str, payload: dict, markdown: str) -> None:
+    """Prints a suite's Markdown, then write_results and the paths written."""
+    print(markdown)
+    paths = write_results(args, stem, payload, markdown)
+    if paths:
+        print("wrote " + ", ".join(str(p) for p in paths))
+
+
 def fraction(work, seconds, limit_per_second):
     """Achieved rate (work / seconds) over the limit, or None when either is unknown."""
     if not work or not seconds or not limit_per_second:

@@ -36,9 +36,11 @@ from . import common, compare, limits
 QUICK_ARGS = {
     "conv": ["--repeats", "3", "--warmup", "1"],
     "gemm": ["--repeats", "3", "--dtype", "float32"],
+    "interleaved": ["--quick"],
     "ops": ["--quick", "--repeats", "5"],
     "pooling": ["--repeats", "5", "--warmup", "1"],
     "recurrent": ["--quick", "--repeats", "3"],
+    "shared_cores": ["--quick"],
 }
 # --quick on the GPU: the suites' smaller GPU sets, with enough repeats for a median.
 QUICK_GPU_ARGS = {name: ["--quick", "--repeats", "5", "--warmup", "2"]
@@ -129,7 +131,7 @@ def main(argv=None, prog=None) -> int:
             module = load_suite(name)
             summary = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
             devices = ", ".join(getattr(module, "DEVICES", ("cpu",)))
-            print(f"{name:<10} [{devices}] {summary}")
+            print(f"{name:<12} [{devices}] {summary}")
         return 0
     try:
         if importlib.util.find_spec("torch") is None:

@@ -17,15 +17,18 @@ times they do not depend on the load of a shared machine. Fresh memory faults on
 per page (or huge page) on its first write, which is what the pool avoids.
 
 Medians over all rounds of all processes; the ratio is torch time / fusednn time
-(> 1: fusednn faster). Writes benchmarks/results/interleaved-cpu-<date>.json and .md
-unless --no-write.
-    python benchmarks/bench_interleaved.py [--repeats 20] [--processes 3]
+(> 1: fusednn faster); each row keeps its samples. CPU only. Writes
+<--out>/interleaved-cpu-<date>.json and .md unless --no-write; --quick: one process
+per scenario, 3 rounds.
+    fusednn bench --cpu --suite interleaved [--quick]
+    python -m fusednn.bench.bench_interleaved [--repeats 20] [--processes 3]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import pathlib
 import resource
 import statistics
 import subprocess
@@ -34,11 +37,10 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_conv  # noqa: E402
-import common  # noqa: E402
+from . import bench_conv, common, cpu
 
-from fusednn import buffer_pool  # noqa: E402
+import fusednn
+from fusednn import buffer_pool
 
 BATCH = 256
 SAMPLES_WITH_SHORT_LAST_BATCH = 1000
@@ -116,36 +118,61 @@ SCENARIOS = [("alone", "off"), ("alone", "on"), ("alone torch", "on"), ("interle
              ("first call torch", "on")]
 
 
-def all_rows(processes: int, repeats: int, with_torch: bool) -> dict:
-    """(case, library) -> (median ms, median faults) over `processes` fresh processes per
-    scenario, the scenarios taking turns."""
+def child_environment() -> dict:
+    """This environment with the folder this fusednn was imported from first on PYTHONPATH,
+    so that every scenario process measures the same fusednn as the parent (a checkout's
+    python/ or an installed package)."""
+    here = str(pathlib.Path(fusednn.__file__).resolve().parent.parent)
+    paths = [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def all_samples(processes: int, repeats: int, with_torch: bool) -> dict:
+    """(case, library) -> [(seconds, faults)] of every round of `processes` fresh processes
+    per scenario, the scenarios taking turns."""
     samples = {}
+    environment = child_environment()
     for _ in range(processes):
         for name, pool in SCENARIOS:
             if not with_torch and ("torch" in name or name == "interleaved"):
                 continue
-            child = [sys.executable, __file__, "--child", name, pool, str(repeats),
+            # __spec__.name: this module's dotted name, also when it runs as __main__ (-m).
+            child = [sys.executable, "-m", __spec__.name, "--child", name, pool, str(repeats),
                      "torch" if with_torch else "no-torch"]
-            done = subprocess.run(child, check=True, capture_output=True, text=True)
+            done = subprocess.run(child, capture_output=True, text=True, env=environment)
+            if done.returncode:
+                raise RuntimeError(f"scenario {name!r} (pool {pool}) failed with exit status "
+                                   f"{done.returncode}:\n{done.stderr[-2000:]}")
             for case, library, runs in json.loads(done.stdout.splitlines()[-1]):
                 samples.setdefault((case, library), []).extend(runs)
-    return {key: (1e3 * statistics.median(s for s, _ in runs),
-                  statistics.median(f for _, f in runs)) for key, runs in samples.items()}
+    return samples
 
 
-def markdown(info: dict, rows: dict) -> str:
+def result_rows(samples: dict) -> list:
+    """One row per (case, library): median ms and page faults, their samples, and torch /
+    fusednn where the case has a torch row."""
+    medians = {key: 1e3 * statistics.median(s for s, _ in runs) for key, runs in samples.items()}
+    rows = []
+    for (case, library), runs in samples.items():
+        row = {"case": case, "library": library, "ms": medians[(case, library)],
+               "page_faults": statistics.median(f for _, f in runs),
+               "samples_ms": [1e3 * s for s, _ in runs], "samples_page_faults": [f for _, f in runs]}
+        torch_ms = medians.get((case, "torch"))
+        if library != "torch" and torch_ms is not None:
+            row["torch_over_fusednn"] = torch_ms / row["ms"]
+        rows.append(row)
+    return rows
+
+
+def markdown(info: dict, rows: list) -> str:
     lines = ["# fusednn next to PyTorch in one process: the lecture CNN's inference\n",
-             f"{info['date']}, {info['cpu']}, {info['threads']} threads, torch {info['torch']}, "
-             f"load average before {info['load_average_before']}, after "
+             f"{info['date']}, {info['cpu']} ({info['cpu_simd']}), {info['threads']} threads, "
+             f"torch {info['torch']}, load average before {info['load_average_before']}, after "
              f"{info['load_average_after']}. Each scenario in {info['processes']} fresh "
              f"processes ({info['repeats']} rounds each for the steady rows); medians.\n"]
-    table = []
-    for (case, library), (ms, faults) in rows.items():
-        ratio = ""
-        torch_row = rows.get((case, "torch"))
-        if library != "torch" and torch_row is not None:
-            ratio = f"{torch_row[0] / ms:.2f}x"
-        table.append([case, library, f"{ms:.2f}", f"{faults:.0f}", ratio])
+    table = [[row["case"], row["library"], f"{row['ms']:.2f}", f"{row['page_faults']:.0f}",
+              f"{row['torch_over_fusednn']:.2f}x" if "torch_over_fusednn" in row else ""]
+             for row in rows]
     lines.append(common.markdown_table(["case", "library", "ms", "page faults", "torch / fusednn"],
                                        table, "llrrr"))
     return "\n".join(lines)
@@ -156,31 +183,29 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20, help="rounds per process")
     parser.add_argument("--processes", type=int, default=3,
                         help="fresh processes per scenario")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: one process per scenario, 3 rounds")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    common.add_run_options(parser)
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        raise SystemExit("--device cuda: the interleaved suite has CPU rows only")
     if args.child:
         name, pool, repeats, torch_wanted = args.child
         rows = scenario(name, pool, int(repeats), torch_wanted == "torch")
         print(json.dumps([[case, library, runs] for (case, library), runs in rows.items()]))
         return
+    if args.quick:
+        args.processes, args.repeats = 1, 3
 
-    threads = common.thread_count()
-    torch = common.import_torch(threads, args.no_torch)
-    info = common.run_info(threads, torch)
-    info.update(repeats=args.repeats, processes=args.processes,
-                load_average_before=common.load_average())
-    rows = all_rows(args.processes, args.repeats, torch is not None)
+    _, torch, info = cpu.start(args, args.no_torch)
+    info["processes"] = args.processes
+    rows = result_rows(all_samples(args.processes, args.repeats, torch is not None))
     info["load_average_after"] = common.load_average()
-    text = markdown(info, rows)
-    print(text)
-    if not args.no_write:
-        payload = {"info": info, "rows": [{"case": case, "library": library, "ms": ms,
-                                           "page_faults": faults}
-                                          for (case, library), (ms, faults) in rows.items()]}
-        for path in common.write_results("interleaved-cpu", payload, text):
-            print("wrote", path)
+    common.print_and_write(args, "interleaved-cpu", {"info": info, "results": rows},
+                           markdown(info, rows))
 
 
 if __name__ == "__main__":

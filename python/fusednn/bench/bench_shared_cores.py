@@ -1,0 +1,176 @@
+"""The lecture models' training steps alone and beside a CPU-bound competitor (one busy-loop
+process per core): how much fusednn slows down against how much PyTorch does, in one
+process on the same inputs.
+
+Rows: the lecture CNN's training step at batch 64 (bench_conv) and the lecture LSTM
+model's training step at batch 16 (bench_recurrent); fusednn as it runs by default
+(its kernels drop to one thread while the cores are crowded: fusednn.shared_cores)
+and with that adaptation off ("fixed threads"). Phases alternate, alone then
+beside the competitor, `--phases` times, so that a change of the machine's own load
+hits both; each phase times every contender `--repeats` times, interleaved. The
+slowdown is the median beside / the median alone; the last column is fusednn's
+slowdown / torch's (<= 1: fusednn degrades no more than torch).
+Every busy-loop process stops when its phase ends, also on an error or Ctrl-C, and at
+the latest after --competitor-cpu-seconds of CPU time (the kernel's RLIMIT_CPU), even
+if this process dies first. CPU only. Writes <--out>/shared-cores-cpu-<date>.json and
+.md unless --no-write; --quick: one phase of 2 calls.
+    fusednn bench --cpu --suite shared_cores [--quick]
+    python -m fusednn.bench.bench_shared_cores [--phases 3] [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from . import bench_conv, bench_recurrent, common, cpu
+
+from fusednn import shared_cores
+
+BUSY_LOOP = "while True: pass"
+# A killed process is reaped within milliseconds; this only bounds a wait that would hang.
+REAP_TIMEOUT_S = 10
+
+
+class CompetitorStopped(RuntimeError):
+    """A busy-loop process ended before its phase did: that phase was not measured beside
+    a full competitor."""
+
+
+def _cpu_time_limit(seconds: int):
+    """For the child, before it runs: the kernel ends it (SIGXCPU, then SIGKILL) after
+    `seconds` of CPU time, whatever happens to this process."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+    return limit
+
+
+@contextlib.contextmanager
+def competitor(processes: int, cpu_seconds: int):
+    """`processes` busy-loop Python processes for as long as the block runs; yields them.
+    They are killed and reaped when the block ends, however it ends."""
+    busy = []
+    try:
+        for _ in range(processes):
+            busy.append(subprocess.Popen([sys.executable, "-c", BUSY_LOOP],
+                                         preexec_fn=_cpu_time_limit(cpu_seconds)))
+        time.sleep(0.3)  # let them start spinning
+        yield busy
+        if any(process.poll() is not None for process in busy):
+            raise CompetitorStopped(f"a busy-loop process ended before its phase did (its "
+                                    f"limit: {cpu_seconds} s of CPU); raise "
+                                    "--competitor-cpu-seconds")
+    finally:
+        for process in busy:
+            process.kill()
+        for process in busy:
+            process.wait(timeout=REAP_TIMEOUT_S)
+
+
+def with_fixed_threads(fn):
+    """fn with fusednn.shared_cores' adaptation off while it runs."""
+    def call():
+        shared_cores.set_enabled(False)
+        try:
+            return fn()
+        finally:
+            shared_cores.set_enabled(True)
+    return call
+
+
+def measure(models: dict, phases: int, repeats: int, processes: int, cpu_seconds: int) -> dict:
+    """(model, library) -> {'alone': [seconds], 'beside': [seconds]}."""
+    samples = {}
+    for _ in range(phases):
+        for where in ("alone", "beside"):
+            with competitor(processes, cpu_seconds) if where == "beside" \
+                    else contextlib.nullcontext():
+                for model, calls in models.items():
+                    for library, times in common.interleaved_samples(
+                            calls, warmup=1, repeats=repeats).items():
+                        samples.setdefault((model, library), {"alone": [], "beside": []})
+                        samples[(model, library)][where] += times
+    return samples
+
+
+def result_rows(samples: dict) -> list:
+    """One row per (model, library): median ms alone and beside, their samples, the slowdown
+    (median beside / median alone) and, for fusednn, its slowdown / torch's."""
+    rows = []
+    for (model, library), s in samples.items():
+        rows.append({"model": model, "library": library,
+                     "alone_ms": 1e3 * statistics.median(s["alone"]),
+                     "beside_ms": 1e3 * statistics.median(s["beside"]),
+                     "samples_alone_ms": [1e3 * t for t in s["alone"]],
+                     "samples_beside_ms": [1e3 * t for t in s["beside"]]})
+        rows[-1]["slowdown"] = rows[-1]["beside_ms"] / rows[-1]["alone_ms"]
+    torch_slowdown = {row["model"]: row["slowdown"] for row in rows if row["library"] == "torch"}
+    for row in rows:
+        if row["library"] != "torch" and row["model"] in torch_slowdown:
+            row["slowdown_over_torch"] = row["slowdown"] / torch_slowdown[row["model"]]
+    return rows
+
+
+def markdown(info: dict, rows: list) -> str:
+    table = [[row["model"], row["library"], f"{row['alone_ms']:.1f}", f"{row['beside_ms']:.1f}",
+              f"{row['slowdown']:.2f}x",
+              f"{row['slowdown_over_torch']:.2f}" if "slowdown_over_torch" in row else ""]
+             for row in rows]
+    header = (f"# The lecture models beside {info['competitor_processes']} busy-loop processes\n\n"
+              f"{info['date']}, {info['cpu']} ({info['cpu_simd']}), {info['threads']} threads, "
+              f"torch {info['torch']}, "
+              f"OpenMP wait: {info['openmp_wait']}; load average before "
+              f"{info['load_average_before']}, after {info['load_average_after']}, CPU pressure "
+              f"(PSI some avg10, %) before {info['cpu_pressure_before']}, after "
+              f"{info['cpu_pressure_after']} (the machine's own load included). "
+              f"{info['phases']} alternating phases x {info['repeats']} calls; medians.\n\n")
+    return header + common.markdown_table(
+        ["model", "library", "alone ms", "beside ms", "slowdown", "fusednn / torch slowdown"],
+        table, "llrrrr")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--phases", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                        help="busy-loop processes (default: one per core)")
+    parser.add_argument("--competitor-cpu-seconds", type=int, default=600,
+                        help="CPU time after which the kernel ends a busy-loop process "
+                             "(longer than any phase)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one phase, 2 calls")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    common.add_run_options(parser)
+    args = parser.parse_args(argv)
+    if args.device == "cuda":
+        raise SystemExit("--device cuda: the shared_cores suite has CPU rows only")
+    if args.quick:
+        args.phases, args.repeats = 1, 2
+
+    _, torch, info = cpu.start(args, args.no_torch)
+    info.update(phases=args.phases, competitor_processes=args.processes,
+                competitor_cpu_seconds=args.competitor_cpu_seconds,
+                openmp_wait=", ".join(f"{k}={os.environ.get(k, 'unset')}"
+                                      for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")),
+                cpu_pressure_before=shared_cores.cpu_pressure())
+    models = {"lecture CNN training step, batch 64": bench_conv.training_contenders(torch),
+              "lecture LSTM training step, batch 16":
+                  bench_recurrent.lecture_model_contenders(torch, 16)}
+    for calls in models.values():
+        calls["fusednn (fixed threads)"] = with_fixed_threads(calls["fusednn"])
+    rows = result_rows(measure(models, args.phases, args.repeats, args.processes,
+                               args.competitor_cpu_seconds))
+    info["load_average_after"] = common.load_average()
+    info["cpu_pressure_after"] = shared_cores.cpu_pressure()
+    common.print_and_write(args, "shared-cores-cpu", {"info": info, "results": rows},
+                           markdown(info, rows))
+
+
+if __name__ == "__main__":
+    main()
