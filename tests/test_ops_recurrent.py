@@ -327,43 +327,51 @@ def poisoned(shape, dtype):
     return np.full(shape, np.nan, dtype=dtype)
 
 
+def binding_cell(case):
+    """(cell, reset_after, activation) as the kernels' bindings take them."""
+    if case == "lstm":
+        return "lstm", True, "tanh"
+    if case.startswith("gru"):
+        return "gru", case == "gru", "tanh"
+    return "simple_rnn", True, case[4:]
+
+
+def run_forward_poisoned(case, problem, mask, recurrent_mask):
+    """The training forward through _C directly, every output and the cache
+    NaN-filled first. Returns (y, final states, cache buffer)."""
+    x, states, W, R, b = problem
+    N, T, F = x.shape
+    U = R.shape[0]
+    cell = binding_cell(case)
+    mask8 = None if mask is None else mask.astype(np.uint8)
+    y = poisoned((N, T, U), x.dtype)
+    finals = [poisoned((N, U), x.dtype) for _ in states]
+    cache = poisoned(_C.recurrent_cache_elements(*cell[:2], N, T, F, U, True,
+                                                 recurrent_mask is not None), x.dtype)
+    c0, c_T = (states[1], finals[1]) if case == "lstm" else (None, None)
+    _C.recurrent_forward(*cell, x, states[0], c0, W, R, b.reshape(-1), mask8, recurrent_mask, y,
+                         finals[0], c_T, cache, True, np.empty(0, x.dtype), "auto", 0)
+    return y, finals, cache
+
+
 def run_kernels_poisoned(case, problem, mask, recurrent_mask, dy):
     """Forward then backward through _C directly, every output, cache and
     workspace NaN-filled first. Returns (y, final states, gradients)."""
     x, states, W, R, b = problem
     N, T, F = x.shape
     U = R.shape[0]
-    G = GATES[case] * U
-    dtype = x.dtype
+    cell = binding_cell(case)
+    y, finals, cache = run_forward_poisoned(case, problem, mask, recurrent_mask)
+    grads = [poisoned(shape, x.dtype) for shape in
+             [(N, T, F), *[(N, U)] * len(states), W.shape, R.shape, b.shape]]
+    workspace = poisoned(_C.recurrent_workspace_elements("backward", *cell[:2], N, T, F, U,
+                                                         False), x.dtype)
     mask8 = None if mask is None else mask.astype(np.uint8)
-    seq = lambda width=U: poisoned((N, T, width), dtype)  # noqa: E731
-    y, gates = seq(), seq(G)
-    finals = [poisoned((N, U), dtype) for _ in states]
-    grads = [poisoned(shape, dtype) for shape in
-             [(N, T, F), *[(N, U)] * len(states), W.shape, R.shape, (b.size,)]]
-    dgates = seq(G)
-    masks = (mask8, recurrent_mask)
-    if case == "lstm":
-        cell, h_in = seq(), seq()
-        _C.lstm_forward_cpu(x, *states, W, R, b, *masks, y, *finals, gates, cell, h_in)
-        _C.lstm_backward_cpu(x, states[1], W, R, *masks, gates, cell, h_in, dy, None, None,
-                             *grads, dgates)
-    elif case.startswith("gru"):
-        after = case == "gru"
-        h_in, recurrent_h = seq(), seq()
-        h_prev = None if recurrent_mask is None else seq()
-        _C.gru_forward_cpu(after, x, states[0], W, R, b.reshape(-1), *masks, y, finals[0], gates,
-                           h_in, h_prev, recurrent_h)
-        _C.gru_backward_cpu(after, x, W, R, *masks, gates, h_in, h_prev, recurrent_h, dy, None,
-                            *grads, dgates, seq(G) if after else None)
-        grads[-1] = grads[-1].reshape(b.shape)
-    else:
-        activation = case[4:]
-        h_in = seq()
-        _C.simple_rnn_forward_cpu(activation, x, states[0], W, R, b, *masks, y, finals[0], gates,
-                                  h_in)
-        _C.simple_rnn_backward_cpu(activation, x, W, R, *masks, gates, h_in, dy, None, *grads,
-                                   dgates)
+    c0, dc0 = (states[1], grads[2]) if case == "lstm" else (None, None)
+    dx, dh0, *rest = grads
+    dW, dR, db = rest[-3:]
+    _C.recurrent_backward(*cell, x, c0, W, R, mask8, recurrent_mask, cache, dy, None, None, dx,
+                          dh0, dc0, dW, dR, db.reshape(-1), workspace, 0)
     return y, finals, grads
 
 
@@ -487,6 +495,50 @@ def test_bad_backward_input(rng):
         rnn.lstm_backward(dy, None, np.zeros((2, 4), np.float32), cache)
 
 
+def cache_arrays(case, problem, recurrent_mask, cache):
+    """The named arrays of a training cache buffer (the layout the kernels report)."""
+    x, _, _, R, _ = problem
+    layout = _C.recurrent_cache_layout(*binding_cell(case)[:2], *x.shape, R.shape[0],
+                                       recurrent_mask is not None)
+    return {name: cache[offset:offset + int(np.prod(shape))].reshape(shape)
+            for name, (offset, shape) in layout.items()}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("recurrent_masked", [False, True])
+def test_cache_entries_of_masked_steps(rng, case, dtype, recurrent_masked):
+    """What recurrent.h specifies on masked steps (the forward ran on a NaN-filled cache):
+    h_in is the carried-over state times the recurrent mask at every step, the LSTM's
+    cell the carried-over c, the GRU reset_before's recurrent_h r * h_in; all finite."""
+    N, T, F, U = 4, 6, 3, 5
+    problem = make_problem(rng, case, N, T, F, U, dtype)
+    mask, recurrent_mask = random_masks(rng, N, T, U, dtype)
+    if not recurrent_masked:
+        recurrent_mask = None
+    y, finals, cache = run_forward_poisoned(case, problem, mask, recurrent_mask)
+    arrays = cache_arrays(case, problem, recurrent_mask, cache)
+    h0 = problem[1][0]
+    # The state before step t: h0 until a valid step, then the last output (a masked
+    # step's output repeats it). Copies of the kernel's own values, so exact.
+    seen_valid = np.cumsum(mask, axis=1) > 0
+    before = np.where(seen_valid[:, :-1, None], y[:, :-1], h0[:, None])
+    state_before = np.concatenate([h0[:, None], before], axis=1)
+    feed = state_before if recurrent_mask is None else state_before * recurrent_mask[:, None]
+    np.testing.assert_array_equal(arrays["h_in"], feed)
+    if case == "lstm":
+        cell, c0 = arrays["cell"], problem[1][1]
+        previous = np.concatenate([c0[:, None], cell[:, :-1]], axis=1)
+        masked = ~mask
+        np.testing.assert_array_equal(cell[masked], previous[masked])
+        np.testing.assert_array_equal(cell[:, -1], finals[1])
+        assert np.isfinite(cell).all()
+    if case == "gru_reset_before":
+        r = arrays["gates"][:, :, U:2 * U]
+        np.testing.assert_array_equal(arrays["recurrent_h"], r * arrays["h_in"])
+        assert np.isfinite(arrays["recurrent_h"]).all()
+
+
 def test_cache_of_another_cell_is_rejected(rng):
     args = lstm_args(rng)
     _, _, _, cache = call_lstm(args, training=True)
@@ -497,10 +549,33 @@ def test_cache_of_another_cell_is_rejected(rng):
 def test_kernel_bindings_recheck_shapes(rng):
     """A direct call with inconsistent arrays is refused before it can write out of bounds."""
     x, (h0, c0), W, R, b = make_problem(rng, "lstm", 2, 3, 4, 5, np.float32)
-    y = np.empty((2, 3, 5), np.float32)
-    with pytest.raises(ValueError, match=r"lstm_forward: gates must have shape \(2, 3, 20\)"):
-        _C.lstm_forward_cpu(x, h0, c0, W, R, b, None, None, y, np.empty_like(h0),
-                            np.empty_like(c0), np.empty((2, 3, 19), np.float32), None, None)
+    y, h_T, c_T = np.empty((2, 3, 5), np.float32), np.empty_like(h0), np.empty_like(c0)
+    elements = _C.recurrent_cache_elements("lstm", True, 2, 3, 4, 5, False, False)
+    assert elements == 2 * 3 * 20  # inference: the gates workspace only
+    no_workspace = np.empty(0, np.float32)
+
+    def call(cell="lstm", cache=np.empty(elements, np.float32), c0=c0, y=y, bias=b):
+        _C.recurrent_forward(cell, True, "tanh", x, h0, c0, W, R, bias, None, None, y, h_T, c_T,
+                             cache, False, no_workspace, "auto", 0)
+
+    with pytest.raises(ValueError, match=r"recurrent_forward: cache must be 1-D with at least "
+                                         r"120 elements, got \(119,\)"):
+        call(cache=np.empty(elements - 1, np.float32))
+    with pytest.raises(ValueError, match=r"recurrent_forward: y must have shape \(2, 3, 5\), "
+                                         r"got \(2, 3, 4\)"):
+        call(y=np.empty((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="recurrent_forward: c0 is required for this cell"):
+        call(c0=None)
+    with pytest.raises(TypeError, match="recurrent_forward: bias must have the dtype of x"):
+        call(bias=b.astype(np.float64))
+    with pytest.raises(ValueError, match="recurrent_forward: cell must be 'lstm', 'gru' or"):
+        call(cell="lstm2")
+    with pytest.raises(ValueError, match=r"recurrent_forward: recurrent_kernel must have shape "
+                                         r"\(5, 15\)"):
+        call(cell="gru")  # the LSTM's (5, 20) recurrent kernel
+    call()  # the same arrays, consistent, run
+    # Same kernel, same arrays: the op's result to the bit.
+    np.testing.assert_array_equal(y, rnn.lstm_forward(x, h0, c0, W, R, b)[0])
 
 
 def gru_args(rng, reset_after=True):

@@ -55,31 +55,6 @@ Conv2dShape shape_of(const char* op, const Geometry& g) {
   return s;
 }
 
-template <typename A>
-std::string shape_str(const A& a) {
-  std::string text = "(";
-  for (std::size_t i = 0; i < a.ndim(); ++i) text += (i ? ", " : "") + std::to_string(a.shape(i));
-  return text + ")";
-}
-
-// Checks that `a` has exactly `expected` as its shape.
-template <typename A, std::size_t Ndim>
-void check(const char* op, const char* name, const A& a,
-           const std::array<std::int64_t, Ndim>& expected) {
-  bool same = a.ndim() == Ndim;
-  std::string want = "(";
-  for (std::size_t i = 0; i < Ndim; ++i) {
-    if (same && std::int64_t(a.shape(i)) != expected[i]) same = false;
-    want += (i ? ", " : "") + std::to_string(expected[i]);
-  }
-  want += Ndim == 1 ? ",)" : ")";
-  if (!same) {
-    throw nb::value_error((std::string(op) + ": " + name + " must have shape " + want + ", got " +
-                           shape_str(a))
-                              .c_str());
-  }
-}
-
 std::array<std::int64_t, 4> input_shape(const Conv2dShape& s) { return {s.N, s.H, s.W, s.C}; }
 std::array<std::int64_t, 4> output_shape(const Conv2dShape& s) { return {s.N, s.OH, s.OW, s.F}; }
 std::array<std::int64_t, 4> kernel_shape(const Conv2dShape& s) { return {s.KH, s.KW, s.C, s.F}; }
@@ -92,29 +67,16 @@ Epilogue epilogue_of(const char* op, const std::string& activation) {
                             .c_str());
 }
 
-template <typename A>
-auto data_of(const std::optional<A>& a) -> decltype(a->data()) {
-  return a ? a->data() : nullptr;
-}
-
-#if !FUSEDNN_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op) {
-  throw std::runtime_error(std::string(op) +
-                           ": this fusednn build has no CUDA kernels (built with FUSEDNN_CUDA=OFF "
-                           "or without nvcc)");
-}
-#endif
-
 // ----- checks shared by the CPU and CUDA entry points ------------------------
 
 template <typename T, typename D>
 void check_forward(const char* op, const Conv2dShape& s, const Array<const T, D, 4>& x,
                    const Array<const T, D, 4>& w, const Maybe<const T, D, 1>& bias,
                    const Array<T, D, 4>& y) {
-  check(op, "x", x, input_shape(s));
-  check(op, "kernel", w, kernel_shape(s));
-  if (bias) check(op, "bias", *bias, std::array<std::int64_t, 1>{s.F});
-  check(op, "y", y, output_shape(s));
+  expect_shape(op, "x", x, input_shape(s));
+  expect_shape(op, "kernel", w, kernel_shape(s));
+  if (bias) expect_shape(op, "bias", *bias, std::array<std::int64_t, 1>{s.F});
+  expect_shape(op, "y", y, output_shape(s));
 }
 
 template <typename T, typename D>
@@ -123,13 +85,13 @@ void check_backward(const char* op, const Conv2dShape& s, Epilogue e,
                     const Array<const T, D, 4>& dy, const Maybe<const T, D, 4>& w,
                     const Maybe<T, D, 4>& dx, const Maybe<T, D, 4>& dw,
                     const Maybe<T, D, 1>& db) {
-  check(op, "dy", dy, output_shape(s));
-  if (x) check(op, "x", *x, input_shape(s));
-  if (y) check(op, "y", *y, output_shape(s));
-  if (w) check(op, "kernel", *w, kernel_shape(s));
-  if (dx) check(op, "dx", *dx, input_shape(s));
-  if (dw) check(op, "dkernel", *dw, kernel_shape(s));
-  if (db) check(op, "dbias", *db, std::array<std::int64_t, 1>{s.F});
+  expect_shape(op, "dy", dy, output_shape(s));
+  if (x) expect_shape(op, "x", *x, input_shape(s));
+  if (y) expect_shape(op, "y", *y, output_shape(s));
+  if (w) expect_shape(op, "kernel", *w, kernel_shape(s));
+  if (dx) expect_shape(op, "dx", *dx, input_shape(s));
+  if (dw) expect_shape(op, "dkernel", *dw, kernel_shape(s));
+  if (db) expect_shape(op, "dbias", *db, std::array<std::int64_t, 1>{s.F});
   if (dw && !x) throw nb::value_error((std::string(op) + ": dkernel needs x").c_str());
   if (dx && !w) throw nb::value_error((std::string(op) + ": dx needs the kernel").c_str());
   if (e != Epilogue::kLinear && !y) {
@@ -142,10 +104,10 @@ template <typename T, typename D>
 void check_backward_data(const char* op, const Conv2dShape& s, const Array<const T, D, 4>& g,
                          const Array<const T, D, 4>& w, const Maybe<const T, D, 1>& bias,
                          const Array<T, D, 4>& out) {
-  check(op, "input", g, output_shape(s));
-  check(op, "kernel", w, kernel_shape(s));
-  if (bias) check(op, "bias", *bias, std::array<std::int64_t, 1>{s.C});
-  check(op, "output", out, input_shape(s));
+  expect_shape(op, "input", g, output_shape(s));
+  expect_shape(op, "kernel", w, kernel_shape(s));
+  if (bias) expect_shape(op, "bias", *bias, std::array<std::int64_t, 1>{s.C});
+  expect_shape(op, "output", out, input_shape(s));
 }
 
 // ----- CPU -------------------------------------------------------------------
@@ -161,9 +123,9 @@ void forward_cpu(Array<const T, Cpu, 4> x, Array<const T, Cpu, 4> w, Maybe<const
   const Epilogue e = epilogue_of(op, activation);
   nb::gil_scoped_release release;
   if (e == Epilogue::kRelu) {
-    cpu::conv2d_forward<T, Epilogue::kRelu>(s, x.data(), w.data(), data_of(bias), y.data());
+    cpu::conv2d_forward<T, Epilogue::kRelu>(s, x.data(), w.data(), data_or_null(bias), y.data());
   } else {
-    cpu::conv2d_forward<T, Epilogue::kLinear>(s, x.data(), w.data(), data_of(bias), y.data());
+    cpu::conv2d_forward<T, Epilogue::kLinear>(s, x.data(), w.data(), data_or_null(bias), y.data());
   }
 }
 
@@ -177,11 +139,13 @@ void backward_cpu(Maybe<const T, Cpu, 4> x, Maybe<const T, Cpu, 4> y, Array<cons
   check_backward(op, s, e, x, y, dy, w, dx, dw, db);
   nb::gil_scoped_release release;
   if (e == Epilogue::kRelu) {
-    cpu::conv2d_backward<T, Epilogue::kRelu>(s, data_of(x), data_of(y), dy.data(), data_of(w),
-                                             data_of(dx), data_of(dw), data_of(db));
+    cpu::conv2d_backward<T, Epilogue::kRelu>(s, data_or_null(x), data_or_null(y), dy.data(),
+                                             data_or_null(w), data_or_null(dx), data_or_null(dw),
+                                             data_or_null(db));
   } else {
-    cpu::conv2d_backward<T, Epilogue::kLinear>(s, data_of(x), data_of(y), dy.data(), data_of(w),
-                                               data_of(dx), data_of(dw), data_of(db));
+    cpu::conv2d_backward<T, Epilogue::kLinear>(s, data_or_null(x), data_or_null(y), dy.data(),
+                                               data_or_null(w), data_or_null(dx), data_or_null(dw),
+                                               data_or_null(db));
   }
 }
 
@@ -195,10 +159,10 @@ void backward_data_cpu(Array<const T, Cpu, 4> g, Array<const T, Cpu, 4> w,
   const Epilogue e = epilogue_of(op, activation);
   nb::gil_scoped_release release;
   if (e == Epilogue::kRelu) {
-    cpu::conv2d_backward_data<T, Epilogue::kRelu>(s, g.data(), w.data(), data_of(bias),
+    cpu::conv2d_backward_data<T, Epilogue::kRelu>(s, g.data(), w.data(), data_or_null(bias),
                                                   out.data());
   } else {
-    cpu::conv2d_backward_data<T, Epilogue::kLinear>(s, g.data(), w.data(), data_of(bias),
+    cpu::conv2d_backward_data<T, Epilogue::kLinear>(s, g.data(), w.data(), data_or_null(bias),
                                                     out.data());
   }
 }
@@ -234,7 +198,7 @@ void forward_cuda(Array<const float, Gpu, 4> x, Array<const float, Gpu, 4> w,
   nb::gil_scoped_release release;
   dispatch(e, tf32, [&](auto act, auto tf) {
     cuda::conv2d_forward<decltype(act)::value, decltype(tf)::value>(
-        s, x.data(), w.data(), data_of(bias), y.data(), stream);
+        s, x.data(), w.data(), data_or_null(bias), y.data(), stream);
   });
 #else
   (void)e, (void)tf32, (void)stream;
@@ -255,8 +219,8 @@ void backward_cuda(Maybe<const float, Gpu, 4> x, Maybe<const float, Gpu, 4> y,
   nb::gil_scoped_release release;
   dispatch(e, tf32, [&](auto act, auto tf) {
     cuda::conv2d_backward<decltype(act)::value, decltype(tf)::value>(
-        s, data_of(x), data_of(y), dy.data(), data_of(w), data_of(dx), data_of(dw), data_of(db),
-        stream);
+        s, data_or_null(x), data_or_null(y), dy.data(), data_or_null(w), data_or_null(dx),
+        data_or_null(dw), data_or_null(db), stream);
   });
 #else
   (void)tf32, (void)stream;
@@ -276,7 +240,7 @@ void backward_data_cuda(Array<const float, Gpu, 4> g, Array<const float, Gpu, 4>
   nb::gil_scoped_release release;
   dispatch(e, tf32, [&](auto act, auto tf) {
     cuda::conv2d_backward_data<decltype(act)::value, decltype(tf)::value>(
-        s, g.data(), w.data(), data_of(bias), out.data(), stream);
+        s, g.data(), w.data(), data_or_null(bias), out.data(), stream);
   });
 #else
   (void)e, (void)tf32, (void)stream;
@@ -300,16 +264,16 @@ void max_pool_forward_cuda(Array<const float, Gpu, 4> x, Array<const float, Gpu,
                               .c_str());
   }
   const std::array<std::int64_t, 4> pooled{s.N, s.OH / pool[0], s.OW / pool[1], s.F};
-  check(op, "x", x, input_shape(s));
-  check(op, "kernel", w, kernel_shape(s));
-  if (bias) check(op, "bias", *bias, std::array<std::int64_t, 1>{s.F});
-  check(op, "y", y, pooled);
-  if (argmax) check(op, "argmax", *argmax, pooled);
+  expect_shape(op, "x", x, input_shape(s));
+  expect_shape(op, "kernel", w, kernel_shape(s));
+  if (bias) expect_shape(op, "bias", *bias, std::array<std::int64_t, 1>{s.F});
+  expect_shape(op, "y", y, pooled);
+  if (argmax) expect_shape(op, "argmax", *argmax, pooled);
 #if FUSEDNN_WITH_CUDA
   nb::gil_scoped_release release;
   dispatch(e, tf32, [&](auto act, auto tf) {
     cuda::conv2d_max_pool2d_forward<decltype(act)::value, decltype(tf)::value>(
-        s, pool[0], pool[1], x.data(), w.data(), data_of(bias), y.data(), data_of(argmax),
+        s, pool[0], pool[1], x.data(), w.data(), data_or_null(bias), y.data(), data_or_null(argmax),
         stream);
   });
 #else

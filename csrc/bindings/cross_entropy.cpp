@@ -38,14 +38,6 @@ void check_shapes(const char* op, const Array<const T, Device, 2>& logits, std::
   }
 }
 
-#if !FUSEDNN_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op) {
-  throw std::runtime_error(std::string(op) +
-                           ": this fusednn build has no CUDA kernels (built with FUSEDNN_CUDA=OFF "
-                           "or without nvcc)");
-}
-#endif
-
 template <typename T>
 void sparse_cpu(Array<const T, nb::device::cpu, 2> logits,
                 Array<const std::int64_t, nb::device::cpu, 1> labels,

@@ -23,20 +23,14 @@ namespace {
 template <typename T>
 using Matrix = nb::ndarray<T, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
-std::string shape_str(std::size_t rows, std::size_t cols) {
-  return "(" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
-}
-
 // ValueError unless op(a) (M, K) @ op(b) (Kb, N) fits c: Kb == K, c (M, N).
 template <typename T>
 void check_product(const char* op, std::size_t M, std::size_t K, std::size_t Kb, std::size_t N,
                    const Matrix<T>& c) {
   if (Kb != K || c.shape(0) != M || c.shape(1) != N) {
-    throw nb::value_error((std::string(op) + ": shapes disagree: op(a) " + shape_str(M, K) +
-                           ", op(b) " + shape_str(Kb, N) + ", c " +
-                           shape_str(c.shape(0), c.shape(1)) +
-                           "; expected op(a) (M, K), op(b) (K, N), c (M, N)")
-                              .c_str());
+    fail(op, "shapes disagree: op(a) " + dims_str({std::int64_t(M), std::int64_t(K)}) +
+                 ", op(b) " + dims_str({std::int64_t(Kb), std::int64_t(N)}) + ", c " +
+                 shape_str(c) + "; expected op(a) (M, K), op(b) (K, N), c (M, N)");
   }
 }
 
@@ -71,12 +65,13 @@ void gemm_batched_cpu(MatrixBatch<const T> a, MatrixBatch<const T> b, MatrixBatc
   const bool batch_ok = (a.shape(0) == batch || a.shape(0) == 1) &&
                         (b.shape(0) == batch || b.shape(0) == 1);
   if (!batch_ok || Kb != K || c.shape(1) != M || c.shape(2) != N) {
-    throw nb::value_error(("gemm_batched: shapes disagree: " + std::to_string(a.shape(0)) +
-                           " x op(a) " + shape_str(M, K) + ", " + std::to_string(b.shape(0)) +
-                           " x op(b) " + shape_str(Kb, N) + ", " + std::to_string(batch) +
-                           " x c " + shape_str(c.shape(1), c.shape(2)) +
-                           "; expected B or 1 x (M, K), B or 1 x (K, N), B x (M, N)")
-                              .c_str());
+    fail("gemm_batched",
+         "shapes disagree: " + std::to_string(a.shape(0)) + " x op(a) " +
+             dims_str({std::int64_t(M), std::int64_t(K)}) + ", " + std::to_string(b.shape(0)) +
+             " x op(b) " + dims_str({std::int64_t(Kb), std::int64_t(N)}) + ", " +
+             std::to_string(batch) + " x c " +
+             dims_str({std::int64_t(c.shape(1)), std::int64_t(c.shape(2))}) +
+             "; expected B or 1 x (M, K), B or 1 x (K, N), B x (M, N)");
   }
   const auto stride = [](const auto& x) {
     return x.shape(0) == 1 ? std::int64_t(0) : std::int64_t(x.shape(1) * x.shape(2));

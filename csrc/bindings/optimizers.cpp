@@ -78,14 +78,6 @@ void check_step(std::int64_t step) {
   }
 }
 
-#if !FUSEDNN_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op) {
-  throw std::runtime_error(std::string(op) +
-                           ": this fusednn build has no CUDA kernels (built with FUSEDNN_CUDA=OFF "
-                           "or without nvcc)");
-}
-#endif
-
 template <typename T>
 void adam_cpu(TensorList<T, nb::device::cpu> params, TensorList<const T, nb::device::cpu> grads,
               TensorList<T, nb::device::cpu> ms, TensorList<T, nb::device::cpu> vs,

@@ -33,18 +33,8 @@ using Pair = std::array<std::int64_t, 2>;
 constexpr std::int64_t kMaxExtent = std::numeric_limits<std::int32_t>::max();
 
 template <typename Array>
-std::string shape_str(const Array& a) {
-  return "(" + std::to_string(a.shape(0)) + ", " + std::to_string(a.shape(1)) + ", " +
-         std::to_string(a.shape(2)) + ", " + std::to_string(a.shape(3)) + ")";
-}
-
-template <typename Array>
 std::int64_t dim(const Array& a, int axis) {
   return static_cast<std::int64_t>(a.shape(axis));
-}
-
-[[noreturn]] void fail(const char* op, const std::string& message) {
-  throw nb::value_error((std::string(op) + ": " + message).c_str());
 }
 
 // Geometry of a pooling call between `input` (x or dx, (N, H, W, C)) and
@@ -113,14 +103,6 @@ void check_upsample(const char* op, std::int64_t N, std::int64_t H, std::int64_t
                  std::to_string(OH) + ", " + std::to_string(OW) + ", " + std::to_string(OC) + ")");
   }
 }
-
-#if !FUSEDNN_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op) {
-  throw std::runtime_error(std::string(op) +
-                           ": this fusednn build has no CUDA kernels (built with FUSEDNN_CUDA=OFF "
-                           "or without nvcc)");
-}
-#endif
 
 // ----- CPU ------------------------------------------------------------------
 using Cpu = nb::device::cpu;

@@ -1,7 +1,7 @@
-// Pieces shared by the CPU recurrent kernels (recurrent_lstm.cpp,
-// recurrent_gru.cpp, recurrent_simple_rnn.cpp): vectorisable activations, the
-// parallel loop over batch rows, the whole-sequence GEMMs and the handling of
-// masked steps.
+// Pieces shared by the CPU recurrent kernels (recurrent_sequence.h and the
+// cells in recurrent_lstm.cpp, recurrent_gru.cpp, recurrent_simple_rnn.cpp):
+// vectorisable activations, the team of threads, the whole-sequence GEMMs and
+// the handling of masked steps.
 #pragma once
 
 #include <algorithm>
@@ -90,16 +90,8 @@ FUSEDNN_INLINE Real relu(Real x) {
 }
 
 // ---------------------------------------------------------------------------
-// Threads. A pointwise pass over batch rows forks only when it has enough work;
-// it runs between GEMM calls, never around one, so OpenMP regions do not nest.
+// Threads. column_sums forks only when it has this much work.
 constexpr Index kParallelElements = Index(1) << 14;
-
-template <typename Body>
-inline void for_each_row(Index rows, Index elements_per_row, const Body& body) {
-  const bool parallel = rows > 1 && rows * elements_per_row >= kParallelElements;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (Index n = 0; n < rows; ++n) body(n);
-}
 
 // Runs body(part, parts) on each thread of a team of `parts` (as many as the
 // runtime gives), or as part 0 of 1 on the calling thread. One region serves a
@@ -343,24 +335,6 @@ template <typename Real>
 PackedMatrix<Real> pack_columns_transposed(const RecurrentShape& s, Index gate_width, Index K,
                                            const Real* recurrent_kernel_cols) {
   return PackedMatrix<Real>(true, K, s.U, recurrent_kernel_cols, gate_width);
-}
-
-// C (N, width) (+)= feed_t (N, U) x R[:, cols] (U, width) for one step, C rows ldc apart.
-template <typename Real>
-void recurrent_forward_gemm(const RecurrentShape& s, const Real* feed_t, Index feed_ld,
-                            const PackedMatrix<Real>& recurrent_kernel_cols, Real beta, Real* c,
-                            Index ldc) {
-  gemm_packed<Real>(s.N, feed_t, feed_ld, recurrent_kernel_cols, beta, c, ldc);
-}
-
-// from_gemm (N, U) (+)= dgates_t (N, K) x R[:, cols]^T (K, U), where dgates_t
-// are the step's K gate gradients of each row (rows T*gU apart).
-template <typename Real>
-void recurrent_backward_gemm(const RecurrentShape& s, Index gate_width, const Real* dgates_t,
-                             const PackedMatrix<Real>& recurrent_kernel_cols_t, Real beta,
-                             Real* from_gemm) {
-  gemm_packed<Real>(s.N, dgates_t, s.T * gate_width, recurrent_kernel_cols_t, beta, from_gemm,
-                    s.U);
 }
 
 // dh0 (N, U): the state gradient before step 0.

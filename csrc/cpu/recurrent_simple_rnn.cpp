@@ -1,21 +1,18 @@
-// Simple RNN, h' = act(x W + h R + b) with act tanh or relu, over a whole
-// sequence on the CPU (contract in fusednn/recurrent.h). Same step structure as
-// the LSTM: the recurrent GEMM accumulates onto the input projection, then one
-// pointwise pass per batch row.
-#include <algorithm>
+// The simple RNN cell, h' = act(x W + h R + b) with act tanh or relu, of the
+// CPU sequence loops (recurrent_sequence.h; contract in fusednn/recurrent.h).
+// Same step as the LSTM's: the recurrent product accumulates onto the input
+// projection, then one pointwise pass per batch row.
 #include <cstdint>
-#include <vector>
 
-#include "recurrent_common.h"
+#include "recurrent_cells.h"
+#include "recurrent_sequence.h"
 
-namespace fusednn::cpu {
+namespace fusednn::cpu::recurrent_detail {
 
 namespace {
 
-using namespace recurrent_detail;
-
 template <RnnActivation kActivation, typename Real>
-inline Real activate(Real v) {
+FUSEDNN_INLINE Real activate(Real v) {
   if constexpr (kActivation == RnnActivation::kTanh) {
     return recurrent_detail::tanh(v);
   } else {
@@ -25,7 +22,7 @@ inline Real activate(Real v) {
 
 // d act / d pre, from the activation's output h.
 template <RnnActivation kActivation, typename Real>
-inline Real activation_slope(Real h) {
+FUSEDNN_INLINE Real activation_slope(Real h) {
   if constexpr (kActivation == RnnActivation::kTanh) {
     return Real(1) - h * h;
   } else {
@@ -33,141 +30,100 @@ inline Real activation_slope(Real h) {
   }
 }
 
-template <typename Real, RnnActivation kActivation, bool kTraining, bool kMasked,
-          bool kRecurrentMask>
-void simple_rnn_forward_impl(const RecurrentShape& s, const Real* x, const Real* h0,
-                             const Real* kernel, const Real* recurrent_kernel, const Real* bias,
-                             const std::uint8_t* mask, const Real* recurrent_mask, Real* y,
-                             Real* h_T, Real* gates, Real* h_in) {
-  const Index N = s.N, T = s.T, U = s.U;
-  input_projection(s, U, x, kernel, gates);
-  Feed<Real> feed = make_feed<Real, kTraining, kRecurrentMask>(s, h_in, h_T);
-  start_state<Real, kTraining, kRecurrentMask>(s, h0, recurrent_mask, h_T, feed);
-  const PackedMatrix<Real> recurrent_packed = pack_columns(s, U, U, recurrent_kernel);
+template <typename Real, RnnActivation kActivation, bool kTraining>
+struct SimpleRnnForwardCell : CellPolicy<1> {
+  RecurrentShape s;
+  const Real* bias;
+  Real* gates;
+  PackedMatrix<Real> recurrent_packed;
 
-  for (Index t = 0; t < T; ++t) {
-    recurrent_forward_gemm<Real>(s, feed.step(t), feed.ld, recurrent_packed, Real(1),
-                                 gates + t * U, T * U);
-    Real* next_feed = kTraining ? (t + 1 < T ? feed.step(t + 1) : nullptr) : feed.step(0);
-    for_each_row(N, U, [&](Index n) {
-      const Index nt = n * T + t;
-      Real* h = h_T + n * U;
-      Real* y_nt = y + nt * U;
-      if (step_is_valid<kMasked>(mask, T, n, t)) {
-        Real* pre = gates + nt * U;
-#pragma omp simd
-        for (Index j = 0; j < U; ++j) {
-          const Real h_new = activate<kActivation>(pre[j] + bias[j]);
-          if constexpr (kTraining) pre[j] = h_new;
-          h[j] = h_new;
-          y_nt[j] = h_new;
-        }
-      } else {
-        repeat_previous_output(y_nt, t, U);
-      }
-      if ((kTraining || kRecurrentMask) && next_feed != nullptr) {
-        write_feed<Real, kRecurrentMask>(next_feed + n * feed.ld, h,
-                                         kRecurrentMask ? recurrent_mask + n * U : nullptr, U);
-      }
-    });
-  }
-}
+  const PackedMatrix<Real>& packed(int) const { return recurrent_packed; }
 
-template <typename Real, RnnActivation kActivation, bool kMasked, bool kRecurrentMask>
-void simple_rnn_backward_impl(const RecurrentShape& s, const Real* x, const Real* kernel,
-                              const Real* recurrent_kernel, const std::uint8_t* mask,
-                              const Real* recurrent_mask, const Real* gates, const Real* h_in,
-                              const Real* dy, const Real* dh_T, Real* dx, Real* dh0,
-                              Real* dkernel, Real* drecurrent_kernel, Real* dbias,
-                              Real* dgates) {
-  const Index N = s.N, T = s.T, U = s.U;
-  BackwardState<Real> state(s, kMasked, dh_T);
-  const PackedMatrix<Real> recurrent_packed_t = pack_columns_transposed(s, U, U, recurrent_kernel);
-
-  for (Index t = T - 1; t >= 0; --t) {
-    for_each_row(N, U, [&](Index n) {
-      const Index nt = n * T + t;
-      const Real* dy_nt = dy + nt * U;
-      Real* dpre = dgates + nt * U;
-      if (!step_is_valid<kMasked>(mask, T, n, t)) {
-        masked_step_backward<Real, kRecurrentMask>(state, recurrent_mask, dy_nt, n, U, dpre, U);
-        return;
-      }
-      Real* dh = state.carry.data() + n * U;
-      valid_step_output_gradient<Real, kMasked, kRecurrentMask>(state, recurrent_mask, dy_nt, n,
-                                                               U, dh);
-      const Real* h = gates + nt * U;
-#pragma omp simd
-      for (Index j = 0; j < U; ++j) {
-        dpre[j] = dh[j] * activation_slope<kActivation>(h[j]);
-        dh[j] = Real(0);
-      }
-    });
-    recurrent_backward_gemm<Real>(s, U, dgates + t * U, recurrent_packed_t, Real(0),
-                                  state.from_gemm.data());
+  StepProduct<Real> product(int, Index t, const Real* feed_t, Index feed_ld) const {
+    return {feed_t, feed_ld, Real(1), gates + t * s.U, s.T * s.U};
   }
 
-  finish_dh0<Real, kRecurrentMask>(s, state, recurrent_mask, dh0);
-  input_gradients(s, U, x, kernel, dgates, dx, dkernel);
-  recurrent_kernel_gradient(s, U, U, h_in, dgates, drecurrent_kernel);
-  column_sums(N * T, U, dgates, dbias);
-}
+  void update(Index t, Index n, Real* h, Real* y_nt) const {
+    const Index U = s.U;
+    Real* pre = gates + (n * s.T + t) * U;
+#pragma omp simd
+    for (Index j = 0; j < U; ++j) {
+      const Real h_new = activate<kActivation>(pre[j] + bias[j]);
+      if constexpr (kTraining) pre[j] = h_new;
+      h[j] = h_new;
+      y_nt[j] = h_new;
+    }
+  }
+};
+
+template <typename Real, RnnActivation kActivation>
+struct SimpleRnnBackwardCell : CellPolicy<1> {
+  RecurrentShape s;
+  const Real* gates;  // the new h of every step
+  Real* dgates;
+  PackedMatrix<Real> recurrent_packed_t;
+
+  const PackedMatrix<Real>& packed(int) const { return recurrent_packed_t; }
+
+  StepProduct<Real> product(int, Index t, BackwardState<Real>& state) const {
+    return {dgates + t * s.U, s.T * s.U, Real(0), state.from_gemm.data(), s.U};
+  }
+
+  void update(Index t, Index n, Real* dh) const {
+    const Index U = s.U, nt = n * s.T + t;
+    const Real* h = gates + nt * U;
+    Real* dpre = dgates + nt * U;
+#pragma omp simd
+    for (Index j = 0; j < U; ++j) {
+      dpre[j] = dh[j] * activation_slope<kActivation>(h[j]);
+      dh[j] = Real(0);  // nothing bypasses the recurrent product
+    }
+  }
+};
 
 }  // namespace
 
 template <typename Real>
-void simple_rnn_forward(const RecurrentShape& shape, RnnActivation activation, const Real* x,
-                        const Real* h0, const Real* kernel, const Real* recurrent_kernel,
-                        const Real* bias, const std::uint8_t* mask, const Real* recurrent_mask,
-                        Real* y, Real* h_T, Real* gates, Real* h_in) {
+void simple_rnn_forward(const RecurrentSpec& spec, const RecurrentShape& s,
+                        const RecurrentInputs<Real>& in, const RecurrentWeights<Real>& w,
+                        const RecurrentOutputs<Real>& out, const RecurrentCache<Real>& cache) {
   with_flags(
       [&](auto relu_flag, auto training, auto masked, auto recurrent_masked) {
         constexpr RnnActivation kActivation =
             decltype(relu_flag)::value ? RnnActivation::kRelu : RnnActivation::kTanh;
-        simple_rnn_forward_impl<Real, kActivation, decltype(training)::value,
-                                decltype(masked)::value, decltype(recurrent_masked)::value>(
-            shape, x, h0, kernel, recurrent_kernel, bias, mask, recurrent_mask, y, h_T, gates,
-            h_in);
+        constexpr bool kTraining = decltype(training)::value;
+        SimpleRnnForwardCell<Real, kActivation, kTraining> cell{
+            {}, s, w.bias, cache.gates, pack_columns(s, s.U, s.U, w.recurrent_kernel)};
+        forward_sequence<Real, kTraining, decltype(masked)::value,
+                         decltype(recurrent_masked)::value>(s, in, w.kernel, out, cache.gates,
+                                                            cache.h_in, cell);
       },
-      activation == RnnActivation::kRelu, h_in != nullptr, mask != nullptr,
-      recurrent_mask != nullptr);
+      spec.activation == RnnActivation::kRelu, cache.h_in != nullptr, in.mask != nullptr,
+      in.recurrent_mask != nullptr);
 }
 
 template <typename Real>
-void simple_rnn_backward(const RecurrentShape& shape, RnnActivation activation, const Real* x,
-                         const Real* kernel, const Real* recurrent_kernel,
-                         const std::uint8_t* mask, const Real* recurrent_mask, const Real* gates,
-                         const Real* h_in, const Real* dy, const Real* dh_T, Real* dx, Real* dh0,
-                         Real* dkernel, Real* drecurrent_kernel, Real* dbias, Real* dgates) {
+void simple_rnn_backward(const RecurrentSpec& spec, const RecurrentShape& s,
+                         const RecurrentInputs<Real>& in, const RecurrentWeights<Real>& w,
+                         const RecurrentCache<const Real>& cache,
+                         const RecurrentOutputGradients<Real>& out_grads,
+                         const RecurrentGradients<Real>& grads, Real* workspace) {
+  Real* dgates = workspace;
   with_flags(
       [&](auto relu_flag, auto masked, auto recurrent_masked) {
         constexpr RnnActivation kActivation =
             decltype(relu_flag)::value ? RnnActivation::kRelu : RnnActivation::kTanh;
-        simple_rnn_backward_impl<Real, kActivation, decltype(masked)::value,
-                                 decltype(recurrent_masked)::value>(
-            shape, x, kernel, recurrent_kernel, mask, recurrent_mask, gates, h_in, dy, dh_T, dx,
-            dh0, dkernel, drecurrent_kernel, dbias, dgates);
+        SimpleRnnBackwardCell<Real, kActivation> cell{
+            {}, s, cache.gates, dgates, pack_columns_transposed(s, s.U, s.U, w.recurrent_kernel)};
+        backward_sequence<Real, decltype(masked)::value, decltype(recurrent_masked)::value>(
+            s, in, w.kernel, out_grads.dy, out_grads.dh_T, grads, dgates, cell);
       },
-      activation == RnnActivation::kRelu, mask != nullptr, recurrent_mask != nullptr);
+      spec.activation == RnnActivation::kRelu, in.mask != nullptr,
+      in.recurrent_mask != nullptr);
+  recurrent_kernel_gradient(s, s.U, s.U, cache.h_in, dgates, grads.drecurrent_kernel);
+  column_sums(s.N * s.T, s.U, dgates, grads.dbias);
 }
 
-template void simple_rnn_forward<float>(const RecurrentShape&, RnnActivation, const float*,
-                                        const float*, const float*, const float*, const float*,
-                                        const std::uint8_t*, const float*, float*, float*,
-                                        float*, float*);
-template void simple_rnn_forward<double>(const RecurrentShape&, RnnActivation, const double*,
-                                         const double*, const double*, const double*,
-                                         const double*, const std::uint8_t*, const double*,
-                                         double*, double*, double*, double*);
-template void simple_rnn_backward<float>(const RecurrentShape&, RnnActivation, const float*,
-                                         const float*, const float*, const std::uint8_t*,
-                                         const float*, const float*, const float*, const float*,
-                                         const float*, float*, float*, float*, float*, float*,
-                                         float*);
-template void simple_rnn_backward<double>(const RecurrentShape&, RnnActivation, const double*,
-                                          const double*, const double*, const std::uint8_t*,
-                                          const double*, const double*, const double*,
-                                          const double*, const double*, double*, double*,
-                                          double*, double*, double*, double*);
+FUSEDNN_RECURRENT_CELL_INSTANCES(simple_rnn)
 
-}  // namespace fusednn::cpu
+}  // namespace fusednn::cpu::recurrent_detail

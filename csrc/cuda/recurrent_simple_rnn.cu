@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "fusednn/cuda_check.h"
-#include "fusednn/recurrent.h"
+#include "recurrent_launchers.h"
 #include "recurrent_sequence.cuh"
 
 namespace fusednn::cuda {

@@ -27,19 +27,42 @@
 // recurrent_mask (N, U) or nullptr: h * recurrent_mask feeds the recurrent
 // GEMM (recurrent dropout); the state update itself uses the unmasked h.
 //
-// Training caches (all batch-major, written by the forward, read by the
-// backward; nullptr everywhere selects inference):
-//   gates  (N, T, gU)  activated gates of every step (LSTM i, f, g, o;
-//                      GRU z, r, hh; SimpleRNN the new h). In inference the
-//                      same buffer is the input-projection workspace.
-//   h_in   (N, T, U)   the recurrent GEMM's input of every step,
-//                      h_{t-1} * recurrent_mask (h_{t-1} when no mask)
-// Entries of masked steps in the caches are unspecified.
+// The training cache is ONE buffer of cache_layout(...).elements Reals that
+// this side lays out (the caller only asks its size): the forward fills it, the
+// backward reads it. Its arrays (all batch-major):
+//   gates        (N, T, gU)  activated gates of every step (LSTM i, f, g, o;
+//                            GRU z, r, hh; SimpleRNN the new h). In inference the
+//                            buffer holds only this array, as the input-projection
+//                            workspace.
+//   cell         (N, T, U)   LSTM: c after every step
+//   h_in         (N, T, U)   the recurrent GEMM's input of every step,
+//                            h_{t-1} * recurrent_mask (h_{t-1} when no mask)
+//   h_prev       (N, T, U)   GRU with a recurrent_mask: the state before every step
+//                            (without one it equals h_in and is absent)
+//   recurrent_h  (N, T, U)   GRU: reset_after: h_in Uh + bh_rec (what r multiplies);
+//                            otherwise r * h_in (the candidate GEMM's input)
+// Masked steps: the backward gives them zero gate gradients but reads the
+// neighbouring steps' entries, so the entries are specified as follows
+// (tests/test_ops_recurrent.py checks the CPU side):
+//   cell         specified: the carried-over state (equal to the previous step's
+//                entry, c0 before the first step). The next valid step reads it as c_prev.
+//   h_in         specified: h_{t-1} * recurrent_mask with the carried-over state.
+//                It enters the dR product (times zero gradients), so must be finite.
+//   recurrent_h  reset_before: specified, r * h_in with the masked step's r (finite;
+//                it enters the dR product too). reset_after: unspecified.
+//   gates        unspecified: partial sums, partly activated (GRU reset_before's
+//                z, r); the LSTM's and SimpleRNN's are x W + h R on the CPU and
+//                the per-step CUDA path, x W only in the persistent CUDA kernel.
+//   h_prev       unspecified.
+// The backward's workspace is one buffer of backward_workspace_elements(...)
+// Reals as well (the pre-activation gate gradients, and for the GRU with
+// reset_after those w.r.t. the recurrent projection).
 //
-// Outputs are allocated by the caller. The CPU kernels take Real = float or
-// double and parallelise the pointwise passes over the batch with OpenMP
-// (outside the GEMMs, which are threaded themselves). The CUDA kernels take
-// float32 device arrays, a caller-allocated workspace and the stream as an
+// Outputs, the cache and the workspaces are allocated by the caller and passed
+// in the argument structs below, the same for the CPU and the CUDA entry
+// points. The CPU kernels take Real = float or double and run each sequence
+// in one OpenMP team (csrc/cpu/recurrent_sequence.h). The CUDA kernels take
+// float32 device arrays, also a workspace of their own and the stream as an
 // integer handle (cudaStream_t), and throw fusednn::CudaError.
 #pragma once
 
@@ -57,6 +80,95 @@ struct RecurrentShape {
 };
 
 enum class RnnActivation { kTanh, kRelu };
+
+enum class RecurrentCell { kLstm, kGru, kSimpleRnn };
+
+// Which recurrence runs.
+struct RecurrentSpec {
+  RecurrentCell cell = RecurrentCell::kLstm;
+  bool reset_after = true;                          // GRU only
+  RnnActivation activation = RnnActivation::kTanh;  // SimpleRNN only
+};
+
+// gU / U: 4 (LSTM), 3 (GRU), 1 (SimpleRNN).
+std::int64_t gate_count(RecurrentCell cell);
+
+// The forward's inputs. The backward reads x, c0 and the masks again.
+template <typename Real>
+struct RecurrentInputs {
+  const Real* x = nullptr;               // (N, T, F)
+  const Real* h0 = nullptr;              // (N, U)
+  const Real* c0 = nullptr;              // (N, U), LSTM only
+  const std::uint8_t* mask = nullptr;    // (N, T) or nullptr
+  const Real* recurrent_mask = nullptr;  // (N, U) or nullptr
+};
+
+template <typename Real>
+struct RecurrentWeights {
+  const Real* kernel = nullptr;            // (F, gU)
+  const Real* recurrent_kernel = nullptr;  // (U, gU)
+  const Real* bias = nullptr;              // (gU,), GRU with reset_after (2, 3U)
+};
+
+template <typename Real>
+struct RecurrentOutputs {
+  Real* y = nullptr;    // (N, T, U)
+  Real* h_T = nullptr;  // (N, U)
+  Real* c_T = nullptr;  // (N, U), LSTM only
+};
+
+// Gradients w.r.t. the outputs; dh_T and dc_T may be nullptr (zero).
+template <typename Real>
+struct RecurrentOutputGradients {
+  const Real* dy = nullptr;    // (N, T, U)
+  const Real* dh_T = nullptr;  // (N, U) or nullptr
+  const Real* dc_T = nullptr;  // (N, U) or nullptr, LSTM only
+};
+
+// Gradients w.r.t. the inputs and weights, in their shapes (dc0 LSTM only).
+template <typename Real>
+struct RecurrentGradients {
+  Real* dx = nullptr;
+  Real* dh0 = nullptr;
+  Real* dc0 = nullptr;
+  Real* dkernel = nullptr;
+  Real* drecurrent_kernel = nullptr;
+  Real* dbias = nullptr;
+};
+
+// Offsets (in Reals) of the cache's arrays in its buffer; -1 where absent.
+struct RecurrentCacheLayout {
+  std::int64_t gates = 0, cell = -1, h_in = -1, h_prev = -1, recurrent_h = -1;
+  std::int64_t elements = 0;  // the buffer's size
+};
+
+RecurrentCacheLayout cache_layout(const RecurrentSpec& spec, const RecurrentShape& shape,
+                                  bool training, bool recurrent_masked);
+
+// Reals of the backward's workspace.
+std::int64_t backward_workspace_elements(const RecurrentSpec& spec, const RecurrentShape& shape);
+
+// The cache's arrays inside a buffer laid out by cache_layout (nullptr where absent).
+template <typename Real>
+struct RecurrentCache {
+  Real* gates = nullptr;
+  Real* cell = nullptr;
+  Real* h_in = nullptr;
+  Real* h_prev = nullptr;
+  Real* recurrent_h = nullptr;
+
+  RecurrentCache(const RecurrentCacheLayout& layout, Real* buffer)
+      : gates(at(buffer, layout.gates)),
+        cell(at(buffer, layout.cell)),
+        h_in(at(buffer, layout.h_in)),
+        h_prev(at(buffer, layout.h_prev)),
+        recurrent_h(at(buffer, layout.recurrent_h)) {}
+
+ private:
+  static Real* at(Real* buffer, std::int64_t offset) {
+    return offset < 0 ? nullptr : buffer + offset;
+  }
+};
 
 namespace recurrent_detail {
 
@@ -81,110 +193,20 @@ void with_flags(const Body& body, bool flag, Rest... rest) {
 
 namespace cpu {
 
-// x                 (N, T, F)
-// h0, c0            (N, U)      initial states
-// kernel            (F, 4U)
-// recurrent_kernel  (U, 4U)
-// bias              (4U,)
-// mask              (N, T) or nullptr
-// recurrent_mask    (N, U) or nullptr
-// y                 (N, T, U)   out: output of every step
-// h_T, c_T          (N, U)      out: final states
-// gates             (N, T, 4U)  cache (training) or workspace (inference)
-// cell              (N, T, U)   cache out or nullptr (inference): c after every step
-// h_in              (N, T, U)   cache out or nullptr (inference)
+// One forward over the sequence. cache: cache_layout(spec, shape, training,
+// recurrent_mask != nullptr).elements Reals (in inference the gates workspace).
 template <typename Real>
-void lstm_forward(const RecurrentShape& shape, const Real* x, const Real* h0, const Real* c0,
-                  const Real* kernel, const Real* recurrent_kernel, const Real* bias,
-                  const std::uint8_t* mask, const Real* recurrent_mask, Real* y, Real* h_T,
-                  Real* c_T, Real* gates, Real* cell, Real* h_in);
+void recurrent_forward(const RecurrentSpec& spec, const RecurrentShape& shape,
+                       const RecurrentInputs<Real>& inputs, const RecurrentWeights<Real>& weights,
+                       const RecurrentOutputs<Real>& outputs, bool training, Real* cache);
 
-// x, c0, kernel, recurrent_kernel, mask, recurrent_mask: as given to the forward
-// gates, cell, h_in     the forward's caches
-// dy                    (N, T, U)   gradient w.r.t. y
-// dh_T, dc_T            (N, U)      gradient w.r.t. h_T, c_T, or nullptr (zero)
-// dx                    (N, T, F)   out
-// dh0, dc0              (N, U)      out
-// dkernel               (F, 4U)     out
-// drecurrent_kernel     (U, 4U)     out
-// dbias                 (4U,)       out
-// dgates                (N, T, 4U)  workspace: pre-activation gate gradients
+// The backward from the training forward's cache (inputs and weights as given
+// to it; h0 and bias are not read). workspace: backward_workspace_elements Reals.
 template <typename Real>
-void lstm_backward(const RecurrentShape& shape, const Real* x, const Real* c0, const Real* kernel,
-                   const Real* recurrent_kernel, const std::uint8_t* mask,
-                   const Real* recurrent_mask, const Real* gates, const Real* cell,
-                   const Real* h_in, const Real* dy, const Real* dh_T, const Real* dc_T, Real* dx,
-                   Real* dh0, Real* dc0, Real* dkernel, Real* drecurrent_kernel, Real* dbias,
-                   Real* dgates);
-
-// reset_after       bias layout and candidate formula (see above)
-// x                 (N, T, F)
-// h0                (N, U)
-// kernel            (F, 3U)
-// recurrent_kernel  (U, 3U)
-// bias              (2, 3U) if reset_after else (3U,)
-// mask              (N, T) or nullptr
-// recurrent_mask    (N, U) or nullptr
-// y                 (N, T, U)   out
-// h_T               (N, U)      out
-// gates             (N, T, 3U)  cache (training) or workspace (inference)
-// h_in              (N, T, U)   cache out or nullptr (inference)
-// h_prev            (N, T, U)   cache out or nullptr: the state before every step; needed in
-//                               training only with a recurrent_mask (else it equals h_in)
-// recurrent_h       (N, T, U)   cache out or nullptr: reset_after: h_in Uh + bh_rec (what r
-//                               multiplies); otherwise r * h_in (the candidate GEMM's input)
-template <typename Real>
-void gru_forward(const RecurrentShape& shape, bool reset_after, const Real* x, const Real* h0,
-                 const Real* kernel, const Real* recurrent_kernel, const Real* bias,
-                 const std::uint8_t* mask, const Real* recurrent_mask, Real* y, Real* h_T,
-                 Real* gates, Real* h_in, Real* h_prev, Real* recurrent_h);
-
-// x, kernel, recurrent_kernel, mask, recurrent_mask: as given to the forward
-// gates, h_in, h_prev, recurrent_h: the forward's caches (h_prev nullptr without recurrent_mask)
-// dy                    (N, T, U)
-// dh_T                  (N, U) or nullptr
-// dx                    (N, T, F)   out
-// dh0                   (N, U)      out
-// dkernel               (F, 3U)     out
-// drecurrent_kernel     (U, 3U)     out
-// dbias                 (2, 3U) if reset_after else (3U,)   out
-// dgates                (N, T, 3U)  workspace: gate gradients w.r.t. the input projection
-// dgates_recurrent      (N, T, 3U)  workspace (reset_after only, else nullptr): gate gradients
-//                                   w.r.t. the recurrent projection (the h part times r)
-template <typename Real>
-void gru_backward(const RecurrentShape& shape, bool reset_after, const Real* x,
-                  const Real* kernel, const Real* recurrent_kernel, const std::uint8_t* mask,
-                  const Real* recurrent_mask, const Real* gates, const Real* h_in,
-                  const Real* h_prev, const Real* recurrent_h, const Real* dy, const Real* dh_T,
-                  Real* dx, Real* dh0, Real* dkernel, Real* drecurrent_kernel, Real* dbias,
-                  Real* dgates, Real* dgates_recurrent);
-
-// activation        tanh or relu
-// x                 (N, T, F)
-// h0                (N, U)
-// kernel            (F, U)
-// recurrent_kernel  (U, U)
-// bias              (U,)
-// mask              (N, T) or nullptr
-// recurrent_mask    (N, U) or nullptr
-// y                 (N, T, U)   out
-// h_T               (N, U)      out
-// gates             (N, T, U)   cache (training: the new h of every step) or workspace
-// h_in              (N, T, U)   cache out or nullptr (inference)
-template <typename Real>
-void simple_rnn_forward(const RecurrentShape& shape, RnnActivation activation, const Real* x,
-                        const Real* h0, const Real* kernel, const Real* recurrent_kernel,
-                        const Real* bias, const std::uint8_t* mask, const Real* recurrent_mask,
-                        Real* y, Real* h_T, Real* gates, Real* h_in);
-
-// dy (N, T, U), dh_T (N, U) or nullptr; outputs as for the GRU with U-wide gates;
-// dgates (N, T, U) workspace.
-template <typename Real>
-void simple_rnn_backward(const RecurrentShape& shape, RnnActivation activation, const Real* x,
-                         const Real* kernel, const Real* recurrent_kernel,
-                         const std::uint8_t* mask, const Real* recurrent_mask, const Real* gates,
-                         const Real* h_in, const Real* dy, const Real* dh_T, Real* dx, Real* dh0,
-                         Real* dkernel, Real* drecurrent_kernel, Real* dbias, Real* dgates);
+void recurrent_backward(const RecurrentSpec& spec, const RecurrentShape& shape,
+                        const RecurrentInputs<Real>& inputs, const RecurrentWeights<Real>& weights,
+                        const Real* cache, const RecurrentOutputGradients<Real>& output_gradients,
+                        const RecurrentGradients<Real>& gradients, Real* workspace);
 
 }  // namespace cpu
 
@@ -213,54 +235,23 @@ enum class RecurrentKernel { kForward, kBackward };
 // Float elements of `workspace` the launchers need for this shape.
 std::int64_t workspace_elements(RecurrentKernel kernel, const RecurrentShape& shape);
 
-// Returns the algorithm that ran (never kAuto). Requesting kPersistent where it
-// does not fit throws fusednn::CudaError.
-RecurrentAlgorithm lstm_forward(const RecurrentShape& shape, RecurrentAlgorithm requested,
-                                const float* x, const float* h0, const float* c0,
-                                const float* kernel, const float* recurrent_kernel,
-                                const float* bias, const std::uint8_t* mask,
-                                const float* recurrent_mask, float* y, float* h_T, float* c_T,
-                                float* gates, float* cell, float* h_in, float* workspace,
-                                std::uintptr_t stream);
+// The CPU entry points' arguments (float32 device arrays), plus a workspace of
+// workspace_elements(...) floats and the stream. The forward returns the
+// algorithm that ran (never kAuto); requesting kPersistent where it does not
+// fit throws fusednn::CudaError.
+RecurrentAlgorithm recurrent_forward(const RecurrentSpec& spec, const RecurrentShape& shape,
+                                     RecurrentAlgorithm requested,
+                                     const RecurrentInputs<float>& inputs,
+                                     const RecurrentWeights<float>& weights,
+                                     const RecurrentOutputs<float>& outputs, bool training,
+                                     float* cache, float* workspace, std::uintptr_t stream);
 
-void lstm_backward(const RecurrentShape& shape, const float* x, const float* c0,
-                   const float* kernel, const float* recurrent_kernel, const std::uint8_t* mask,
-                   const float* recurrent_mask, const float* gates, const float* cell,
-                   const float* h_in, const float* dy, const float* dh_T, const float* dc_T,
-                   float* dx, float* dh0, float* dc0, float* dkernel, float* drecurrent_kernel,
-                   float* dbias, float* dgates, float* workspace, std::uintptr_t stream);
-
-RecurrentAlgorithm gru_forward(const RecurrentShape& shape, RecurrentAlgorithm requested,
-                               bool reset_after, const float* x, const float* h0,
-                               const float* kernel, const float* recurrent_kernel,
-                               const float* bias, const std::uint8_t* mask,
-                               const float* recurrent_mask, float* y, float* h_T, float* gates,
-                               float* h_in, float* h_prev, float* recurrent_h, float* workspace,
-                               std::uintptr_t stream);
-
-void gru_backward(const RecurrentShape& shape, bool reset_after, const float* x,
-                  const float* kernel, const float* recurrent_kernel, const std::uint8_t* mask,
-                  const float* recurrent_mask, const float* gates, const float* h_in,
-                  const float* h_prev, const float* recurrent_h, const float* dy,
-                  const float* dh_T, float* dx, float* dh0, float* dkernel,
-                  float* drecurrent_kernel, float* dbias, float* dgates, float* dgates_recurrent,
-                  float* workspace, std::uintptr_t stream);
-
-RecurrentAlgorithm simple_rnn_forward(const RecurrentShape& shape, RecurrentAlgorithm requested,
-                                      RnnActivation activation, const float* x, const float* h0,
-                                      const float* kernel, const float* recurrent_kernel,
-                                      const float* bias, const std::uint8_t* mask,
-                                      const float* recurrent_mask, float* y, float* h_T,
-                                      float* gates, float* h_in, float* workspace,
-                                      std::uintptr_t stream);
-
-void simple_rnn_backward(const RecurrentShape& shape, RnnActivation activation, const float* x,
-                         const float* kernel, const float* recurrent_kernel,
-                         const std::uint8_t* mask, const float* recurrent_mask,
-                         const float* gates, const float* h_in, const float* dy,
-                         const float* dh_T, float* dx, float* dh0, float* dkernel,
-                         float* drecurrent_kernel, float* dbias, float* dgates, float* workspace,
-                         std::uintptr_t stream);
+void recurrent_backward(const RecurrentSpec& spec, const RecurrentShape& shape,
+                        const RecurrentInputs<float>& inputs,
+                        const RecurrentWeights<float>& weights, const float* cache,
+                        const RecurrentOutputGradients<float>& output_gradients,
+                        const RecurrentGradients<float>& gradients, float* backward_workspace,
+                        float* workspace, std::uintptr_t stream);
 
 }  // namespace cuda
 
