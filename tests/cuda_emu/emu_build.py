@@ -27,10 +27,13 @@ PROGRAMS = {
     "conv": (["conv.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp"]),
     "conv_pool": (["conv_pool.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp", "pooling.cpp"]),
     "gemm": (["gemm.cu"], []),
-    # The recurrent launchers run their GEMMs through gemm.cu.
-    "recurrent": (["recurrent_lstm.cu", "recurrent_gru.cu", "recurrent_simple_rnn.cu", "gemm.cu"],
-                  ["recurrent_lstm.cpp", "recurrent_gru.cpp", "recurrent_simple_rnn.cpp",
-                   "gemm.cpp", "gemm_packed.cpp"]),
+    # The entry points (recurrent_entry.cu, recurrent.cpp, which also holds
+    # cache_layout) over the cells' launchers; these run their GEMMs through gemm.cu.
+    "recurrent": (["recurrent_entry.cu", "recurrent_lstm.cu", "recurrent_gru.cu",
+                   "recurrent_simple_rnn.cu", "gemm.cu"],
+                  ["recurrent.cpp", "recurrent_lstm.cpp", "recurrent_gru.cpp",
+                   "recurrent_simple_rnn.cpp", "gemm.cpp", "gemm_packed.cpp",
+                   "gemm_packed_matrix.cpp"]),
 }
 
 BUILDS = ("plain", "thread", "address")
