@@ -8,7 +8,9 @@
 // Both sides are called through the same argument structs of fusednn/recurrent.h
 // (cuda::recurrent_forward/backward in recurrent_entry.cu against
 // cpu::recurrent_forward/backward), their caches laid out by cache_layout.
+#include <algorithm>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -197,6 +199,36 @@ void run_case(const Case& c) {
   expect_close(name + " dbias", f.dbias, d.dbias, kTolerance, kTolerance);
 }
 
+// A shape outside the launchers' contract (T, F, U >= 1) is refused with
+// std::invalid_argument where they are entered, before any kernel or the
+// persistent planner runs (U = 0 would divide by zero there): the per-step and
+// the automatic forward and the backward, for every cell.
+void rejected_shape_case(const char* what, const RecurrentShape& s) {
+  for (Cell cell : {Cell::kLstm, Cell::kGruAfter, Cell::kGruBefore, Cell::kSimpleRnn}) {
+    const RecurrentSpec spec = spec_of(cell);
+    const Floats x(std::max<std::int64_t>(s.N * s.T * s.F, 1), 1.f);
+    const fusednn::RecurrentInputs<float> inputs{x.data()};
+    int refused = 0;
+    for (auto algorithm : {RecurrentAlgorithm::kPerStep, RecurrentAlgorithm::kAuto}) {
+      try {
+        fusednn::cuda::recurrent_forward(spec, s, algorithm, inputs, {}, {}, true, nullptr,
+                                         nullptr, 0);
+      } catch (const std::invalid_argument&) {
+        ++refused;
+      }
+    }
+    try {
+      fusednn::cuda::recurrent_backward(spec, s, inputs, {}, nullptr, {}, {}, nullptr, nullptr, 0);
+    } catch (const std::invalid_argument&) {
+      ++refused;
+    }
+    Case c{cell, s, false, false, true, RecurrentAlgorithm::kAuto};
+    std::printf("%s %s refused (%d of 3 entries): %s\n", refused == 3 ? "ok  " : "FAIL",
+                describe(c).c_str(), refused, what);
+    if (refused != 3) ++driver::failures();
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -220,5 +252,8 @@ int main(int argc, char** argv) {
     }
   }
   for (const Case& c : cases) run_case(c);
+  rejected_shape_case("no units", {2, 3, 4, 0});
+  rejected_shape_case("no features", {2, 3, 0, 5});
+  rejected_shape_case("no steps", {2, 0, 4, 5});
   return driver::result();
 }
