@@ -1,11 +1,29 @@
 // The CUDA recurrent entry points (contract in fusednn/recurrent.h): the cache
 // and the gate-gradient workspace split into their arrays, then the cell's
-// launcher (recurrent_launchers.h).
+// launcher (recurrent_launchers.h), once the shape is checked.
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "recurrent_launchers.h"
 
 namespace fusednn::cuda {
+
+namespace {
+
+// The launchers' shape contract (fusednn/recurrent.h), checked where they are
+// entered rather than trusted to the Python bindings: U = 0 would divide by zero
+// in the persistent planner (units per block) and, like T = 0 or F = 0, launch
+// grids over zero gate columns; N = 0 (an empty batch) is valid.
+void check_shape(const char* entry, const RecurrentShape& s) {
+  if (s.N >= 0 && s.T >= 1 && s.F >= 1 && s.U >= 1) return;
+  throw std::invalid_argument(std::string(entry) +
+                              ": expected N >= 0 and T, F, U >= 1, got N=" + std::to_string(s.N) +
+                              " T=" + std::to_string(s.T) + " F=" + std::to_string(s.F) +
+                              " U=" + std::to_string(s.U));
+}
+
+}  // namespace
 
 RecurrentAlgorithm recurrent_forward(const RecurrentSpec& spec, const RecurrentShape& shape,
                                      RecurrentAlgorithm requested,
@@ -13,6 +31,7 @@ RecurrentAlgorithm recurrent_forward(const RecurrentSpec& spec, const RecurrentS
                                      const RecurrentWeights<float>& w,
                                      const RecurrentOutputs<float>& out, bool training,
                                      float* cache, float* workspace, std::uintptr_t stream) {
+  check_shape("recurrent_forward (CUDA)", shape);
   const RecurrentCache<float> c(
       cache_layout(spec, shape, training, in.recurrent_mask != nullptr), cache);
   switch (spec.cell) {
@@ -36,6 +55,7 @@ void recurrent_backward(const RecurrentSpec& spec, const RecurrentShape& shape,
                         const float* cache, const RecurrentOutputGradients<float>& og,
                         const RecurrentGradients<float>& g, float* backward_workspace,
                         float* workspace, std::uintptr_t stream) {
+  check_shape("recurrent_backward (CUDA)", shape);
   const RecurrentCache<const float> c(
       cache_layout(spec, shape, true, in.recurrent_mask != nullptr), cache);
   float* dgates = backward_workspace;

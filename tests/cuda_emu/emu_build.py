@@ -19,19 +19,23 @@ EMU = ROOT / "tests" / "cuda_emu"
 CUDA = ROOT / "csrc" / "cuda"
 CPU = ROOT / "csrc" / "cpu"
 
+# The CPU GEMM, packed GEMM and its packed operand (several twins call them).
+_CPU_GEMM = ["gemm.cpp", "gemm_packed.cpp", "gemm_packed_matrix.cpp"]
+
 # driver name -> (kernel files of csrc/cuda, CPU twins in csrc/cpu)
 PROGRAMS = {
     "cross_entropy": (["cross_entropy.cu"], ["cross_entropy.cpp"]),
     "optimizers": (["optimizers.cu"], ["optimizers.cpp"]),
     "pooling": (["pooling.cu"], ["pooling.cpp"]),
-    "conv": (["conv.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp", "gemm_packed_matrix.cpp"]),
-    "conv_pool": (["conv_pool.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp",
-                                     "gemm_packed_matrix.cpp", "pooling.cpp"]),
+    "conv": (["conv.cu"], ["conv.cpp", *_CPU_GEMM]),
+    "conv_pool": (["conv_pool.cu"], ["conv.cpp", *_CPU_GEMM, "pooling.cpp"]),
     "gemm": (["gemm.cu"], []),
-    # The recurrent launchers run their GEMMs through gemm.cu.
-    "recurrent": (["recurrent_lstm.cu", "recurrent_gru.cu", "recurrent_simple_rnn.cu", "gemm.cu"],
-                  ["recurrent_lstm.cpp", "recurrent_gru.cpp", "recurrent_simple_rnn.cpp",
-                   "gemm.cpp", "gemm_packed.cpp", "gemm_packed_matrix.cpp"]),
+    # The entry points (recurrent_entry.cu, recurrent.cpp, which also holds
+    # cache_layout) over the cells' launchers; these run their GEMMs through gemm.cu.
+    "recurrent": (["recurrent_entry.cu", "recurrent_lstm.cu", "recurrent_gru.cu",
+                   "recurrent_simple_rnn.cu", "gemm.cu"],
+                  ["recurrent.cpp", "recurrent_lstm.cpp", "recurrent_gru.cpp",
+                   "recurrent_simple_rnn.cpp", *_CPU_GEMM]),
 }
 
 BUILDS = ("plain", "thread", "address")

@@ -5,11 +5,12 @@
 // forward, training and inference, with and without a timestep mask and a
 // recurrent dropout mask; the backward fed the reference's forward caches. GRU in
 // both forms (reset_after=False has no persistent kernel). Batch 1, odd units.
-//
-// Written against the launchers' signatures of 2026-12-06 (before the argument
-// structs of the recurrent refactoring).
+// Both sides are called through the same argument structs of fusednn/recurrent.h
+// (cuda::recurrent_forward/backward in recurrent_entry.cu against
+// cpu::recurrent_forward/backward), their caches laid out by cache_layout.
+#include <algorithm>
 #include <cstdint>
-#include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,10 @@ namespace {
 
 using driver::expect_close;
 using driver::widen;
+using fusednn::RecurrentCache;
+using fusednn::RecurrentCacheLayout;
 using fusednn::RecurrentShape;
+using fusednn::RecurrentSpec;
 using fusednn::cuda::RecurrentAlgorithm;
 using Floats = std::vector<float>;
 using Doubles = std::vector<double>;
@@ -59,20 +63,49 @@ std::string describe(const Case& c) {
          " " + fusednn::cuda::algorithm_name(c.algorithm);
 }
 
-// The arrays of one problem in one precision.
+// The arrays of one problem in one precision, and the argument structs over them
+// (c0, c_T, dc_T and dc0 only for the LSTM, the recurrent mask only when used).
 template <typename Real>
-struct Arrays {
+struct Problem {
   std::vector<Real> x, h0, c0, kernel, recurrent_kernel, bias, recurrent_mask, dy, dh_T, dc_T;
-  std::vector<Real> y, h_T, c_T, gates, cell, h_in, h_prev, recurrent_h;
-  std::vector<Real> dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, dgates, dgates_recurrent;
+  std::vector<Real> y, h_T, c_T, cache;
+  std::vector<Real> dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, backward_workspace;
+
+  fusednn::RecurrentInputs<Real> inputs(bool lstm, const std::uint8_t* mask, bool rm) const {
+    return {x.data(), h0.data(), lstm ? c0.data() : nullptr, mask, or_null(recurrent_mask, rm)};
+  }
+  fusednn::RecurrentWeights<Real> weights() const {
+    return {kernel.data(), recurrent_kernel.data(), bias.data()};
+  }
+  fusednn::RecurrentOutputs<Real> outputs(bool lstm) {
+    return {y.data(), h_T.data(), lstm ? c_T.data() : nullptr};
+  }
+  fusednn::RecurrentOutputGradients<Real> output_gradients(bool lstm) const {
+    return {dy.data(), dh_T.data(), lstm ? dc_T.data() : nullptr};
+  }
+  fusednn::RecurrentGradients<Real> gradients(bool lstm) {
+    return {dx.data(), dh0.data(), lstm ? dc0.data() : nullptr, dkernel.data(),
+            drecurrent_kernel.data(), dbias.data()};
+  }
 };
+
+RecurrentSpec spec_of(Cell cell) {
+  RecurrentSpec spec;
+  spec.cell = cell == Cell::kLstm      ? fusednn::RecurrentCell::kLstm
+              : cell == Cell::kSimpleRnn ? fusednn::RecurrentCell::kSimpleRnn
+                                         : fusednn::RecurrentCell::kGru;
+  spec.reset_after = cell != Cell::kGruBefore;
+  spec.activation = fusednn::RnnActivation::kTanh;
+  return spec;
+}
 
 void run_case(const Case& c) {
   const RecurrentShape& s = c.s;
+  const RecurrentSpec spec = spec_of(c.cell);
   const std::int64_t N = s.N, T = s.T, F = s.F, U = s.U, G = gates_of(c.cell) * U;
-  const bool gru = c.cell == Cell::kGruAfter || c.cell == Cell::kGruBefore;
-  const bool reset_after = c.cell == Cell::kGruAfter;
-  Arrays<float> f;
+  const bool lstm = c.cell == Cell::kLstm;
+  const bool two_biases = c.cell == Cell::kGruAfter;
+  Problem<float> f;
   f.x = driver::uniform<float>(N * T * F, -1, 1);
   f.h0 = driver::uniform<float>(N * U, -1, 1);
   f.c0 = driver::uniform<float>(N * U, -1, 1);
@@ -88,71 +121,41 @@ void run_case(const Case& c) {
   const std::uint8_t* m = c.masked ? mask.data() : nullptr;
   const bool rm = c.recurrent_masked;
 
-  Arrays<double> d;
+  Problem<double> d;
   d.x = widen(f.x), d.h0 = widen(f.h0), d.c0 = widen(f.c0), d.kernel = widen(f.kernel);
   d.recurrent_kernel = widen(f.recurrent_kernel), d.bias = widen(f.bias);
   d.recurrent_mask = widen(f.recurrent_mask), d.dy = widen(f.dy), d.dh_T = widen(f.dh_T);
   d.dc_T = widen(f.dc_T);
-  const std::int64_t NTU = N * T * U, NTG = N * T * G, NU = N * U;
-  for (auto* a : {&f.y, &f.cell, &f.h_in, &f.h_prev, &f.recurrent_h}) *a = driver::poisoned<float>(NTU);
-  for (auto* a : {&f.h_T, &f.c_T}) *a = driver::poisoned<float>(NU);
-  f.gates = driver::poisoned<float>(NTG);
-  for (auto* a : {&d.y, &d.cell, &d.h_in, &d.h_prev, &d.recurrent_h}) a->assign(NTU, 0);
-  for (auto* a : {&d.h_T, &d.c_T}) a->assign(NU, 0);
-  d.gates.assign(NTG, 0);
+  const std::int64_t NTU = N * T * U, NU = N * U;
+  const bool tr = c.training;
+  // The reference always trains: its cache feeds both sides' backward.
+  const RecurrentCacheLayout layout = fusednn::cache_layout(spec, s, tr, rm);
+  const RecurrentCacheLayout training_layout = fusednn::cache_layout(spec, s, true, rm);
+  f.y = driver::poisoned<float>(NTU);
+  f.h_T = driver::poisoned<float>(NU), f.c_T = driver::poisoned<float>(NU);
+  f.cache = driver::poisoned<float>(layout.elements);
+  d.y.assign(NTU, 0), d.h_T.assign(NU, 0), d.c_T.assign(NU, 0);
+  d.cache.assign(training_layout.elements, 0);
   Floats workspace = driver::poisoned<float>(
       fusednn::cuda::workspace_elements(fusednn::cuda::RecurrentKernel::kForward, s));
-  const bool tr = c.training;
   const std::string name = describe(c);
 
   // ----- forward
-  RecurrentAlgorithm ran = RecurrentAlgorithm::kAuto;
-  const float* frm = or_null(f.recurrent_mask, rm);
-  const double* drm = or_null(d.recurrent_mask, rm);
-  switch (c.cell) {
-    case Cell::kLstm:
-      ran = fusednn::cuda::lstm_forward(
-          s, c.algorithm, f.x.data(), f.h0.data(), f.c0.data(), f.kernel.data(),
-          f.recurrent_kernel.data(), f.bias.data(), m, frm, f.y.data(), f.h_T.data(),
-          f.c_T.data(), f.gates.data(), tr ? f.cell.data() : nullptr,
-          tr ? f.h_in.data() : nullptr, workspace.data(), 0);
-      fusednn::cpu::lstm_forward<double>(s, d.x.data(), d.h0.data(), d.c0.data(),
-                                         d.kernel.data(), d.recurrent_kernel.data(),
-                                         d.bias.data(), m, drm, d.y.data(), d.h_T.data(),
-                                         d.c_T.data(), d.gates.data(), d.cell.data(),
-                                         d.h_in.data());
-      break;
-    case Cell::kGruAfter:
-    case Cell::kGruBefore:
-      ran = fusednn::cuda::gru_forward(
-          s, c.algorithm, reset_after, f.x.data(), f.h0.data(), f.kernel.data(),
-          f.recurrent_kernel.data(), f.bias.data(), m, frm, f.y.data(), f.h_T.data(),
-          f.gates.data(), tr ? f.h_in.data() : nullptr, tr ? f.h_prev.data() : nullptr,
-          tr ? f.recurrent_h.data() : nullptr, workspace.data(), 0);
-      fusednn::cpu::gru_forward<double>(s, reset_after, d.x.data(), d.h0.data(), d.kernel.data(),
-                                        d.recurrent_kernel.data(), d.bias.data(), m, drm,
-                                        d.y.data(), d.h_T.data(), d.gates.data(), d.h_in.data(),
-                                        d.h_prev.data(), d.recurrent_h.data());
-      break;
-    case Cell::kSimpleRnn:
-      ran = fusednn::cuda::simple_rnn_forward(
-          s, c.algorithm, fusednn::RnnActivation::kTanh, f.x.data(), f.h0.data(),
-          f.kernel.data(), f.recurrent_kernel.data(), f.bias.data(), m, frm, f.y.data(),
-          f.h_T.data(), f.gates.data(), tr ? f.h_in.data() : nullptr, workspace.data(), 0);
-      fusednn::cpu::simple_rnn_forward<double>(
-          s, fusednn::RnnActivation::kTanh, d.x.data(), d.h0.data(), d.kernel.data(),
-          d.recurrent_kernel.data(), d.bias.data(), m, drm, d.y.data(), d.h_T.data(),
-          d.gates.data(), d.h_in.data());
-      break;
-  }
+  const RecurrentAlgorithm ran = fusednn::cuda::recurrent_forward(
+      spec, s, c.algorithm, f.inputs(lstm, m, rm), f.weights(), f.outputs(lstm), tr,
+      f.cache.data(), workspace.data(), 0);
+  fusednn::cpu::recurrent_forward<double>(spec, s, d.inputs(lstm, m, rm), d.weights(),
+                                          d.outputs(lstm), true, d.cache.data());
   if (ran != c.algorithm) {
     std::printf("FAIL %s ran %s\n", name.c_str(), fusednn::cuda::algorithm_name(ran));
     ++driver::failures();
   }
   expect_close(name + " y", f.y, d.y, kTolerance, kTolerance);
   expect_close(name + " h_T", f.h_T, d.h_T, kTolerance, kTolerance);
-  if (c.cell == Cell::kLstm) expect_close(name + " c_T", f.c_T, d.c_T, kTolerance, kTolerance);
+  if (lstm) expect_close(name + " c_T", f.c_T, d.c_T, kTolerance, kTolerance);
   if (!tr) return;
+  const RecurrentCache<const float> got(layout, f.cache.data());
+  const RecurrentCache<const double> want(training_layout, d.cache.data());
   // The gates cache at masked steps is scratch that the backward never reads
   // (it returns before touching it): the per-step path leaves x W + h R there, the
   // persistent kernel x W. Only valid steps are compared.
@@ -160,77 +163,70 @@ void run_case(const Case& c) {
   Doubles want_gates;
   for (std::int64_t nt = 0; nt < N * T; ++nt) {
     if (m != nullptr && m[nt] == 0) continue;
-    valid_gates.insert(valid_gates.end(), f.gates.begin() + nt * G, f.gates.begin() + (nt + 1) * G);
-    want_gates.insert(want_gates.end(), d.gates.begin() + nt * G, d.gates.begin() + (nt + 1) * G);
+    valid_gates.insert(valid_gates.end(), got.gates + nt * G, got.gates + (nt + 1) * G);
+    want_gates.insert(want_gates.end(), want.gates + nt * G, want.gates + (nt + 1) * G);
   }
   expect_close(name + " gates (valid steps)", valid_gates, want_gates, kTolerance, kTolerance);
-  expect_close(name + " h_in", f.h_in, d.h_in, kTolerance, kTolerance);
+  expect_close(name + " h_in", Floats(got.h_in, got.h_in + NTU), Doubles(want.h_in, want.h_in + NTU),
+               kTolerance, kTolerance);
 
-  // ----- backward, from the reference's caches
-  const Floats gates = narrow(d.gates), cell = narrow(d.cell), h_in = narrow(d.h_in),
-               h_prev = narrow(d.h_prev), recurrent_h = narrow(d.recurrent_h);
-  const std::int64_t bias_size = gru && reset_after ? 2 * G : G;
-  for (auto* a : {&f.dx}) *a = driver::poisoned<float>(N * T * F);
-  f.dh0 = driver::poisoned<float>(NU);
-  f.dc0 = driver::poisoned<float>(NU);
+  // ----- backward, from the reference's cache
+  const Floats cache = narrow(d.cache);
+  const std::int64_t bias_size = two_biases ? 2 * G : G;
+  f.dx = driver::poisoned<float>(N * T * F);
+  f.dh0 = driver::poisoned<float>(NU), f.dc0 = driver::poisoned<float>(NU);
   f.dkernel = driver::poisoned<float>(F * G);
   f.drecurrent_kernel = driver::poisoned<float>(U * G);
   f.dbias = driver::poisoned<float>(bias_size);
-  f.dgates = driver::poisoned<float>(NTG);
-  f.dgates_recurrent = driver::poisoned<float>(NTG);
+  f.backward_workspace = driver::poisoned<float>(fusednn::backward_workspace_elements(spec, s));
   d.dx.assign(N * T * F, 0), d.dh0.assign(NU, 0), d.dc0.assign(NU, 0), d.dkernel.assign(F * G, 0);
-  d.drecurrent_kernel.assign(U * G, 0), d.dbias.assign(bias_size, 0), d.dgates.assign(NTG, 0);
-  d.dgates_recurrent.assign(NTG, 0);
+  d.drecurrent_kernel.assign(U * G, 0), d.dbias.assign(bias_size, 0);
+  d.backward_workspace.assign(fusednn::backward_workspace_elements(spec, s), 0);
   workspace = driver::poisoned<float>(
       fusednn::cuda::workspace_elements(fusednn::cuda::RecurrentKernel::kBackward, s));
-  switch (c.cell) {
-    case Cell::kLstm:
-      fusednn::cuda::lstm_backward(s, f.x.data(), f.c0.data(), f.kernel.data(),
-                                   f.recurrent_kernel.data(), m, frm, gates.data(), cell.data(),
-                                   h_in.data(), f.dy.data(), f.dh_T.data(), f.dc_T.data(),
-                                   f.dx.data(), f.dh0.data(), f.dc0.data(), f.dkernel.data(),
-                                   f.drecurrent_kernel.data(), f.dbias.data(), f.dgates.data(),
-                                   workspace.data(), 0);
-      fusednn::cpu::lstm_backward<double>(
-          s, d.x.data(), d.c0.data(), d.kernel.data(), d.recurrent_kernel.data(), m, drm,
-          d.gates.data(), d.cell.data(), d.h_in.data(), d.dy.data(), d.dh_T.data(),
-          d.dc_T.data(), d.dx.data(), d.dh0.data(), d.dc0.data(), d.dkernel.data(),
-          d.drecurrent_kernel.data(), d.dbias.data(), d.dgates.data());
-      expect_close(name + " dc0", f.dc0, d.dc0, kTolerance, kTolerance);
-      break;
-    case Cell::kGruAfter:
-    case Cell::kGruBefore:
-      fusednn::cuda::gru_backward(s, reset_after, f.x.data(), f.kernel.data(),
-                                  f.recurrent_kernel.data(), m, frm, gates.data(), h_in.data(),
-                                  h_prev.data(), recurrent_h.data(), f.dy.data(), f.dh_T.data(),
-                                  f.dx.data(), f.dh0.data(), f.dkernel.data(),
-                                  f.drecurrent_kernel.data(), f.dbias.data(), f.dgates.data(),
-                                  f.dgates_recurrent.data(), workspace.data(), 0);
-      fusednn::cpu::gru_backward<double>(
-          s, reset_after, d.x.data(), d.kernel.data(), d.recurrent_kernel.data(), m, drm,
-          d.gates.data(), d.h_in.data(), d.h_prev.data(), d.recurrent_h.data(), d.dy.data(),
-          d.dh_T.data(), d.dx.data(), d.dh0.data(), d.dkernel.data(),
-          d.drecurrent_kernel.data(), d.dbias.data(), d.dgates.data(), d.dgates_recurrent.data());
-      break;
-    case Cell::kSimpleRnn:
-      fusednn::cuda::simple_rnn_backward(
-          s, fusednn::RnnActivation::kTanh, f.x.data(), f.kernel.data(),
-          f.recurrent_kernel.data(), m, frm, gates.data(), h_in.data(), f.dy.data(),
-          f.dh_T.data(), f.dx.data(), f.dh0.data(), f.dkernel.data(), f.drecurrent_kernel.data(),
-          f.dbias.data(), f.dgates.data(), workspace.data(), 0);
-      fusednn::cpu::simple_rnn_backward<double>(
-          s, fusednn::RnnActivation::kTanh, d.x.data(), d.kernel.data(),
-          d.recurrent_kernel.data(), m, drm, d.gates.data(), d.h_in.data(), d.dy.data(),
-          d.dh_T.data(), d.dx.data(), d.dh0.data(), d.dkernel.data(),
-          d.drecurrent_kernel.data(), d.dbias.data(), d.dgates.data());
-      break;
-  }
+  fusednn::cuda::recurrent_backward(spec, s, f.inputs(lstm, m, rm), f.weights(), cache.data(),
+                                    f.output_gradients(lstm), f.gradients(lstm),
+                                    f.backward_workspace.data(), workspace.data(), 0);
+  fusednn::cpu::recurrent_backward<double>(spec, s, d.inputs(lstm, m, rm), d.weights(),
+                                           d.cache.data(), d.output_gradients(lstm),
+                                           d.gradients(lstm), d.backward_workspace.data());
+  if (lstm) expect_close(name + " dc0", f.dc0, d.dc0, kTolerance, kTolerance);
   expect_close(name + " dx", f.dx, d.dx, kTolerance, kTolerance);
   expect_close(name + " dh0", f.dh0, d.dh0, kTolerance, kTolerance);
   expect_close(name + " dkernel", f.dkernel, d.dkernel, kTolerance, kTolerance);
   expect_close(name + " drecurrent_kernel", f.drecurrent_kernel, d.drecurrent_kernel, kTolerance,
                kTolerance);
   expect_close(name + " dbias", f.dbias, d.dbias, kTolerance, kTolerance);
+}
+
+// A shape outside the launchers' contract (T, F, U >= 1) is refused with
+// std::invalid_argument where they are entered, before any kernel or the
+// persistent planner runs (U = 0 would divide by zero there): the per-step and
+// the automatic forward and the backward, for every cell.
+void rejected_shape_case(const char* what, const RecurrentShape& s) {
+  for (Cell cell : {Cell::kLstm, Cell::kGruAfter, Cell::kGruBefore, Cell::kSimpleRnn}) {
+    const RecurrentSpec spec = spec_of(cell);
+    const Floats x(std::max<std::int64_t>(s.N * s.T * s.F, 1), 1.f);
+    const fusednn::RecurrentInputs<float> inputs{x.data()};
+    int refused = 0;
+    for (auto algorithm : {RecurrentAlgorithm::kPerStep, RecurrentAlgorithm::kAuto}) {
+      try {
+        fusednn::cuda::recurrent_forward(spec, s, algorithm, inputs, {}, {}, true, nullptr,
+                                         nullptr, 0);
+      } catch (const std::invalid_argument&) {
+        ++refused;
+      }
+    }
+    try {
+      fusednn::cuda::recurrent_backward(spec, s, inputs, {}, nullptr, {}, {}, nullptr, nullptr, 0);
+    } catch (const std::invalid_argument&) {
+      ++refused;
+    }
+    Case c{cell, s, false, false, true, RecurrentAlgorithm::kAuto};
+    std::printf("%s %s refused (%d of 3 entries): %s\n", refused == 3 ? "ok  " : "FAIL",
+                describe(c).c_str(), refused, what);
+    if (refused != 3) ++driver::failures();
+  }
 }
 
 }  // namespace
@@ -256,5 +252,8 @@ int main(int argc, char** argv) {
     }
   }
   for (const Case& c : cases) run_case(c);
+  rejected_shape_case("no units", {2, 3, 4, 0});
+  rejected_shape_case("no features", {2, 3, 0, 5});
+  rejected_shape_case("no steps", {2, 0, 4, 5});
   return driver::result();
 }
