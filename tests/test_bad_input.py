@@ -209,7 +209,7 @@ CASES = [
          lambda: layers.GRU(3, recurrent_dropout=-0.2, name="g"), ValueError,
          "GRU 'g'", "[0, 1)", "-0.2"),
     Case("simplernn-rank-2-input", lambda: layers.SimpleRNN(3, name="r")(zeros(2, 5)),
-         ValueError, "SimpleRNN 'r'", "rank 3 (N, T, F)", "(2, 5)"),
+         ValueError, "SimpleRNN 'r'", "rank 3 (batch first)", "(2, 5)"),
     Case("simplernn-zero-steps", lambda: layers.SimpleRNN(3, name="r")(zeros(2, 0, 3)),
          ValueError, "SimpleRNN 'r'", "at least one time step", "(2, 0, 3)"),
     Case("lstm-wrong-features", lambda l: l(zeros(2, 5, 4)), ValueError,

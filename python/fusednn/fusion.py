@@ -50,6 +50,7 @@ class ConvPool:
     backward(dy), with the layers' own checks; gradients go into the Conv2D's buffers."""
 
     supports_masking = False
+    output_mask = None  # Conv2D drops a time-step mask, as in Keras
 
     def __init__(self, conv: Conv2D, pool: MaxPooling2D):
         self.conv, self.pool = conv, pool

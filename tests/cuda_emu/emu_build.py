@@ -24,13 +24,14 @@ PROGRAMS = {
     "cross_entropy": (["cross_entropy.cu"], ["cross_entropy.cpp"]),
     "optimizers": (["optimizers.cu"], ["optimizers.cpp"]),
     "pooling": (["pooling.cu"], ["pooling.cpp"]),
-    "conv": (["conv.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp"]),
-    "conv_pool": (["conv_pool.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp", "pooling.cpp"]),
+    "conv": (["conv.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp", "gemm_packed_matrix.cpp"]),
+    "conv_pool": (["conv_pool.cu"], ["conv.cpp", "gemm.cpp", "gemm_packed.cpp",
+                                     "gemm_packed_matrix.cpp", "pooling.cpp"]),
     "gemm": (["gemm.cu"], []),
     # The recurrent launchers run their GEMMs through gemm.cu.
     "recurrent": (["recurrent_lstm.cu", "recurrent_gru.cu", "recurrent_simple_rnn.cu", "gemm.cu"],
                   ["recurrent_lstm.cpp", "recurrent_gru.cpp", "recurrent_simple_rnn.cpp",
-                   "gemm.cpp", "gemm_packed.cpp"]),
+                   "gemm.cpp", "gemm_packed.cpp", "gemm_packed_matrix.cpp"]),
 }
 
 BUILDS = ("plain", "thread", "address")

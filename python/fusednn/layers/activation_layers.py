@@ -124,6 +124,8 @@ class PReLU(Layer):
     (1-based, e.g. shared_axes=[1, 2] shares one slope per channel of (N, H, W, C)).
     """
 
+    supports_masking = True  # elementwise: a time-step mask passes on, as in Keras
+
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, shared_axes=None,
                  **kwargs):
         super().__init__(**kwargs)

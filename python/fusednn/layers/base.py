@@ -3,16 +3,31 @@
 A subclass stores configuration in `__init__`, creates weights in
 `build(input_shape)` with `add_weight`, and implements
 
-    call(x, training) -> (y, cache)        # cache: what backward needs
-    call_backward(dy, cache) -> dx         # adds parameter gradients
+    call(x, training, **call_arguments) -> (y, cache)   # cache: what backward needs
+    call_backward(dy, cache) -> dx                       # adds parameter gradients
 
-The base class does the rest: building on first use, the casting rule, device
-and shape checks, keeping the cache of the latest training forward, Keras
-weight lists, and moving weights between devices.
+Users (and models) run a layer with
+
+    y = layer.forward(x, training=False, mask=None, **call_arguments)
+    dx = layer.backward(dy)          # after forward(x, training=True)
+    layer.zero_grad(); layer.trainable = False
+
+`call_arguments` are the keyword parameters `call` names after (x, training), e.g.
+a recurrent layer's `initial_state`; `mask` reaches `call` only if it names it,
+and `compute_mask` gives `output_mask`, the mask for the next layer. A layer with
+several outputs returns a list from `call`; its backward takes one gradient per
+output (None for zeros) and may return several input gradients.
+
+The base class does the rest: building once (a direct `build` call counts, as in
+Keras 3), the casting rule, device and shape checks, the numerics checks, keeping
+the cache of the latest training forward, Keras weight lists, and moving weights
+between devices. No subclass overrides forward or backward.
 """
 from __future__ import annotations
 
+import functools
 import inspect
+import warnings
 
 import numpy as np
 
@@ -61,15 +76,74 @@ class InputSpec:
                                  f"{axis}, got shape {tuple(shape)}")
 
 
+def _build_shape(layer: "Layer", input_shape) -> tuple:
+    """`input_shape` as a tuple of ints and None (batch first), or a clear error."""
+    try:
+        shape = tuple(None if d is None else int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{layer._label()}: expected an input shape (a tuple of ints or None, "
+                        f"batch first), got {input_shape!r}") from None
+    if not shape:
+        raise ValueError(f"{layer._label()}: expected an input shape with a batch axis, got ()")
+    return shape
+
+
+def _builds_once(build):
+    """Wraps a layer's `build` as Keras 3 does (Layer.__new__'s build_wrapper): after the
+    first call the layer is built, with input_shape and output_shape set, whether the call
+    came from forward, from a model or from the user. A later call creates nothing: it
+    checks that the shape fits the built layer (its input spec and output shape), so a
+    layer never silently gets fresh weights. A build that fails leaves no weights behind."""
+
+    @functools.wraps(build)
+    def build_once(self, input_shape):
+        if self._building:  # a subclass's build calling super().build
+            return build(self, input_shape)
+        shape = _build_shape(self, input_shape)
+        if self.input_spec is not None:
+            self.input_spec.check(self, shape)
+        if self.built:
+            self.compute_output_shape(shape)  # raises when the shape does not fit
+            return None
+        own_weights = len(self._variables)
+        self._building = True
+        try:
+            build(self, shape)
+            output_shape = self.compute_output_shape(shape)
+        except BaseException:
+            del self._variables[own_weights:]
+            raise
+        finally:
+            self._building = False
+        self.built = True
+        self.input_shape = shape
+        self.output_shape = output_shape
+        return None
+
+    build_once.builds_once = True
+    return build_once
+
+
 class Layer:
     """Base class of every layer and model."""
 
     # Rank checks that hold before the layer is built (subclasses may narrow them).
     input_spec: InputSpec | None = None
+    # Whether an incoming time-step mask reaches the next layer (Keras's flag; see
+    # compute_mask). Sequential passes its mask only to layers that set it.
+    supports_masking = False
     # A model's training step clears this on its first layer for one backward: nobody reads
     # the model's input gradient, so a layer that can skip computing it (Conv, Dense)
     # returns None instead. Users' backward(dy) always returns dx.
     _input_grad_needed = True
+    # True while the layer's own build runs (a subclass's build may call super().build).
+    _building = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None and not getattr(build, "builds_once", False):
+            cls.build = _builds_once(build)
 
     def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
                  input_dim=None, batch_size=None, **unknown):
@@ -99,7 +173,8 @@ class Layer:
         self._variables: list[Variable] = []
         self._cache = None
         self._cache_valid = False
-        self._last_output_shape = None
+        self._last_output_shape = None  # a list of shapes for several outputs
+        self.output_mask = None  # the mask for the next layer, set by forward
 
     @property
     def trainable(self) -> bool:
@@ -240,23 +315,21 @@ class Layer:
         return self
 
     # ----- building ------------------------------------------------------
+    @_builds_once
     def build(self, input_shape) -> None:
-        """Creates the weights for `input_shape` (batch first); layers with weights override."""
+        """Creates the weights for `input_shape` (batch first); layers with weights override.
+
+        Every override is wrapped (`_builds_once`) as Keras 3 wraps it: a direct call marks
+        the layer built, and a later call only checks the shape against the built layer.
+        """
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def build_for(self, input_shape):
         """Builds once for `input_shape` (full, batch first); returns the output shape."""
-        input_shape = tuple(None if d is None else int(d) for d in input_shape)
-        if self.input_spec is not None:
-            self.input_spec.check(self, input_shape)
-        if not self.built:
-            self.build(input_shape)
-            self.built = True
-            self.input_shape = input_shape
-            self.output_shape = self.compute_output_shape(input_shape)
-            return self.output_shape
+        input_shape = _build_shape(self, input_shape)
+        self.build(input_shape)
         return self.compute_output_shape(input_shape)
 
     # ----- running -------------------------------------------------------
@@ -269,8 +342,14 @@ class Layer:
                             f"model or move the input with fusednn.backend.to_device")
         return x
 
-    def forward(self, x, training: bool = False):
-        """Output for input `x`; with training=True also keeps what backward needs."""
+    def forward(self, x, training: bool = False, mask=None, **call_arguments):
+        """Output for input `x`; with training=True also keeps what backward needs.
+
+        mask: Keras's time-step mask (N, T) (False marks padding), for layers that
+        support masking; `output_mask` then holds the mask for the next layer
+        (`compute_mask`). Further keyword arguments (e.g. a recurrent layer's
+        initial_state=) go to `call`. A layer with several outputs returns a list.
+        """
         x = self._prepare_input(x)
         if x.ndim == 0:
             raise ValueError(f"{self._label()}: expected a batch of inputs (rank >= 1, batch "
@@ -278,41 +357,105 @@ class Layer:
         if self.input_spec is not None:
             self.input_spec.check(self, x.shape)  # names the received shape, batch included
         self.build_for((None,) + tuple(x.shape[1:]))
-        y, cache = self.call(x, bool(training))
+        mask = self._checked_mask(mask, x)
+        y, cache = self.call(x, bool(training), **self._call_arguments(call_arguments, mask))
         if utils.numerics_checked():
             self._check_forward_numerics(x, y)
+        self.output_mask = self.compute_mask(x, mask)
         if training:
             self._cache, self._cache_valid = cache, True
-            self._last_output_shape = tuple(y.shape)
+            self._last_output_shape = ([tuple(o.shape) for o in y] if isinstance(y, list)
+                                       else tuple(y.shape))
         return y
 
     __call__ = forward
 
+    def compute_mask(self, x, mask):
+        """The mask of the output for the input mask `mask` (checked, or None), as Keras:
+        a layer that supports masking passes it on, others drop it. Layers that make or
+        consume a mask (Masking, Embedding, recurrent layers) override this."""
+        return mask if self.supports_masking else None
+
+    def _checked_mask(self, mask, x):
+        """The mask as a boolean array whose shape leads x's shape ((N, T) for (N, T, ...))."""
+        if mask is None:
+            return None
+        if hasattr(mask, "shape") and backend.device_of(mask) != backend.device_of(x):
+            raise TypeError(f"{self._label()}: mask is on {backend.device_of(mask)} but the input "
+                            f"is on {backend.device_of(x)}")
+        mask = backend.get_array_module(x).asarray(mask)
+        if mask.dtype.kind not in "biuf":
+            raise TypeError(f"{self._label()}: expected a boolean mask, got dtype {mask.dtype}")
+        if mask.ndim == 0 or tuple(mask.shape) != tuple(x.shape[:mask.ndim]):
+            raise ValueError(f"{self._label()}: expected a mask of shape (N, T) = "
+                             f"{tuple(x.shape[:2])} for an input of shape {tuple(x.shape)}, got "
+                             f"{tuple(mask.shape)}")
+        return mask.astype(bool, copy=False)
+
+    def _call_arguments(self, given: dict, mask) -> dict:
+        """The keyword arguments for `call`: those its signature names, checked."""
+        accepted = _call_keywords(type(self))
+        unknown = sorted(set(given) - set(accepted))
+        if unknown:
+            raise TypeError(f"{self._label()}: forward got unexpected keyword argument(s) "
+                            f"{', '.join(unknown)}; it accepts training, mask"
+                            f"{''.join(', ' + name for name in accepted if name != 'mask')}")
+        arguments = dict(given)
+        if mask is not None and "mask" in accepted:
+            arguments["mask"] = mask
+        elif mask is not None and not self.supports_masking:
+            warnings.warn(f"{self._label()} was given a mask but does not support masking, so "
+                          "the mask stops here (as in Keras): the next layer gets none",
+                          stacklevel=3)
+        return arguments
+
     def backward(self, dy):
         """Gradient w.r.t. the input of the latest forward(x, training=True).
 
+        dy: the output's gradient; for a layer with several outputs, a list with one
+        gradient per output, None standing for zeros (an output the loss does not use).
         Adds parameter gradients into the gradient buffers (call zero_grad first).
         """
         if not self._cache_valid:
             raise StateError(f"{self._label()}: backward() needs a preceding "
                              "forward(x, training=True)")
-        dy = backend.as_float_array(dy, self.dtype, f"{self._label()} backward gradient")
-        expected_device = self.device if self.variables else None
-        if expected_device is not None and backend.device_of(dy) != expected_device:
-            raise TypeError(f"{self._label()}: gradient is on {backend.device_of(dy)} but the "
-                            f"layer is on {expected_device}")
-        if tuple(dy.shape) != self._last_output_shape:
-            raise ValueError(f"{self._label()}: backward expected a gradient of shape "
-                             f"{self._last_output_shape} (the output of the latest training "
-                             f"forward), got {tuple(dy.shape)}")
+        dy = self._checked_output_gradients(dy)
         dx = self.call_backward(dy, self._cache)
         if utils.numerics_checked():
             self._check_backward_numerics(dy, dx)
         return dx
 
+    def _checked_output_gradients(self, dy):
+        """dy checked against the latest training output (a list for several outputs)."""
+        shapes = self._last_output_shape
+        if not isinstance(shapes, list):
+            return self._checked_gradient(dy, shapes)
+        if not isinstance(dy, (list, tuple)) or len(dy) != len(shapes):
+            got = (f"a list of length {len(dy)}" if isinstance(dy, (list, tuple))
+                   else type(dy).__name__)
+            raise ValueError(f"{self._label()}: backward expected a list of {len(shapes)} "
+                             f"gradients, one per output of forward (None for an unused one), "
+                             f"got {got}")
+        xp = backend.xp_for_device(self.device)
+        return [xp.zeros(shape, dtype=self.dtype) if g is None else self._checked_gradient(g, shape)
+                for g, shape in zip(dy, shapes)]
+
+    def _checked_gradient(self, dy, shape):
+        dy = backend.as_float_array(dy, self.dtype, f"{self._label()} backward gradient")
+        expected_device = self.device if self.variables else None
+        if expected_device is not None and backend.device_of(dy) != expected_device:
+            raise TypeError(f"{self._label()}: gradient is on {backend.device_of(dy)} but the "
+                            f"layer is on {expected_device}")
+        if tuple(dy.shape) != shape:
+            raise ValueError(f"{self._label()}: backward expected a gradient of shape "
+                             f"{shape} (the output of the latest training forward), got "
+                             f"{tuple(dy.shape)}")
+        return dy
+
     # ----- numerics checks (fd.utils.check_numerics) ------------------------
     def _check_forward_numerics(self, x, y) -> None:
-        """Raises FloatingPointError naming this layer if its finite input gave NaN/Inf."""
+        """Raises FloatingPointError naming this layer if its finite input gave NaN/Inf
+        (y: the output, or the list of outputs)."""
         utils.check_finite(x, f"the input of {self._label()} already holds non-finite values")
         utils.check_finite(y, f"{self._label()} produced non-finite values in its forward "
                               "output from a finite input")
@@ -320,25 +463,35 @@ class Layer:
     def _check_backward_numerics(self, dy, dx,
                                  incoming="the gradient passed to backward()") -> None:
         """Raises FloatingPointError naming this layer if a finite output gradient gave a
-        NaN/Inf input gradient or weight gradient."""
+        NaN/Inf input gradient or weight gradient (dy, dx: arrays or lists of them; a None
+        dx means the input gradient was skipped, see _input_grad_needed)."""
         utils.check_finite(dy, f"{incoming} of {self._label()} already holds non-finite values")
-        if dx is not None:  # None: the input gradient was skipped (_input_grad_needed)
-            utils.check_finite(dx, f"{self._label()} produced non-finite values in its backward "
-                                   "gradient w.r.t. its input from a finite output gradient")
+        utils.check_finite(dx, f"{self._label()} produced non-finite values in its backward "
+                               "gradient w.r.t. its input from a finite output gradient")
         for var in self._variables:
             utils.check_finite(var.grad, f"{self._label()} produced non-finite values in the "
                                          f"gradient of its weight '{var.name}' in backward")
 
     def call(self, x, training):
-        """Subclasses: returns (y, cache)."""
+        """Subclasses: returns (y, cache); y is a list for several outputs. A subclass
+        that takes `mask` or other call arguments names them as keyword parameters."""
         raise NotImplementedError
 
     def call_backward(self, dy, cache):
-        """Subclasses: returns dx and adds parameter gradients with `_accumulate`."""
+        """Subclasses: returns dx and adds parameter gradients with `_accumulate`; dy is
+        a list (zeros for unused outputs) when call returned several outputs."""
         raise NotImplementedError
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+@functools.lru_cache(maxsize=None)
+def _call_keywords(cls) -> tuple:
+    """The keyword arguments of `cls.call` after (x, training): what forward passes on."""
+    parameters = list(inspect.signature(cls.call).parameters.values())[3:]
+    return tuple(p.name for p in parameters
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def _accepted_keywords(cls) -> list[str]:

@@ -84,6 +84,7 @@ class Dense(_SoftmaxFusion, Layer):
     """
 
     input_spec = InputSpec(min_ndim=2)
+    supports_masking = True  # a time-step mask passes on, as in Keras
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
@@ -169,6 +170,8 @@ class Dense(_SoftmaxFusion, Layer):
 class _FunctionLayer(Layer):
     """A layer applying one activation function `self.function` (no weights); any shape."""
 
+    supports_masking = True  # elementwise: a time-step mask passes on, as in Keras
+
     function: activations.ActivationFunction
 
     def call(self, x, training):
@@ -215,6 +218,8 @@ class Dropout(Layer):
     seed: None draws from fusednn's global generator (fd.utils.set_random_seed repeats
     it); an int gives the layer its own generator, started from that seed.
     """
+
+    supports_masking = True  # a time-step mask passes on, as in Keras
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)

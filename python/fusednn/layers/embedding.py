@@ -1,8 +1,9 @@
 """Embedding (integer ids -> vectors) and Masking (skip padded time steps).
 
 Both produce the time-step mask (N, T) that a following recurrent layer uses to
-skip padding: after forward, `layer.output_mask` holds it (None when there is
-none), and Sequential passes it to the next layer that accepts `mask=`.
+skip padding: their `compute_mask` gives it, after forward `layer.output_mask`
+holds it (None when there is none), and Sequential passes it to the next layer
+that supports masking.
 """
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ class Embedding(Layer):
                                                embeddings_regularizer)
         self.mask_zero = bool(mask_zero)
         self.embeddings = None
-        self.output_mask = None
 
     def build(self, input_shape):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
@@ -80,8 +80,10 @@ class Embedding(Layer):
                                  f"{self.input_dim} (ids must lie in [0, {self.input_dim}))")
         return ids.astype(xp.int64, copy=False)
 
+    def compute_mask(self, ids, mask):
+        return (ids != 0) if self.mask_zero else None
+
     def call(self, ids, training):
-        self.output_mask = (ids != 0) if self.mask_zero else None
         y = self.embeddings.value[ids]
         return y, (ids if training else None)
 
@@ -124,23 +126,23 @@ class Masking(Layer):
             raise ValueError(f"{self._label()}: expected mask_value to be a number, "
                              f"got {mask_value!r}")
         self.mask_value = float(mask_value)
-        self.output_mask = None
 
     def build(self, input_shape):
         if len(input_shape) < 3:
             raise ValueError(f"{self._label()}: expected input of rank >= 3 (N, T, features), "
                              f"got shape {tuple(input_shape)}")
 
-    def forward(self, x, training: bool = False, mask=None):
-        """x with padded steps zeroed; an incoming mask is replaced by the computed one."""
-        return super().forward(x, training)
+    def _kept_steps(self, x):
+        """(N, T) True where some feature differs from mask_value."""
+        return (x != self.mask_value).any(axis=tuple(range(2, x.ndim)))
 
-    __call__ = forward
+    def compute_mask(self, x, mask):
+        """The steps kept; an incoming mask is replaced by it (Keras)."""
+        return self._kept_steps(x)
 
     def call(self, x, training):
         feature_axes = tuple(range(2, x.ndim))
-        keep = (x != self.mask_value).any(axis=feature_axes)
-        self.output_mask = keep
+        keep = self._kept_steps(x)
         scale = keep.astype(x.dtype).reshape(keep.shape + (1,) * len(feature_axes))
         return x * scale, (scale if training else None)
 

@@ -31,7 +31,12 @@ from .registry import register
 @register
 class BatchNormalization(Layer):
     """Normalises each channel along `axis` with batch statistics (training) or
-    moving statistics (inference), then scales by gamma and shifts by beta."""
+    moving statistics (inference), then scales by gamma and shifts by beta.
+
+    A time-step mask passes on as in Keras, but unlike Keras the batch statistics
+    include the masked steps."""
+
+    supports_masking = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",

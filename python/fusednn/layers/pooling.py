@@ -6,11 +6,14 @@ pooling is a 2-D one over (N, 1, T, C), and a global pooling is one window
 covering the whole image or sequence, whose max kernel also keeps the argmax
 for backward. Geometry ("valid" / "same", Keras's asymmetric padding, average
 pooling dividing by the elements inside the window) is that of
-fusednn.ops.pooling.
+fusednn.ops.pooling. The one exception: GlobalAveragePooling1D given a time-step
+mask averages the unmasked steps with array arithmetic.
 """
 from __future__ import annotations
 
-from .. import ops
+from typing import NamedTuple
+
+from .. import backend, ops
 from ..ops import pooling as pooling_ops
 from .base import InputSpec, Layer
 from .registry import register
@@ -195,8 +198,38 @@ class GlobalMaxPooling1D(_GlobalPooling):
     rank, mode = 1, "max"
 
 
+class _MaskedMean(NamedTuple):
+    """GlobalAveragePooling1D's training cache with a mask: each step's weight (N, T)."""
+
+    weights: object
+    input_shape: tuple
+
+
 @register
 class GlobalAveragePooling1D(_GlobalPooling):
-    """Mean over time: (N, T, C) -> (N, C) (keepdims: (N, 1, C))."""
+    """Mean over time: (N, T, C) -> (N, C) (keepdims: (N, 1, C)).
+
+    With a time-step mask (N, T) the mean is over the unmasked steps only, and the
+    mask ends here (Keras); a sequence with no unmasked step averages to 0.
+    """
 
     rank, mode = 1, "avg"
+    supports_masking = True
+
+    def call(self, x, training, mask=None):
+        if mask is None:
+            return super().call(x, training)
+        xp = backend.get_array_module(x)
+        weights = mask.astype(x.dtype) / xp.maximum(mask.sum(axis=1, keepdims=True), 1)
+        y = (x * weights[:, :, None]).sum(axis=1)
+        return (y.reshape(self.compute_output_shape(x.shape)),
+                _MaskedMean(weights, tuple(x.shape)) if training else None)
+
+    def call_backward(self, dy, cache):
+        if not isinstance(cache, _MaskedMean):
+            return super().call_backward(dy, cache)
+        batch, _, channels = cache.input_shape
+        return dy.reshape(batch, 1, channels) * cache.weights[:, :, None]
+
+    def compute_mask(self, x, mask):
+        return None

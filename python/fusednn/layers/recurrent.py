@@ -12,7 +12,7 @@ Shapes: N batch, T time steps, F input features, U units. Input (N, T, F); outpu
 GRU follows Keras's convention h' = z * h + (1 - z) * hh; the lecture writes
 h' = (1 - z) * h + z * hh, the same cell with z renamed 1 - z.
 
-Beyond the layer protocol, `forward` takes Keras's call arguments:
+Through the layer protocol, `forward` takes Keras's call arguments:
 
     layer.forward(x, training=False, mask=None, initial_state=None)
 
@@ -43,7 +43,6 @@ import numbers
 import numpy as np
 
 from .. import _rng, activations, backend, initializers, ops, regularizers
-from ..errors import StateError
 from .base import InputSpec, Layer
 from .core import _checked
 from .registry import register
@@ -139,8 +138,6 @@ class _RNN(Layer):
         self.seed = None if seed is None else int(seed)
         self._generator = None if seed is None else np.random.default_rng(self.seed)
         self.kernel = self.recurrent_kernel = self.bias = None
-        # Mask of the latest forward's output for the next layer ((N, T) or None).
-        self.output_mask = None
 
     # ----- weights -------------------------------------------------------
     def _bias_shape(self) -> tuple:
@@ -173,21 +170,16 @@ class _RNN(Layer):
         return output
 
     # ----- running -------------------------------------------------------
-    def forward(self, x, training: bool = False, mask=None, initial_state=None):
+    def call(self, x, training, mask=None, initial_state=None):
         """Output for the batch x (N, T, F); see the module docstring for mask,
         initial_state and the list returned with return_state=True."""
-        x = self._prepare_input(x)
-        if x.ndim != 3:
-            raise ValueError(f"{self._label()}: expected input of rank 3 (N, T, F), got shape "
-                             f"{tuple(x.shape)}")
-        if self.built:
-            self.input_spec.check(self, x.shape)
-        self.build_for((None,) + tuple(x.shape[1:]))
         if x.shape[1] == 0:
             raise ValueError(f"{self._label()}: expected at least one time step, got input shape "
                              f"{tuple(x.shape)}")
+        if mask is not None and mask.ndim != 2:
+            raise ValueError(f"{self._label()}: expected a time-step mask of shape (N, T) = "
+                             f"{tuple(x.shape[:2])}, got {tuple(mask.shape)}")
         xp = backend.get_array_module(x)
-        mask = self._checked_mask(mask, x)
         states = self._checked_initial_state(initial_state, x)
         given_state = initial_state is not None
         if states is None:
@@ -196,7 +188,6 @@ class _RNN(Layer):
         if self.go_backwards:
             x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
-        training = bool(training)
         input_mask = recurrent_mask = None
         if training and self.dropout > 0:
             input_mask = self._dropout_mask(xp, (x.shape[0], x.shape[2]), self.dropout)
@@ -208,41 +199,38 @@ class _RNN(Layer):
         mask = None if mask is None else xp.ascontiguousarray(mask)
         y, final_states, op_cache = self._op_forward(x, states, mask, recurrent_mask, training)
         output = y if self.return_sequences else final_states[0]
-        # The output mask follows the output's time order (reversed with go_backwards).
-        self.output_mask = mask if self.return_sequences else None
         result = [output] + list(final_states) if self.return_state else output
-        if training:
-            self._cache = (op_cache, input_mask, given_state, tuple(y.shape))
-            self._cache_valid = True
-            self._last_output_shape = ([tuple(r.shape) for r in result] if self.return_state
-                                       else tuple(output.shape))
-        return result
+        cache = (op_cache, input_mask, given_state, tuple(y.shape)) if training else None
+        return result, cache
 
-    __call__ = forward
+    def compute_mask(self, x, mask):
+        """The sequence output's mask, in the output's time order (reversed with
+        go_backwards); None for the last-step output."""
+        if mask is None or not self.return_sequences:
+            return None
+        return mask[:, ::-1] if self.go_backwards else mask
 
-    def backward(self, dy):
+    def call_backward(self, dy, cache):
         """Gradients w.r.t. the input (and the initial state, when one was given) of the
         latest forward(x, training=True); adds the weight gradients.
 
         dy: d_output, or with return_state=True the list [d_output, d_h_T(, d_c_T)]
-        (None entries count as zeros). Returns dx (N, T, F), or [dx, d_h0(, d_c0)]
-        when that forward was given initial_state.
+        (the base class turned None entries into zeros). Returns dx (N, T, F), or
+        [dx, d_h0(, d_c0)] when that forward was given initial_state.
         """
-        if not self._cache_valid:
-            raise StateError(f"{self._label()}: backward() needs a preceding "
-                             "forward(x, training=True)")
-        op_cache, input_mask, given_state, sequence_shape = self._cache
-        grads = self._checked_output_gradients(dy)
-        d_output, d_states = grads[0], grads[1:]
+        op_cache, input_mask, given_state, sequence_shape = cache
+        xp = backend.get_array_module(dy[0] if self.return_state else dy)
+        grads = [xp.ascontiguousarray(g) for g in (dy if self.return_state else [dy])]
+        d_output = grads[0]
+        d_states = grads[1:] or [None] * len(self._state_names)
         if self.return_sequences:
             dy_sequence = d_output
-            d_final = list(d_states)
+            d_final = d_states
         else:
-            xp = backend.get_array_module(d_output)
             dy_sequence = xp.zeros(sequence_shape, dtype=self.dtype)
             # The output is h_T itself, so its gradient joins h_T's.
             d_final = [d_output if d_states[0] is None else d_output + d_states[0]]
-            d_final += list(d_states[1:])
+            d_final += d_states[1:]
         dx, d_initial, dkernel, drecurrent, dbias = self._op_backward(
             dy_sequence, d_final, op_cache)
         self._accumulate(self.kernel, dkernel)
@@ -252,24 +240,10 @@ class _RNN(Layer):
         if input_mask is not None:
             dx = dx * input_mask[:, None, :]
         if self.go_backwards:
-            dx = backend.get_array_module(dx).ascontiguousarray(dx[:, ::-1])
+            dx = xp.ascontiguousarray(dx[:, ::-1])
         return [dx] + list(d_initial) if given_state else dx
 
     # ----- argument checks -------------------------------------------------
-    def _checked_mask(self, mask, x):
-        if mask is None:
-            return None
-        if hasattr(mask, "shape") and backend.device_of(mask) != backend.device_of(x):
-            raise TypeError(f"{self._label()}: mask is on {backend.device_of(mask)} but the input "
-                            f"is on {backend.device_of(x)}")
-        mask = backend.get_array_module(x).asarray(mask)
-        if tuple(mask.shape) != tuple(x.shape[:2]):
-            raise ValueError(f"{self._label()}: expected mask of shape (N, T) = "
-                             f"{tuple(x.shape[:2])}, got {tuple(mask.shape)}")
-        if mask.dtype.kind not in "biuf":
-            raise TypeError(f"{self._label()}: expected a boolean mask, got dtype {mask.dtype}")
-        return mask.astype(bool, copy=False)
-
     def _checked_initial_state(self, initial_state, x):
         if initial_state is None:
             return None
@@ -294,39 +268,6 @@ class _RNN(Layer):
                                  f"(N, U) = {expected}, got {tuple(state.shape)}")
             states.append(backend.get_array_module(state).ascontiguousarray(state))
         return states
-
-    def _checked_output_gradients(self, dy) -> list:
-        """[d_output, d_h_T(, d_c_T)] checked against the latest output shapes; a missing
-        output gradient becomes zeros, missing state gradients stay None."""
-        if self.return_state:
-            expected = self._last_output_shape
-            if not isinstance(dy, (list, tuple)) or len(dy) != len(expected):
-                raise ValueError(f"{self._label()}: with return_state=True, backward expects a "
-                                 f"list of {len(expected)} gradients [d_output, "
-                                 f"{', '.join('d_' + n for n in self._state_names)}] (None for "
-                                 f"unused ones), got {type(dy).__name__}"
-                                 + (f" of length {len(dy)}" if isinstance(dy, (list, tuple))
-                                    else ""))
-            given = list(dy)
-        else:
-            expected, given = [self._last_output_shape], [dy]
-        grads = []
-        for g, shape in zip(given, expected):
-            if g is None and self.return_state:
-                grads.append(None)
-                continue
-            g = backend.as_float_array(g, self.dtype, f"{self._label()} backward gradient")
-            if backend.device_of(g) != self.device:
-                raise TypeError(f"{self._label()}: gradient is on {backend.device_of(g)} but "
-                                f"the layer is on {self.device}")
-            if tuple(g.shape) != tuple(shape):
-                raise ValueError(f"{self._label()}: backward expected a gradient of shape "
-                                 f"{tuple(shape)} (the output of the latest training forward), "
-                                 f"got {tuple(g.shape)}")
-            grads.append(backend.get_array_module(g).ascontiguousarray(g))
-        if grads[0] is None:
-            grads[0] = backend.xp_for_device(self.device).zeros(expected[0], dtype=self.dtype)
-        return grads + [None] * (1 + len(self._state_names) - len(grads))
 
     def _dropout_mask(self, xp, shape, rate):
         """Inverted-dropout mask: 0 with probability `rate`, else 1 / (1 - rate)."""

@@ -48,6 +48,7 @@ class Bidirectional(Layer):
     backward layer; backward then returns [dx, *d_initial_states] in the same order.
     """
 
+    input_spec = InputSpec(ndim=3)
     supports_masking = True
 
     def __init__(self, layer, merge_mode="concat", backward_layer=None, **kwargs):
@@ -91,7 +92,6 @@ class Bidirectional(Layer):
             self._given_backward_layer = True
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
-        self.output_mask = None
 
     @property
     def sublayers(self):
@@ -119,13 +119,8 @@ class Bidirectional(Layer):
             return output[0]
         return output + states
 
-    def forward(self, x, training: bool = False, mask=None, initial_state=None):
+    def call(self, x, training, mask=None, initial_state=None):
         """Merged output for x (N, T, F); mask (N, T) and initial_state as described above."""
-        x = self._prepare_input(x)
-        if x.ndim != 3:
-            raise ValueError(f"{self._label()}: expected input of rank 3 (N, T, F), got shape "
-                             f"{tuple(x.shape)}")
-        self.build_for((None,) + tuple(x.shape[1:]))
         forward_state = backward_state = None
         if initial_state is not None:
             count = len(self.forward_layer._state_names)
@@ -147,14 +142,12 @@ class Bidirectional(Layer):
         if self.return_sequences:
             backward_result = backward_result[:, ::-1]
         merged = self._merge(forward_result, backward_result)
-        self.output_mask = self.forward_layer.output_mask
-        if training:
-            self._cache = (forward_result, backward_result, initial_state is not None)
-            self._cache_valid = True
         outputs = (merged if isinstance(merged, list) else [merged]) + states
-        return outputs[0] if len(outputs) == 1 else outputs
+        cache = (forward_result, backward_result, initial_state is not None) if training else None
+        return (outputs[0] if len(outputs) == 1 else outputs), cache
 
-    __call__ = forward
+    def compute_mask(self, x, mask):
+        return self.forward_layer.compute_mask(x, mask)
 
     def _merge(self, forward_output, backward_output):
         xp = backend.get_array_module(forward_output)
@@ -168,37 +161,19 @@ class Bidirectional(Layer):
             return (forward_output + backward_output) * 0.5
         return [forward_output, backward_output]
 
-    def backward(self, dy):
+    def call_backward(self, dy, cache):
         """Gradient w.r.t. x of the latest forward(x, training=True) (plus the initial states'
-        gradients when that forward was given some); dy matches the forward's output (a list
-        for merge_mode=None or return_state=True, None entries meaning zeros)."""
-        if not self._cache_valid:
-            raise StateError(f"{self._label()}: backward() needs a preceding "
-                             "forward(x, training=True)")
-        forward_output, backward_output, given_state = self._cache
-        xp = backend.get_array_module(forward_output)
+        gradients when that forward was given some); dy: one gradient per output of forward
+        (a list for merge_mode=None or return_state=True)."""
+        forward_output, backward_output, given_state = cache
+        dy = dy if isinstance(dy, list) else [dy]
         parts = 2 if self.merge_mode is None else 1
         count = len(self.forward_layer._state_names) if self.return_state else 0
-        expected = parts + 2 * count
-        if expected > 1:
-            if not isinstance(dy, (list, tuple)) or len(dy) != expected:
-                raise ValueError(f"{self._label()}: backward expects a list of {expected} "
-                                 f"gradients (one per output of forward), got "
-                                 f"{type(dy).__name__}"
-                                 + (f" of length {len(dy)}" if isinstance(dy, (list, tuple))
-                                    else ""))
-            dy = list(dy)
-        else:
-            dy = [dy]
-        for i, g in enumerate(dy[:parts]):
-            if g is None:
-                dy[i] = xp.zeros_like(forward_output if self.merge_mode is not None or i == 0
-                                      else backward_output)
-        d_merged = dy[:parts]
         d_forward_states, d_backward_states = dy[parts:parts + count], dy[parts + count:]
-        d_forward, d_backward = self._unmerge(d_merged, forward_output, backward_output)
+        d_forward, d_backward = self._unmerge(dy[:parts], forward_output, backward_output)
         if self.return_sequences:
-            d_backward = xp.ascontiguousarray(d_backward[:, ::-1])
+            d_backward = backend.get_array_module(d_backward).ascontiguousarray(
+                d_backward[:, ::-1])
         forward_grads = self.forward_layer.backward(
             [d_forward] + d_forward_states if self.return_state else d_forward)
         backward_grads = self.backward_layer.backward(
@@ -209,23 +184,9 @@ class Bidirectional(Layer):
 
     def _unmerge(self, d_merged, forward_output, backward_output):
         """(d forward output, d backward output) from the merged output's gradient."""
-        expected = [tuple(forward_output.shape)] * 2
-        if self.merge_mode == "concat":
-            units = forward_output.shape[-1]
-            expected = [tuple(forward_output.shape[:-1]) + (units + backward_output.shape[-1],)]
-        elif self.merge_mode is not None:
-            expected = expected[:1]
-        grads = []
-        for g, shape in zip(d_merged, expected):
-            g = backend.as_float_array(g, self.dtype, f"{self._label()} backward gradient")
-            if tuple(g.shape) != shape:
-                raise ValueError(f"{self._label()}: backward expected a gradient of shape "
-                                 f"{shape} (the output of the latest training forward), got "
-                                 f"{tuple(g.shape)}")
-            grads.append(g)
         if self.merge_mode is None:
-            return grads[0], grads[1]
-        g = grads[0]
+            return d_merged[0], d_merged[1]
+        g = d_merged[0]
         if self.merge_mode == "concat":
             units = forward_output.shape[-1]
             return g[..., :units], g[..., units:]
@@ -271,7 +232,6 @@ class TimeDistributed(Layer):
                             f"{type(layer).__name__}")
         super().__init__(**kwargs)
         self.layer = layer
-        self.output_mask = None
 
     @property
     def sublayers(self):
@@ -291,16 +251,11 @@ class TimeDistributed(Layer):
         self.layer.build_for(self._step_shape(input_shape))
 
     def compute_output_shape(self, input_shape):
-        inner = self.layer.compute_output_shape(self._step_shape(input_shape))
+        # Once built, the wrapped layer also checks that the steps fit its weights.
+        inner_shape = (self.layer.build_for if self.layer.built
+                       else self.layer.compute_output_shape)
+        inner = inner_shape(self._step_shape(input_shape))
         return tuple(input_shape[:2]) + tuple(inner[1:])
-
-    def forward(self, x, training: bool = False, mask=None):
-        """layer applied to each of the T steps of x (N, T, ...); mask (N, T) passes on."""
-        y = super().forward(x, training)
-        self.output_mask = mask
-        return y
-
-    __call__ = forward
 
     def call(self, x, training):
         batch, steps = x.shape[0], x.shape[1]

@@ -152,7 +152,7 @@ class Sequential(Model):
                 x = layer.forward(x, training)
             if utils.numerics_checked():
                 layer._check_forward_numerics(layer_input, x)
-            mask = _mask_after(layer, x, mask)
+            mask = layer.output_mask
         if training:
             self._cache_valid = True
             self._last_output_shape = tuple(x.shape)
@@ -248,21 +248,6 @@ def _declared_shape(layer: Layer):
         return (layer.declared_batch_size,) + tuple(layer.declared_input_shape)
     if layer.built and layer.input_shape is not None:
         return tuple(layer.input_shape)
-    return None
-
-
-def _mask_after(layer: Layer, output, mask):
-    """The time-step mask for the layer after `layer`, as Keras propagates it.
-
-    Mask-aware layers (Masking, Embedding, recurrent layers and wrappers) set
-    `output_mask` in forward. Other layers pass the incoming mask on while their
-    output keeps the (N, T) leading axes (Dense, Dropout, Activation on sequences).
-    """
-    if hasattr(layer, "output_mask"):
-        return layer.output_mask
-    if mask is not None and getattr(output, "ndim", 0) >= 3 \
-            and tuple(output.shape[:2]) == tuple(mask.shape):
-        return mask
     return None
 
 

@@ -48,7 +48,7 @@ import functools
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 
 __all__ = [
     "gru_backward",
@@ -229,19 +229,19 @@ class _Problem:
         xp, dtype, shape = self.xp, self.dtype, (self.N, self.T, self.F, self.U)
         N, T, U = self.N, self.T, self.U
         lstm = self.cell.name == "lstm"
-        y = xp.empty((N, T, U), dtype=dtype)
-        h_T = xp.empty((N, U), dtype=dtype)
-        c_T = xp.empty((N, U), dtype=dtype) if lstm else None
+        y = backend.empty(xp, (N, T, U), dtype)
+        h_T = backend.empty(xp, (N, U), dtype)
+        c_T = backend.empty(xp, (N, U), dtype) if lstm else None
         name, reset_after, _ = self.cell.args
         # The kernels lay the cache out; in inference it is their gates workspace.
-        buffer = xp.empty(_cache_elements(name, reset_after, shape, training,
-                                          self.recurrent_mask is not None), dtype)
+        buffer = backend.empty(xp, (_cache_elements(name, reset_after, shape, training,
+                                                    self.recurrent_mask is not None),), dtype)
         with _on_device(self.x):
             workspace = _workspace(xp, "forward", self.cell, shape, dtype)
-            algorithm = _C.recurrent_forward(
-                *self.cell.args, self.x, self.h0, self.c0, self.kernel, self.recurrent_kernel,
-                self.bias.reshape(-1), self.mask, self.recurrent_mask, y, h_T, c_T, buffer,
-                training, workspace, self.algorithm, _stream(xp))
+            algorithm = _launch(
+                xp, _C.recurrent_forward, *self.cell.args, self.x, self.h0, self.c0, self.kernel,
+                self.recurrent_kernel, self.bias.reshape(-1), self.mask, self.recurrent_mask, y,
+                h_T, c_T, buffer, training, workspace, self.algorithm, _stream(xp))
         if not training:
             return y, h_T, c_T, None
         cache = dict(cell_type=name, cell=self.cell, algorithm=algorithm, xp=xp, dtype=dtype,
@@ -263,26 +263,32 @@ def _backward(op, cell_type, cache, dy, dh_T, dc_T=None):
     dh_T = _checked_float(op, "dh_T", dh_T, xp, dtype, (N, U), "(N, U)", optional=True)
     dc_T = _checked_float(op, "dc_T", dc_T, xp, dtype, (N, U), "(N, U)", optional=True)
     lstm = cell_type == "lstm"
-    dx = xp.empty((N, T, F), dtype=dtype)
-    dh0 = xp.empty((N, U), dtype=dtype)
-    dc0 = xp.empty((N, U), dtype=dtype) if lstm else None
-    dkernel = xp.empty((F, G), dtype=dtype)
-    drecurrent_kernel = xp.empty((U, G), dtype=dtype)
+    dx = backend.empty(xp, (N, T, F), dtype)
+    dh0 = backend.empty(xp, (N, U), dtype)
+    dc0 = backend.empty(xp, (N, U), dtype) if lstm else None
+    dkernel = backend.empty(xp, (F, G), dtype)
+    drecurrent_kernel = backend.empty(xp, (U, G), dtype)
     dbias = xp.empty(c["bias_shape"], dtype=dtype)
     with _on_device(c["x"]):
         workspace = _workspace(xp, "backward", c["cell"], shape, dtype)
-        _C.recurrent_backward(*c["cell"].args, c["x"], c["c0"], c["kernel"],
-                              c["recurrent_kernel"], c["mask"], c["recurrent_mask"], c["buffer"],
-                              dy, dh_T, dc_T, dx, dh0, dc0, dkernel, drecurrent_kernel,
-                              dbias.reshape(-1), workspace, _stream(xp))
+        _launch(xp, _C.recurrent_backward, *c["cell"].args, c["x"], c["c0"], c["kernel"],
+                c["recurrent_kernel"], c["mask"], c["recurrent_mask"], c["buffer"], dy, dh_T,
+                dc_T, dx, dh0, dc0, dkernel, drecurrent_kernel, dbias.reshape(-1), workspace,
+                _stream(xp))
     return dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
+
+
+def _launch(xp, kernel, *args):
+    """kernel(*args); on the CPU through shared_cores, which drops to one thread while
+    other programs crowd the cores (a spinning barrier per step stalls otherwise)."""
+    return shared_cores.run(kernel, *args) if xp is np else kernel(*args)
 
 
 def _workspace(xp, direction, cell, shape, dtype):
     """The kernels' workspace (on the GPU from CuPy's pool, on x's device)."""
     name, reset_after, _ = cell.args
     elements = _workspace_elements(direction, name, reset_after, shape, xp is not np)
-    return xp.empty((max(elements, 1),), dtype=dtype)  # never empty, as before on the GPU
+    return backend.empty(xp, (max(elements, 1),), dtype)  # never empty, as before on the GPU
 
 
 # The size queries, remembered: a layer calls with the same shapes at every
