@@ -6,7 +6,7 @@
 
 #include "fusednn/recurrent.h"
 
-namespace fusednn::cpu::recurrent_detail {
+FUSEDNN_CPU_BEGIN namespace recurrent_detail {
 
 #define FUSEDNN_DECLARE_RECURRENT_CELL(name)                                                    \
   template <typename Real>                                                                      \
@@ -38,4 +38,5 @@ FUSEDNN_DECLARE_RECURRENT_CELL(simple_rnn)
   FUSEDNN_RECURRENT_CELL_INSTANCE(name, float)   \
   FUSEDNN_RECURRENT_CELL_INSTANCE(name, double)
 
-}  // namespace fusednn::cpu::recurrent_detail
+}  // namespace recurrent_detail
+FUSEDNN_CPU_END

@@ -17,18 +17,14 @@
 #include "fusednn/gemm.h"
 #include "fusednn/recurrent.h"
 
-namespace fusednn::cpu::recurrent_detail {
+FUSEDNN_CPU_BEGIN namespace recurrent_detail {
 
 using Index = std::int64_t;
 using fusednn::recurrent_detail::with_flags;
 
-// The activations and per-row helpers must be inlined into the `omp simd`
-// loops that call them, or those loops stay scalar.
-#if defined(__GNUC__)
-#define FUSEDNN_INLINE inline __attribute__((always_inline))
-#else
-#define FUSEDNN_INLINE inline
-#endif
+// The activations and per-row helpers are FUSEDNN_INLINE (fusednn/recurrent.h):
+// they must be inlined into the `omp simd` loops that call them, or those loops
+// stay scalar.
 
 // ---------------------------------------------------------------------------
 // Activations. libm's exp/tanh do not vectorise without -ffast-math, and a
@@ -346,4 +342,5 @@ void finish_dh0(const RecurrentShape& s, const BackwardState<Real>& state,
   }
 }
 
-}  // namespace fusednn::cpu::recurrent_detail
+}  // namespace recurrent_detail
+FUSEDNN_CPU_END

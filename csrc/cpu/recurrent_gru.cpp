@@ -14,7 +14,7 @@
 #include "recurrent_cells.h"
 #include "recurrent_sequence.h"
 
-namespace fusednn::cpu::recurrent_detail {
+FUSEDNN_CPU_BEGIN namespace recurrent_detail {
 
 namespace {
 
@@ -337,4 +337,5 @@ void gru_backward(const RecurrentSpec& spec, const RecurrentShape& s,
 
 FUSEDNN_RECURRENT_CELL_INSTANCES(gru)
 
-}  // namespace fusednn::cpu::recurrent_detail
+}  // namespace recurrent_detail
+FUSEDNN_CPU_END

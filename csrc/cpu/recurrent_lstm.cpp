@@ -9,7 +9,7 @@
 #include "recurrent_cells.h"
 #include "recurrent_sequence.h"
 
-namespace fusednn::cpu::recurrent_detail {
+FUSEDNN_CPU_BEGIN namespace recurrent_detail {
 
 namespace {
 
@@ -152,4 +152,5 @@ void lstm_backward(const RecurrentSpec&, const RecurrentShape& s,
 
 FUSEDNN_RECURRENT_CELL_INSTANCES(lstm)
 
-}  // namespace fusednn::cpu::recurrent_detail
+}  // namespace recurrent_detail
+FUSEDNN_CPU_END

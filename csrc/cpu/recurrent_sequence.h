@@ -16,7 +16,7 @@
 
 #include "recurrent_common.h"
 
-namespace fusednn::cpu::recurrent_detail {
+FUSEDNN_CPU_BEGIN namespace recurrent_detail {
 
 // One recurrent product of a step: C = beta * C + A x (a cell's packed matrix),
 // with the batch's rows of A lda apart and of C ldc apart.
@@ -170,4 +170,5 @@ void backward_sequence(const RecurrentShape& s, const RecurrentInputs<Real>& in,
   input_gradients(s, G, in.x, kernel, dgates, grads.dx, grads.dkernel);
 }
 
-}  // namespace fusednn::cpu::recurrent_detail
+}  // namespace recurrent_detail
+FUSEDNN_CPU_END

@@ -7,7 +7,7 @@
 #include "recurrent_cells.h"
 #include "recurrent_sequence.h"
 
-namespace fusednn::cpu::recurrent_detail {
+FUSEDNN_CPU_BEGIN namespace recurrent_detail {
 
 namespace {
 
@@ -126,4 +126,5 @@ void simple_rnn_backward(const RecurrentSpec& spec, const RecurrentShape& s,
 
 FUSEDNN_RECURRENT_CELL_INSTANCES(simple_rnn)
 
-}  // namespace fusednn::cpu::recurrent_detail
+}  // namespace recurrent_detail
+FUSEDNN_CPU_END

@@ -69,6 +69,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "fusednn/cpu_isa.h"
+
 namespace fusednn {
 
 // Sizes of one recurrent problem.
@@ -170,18 +172,30 @@ struct RecurrentCache {
   }
 };
 
+// Inlined always, also where the optimizer would not (e.g. the sanitizer build).
+#if defined(__GNUC__)
+#define FUSEDNN_INLINE inline __attribute__((always_inline))
+#else
+#define FUSEDNN_INLINE inline
+#endif
+
 namespace recurrent_detail {
 
 // Kernel variants are template parameters (training, masked, ...); the entry
 // points turn their runtime flags into them once:
 // with_flags(body, training, masked) calls body(std::true_type{}, std::false_type{}).
+// Always inlined: the CPU kernels are compiled once per instruction set
+// (fusednn/cpu_isa.h), and an out-of-line copy compiled for AVX2 or AVX-512
+// would be named here, outside that set's namespace, where the check that
+// baseline code reaches wider code only through the dispatch
+// (tests/test_cpu_isa.py) cannot tell it from baseline code.
 template <bool... kFlags, typename Body>
-void with_flags(const Body& body) {
+FUSEDNN_INLINE void with_flags(const Body& body) {
   body(std::bool_constant<kFlags>{}...);
 }
 
 template <bool... kFlags, typename Body, typename... Rest>
-void with_flags(const Body& body, bool flag, Rest... rest) {
+FUSEDNN_INLINE void with_flags(const Body& body, bool flag, Rest... rest) {
   if (flag) {
     with_flags<kFlags..., true>(body, rest...);
   } else {
@@ -192,6 +206,8 @@ void with_flags(const Body& body, bool flag, Rest... rest) {
 }  // namespace recurrent_detail
 
 namespace cpu {
+
+FUSEDNN_CPU_KERNELS(
 
 // One forward over the sequence. cache: cache_layout(spec, shape, training,
 // recurrent_mask != nullptr).elements Reals (in inference the gates workspace).
@@ -207,6 +223,8 @@ void recurrent_backward(const RecurrentSpec& spec, const RecurrentShape& shape,
                         const RecurrentInputs<Real>& inputs, const RecurrentWeights<Real>& weights,
                         const Real* cache, const RecurrentOutputGradients<Real>& output_gradients,
                         const RecurrentGradients<Real>& gradients, Real* workspace);
+
+)  // FUSEDNN_CPU_KERNELS
 
 }  // namespace cpu
 
