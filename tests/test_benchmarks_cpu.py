@@ -109,7 +109,7 @@ def test_recurrent_rows_fractions(stand_in_limits, monkeypatch):
 
 def test_interleaved_rows_from_fresh_processes(stand_in_limits, monkeypatch, tmp_path):
     pytest.importorskip("torch")
-    from fusednn.bench import bench_interleaved
+    from fusednn.bench import bench_conv, bench_interleaved
     # Four of the eight scenarios (each a process importing torch and training both models
     # for three steps): one with each kind of row, the ratios included.
     monkeypatch.setattr(bench_interleaved, "SCENARIOS", [
@@ -141,6 +141,16 @@ def test_interleaved_rows_from_fresh_processes(stand_in_limits, monkeypatch, tmp
             assert row["torch_over_fusednn"] == pytest.approx(torch_row["ms"] / row["ms"],
                                                               rel=1e-12)
     assert "page faults" in entry["markdown"] and entry["payload"]["info"]["processes"] == 1
+    # Each row's fraction of the float32 FMA peak: the CNN's forward FLOP over the images
+    # the case infers, per second of the row's median, over LIMITS' peak.
+    forward_flop = {256: bench_conv.lecture_cnn_inference_flops(256),
+                    1000: bench_conv.lecture_cnn_inference_flops(1000)}
+    for row in rows:
+        lib = "torch" if row["library"] == "torch" else "fusednn"
+        flop = forward_flop[1000 if "predict of" in row["case"] else 256]
+        assert row["flop"] == flop and row["ceiling"] == "fp32 FMA peak", row
+        expected = flop / (row["ms"] / 1e3) / (LIMITS["fma_fp32_GFLOPs"] * 1e9)
+        assert row[f"{lib}_fraction"] == pytest.approx(expected, rel=1e-12), row
 
 
 @pytest.mark.parametrize("module", ["bench_interleaved", "bench_shared_cores"])
@@ -193,7 +203,7 @@ def competitors_recorded(monkeypatch):
 def test_shared_cores_rows_and_no_competitor_left(stand_in_limits, competitors_recorded,
                                                    monkeypatch):
     pytest.importorskip("torch")
-    from fusednn.bench import bench_recurrent, bench_shared_cores
+    from fusednn.bench import bench_conv, bench_recurrent, bench_shared_cores
     monkeypatch.setattr(bench_recurrent, "T", 3)  # a short sequence for the LSTM model
     bench_shared_cores.main(["--quick", "--processes", "2", "--no-write"])
     assert len(competitors_recorded) == 2  # one phase beside 2 processes
@@ -214,6 +224,13 @@ def test_shared_cores_rows_and_no_competitor_left(stand_in_limits, competitors_r
         else:
             assert row["slowdown_over_torch"] == pytest.approx(
                 row["slowdown"] / torch_slowdown[row["model"]], rel=1e-12)
+        # Its fraction of the float32 FMA peak, alone: one step's FLOP per median second.
+        lib = "torch" if row["library"] == "torch" else "fusednn"
+        flop = (bench_conv.lecture_cnn_flops(64) if row["model"].startswith("lecture CNN")
+                else bench_recurrent.lecture_model_flops(16))
+        assert row["flop"] == flop and row["ceiling"] == "fp32 FMA peak", row
+        expected = flop / (row["alone_ms"] / 1e3) / (LIMITS["fma_fp32_GFLOPs"] * 1e9)
+        assert row[f"{lib}_fraction"] == pytest.approx(expected, rel=1e-12), row
     assert "busy-loop processes" in entry["markdown"]
 
 

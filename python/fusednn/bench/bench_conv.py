@@ -226,15 +226,25 @@ def main(argv=None):
         print("wrote " + ", ".join(str(p) for p in paths))
 
 
-def lecture_cnn_flops(batch) -> float:
-    """FLOP of one training step of the lecture CNN: each layer's product forward, its
-    weight gradient, and its data gradient except the first layer's (no one needs dx of
-    the images)."""
+def _lecture_cnn_products(batch) -> list:
+    """FLOP of each of the lecture CNN's layer products in the forward (3 Conv2D, 2 Dense)."""
     conv_layers = [((batch, 28, 28, 1), (3, 3, 1, 32), (batch, 26, 26, 32)),
                    ((batch, 13, 13, 32), (3, 3, 32, 64), (batch, 11, 11, 64)),
                    ((batch, 5, 5, 64), (3, 3, 64, 64), (batch, 3, 3, 64))]
     products = [conv_flops(*layer) for layer in conv_layers]
-    products += [2.0 * batch * 576 * 64, 2.0 * batch * 64 * 10]  # the Dense layers
+    return products + [2.0 * batch * 576 * 64, 2.0 * batch * 64 * 10]  # the Dense layers
+
+
+def lecture_cnn_inference_flops(batch) -> float:
+    """FLOP of one forward of the lecture CNN over `batch` images."""
+    return sum(_lecture_cnn_products(batch))
+
+
+def lecture_cnn_flops(batch) -> float:
+    """FLOP of one training step of the lecture CNN: each layer's product forward, its
+    weight gradient, and its data gradient except the first layer's (no one needs dx of
+    the images)."""
+    products = _lecture_cnn_products(batch)
     return 3 * sum(products) - products[0]
 
 

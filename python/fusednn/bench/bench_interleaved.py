@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from . import bench_conv, common, cpu
+from . import bench_conv, common, cpu, limits
 
 import fusednn
 from fusednn import buffer_pool
@@ -148,9 +148,10 @@ def all_samples(processes: int, repeats: int, with_torch: bool) -> dict:
     return samples
 
 
-def result_rows(samples: dict) -> list:
-    """One row per (case, library): median ms and page faults, their samples, and torch /
-    fusednn where the case has a torch row."""
+def result_rows(samples: dict, hardware: dict) -> list:
+    """One row per (case, library): median ms and page faults, their samples, torch /
+    fusednn where the case has a torch row, and the library's fraction of the float32 FMA
+    peak (`fusednn_fraction` or `torch_fraction`: the CNN's forward FLOP per second)."""
     medians = {key: 1e3 * statistics.median(s for s, _ in runs) for key, runs in samples.items()}
     rows = []
     for (case, library), runs in samples.items():
@@ -160,8 +161,15 @@ def result_rows(samples: dict) -> list:
         torch_ms = medians.get((case, "torch"))
         if library != "torch" and torch_ms is not None:
             row["torch_over_fusednn"] = torch_ms / row["ms"]
-        rows.append(row)
+        images = SAMPLES_WITH_SHORT_LAST_BATCH if "predict of" in case else BATCH
+        rows.append(limits.fill(row, {_fraction_key(library): row["ms"] / 1e3}, hardware,
+                                flops=bench_conv.lecture_cnn_inference_flops(images)))
     return rows
+
+
+def _fraction_key(library: str) -> str:
+    """'torch' or 'fusednn' (any pool setting): the prefix of the row's fraction field."""
+    return "torch" if library == "torch" else "fusednn"
 
 
 def markdown(info: dict, rows: list) -> str:
@@ -171,10 +179,11 @@ def markdown(info: dict, rows: list) -> str:
              f"{info['load_average_after']}. Each scenario in {info['processes']} fresh "
              f"processes ({info['repeats']} rounds each for the steady rows); medians.\n"]
     table = [[row["case"], row["library"], f"{row['ms']:.2f}", f"{row['page_faults']:.0f}",
-              f"{row['torch_over_fusednn']:.2f}x" if "torch_over_fusednn" in row else ""]
+              f"{row['torch_over_fusednn']:.2f}x" if "torch_over_fusednn" in row else "",
+              common.percent(row[f"{_fraction_key(row['library'])}_fraction"])]
              for row in rows]
-    lines.append(common.markdown_table(["case", "library", "ms", "page faults", "torch / fusednn"],
-                                       table, "llrrr"))
+    lines.append(common.markdown_table(["case", "library", "ms", "page faults", "torch / fusednn",
+                                        "of fp32 FMA peak"], table, "llrrrr"))
     return "\n".join(lines)
 
 
@@ -202,7 +211,8 @@ def main(argv=None):
 
     _, torch, info = cpu.start(args, args.no_torch)
     info["processes"] = args.processes
-    rows = result_rows(all_samples(args.processes, args.repeats, torch is not None))
+    rows = result_rows(all_samples(args.processes, args.repeats, torch is not None),
+                       info["limits"])
     info["load_average_after"] = common.load_average()
     common.print_and_write(args, "interleaved-cpu", {"info": info, "results": rows},
                            markdown(info, rows))

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from . import bench_conv, bench_recurrent, common, cpu
+from . import bench_conv, bench_recurrent, common, cpu, limits
 
 from fusednn import shared_cores
 
@@ -98,9 +98,11 @@ def measure(models: dict, phases: int, repeats: int, processes: int, cpu_seconds
     return samples
 
 
-def result_rows(samples: dict) -> list:
+def result_rows(samples: dict, flops: dict, hardware: dict) -> list:
     """One row per (model, library): median ms alone and beside, their samples, the slowdown
-    (median beside / median alone) and, for fusednn, its slowdown / torch's."""
+    (median beside / median alone), for fusednn its slowdown / torch's, and the library's
+    fraction of the float32 FMA peak alone (`fusednn_fraction` or `torch_fraction`; flops:
+    model -> FLOP of one step)."""
     rows = []
     for (model, library), s in samples.items():
         rows.append({"model": model, "library": library,
@@ -109,6 +111,8 @@ def result_rows(samples: dict) -> list:
                      "samples_alone_ms": [1e3 * t for t in s["alone"]],
                      "samples_beside_ms": [1e3 * t for t in s["beside"]]})
         rows[-1]["slowdown"] = rows[-1]["beside_ms"] / rows[-1]["alone_ms"]
+        key = "torch" if library == "torch" else "fusednn"
+        limits.fill(rows[-1], {key: rows[-1]["alone_ms"] / 1e3}, hardware, flops=flops[model])
     torch_slowdown = {row["model"]: row["slowdown"] for row in rows if row["library"] == "torch"}
     for row in rows:
         if row["library"] != "torch" and row["model"] in torch_slowdown:
@@ -119,7 +123,8 @@ def result_rows(samples: dict) -> list:
 def markdown(info: dict, rows: list) -> str:
     table = [[row["model"], row["library"], f"{row['alone_ms']:.1f}", f"{row['beside_ms']:.1f}",
               f"{row['slowdown']:.2f}x",
-              f"{row['slowdown_over_torch']:.2f}" if "slowdown_over_torch" in row else ""]
+              f"{row['slowdown_over_torch']:.2f}" if "slowdown_over_torch" in row else "",
+              common.percent(row.get("fusednn_fraction", row.get("torch_fraction")))]
              for row in rows]
     header = (f"# The lecture models beside {info['competitor_processes']} busy-loop processes\n\n"
               f"{info['date']}, {info['cpu']} ({info['cpu_simd']}), {info['threads']} threads, "
@@ -130,8 +135,8 @@ def markdown(info: dict, rows: list) -> str:
               f"{info['cpu_pressure_after']} (the machine's own load included). "
               f"{info['phases']} alternating phases x {info['repeats']} calls; medians.\n\n")
     return header + common.markdown_table(
-        ["model", "library", "alone ms", "beside ms", "slowdown", "fusednn / torch slowdown"],
-        table, "llrrrr")
+        ["model", "library", "alone ms", "beside ms", "slowdown", "fusednn / torch slowdown",
+         "alone, of fp32 FMA peak"], table, "llrrrrr")
 
 
 def main(argv=None):
@@ -162,10 +167,12 @@ def main(argv=None):
     models = {"lecture CNN training step, batch 64": bench_conv.training_contenders(torch),
               "lecture LSTM training step, batch 16":
                   bench_recurrent.lecture_model_contenders(torch, 16)}
+    flops = {"lecture CNN training step, batch 64": bench_conv.lecture_cnn_flops(64),
+             "lecture LSTM training step, batch 16": bench_recurrent.lecture_model_flops(16)}
     for calls in models.values():
         calls["fusednn (fixed threads)"] = with_fixed_threads(calls["fusednn"])
     rows = result_rows(measure(models, args.phases, args.repeats, args.processes,
-                               args.competitor_cpu_seconds))
+                               args.competitor_cpu_seconds), flops, info["limits"])
     info["load_average_after"] = common.load_average()
     info["cpu_pressure_after"] = shared_cores.cpu_pressure()
     common.print_and_write(args, "shared-cores-cpu", {"info": info, "results": rows},
