@@ -34,8 +34,8 @@ PROGRAMS = {
     # cache_layout) over the cells' launchers; these run their GEMMs through gemm.cu.
     "recurrent": (["recurrent_entry.cu", "recurrent_lstm.cu", "recurrent_gru.cu",
                    "recurrent_simple_rnn.cu", "gemm.cu"],
-                  ["recurrent.cpp", "recurrent_lstm.cpp", "recurrent_gru.cpp",
-                   "recurrent_simple_rnn.cpp", *_CPU_GEMM]),
+                  ["recurrent.cpp", "recurrent_layout.cpp", "recurrent_lstm.cpp",
+                   "recurrent_gru.cpp", "recurrent_simple_rnn.cpp", *_CPU_GEMM]),
 }
 
 BUILDS = ("plain", "thread", "address")
