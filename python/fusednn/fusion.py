@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _C, backend
+from . import _C, backend, utils
 from .errors import StateError
 from .layers.base import Layer
 from .layers.convolutional import Conv2D
@@ -69,6 +69,8 @@ class ConvPool:
             # The layers' own caches would be stale: their backward must not run alone.
             conv._cache_valid = pool._cache_valid = False
             self._cache = (x, y, argmax)
+        if utils.numerics_checked():
+            self._check_forward_numerics(x, y)
         return y
 
     def backward(self, dy):
@@ -91,12 +93,15 @@ class ConvPool:
             conv._accumulate(conv.kernel, dkernel)
         if want_bias:
             conv._accumulate(conv.bias, dbias)
+        if utils.numerics_checked():
+            self._check_backward_numerics(dy, dx)
         return dx
 
     def _label(self) -> str:
         return f"{self.conv._label()} fused with {self.pool._label()}"
 
-    # fd.utils.check_numerics: the checks of the Conv2D, whose weights the step owns.
+    # fd.utils.check_numerics: the checks of the Conv2D, whose weights the step owns
+    # (a Layer runs them in Layer.forward/backward; this step is not a Layer).
     def _check_forward_numerics(self, x, y) -> None:
         self.conv._check_forward_numerics(x, y)
 

@@ -144,14 +144,11 @@ class Sequential(Model):
             self.build_for((None,) + tuple(x.shape[1:]))
         mask = None  # time-step mask (N, T) from Masking / Embedding(mask_zero=True)
         steps = fusion.plan(self._layers, self.device)  # layers, fused pairs as one step
-        for layer in steps:  # each layer checks the shape it receives
-            layer_input = x
+        for layer in steps:  # each layer checks the shape it receives, and its numerics
             if mask is not None and getattr(layer, "supports_masking", False):
                 x = layer.forward(x, training, mask=mask)
             else:
                 x = layer.forward(x, training)
-            if utils.numerics_checked():
-                layer._check_forward_numerics(layer_input, x)
             mask = layer.output_mask
         if training:
             self._cache_valid = True
@@ -172,11 +169,8 @@ class Sequential(Model):
 
     @staticmethod
     def _backward_through(layers, dy):
-        for layer in layers:
-            layer_dy = dy
+        for layer in layers:  # each layer checks its own numerics (Layer.backward)
             dy = layer.backward(dy)
-            if utils.numerics_checked():
-                layer._check_backward_numerics(layer_dy, dy)
         return dy
 
     def _require_training_forward(self) -> None:
