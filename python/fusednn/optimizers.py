@@ -269,7 +269,8 @@ class Optimizer:
         elif self.clipvalue is not None:
             grads = [backend.get_array_module(g).clip(g, -self.clipvalue, self.clipvalue)
                      for g in grads]
-        return [backend.get_array_module(g).ascontiguousarray(g) for g in grads]
+        # Not ascontiguousarray: it turns a scalar variable's () gradient into (1,).
+        return [g if g.flags.c_contiguous else g.copy(order="C") for g in grads]
 
     def _clip_by_norm(self, grad):
         xp = backend.get_array_module(grad)
