@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import backend, initializers, regularizers
 from .base import Layer
-from .core import _checked
+from .core import _checked, _positive_int
 from .registry import register
 
 
@@ -36,12 +36,8 @@ class Embedding(Layer):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)  # Keras 2's way to declare the length
         super().__init__(**kwargs)
-        for name, value in (("input_dim", input_dim), ("output_dim", output_dim)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{self._label()}: expected {name} to be a positive integer, "
-                                 f"got {value!r}")
-        self.input_dim = int(input_dim)
-        self.output_dim = int(output_dim)
+        self.input_dim = _positive_int(self, "input_dim", input_dim)
+        self.output_dim = _positive_int(self, "output_dim", output_dim)
         self.embeddings_initializer = _checked(
             self, "embeddings_initializer", initializers.get,
             "random_uniform" if embeddings_initializer == "uniform" else embeddings_initializer)

@@ -44,15 +44,8 @@ import numpy as np
 
 from .. import _rng, activations, backend, initializers, ops, regularizers
 from .base import InputSpec, Layer
-from .core import _checked
+from .core import _checked, _positive_int
 from .registry import register
-
-
-def _positive_int(layer: Layer, name: str, value) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{layer._label()}: expected {name} to be a positive integer, "
-                         f"got {value!r}")
-    return int(value)
 
 
 def _rate(layer: Layer, name: str, value) -> float:
