@@ -209,10 +209,12 @@ class Layer:
         """Creates a weight on the layer's device; call from `build`."""
         shape = tuple(int(s) for s in shape)
         backend.check_array_bytes(f"{self._label()}: weight '{name}'", shape, self.dtype)
-        value = initializers.get(initializer)(shape, self.dtype)
+        # None means Keras's default for a float weight.
+        value = initializers.get(initializer or "glorot_uniform")(shape, self.dtype)
         # C order: optimizers update weights in place and need contiguous buffers (an
-        # initializer may return a transposed view, e.g. Orthogonal for wide shapes).
-        value = backend.to_device(np.ascontiguousarray(value, dtype=self.dtype), self.device)
+        # initializer may return a transposed view, e.g. Orthogonal for wide shapes);
+        # asarray, not ascontiguousarray, which would make a scalar weight (1,).
+        value = backend.to_device(np.asarray(value, dtype=self.dtype, order="C"), self.device)
         var = Variable(f"{self.name}/{name}", value, trainable=trainable,
                        regularizer=regularizers.get(regularizer))
         self._variables.append(var)
