@@ -832,7 +832,6 @@ def test_regularizers_reach_the_loss():
 
 # ----- errors --------------------------------------------------------------------------------
 @pytest.mark.parametrize("make, error, match", [
-    (lambda: layers.LSTM(4, stateful=True), ValueError, "stateful=True is not supported"),
     (lambda: layers.LSTM(0), ValueError, "units to be a positive integer"),
     (lambda: layers.GRU(2.5), ValueError, "units"),
     (lambda: layers.SimpleRNN(3, activation="sigmoid"), ValueError, "'tanh' or 'relu'"),

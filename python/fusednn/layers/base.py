@@ -225,6 +225,13 @@ class Layer:
         """Layers this one is made of (models, wrappers); their weights follow its own."""
         return []
 
+    def reset_states(self) -> None:
+        """Forgets the states that stateful recurrent layers inside keep between batches."""
+        for layer in self.sublayers:
+            layer.reset_states()
+
+    reset_state = reset_states  # Keras 3's name
+
     @property
     def variables(self) -> list[Variable]:
         out = list(self._variables)
@@ -249,6 +256,8 @@ class Layer:
     def non_trainable_variables(self) -> list[Variable]:
         trainable = {id(v) for v in self.trainable_variables}
         return [v for v in self.variables if id(v) not in trainable]
+
+    non_trainable_weights = non_trainable_variables
 
     def _require_built(self, what: str) -> None:
         if not self.built:

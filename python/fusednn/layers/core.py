@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -430,6 +431,9 @@ class InputLayer(Layer):
                 raise ValueError(f"{label}: batch_size={batch_size} disagrees with "
                                  f"batch_shape={batch_shape}")
             batch_size, shape = batch_shape[0], batch_shape[1:]
+        if input_shape is not None:
+            warnings.warn("InputLayer: argument input_shape is deprecated (as in Keras 3); use "
+                          "shape instead", stacklevel=2)
         shape = _as_shape(shape if shape is not None else input_shape, f"{label} shape")
         if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
                                        or isinstance(batch_size, bool) or batch_size <= 0):
