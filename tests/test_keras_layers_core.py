@@ -58,6 +58,18 @@ def test_time_distributed_mask_must_lead_with_batch_and_time():
 
 
 def test_embedding_casts_float_ids_like_keras():
+    # Keras: Embedding casts non-integer inputs to int (truncating toward zero).
     emb = layers.Embedding(10, 3)
     ids = np.array([[1, 2], [9, 0]])
     np.testing.assert_array_equal(emb.forward(ids.astype(np.float32)), emb.forward(ids))
+    np.testing.assert_array_equal(emb.forward(np.array([[1.7, 2.2]])), emb.forward([[1, 2]]))
+
+
+def test_embedding_weights_argument():
+    # Keras 3: Embedding(..., weights=matrix) starts from pretrained vectors.
+    matrix = np.arange(12.0, dtype=np.float32).reshape(4, 3)
+    for weights in (matrix, [matrix]):
+        emb = layers.Embedding(4, 3, weights=weights)
+        np.testing.assert_array_equal(emb.forward(np.array([[3, 0]])), matrix[[[3, 0]]])
+    with pytest.raises(ValueError):
+        layers.Embedding(5, 3, weights=matrix)
