@@ -16,6 +16,7 @@ from .. import activations, initializers, regularizers
 from ..ops import conv as conv_ops
 from .base import InputSpec, Layer
 from .core import ActivationAttribute, _checked, _positive_int
+from .data_format import ChannelsLayout, checked_data_format
 from .registry import register
 
 
@@ -57,11 +58,8 @@ class _Conv(Layer):
                              f"supported (as in Keras), got strides={self.strides} and "
                              f"dilation_rate={self.dilation_rate}")
         self.padding = conv_ops.normalize_padding(padding, label, self._paddings)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{label}: only data_format='channels_last' (the default) is "
-                             f"supported, got {data_format!r}; transpose the input to "
-                             "channels-last instead")
-        self.data_format = "channels_last"
+        self.data_format = checked_data_format(self, data_format)
+        self._layout = ChannelsLayout(self.data_format)
         self.activation = activation
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _checked(self, "kernel_initializer", initializers.get,
@@ -78,23 +76,29 @@ class _Conv(Layer):
 
     # ----- shapes and weights ----------------------------------------------------
     def build(self, input_shape):
-        channels = input_shape[-1]
+        axis = self._layout.channel_axis
+        channels = input_shape[axis]
         if channels is None:
-            raise ValueError(f"{self._label()}: the channel axis (last) of the input must be "
-                             f"known to create the kernel, got input shape {tuple(input_shape)}")
+            raise ValueError(f"{self._label()}: the channel axis ({self.data_format}) of the "
+                             f"input must be known to create the kernel, got input shape "
+                             f"{tuple(input_shape)}")
         self.compute_output_shape(input_shape)  # a kernel that does not fit fails here
         self.kernel = self.add_weight("kernel", self._kernel_shape(channels),
                                       self.kernel_initializer, self.kernel_regularizer)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
                                         self.bias_regularizer)
-        self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
+        self.input_spec = InputSpec(ndim=self.rank + 2, axes={axis: channels})
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
         if len(input_shape) != self.rank + 2:
             raise ValueError(f"{self._label()}: expected input of rank {self.rank + 2} "
                              f"(batch first), got shape {input_shape}")
+        return self._layout.to_user_shape(
+            self._output_shape_last(self._layout.to_last_shape(input_shape)))
+
+    def _output_shape_last(self, input_shape):
         spatial = []
         for axis, length in enumerate(input_shape[1:-1]):
             if length is None:
@@ -118,6 +122,13 @@ class _Conv(Layer):
 
     # ----- running ---------------------------------------------------------------
     def call(self, x, training):
+        y, cache = self._call_last(self._layout.to_last(x), training)
+        return self._layout.to_user(y), cache
+
+    def call_backward(self, dy, cache):
+        return self._layout.to_user(self._backward_last(self._layout.to_last(dy), cache))
+
+    def _call_last(self, x, training):
         bias = self.bias.value if self.use_bias else None
         activation = self.activation
         fused = _fusable(activation)
@@ -128,7 +139,7 @@ class _Conv(Layer):
         y = activation.forward(z)
         return y, ((x, z, y, activation) if training else None)
 
-    def call_backward(self, dy, cache):
+    def _backward_last(self, dy, cache):
         x, z, y, activation = cache  # the activation of that forward (a kernel name if fused)
         if z is None:
             saved_output = y
