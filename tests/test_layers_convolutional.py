@@ -320,7 +320,7 @@ def test_float64_layers_keep_float64():
      "Conv2D '.*': invalid activation: unknown activation 'swishy'"),
     (lambda: layers.Conv2D(8, 3, data_format="NCHW"), ValueError,
      "expected data_format 'channels_last' or 'channels_first'"),
-    (lambda: layers.Conv2D(8, 3, groups=2), TypeError, "unknown keyword argument\\(s\\) groups"),
+    (lambda: layers.Conv2D(8, 3, groups=3), ValueError, "filters=8 must be divisible by groups=3"),
     (lambda: layers.Conv2DTranspose(8, 3, strides=2, output_padding=2), ValueError,
      "strides \\(2, 2\\) must be greater than output_padding \\(2, 2\\)"),
     (lambda: layers.Conv2DTranspose(8, 3, output_padding=-1), ValueError,
