@@ -108,6 +108,8 @@ CASES = [
     # Keras's transposed kernel is (height, width, filters, input channels).
     Case("Conv2DTranspose", lambda **k: layers.Conv2DTranspose(3, (2, 2), **k), (2, 4, 4, 2),
          (("kernel", (2, 2, 3, 2)), ("bias", (3,))), incompatible=(2, 4, 4, 5)),
+    Case("Conv1DTranspose", lambda **k: layers.Conv1DTranspose(3, 2, strides=2, **k),
+         (2, 4, 2), (("kernel", (2, 3, 2)), ("bias", (3,))), incompatible=(2, 4, 5)),
     Case("DepthwiseConv2D", lambda **k: layers.DepthwiseConv2D(2, depth_multiplier=2, **k),
          (2, 4, 4, 3), (("depthwise_kernel", (2, 2, 3, 2)), ("bias", (6,))),
          incompatible=(2, 4, 4, 5)),

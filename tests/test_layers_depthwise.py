@@ -107,3 +107,29 @@ def test_bad_grouping():
         layers.DepthwiseConv2D(3, depth_multiplier=0)
     config = layers.SeparableConv2D(4, 3).get_config()
     assert "groups" not in config and config["filters"] == 4 and config["depth_multiplier"] == 1
+
+
+@pytest.mark.parametrize("strides, padding, output_padding", [
+    (1, "valid", None), (2, "same", None), (3, "valid", 2), (2, "same", 1)])
+def test_conv1d_transpose_matches_torch(strides, padding, output_padding):
+    # Keras's Conv1DTranspose is torch's conv_transpose1d with the kernel (K, F, C) as
+    # torch's (C, F, K) and, for "same", the padding that gives T * strides outputs.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 5, 3))
+    layer = layers.Conv1DTranspose(4, 3, strides=strides, padding=padding,
+                                   output_padding=output_padding, **F64)
+    y = layer.forward(x, training=True)
+    kernel, bias = layer.get_weights()
+    expected = torch.nn.functional.conv_transpose1d(
+        torch.from_numpy(np.moveaxis(x, -1, 1)), torch.from_numpy(kernel.transpose(2, 1, 0).copy()),
+        torch.from_numpy(bias), stride=strides, output_padding=output_padding or 0).numpy()
+    expected = np.moveaxis(expected, 1, -1)
+    if padding == "same":
+        # TensorFlow's rule: the output of length `out` is the transpose of a SAME conv2d
+        # over it, whose padding before is max((T - 1) s + k - out, 0) // 2.
+        out = y.shape[1]
+        start = max((5 - 1) * strides + 3 - out, 0) // 2
+        expected = expected[:, start:start + out]
+    assert y.shape == layer.compute_output_shape(x.shape)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    check_layer_gradients(layer, x, training=True)

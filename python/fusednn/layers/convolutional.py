@@ -292,8 +292,9 @@ class Conv2DTranspose(_Conv):
                          kernel_regularizer=kernel_regularizer,
                          bias_regularizer=bias_regularizer, **kwargs)
         if output_padding is not None:
-            output_padding = conv_ops.normalize_tuple(output_padding, 2, "output_padding",
-                                                      self._label(), allow_zero=True)
+            output_padding = conv_ops.normalize_tuple(output_padding, self.rank,
+                                                      "output_padding", self._label(),
+                                                      allow_zero=True)
             if any(p >= s for p, s in zip(output_padding, self.strides)):
                 raise ValueError(f"{self._label()}: strides {self.strides} must be greater "
                                  f"than output_padding {output_padding}")
@@ -329,3 +330,30 @@ class Conv2DTranspose(_Conv):
         config["output_padding"] = (None if self.output_padding is None
                                     else list(self.output_padding))
         return config
+
+
+@register
+class Conv1DTranspose(Conv2DTranspose):
+    """Transposed 1-D convolution: (N, T, C) -> (N, OT, filters), kernel (K, filters, C),
+    OT as Conv2DTranspose's rule on one axis. Runs the 2-D kernels on (N, 1, T, C)."""
+
+    rank = 1
+
+    @staticmethod
+    def _as_2d(geometry):
+        strides, padding, output_padding, dilation_rate = geometry
+        return ((1,) + strides, padding,
+                None if output_padding is None else (0,) + output_padding,
+                (1,) + dilation_rate)
+
+    def _conv(self, x, kernel, bias, activation):
+        return conv_ops.conv2d_transpose(x[:, None], kernel[None], bias,
+                                         *self._as_2d(self._geometry_args()),
+                                         activation=activation)[:, 0]
+
+    def _conv_backward(self, dy, x, kernel, y, activation, wanted):
+        dx, dkernel, dbias = conv_ops.conv2d_transpose_backward(
+            dy[:, None], x[:, None], kernel[None], None if y is None else y[:, None],
+            *self._as_2d(self._geometry_args()), activation=activation, **wanted)
+        return (None if dx is None else dx[:, 0], None if dkernel is None else dkernel[0],
+                dbias)
