@@ -1,7 +1,8 @@
 """Pooling layers: MaxPooling2D/1D, AveragePooling2D/1D and the global poolings.
 
 Shapes are channels last (Keras's default): images (N, H, W, C), sequences
-(N, T, C), or channels first with data_format="channels_first" (layers/data_format.py). All of them run on the pooling kernels (fusednn.ops.pooling): a 1-D
+(N, T, C), or channels first with data_format="channels_first" (layers/data_format.py).
+All of them run on the pooling kernels (fusednn.ops.pooling): a 1-D
 pooling is a 2-D one over (N, 1, T, C), and a global pooling is one window
 covering the whole image or sequence, whose max kernel also keeps the argmax
 for backward. Geometry ("valid" / "same", Keras's asymmetric padding, average

@@ -3,8 +3,8 @@
 Shapes are channels last: images (N, H, W, C), sequences (N, T, C); the 2-D layers
 also take data_format="channels_first", images (N, C, H, W) (layers/data_format.py).
 Upsampling runs on the nearest-neighbour kernels (fusednn.ops.pooling), or
-interpolates bilinearly / bicubically (fusednn.ops.resize); padding and cropping are a slice copy each way, which NumPy / CuPy do at memory
-speed already.
+interpolates bilinearly / bicubically (fusednn.ops.resize); padding and cropping are a
+slice copy each way, which NumPy / CuPy do at memory speed already.
 """
 from __future__ import annotations
 
