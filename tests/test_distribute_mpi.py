@@ -1,0 +1,105 @@
+"""fd.distribute in real jobs of 2 ranks (mpiexec -n 2, one thread per rank, loopback):
+data-parallel training equals one process with the global batch, and faults end the job.
+
+Each scenario is tests/distribute_ranks.py; the single-process reference is the same
+program started without mpiexec, with twice the batch size. Skipped where mpi4py or
+mpiexec is missing (pip install ".[distributed]" brings both).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+PROGRAM = pathlib.Path(__file__).with_name("distribute_ranks.py")
+MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join(
+    [str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")]))
+# Every job here ends within seconds on 2 loaded cores; the limit only bounds a hang.
+TIMEOUT_S = 120
+
+pytestmark = pytest.mark.skipif(
+    MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
+    reason="needs mpiexec and mpi4py: pip install 'fusednn[distributed]'")
+
+
+def _environment() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               # Open MPI refuses to start as root (CI containers) without these.
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               # Loopback only, and no warning about the missing high-speed networks.
+               OMPI_MCA_btl="self,tcp", OMPI_MCA_btl_tcp_if_include="lo",
+               OMPI_MCA_oob_tcp_if_include="lo")
+    package_root = pathlib.Path(__import__("fusednn").__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root),
+                                                      env.get("PYTHONPATH")]))
+    return env
+
+
+def _run(ranks: int, *args) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(PROGRAM), *map(str, args)]
+    if ranks > 1:
+        command = [MPIEXEC, "-n", str(ranks), *command]
+    return subprocess.run(command, env=_environment(), capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+
+
+def _weights(path) -> list[np.ndarray]:
+    with np.load(path) as saved:
+        return [saved[f"arr_{i}"] for i in range(len([k for k in saved if k.startswith("arr_")]))]
+
+
+def _check(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Tolerance: the two runs differ only in the order of float32 sums (a batch-32 mean
+# against the mean of two batch-16 means, and the convolution's reductions), each a
+# relative 1e-7-scale rounding; 8 steps of SGD (lr 0.1) or Adam (whose step is
+# lr * m / sqrt(v), amplifying the relative error of small gradients) keep the weights
+# within 1e-5 relative and 1e-6 absolute here, while one sample's gradient missing from
+# a batch moves them by more than 1e-3.
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_two_ranks_of_batch_16_train_as_one_process_of_batch_32(tmp_path, optimizer):
+    _check(_run(1, "fit", tmp_path / "one.npz", optimizer, 32))
+    _check(_run(2, "fit", tmp_path / "two.npz", optimizer, 16))
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    for reference, weight in zip(_weights(tmp_path / "one.npz"), _weights(tmp_path / "two.npz")):
+        np.testing.assert_allclose(weight, reference, rtol=RTOL, atol=ATOL)
+    # History holds the logs averaged over the ranks: the global batch's means.
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=RTOL)
+    np.testing.assert_allclose(two["accuracy"], one["accuracy"], rtol=RTOL)
+
+
+def test_gan_protocol_with_allreduce_gradients_equals_one_process(tmp_path):
+    _check(_run(1, "gan", tmp_path / "one.npz", 32))
+    _check(_run(2, "gan", tmp_path / "two.npz", 16))
+    for reference, weight in zip(_weights(tmp_path / "one.npz"), _weights(tmp_path / "two.npz")):
+        np.testing.assert_allclose(weight, reference, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("how, message", [
+    ("raise", "rank 1 of 2 failed with RuntimeError: injected failure on rank 1"),
+    ("kill", "process rank 1 with PID"),   # Open MPI's report, then "exited on signal 9"
+])
+def test_a_failing_rank_ends_the_whole_job_with_an_error_naming_it(tmp_path, how, message):
+    result = _run(2, how, tmp_path / "never.npz")   # a hang would raise TimeoutExpired
+    assert result.returncode != 0
+    output = " ".join((result.stdout + result.stderr).split())   # Open MPI wraps its lines
+    assert message in output, output
+    assert not (tmp_path / "never.npz").exists()
+
+
+def test_models_that_differ_across_ranks_are_refused_at_the_start(tmp_path):
+    result = _run(2, "mismatch", tmp_path / "unused")
+    assert result.returncode != 0
+    assert "the model differs across ranks (variable 0 has shape (3, 3, 1, 4) float32 on " \
+           "rank 0 and (3, 3, 1, 6) float32 on rank 1)" in result.stderr, result.stderr
