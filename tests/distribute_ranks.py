@@ -2,7 +2,11 @@
 single-process reference): `python distribute_ranks.py SCENARIO OUT [args]`.
 
 Scenarios:
-    fit OPTIMIZER BATCH      fit a small CNN for 2 epochs; rank 0 writes weights + history
+    fit OPTIMIZER BATCH      fit a small CNN for 4 epochs; rank 0 writes weights + history
+    callbacks                70 samples (not a multiple of 2 x 16), progress bar,
+                             ModelCheckpoint into OUT, EarlyStopping that stops after epoch 2
+    backup EPOCHS            fit to EPOCHS with BackupAndRestore in OUT/backup (kept);
+                             rank 0 writes OUT/weights-EPOCHS.npz
     gan BATCH                hand-written GAN steps through allreduce_gradients
     raise                    rank 1 raises in the middle of an epoch
     kill                     rank 1 kills itself (SIGKILL) in the middle of an epoch
@@ -21,9 +25,9 @@ import fusednn as fd
 SAMPLES, SEED = 64, 5
 
 
-def data():
+def data(samples=SAMPLES):
     rng = np.random.default_rng(SEED)
-    x = rng.normal(size=(SAMPLES, 8, 8, 1)).astype(np.float32)
+    x = rng.normal(size=(samples, 8, 8, 1)).astype(np.float32)
     y = (x[:, :4].sum(axis=(1, 2, 3)) > 0).astype(np.int64) + (x[:, 4:].mean() > 0)
     return x, y
 
@@ -69,11 +73,30 @@ def fit(out, optimizer, batch_size, callbacks=()):
     model = build_and_compile({"sgd": fd.optimizers.SGD(0.1, momentum=0.5),
                                "adam": fd.optimizers.Adam(0.01)}[optimizer])
     x, y = data()
-    history = model.fit(x, y, batch_size=batch_size, epochs=2 if not callbacks else 30,
+    history = model.fit(x, y, batch_size=batch_size, epochs=4 if not callbacks else 30,
                         verbose=0, callbacks=list(callbacks))
     if fd.distribute.rank() == 0:
         np.savez(out, *model.get_weights(), loss=np.array(history.history["loss"]),
                  accuracy=np.array(history.history["accuracy"]))
+
+
+def with_callbacks(out):
+    model = build_and_compile("adam")
+    x, y = data(70)
+    stop = fd.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=0)
+    checkpoint = fd.callbacks.ModelCheckpoint(os.path.join(out, "ckpt-{epoch}.keras"))
+    history = model.fit(x, y, batch_size=16, epochs=5, verbose=1, callbacks=[stop, checkpoint])
+    print(f"rank {fd.distribute.rank()} ran epochs {history.epoch}")
+
+
+def with_backup(out, epochs):
+    model = build_and_compile("adam")
+    x, y = data()
+    backup = fd.callbacks.BackupAndRestore(os.path.join(out, "backup"), delete_checkpoint=False)
+    history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[backup])
+    print(f"rank {fd.distribute.rank()} ran epochs {history.epoch}")
+    if fd.distribute.rank() == 0:
+        np.savez(os.path.join(out, f"weights-{epochs}.npz"), *model.get_weights())
 
 
 def gan(out, batch_size):
@@ -124,6 +147,10 @@ def main(argv):
     scenario, out = argv[1], argv[2]
     if scenario == "fit":
         fit(out, argv[3], int(argv[4]))
+    elif scenario == "callbacks":
+        with_callbacks(out)
+    elif scenario == "backup":
+        with_backup(out, int(argv[3]))
     elif scenario == "gan":
         gan(out, int(argv[3]))
     elif scenario in ("raise", "kill"):

@@ -7,6 +7,7 @@ import importlib.util
 import pytest
 
 from fusednn.bench import bench_distributed as suite
+from fusednn.distribute import environment
 
 
 def test_ring_allreduce_model():
@@ -45,8 +46,8 @@ def test_gpu_request_is_answered_in_one_line():
         suite.main(["--device", "cuda", "--no-write"])
 
 
-@pytest.mark.skipif(suite.mpiexec_path() is None or importlib.util.find_spec("mpi4py") is None,
-                    reason="needs mpiexec and mpi4py: pip install 'fusednn[distributed]'")
+@pytest.mark.skipif(environment.find_mpiexec() is None
+                    or importlib.util.find_spec("mpi4py") is None, reason="needs mpiexec and mpi4py: pip install 'fusednn[distributed]'")
 def test_quick_run_measures_one_and_two_ranks(capsys):
     suite.main(["--quick", "--no-write"])
     out = capsys.readouterr().out

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import pathlib
-import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from fusednn.distribute import environment
 
 from . import common
 
@@ -109,21 +109,14 @@ def worker(out: str, warmup: int, repeats: int) -> None:
 
 
 # ----- the suite: jobs of 1 and 2 ranks, then the model ------------------------------
-def mpiexec_path():
-    return shutil.which("mpiexec", path=os.pathsep.join(
-        [str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")]))
-
-
 def run_job(ranks: int, warmup: int, repeats: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
-               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,tcp",
-               OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_oob_tcp_if_include="lo")
+    env = environment.local_job_environment(threads=1)
     with tempfile.TemporaryDirectory() as folder:
         out = pathlib.Path(folder) / "rank0.json"
         command = [sys.executable, "-m", "fusednn.bench.bench_distributed", "--worker", str(out),
                    "--warmup", str(warmup), "--repeats", str(repeats)]
         if ranks > 1:
-            command = [mpiexec_path(), "-n", str(ranks)] + command
+            command = [environment.find_mpiexec(), "-n", str(ranks)] + command
         subprocess.run(command, env=env, check=True, timeout=JOB_TIMEOUT_S)
         return json.loads(out.read_text())
 
@@ -223,7 +216,7 @@ def main(argv=None):
         raise SystemExit("--device cuda: the distributed suite has CPU (MPI) rows only")
     if args.quick:
         args.repeats, args.warmup = 3, 1
-    if mpiexec_path() is None or importlib.util.find_spec("mpi4py") is None:
+    if environment.find_mpiexec() is None or importlib.util.find_spec("mpi4py") is None:
         print('distributed: needs mpiexec and mpi4py (pip install "fusednn[distributed]"); '
               "nothing measured")
         return None
