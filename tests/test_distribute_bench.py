@@ -25,8 +25,10 @@ def _job(ranks, step_s, allreduce_s, latency_probe_s=2e-5):
 
 def test_rows_from_measurements():
     jobs = {1: _job(1, 0.050, 0.0), 2: _job(2, 0.060, 0.004)}
-    measured, modelled = suite.rows_for(jobs, latency_us=5.0)
+    independent = [_job(1, 0.055, 0.0), _job(1, 0.058, 0.0)]
+    measured, modelled = suite.rows_for(jobs, independent, latency_us=5.0)
     row = measured[0]
+    assert row["step_2_independent_ms"] == pytest.approx(58.0)   # the slower process
     assert row["efficiency_2_ranks"] == pytest.approx(0.050 / 0.060)
     assert row["compute_2_ranks_ms"] == pytest.approx(56.0)
     # Loopback: latency 20 us / 2 messages; 4 MB in 4 ms - 2 x 10 us = 3.98 ms.

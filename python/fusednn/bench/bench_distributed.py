@@ -5,8 +5,10 @@ Measured, per model (the lecture CNN at batch 32 per rank, the lecture LSTM mode
 16 per rank; weak scaling: each rank keeps its batch): the median time of one training
 step (fit's step with fd.distribute's DistributedOptimizer; at 2 ranks the slower rank's
 time), the bytes each step allreduces (every trainable gradient, float32) in how many
-buckets, and the time of that allreduce alone, so compute = step - allreduce. The
-loopback's latency and bandwidth are fitted from an 8-byte and the gradients' allreduce.
+buckets, and the time of that allreduce alone, so compute = step - allreduce. Beside
+them, the step of two independent 1-rank processes started together: where ranks share
+the cores, that is what the sharing alone costs. The loopback's latency and bandwidth are
+fitted from an 8-byte and the gradients' allreduce.
 
 Modelled (not measured): a ring allreduce of the same bytes over p ranks,
     2 (p - 1) / p x bytes / bandwidth + 2 (p - 1) x latency x buckets,
@@ -110,15 +112,37 @@ def worker(out: str, warmup: int, repeats: int) -> None:
 
 # ----- the suite: jobs of 1 and 2 ranks, then the model ------------------------------
 def run_job(ranks: int, warmup: int, repeats: int) -> dict:
+    """Rank 0's results of a job of `ranks` (1: a plain process, no mpiexec)."""
+    return _run_workers(ranks, warmup, repeats, independent=False)[0]
+
+
+def run_independent(processes: int, warmup: int, repeats: int) -> list:
+    """The results of `processes` single-rank workers started together: the same
+    competition for the cores as a job of that many ranks, without any communication."""
+    return _run_workers(processes, warmup, repeats, independent=True)
+
+
+def _run_workers(count: int, warmup: int, repeats: int, independent: bool) -> list:
     env = environment.local_job_environment(threads=1)
     with tempfile.TemporaryDirectory() as folder:
-        out = pathlib.Path(folder) / "rank0.json"
-        command = [sys.executable, "-m", "fusednn.bench.bench_distributed", "--worker", str(out),
-                   "--warmup", str(warmup), "--repeats", str(repeats)]
-        if ranks > 1:
-            command = [environment.find_mpiexec(), "-n", str(ranks)] + command
-        subprocess.run(command, env=env, check=True, timeout=JOB_TIMEOUT_S)
-        return json.loads(out.read_text())
+        outs = [pathlib.Path(folder) / f"worker{i}.json"
+                for i in range(count if independent else 1)]
+        commands = [[sys.executable, "-m", "fusednn.bench.bench_distributed", "--worker",
+                     str(out), "--warmup", str(warmup), "--repeats", str(repeats)]
+                    for out in outs]
+        if not independent and count > 1:
+            commands = [[environment.find_mpiexec(), "-n", str(count)] + commands[0]]
+        workers = [subprocess.Popen(command, env=env) for command in commands]
+        try:
+            for worker_process, command in zip(workers, commands):
+                if worker_process.wait(timeout=JOB_TIMEOUT_S) != 0:
+                    raise RuntimeError(f"{' '.join(command)} exited with status "
+                                       f"{worker_process.returncode}")
+        finally:
+            for worker_process in workers:
+                worker_process.kill()
+                worker_process.wait()
+        return [json.loads(out.read_text()) for out in outs]
 
 
 def ring_allreduce_s(ranks: int, nbytes: int, bytes_per_s: float, latency_s: float,
@@ -137,7 +161,9 @@ def loopback_fit(job: dict, name: str) -> dict:
     return {"latency_s": latency, "bytes_per_s": entry["bytes"] / transfer}
 
 
-def rows_for(jobs: dict, latency_us: float) -> tuple[list, list]:
+def rows_for(jobs: dict, independent: list, latency_us: float) -> tuple[list, list]:
+    """The measured rows (with the step of two independent processes beside the 2-rank
+    step: what sharing the cores alone costs) and the modelled cells."""
     measured, modelled = [], []
     one, two = jobs[1], jobs[2]
     for name in MODELS:
@@ -152,6 +178,7 @@ def rows_for(jobs: dict, latency_us: float) -> tuple[list, list]:
             "step_1_rank_ms": 1e3 * compute, "step_2_ranks_ms": 1e3 * pair["step_s"],
             "allreduce_2_ranks_ms": 1e3 * pair["allreduce_s"],
             "compute_2_ranks_ms": 1e3 * (pair["step_s"] - pair["allreduce_s"]),
+            "step_2_independent_ms": 1e3 * max(run[name]["step_s"] for run in independent),
             "efficiency_2_ranks": compute / pair["step_s"],
             "loopback_latency_us": 1e6 * loop["latency_s"],
             "loopback_gbit_s": 8 * loop["bytes_per_s"] / 1e9,
@@ -177,12 +204,16 @@ def markdown(info: dict, measured: list, modelled: list) -> str:
     table = [[r["model"], r["batch_per_rank"], f"{r['bytes_per_step'] / 1e6:.2f} MB",
               r["buckets"], f"{r['step_1_rank_ms']:.1f}", f"{r['step_2_ranks_ms']:.1f}",
               f"{r['compute_2_ranks_ms']:.1f}", f"{r['allreduce_2_ranks_ms']:.2f}",
+              f"{r['step_2_independent_ms']:.1f}",
               f"{100 * r['efficiency_2_ranks']:.0f}%",
               f"{r['modelled_step_2_ranks_ms']:.1f}"] for r in measured]
     text = head + common.markdown_table(
         ["model", "batch / rank", "allreduced / step", "buckets", "step, 1 rank ms",
          "step, 2 ranks ms", "compute, 2 ranks ms", "allreduce, 2 ranks ms",
-         "efficiency, 2 ranks", "modelled step, 2 ranks ms"], table, "lrrrrrrrrr")
+         "step, 2 independent processes ms", "efficiency, 2 ranks",
+         "modelled step, 2 ranks ms"], table, "lrrrrrrrrrr")
+    text += ("\n2 independent processes: two 1-rank runs started together, no communication: "
+             "what sharing this machine's cores costs by itself.\n")
     loop = ", ".join(f"{r['model']}: {r['loopback_latency_us']:.0f} us, "
                      f"{r['loopback_gbit_s']:.1f} Gb/s" for r in measured)
     text += (f"\nLoopback fitted from the 8-byte and the gradients' allreduce ({loop}); the "
@@ -223,12 +254,14 @@ def main(argv=None):
     info = {**common.machine_info(), "repeats": args.repeats, "latency_us": args.latency_us,
             "load_average_before": common.load_average()}
     jobs = {ranks: run_job(ranks, args.warmup, args.repeats) for ranks in RANKS}
+    independent = run_independent(2, args.warmup, args.repeats)
     info["backend"] = jobs[2]["backend"]
     info["load_average_after"] = common.load_average()
-    measured, modelled = rows_for(jobs, args.latency_us)
+    measured, modelled = rows_for(jobs, independent, args.latency_us)
     common.print_and_write(args, "distributed-cpu",
                            {"info": info, "jobs": {str(k): v for k, v in jobs.items()},
-                            "results": measured, "modelled": modelled},
+                            "independent": independent, "results": measured,
+                            "modelled": modelled},
                            markdown(info, measured, modelled))
     return None
 
