@@ -138,6 +138,8 @@ def test_epoch_order_shards_roots_permutation(communicator):
     expected = np.concatenate([root_order, root_order[:2]])[1::3]
     np.testing.assert_array_equal(shard, expected)
     assert fd.distribute.fit_samples(10) == 4
+    # Without shuffling every rank computes its shard of 0..N-1 alone (nothing to pop).
+    np.testing.assert_array_equal(fd.distribute.epoch_order(10, shuffle=False), [1, 4, 7, 0])
 
 
 # ----- buckets -----------------------------------------------------------------------
@@ -288,7 +290,7 @@ def cupy_stand_in(calls):
     device = lambda i: types.SimpleNamespace(use=lambda: calls.append(("device", i)))  # noqa
     cuda = types.SimpleNamespace(Device=device, get_current_stream=lambda: stream,
                                  runtime=types.SimpleNamespace(getDeviceCount=lambda: 2))
-    return types.SimpleNamespace(cuda=cuda, __version__="13.6")
+    return types.SimpleNamespace(cuda=cuda, ndarray=DeviceArray, __version__="13.6")
 
 
 def test_nccl_allreduce_passes_the_buffer_count_dtype_and_stream():
@@ -307,3 +309,8 @@ def test_nccl_allreduce_passes_the_buffer_count_dtype_and_stream():
     assert comm.description.startswith("NCCL 22003 (CuPy 13.6), device buffers")
     with pytest.raises(TypeError, match="expected a float16/32/64 array, got dtype int32"):
         comm.allreduce_sum(DeviceArray(np.zeros(2, np.int32)))
+    host_array = np.ones(3, np.float32)   # a CPU model's gradients go through MPI
+    host.other_arrays = np.full(3, 2.0, np.float32)
+    comm.allreduce_sum(host_array)
+    np.testing.assert_array_equal(host_array, np.full(3, 1 + 3 * 2.0))
+    assert host.reduced == [3] and calls[-1] == ("sync",)

@@ -231,15 +231,12 @@ def markdown(info: dict, measured: list, modelled: list) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    # --no-torch is accepted as by the other suites; this one has no PyTorch rows.
+    parser = common.suite_parser(__doc__.split("\n\n")[0], repeats=10, warmup=2,
+                                 quick_help="a smoke run: 3 steps, 1 warm-up")
     parser.add_argument("--latency-us", type=float, default=5.0,
                         help="per-message latency of the modelled network (default 5 us)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 steps, 1 warm-up")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--worker", metavar="OUT", help=argparse.SUPPRESS)
-    common.add_run_options(parser)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.warmup, args.repeats)

@@ -8,7 +8,8 @@ Each offers the same few collectives over the ranks of one job:
     broadcast_object(obj, root)
     abort(code)                ends every rank of the job (a fault on one rank)
 plus rank, size, local_rank and `description` (what fd.info() shows).
-Arrays are C-contiguous; the MPI one takes NumPy arrays, the NCCL one CuPy arrays.
+Arrays are C-contiguous; the MPI one takes NumPy arrays (and CuPy arrays through a host
+copy), the NCCL one CuPy arrays (and NumPy arrays through its MPI communicator).
 """
 from __future__ import annotations
 
@@ -102,6 +103,8 @@ class NCCLCommunicator:
         return getattr(self._nccl, name)
 
     def allreduce_sum(self, array) -> None:
+        if not isinstance(array, self._cupy.ndarray):   # a CPU model on a GPU rank
+            return self._host.allreduce_sum(array)
         datatype = self._datatype(array)
         stream = self._cupy.cuda.get_current_stream()
         self._comm.allReduce(array.data.ptr, array.data.ptr, array.size, datatype,
@@ -109,6 +112,8 @@ class NCCLCommunicator:
         stream.synchronize()
 
     def broadcast(self, array, root: int = 0) -> None:
+        if not isinstance(array, self._cupy.ndarray):
+            return self._host.broadcast(array, root)
         datatype = self._datatype(array)
         stream = self._cupy.cuda.get_current_stream()
         self._comm.bcast(array.data.ptr, array.size, datatype, root, stream.ptr)

@@ -12,6 +12,7 @@ import shutil
 import sys
 import traceback
 
+from .. import backend as fd_backend
 from .communicators import MPICommunicator, NCCLCommunicator, SingleProcess
 
 # The world size each launcher exports to its ranks: Open MPI's mpiexec, MPICH's and Intel
@@ -56,8 +57,6 @@ def initialize(backend="auto", shard_data=True) -> None:
     host = MPICommunicator(MPI)
     communicator = host
     if backend != "mpi":
-        from .. import backend as fd_backend
-
         cupy = fd_backend.cupy_module() if fd_backend.has_cuda() else None
         if cupy is not None:
             from cupy.cuda import nccl

@@ -47,9 +47,9 @@ def epoch_order(samples: int, shuffle: bool):
     comm = environment.communicator()
     if comm.size == 1 or not environment.shards_fit_data():
         return _rng.generator().permutation(samples) if shuffle else None
-    order = None
-    if comm.rank == 0:
-        order = _rng.generator().permutation(samples) if shuffle else np.arange(samples)
+    if not shuffle:
+        return shard_indices(samples, comm.rank, comm.size)
+    order = _rng.generator().permutation(samples) if comm.rank == 0 else None
     return shard_indices(comm.broadcast_object(order), comm.rank, comm.size)
 
 
