@@ -314,3 +314,10 @@ def test_nccl_allreduce_passes_the_buffer_count_dtype_and_stream():
     comm.allreduce_sum(host_array)
     np.testing.assert_array_equal(host_array, np.full(3, 1 + 3 * 2.0))
     assert host.reduced == [3] and calls[-1] == ("sync",)
+
+
+def test_backups_inside_an_epoch_are_refused_in_a_job(communicator, tmp_path):
+    communicator(StandIn(0, 2))
+    with pytest.raises(ValueError, match=r"BackupAndRestore\(save_freq=5\) saves inside an "
+                                         "epoch, which a job of several ranks cannot resume"):
+        fd.distribute.fit_callbacks([fd.callbacks.BackupAndRestore(tmp_path, save_freq=5)])

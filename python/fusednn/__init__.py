@@ -17,7 +17,8 @@ from .utils import get_num_threads, set_num_threads
 __version__ = _C.build_info()["version"]
 
 __all__ = [
-    "Input", "Sequential", "activations", "backend", "callbacks", "convert", "distribute", "errors",
-    "get_num_threads", "has_cuda", "info", "initializers", "layers", "load_model", "losses",
-    "metrics", "models", "ops", "optimizers", "regularizers", "set_num_threads", "utils",
+    "Input", "Sequential", "activations", "backend", "callbacks", "convert", "distribute",
+    "errors", "get_num_threads", "has_cuda", "info", "initializers", "layers", "load_model",
+    "losses", "metrics", "models", "ops", "optimizers", "regularizers", "set_num_threads",
+    "utils",
 ]

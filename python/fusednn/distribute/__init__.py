@@ -22,9 +22,9 @@ from .optimizer import DistributedOptimizer, is_distributed
 from .sharding import epoch_order, fit_samples, samples_per_rank, shard_indices
 from .synchronize import allreduce_gradients, broadcast_variables, check_same_model
 
+# The public API; fit_callbacks, fit_samples and epoch_order are Model.fit's hooks.
 __all__ = [
     "DistributedOptimizer", "allreduce_gradients", "average_logs", "broadcast_variables",
-    "check_same_model", "epoch_order", "fit_callbacks", "fit_samples", "initialize",
-    "is_distributed", "is_initialized", "launched_by_mpi", "local_rank", "rank",
-    "samples_per_rank", "shard_indices", "size",
+    "check_same_model", "initialize", "is_distributed", "is_initialized", "launched_by_mpi",
+    "local_rank", "rank", "samples_per_rank", "shard_indices", "size",
 ]

@@ -29,6 +29,12 @@ def fit_callbacks(callbacks: list) -> list:
     comm = environment.communicator()
     if comm.size == 1:
         return callbacks
+    for cb in callbacks:
+        # A backup inside an epoch holds rank 0's shard order, which is not the other ranks'.
+        if isinstance(cb, callbacks_module.BackupAndRestore) and cb.save_freq != "epoch":
+            raise ValueError(f"fusednn.distribute: BackupAndRestore(save_freq={cb.save_freq}) "
+                             "saves inside an epoch, which a job of several ranks cannot "
+                             "resume yet; use save_freq='epoch'")
     if comm.rank != 0:
         callbacks = [_as_non_root(cb) for cb in callbacks
                      if not isinstance(cb, (callbacks_module.ProgbarLogger,
