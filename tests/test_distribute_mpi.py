@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -108,7 +109,10 @@ def test_callbacks_decide_together_and_only_rank_0_prints_and_writes(tmp_path):
     # 70 samples make shards of 35: 3 steps per rank, the last of 3 samples.
     assert "rank 0 ran epochs [0, 1]" in result.stdout
     assert "rank 1 ran epochs [0, 1]" in result.stdout
-    assert result.stdout.count("Epoch 1/5") == 1 and result.stdout.count("3/3 [") == 2
+    # Only rank 0 prints: one header per epoch, one final progress line per epoch (Open MPI
+    # gives ranks a terminal, so redrawn intermediate lines may appear too).
+    assert [result.stdout.count(f"Epoch {e}/5") for e in (1, 2, 3)] == [1, 1, 0]
+    assert len(re.findall(r"3/3 \[=+\] - \d+s", result.stdout)) == 2, result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-1.keras", "ckpt-2.keras"]
 
 
