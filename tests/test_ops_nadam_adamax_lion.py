@@ -120,14 +120,19 @@ def torch_run(factory, start, grads_per_step):
     return [p.detach().numpy() for p in params]
 
 
+def torch_case(rng):
+    """float64 weights (two tensors), a copy of them, 6 steps of gradients, two zero slots."""
+    shapes = [(3, 4), (5,)]
+    params = make_tensors(rng, np.float64, shapes)
+    grads_per_step = [make_tensors(rng, np.float64, shapes) for _ in range(6)]
+    slots = [[np.zeros_like(p) for p in params] for _ in range(2)]
+    return params, [p.copy() for p in params], grads_per_step, slots
+
+
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 def test_nadam_matches_torch(rng, weight_decay):
     torch = pytest.importorskip("torch")
-    shapes = [(3, 4), (5,)]
-    params = make_tensors(rng, np.float64, shapes)
-    start = [p.copy() for p in params]
-    grads_per_step = [make_tensors(rng, np.float64, shapes) for _ in range(6)]
-    slots = [[np.zeros_like(p) for p in params] for _ in range(2)]
+    params, start, grads_per_step, slots = torch_case(rng)
     run_nadam(params, grads_per_step, slots, learning_rate=0.01, beta_1=0.9, beta_2=0.999,
               epsilon=1e-8, weight_decay=weight_decay)
     # torch's momentum cache is beta_1 (1 - 0.5 * 0.96^(t * momentum_decay)); Keras's is
@@ -143,11 +148,7 @@ def test_nadam_matches_torch(rng, weight_decay):
 
 def test_adamax_matches_torch(rng):
     torch = pytest.importorskip("torch")
-    shapes = [(3, 4), (5,)]
-    params = make_tensors(rng, np.float64, shapes)
-    start = [p.copy() for p in params]
-    grads_per_step = [make_tensors(rng, np.float64, shapes) for _ in range(6)]
-    slots = [[np.zeros_like(p) for p in params] for _ in range(2)]
+    params, start, grads_per_step, slots = torch_case(rng)
     eps = 1e-14
     run_adamax(params, grads_per_step, slots, learning_rate=0.01, beta_1=0.9, beta_2=0.999,
                epsilon=eps)

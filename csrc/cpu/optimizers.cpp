@@ -174,10 +174,11 @@ void nadam_update(T* const* params, const T* const* grads, T* const* ms, T* cons
                   const std::int64_t* sizes, std::int64_t num_tensors,
                   const NadamCoefficients<double>& coefficients) {
   FUSEDNN_DISPATCH(nadam_update<T>(params, grads, ms, vs, sizes, num_tensors, coefficients));
-  const NadamCoefficients<T> c = coefficients.as<T>();
-  update_elements(
-      params, grads, sizes, num_tensors,
-      [c](T& p, T g, T& m, T& v) { nadam_element(p, g, m, v, c); }, ms, vs);
+  update_elements(params, grads, sizes, num_tensors,
+                  [c = coefficients.as<T>()](T& p, T g, T& m, T& v) {
+                    nadam_element(p, g, m, v, c);
+                  },
+                  ms, vs);
 }
 
 template <typename T>
@@ -185,10 +186,11 @@ void adamax_update(T* const* params, const T* const* grads, T* const* ms, T* con
                    const std::int64_t* sizes, std::int64_t num_tensors,
                    const AdamaxCoefficients<double>& coefficients) {
   FUSEDNN_DISPATCH(adamax_update<T>(params, grads, ms, us, sizes, num_tensors, coefficients));
-  const AdamaxCoefficients<T> c = coefficients.as<T>();
-  update_elements(
-      params, grads, sizes, num_tensors,
-      [c](T& p, T g, T& m, T& u) { adamax_element(p, g, m, u, c); }, ms, us);
+  update_elements(params, grads, sizes, num_tensors,
+                  [c = coefficients.as<T>()](T& p, T g, T& m, T& u) {
+                    adamax_element(p, g, m, u, c);
+                  },
+                  ms, us);
 }
 
 template <typename T>
@@ -196,10 +198,9 @@ void lion_update(T* const* params, const T* const* grads, T* const* ms,
                  const std::int64_t* sizes, std::int64_t num_tensors,
                  const LionCoefficients<double>& coefficients) {
   FUSEDNN_DISPATCH(lion_update<T>(params, grads, ms, sizes, num_tensors, coefficients));
-  const LionCoefficients<T> c = coefficients.as<T>();
-  update_elements(
-      params, grads, sizes, num_tensors,
-      [c](T& p, T g, T& m) { lion_element(p, g, m, c); }, ms);
+  update_elements(params, grads, sizes, num_tensors,
+                  [c = coefficients.as<T>()](T& p, T g, T& m) { lion_element(p, g, m, c); },
+                  ms);
 }
 
 template void adam_update<float>(float* const*, const float* const*, float* const*, float* const*,

@@ -33,15 +33,8 @@ def adam_update(params, grads, ms, vs, *, learning_rate, beta_1, beta_2, epsilon
     op = "adam_update"
     lr, b1, b2, eps, t, wd = _adam_family_hyperparameters(op, learning_rate, beta_1, beta_2,
                                                           epsilon, step, weight_decay)
-    lists = _checked_lists(op, {"params": params, "grads": grads, "ms": ms, "vs": vs},
-                           state=("params", "ms", "vs"))
-    if lists is None:
-        return
-    xp, (params, grads, ms, vs) = lists
-    if xp is np:
-        shared_cores.run(_C.adam_update_cpu, params, grads, ms, vs, lr, b1, b2, eps, t, wd)
-    else:
-        _launch_cuda(_C.adam_update_cuda, params, grads, ms, vs, lr, b1, b2, eps, t, wd)
+    _run(op, {"params": params, "grads": grads, "ms": ms, "vs": vs}, ("params", "ms", "vs"),
+         lr, b1, b2, eps, t, wd)
 
 
 def sgd_update(params, grads, moments, *, learning_rate, momentum=0.0, nesterov=False,
@@ -64,19 +57,12 @@ def sgd_update(params, grads, moments, *, learning_rate, momentum=0.0, nesterov=
         raise TypeError(f"{op}: nesterov must be True or False, got {nesterov!r}")
     if moments is None and mom > 0.0:
         raise ValueError(f"{op}: momentum = {mom} needs a list of moment buffers, got moments=None")
-    named = {"params": params, "grads": grads}
-    if moments is not None:
-        named["moments"] = moments
-    lists = _checked_lists(op, named, state=("params", "moments"))
-    if lists is None:
-        return
-    xp, arrays = lists
-    params, grads = arrays[0], arrays[1]
-    moments = arrays[2] if moments is not None else None
-    if xp is np:
-        shared_cores.run(_C.sgd_update_cpu, params, grads, moments, lr, mom, bool(nesterov), wd)
+    hyperparameters = (lr, mom, bool(nesterov), wd)
+    if moments is None:   # the kernel's moments argument is None, after the two lists
+        _run(op, {"params": params, "grads": grads}, ("params",), None, *hyperparameters)
     else:
-        _launch_cuda(_C.sgd_update_cuda, params, grads, moments, lr, mom, bool(nesterov), wd)
+        _run(op, {"params": params, "grads": grads, "moments": moments}, ("params", "moments"),
+             *hyperparameters)
 
 
 def nadam_update(params, grads, ms, vs, *, learning_rate, beta_1, beta_2, epsilon, step,
@@ -97,16 +83,11 @@ def nadam_update(params, grads, ms, vs, *, learning_rate, beta_1, beta_2, epsilo
     lr, b1, b2, eps, t, wd = _adam_family_hyperparameters(op, learning_rate, beta_1, beta_2,
                                                           epsilon, step, weight_decay)
     previous = _real(op, "u_product", u_product, low=0.0, high=1.0, high_inclusive=True)
-    lists = _checked_lists(op, {"params": params, "grads": grads, "ms": ms, "vs": vs},
-                           state=("params", "ms", "vs"))
-    if lists is None:   # nothing to update; the kernel's entry still advances U (no formula here)
-        return _C.nadam_update_cpu([], [], [], [], lr, b1, b2, eps, t, previous, wd)
-    xp, (params, grads, ms, vs) = lists
-    if xp is np:
-        return shared_cores.run(_C.nadam_update_cpu, params, grads, ms, vs, lr, b1, b2, eps, t,
-                                previous, wd)
-    return _launch_cuda(_C.nadam_update_cuda, params, grads, ms, vs, lr, b1, b2, eps, t,
-                        previous, wd)
+    u_product = _run(op, {"params": params, "grads": grads, "ms": ms, "vs": vs},
+                     ("params", "ms", "vs"), lr, b1, b2, eps, t, previous, wd)
+    if u_product is None:   # nothing to update; the kernel's entry still advances U
+        u_product = _C.nadam_update_cpu([], [], [], [], lr, b1, b2, eps, t, previous, wd)
+    return u_product
 
 
 def adamax_update(params, grads, ms, us, *, learning_rate, beta_1, beta_2, epsilon, step,
@@ -120,15 +101,8 @@ def adamax_update(params, grads, ms, us, *, learning_rate, beta_1, beta_2, epsil
     op = "adamax_update"
     lr, b1, b2, eps, t, wd = _adam_family_hyperparameters(op, learning_rate, beta_1, beta_2,
                                                           epsilon, step, weight_decay)
-    lists = _checked_lists(op, {"params": params, "grads": grads, "ms": ms, "us": us},
-                           state=("params", "ms", "us"))
-    if lists is None:
-        return
-    xp, (params, grads, ms, us) = lists
-    if xp is np:
-        shared_cores.run(_C.adamax_update_cpu, params, grads, ms, us, lr, b1, b2, eps, t, wd)
-    else:
-        _launch_cuda(_C.adamax_update_cuda, params, grads, ms, us, lr, b1, b2, eps, t, wd)
+    _run(op, {"params": params, "grads": grads, "ms": ms, "us": us}, ("params", "ms", "us"),
+         lr, b1, b2, eps, t, wd)
 
 
 def lion_update(params, grads, ms, *, learning_rate, beta_1, beta_2, weight_decay=0.0):
@@ -143,15 +117,7 @@ def lion_update(params, grads, ms, *, learning_rate, beta_1, beta_2, weight_deca
     b1 = _real(op, "beta_1", beta_1, low=0.0, high=1.0, high_inclusive=True)
     b2 = _real(op, "beta_2", beta_2, low=0.0, high=1.0, high_inclusive=True)
     wd = _real(op, "weight_decay", weight_decay, low=0.0, high_inclusive=True, high=math.inf)
-    lists = _checked_lists(op, {"params": params, "grads": grads, "ms": ms},
-                           state=("params", "ms"))
-    if lists is None:
-        return
-    xp, (params, grads, ms) = lists
-    if xp is np:
-        shared_cores.run(_C.lion_update_cpu, params, grads, ms, lr, b1, b2, wd)
-    else:
-        _launch_cuda(_C.lion_update_cuda, params, grads, ms, lr, b1, b2, wd)
+    _run(op, {"params": params, "grads": grads, "ms": ms}, ("params", "ms"), lr, b1, b2, wd)
 
 
 def _adam_family_hyperparameters(op, learning_rate, beta_1, beta_2, epsilon, step, weight_decay):
@@ -162,6 +128,19 @@ def _adam_family_hyperparameters(op, learning_rate, beta_1, beta_2, epsilon, ste
             _real(op, "epsilon", epsilon, low=0.0, high_inclusive=True, high=math.inf),
             _step(op, step),
             _real(op, "weight_decay", weight_decay, low=0.0, high_inclusive=True, high=math.inf))
+
+
+def _run(op, named, state, *hyperparameters):
+    """Checks the lists (`_checked_lists`), then runs `_C.<op>_cpu` on NumPy arrays or
+    `_C.<op>_cuda` on CuPy arrays with the lists and the hyperparameters; returns the
+    kernel's result, or None (and runs nothing) when the lists are empty."""
+    lists = _checked_lists(op, named, state=state)
+    if lists is None:
+        return None
+    xp, arrays = lists
+    if xp is np:
+        return shared_cores.run(getattr(_C, f"{op}_cpu"), *arrays, *hyperparameters)
+    return _launch_cuda(getattr(_C, f"{op}_cuda"), *arrays, *hyperparameters)
 
 
 def _launch_cuda(kernel, params, *args):
