@@ -338,3 +338,66 @@ def test_compiled_by_name_a_model_learns(loss, rng):
     history = model.fit(x, y, batch_size=16, epochs=15, verbose=0)
     first, last = history.history["loss"][0], history.history["loss"][-1]
     assert last < 0.7 * first, (first, last)
+
+
+# ----- reductions of the losses that predate these --------------------------------------
+def per_sample_mse(t, y):
+    return np.mean((y - t) ** 2, axis=-1)
+
+
+def per_sample_bce_logits(t, x):
+    return np.mean(np.log1p(np.exp(x)) - x * t, axis=-1)   # |x| < 5 here: no overflow
+
+
+def per_sample_cce(t, logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return -(t * log_softmax).sum(axis=-1)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("factory, reference, data", [
+    (lambda r: losses.MeanSquaredError(reduction=r), per_sample_mse, regression_data),
+    (lambda r: losses.MeanAbsoluteError(reduction=r),
+     lambda t, y: np.mean(np.abs(y - t), axis=-1), regression_data),
+    (lambda r: losses.Huber(0.5, reduction=r),
+     lambda t, y: np.mean(np.where(np.abs(y - t) <= 0.5, 0.5 * (y - t) ** 2,
+                                   0.5 * np.abs(y - t) - 0.125), axis=-1), regression_data),
+    (lambda r: losses.BinaryCrossentropy(from_logits=True, reduction=r), per_sample_bce_logits,
+     logit_data),
+    (lambda r: losses.CategoricalCrossentropy(from_logits=True, reduction=r), per_sample_cce,
+     lambda rng: (np.eye(4)[rng.integers(0, 4, size=(3, 5))], rng.normal(size=(3, 5, 4)))),
+    (lambda r: losses.SparseCategoricalCrossentropy(from_logits=True, reduction=r),
+     lambda t, y: per_sample_cce(np.eye(4)[t], y),
+     lambda rng: (rng.integers(0, 4, size=(3, 5)), rng.normal(size=(3, 5, 4)))),
+    (lambda r: losses.CategoricalCrossentropy(reduction=r),
+     lambda t, p: -(t * np.log(p / p.sum(axis=-1, keepdims=True))).sum(axis=-1),
+     lambda rng: (np.eye(4)[rng.integers(0, 4, size=6)], rng.dirichlet(np.ones(4), size=6))),
+], ids=["mse", "mae", "huber", "bce_logits", "cce_logits_3d", "sparse_cce_logits_3d",
+        "cce_probabilities"])
+def test_reductions_of_the_earlier_losses(factory, reference, data, reduction, rng):
+    y_true, y_pred = data(rng)
+    expected = keras3.reduce(reference(y_true, y_pred), reduction)
+    np.testing.assert_allclose(factory(reduction)(y_true, y_pred), expected, **VALUE)
+    if reduction in ("none", None):
+        return
+    value, grad = factory(reduction).value_and_grad(y_true, y_pred)
+    assert value == pytest.approx(expected, rel=1e-12)
+    fd_grad = numeric_gradient(lambda: keras3.reduce(reference(y_true, y_pred), reduction),
+                               y_pred)
+    # Huber and MAE have kinks; the normal draws keep every element ~1e-3 away from them.
+    np.testing.assert_allclose(grad, fd_grad, **GRAD)
+
+
+def test_fused_logits_path_follows_the_reduction(rng):
+    labels = rng.integers(0, 3, size=8)
+    logits = rng.normal(size=(8, 3))
+    mean_loss = losses.SparseCategoricalCrossentropy()
+    sum_loss = losses.SparseCategoricalCrossentropy(reduction="sum")
+    mean_value, mean_grad = mean_loss.value_and_grad_from_logits(labels, logits)
+    sum_value, sum_grad = sum_loss.value_and_grad_from_logits(labels, logits)
+    assert sum_value == pytest.approx(8 * mean_value, rel=1e-12)
+    np.testing.assert_allclose(sum_grad, 8 * mean_grad, rtol=1e-12)
+    with pytest.raises(ValueError, match="reduction='none' gives one value per sample"):
+        losses.SparseCategoricalCrossentropy(reduction="none").value_and_grad_from_logits(
+            labels, logits)

@@ -1,12 +1,16 @@
-"""Losses under Keras 3's names, defaults and formulas; every loss is the mean over the batch.
+"""Losses under Keras 3's names, defaults, formulas and reductions.
 
 A loss is called as `loss(y_true, y_pred) -> float` and gives its gradient with
 `loss.value_and_grad(y_true, y_pred) -> (float, dy_pred)`, where `dy_pred` is the
-gradient of that mean with respect to `y_pred` (same shape, dtype and device).
+gradient of that value with respect to `y_pred` (same shape, dtype and device).
 
-Reduction (Keras's "sum_over_batch_size"): each loss first makes per-sample
-values (elementwise losses average the last axis, cross-entropies sum it), then
-averages them; for the elementwise losses this is the mean over all elements.
+Reduction, as Keras: each loss first makes per-sample values (most average the
+last axis, cross-entropies and KLDivergence sum it, CosineSimilarity and
+BinaryFocalCrossentropy reduce their `axis`), then `reduction` combines them:
+"sum_over_batch_size" (the default; "mean" is the same) averages them, so that
+for the elementwise losses the value is the mean over all elements; "sum" adds
+them; "none" makes calling the loss return them (an array) and value_and_grad
+refuse, as there is no single value to differentiate.
 
 Arrays: `y_pred` keeps float32 / float64; other real dtypes are cast to float32.
 `y_true` is cast to `y_pred`'s dtype and must live on the same device (NumPy or
@@ -123,61 +127,123 @@ _LOSSES = Registry("loss", base=Loss, module="fusednn.losses")
 register = _LOSSES.register
 
 
+# ----- Keras 3's per-sample losses with a reduction --------------------------------
+# Keras's reduce_values: "sum_over_batch_size" (and its synonyms "mean" and, without
+# sample weights, "mean_with_sample_weight") divide the sum of the per-sample values
+# by their count, "sum" keeps the sum, "none" / None return the per-sample values.
+_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+_REDUCTIONS = _MEAN_REDUCTIONS + ("sum", "none", None)
+
+
+class _ReducedLoss(Loss):
+    """A loss defined as Keras 3 defines it: per-sample values, then `reduction`.
+
+    Subclasses implement `_per_sample(y_true, y_pred, with_grad)` on y_true
+    already matched to y_pred's shape, returning (values, d sum(values) / d y_pred
+    or None). With reduction "none" calling the loss returns the per-sample values
+    (an array), and value_and_grad is refused: there is no single value to
+    differentiate.
+    """
+
+    def __init__(self, reduction="sum_over_batch_size", name=None):
+        super().__init__(name=name)
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be one of "
+                             f"{', '.join(map(repr, _REDUCTIONS))}, got {reduction!r}")
+        self.reduction = reduction
+
+    def __call__(self, y_true, y_pred):
+        if self.reduction in ("none", None):
+            return self._values(y_true, y_pred)
+        return super().__call__(y_true, y_pred)
+
+    def value_and_grad(self, y_true, y_pred):
+        self._check_reduced()
+        return super().value_and_grad(y_true, y_pred)
+
+    def _check_reduced(self):
+        if self.reduction in ("none", None):
+            raise ValueError(f"{self._label()}: reduction={self.reduction!r} gives one value per "
+                             f"sample, which has no single gradient; use 'sum_over_batch_size' "
+                             f"or 'sum' to train")
+
+    def _matched(self, y_true, y_pred):
+        y_pred = self._prediction(y_pred)
+        return self._matching_target(y_true, y_pred), y_pred
+
+    def _values(self, y_true, y_pred):
+        """The per-sample values (reduction "none")."""
+        return self._per_sample(*self._matched(y_true, y_pred), with_grad=False)[0]
+
+    def _evaluate(self, y_true, y_pred, with_grad):
+        values, grad = self._per_sample(*self._matched(y_true, y_pred), with_grad)
+        scale = self._scale(values.size)
+        return values.sum() * scale, (grad * scale if with_grad else None)
+
+    def _scale(self, count):
+        """The factor from the sum of `count` per-sample values to the reduced loss."""
+        return 1.0 / count if self.reduction in _MEAN_REDUCTIONS else 1.0
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "reduction": self.reduction}
+
+
+class _MeanOverAxisLoss(_ReducedLoss):
+    """Keras's `mean(f(y_true, y_pred), axis=-1)` of an elementwise f, given by
+    `_elementwise(y_true, y_pred, with_grad) -> (f, df / dy_pred or None)`."""
+
+    def _per_sample(self, y_true, y_pred, with_grad):
+        values, grad = self._elementwise(y_true, y_pred, with_grad)
+        count = y_pred.shape[-1]
+        return values.mean(axis=-1), (grad * (1.0 / count) if with_grad else None)
+
+
 @register(aliases=("mse", "mean_squared_error"))
-class MeanSquaredError(Loss):
-    """mean((y_pred - y_true)^2) over all elements; y_true and y_pred (N, ...)."""
+class MeanSquaredError(_MeanOverAxisLoss):
+    """mean((y_pred - y_true)^2, axis=-1); y_true and y_pred (N, ...)."""
 
     default_name = "mean_squared_error"
 
-    def _evaluate(self, y_true, y_pred, with_grad):
-        y_pred = self._prediction(y_pred)
-        xp = backend.get_array_module(y_pred)
-        diff = y_pred - self._matching_target(y_true, y_pred)
-        value = xp.mean(diff * diff)
-        grad = diff * (2.0 / diff.size) if with_grad else None
-        return value, grad
+    def _elementwise(self, y_true, y_pred, with_grad):
+        diff = y_pred - y_true
+        return diff * diff, (2.0 * diff if with_grad else None)
 
 
 @register(aliases=("mae", "mean_absolute_error"))
-class MeanAbsoluteError(Loss):
-    """mean(|y_pred - y_true|) over all elements; the gradient at a zero error is 0."""
+class MeanAbsoluteError(_MeanOverAxisLoss):
+    """mean(|y_pred - y_true|, axis=-1); the gradient at a zero error is 0."""
 
     default_name = "mean_absolute_error"
 
-    def _evaluate(self, y_true, y_pred, with_grad):
-        y_pred = self._prediction(y_pred)
+    def _elementwise(self, y_true, y_pred, with_grad):
         xp = backend.get_array_module(y_pred)
-        diff = y_pred - self._matching_target(y_true, y_pred)
-        value = xp.mean(xp.abs(diff))
-        grad = xp.sign(diff) * (1.0 / diff.size) if with_grad else None
-        return value, grad
+        diff = y_pred - y_true
+        return xp.abs(diff), (xp.sign(diff) if with_grad else None)
 
 
 @register
-class Huber(Loss):
-    """Mean of 0.5 e^2 where |e| <= delta, delta |e| - 0.5 delta^2 elsewhere (e = y_pred - y_true)."""
+class Huber(_MeanOverAxisLoss):
+    """Mean over the last axis of 0.5 e^2 where |e| <= delta, delta |e| - 0.5 delta^2
+    elsewhere (e = y_pred - y_true)."""
 
     default_name = "huber_loss"
 
-    def __init__(self, delta=1.0, name=None):
-        super().__init__(name=name)
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name=None):
+        super().__init__(reduction=reduction, name=name)
         if isinstance(delta, bool) or not isinstance(delta, numbers.Real) \
                 or not math.isfinite(delta) or delta <= 0:
             raise ValueError(f"Huber: delta must be a finite number > 0, got {delta!r}")
         self.delta = float(delta)
 
-    def _evaluate(self, y_true, y_pred, with_grad):
-        y_pred = self._prediction(y_pred)
+    def _elementwise(self, y_true, y_pred, with_grad):
         xp = backend.get_array_module(y_pred)
-        error = y_pred - self._matching_target(y_true, y_pred)
+        error = y_pred - y_true
         abs_error = xp.abs(error)
         quadratic = abs_error <= self.delta
-        value = xp.mean(xp.where(quadratic, 0.5 * error * error,
-                                 self.delta * abs_error - 0.5 * self.delta * self.delta))
-        grad = None
-        if with_grad:
-            grad = xp.where(quadratic, error, self.delta * xp.sign(error)) * (1.0 / error.size)
-        return value, grad
+        values = xp.where(quadratic, 0.5 * error * error,
+                          self.delta * abs_error - 0.5 * self.delta * self.delta)
+        grad = xp.where(quadratic, error, self.delta * xp.sign(error)) if with_grad else None
+        return values, grad
 
     def get_config(self) -> dict:
         return {**super().get_config(), "delta": self.delta}
@@ -192,8 +258,8 @@ def _check_label_smoothing(owner: str, label_smoothing) -> float:
 
 
 @register(aliases=("bce", "binary_crossentropy"))
-class BinaryCrossentropy(Loss):
-    """Mean of -(t log p + (1 - t) log(1 - p)) over all elements.
+class BinaryCrossentropy(_MeanOverAxisLoss):
+    """Mean over the last axis of -(t log p + (1 - t) log(1 - p)).
 
     from_logits=True: y_pred are logits and the loss is the stable form
     max(x, 0) - x t + log(1 + exp(-|x|)). from_logits=False: y_pred are
@@ -203,34 +269,34 @@ class BinaryCrossentropy(Loss):
 
     default_name = "binary_crossentropy"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
-        super().__init__(name=name)
+    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
+                 name=None):
+        super().__init__(reduction=reduction, name=name)
         self.from_logits = bool(from_logits)
         self.label_smoothing = _check_label_smoothing("BinaryCrossentropy", label_smoothing)
 
-    def _evaluate(self, y_true, y_pred, with_grad):
-        y_pred = self._prediction(y_pred)
+    def _elementwise(self, y_true, y_pred, with_grad):
         xp = backend.get_array_module(y_pred)
-        target = self._matching_target(y_true, y_pred)
+        target = y_true
         if self.label_smoothing:
             target = target * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        scale = 1.0 / y_pred.size
         grad = None
         if self.from_logits:
             x = y_pred
             exp_neg_abs = xp.exp(-xp.abs(x))
-            value = xp.mean(xp.maximum(x, 0.0) - x * target + xp.log1p(exp_neg_abs))
+            values = xp.maximum(x, 0.0) - x * target + xp.log1p(exp_neg_abs)
             if with_grad:
                 # sigmoid(x) written so that neither branch overflows.
-                sigmoid = xp.where(x >= 0, 1.0 / (1.0 + exp_neg_abs), exp_neg_abs / (1.0 + exp_neg_abs))
-                grad = (sigmoid - target) * scale
+                sigmoid = xp.where(x >= 0, 1.0 / (1.0 + exp_neg_abs),
+                                   exp_neg_abs / (1.0 + exp_neg_abs))
+                grad = sigmoid - target
         else:
             p = xp.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
-            value = -xp.mean(target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p))
+            values = -(target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p))
             if with_grad:
                 inside = (y_pred >= _EPSILON) & (y_pred <= 1.0 - _EPSILON)
-                grad = xp.where(inside, (p - target) / (p * (1.0 - p)), 0.0) * scale
-        return value, grad
+                grad = xp.where(inside, (p - target) / (p * (1.0 - p)), 0.0)
+        return values, grad
 
     def get_config(self) -> dict:
         return {**super().get_config(), "from_logits": self.from_logits,
@@ -258,18 +324,19 @@ def _probability_crossentropy(targets, probs, with_grad):
     return losses, dprobs
 
 
-class _SoftmaxCrossentropy(Loss):
+class _SoftmaxCrossentropy(_ReducedLoss):
     """Shared by the two categorical losses: the fused logits path and the probability path.
 
-    y_pred (..., C) is seen as M rows of C classes. Subclasses provide
-    `_targets(y_true, y_pred)` (validated targets for the M rows: (M, C)
-    probabilities or (M,) int64 labels), `_dense_targets(targets, rows)` (those
-    as (M, C) probabilities) and `_fused(targets, logits) -> (mean loss, dlogits)`
-    (the fused kernel on (M, C) logits).
+    y_pred (..., C) is seen as M rows of C classes, each row one sample of the
+    reduction. Subclasses provide `_targets(y_true, y_pred)` (validated targets for
+    the M rows: (M, C) probabilities or (M,) int64 labels), `_dense_targets(targets,
+    rows)` (those as (M, C) probabilities) and `_fused(targets, logits, grad_scale)
+    -> (row losses (M,), grad_scale * d sum(losses) / d logits)` (the fused kernel on
+    (M, C) logits).
     """
 
-    def __init__(self, from_logits=False, name=None):
-        super().__init__(name=name)
+    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None):
+        super().__init__(reduction=reduction, name=name)
         self.from_logits = bool(from_logits)
 
     def _prediction(self, y_pred):
@@ -279,20 +346,32 @@ class _SoftmaxCrossentropy(Loss):
                              f"(N, C), got shape {tuple(y_pred.shape)}")
         return y_pred
 
-    def _evaluate(self, y_true, y_pred, with_grad):
+    def _rows(self, y_true, y_pred):
+        """(validated targets, y_pred as contiguous (M, C) rows, y_pred)."""
         y_pred = self._prediction(y_pred)
         targets = self._targets(y_true, y_pred)
         xp = backend.get_array_module(y_pred)
-        rows = xp.ascontiguousarray(y_pred.reshape(-1, y_pred.shape[-1]))
+        return targets, xp.ascontiguousarray(y_pred.reshape(-1, y_pred.shape[-1])), y_pred
+
+    def _values(self, y_true, y_pred):
+        targets, rows, y_pred = self._rows(y_true, y_pred)
         if self.from_logits:
-            value, grad = self._fused(targets, rows)
+            losses, _ = self._fused(targets, rows, 0.0)
+        else:
+            losses, _ = _probability_crossentropy(self._dense_targets(targets, rows), rows, False)
+        return losses.reshape(y_pred.shape[:-1])
+
+    def _evaluate(self, y_true, y_pred, with_grad):
+        targets, rows, y_pred = self._rows(y_true, y_pred)
+        scale = self._scale(rows.shape[0])
+        if self.from_logits:
+            losses, grad = self._fused(targets, rows, scale)
         else:
             losses, grad = _probability_crossentropy(self._dense_targets(targets, rows), rows,
                                                      with_grad)
-            value = xp.mean(losses)
             if grad is not None:
-                grad = grad * (1.0 / rows.shape[0])
-        return value, (grad.reshape(y_pred.shape) if with_grad else None)
+                grad = grad * scale
+        return losses.sum() * scale, (grad.reshape(y_pred.shape) if with_grad else None)
 
     def check_targets(self, y_true, y_pred) -> None:
         self._targets(y_true, y_pred)
@@ -311,12 +390,11 @@ class _SoftmaxCrossentropy(Loss):
         return self._value_and_grad_from_logits
 
     def _value_and_grad_from_logits(self, y_true, logits):
-        logits = self._prediction(logits)
-        targets = self._targets(y_true, logits)
-        xp = backend.get_array_module(logits)
-        rows = xp.ascontiguousarray(logits.reshape(-1, logits.shape[-1]))
-        value, grad = self._fused(targets, rows)
-        return float(value), grad.reshape(logits.shape)
+        self._check_reduced()
+        targets, rows, logits = self._rows(y_true, logits)
+        scale = self._scale(rows.shape[0])
+        losses, grad = self._fused(targets, rows, scale)
+        return float(losses.sum() * scale), grad.reshape(logits.shape)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "from_logits": self.from_logits}
@@ -334,8 +412,9 @@ class CategoricalCrossentropy(_SoftmaxCrossentropy):
 
     default_name = "categorical_crossentropy"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
-        super().__init__(from_logits=from_logits, name=name)
+    def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
+                 name=None):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
         self.label_smoothing = _check_label_smoothing("CategoricalCrossentropy", label_smoothing)
 
     def _targets(self, y_true, y_pred):
@@ -354,10 +433,8 @@ class CategoricalCrossentropy(_SoftmaxCrossentropy):
     def _dense_targets(self, targets, rows):
         return targets
 
-    def _fused(self, targets, logits):
-        losses, dlogits = ops.softmax_cross_entropy(logits, targets,
-                                                    grad_scale=1.0 / logits.shape[0])
-        return losses.mean(), dlogits
+    def _fused(self, targets, logits, grad_scale):
+        return ops.softmax_cross_entropy(logits, targets, grad_scale=grad_scale)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
@@ -414,71 +491,9 @@ class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
         one_hot[xp.arange(rows.shape[0]), labels] = 1.0
         return one_hot
 
-    def _fused(self, labels, logits):
-        losses, dlogits = ops.sparse_softmax_cross_entropy(logits, labels,
-                                                           grad_scale=1.0 / logits.shape[0])
-        return losses.mean(), dlogits
+    def _fused(self, labels, logits, grad_scale):
+        return ops.sparse_softmax_cross_entropy(logits, labels, grad_scale=grad_scale)
 
-
-
-# ----- Keras 3's per-sample losses with a reduction --------------------------------
-# Keras's reduce_values: "sum_over_batch_size" (and its synonyms "mean" and, without
-# sample weights, "mean_with_sample_weight") divide the sum of the per-sample values
-# by their count, "sum" keeps the sum, "none" / None return the per-sample values.
-_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
-_REDUCTIONS = _MEAN_REDUCTIONS + ("sum", "none", None)
-
-
-class _ReducedLoss(Loss):
-    """A loss defined as Keras 3 defines it: per-sample values, then `reduction`.
-
-    Subclasses implement `_per_sample(y_true, y_pred, with_grad)` on y_true
-    already matched to y_pred's shape, returning (values, d sum(values) / d y_pred
-    or None). With reduction "none" calling the loss returns the per-sample values
-    (an array), and value_and_grad is refused: there is no single value to
-    differentiate.
-    """
-
-    def __init__(self, reduction="sum_over_batch_size", name=None):
-        super().__init__(name=name)
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"{type(self).__name__}: reduction must be one of "
-                             f"{', '.join(map(repr, _REDUCTIONS))}, got {reduction!r}")
-        self.reduction = reduction
-
-    def __call__(self, y_true, y_pred):
-        if self.reduction in ("none", None):
-            return self._per_sample(*self._matched(y_true, y_pred), with_grad=False)[0]
-        return super().__call__(y_true, y_pred)
-
-    def value_and_grad(self, y_true, y_pred):
-        if self.reduction in ("none", None):
-            raise ValueError(f"{self._label()}: reduction={self.reduction!r} gives one value per "
-                             f"sample, which has no single gradient; use 'sum_over_batch_size' "
-                             f"or 'sum' to train")
-        return super().value_and_grad(y_true, y_pred)
-
-    def _matched(self, y_true, y_pred):
-        y_pred = self._prediction(y_pred)
-        return self._matching_target(y_true, y_pred), y_pred
-
-    def _evaluate(self, y_true, y_pred, with_grad):
-        values, grad = self._per_sample(*self._matched(y_true, y_pred), with_grad)
-        scale = 1.0 / values.size if self.reduction in _MEAN_REDUCTIONS else 1.0
-        return values.sum() * scale, (grad * scale if with_grad else None)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "reduction": self.reduction}
-
-
-class _MeanOverAxisLoss(_ReducedLoss):
-    """Keras's `mean(f(y_true, y_pred), axis=-1)` of an elementwise f, given by
-    `_elementwise(y_true, y_pred, with_grad) -> (f, df / dy_pred or None)`."""
-
-    def _per_sample(self, y_true, y_pred, with_grad):
-        values, grad = self._elementwise(y_true, y_pred, with_grad)
-        count = y_pred.shape[-1]
-        return values.mean(axis=-1), (grad * (1.0 / count) if with_grad else None)
 
 
 def _check_axis(owner, axis):
