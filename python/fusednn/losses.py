@@ -152,10 +152,44 @@ class _ReducedLoss(Loss):
                              f"{', '.join(map(repr, _REDUCTIONS))}, got {reduction!r}")
         self.reduction = reduction
 
-    def __call__(self, y_true, y_pred):
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The reduced loss (a float), or the per-sample values with reduction "none".
+
+        sample_weight (Keras's): weights broadcast against the per-sample values (a
+        trailing axis of size 1 matched by rank); "sum_over_batch_size" divides the
+        weighted sum by the number of values, "mean_with_sample_weight" by the sum of
+        the weights, "sum" keeps it."""
+        if sample_weight is None:
+            if self.reduction in ("none", None):
+                return self._values(y_true, y_pred)
+            return super().__call__(y_true, y_pred)
+        values = self._values(y_true, y_pred)
+        weighted = values * self._weights_like(sample_weight, values)
         if self.reduction in ("none", None):
-            return self._values(y_true, y_pred)
-        return super().__call__(y_true, y_pred)
+            return weighted
+        if self.reduction == "sum":
+            return float(weighted.sum())
+        if self.reduction == "mean_with_sample_weight":
+            total = float(self._weights_like(sample_weight, values).sum())
+            return float(weighted.sum()) / total if total else 0.0
+        return float(weighted.sum()) / values.size
+
+    def _weights_like(self, sample_weight, values):
+        """sample_weight on the values' device and dtype, broadcast to their shape."""
+        xp = backend.get_array_module(values)
+        weights = xp.asarray(backend.to_device(backend.to_numpy(sample_weight).astype(
+            values.dtype), backend.device_of(values)))
+        # Keras squeezes or expands a trailing axis of size 1 so that the ranks match.
+        if weights.ndim == values.ndim + 1 and weights.shape[-1] == 1:
+            weights = weights[..., 0]
+        while weights.ndim < values.ndim:
+            weights = weights[..., None]
+        try:
+            return xp.broadcast_to(weights, values.shape)
+        except ValueError:
+            raise ValueError(f"{self._label()}: sample_weight of shape {tuple(weights.shape)} "
+                             f"does not broadcast to the per-sample losses of shape "
+                             f"{tuple(values.shape)}") from None
 
     def value_and_grad(self, y_true, y_pred):
         self._check_reduced()
@@ -347,23 +381,43 @@ class _SoftmaxCrossentropy(_ReducedLoss):
         return y_pred
 
     def _rows(self, y_true, y_pred):
-        """(validated targets, y_pred as contiguous (M, C) rows, y_pred)."""
+        """(validated targets, the (M,) mask of rows that count or None for all, y_pred as
+        contiguous (M, C) rows, y_pred)."""
         y_pred = self._prediction(y_pred)
-        targets = self._targets(y_true, y_pred)
+        targets, mask = self._targets_and_mask(y_true, y_pred)
         xp = backend.get_array_module(y_pred)
-        return targets, xp.ascontiguousarray(y_pred.reshape(-1, y_pred.shape[-1])), y_pred
+        return targets, mask, xp.ascontiguousarray(y_pred.reshape(-1, y_pred.shape[-1])), y_pred
+
+    def _targets_and_mask(self, y_true, y_pred):
+        """The validated targets, and None: every row counts (SparseCategoricalCrossentropy
+        with ignore_class masks some)."""
+        return self._targets(y_true, y_pred), None
+
+    def _masked_scale(self, mask, rows: int):
+        """The reduction's factor; with a row mask, Keras's masked mean divides by the number
+        of rows that count plus its epsilon (1e-7)."""
+        if mask is None or self.reduction not in _MEAN_REDUCTIONS:
+            return self._scale(rows)
+        return 1.0 / (float(mask.sum()) + _EPSILON)
+
+    @staticmethod
+    def _apply_mask(mask, losses, grad):
+        if mask is None:
+            return losses, grad
+        return losses * mask, (None if grad is None else grad * mask[:, None])
 
     def _values(self, y_true, y_pred):
-        targets, rows, y_pred = self._rows(y_true, y_pred)
+        targets, mask, rows, y_pred = self._rows(y_true, y_pred)
         if self.from_logits:
             losses, _ = self._fused(targets, rows, 0.0)
         else:
             losses, _ = _probability_crossentropy(self._dense_targets(targets, rows), rows, False)
+        losses, _ = self._apply_mask(mask, losses, None)
         return losses.reshape(y_pred.shape[:-1])
 
     def _evaluate(self, y_true, y_pred, with_grad):
-        targets, rows, y_pred = self._rows(y_true, y_pred)
-        scale = self._scale(rows.shape[0])
+        targets, mask, rows, y_pred = self._rows(y_true, y_pred)
+        scale = self._masked_scale(mask, rows.shape[0])
         if self.from_logits:
             losses, grad = self._fused(targets, rows, scale)
         else:
@@ -371,6 +425,7 @@ class _SoftmaxCrossentropy(_ReducedLoss):
                                                      with_grad)
             if grad is not None:
                 grad = grad * scale
+        losses, grad = self._apply_mask(mask, losses, grad)
         return losses.sum() * scale, (grad.reshape(y_pred.shape) if with_grad else None)
 
     def check_targets(self, y_true, y_pred) -> None:
@@ -391,9 +446,9 @@ class _SoftmaxCrossentropy(_ReducedLoss):
 
     def _value_and_grad_from_logits(self, y_true, logits):
         self._check_reduced()
-        targets, rows, logits = self._rows(y_true, logits)
-        scale = self._scale(rows.shape[0])
-        losses, grad = self._fused(targets, rows, scale)
+        targets, mask, rows, logits = self._rows(y_true, logits)
+        scale = self._masked_scale(mask, rows.shape[0])
+        losses, grad = self._apply_mask(mask, *self._fused(targets, rows, scale))
         return float(losses.sum() * scale), grad.reshape(logits.shape)
 
     def get_config(self) -> dict:
@@ -447,13 +502,28 @@ class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
     y_pred (N, C); y_true (N,) or (N, 1) of ints or integral floats (more
     generally y_pred.shape[:-1], optionally with a trailing 1). Non-integral or
     non-finite labels, or a wrong shape, are a ValueError; labels outside
-    [0, C) an IndexError.
+    [0, C) an IndexError. ignore_class (Keras 3, e.g. -1 or a segmentation's void
+    class): samples with that label add nothing, and the mean is over the others
+    (Keras's masked reduction: their number plus 1e-7).
     """
 
     default_name = "sparse_categorical_crossentropy"
 
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+                 name=None):
+        super().__init__(from_logits=from_logits, reduction=reduction, name=name)
+        if ignore_class is not None and (isinstance(ignore_class, bool)
+                                         or not isinstance(ignore_class, numbers.Integral)):
+            raise ValueError(f"SparseCategoricalCrossentropy: ignore_class must be None or an "
+                             f"int, got {ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
     def _targets(self, y_true, y_pred):
-        """Labels as a flat (M,) int64 array, validated against y_pred (..., C)."""
+        return self._targets_and_mask(y_true, y_pred)[0]
+
+    def _targets_and_mask(self, y_true, y_pred):
+        """Labels as a flat (M,) int64 array, validated against y_pred (..., C), and the
+        mask of rows that count (None without ignore_class; ignored rows get label 0)."""
         if backend.device_of(y_true) != backend.device_of(y_pred):
             raise TypeError(f"{self._label()}: y_true is on {backend.device_of(y_true)} but "
                             f"y_pred is on {backend.device_of(y_pred)}; move both to one device "
@@ -478,12 +548,16 @@ class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
                 raise ValueError(f"{self._label()}: y_true must hold integer class indices, got "
                                  f"the non-integral value {float(bad)!r}")
         labels = labels.astype(xp.int64)
+        mask = None
+        if self.ignore_class is not None:
+            mask = labels != self.ignore_class
+            labels = xp.where(mask, labels, 0)
         out_of_range = (labels < 0) | (labels >= num_classes)
         if bool(out_of_range.any()):
             bad = int(labels[out_of_range][0])
             raise IndexError(f"{self._label()}: class index {bad} is out of range for y_pred with "
                              f"{num_classes} classes (valid: 0 to {num_classes - 1})")
-        return xp.ascontiguousarray(labels)
+        return xp.ascontiguousarray(labels), (None if mask is None else mask.astype(y_pred.dtype))
 
     def _dense_targets(self, labels, rows):
         xp = backend.get_array_module(rows)
@@ -493,6 +567,9 @@ class SparseCategoricalCrossentropy(_SoftmaxCrossentropy):
 
     def _fused(self, labels, logits, grad_scale):
         return ops.sparse_softmax_cross_entropy(logits, labels, grad_scale=grad_scale)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "ignore_class": self.ignore_class}
 
 
 
@@ -751,11 +828,48 @@ def _loss_real(owner, name, value, condition, expected) -> float:
         raise ValueError(f"{owner}: {name} must be {expected}, got {value!r}")
     return float(value)
 
+
+# ----- Keras's function forms: keras.losses.mean_squared_error(y_true, y_pred), ... -------
+def _function_form(cls, name):
+    """The function Keras exports beside `cls`: its per-sample values (reduction "none"),
+    with the class's other arguments as keywords. compile(loss=fn) and get(fn) use `cls`."""
+    def function(y_true, y_pred, **options):
+        return cls(reduction="none", **options)(y_true, y_pred)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = (f"Keras's keras.losses.{name}: the per-sample values of "
+                        f"{cls.__name__} (options: its arguments).")
+    function.loss_class = cls
+    return function
+
+
+mean_squared_error = mse = _function_form(MeanSquaredError, "mean_squared_error")
+mean_absolute_error = mae = _function_form(MeanAbsoluteError, "mean_absolute_error")
+mean_absolute_percentage_error = mape = _function_form(MeanAbsolutePercentageError,
+                                                       "mean_absolute_percentage_error")
+mean_squared_logarithmic_error = msle = _function_form(MeanSquaredLogarithmicError,
+                                                       "mean_squared_logarithmic_error")
+huber = _function_form(Huber, "huber")
+log_cosh = _function_form(LogCosh, "log_cosh")
+binary_crossentropy = _function_form(BinaryCrossentropy, "binary_crossentropy")
+binary_focal_crossentropy = _function_form(BinaryFocalCrossentropy, "binary_focal_crossentropy")
+categorical_crossentropy = _function_form(CategoricalCrossentropy, "categorical_crossentropy")
+sparse_categorical_crossentropy = _function_form(SparseCategoricalCrossentropy,
+                                                 "sparse_categorical_crossentropy")
+hinge = _function_form(Hinge, "hinge")
+squared_hinge = _function_form(SquaredHinge, "squared_hinge")
+categorical_hinge = _function_form(CategoricalHinge, "categorical_hinge")
+kl_divergence = kld = _function_form(KLDivergence, "kl_divergence")
+poisson = _function_form(Poisson, "poisson")
+cosine_similarity = _function_form(CosineSimilarity, "cosine_similarity")
+
+
 def get(identifier):
     """A Loss from a Loss (returned as is), a Keras name ('mse', 'categorical_crossentropy',
     'Huber', ...), a serialized dict, or None (returned as None)."""
     if identifier is None:
         return None
+    if hasattr(identifier, "loss_class"):  # a function form: its class, as Keras's get
+        return identifier.loss_class()
     if callable(identifier) and not isinstance(identifier, Loss):
         raise TypeError(f"loss must be a name, a fusednn.losses.Loss or a serialized dict, got "
                         f"{type(identifier).__name__} {identifier!r} (a plain function cannot "
