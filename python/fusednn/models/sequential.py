@@ -19,6 +19,7 @@ from .. import fusion, utils
 from .. import layers as layers_module
 from ..errors import StateError
 from ..layers.base import Layer
+from ..layers.symbolic import SymbolicTensor
 from .training import Model
 
 
@@ -59,6 +60,8 @@ class Sequential(Model):
 
     def add(self, layer: Layer) -> None:
         """Appends `layer`; builds the model when the input shape becomes known."""
+        if isinstance(layer, SymbolicTensor) and layer.node.is_input:
+            layer = layer.node.layer  # fd.Input's tensor declares the input, as in Keras
         if not isinstance(layer, Layer):
             raise TypeError(f"{self._label()}.add: expected a fusednn Layer, got "
                             f"{type(layer).__name__} ({layer!r})")
@@ -155,8 +158,6 @@ class Sequential(Model):
             self._last_output_shape = tuple(x.shape)
             self._steps = steps
         return x
-
-    __call__ = forward
 
     def backward(self, dy):
         """Gradient w.r.t. the input of the latest forward(x, training=True).
