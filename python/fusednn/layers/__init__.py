@@ -14,11 +14,13 @@ from . import (activation_layers, convolutional, core, embedding, merging,  # no
                normalization, pooling, recurrent, reshaping, wrappers)
 from .base import InputSpec, Layer, Variable
 from .core import Input
+from .merging import (FUNCTIONS as _MERGE_FUNCTIONS, add, average, concatenate,  # noqa: F401
+                      dot, maximum, minimum, multiply, subtract)
 from .registry import deserialize, register, registered_classes, serialize
 
 globals().update(registered_classes())
 
-__all__ = sorted(registered_classes()) + [
+__all__ = sorted(registered_classes()) + _MERGE_FUNCTIONS + [
     "Input", "InputSpec", "Layer", "Variable",
     "deserialize", "register", "registered_classes", "serialize",
 ]

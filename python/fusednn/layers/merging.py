@@ -12,7 +12,8 @@ names, arguments and shape rules:
   batch_dot); normalize=True L2-normalizes both along those axes first (cosine
   similarity). It makes no mask.
 backward returns one gradient per input, each summed over the axes broadcasting
-stretched, so it has its input's shape.
+stretched, so it has its input's shape. Keras's lower-case functions (add, concatenate,
+dot, ...) make the layer and call it on the inputs.
 """
 from __future__ import annotations
 
@@ -360,3 +361,39 @@ def _normalize_backward(xp, d_hat, v_hat, norm, axis):
     projected = d_hat - v_hat * (v_hat * d_hat).sum(axis, keepdims=True)
     floored = norm * norm <= _L2_EPSILON
     return xp.where(floored, d_hat, projected) / norm
+
+
+def add(inputs, **kwargs):
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs, axes=-1, normalize=False, **kwargs):
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)
+
+
+FUNCTIONS = ["add", "average", "concatenate", "dot", "maximum", "minimum", "multiply",
+             "subtract"]

@@ -28,7 +28,8 @@ from .training import Model
 
 # What a layer call leaves for its backward, on the layer and on every layer or fused
 # step inside it (layers/base.py, models/sequential.py, fusion.py, this class).
-_CALL_STATE = ("_cache", "_cache_valid", "_last_output_shape", "_steps", "_node_states")
+_CALL_STATE = ("_cache", "_cache_valid", "_last_output_shape", "_steps", "_node_states",
+               "_last_output_dtypes")
 
 
 @MODELS.register
@@ -174,6 +175,7 @@ class Functional(Model):
         results = [values[id(t)] for t in self.outputs]
         if training:
             self._last_output_shape = [tuple(r.shape) for r in results]
+            self._last_output_dtypes = [r.dtype for r in results]
         return _like_outputs(self._output_structure, results)
 
     def _run_node(self, node, values, masks, training: bool) -> list:
@@ -280,9 +282,10 @@ class Functional(Model):
             raise ValueError(f"{self._label()}: backward expected {count} gradient(s), one per "
                              f"output {self.output_names} (None for an unused one), got {got}")
         checked = []
-        for name, g, shape in zip(self.output_names, dy, self._last_output_shape):
-            if g is not None:
-                g = backend.as_float_array(g, self.dtype, f"{self._label()} gradient of {name}")
+        for name, g, shape, dtype in zip(self.output_names, dy, self._last_output_shape,
+                                         self._last_output_dtypes):
+            if g is not None:  # each output's gradient in that output's dtype
+                g = backend.as_float_array(g, dtype, f"{self._label()} gradient of {name}")
                 if tuple(g.shape) != shape:
                     raise ValueError(f"{self._label()}: backward expected a gradient of shape "
                                      f"{shape} for output {name!r}, got {tuple(g.shape)}")
