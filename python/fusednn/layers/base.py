@@ -8,7 +8,7 @@ A subclass stores configuration in `__init__`, creates weights in
 
 Users (and models) run a layer with
 
-    y = layer.forward(x, training=False, mask=None, **call_arguments)
+    y = layer.forward(x, training=False, mask=None, **call_arguments)   # or layer(x)
     dx = layer.backward(dy)          # after forward(x, training=True)
     layer.zero_grad(); layer.trainable = False
 
@@ -16,7 +16,11 @@ Users (and models) run a layer with
 a recurrent layer's `initial_state`; `mask` reaches `call` only if it names it,
 and `compute_mask` gives `output_mask`, the mask for the next layer. A layer with
 several outputs returns a list from `call`; its backward takes one gradient per
-output (None for zeros) and may return several input gradients.
+output (None for zeros) and may return several input gradients. A layer that sets
+`takes_input_list` (merging layers) takes a list of inputs (and of masks).
+
+Called on symbolic tensors (fd.Input), `layer(x)` records a node of a graph instead
+(layers/symbolic.py) for fd.Model(inputs, outputs).
 
 The base class does the rest: building once (a direct `build` call counts, as in
 Keras 3), the casting rule, device and shape checks, the numerics checks, keeping

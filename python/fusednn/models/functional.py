@@ -56,12 +56,10 @@ class Functional(Model):
     # ----- structure -----------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
-        """Every layer once, InputLayers first, in the order the graph runs them."""
+        """Every layer once, in Keras's order (by depth from the inputs)."""
         return list(self._layers)
 
-    @property
-    def sublayers(self) -> list[Layer]:
-        return list(self._layers)
+    sublayers = layers
 
     @property
     def input_names(self) -> list[str]:
