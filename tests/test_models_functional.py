@@ -346,6 +346,10 @@ def test_loading_refuses_unknown_layers_and_cycles(tmp_path):
     missing["layers"][1]["inbound_nodes"][0]["args"] = {"__tensor__": ["ghost", 0, 0]}
     with pytest.raises(ValueError, match="layer 'ghost', which is not in the config"):
         fd.models.Functional.from_config(missing)
+    malformed = json.loads(json.dumps(config))
+    malformed["layers"][1]["inbound_nodes"][0]["args"] = {"__tensor__": ["x", "0"]}
+    with pytest.raises(ValueError, match=r"expected a tensor reference \[layer name"):
+        fd.models.Functional.from_config(malformed)
     # Through a file: the refusal comes from load_model, before any weight is read.
     path = tmp_path / "model.keras"
     model.save(path)

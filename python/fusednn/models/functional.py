@@ -23,7 +23,7 @@ from ..errors import StateError
 from ..layers.base import Layer
 from ..layers.symbolic import SymbolicTensor, flatten, map_structure
 from .graph_config import rebuild
-from .registry import MODELS, deserialize_layer, serialize_layer
+from .registry import MODELS, serialize_layer
 from .training import Model
 
 # What a layer call leaves for its backward, on the layer and on every layer or fused
