@@ -78,7 +78,8 @@ def _torch_graph_with(torch, w, a, b):
 def _check_against_finite_differences(model, inputs, seed=2):
     """backward's input and weight gradients against float64 central differences of
     sum_i <g_i, output_i>."""
-    outputs = model.forward(inputs, training=True)
+    given = inputs if len(inputs) > 1 else inputs[0]
+    outputs = model.forward(given, training=True)
     outputs = outputs if isinstance(outputs, list) else [outputs]
     grads = _rand(*[o.shape for o in outputs], seed=seed)
     model.zero_grad()
@@ -87,7 +88,7 @@ def _check_against_finite_differences(model, inputs, seed=2):
     weight_grads = model.get_gradients()
 
     def loss():
-        out = model.forward(inputs if len(inputs) > 1 else inputs[0])
+        out = model.forward(given)
         out = out if isinstance(out, list) else [out]
         return float(sum(np.sum(g * o) for g, o in zip(grads, out)))
 
@@ -322,6 +323,20 @@ def test_save_and_load_round_trip(tmp_path):
     for key in expected:  # the same weights and arithmetic: equal bit for bit
         np.testing.assert_array_equal(got[key], expected[key])
     assert loaded.get_layer("encoder").get_layer("enc_dense").dtype == np.float64
+
+
+def test_a_graph_inside_a_sequential_trains_saves_and_loads(tmp_path):
+    x_in = fd.Input((4,))
+    block = fd.Model(x_in, layers.Add(**F64)([x_in, layers.Dense(4, **F64)(x_in)]),
+                     name="residual")
+    model = fd.Sequential([fd.Input((4,)), block, layers.Dense(2, **F64)])
+    assert [type(l).__name__ for l in model.layers] == ["Functional", "Dense"]
+    x = _rand((3, 4))[0]
+    _check_against_finite_differences(model, [x])
+    model.save(tmp_path / "model.keras")
+    loaded = fd.models.load_model(tmp_path / "model.keras")
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
 
 
 def _saved_config(model):
