@@ -325,6 +325,26 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.get_layer("encoder").get_layer("enc_dense").dtype == np.float64
 
 
+def test_a_nested_model_with_dict_inputs_and_outputs(tmp_path):
+    a, b = fd.Input((2,), name="a"), fd.Input((3,), name="b")
+    joined = layers.Concatenate(**F64)([a, layers.Dense(2, name="inner_b", **F64)(b)])
+    inner = fd.Model({"a": a, "b": b}, {"sum": layers.Dense(2, name="sum", **F64)(joined),
+                                        "b_out": layers.Dense(1, name="b_out", **F64)(b)},
+                     name="inner")
+    x, y = fd.Input((3,), name="x"), fd.Input((2,), name="y")
+    parts = inner({"b": x, "a": y})  # keys in another order than the inner inputs
+    assert sorted(parts) == ["b_out", "sum"] and parts["sum"].shape == (None, 2)
+    model = fd.Model([x, y], layers.Multiply(**F64)([parts["sum"], parts["b_out"]]))
+    xs = _rand((3, 3), (3, 2))
+    inner_out = inner.forward({"a": xs[1], "b": xs[0]})
+    np.testing.assert_allclose(model.forward(xs), inner_out["sum"] * inner_out["b_out"],
+                               **CLOSE)
+    _check_against_finite_differences(model, xs)
+    model.save(tmp_path / "model.keras")
+    loaded = fd.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(loaded.forward(xs), model.forward(xs))
+
+
 def test_a_graph_inside_a_sequential_trains_saves_and_loads(tmp_path):
     x_in = fd.Input((4,))
     block = fd.Model(x_in, layers.Add(**F64)([x_in, layers.Dense(4, **F64)(x_in)]),

@@ -21,7 +21,7 @@ import numpy as np
 from .. import backend, utils
 from ..errors import StateError
 from ..layers.base import Layer
-from ..layers.symbolic import SymbolicTensor, flatten, map_structure
+from ..layers.symbolic import SymbolicTensor, flatten, is_symbolic, map_structure
 from .graph_config import rebuild
 from .registry import MODELS, serialize_layer
 from .training import Model
@@ -131,6 +131,13 @@ class Functional(Model):
             raise ValueError(f"{self._label()}: all layer names must be unique (weights are saved "
                              f"by name), but {repeated} name several different layers")
 
+    def __call__(self, *args, **kwargs):
+        # Symbolic inputs in a dict become a list in input order, the order in which
+        # backward returns their gradients to the enclosing graph.
+        if args and isinstance(args[0], dict) and is_symbolic(args[0]):
+            args = (self._flat_inputs(args[0], "input", is_leaf=None),) + args[1:]
+        return super().__call__(*args, **kwargs)
+
     # ----- shapes --------------------------------------------------------
     def build_for(self, input_shape):
         return self.compute_output_shape(input_shape)
@@ -144,7 +151,7 @@ class Functional(Model):
             shapes[id(tensor)] = tensor.node.layer.build_for(value)
         for node in self._nodes:
             out = node.layer.build_for(map_structure(lambda t: shapes[id(t)], node.inputs))
-            for tensor, shape in zip(node.outputs, out if node.several_outputs else [out]):
+            for tensor, shape in zip(node.outputs, node.output_list(out)):
                 shapes[id(tensor)] = tuple(shape)
         return _like_outputs(self._output_structure, [shapes[id(t)] for t in self.outputs])
 
@@ -185,8 +192,7 @@ class Functional(Model):
         mask = map_structure(lambda t: masks.get(id(t)), node.inputs)
         if any(m is not None for m in flatten(mask)) and layer.supports_masking:
             kwargs["mask"] = mask
-        outputs = layer.forward(inputs, **kwargs)
-        outputs = outputs if node.several_outputs else [outputs]
+        outputs = node.output_list(layer.forward(inputs, **kwargs))
         out_masks = getattr(layer, "output_mask", None)
         out_masks = out_masks if isinstance(out_masks, list) else [out_masks]
         for tensor, out_mask in zip(node.outputs, out_masks):

@@ -4,6 +4,7 @@ on symbolic tensors as soon as the tensors they read exist. A call that never be
 ready reads a tensor of a layer that is not in the config, or is part of a cycle."""
 from __future__ import annotations
 
+from ..layers.symbolic import flatten
 from .registry import deserialize_layer
 
 
@@ -55,7 +56,7 @@ def rebuild(config):
             kwargs = {key: _structure(value, resolve)
                       for key, value in (call.get("kwargs") or {}).items()}
             outputs = layer(args, **kwargs)
-            tensors[(layer.name, index)] = outputs if isinstance(outputs, list) else [outputs]
+            tensors[(layer.name, index)] = flatten(outputs)
         if len(waiting) == len(pending):
             names = sorted({f"{layer.name}[{index}]" for layer, index, _ in waiting})
             raise ValueError(f"Functional.from_config: the calls {names} never get their "
