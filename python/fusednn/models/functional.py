@@ -2,7 +2,8 @@
 functional API). `fd.Model` with inputs/outputs makes one (training.Model.__new__).
 
 Construction walks back from the outputs over the nodes that calling layers on
-`fd.Input` recorded (layers/symbolic.py) and keeps them in topological order. Then:
+`fd.Input` recorded (layers/symbolic.py) and orders them as Keras orders a model's
+layers, by depth, which is a topological order. Then:
 - forward runs the nodes in that order, each on its inbound values, passing masks
   along the edges (compute_mask per node); in training mode it stashes what each call
   left for backward (the layer's caches, its sublayers' too), because a shared layer
@@ -159,8 +160,7 @@ class Functional(Model):
     def forward(self, x, training: bool = False):
         """The outputs for inputs x (an array, a list in input order, or a dict);
         training=True keeps what backward needs, per call of each layer."""
-        arrays = self._flat_inputs(x, "input", is_leaf=lambda v: not isinstance(v,
-                                                                               (list, dict)))
+        arrays = self._flat_inputs(x, "input", is_leaf=_is_one_array)
         values, masks = {}, {}
         for tensor, array in zip(self.inputs, arrays):
             if not hasattr(array, "shape"):
@@ -239,7 +239,8 @@ class Functional(Model):
     @property
     def outputs_softmax(self) -> bool:
         # With one output, its node is the only one of depth 0: the last.
-        if len(self.outputs) != 1 or not self._nodes or self.outputs[0].node is not self._nodes[-1]:
+        if len(self.outputs) != 1 or not self._nodes \
+                or self.outputs[0].node is not self._nodes[-1]:
             return False
         node = self._nodes[-1]
         read = any(node.outputs[0] in other.inbound for other in self._nodes)
@@ -429,6 +430,12 @@ def _by_depth(nodes: list, outputs) -> list:
         for tensor in node.inbound:
             depth[id(tensor.node)] = max(depth.get(id(tensor.node), 0), depth[id(node)] + 1)
     return sorted(nodes, key=lambda node: -depth[id(node)])
+
+
+def _is_one_array(value) -> bool:
+    """Whether `value` is one input's data (an array, or nested lists of numbers) rather
+    than a list of arrays."""
+    return not isinstance(value, (list, tuple)) or not all(hasattr(v, "shape") for v in value)
 
 
 def _is_shape_structure(value) -> bool:
