@@ -185,9 +185,10 @@ void launch_persistent(const PersistentPlan& plan, ForwardArgs args,
   int units_per_block = plan.units_per_block;
   void* kernel_args[] = {&args, &recurrent_kernel, &feed, &feed_ld, &feed_step_offset,
                          &units_per_block};
-  FUSEDNN_CUDA_CHECK(cudaLaunchCooperativeKernel(
-      persistent_forward_kernel<Cell, kTraining, kMasked, kRecurrentMask>,
-      dim3(plan.blocks), dim3(kPersistentThreads), kernel_args, plan.shared_bytes, stream));
+  auto kernel = persistent_forward_kernel<Cell, kTraining, kMasked, kRecurrentMask>;
+  check_launch(cudaLaunchCooperativeKernel(kernel, dim3(plan.blocks), dim3(kPersistentThreads),
+                                           kernel_args, plan.shared_bytes, stream),
+               reinterpret_cast<const void*>(kernel), stream);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 // This file is compiled without ThreadSanitizer instrumentation: its own
 // bookkeeping (touched by every fiber) is not the kernels' memory. The kernels'
 // ordering reaches ThreadSanitizer through __tsan_acquire/__tsan_release only.
+#include <dlfcn.h>
 #include <link.h>
 #include <sys/mman.h>
 
@@ -125,7 +126,7 @@ constexpr std::size_t kStackBytes = 256 * 1024;
 constexpr std::size_t kGuardBytes = 4096;
 constexpr int kDeviceMultiprocessors = 4;
 
-enum class State { kReady, kBarrier, kWarp, kGrid, kDone };
+enum class State { kReady, kBarrier, kWarp, kGrid, kDone, kTrapped };
 
 struct Block;
 struct Collective;
@@ -203,6 +204,7 @@ struct Grid {
   unsigned grid_generation = 0;
   char grid_sync_objects[2] = {};
   char done_sync = 0;  // kernel end -> host
+  bool trapped = false;  // a thread trapped: the launch ends
   std::mt19937_64 rng;
 };
 
@@ -219,6 +221,7 @@ std::size_t g_scheduler_stack_size = 0;
 
 std::map<const void*, int> g_max_dynamic_shared;
 int g_launches = 0;
+int g_sticky_fault = 0;  // cudaError_t of a trapped launch
 
 void tsan_acquire(void* p) {
 #ifdef CUDA_EMU_TSAN
@@ -436,7 +439,7 @@ void run_fibers(std::vector<Fiber*>& fibers) {
       }
       all_done = all_done && f->state == State::kDone;
     }
-    if (all_done) return;
+    if (all_done || g_grid->trapped) return;
     if (runnable.empty()) report_deadlock(fibers);
     Block* block = runnable[g_grid->rng() % runnable.size()];
     for (;;) {
@@ -448,6 +451,7 @@ void run_fibers(std::vector<Fiber*>& fibers) {
       std::shuffle(ready.begin(), ready.end(), g_grid->rng);
       for (Fiber* f : ready) {
         if (f->state == State::kReady) resume(*f);
+        if (g_grid->trapped) return;  // the other fibers are abandoned mid-kernel
       }
     }
   }
@@ -513,7 +517,7 @@ void run_blocks(const std::vector<uint3>& blocks) {
 #ifdef CUDA_EMU_TSAN
   for (Fiber& f : fiber_storage) __tsan_destroy_fiber(f.tsan_fiber);
 #endif
-  if (l.cooperative && !is_poisoned(shared_begin, shared_bytes)) {
+  if (l.cooperative && !g_grid->trapped && !is_poisoned(shared_begin, shared_bytes)) {
     fail("a cooperative kernel used static __shared__ memory, which the emulator cannot give "
          "each of its blocks (use dynamic shared memory)");
   }
@@ -552,6 +556,16 @@ void syncthreads(Site site) {
   }
   tsan_acquire(sync);
 }
+
+void trap(Site site) {
+  std::fprintf(stderr, "cuda_emu: a thread trapped at %s:%d (launch %d)\n", site.file, site.line,
+               g_launches);
+  g_grid->trapped = true;
+  wait(State::kTrapped, site);
+  __builtin_trap();  // never resumed
+}
+
+int sticky_fault() { return g_sticky_fault; }
 
 void grid_sync(Site site) {
   Grid& g = *g_grid;
@@ -757,6 +771,7 @@ int occupancy(const void*, int block_threads, std::size_t dynamic_shared_bytes) 
 
 int launch(const Launch& l) {
   ++g_launches;
+  if (g_sticky_fault != 0) return g_sticky_fault;
   const long long threads = 1LL * l.block.x * l.block.y * l.block.z;
   const long long blocks = 1LL * l.grid.x * l.grid.y * l.grid.z;
   if (threads <= 0 || threads > 1024 || l.block.z > 64 || blocks <= 0 || l.grid.y > 65535 ||
@@ -798,8 +813,10 @@ int launch(const Launch& l) {
   } else {
     for (const uint3& c : coordinates) {
       std::thread([&] { run_blocks({c}); }).join();
+      if (grid.trapped) break;
     }
   }
+  if (grid.trapped) g_sticky_fault = cudaErrorLaunchFailure;
   tsan_acquire(&grid.done_sync);
   g_grid = nullptr;
   return cudaSuccess;
@@ -833,6 +850,7 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDeviceFunction: return "invalid device function";
     case cudaErrorCooperativeLaunchTooLarge: return "too many blocks in cooperative launch";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
   }
   return "unknown error";
 }
@@ -881,8 +899,31 @@ cudaError_t cudaDriverGetVersion(int* version) {
   return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+// Asynchronous faults surface here (and stay: cuda_emu::trap).
+cudaError_t cudaDeviceSynchronize() { return cuda_emu_record(cuda_emu::sticky_fault()); }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cuda_emu_record(cuda_emu::sticky_fault()); }
+
+cudaError_t cudaMallocAsync(void** p, std::size_t bytes, cudaStream_t) {
+  *p = bytes == 0 ? nullptr : std::malloc(bytes);
+  if (bytes != 0 && *p == nullptr) return cuda_emu_record(cudaErrorMemoryAllocation);
+  if (*p != nullptr) std::memset(*p, 0xff, bytes);  // poisoned, as the outputs of the drivers
+  return cudaSuccess;
+}
+
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncGetName(const char** name, const void* kernel) {
+  Dl_info info;
+  if (name == nullptr) return cuda_emu_record(cudaErrorInvalidValue);
+  if (dladdr(kernel, &info) == 0 || info.dli_sname == nullptr || info.dli_saddr != kernel) {
+    return cuda_emu_record(cudaErrorInvalidDeviceFunction);
+  }
+  *name = info.dli_sname;
+  return cudaSuccess;
+}
 
 cudaError_t cudaMemsetAsync(void* p, int value, std::size_t bytes, cudaStream_t) {
   std::memset(p, value, bytes);

@@ -26,6 +26,10 @@
 //    block), grid.sync (within the grid) and the kernel's end (to the host), so
 //    ThreadSanitizer reports races in shared and global memory, also between
 //    blocks. Shuffles and wmma operations carry no memory ordering.
+//  - faults are asynchronous: a __trap() ends its launch, which still returns
+//    success; the next cudaStreamSynchronize / cudaDeviceSynchronize and every
+//    later launch report cudaErrorLaunchFailure (what FUSEDNN_CUDA_SYNC=1 of
+//    csrc/cuda/launch.cuh is for).
 //  - seeded random order (CUDA_EMU_SEED): of the blocks, and of the fibers at
 //    every scheduling step; in cooperative launches one random block runs as far
 //    as it can before another (block skew), so code that assumes an order of
@@ -78,6 +82,12 @@ uint3 block_dim();
 uint3 grid_dim();
 
 void syncthreads(Site site);
+// A thread traps: the launch stops (no other thread or block runs on) and the
+// next synchronisation, and every later launch, returns cudaErrorLaunchFailure
+// (sticky, as a fault corrupts a GPU context).
+[[noreturn]] void trap(Site site);
+// The sticky fault of an earlier launch (cudaError_t), or 0.
+int sticky_fault();
 void grid_sync(Site site);
 
 enum class WarpOp { kShuffle, kBallot, kUniform, kMma };
