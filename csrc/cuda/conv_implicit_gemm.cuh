@@ -18,8 +18,10 @@
 //                 multiplied (a stride-phase split would remove them).
 //   kernel grad   A = im2col(x)^T (KH*KW*C, N*OH*OW), B = dz (N*OH*OW, F);
 //                 the long K is split across blocks (grid z) whose partial
-//                 tiles are atomically added into dw (so the summation order,
-//                 and the last bits of dw, vary from run to run).
+//                 tiles are either atomically added into dw (the summation
+//                 order, and the last bits of dw, vary from run to run) or,
+//                 in deterministic mode (fusednn/determinism.h), written to
+//                 one slice per split (for_split) and summed in split order.
 //   pooled forward  the forward with the rows ordered window by window (max
 //                 pooling, window = strides, 'valid'); the epilogue reduces
 //                 each window and writes only the pooled output.
@@ -334,6 +336,14 @@ __host__ __device__ inline void store_staged(const P& p, const float* stage, int
 
 // ----- the kernel -------------------------------------------------------------
 
+// The problem as the blocks of split z (grid z) see it: the same for every
+// split, unless a problem overloads this to write each split's sums apart
+// (conv.cu's kernel gradient in deterministic mode).
+template <class P>
+__host__ __device__ inline const P& for_split(const P& p, Index) {
+  return p;
+}
+
 // How a block multiplies its tiles and writes C: exact float32 FMAs...
 struct FmaMath {
   Accumulators acc{};
@@ -449,7 +459,9 @@ struct MathFor {
 
 // Block (x: kBM rows of C, y: kBN columns, z: a range of k_chunk values of K).
 template <class P, bool kTF32>
-__global__ void __launch_bounds__(kThreads) implicit_gemm_kernel(const P p, const Index k_chunk) {
+__global__ void __launch_bounds__(kThreads)
+    implicit_gemm_kernel(const P problem, const Index k_chunk) {
+  const P p = for_split(problem, static_cast<Index>(blockIdx.z));
   __shared__ __align__(128) float tile_memory[kSharedFloats];
   __shared__ typename P::Row rows[kBM];
   __shared__ typename P::Col cols[2 * kBK];

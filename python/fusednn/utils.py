@@ -9,6 +9,7 @@ import random
 import numpy as np
 
 from . import _C, _rng, backend, naming
+from .ops.deterministic import is_deterministic, set_deterministic  # noqa: F401 (re-exported)
 
 
 def set_random_seed(seed: int) -> None:

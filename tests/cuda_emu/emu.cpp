@@ -910,6 +910,17 @@ cudaError_t cudaMallocAsync(void** p, std::size_t bytes, cudaStream_t) {
   return cudaSuccess;
 }
 
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
+  if (device != 0) return cuda_emu_record(cudaErrorInvalidValue);
+  static int the_pool;
+  *pool = reinterpret_cast<cudaMemPool_t>(&the_pool);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr, void* value) {
+  return cuda_emu_record(pool == nullptr || value == nullptr ? cudaErrorInvalidValue : cudaSuccess);
+}
+
 cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
   std::free(p);
   return cudaSuccess;

@@ -4,12 +4,16 @@
 // the linear and the relu epilogue, on the FMA and the TF32 tensor-core paths.
 // Shapes: batch 1, odd sizes, channels and filters not multiples of 4, strides,
 // dilation, padding, and more rows (> 128) and filters (> 64) than one tile.
+// Then deterministic mode (fusednn/determinism.h) against the atomic sums.
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "check.h"
 #include "conv_reference.h"
+#include "fusednn/determinism.h"
 
 namespace {
 
@@ -82,6 +86,53 @@ void conv_case(const Conv2dShape& s) {
   expect_within(name + " backward_data", out, want_out, bound(m_out, s.KH * s.KW * s.F, kTF32));
 }
 
+// dw (split over K) and db (split over row blocks) twice per mode. Each launch
+// runs its blocks in a new order (the emulator seeds the order by the launch's
+// count), so the atomic sums come out in different orders: their bits differ,
+// which shows that the runs were scheduled differently; the fixed-order sums of
+// deterministic mode must be bitwise equal. Both within the float64 bound.
+template <bool kTF32>
+void determinism_case(const Conv2dShape& s) {
+  const std::string name = describe(s) + (kTF32 ? " tf32" : " fma");
+  const std::int64_t nx = s.N * s.H * s.W * s.C, nw = s.KH * s.KW * s.C * s.F,
+                     ny = s.N * s.OH * s.OW * s.F;
+  const auto x = driver::uniform<float>(nx, -1, 1), w = driver::uniform<float>(nw, -1, 1),
+             dy = driver::uniform<float>(ny, -1, 1);
+  std::vector<double> want_dw(nw), want_db(s.F), m_dw(nw), m_db(s.F);
+  fusednn::cpu::conv2d_backward<double, Epilogue::kLinear>(s, widen(x).data(), nullptr,
+                                                           widen(dy).data(), widen(w).data(),
+                                                           nullptr, want_dw.data(), want_db.data());
+  fusednn::cpu::conv2d_backward<double, Epilogue::kLinear>(
+      s, absolute(x).data(), nullptr, absolute(dy).data(), absolute(w).data(), nullptr,
+      m_dw.data(), m_db.data());
+  const auto dw_bound = bound(m_dw, s.N * s.OH * s.OW, kTF32);
+  const auto db_bound = bound(m_db, s.N * s.OH * s.OW, false);
+
+  auto run = [&](bool deterministic) {
+    fusednn::deterministic_reductions().store(deterministic);
+    auto dw = driver::poisoned<float>(nw), db = driver::poisoned<float>(s.F);
+    fusednn::cuda::conv2d_backward<Epilogue::kLinear, kTF32>(s, x.data(), nullptr, dy.data(),
+                                                             w.data(), nullptr, dw.data(),
+                                                             db.data(), 0);
+    const std::string mode = deterministic ? " deterministic" : " atomic";
+    expect_within(name + mode + " dw", dw, want_dw, dw_bound);
+    expect_within(name + mode + " db", db, want_db, db_bound);
+    return std::make_pair(dw, db);
+  };
+  auto bitwise_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  const auto atomic_1 = run(false), atomic_2 = run(false);
+  driver::expect_true(name + " atomic dw differs between two schedules",
+                      !bitwise_equal(atomic_1.first, atomic_2.first),
+                      "the runs did not schedule differently: the check below proves nothing");
+  const auto fixed_1 = run(true), fixed_2 = run(true);
+  driver::expect_true(name + " deterministic dw bitwise equal",
+                      bitwise_equal(fixed_1.first, fixed_2.first));
+  driver::expect_true(name + " deterministic db bitwise equal",
+                      bitwise_equal(fixed_1.second, fixed_2.second));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,5 +149,10 @@ int main(int argc, char** argv) {
     conv_case<Epilogue::kLinear, false>(two_tiles);
     conv_case<Epilogue::kRelu, true>(two_tiles);
   }
+  // Pixels (K of dw) 1024: 8 splits of dw on the emulator's 4 SMs (2 row blocks
+  // of db); 8192 in the full run: 16 splits, 16 row blocks.
+  determinism_case<false>(small ? conv_shape(1, 32, 32, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1)
+                                : conv_shape(2, 64, 64, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1));
+  if (!small) determinism_case<true>(conv_shape(1, 40, 40, 2, 3, 1, 1, 1, 1, 1, 1, 0, 0));
   return driver::result();
 }
