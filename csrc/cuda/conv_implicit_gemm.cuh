@@ -60,6 +60,7 @@
 #include <string>
 
 #include "fusednn/conv.h"
+#include "device_facts.cuh"
 #include "fusednn/cuda_check.h"
 #include "launch.cuh"
 
@@ -514,13 +515,7 @@ inline Geometry geometry_of(const Conv2dShape& s) {
           int(s.pad_top),  int(s.pad_left)};
 }
 
-inline int multiprocessors() {
-  int device = 0;
-  int count = 0;
-  FUSEDNN_CUDA_CHECK(cudaGetDevice(&device));
-  FUSEDNN_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
+inline int multiprocessors() { return current_device_facts().multiprocessors; }
 
 template <bool kTF32, class P>
 void launch_gemm(const P& p, Index k_chunk, cudaStream_t stream) {

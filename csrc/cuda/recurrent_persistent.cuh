@@ -24,8 +24,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
+#include <tuple>
 
+#include "device_facts.cuh"
 #include "fusednn/cuda_check.h"
 #include "launch.cuh"
 #include "recurrent_common.cuh"
@@ -126,19 +130,26 @@ __global__ void __launch_bounds__(kPersistentThreads)
   }
 }
 
-// Whether the persistent kernel of Cell can run this problem on the current
-// device: the register tile, shared memory (opt-in limit) and co-residency of
-// the whole grid (occupancy), with the reason when it cannot.
+// Plans of one persistent kernel per (device, N, U), remembered: a layer plans
+// the same shape at every forward. The kernel's dynamic shared memory limit is
+// only ever raised, so every remembered plan stays launchable.
+struct PersistentPlans {
+  std::mutex mutex;
+  std::map<std::tuple<int, Index, Index>, PersistentPlan> plans;
+  std::map<int, Index> shared_allowed;  // per device
+};
+
+// Whether the persistent kernel of Cell can run this problem on `device`: the
+// register tile, shared memory (opt-in limit) and co-residency of the whole
+// grid (occupancy), with the reason when it cannot. Called with the lock of
+// `known` held.
 template <typename Cell, bool kTraining, bool kMasked, bool kRecurrentMask>
-PersistentPlan plan_persistent(const RecurrentShape& s) {
+PersistentPlan new_persistent_plan(const RecurrentShape& s, int device, PersistentPlans& known) {
   PersistentPlan plan;
-  int device = 0, sms = 0, cooperative = 0, shared_optin = 0;
-  FUSEDNN_CUDA_CHECK(cudaGetDevice(&device));
-  FUSEDNN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  FUSEDNN_CUDA_CHECK(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device));
-  FUSEDNN_CUDA_CHECK(
-      cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  if (!cooperative) {
+  const DeviceFacts& facts = device_facts(device);
+  const int sms = facts.multiprocessors;
+  const int shared_optin = facts.shared_optin;
+  if (!facts.cooperative_launch) {
     plan.reason = "the device does not support cooperative launches";
     return plan;
   }
@@ -158,8 +169,12 @@ PersistentPlan plan_persistent(const RecurrentShape& s) {
     return plan;
   }
   auto kernel = persistent_forward_kernel<Cell, kTraining, kMasked, kRecurrentMask>;
-  FUSEDNN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(bytes)));
+  Index& allowed = known.shared_allowed[device];
+  if (bytes > allowed) {
+    FUSEDNN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(bytes)));
+    allowed = bytes;
+  }
   int per_sm = 0;
   FUSEDNN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
       &per_sm, kernel, kPersistentThreads, static_cast<std::size_t>(bytes)));
@@ -172,6 +187,20 @@ PersistentPlan plan_persistent(const RecurrentShape& s) {
   plan.blocks = static_cast<int>(blocks);
   plan.units_per_block = static_cast<int>(slice);
   plan.shared_bytes = static_cast<std::size_t>(bytes);
+  return plan;
+}
+
+template <typename Cell, bool kTraining, bool kMasked, bool kRecurrentMask>
+PersistentPlan plan_persistent(const RecurrentShape& s) {
+  static PersistentPlans known;
+  const int device = current_device();
+  const std::lock_guard<std::mutex> lock(known.mutex);
+  const auto key = std::make_tuple(device, Index(s.N), Index(s.U));
+  const auto found = known.plans.find(key);
+  if (found != known.plans.end()) return found->second;
+  const PersistentPlan plan =
+      new_persistent_plan<Cell, kTraining, kMasked, kRecurrentMask>(s, device, known);
+  known.plans.emplace(key, plan);
   return plan;
 }
 

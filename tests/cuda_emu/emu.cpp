@@ -222,6 +222,7 @@ std::size_t g_scheduler_stack_size = 0;
 std::map<const void*, int> g_max_dynamic_shared;
 int g_launches = 0;
 int g_sticky_fault = 0;  // cudaError_t of a trapped launch
+int g_host_queries = 0;
 
 void tsan_acquire(void* p) {
 #ifdef CUDA_EMU_TSAN
@@ -760,6 +761,9 @@ int multiprocessors() {
 
 void set_max_dynamic_shared(const void* kernel, int bytes) { g_max_dynamic_shared[kernel] = bytes; }
 
+void note_host_query() { ++g_host_queries; }
+int host_queries() { return g_host_queries; }
+
 int occupancy(const void*, int block_threads, std::size_t dynamic_shared_bytes) {
   if (block_threads <= 0) return 0;
   const int by_threads = kMaxThreadsPerSM / block_threads;
@@ -866,6 +870,7 @@ cudaError_t cudaGetDeviceCount(int* count) {
 }
 
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int device) {
+  cuda_emu::note_host_query();
   if (device != 0) return cuda_emu_record(cudaErrorInvalidValue);
   switch (attribute) {
     case cudaDevAttrMaxSharedMemoryPerBlock: *value = cuda_emu::kDefaultSharedBytes; break;
@@ -878,6 +883,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int dev
 }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  cuda_emu::note_host_query();
   if (device != 0) return cuda_emu_record(cudaErrorInvalidValue);
   *prop = {};
   std::snprintf(prop->name, sizeof(prop->name), "cuda_emu (CPU)");

@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "conv_reference.h"
+#include "cuda_emu.h"
 #include "fusednn/determinism.h"
 
 namespace {
@@ -122,7 +123,9 @@ void determinism_case(const Conv2dShape& s) {
   auto bitwise_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
     return std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
   };
-  const auto atomic_1 = run(false), atomic_2 = run(false);
+  const auto atomic_1 = run(false);
+  const int queries = cuda_emu::host_queries();
+  const auto atomic_2 = run(false);
   driver::expect_true(name + " atomic dw differs between two schedules",
                       !bitwise_equal(atomic_1.first, atomic_2.first),
                       "the runs did not schedule differently: the check below proves nothing");
@@ -131,6 +134,10 @@ void determinism_case(const Conv2dShape& s) {
                       bitwise_equal(fixed_1.first, fixed_2.first));
   driver::expect_true(name + " deterministic db bitwise equal",
                       bitwise_equal(fixed_1.second, fixed_2.second));
+  // The SM count is remembered per device (device_facts.cuh).
+  driver::expect_true(name + " repeated backward: no host queries",
+                      cuda_emu::host_queries() == queries,
+                      std::to_string(cuda_emu::host_queries() - queries) + " queries");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "check.h"
+#include "cuda_emu.h"
 #include "fusednn/recurrent.h"
 
 namespace {
@@ -252,6 +253,11 @@ int main(int argc, char** argv) {
     }
   }
   for (const Case& c : cases) run_case(c);
+  // The persistent planner remembers its plans per device and shape.
+  const int queries = cuda_emu::host_queries();
+  run_case(cases.front());
+  driver::expect_true("the first case again: no host queries", cuda_emu::host_queries() == queries,
+                      std::to_string(cuda_emu::host_queries() - queries) + " queries");
   rejected_shape_case("no units", {2, 3, 4, 0});
   rejected_shape_case("no features", {2, 3, 0, 5});
   rejected_shape_case("no steps", {2, 0, 4, 5});

@@ -119,6 +119,11 @@ void* dynamic_shared();
 void set_max_dynamic_shared(const void* kernel, int bytes);
 int occupancy(const void* kernel, int block_threads, std::size_t dynamic_shared_bytes);
 int multiprocessors();
+// Host queries so far (device attributes and properties, occupancy, function
+// attributes): a driver call each on a GPU, so a driver can check that a
+// launcher repeats none of them for a shape it has seen.
+int host_queries();
+void note_host_query();
 
 // wmma fragments: (row, col) of element t of lane l for a fragment of `rows` x
 // `cols` elements, in the seeded scrambled order.

@@ -203,6 +203,7 @@ cudaError_t cuda_emu_record(int error);
 
 template <typename... Params>
 cudaError_t cudaFuncSetAttribute(void (*kernel)(Params...), cudaFuncAttribute attribute, int value) {
+  cuda_emu::note_host_query();
   if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
       value > cuda_emu::kOptinSharedBytes) {
     return cuda_emu_record(cudaErrorInvalidValue);
@@ -215,6 +216,7 @@ template <typename... Params>
 cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, void (*kernel)(Params...),
                                                           int block_threads,
                                                           std::size_t dynamic_shared_bytes) {
+  cuda_emu::note_host_query();
   *blocks = cuda_emu::occupancy(reinterpret_cast<const void*>(kernel), block_threads,
                                 dynamic_shared_bytes);
   return cudaSuccess;
