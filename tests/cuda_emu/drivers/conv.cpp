@@ -4,7 +4,11 @@
 // the linear and the relu epilogue, on the FMA and the TF32 tensor-core paths.
 // Shapes: batch 1, odd sizes, channels and filters not multiples of 4, strides,
 // dilation, padding, and more rows (> 128) and filters (> 64) than one tile.
-// Then deterministic mode (fusednn/determinism.h) against the atomic sums.
+// Products with at most 8 columns run on the narrow tile (F <= 8 forward and
+// kernel gradient, C <= 8 data gradient and transposed forward): an RGB
+// Conv2DTranspose output, a 1x1 conv to one filter, dx of a 3-channel input;
+// the others on the wide tile. Then deterministic mode (fusednn/determinism.h)
+// against the atomic sums.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -87,6 +91,24 @@ void conv_case(const Conv2dShape& s) {
   expect_within(name + " backward_data", out, want_out, bound(m_out, s.KH * s.KW * s.F, kTF32));
 }
 
+// The narrow tile's point: a 1x1 conv to one filter asks for fewer threads
+// than output rows (the wide tile launches 256 threads per 128 rows, two per
+// row; the narrow one 64 per 256).
+void narrow_tile_work_case() {
+  const Conv2dShape s = driver::conv_shape(3, 10, 11, 7, 1, 1, 1, 1, 1, 1, 1, 0, 0);
+  const auto x = driver::uniform<float>(s.N * s.H * s.W * s.C, -1, 1),
+             w = driver::uniform<float>(s.C * s.F, -1, 1);
+  auto y = driver::poisoned<float>(s.N * s.OH * s.OW * s.F);
+  const long long before = cuda_emu::threads_launched();
+  fusednn::cuda::conv2d_forward<Epilogue::kLinear, false>(s, x.data(), w.data(), nullptr,
+                                                          y.data(), 0);
+  const long long threads = cuda_emu::threads_launched() - before;
+  const std::int64_t rows = s.N * s.OH * s.OW;
+  driver::expect_true("1x1 conv to one filter: fewer threads than output rows",
+                      threads < rows,
+                      std::to_string(threads) + " threads for " + std::to_string(rows) + " rows");
+}
+
 // dw (split over K) and db (split over row blocks) twice per mode. Each launch
 // runs its blocks in a new order (the emulator seeds the order by the launch's
 // count), so the atomic sums come out in different orders: their bits differ,
@@ -148,9 +170,22 @@ int main(int argc, char** argv) {
   const Conv2dShape tiny = conv_shape(1, 5, 7, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1);
   const Conv2dShape strided = conv_shape(2, 6, 5, 6, 9, 2, 3, 2, 1, 1, 2, 1, 2);
   const Conv2dShape two_tiles = conv_shape(1, 12, 12, 4, 66, 3, 3, 1, 1, 1, 1, 1, 1);
+  // 330 rows: two narrow row tiles, the last partial.
+  const Conv2dShape one_filter = conv_shape(3, 10, 11, 7, 1, 1, 1, 1, 1, 1, 1, 0, 0);
+  // dx and the transposed forward to 3 channels (RGB) narrow, y and dw wide.
+  const Conv2dShape rgb = conv_shape(2, 12, 10, 3, 16, 3, 3, 2, 2, 1, 1, 1, 1);
+  // Every product on the wide tile.
+  const Conv2dShape wide = conv_shape(1, 7, 6, 12, 10, 3, 3, 1, 1, 1, 1, 1, 1);
   conv_case<Epilogue::kLinear, false>(tiny);
   conv_case<Epilogue::kRelu, true>(tiny);
+  conv_case<Epilogue::kRelu, false>(one_filter);
+  narrow_tile_work_case();
   if (!small) {
+    conv_case<Epilogue::kLinear, true>(one_filter);
+    conv_case<Epilogue::kRelu, false>(rgb);
+    conv_case<Epilogue::kLinear, true>(rgb);
+    conv_case<Epilogue::kLinear, false>(wide);
+    conv_case<Epilogue::kRelu, true>(wide);
     conv_case<Epilogue::kRelu, false>(strided);
     conv_case<Epilogue::kLinear, true>(strided);
     conv_case<Epilogue::kLinear, false>(two_tiles);

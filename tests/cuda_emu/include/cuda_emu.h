@@ -124,6 +124,8 @@ int multiprocessors();
 // launcher repeats none of them for a shape it has seen.
 int host_queries();
 void note_host_query();
+// Threads of all launches so far (how much work a launcher asks for).
+long long threads_launched();
 
 // wmma fragments: (row, col) of element t of lane l for a fragment of `rows` x
 // `cols` elements, in the seeded scrambled order.
