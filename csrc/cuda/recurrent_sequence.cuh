@@ -157,7 +157,8 @@ struct FeedLayout {
   Index step_offset;  // between steps; 0: one buffer reused (or ping-pong when persistent)
 };
 
-// The algorithm to run: kPersistent where requested or (kAuto) where it fits.
+// The algorithm to run: kPersistent where requested, or (kAuto) where it fits
+// and auto_prefers it.
 template <typename Cell, bool kTraining, bool kMasked, bool kRecurrentMask>
 bool use_persistent(const RecurrentShape& s, RecurrentAlgorithm requested, PersistentPlan& plan) {
   if (requested == RecurrentAlgorithm::kPerStep || s.N == 0) return false;
@@ -166,7 +167,7 @@ bool use_persistent(const RecurrentShape& s, RecurrentAlgorithm requested, Persi
     throw CudaError("recurrent forward: the persistent kernel cannot run this problem: " +
                     plan.reason);
   }
-  return plan.fits;
+  return requested == RecurrentAlgorithm::kPersistent || auto_prefers(plan);
 }
 
 // Forward of LSTM, GRU (reset_after) or SimpleRNN over the sequence.

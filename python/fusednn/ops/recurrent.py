@@ -29,7 +29,8 @@ only; the CPU kernels take 'auto'): on the GPU, 'per_step' runs a recurrent
 GEMM and one fused pointwise kernel per step, 'persistent' one cooperative
 kernel that keeps the recurrent weights in shared memory across all steps
 (LSTM, GRU with reset_after, SimpleRNN; a RuntimeError where it cannot run),
-'auto' the persistent kernel where it fits. recurrent_algorithm(cache) says
+'auto' the persistent kernel where it fits and each thread's work per step is small
+(a conservative rule, csrc/cuda/recurrent_persistent.cuh). recurrent_algorithm(cache) says
 which ran ('cpu' on the CPU).
 
 Rules at this boundary:
