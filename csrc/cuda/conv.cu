@@ -9,6 +9,7 @@
 #include "fusednn/conv.h"
 #include "fusednn/cuda_check.h"
 #include "fusednn/determinism.h"
+#include "split_sums.cuh"
 #include "stream_buffer.cuh"
 
 namespace fusednn::cuda {
@@ -139,27 +140,7 @@ __host__ __device__ inline FilterGradProblem<kGate> for_split(const FilterGradPr
   return own;
 }
 
-// ----- fixed-order sums (deterministic mode) ----------------------------------
 
-constexpr int kSumThreads = 256;
-
-// out[i] = partials[i] + partials[count + i] + ... over `splits` slices, in
-// slice order, whatever order the blocks that wrote them ran in.
-__global__ void __launch_bounds__(kSumThreads)
-    sum_splits_kernel(const float* __restrict__ partials, Index splits, Index count,
-                      float* __restrict__ out) {
-  const Index i = static_cast<Index>(blockIdx.x) * kSumThreads + threadIdx.x;
-  if (i >= count) return;
-  float sum = partials[i];
-  for (Index z = 1; z < splits; ++z) sum += partials[z * count + i];
-  out[i] = sum;
-}
-
-void sum_splits(const float* partials, Index splits, Index count, float* out,
-                cudaStream_t stream) {
-  launch_kernel(sum_splits_kernel, static_cast<unsigned>(ceil_div(count, kSumThreads)),
-                kSumThreads, 0, stream, partials, splits, count, out);
-}
 
 // ----- bias gradient ----------------------------------------------------------
 

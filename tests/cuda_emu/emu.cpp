@@ -224,6 +224,7 @@ int g_launches = 0;
 int g_sticky_fault = 0;  // cudaError_t of a trapped launch
 int g_host_queries = 0;
 long long g_threads_launched = 0;
+long long g_blocks_launched = 0;
 
 void tsan_acquire(void* p) {
 #ifdef CUDA_EMU_TSAN
@@ -765,6 +766,7 @@ void set_max_dynamic_shared(const void* kernel, int bytes) { g_max_dynamic_share
 void note_host_query() { ++g_host_queries; }
 int host_queries() { return g_host_queries; }
 long long threads_launched() { return g_threads_launched; }
+long long blocks_launched() { return g_blocks_launched; }
 
 int occupancy(const void*, int block_threads, std::size_t dynamic_shared_bytes) {
   if (block_threads <= 0) return 0;
@@ -795,6 +797,7 @@ int launch(const Launch& l) {
   }
 
   g_threads_launched += threads * blocks;
+  g_blocks_launched += blocks;
 
   // The wmma layouts are built here, on the host's thread: the fibers only read
   // them (ThreadSanitizer then sees the launch order them after the writes).

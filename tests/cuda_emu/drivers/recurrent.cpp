@@ -248,6 +248,8 @@ int main(int argc, char** argv) {
   const RecurrentShape tall{40, 2, 3, 7}, taller{50, 2, 3, 7};
   cases.push_back({Cell::kGruAfter, taller, false, false, true, persistent});
   cases.push_back({Cell::kLstm, odd, false, false, true, RecurrentAlgorithm::kAuto, persistent});
+  // 640 rows of bias gradient in 2 row blocks, summed in a fixed order.
+  cases.push_back({Cell::kSimpleRnn, {40, 16, 3, 7}, true, false, true, per_step});
   if (!small) {
     cases.push_back({Cell::kLstm, tall, true, true, true, persistent});
     for (Cell cell : {Cell::kLstm, Cell::kGruAfter, Cell::kGruBefore, Cell::kSimpleRnn}) {

@@ -124,8 +124,9 @@ int multiprocessors();
 // launcher repeats none of them for a shape it has seen.
 int host_queries();
 void note_host_query();
-// Threads of all launches so far (how much work a launcher asks for).
+// Threads and blocks of all launches so far (how a launcher spreads its work).
 long long threads_launched();
+long long blocks_launched();
 
 // wmma fragments: (row, col) of element t of lane l for a fragment of `rows` x
 // `cols` elements, in the seeded scrambled order.
