@@ -35,6 +35,9 @@
 //    as it can before another (block skew), so code that assumes an order of
 //    threads or blocks, or a missing grid.sync, gives wrong results.
 //
+// Counters for the drivers: host queries (device attributes, occupancy,
+// function attributes), threads and blocks launched.
+//
 // What it cannot check: speed, coalescing, bank conflicts, occupancy from
 // register use (it counts threads and shared memory only), real device math
 // (expf, TF32 rounding details, fused multiply-add contraction, the order of
