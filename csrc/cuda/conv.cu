@@ -140,8 +140,6 @@ __host__ __device__ inline FilterGradProblem<kGate> for_split(const FilterGradPr
   return own;
 }
 
-
-
 // ----- bias gradient ----------------------------------------------------------
 
 constexpr int kBiasColumns = 32;  // one warp across 32 consecutive channels
