@@ -7,7 +7,7 @@ orders the legacy default stream after its current one with an event and a strea
 per array (a conv backward passes seven). The kernel is queued on the current stream
 itself, which already orders it after the work that produced the arrays, so the arrays
 are handed over while the null stream is current (no events) and the real stream is
-passed explicitly. optimizer_updates.py does the same for its tensor lists.
+passed explicitly (for the fused optimizer updates' tensor lists too).
 """
 from __future__ import annotations
 

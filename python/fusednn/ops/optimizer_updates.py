@@ -17,6 +17,7 @@ import operator
 import numpy as np
 
 from .. import _C, backend, shared_cores
+from . import cuda_launch
 
 
 def adam_update(params, grads, ms, vs, *, learning_rate, beta_1, beta_2, epsilon, step,
@@ -140,24 +141,7 @@ def _run(op, named, state, *hyperparameters):
     xp, arrays = lists
     if xp is np:
         return shared_cores.run(getattr(_C, f"{op}_cpu"), *arrays, *hyperparameters)
-    return _launch_cuda(getattr(_C, f"{op}_cuda"), *arrays, *hyperparameters)
-
-
-def _launch_cuda(kernel, params, *args):
-    """Queues `kernel` on CuPy's current stream of the parameters' device.
-
-    nanobind imports every CuPy array through __dlpack__() without a stream, and
-    CuPy then orders the legacy default stream after its current one with an
-    event per array: hundreds of events for a model's tensor lists. The kernel
-    is queued on the current stream itself, which already orders it after the
-    work that produced the arrays, so the arrays are handed over while the null
-    stream is current (no events) and the real stream is passed explicitly.
-    """
-    cp = backend.cupy_module()
-    with params[0].device:
-        stream = backend.current_stream_ptr()
-        with cp.cuda.Stream.null:
-            return kernel(params, *args, stream)
+    return cuda_launch.launch(getattr(_C, f"{op}_cuda"), arrays[0][0], *arrays, *hyperparameters)
 
 
 def _real(op, name, value, *, low, high=math.inf, high_inclusive=False):
