@@ -9,6 +9,7 @@ import random
 import numpy as np
 
 from . import _C, _rng, backend, naming
+from .py_dataset import PyDataset  # noqa: F401  (Keras 3's keras.utils.PyDataset)
 
 
 def set_random_seed(seed: int) -> None:

@@ -51,14 +51,15 @@ def _check_verbose(what: str, verbose) -> int:
     raise ValueError(f"{what}: verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
 
 
-def _take_batch(x, y, order, start: int, size: int):
-    """Samples start..start+size of (x, y), in `order` (a permutation) when given."""
+def _take_batch(arrays, order, start: int, size: int):
+    """Samples start..start+size of each array (None stays None), in `order` (a
+    permutation) when given."""
     if order is None:
-        return x[start:start + size], y[start:start + size]
+        return tuple(None if a is None else a[start:start + size] for a in arrays)
     index = order[start:start + size]
-    if backend.is_cuda_array(x):
-        index = backend.to_device(index, "cuda")
-    return x[index], y[index]
+    return tuple(None if a is None
+                 else a[backend.to_device(index, "cuda")] if backend.is_cuda_array(a)
+                 else a[index] for a in arrays)
 
 
 def _format_results(logs: dict, return_dict: bool):

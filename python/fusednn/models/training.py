@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 
 import numpy as np
 
@@ -28,11 +29,16 @@ from .. import _rng, backend, io, losses, optimizers, utils
 from .. import callbacks as callbacks_module
 from .. import metrics as metrics_module
 from ..errors import StateError
-from ..fit_progress import FitProgress
+from ..fit_progress import FitProgress, means_logs
 from ..layers.base import Layer
+from . import data_adapters as adapters
+from . import weighting
 from .summary import summary_lines
-from .data import (_as_batch_array, _check_batch_size, _check_data, _check_verbose,
-                   _format_results, _take_batch)
+from .data import _as_batch_array, _check_batch_size, _check_data, _check_verbose, _format_results
+
+# Keras's warning when a generator or iterator stops before the batches asked for.
+_RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset "
+            "or generator can generate at least `steps_per_epoch * epochs` batches.")
 
 
 class Model(Layer):
@@ -43,6 +49,7 @@ class Model(Layer):
         self.optimizer = None
         self.loss = None
         self.metrics: list[metrics_module.Metric] = []
+        self.weighted_metrics: list[metrics_module.Metric] = []
         self.stop_training = False
         self.history = None
         # fit's position (FitProgress) while it runs, and where BackupAndRestore resumes it.
@@ -50,25 +57,38 @@ class Model(Layer):
         self._resume_from = None
 
     # ----- compile / train / evaluate ---------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
-        """Sets the optimizer, loss and metrics (names as in Keras, or objects)."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None) -> None:
+        """Sets the optimizer, loss and metrics (names as in Keras, or objects).
+
+        As in Keras 3, `metrics` ignore sample weights and `weighted_metrics` use them;
+        a weighted metric named like an unweighted one is logged as "weighted_<name>".
+        """
         self.optimizer = optimizers.get(optimizer)
         self.loss = None if loss is None else losses.get(loss)
+        self.metrics = self._resolve_metrics(metrics)
+        unweighted = {m.name for m in self.metrics}
+        self.weighted_metrics = [
+            metrics_module.Metric(m.fn, "weighted_" + m.name) if m.name in unweighted else m
+            for m in self._resolve_metrics(weighted_metrics)]
+        self._check_unique_names()
+
+    def _resolve_metrics(self, metrics) -> list:
         if metrics is None:
             metrics = []
         elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
             metrics = [metrics]
-        resolved = [metrics_module.get(m, loss=self.loss) for m in metrics]
-        names = [m.name for m in resolved]
+        return [metrics_module.get(m, loss=self.loss) for m in metrics]
+
+    def _check_unique_names(self) -> None:
+        names = [m.name for m in self.metrics + self.weighted_metrics]
         duplicated = sorted({n for n in names if names.count(n) > 1 or n == "loss"})
         if duplicated:
             raise ValueError(f"{self._label()}.compile: metric names must be unique and not "
                              f"'loss', got {names}")
-        self.metrics = resolved
 
     @property
     def metrics_names(self) -> list[str]:
-        return ["loss"] + [m.name for m in self.metrics]
+        return ["loss"] + [m.name for m in self.metrics + self.weighted_metrics]
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
@@ -88,8 +108,15 @@ class Model(Layer):
         # Losses offer the method only when they take probabilities (from_logits=False).
         return self.outputs_softmax and hasattr(self.loss, "value_and_grad_from_logits")
 
-    def _train_step(self, x, y) -> tuple[float, object]:
-        """One optimizer update on the batch; returns (loss incl. regularization, predictions)."""
+    def _fused_loss_value(self, y, logits) -> float:
+        return self.loss.value_and_grad_from_logits(y, logits)[0]
+
+    def _train_step(self, x, y, sample_weight=None) -> tuple[float, object]:
+        """One optimizer update on the batch; returns (loss incl. regularization, predictions).
+
+        sample_weight (N,) NumPy or None weights each sample's loss as Keras does
+        (models/weighting.py), in the value and in the gradient.
+        """
         self.zero_grad()
         self._check_targets(x, y)
         y_pred = self.forward(x, training=True)
@@ -97,21 +124,25 @@ class Model(Layer):
         if checked:
             utils.check_finite(y, f"the targets (y) given to {self._label()} hold non-finite "
                                   "values")
-        if self._uses_softmax_fusion():
-            loss_value, dlogits = self.loss.value_and_grad_from_logits(
-                y, self.logits_of_last_forward())
-            if checked:
-                utils.check_finite(np.asarray(loss_value), f"loss '{self.loss.name}' is "
-                                   "non-finite for finite predictions and targets")
-            with self._input_grad_unused():
-                self.backward_from_logits(dlogits)
+        fused = self._uses_softmax_fusion()
+        if fused:
+            loss_input = self.logits_of_last_forward()
+            loss_value, grad = self.loss.value_and_grad_from_logits(y, loss_input)
         else:
-            loss_value, dy = self.loss.value_and_grad(y, y_pred)
-            if checked:
-                utils.check_finite(np.asarray(loss_value), f"loss '{self.loss.name}' is "
-                                   "non-finite for finite predictions and targets")
-            with self._input_grad_unused():
-                self.backward(dy)
+            loss_input = y_pred
+            loss_value, grad = self.loss.value_and_grad(y, y_pred)
+        if sample_weight is not None:
+            loss_value = weighting.weighted_loss(self._fused_loss_value if fused else self.loss,
+                                                 y, loss_input, sample_weight)
+            grad = weighting.scale_rows(grad, sample_weight)
+        if checked:
+            utils.check_finite(np.asarray(loss_value), f"loss '{self.loss.name}' is "
+                               "non-finite for finite predictions and targets")
+        with self._input_grad_unused():
+            if fused:
+                self.backward_from_logits(grad)
+            else:
+                self.backward(grad)
         # Keras reports the loss at the weights the gradient was taken at, penalties included.
         loss_value = float(loss_value) + self.regularization_loss()
         self.optimizer.step(self)
@@ -132,53 +163,73 @@ class Model(Layer):
         the gradient w.r.t. the model's input overrides this (Sequential does)."""
         yield
 
-    def _batch_logs(self, loss_value: float, y, y_pred) -> dict:
-        logs = {"loss": loss_value}
+    def _new_means(self) -> tuple:
+        """Running means of the loss and of every metric, empty."""
+        return metrics_module.Mean(), {m.name: metrics_module.Mean()
+                                       for m in self.metrics + self.weighted_metrics}
+
+    def _update_means(self, loss_mean, metric_means, loss_value, y, y_pred, sample_weight):
+        """Adds one batch: the loss weighted by batch size (as Keras's loss tracker), the
+        metrics by batch size, the weighted metrics by their sample weights."""
+        count = len(y)
+        loss_mean.update(loss_value, count)
         for metric in self.metrics:
-            logs[metric.name] = metric(y, y_pred)
-        return logs
+            metric_means[metric.name].update(metric(y, y_pred), count)
+        for metric in self.weighted_metrics:
+            if sample_weight is None:
+                metric_means[metric.name].update(metric(y, y_pred), count)
+            else:
+                metric_means[metric.name].update(
+                    *weighting.weighted_metric(metric, y, y_pred, sample_weight))
+
+    def _on_device(self, x, y, sample_weight):
+        return self._to_model_device(x), self._to_model_device(y), sample_weight
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        """Trains for `epochs` passes over (x, y) in batches; returns a History.
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None):
+        """Trains for `epochs` passes over the data; returns a History (Keras 3's arguments).
 
-        x (N, ...) and y (N, ...) NumPy (or CuPy) arrays. validation_split takes the
-        last fraction of the samples, before shuffling (as Keras); validation_data
-        (x_val, y_val) takes precedence. shuffle reorders the training samples every
-        epoch from fusednn's generator (fd.utils.set_random_seed makes it repeatable).
+        x, y: NumPy (or CuPy) arrays (N, ...), cut into batches of batch_size; or x alone a
+        generator / iterator / fusednn.utils.PyDataset yielding (x, y) or
+        (x, y, sample_weight) batches (see models/data_adapters.py for Keras's rules on
+        steps_per_epoch). validation_split takes the last fraction of the array samples,
+        before shuffling (as Keras); validation_data (x_val, y_val[, sample_weight_val]) or
+        a generator / PyDataset takes precedence, read for validation_steps batches (all
+        when None). shuffle reorders array samples every epoch from fusednn's generator
+        (fd.utils.set_random_seed makes it repeatable). sample_weight (N,) or class_weight
+        {class: weight} weight each sample's loss (see models/weighting.py).
         verbose: 0 silent, 1 ("auto") progress bar, 2 one line per epoch. The logged
         loss is the batch-size-weighted mean of the batch losses plus regularization.
         """
+        what = self._label() + ".fit"
         self._require_compiled("fit")
-        x, y = _check_data(self._label() + ".fit", x, y)
-        batch_size = _check_batch_size(self._label() + ".fit", batch_size)
-        verbose = _check_verbose(self._label() + ".fit", verbose)
+        verbose = _check_verbose(what, verbose)
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{self._label()}.fit: {name} must be an int >= 0, got {value!r}")
+                raise ValueError(f"{what}: {name} must be an int >= 0, got {value!r}")
         if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"{self._label()}.fit: shuffle must be True or False, got {shuffle!r}")
+            raise TypeError(f"{what}: shuffle must be True or False, got {shuffle!r}")
         if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
                 or not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"{self._label()}.fit: validation_split must be a float in [0, 1), "
+            raise ValueError(f"{what}: validation_split must be a float in [0, 1), "
                              f"got {validation_split!r}")
-        validation = None
+        steps_per_epoch = adapters.check_steps(what, "steps_per_epoch", steps_per_epoch)
+        validation_steps = adapters.check_steps(what, "validation_steps", validation_steps)
+        class_weight = adapters.check_class_weight(what, class_weight)
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError(f"{what}: class_weight and sample_weight cannot be used at the "
+                             "same time")
+        data, validation = self._fit_data(what, x, y, sample_weight, class_weight, batch_size,
+                                          shuffle, steps_per_epoch, validation_split)
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError(f"{self._label()}.fit: validation_data must be a tuple "
-                                 f"(x_val, y_val), got {type(validation_data).__name__}"
-                                 + (f" of length {len(validation_data)}"
-                                    if isinstance(validation_data, (tuple, list)) else ""))
-            validation = _check_data(self._label() + ".fit validation_data", *validation_data)
-        elif validation_split > 0:
-            split_at = int(math.floor(len(x) * (1.0 - validation_split)))
-            if split_at == 0 or split_at == len(x):
-                raise ValueError(f"{self._label()}.fit: {len(x)} samples are too few to split off "
-                                 f"validation_split={validation_split} of them for validation")
-            x, y, validation = x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
+            validation = self._validation_data(what, validation_data, validation_batch_size
+                                               or batch_size, validation_steps)
+        elif validation is not None:
+            validation = adapters.ArrayData(*validation, data.batch_size, shuffle=False)
 
-        n = len(x)
-        steps = math.ceil(n / batch_size)
+        steps = data.steps
         history = callbacks_module.History()
         progress = [callbacks_module.ProgbarLogger()] if verbose else []
         callback_list = callbacks_module.CallbackList(
@@ -191,7 +242,11 @@ class Model(Layer):
         resume, self._resume_from = self._resume_from, None
         first_epoch = int(initial_epoch)
         if resume is not None:
-            resume.check_fits(self._label() + ".fit", n, steps, shuffle)
+            if resume.step and not data.mid_epoch_resumable:
+                raise ValueError(f"{what}: the backup was taken in the middle of an epoch, which "
+                                 "resumes only on arrays or a PyDataset, not on a generator or "
+                                 "iterator; use BackupAndRestore(save_freq='epoch') with them")
+            resume.check_fits(what, data.samples, steps, data.shuffle)
             first_epoch = max(first_epoch, resume.epoch)
         logs: dict = {}
         for epoch in range(first_epoch, int(epochs)):
@@ -201,30 +256,31 @@ class Model(Layer):
                 progress = resume
                 logs = progress.logs()
             else:
-                order = _rng.generator().permutation(n) if shuffle else None
-                progress = FitProgress(epoch, 0, steps, n, order, metrics_module.Mean(),
-                                       {m.name: metrics_module.Mean() for m in self.metrics})
+                progress = FitProgress(epoch, 0, steps, data.samples, data.new_order(),
+                                       *self._new_means())
             resume = None
             self._fit_progress = progress
-            loss_mean, metric_means = progress.loss_mean, progress.metric_means
-            for step in range(progress.step, steps):
-                callback_list.on_train_batch_begin(step)
-                x_batch, y_batch = _take_batch(x, y, progress.order, step * batch_size,
-                                               batch_size)
-                x_batch, y_batch = self._to_model_device(x_batch), self._to_model_device(y_batch)
-                loss_value, y_pred = self._train_step(x_batch, y_batch)
-                count = len(x_batch)
-                loss_mean.update(loss_value, count)
-                for metric in self.metrics:
-                    metric_means[metric.name].update(metric(y_batch, y_pred), count)
-                progress.step = step + 1
-                logs = progress.logs()
-                callback_list.on_train_batch_end(step, dict(logs))
-                if self.stop_training:
-                    break
+            with contextlib.closing(data.batches(progress.order, progress.step)) as batches:
+                for step, batch in enumerate(batches, start=progress.step):
+                    callback_list.on_train_batch_begin(step)
+                    x_batch, y_batch, weights = self._on_device(*batch)
+                    loss_value, y_pred = self._train_step(x_batch, y_batch, weights)
+                    self._update_means(progress.loss_mean, progress.metric_means, loss_value,
+                                       y_batch, y_pred, weights)
+                    progress.step = step + 1
+                    logs = progress.logs()
+                    callback_list.on_train_batch_end(step, dict(logs))
+                    if self.stop_training:
+                        break
+            if data.ran_out:
+                warnings.warn(_RAN_OUT, UserWarning, stacklevel=2)
+                self.stop_training = True
+                if progress.step == 0:
+                    break  # an epoch without a batch has no logs to report
+            data.on_epoch_end()
             epoch_logs = dict(logs)
             if validation is not None:
-                val_logs = self._evaluate_arrays(*validation, batch_size=batch_size, verbose=0)
+                val_logs = self._evaluate_data(what + " validation_data", validation, verbose=0)
                 epoch_logs.update({"val_" + key: value for key, value in val_logs.items()})
             callback_list.on_epoch_end(epoch, epoch_logs)
             logs = epoch_logs
@@ -234,81 +290,173 @@ class Model(Layer):
         self._fit_progress = None
         return history
 
-    def _evaluate_arrays(self, x, y, batch_size: int, verbose: int) -> dict:
-        n = len(x)
-        steps = math.ceil(n / batch_size)
-        progbar = callbacks_module.Progbar(steps, verbose=verbose) if verbose else None
-        loss_mean = metrics_module.Mean()
-        metric_means = {m.name: metrics_module.Mean() for m in self.metrics}
+    def _fit_data(self, what, x, y, sample_weight, class_weight, batch_size, shuffle,
+                  steps_per_epoch, validation_split):
+        """fit's training data, and the (x, y, sample_weight) split off for validation."""
+        if adapters.is_stream(x):
+            adapters.no_array_arguments(what, "x", y=y, sample_weight=sample_weight,
+                                        batch_size=batch_size)
+            if validation_split:
+                raise ValueError(f"{what}: validation_split needs array data; with a generator, "
+                                 "iterator or PyDataset pass validation_data")
+            return adapters.stream(what, x, steps_per_epoch, True, class_weight), None
+        x, y = _check_data(what, x, y)
+        batch_size = _check_batch_size(what, batch_size)
+        weights = adapters.check_sample_weight(what, sample_weight, len(x))
+        if class_weight is not None:
+            weights = adapters.class_weights_of(what, y, class_weight)
+        validation = None
+        if validation_split > 0:
+            split_at = int(math.floor(len(x) * (1.0 - validation_split)))
+            if split_at == 0 or split_at == len(x):
+                raise ValueError(f"{what}: {len(x)} samples are too few to split off "
+                                 f"validation_split={validation_split} of them for validation")
+            validation = (x[split_at:], y[split_at:],
+                          None if weights is None else weights[split_at:])
+            x, y = x[:split_at], y[:split_at]
+            weights = None if weights is None else weights[:split_at]
+        data = adapters.ArrayData(x, y, weights, batch_size, bool(shuffle))
+        if steps_per_epoch is not None:
+            if steps_per_epoch > data.steps:
+                raise ValueError(f"{what}: steps_per_epoch={steps_per_epoch} is more than the "
+                                 f"{data.steps} batches of {batch_size} that {len(x)} samples "
+                                 "make")
+            data.steps = steps_per_epoch
+        return data, validation
+
+    def _validation_data(self, what, validation_data, batch_size, steps):
+        if adapters.is_stream(validation_data):
+            return adapters.stream(what + " validation_data", validation_data, steps, True)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError(f"{what}: validation_data must be a tuple (x_val, y_val) or "
+                             f"(x_val, y_val, sample_weight_val), or a generator or PyDataset, "
+                             f"got {type(validation_data).__name__}"
+                             + (f" of length {len(validation_data)}"
+                                if isinstance(validation_data, (tuple, list)) else ""))
+        return self._array_data(what + " validation_data", *validation_data,
+                                batch_size=batch_size, steps=steps)
+
+    def _array_data(self, what, x, y, sample_weight=None, batch_size=None, steps=None):
+        """Checked arrays in order, for evaluation."""
+        x, y = _check_data(what, x, y)
+        data = adapters.ArrayData(x, y, adapters.check_sample_weight(what, sample_weight, len(x)),
+                                  _check_batch_size(what, batch_size), shuffle=False)
+        if steps is not None:
+            data.steps = min(steps, data.steps)
+        return data
+
+    def _evaluate_data(self, what: str, data, verbose: int) -> dict:
+        progbar = callbacks_module.Progbar(data.steps, verbose=verbose) if verbose else None
+        loss_mean, metric_means = self._new_means()
         regularization = self.regularization_loss() if self.built else None
-        for step in range(steps):
-            x_batch, y_batch = _take_batch(x, y, None, step * batch_size, batch_size)
-            x_batch, y_batch = self._to_model_device(x_batch), self._to_model_device(y_batch)
-            y_pred = self.forward(x_batch, training=False)
-            if regularization is None:  # built by this first batch
-                regularization = self.regularization_loss()
-            count = len(x_batch)
-            loss_mean.update(float(self.loss(y_batch, y_pred)) + regularization, count)
-            for metric in self.metrics:
-                metric_means[metric.name].update(metric(y_batch, y_pred), count)
-            if progbar is not None:
-                logs = {"loss": loss_mean.result()}
-                logs.update({name: mean.result() for name, mean in metric_means.items()})
-                progbar.update(step + 1, list(logs.items()), finalize=step == steps - 1)
-        logs = {"loss": loss_mean.result()}
-        logs.update({name: mean.result() for name, mean in metric_means.items()})
+        with contextlib.closing(data.batches(None, 0)) as batches:
+            for step, batch in enumerate(batches):
+                x_batch, y_batch, weights = self._on_device(*batch)
+                y_pred = self.forward(x_batch, training=False)
+                if regularization is None:  # built by this first batch
+                    regularization = self.regularization_loss()
+                loss_value = float(self.loss(y_batch, y_pred)) if weights is None \
+                    else weighting.weighted_loss(self.loss, y_batch, y_pred, weights)
+                self._update_means(loss_mean, metric_means, loss_value + regularization,
+                                   y_batch, y_pred, weights)
+                if progbar is not None:
+                    progbar.update(step + 1, list(means_logs(loss_mean, metric_means).items()))
+        if loss_mean.count == 0:
+            raise ValueError(f"{what}: the data yielded no batch to evaluate on (an exhausted "
+                             "generator? give validation_steps / steps with one that repeats, "
+                             "or use a PyDataset)")
+        if data.ran_out:
+            warnings.warn(_RAN_OUT, UserWarning, stacklevel=3)
+        logs = means_logs(loss_mean, metric_means)
+        if progbar is not None:
+            progbar.update(step + 1, list(logs.items()), finalize=True)
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
-        """Loss (and metrics) on (x, y) in inference mode, averaged over samples.
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, return_dict=False):
+        """Loss (and metrics) on the data in inference mode, averaged over samples.
 
+        x, y arrays (with sample_weight), or x a generator / iterator / PyDataset of
+        (x, y[, sample_weight]) batches read for `steps` batches (all when None).
         Returns the loss as a float when no metrics were compiled, else
         [loss, metric1, ...] in compile order, or a dict with return_dict=True.
         """
+        what = self._label() + ".evaluate"
         self._require_compiled("evaluate")
-        x, y = _check_data(self._label() + ".evaluate", x, y)
-        batch_size = _check_batch_size(self._label() + ".evaluate", batch_size)
-        verbose = _check_verbose(self._label() + ".evaluate", verbose)
-        return _format_results(self._evaluate_arrays(x, y, batch_size, verbose), return_dict)
+        verbose = _check_verbose(what, verbose)
+        steps = adapters.check_steps(what, "steps", steps)
+        if adapters.is_stream(x):
+            adapters.no_array_arguments(what, "x", y=y, sample_weight=sample_weight,
+                                        batch_size=batch_size)
+            data = adapters.stream(what, x, steps, True)
+        else:
+            data = self._array_data(what, x, y, sample_weight, batch_size, steps)
+        return _format_results(self._evaluate_data(what, data, verbose), return_dict)
 
-    def predict(self, x, batch_size=None, verbose=0):
-        """Outputs for x (N, ...) in inference mode, computed in batches.
+    def predict(self, x, batch_size=None, verbose=0, steps=None):
+        """Outputs for x in inference mode, computed in batches.
 
-        Returns NumPy for NumPy (or list) input, CuPy for CuPy input. verbose=1 shows
-        a progress bar (Keras shows one by default; here it is off by default).
+        x an array (N, ...), or a generator / iterator / PyDataset of batches (x alone or
+        the first item of a tuple) read for `steps` batches (all when None). Returns NumPy
+        for NumPy (or list) input, CuPy for CuPy input. verbose=1 shows a progress bar
+        (Keras shows one by default; here it is off by default).
         """
         what = self._label() + ".predict"
-        x = _as_batch_array(what, "x", x)
-        if len(x) == 0:
-            raise ValueError(f"{what}: x is empty (0 samples)")
-        batch_size = _check_batch_size(what, batch_size)
         verbose = _check_verbose(what, verbose)
-        numpy_input = not backend.is_cuda_array(x)
-        steps = math.ceil(len(x) / batch_size)
-        progbar = callbacks_module.Progbar(steps, verbose=verbose) if verbose else None
-        outputs = []
-        for step in range(steps):
-            batch = x[step * batch_size:(step + 1) * batch_size]
-            y_pred = self.forward(self._to_model_device(batch), training=False)
-            outputs.append(backend.to_numpy(y_pred) if numpy_input else y_pred)
-            if progbar is not None:
-                progbar.update(step + 1, finalize=step == steps - 1)
+        steps = adapters.check_steps(what, "steps", steps)
+        if adapters.is_stream(x):
+            adapters.no_array_arguments(what, "x", batch_size=batch_size)
+            data = adapters.stream(what, x, steps, with_targets=False)
+        else:
+            x = _as_batch_array(what, "x", x)
+            if len(x) == 0:
+                raise ValueError(f"{what}: x is empty (0 samples)")
+            data = adapters.ArrayData(x, None, None, _check_batch_size(what, batch_size),
+                                      shuffle=False)
+            if steps is not None:
+                data.steps = min(steps, data.steps)
+        progbar = callbacks_module.Progbar(data.steps, verbose=verbose) if verbose else None
+        outputs, numpy_input = [], True
+        with contextlib.closing(data.batches(None, 0)) as batches:
+            for step, (batch, _, _) in enumerate(batches):
+                numpy_input = not backend.is_cuda_array(batch)
+                y_pred = self.forward(self._to_model_device(batch), training=False)
+                outputs.append(backend.to_numpy(y_pred) if numpy_input else y_pred)
+                if progbar is not None:
+                    progbar.update(step + 1)
+        if not outputs:
+            raise ValueError(f"{what}: the data yielded no batch to predict on")
+        if progbar is not None:
+            progbar.update(len(outputs), finalize=True)
         xp = np if numpy_input else backend.get_array_module(outputs[0])
         return outputs[0] if len(outputs) == 1 else xp.concatenate(outputs, axis=0)
 
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
         """One update on the batch (x, y); returns its loss (and metrics) before the update."""
+        what = self._label() + ".train_on_batch"
         self._require_compiled("train_on_batch")
-        x, y = _check_data(self._label() + ".train_on_batch", x, y)
-        x, y = self._to_model_device(x), self._to_model_device(y)
-        loss_value, y_pred = self._train_step(x, y)
-        return _format_results(self._batch_logs(loss_value, y, y_pred), return_dict)
+        x, y = _check_data(what, x, y)
+        weights = adapters.check_sample_weight(what, sample_weight, len(x))
+        class_weight = adapters.check_class_weight(what, class_weight)
+        if class_weight is not None:
+            if weights is not None:
+                raise ValueError(f"{what}: class_weight and sample_weight cannot be used at "
+                                 "the same time")
+            weights = adapters.class_weights_of(what, y, class_weight)
+        x, y, weights = self._on_device(x, y, weights)
+        loss_value, y_pred = self._train_step(x, y, weights)
+        loss_mean, metric_means = self._new_means()
+        self._update_means(loss_mean, metric_means, loss_value, y, y_pred, weights)
+        return _format_results(means_logs(loss_mean, metric_means), return_dict)
 
-    def test_on_batch(self, x, y, return_dict=False):
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss (and metrics) on one batch in inference mode, without updating."""
+        what = self._label() + ".test_on_batch"
         self._require_compiled("test_on_batch")
-        x, y = _check_data(self._label() + ".test_on_batch", x, y)
-        return _format_results(self._evaluate_arrays(x, y, len(x), verbose=0), return_dict)
+        x, y = _check_data(what, x, y)
+        data = self._array_data(what, x, y, sample_weight, batch_size=len(x))
+        return _format_results(self._evaluate_data(what, data, verbose=0), return_dict)
 
     def predict_on_batch(self, x):
         """Outputs for one batch x (N, ...), NumPy for NumPy input."""
