@@ -169,8 +169,8 @@ class Optimizer:
     def learning_rate(self) -> float:
         """The learning rate of the next step (a schedule evaluated at `iterations`).
 
-        Settable with a float (callbacks such as ReduceLROnPlateau do this; a
-        float replaces a schedule) or with a LearningRateSchedule.
+        Settable with a float (callbacks such as ReduceLROnPlateau do this) or with a
+        LearningRateSchedule; as in Keras, a float cannot replace a schedule (TypeError).
         """
         if isinstance(self._learning_rate, LearningRateSchedule):
             return float(self._learning_rate(self.iterations))
@@ -180,6 +180,10 @@ class Optimizer:
     def learning_rate(self, value):
         if isinstance(value, LearningRateSchedule):
             self._learning_rate = value
+        elif isinstance(getattr(self, "_learning_rate", None), LearningRateSchedule):
+            raise TypeError(f"{type(self).__name__} was created with a LearningRateSchedule as "
+                            "its learning_rate, so its learning rate cannot be set to a number "
+                            f"(got {value!r}); set another LearningRateSchedule instead")
         else:
             # >= 0 rather than > 0: schedules set from callbacks may anneal to exactly 0.
             self._learning_rate = _real(type(self).__name__, "learning_rate", value,
@@ -265,7 +269,8 @@ class Optimizer:
         elif self.clipvalue is not None:
             grads = [backend.get_array_module(g).clip(g, -self.clipvalue, self.clipvalue)
                      for g in grads]
-        return [backend.get_array_module(g).ascontiguousarray(g) for g in grads]
+        # Not ascontiguousarray: it turns a scalar variable's () gradient into (1,).
+        return [g if g.flags.c_contiguous else g.copy(order="C") for g in grads]
 
     def _clip_by_norm(self, grad):
         xp = backend.get_array_module(grad)
