@@ -21,16 +21,42 @@ def _as_batch_array(what: str, name: str, value):
     return value
 
 
+def _is_target_structure(y) -> bool:
+    """A dict of targets, or a list/tuple of arrays (one per output), as Keras reads y."""
+    return isinstance(y, dict) or (isinstance(y, (list, tuple)) and len(y) > 0 and all(
+        isinstance(t, np.ndarray) or backend.is_cuda_array(t) for t in y))
+
+
+def map_targets(y, fn):
+    """fn applied to each array of y: one array, a list of arrays or a dict of arrays."""
+    if isinstance(y, dict):
+        return {name: fn(target) for name, target in y.items()}
+    if isinstance(y, list):
+        return [fn(target) for target in y]
+    return fn(y)
+
+
 def _check_data(what: str, x, y):
+    """x as an array; y as an array, or (several outputs) a list or dict of arrays; all
+    with the same number of samples."""
     x = _as_batch_array(what, "x", x)
     if y is None:
         raise ValueError(f"{what}: y (the targets) is required")
-    y = _as_batch_array(what, "y", y)
+    if _is_target_structure(y):
+        labels = list(y) if isinstance(y, dict) else range(len(y))
+        y = {name: _as_batch_array(what, f"y[{name!r}]", y[name]) for name in labels} \
+            if isinstance(y, dict) else [_as_batch_array(what, f"y[{i}]", t) for i, t in enumerate(y)]
+        targets = [(f"y[{name!r}]", y[name]) for name in labels]
+    else:
+        y = _as_batch_array(what, "y", y)
+        targets = [("y", y)]
     if len(x) == 0:
         raise ValueError(f"{what}: x is empty (0 samples)")
-    if len(x) != len(y):
-        raise ValueError(f"{what}: x and y must have the same number of samples, got {len(x)} "
-                         f"(x shape {tuple(x.shape)}) and {len(y)} (y shape {tuple(y.shape)})")
+    for name, target in targets:
+        if len(x) != len(target):
+            raise ValueError(f"{what}: x and {name} must have the same number of samples, got "
+                             f"{len(x)} (x shape {tuple(x.shape)}) and {len(target)} ({name} "
+                             f"shape {tuple(target.shape)})")
     return x, y
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _rng, backend
 from ..py_dataset import PyDataset, batches_in_order
-from .data import _as_batch_array, _check_data, _take_batch
+from .data import _as_batch_array, _check_data, _take_batch, map_targets
 
 
 def check_steps(what: str, name: str, steps):
@@ -70,6 +70,9 @@ def check_class_weight(what: str, class_weight):
 def class_weights_of(what: str, y, class_weight: dict) -> np.ndarray:
     """Keras's conversion: each sample weighs class_weight[its class] (1 for classes not
     in the dict); the class is y for labels (N,) or (N, 1), argmax for one-hot (N, C)."""
+    if isinstance(y, (list, dict)):
+        raise ValueError(f"{what}: class_weight is only supported for models with one output; "
+                         "give sample_weight instead")
     labels = np.asarray(backend.to_numpy(y))
     if labels.ndim > 2:
         raise ValueError(f"{what}: class_weight needs targets of shape (N,), (N, 1) or one-hot "
@@ -119,8 +122,11 @@ class ArrayData:
 
     def batches(self, order, start: int):
         for step in range(start, self.steps):
-            yield _take_batch((self.x, self.y, self.sample_weight), order,
-                              step * self.batch_size, self.batch_size)
+            begin = step * self.batch_size
+            x, weights = _take_batch((self.x, self.sample_weight), order, begin, self.batch_size)
+            y = None if self.y is None else map_targets(
+                self.y, lambda t: _take_batch((t,), order, begin, self.batch_size)[0])
+            yield x, y, weights
 
     def on_epoch_end(self) -> None:
         pass

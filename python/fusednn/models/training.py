@@ -25,16 +25,17 @@ import warnings
 
 import numpy as np
 
-from .. import _rng, backend, io, losses, optimizers, utils
+from .. import backend, io, optimizers, utils
 from .. import callbacks as callbacks_module
 from .. import metrics as metrics_module
 from ..errors import StateError
 from ..fit_progress import FitProgress, means_logs
 from ..layers.base import Layer
 from . import data_adapters as adapters
-from . import weighting
+from . import output_terms, weighting
 from .summary import summary_lines
-from .data import _as_batch_array, _check_batch_size, _check_data, _check_verbose, _format_results
+from .data import (_as_batch_array, _check_batch_size, _check_data, _check_verbose,
+                   _format_results, map_targets)
 
 # Keras's warning when a generator or iterator stops before the batches asked for.
 _RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset "
@@ -50,6 +51,7 @@ class Model(Layer):
         self.loss = None
         self.metrics: list[metrics_module.Metric] = []
         self.weighted_metrics: list[metrics_module.Metric] = []
+        self._terms: list[output_terms.OutputTerm] = []
         self.stop_training = False
         self.history = None
         # fit's position (FitProgress) while it runs, and where BackupAndRestore resumes it.
@@ -57,38 +59,31 @@ class Model(Layer):
         self._resume_from = None
 
     # ----- compile / train / evaluate ---------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None) -> None:
-        """Sets the optimizer, loss and metrics (names as in Keras, or objects).
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None) -> None:
+        """Sets the optimizer, loss(es) and metrics (names as in Keras, or objects).
 
         As in Keras 3, `metrics` ignore sample weights and `weighted_metrics` use them;
         a weighted metric named like an unweighted one is logged as "weighted_<name>".
+        A model with several outputs (`output_names`) takes one loss for all outputs or
+        one per output (list or dict by output name), likewise loss_weights, metrics and
+        weighted_metrics; see models/output_terms.py for the names in the logs.
         """
+        what = self._label() + ".compile"
         self.optimizer = optimizers.get(optimizer)
-        self.loss = None if loss is None else losses.get(loss)
-        self.metrics = self._resolve_metrics(metrics)
-        unweighted = {m.name for m in self.metrics}
-        self.weighted_metrics = [
-            metrics_module.Metric(m.fn, "weighted_" + m.name) if m.name in unweighted else m
-            for m in self._resolve_metrics(weighted_metrics)]
-        self._check_unique_names()
+        self._terms = output_terms.resolve(what, getattr(self, "output_names", None), loss,
+                                           loss_weights, metrics, weighted_metrics)
+        several = self._several_outputs()
+        self.loss = [t.loss for t in self._terms] if several else self._terms[0].loss
+        self.metrics = [m for term in self._terms for m in term.metrics]
+        self.weighted_metrics = [m for term in self._terms for m in term.weighted_metrics]
 
-    def _resolve_metrics(self, metrics) -> list:
-        if metrics is None:
-            metrics = []
-        elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
-            metrics = [metrics]
-        return [metrics_module.get(m, loss=self.loss) for m in metrics]
-
-    def _check_unique_names(self) -> None:
-        names = [m.name for m in self.metrics + self.weighted_metrics]
-        duplicated = sorted({n for n in names if names.count(n) > 1 or n == "loss"})
-        if duplicated:
-            raise ValueError(f"{self._label()}.compile: metric names must be unique and not "
-                             f"'loss', got {names}")
+    def _several_outputs(self) -> bool:
+        return len(getattr(self, "output_names", None) or []) > 1
 
     @property
     def metrics_names(self) -> list[str]:
-        return ["loss"] + [m.name for m in self.metrics + self.weighted_metrics]
+        return list(means_logs(*self._new_means()))
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
@@ -106,13 +101,45 @@ class Model(Layer):
 
     def _uses_softmax_fusion(self) -> bool:
         # Losses offer the method only when they take probabilities (from_logits=False).
-        return self.outputs_softmax and hasattr(self.loss, "value_and_grad_from_logits")
+        return (not self._several_outputs() and self.outputs_softmax
+                and hasattr(self.loss, "value_and_grad_from_logits"))
 
     def _fused_loss_value(self, y, logits) -> float:
         return self.loss.value_and_grad_from_logits(y, logits)[0]
 
-    def _train_step(self, x, y, sample_weight=None) -> tuple[float, object]:
-        """One optimizer update on the batch; returns (loss incl. regularization, predictions).
+    def _per_output(self, values) -> list:
+        """Targets or predictions as one list entry per output."""
+        return list(values) if self._several_outputs() else [values]
+
+    def _output_losses(self, y, y_pred, sample_weight, with_grad: bool) -> list:
+        """(term, loss value or None, gradient or None) for every output, weighted by the
+        samples' weights as Keras does (models/weighting.py), before the loss weights."""
+        results = []
+        for term, y_true, pred in zip(self._terms, self._per_output(y),
+                                      self._per_output(y_pred)):
+            if term.loss is None:
+                results.append((term, None, None))
+                continue
+            if with_grad:
+                value, grad = term.loss.value_and_grad(y_true, pred)
+            else:
+                value, grad = term.loss(y_true, pred), None
+            if sample_weight is not None:
+                value = weighting.weighted_loss(term.loss, y_true, pred, sample_weight)
+                grad = None if grad is None else weighting.scale_rows(grad, sample_weight)
+            results.append((term, float(value), grad))
+        return results
+
+    def _total_loss(self, parts) -> tuple[float, dict]:
+        """(sum of loss_weight * output loss, {"<output>_loss": loss} with several outputs)."""
+        total = sum(term.weight * value for term, value, _ in parts if value is not None)
+        if not self._several_outputs():
+            return total, {}
+        return total, {term.loss_log_name: value for term, value, _ in parts if value is not None}
+
+    def _train_step(self, x, y, sample_weight=None) -> tuple[float, object, dict]:
+        """One optimizer update on the batch; returns (loss incl. regularization,
+        predictions, each output's loss when there are several).
 
         sample_weight (N,) NumPy or None weights each sample's loss as Keras does
         (models/weighting.py), in the value and in the gradient.
@@ -124,38 +151,41 @@ class Model(Layer):
         if checked:
             utils.check_finite(y, f"the targets (y) given to {self._label()} hold non-finite "
                                   "values")
-        fused = self._uses_softmax_fusion()
-        if fused:
-            loss_input = self.logits_of_last_forward()
-            loss_value, grad = self.loss.value_and_grad_from_logits(y, loss_input)
+        if self._uses_softmax_fusion():
+            logits = self.logits_of_last_forward()
+            loss_value, grad = self.loss.value_and_grad_from_logits(y, logits)
+            if sample_weight is not None:
+                loss_value = weighting.weighted_loss(self._fused_loss_value, y, logits,
+                                                     sample_weight)
+                grad = weighting.scale_rows(grad, sample_weight)
+            output_losses, backward = {}, self.backward_from_logits
         else:
-            loss_input = y_pred
-            loss_value, grad = self.loss.value_and_grad(y, y_pred)
-        if sample_weight is not None:
-            loss_value = weighting.weighted_loss(self._fused_loss_value if fused else self.loss,
-                                                 y, loss_input, sample_weight)
-            grad = weighting.scale_rows(grad, sample_weight)
+            parts = self._output_losses(y, y_pred, sample_weight, with_grad=True)
+            loss_value, output_losses = self._total_loss(parts)
+            grads = [grad if grad is None or term.weight == 1.0 else grad * term.weight
+                     for term, _, grad in parts]
+            grad, backward = (grads if self._several_outputs() else grads[0]), self.backward
         if checked:
-            utils.check_finite(np.asarray(loss_value), f"loss '{self.loss.name}' is "
-                               "non-finite for finite predictions and targets")
+            utils.check_finite(np.asarray(loss_value), f"loss '{getattr(self.loss, 'name', 'loss')}'"
+                               " is non-finite for finite predictions and targets")
         with self._input_grad_unused():
-            if fused:
-                self.backward_from_logits(grad)
-            else:
-                self.backward(grad)
+            backward(grad)
         # Keras reports the loss at the weights the gradient was taken at, penalties included.
         loss_value = float(loss_value) + self.regularization_loss()
         self.optimizer.step(self)
-        return loss_value, y_pred
+        return loss_value, y_pred, output_losses
 
     def _check_targets(self, x, y) -> None:
-        """The loss's checks of y (class indices in range, ...) before the forward runs."""
-        shape = self.compute_output_shape((None,) + tuple(x.shape[1:]))
-        if any(size is None for size in shape[1:]):
-            return  # the output's size is known only after the forward; the loss checks then
+        """The losses' checks of y (class indices in range, ...) before the forward runs."""
+        if not hasattr(x, "shape"):
+            return  # several inputs: the losses check their targets after the forward
+        shapes = self._per_output(self.compute_output_shape((None,) + tuple(x.shape[1:])))
         xp = backend.get_array_module(x)
-        stand_in = xp.broadcast_to(xp.zeros((), self.dtype), (len(x),) + tuple(shape[1:]))
-        self.loss.check_targets(y, stand_in)
+        for term, y_true, shape in zip(self._terms, self._per_output(y), shapes):
+            if term.loss is None or any(size is None for size in shape[1:]):
+                continue  # the output's size is known only after the forward; the loss checks then
+            stand_in = xp.broadcast_to(xp.zeros((), self.dtype), (len(x),) + tuple(shape[1:]))
+            term.loss.check_targets(y_true, stand_in)
 
     @contextlib.contextmanager
     def _input_grad_unused(self):
@@ -164,26 +194,65 @@ class Model(Layer):
         yield
 
     def _new_means(self) -> tuple:
-        """Running means of the loss and of every metric, empty."""
-        return metrics_module.Mean(), {m.name: metrics_module.Mean()
-                                       for m in self.metrics + self.weighted_metrics}
+        """Running means of the loss and of every log entry after it, empty, in log order."""
+        names = [term.loss_log_name for term in self._terms
+                 if term.loss is not None and self._several_outputs()]
+        names += [m.name for term in self._terms for m in term.metrics + term.weighted_metrics]
+        return metrics_module.Mean(), {name: metrics_module.Mean() for name in names}
 
-    def _update_means(self, loss_mean, metric_means, loss_value, y, y_pred, sample_weight):
-        """Adds one batch: the loss weighted by batch size (as Keras's loss tracker), the
+    def _update_means(self, loss_mean, metric_means, loss_value, output_losses, y, y_pred,
+                      sample_weight):
+        """Adds one batch: the losses weighted by batch size (as Keras's loss trackers), the
         metrics by batch size, the weighted metrics by their sample weights."""
-        count = len(y)
+        count = len(self._per_output(y_pred)[0])
         loss_mean.update(loss_value, count)
-        for metric in self.metrics:
-            metric_means[metric.name].update(metric(y, y_pred), count)
-        for metric in self.weighted_metrics:
-            if sample_weight is None:
-                metric_means[metric.name].update(metric(y, y_pred), count)
-            else:
-                metric_means[metric.name].update(
-                    *weighting.weighted_metric(metric, y, y_pred, sample_weight))
+        for name, value in output_losses.items():
+            metric_means[name].update(value, count)
+        for term, y_true, pred in zip(self._terms, self._per_output(y), self._per_output(y_pred)):
+            for metric in term.metrics:
+                metric_means[metric.name].update(metric(y_true, pred), count)
+            for metric in term.weighted_metrics:
+                if sample_weight is None:
+                    metric_means[metric.name].update(metric(y_true, pred), count)
+                else:
+                    metric_means[metric.name].update(
+                        *weighting.weighted_metric(metric, y_true, pred, sample_weight))
 
-    def _on_device(self, x, y, sample_weight):
-        return self._to_model_device(x), self._to_model_device(y), sample_weight
+    def _prepared(self, what: str, x, y, sample_weight):
+        """A batch on the model's device, with y as one target per output."""
+        y = self._targets(what, y)
+        if y is not None:
+            y = [None if t is None else self._to_model_device(t) for t in y] \
+                if self._several_outputs() else self._to_model_device(y)
+        return self._to_model_device(x), y, sample_weight
+
+    def _targets(self, what: str, y):
+        """y for the model's outputs: an array for one output; a list in output order
+        (from a list or a dict keyed by output name) for several."""
+        if y is None:
+            return None
+        if not self._several_outputs():
+            if isinstance(y, (list, dict)):
+                raise ValueError(f"{what}: the model has one output, so y must be one array, "
+                                 f"got a {type(y).__name__} of {len(y)} arrays")
+            return y
+        names = list(self.output_names)
+        if isinstance(y, dict):
+            unknown = sorted(set(y) - set(names))
+            if unknown:
+                raise ValueError(f"{what}: y names outputs {unknown} that the model does not "
+                                 f"have; its outputs are {names}")
+            y = [y.get(name) for name in names]
+        elif not isinstance(y, list) or len(y) != len(names):
+            raise ValueError(f"{what}: the model has outputs {names}, so y must be a list of "
+                             f"{len(names)} arrays or a dict keyed by output name, got "
+                             + (f"a list of {len(y)}" if isinstance(y, list)
+                                else f"one {type(y).__name__}"))
+        for term, target in zip(self._terms, y):
+            if target is None and (term.loss or term.metrics or term.weighted_metrics):
+                raise ValueError(f"{what}: y has no target for output '{term.name}', which "
+                                 "has a loss or metrics")
+        return y
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -263,10 +332,11 @@ class Model(Layer):
             with contextlib.closing(data.batches(progress.order, progress.step)) as batches:
                 for step, batch in enumerate(batches, start=progress.step):
                     callback_list.on_train_batch_begin(step)
-                    x_batch, y_batch, weights = self._on_device(*batch)
-                    loss_value, y_pred = self._train_step(x_batch, y_batch, weights)
+                    x_batch, y_batch, weights = self._prepared(what, *batch)
+                    loss_value, y_pred, output_losses = self._train_step(x_batch, y_batch,
+                                                                         weights)
                     self._update_means(progress.loss_mean, progress.metric_means, loss_value,
-                                       y_batch, y_pred, weights)
+                                       output_losses, y_batch, y_pred, weights)
                     progress.step = step + 1
                     logs = progress.logs()
                     callback_list.on_train_batch_end(step, dict(logs))
@@ -311,9 +381,9 @@ class Model(Layer):
             if split_at == 0 or split_at == len(x):
                 raise ValueError(f"{what}: {len(x)} samples are too few to split off "
                                  f"validation_split={validation_split} of them for validation")
-            validation = (x[split_at:], y[split_at:],
+            validation = (x[split_at:], map_targets(y, lambda t: t[split_at:]),
                           None if weights is None else weights[split_at:])
-            x, y = x[:split_at], y[:split_at]
+            x, y = x[:split_at], map_targets(y, lambda t: t[:split_at])
             weights = None if weights is None else weights[:split_at]
         data = adapters.ArrayData(x, y, weights, batch_size, bool(shuffle))
         if steps_per_epoch is not None:
@@ -351,14 +421,14 @@ class Model(Layer):
         regularization = self.regularization_loss() if self.built else None
         with contextlib.closing(data.batches(None, 0)) as batches:
             for step, batch in enumerate(batches):
-                x_batch, y_batch, weights = self._on_device(*batch)
+                x_batch, y_batch, weights = self._prepared(what, *batch)
                 y_pred = self.forward(x_batch, training=False)
                 if regularization is None:  # built by this first batch
                     regularization = self.regularization_loss()
-                loss_value = float(self.loss(y_batch, y_pred)) if weights is None \
-                    else weighting.weighted_loss(self.loss, y_batch, y_pred, weights)
+                loss_value, output_losses = self._total_loss(
+                    self._output_losses(y_batch, y_pred, weights, with_grad=False))
                 self._update_means(loss_mean, metric_means, loss_value + regularization,
-                                   y_batch, y_pred, weights)
+                                   output_losses, y_batch, y_pred, weights)
                 if progbar is not None:
                     progbar.update(step + 1, list(means_logs(loss_mean, metric_means).items()))
         if loss_mean.count == 0:
@@ -444,10 +514,11 @@ class Model(Layer):
                 raise ValueError(f"{what}: class_weight and sample_weight cannot be used at "
                                  "the same time")
             weights = adapters.class_weights_of(what, y, class_weight)
-        x, y, weights = self._on_device(x, y, weights)
-        loss_value, y_pred = self._train_step(x, y, weights)
+        x, y, weights = self._prepared(what, x, y, weights)
+        loss_value, y_pred, output_losses = self._train_step(x, y, weights)
         loss_mean, metric_means = self._new_means()
-        self._update_means(loss_mean, metric_means, loss_value, y, y_pred, weights)
+        self._update_means(loss_mean, metric_means, loss_value, output_losses, y, y_pred,
+                           weights)
         return _format_results(means_logs(loss_mean, metric_means), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
