@@ -191,3 +191,16 @@ def test_bad_multi_output_arguments_are_clear_errors(rng):
     with pytest.raises(ValueError, match="class_weight is only supported for models with one "
                                          "output"):
         model.fit(x, [y_a, y_b], class_weight={0: 2.0}, verbose=0)
+
+
+def test_predict_returns_one_array_per_output(rng):
+    x, _, _ = _data(rng, 10)
+    model = _compiled(**LIST_FORM)
+    whole = model.forward(x)
+    for predicted in (model.predict(x, batch_size=4),
+                      model.predict(iter([x[:4], x[4:8], x[8:]])),
+                      model.predict_on_batch(x)):
+        assert len(predicted) == 2
+        for got, want in zip(predicted, whole):
+            # Dense rows do not depend on the batch they are in: the same products and sums.
+            np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)

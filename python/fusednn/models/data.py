@@ -21,42 +21,63 @@ def _as_batch_array(what: str, name: str, value):
     return value
 
 
-def _is_target_structure(y) -> bool:
-    """A dict of targets, or a list/tuple of arrays (one per output), as Keras reads y."""
-    return isinstance(y, dict) or (isinstance(y, (list, tuple)) and len(y) > 0 and all(
-        isinstance(t, np.ndarray) or backend.is_cuda_array(t) for t in y))
+def _is_structure(value) -> bool:
+    """A dict of arrays, or a list/tuple of arrays: one per model input or output, as Keras
+    reads x and y (a list of numbers stays one array)."""
+    return isinstance(value, dict) or (isinstance(value, (list, tuple)) and len(value) > 0
+                                       and all(isinstance(v, np.ndarray)
+                                               or backend.is_cuda_array(v) for v in value))
 
 
-def map_targets(y, fn):
-    """fn applied to each array of y: one array, a list of arrays or a dict of arrays."""
-    if isinstance(y, dict):
-        return {name: fn(target) for name, target in y.items()}
-    if isinstance(y, list):
-        return [fn(target) for target in y]
-    return fn(y)
+def map_arrays(value, fn):
+    """fn applied to each array of value: one array, a list of arrays or a dict of arrays."""
+    if isinstance(value, dict):
+        return {name: fn(array) for name, array in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [fn(array) for array in value]
+    return fn(value)
+
+
+def _as_batch_arrays(what: str, name: str, value) -> tuple:
+    """(value with every array checked by _as_batch_array, [(label, array)])."""
+    if not _is_structure(value):
+        value = _as_batch_array(what, name, value)
+        return value, [(name, value)]
+    labels = list(value) if isinstance(value, dict) else range(len(value))
+    arrays = {label: _as_batch_array(what, f"{name}[{label!r}]", value[label])
+              for label in labels}
+    value = arrays if isinstance(value, dict) else list(arrays.values())
+    return value, [(f"{name}[{label!r}]", array) for label, array in arrays.items()]
+
+
+def first_array(value):
+    """An array itself, or the first array of a list or dict of arrays."""
+    if isinstance(value, dict):
+        return next(iter(value.values()))
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def num_samples(value) -> int:
+    """The batch size of an array or of a list or dict of arrays."""
+    return len(first_array(value))
 
 
 def _check_data(what: str, x, y):
-    """x as an array; y as an array, or (several outputs) a list or dict of arrays; all
-    with the same number of samples."""
-    x = _as_batch_array(what, "x", x)
+    """x and y as arrays, or (several inputs or outputs) lists or dicts of arrays; all with
+    the same number of samples."""
+    x, x_arrays = _as_batch_arrays(what, "x", x)
     if y is None:
         raise ValueError(f"{what}: y (the targets) is required")
-    if _is_target_structure(y):
-        labels = list(y) if isinstance(y, dict) else range(len(y))
-        y = {name: _as_batch_array(what, f"y[{name!r}]", y[name]) for name in labels} \
-            if isinstance(y, dict) else [_as_batch_array(what, f"y[{i}]", t) for i, t in enumerate(y)]
-        targets = [(f"y[{name!r}]", y[name]) for name in labels]
-    else:
-        y = _as_batch_array(what, "y", y)
-        targets = [("y", y)]
-    if len(x) == 0:
-        raise ValueError(f"{what}: x is empty (0 samples)")
-    for name, target in targets:
-        if len(x) != len(target):
-            raise ValueError(f"{what}: x and {name} must have the same number of samples, got "
-                             f"{len(x)} (x shape {tuple(x.shape)}) and {len(target)} ({name} "
-                             f"shape {tuple(target.shape)})")
+    y, y_arrays = _as_batch_arrays(what, "y", y)
+    first_name, first = x_arrays[0]
+    if len(first) == 0:
+        raise ValueError(f"{what}: {first_name} is empty (0 samples)")
+    for name, array in x_arrays[1:] + y_arrays:
+        if len(array) != len(first):
+            raise ValueError(f"{what}: {first_name} and {name} must have the same number of "
+                             f"samples, got {len(first)} ({first_name} shape "
+                             f"{tuple(first.shape)}) and {len(array)} ({name} shape "
+                             f"{tuple(array.shape)})")
     return x, y
 
 
@@ -77,15 +98,12 @@ def _check_verbose(what: str, verbose) -> int:
     raise ValueError(f"{what}: verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
 
 
-def _take_batch(arrays, order, start: int, size: int):
-    """Samples start..start+size of each array (None stays None), in `order` (a
-    permutation) when given."""
+def _take_batch(array, order, start: int, size: int):
+    """Samples start..start+size of array, in `order` (a permutation) when given."""
     if order is None:
-        return tuple(None if a is None else a[start:start + size] for a in arrays)
+        return array[start:start + size]
     index = order[start:start + size]
-    return tuple(None if a is None
-                 else a[backend.to_device(index, "cuda")] if backend.is_cuda_array(a)
-                 else a[index] for a in arrays)
+    return array[backend.to_device(index, "cuda") if backend.is_cuda_array(array) else index]
 
 
 def _format_results(logs: dict, return_dict: bool):

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _rng, backend
 from ..py_dataset import PyDataset, batches_in_order
-from .data import _as_batch_array, _check_data, _take_batch, map_targets
+from .data import _as_batch_arrays, _check_data, _take_batch, map_arrays, num_samples
 
 
 def check_steps(what: str, name: str, steps):
@@ -93,15 +93,15 @@ def _batch_parts(what: str, batch, with_targets: bool):
     else:
         x, y, weights = batch, None, None
     if not with_targets:
-        x = _as_batch_array(what, "x", x)
-        if len(x) == 0:
+        x = _as_batch_arrays(what, "x", x)[0]
+        if num_samples(x) == 0:
             raise ValueError(f"{what}: a batch of x is empty (0 samples)")
         return x, None, None
     if y is None:
         raise ValueError(f"{what}: each batch must be (x, y) or (x, y, sample_weight), got "
                          f"{'x alone' if not isinstance(batch, (tuple, list)) else '(x,)'}")
     x, y = _check_data(what, x, y)
-    return x, y, check_sample_weight(what, weights, len(x))
+    return x, y, check_sample_weight(what, weights, num_samples(x))
 
 
 class ArrayData:
@@ -113,7 +113,7 @@ class ArrayData:
     def __init__(self, x, y, sample_weight, batch_size: int, shuffle: bool, steps=None):
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.batch_size, self.shuffle = batch_size, shuffle
-        self.samples = len(x)
+        self.samples = num_samples(x)
         self.steps = math.ceil(self.samples / batch_size) if steps is None else steps
         self.ran_out = False
 
@@ -123,10 +123,12 @@ class ArrayData:
     def batches(self, order, start: int):
         for step in range(start, self.steps):
             begin = step * self.batch_size
-            x, weights = _take_batch((self.x, self.sample_weight), order, begin, self.batch_size)
-            y = None if self.y is None else map_targets(
-                self.y, lambda t: _take_batch((t,), order, begin, self.batch_size)[0])
-            yield x, y, weights
+
+            def take(array):
+                return _take_batch(array, order, begin, self.batch_size)
+
+            yield (map_arrays(self.x, take), None if self.y is None else map_arrays(self.y, take),
+                   None if self.sample_weight is None else take(self.sample_weight))
 
     def on_epoch_end(self) -> None:
         pass

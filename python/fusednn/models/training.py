@@ -34,8 +34,8 @@ from ..layers.base import Layer
 from . import data_adapters as adapters
 from . import output_terms, weighting
 from .summary import summary_lines
-from .data import (_as_batch_array, _check_batch_size, _check_data, _check_verbose,
-                   _format_results, map_targets)
+from .data import (_as_batch_arrays, _check_batch_size, _check_data, _check_verbose,
+                   _format_results, first_array, map_arrays, num_samples)
 
 # Keras's warning when a generator or iterator stops before the batches asked for.
 _RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset "
@@ -93,11 +93,14 @@ class Model(Layer):
             raise StateError(f"{self._label()}.{what}: compile() was called without a loss; "
                              "call model.compile(optimizer, loss=...)")
 
-    def _to_model_device(self, array):
-        # NumPy batches go to a GPU model's device; other mixes are left for the layers to reject.
-        if self.device == "cuda" and not backend.is_cuda_array(array):
-            return backend.to_device(array, "cuda")
-        return array
+    def _to_model_device(self, value):
+        """An array, or a list or dict of arrays (None entries kept), on the model's device."""
+        def move(array):
+            # NumPy goes to a GPU model's device; other mixes are left for the layers to reject.
+            if array is not None and self.device == "cuda" and not backend.is_cuda_array(array):
+                return backend.to_device(array, "cuda")
+            return array
+        return None if value is None else map_arrays(value, move)
 
     def _uses_softmax_fusion(self) -> bool:
         # Losses offer the method only when they take probabilities (from_logits=False).
@@ -220,11 +223,8 @@ class Model(Layer):
 
     def _prepared(self, what: str, x, y, sample_weight):
         """A batch on the model's device, with y as one target per output."""
-        y = self._targets(what, y)
-        if y is not None:
-            y = [None if t is None else self._to_model_device(t) for t in y] \
-                if self._several_outputs() else self._to_model_device(y)
-        return self._to_model_device(x), y, sample_weight
+        return (self._to_model_device(x), self._to_model_device(self._targets(what, y)),
+                sample_weight)
 
     def _targets(self, what: str, y):
         """y for the model's outputs: an array for one output; a list in output order
@@ -372,24 +372,26 @@ class Model(Layer):
             return adapters.stream(what, x, steps_per_epoch, True, class_weight), None
         x, y = _check_data(what, x, y)
         batch_size = _check_batch_size(what, batch_size)
-        weights = adapters.check_sample_weight(what, sample_weight, len(x))
+        samples = num_samples(x)
+        weights = adapters.check_sample_weight(what, sample_weight, samples)
         if class_weight is not None:
             weights = adapters.class_weights_of(what, y, class_weight)
         validation = None
         if validation_split > 0:
-            split_at = int(math.floor(len(x) * (1.0 - validation_split)))
-            if split_at == 0 or split_at == len(x):
-                raise ValueError(f"{what}: {len(x)} samples are too few to split off "
+            split_at = int(math.floor(samples * (1.0 - validation_split)))
+            if split_at == 0 or split_at == samples:
+                raise ValueError(f"{what}: {samples} samples are too few to split off "
                                  f"validation_split={validation_split} of them for validation")
-            validation = (x[split_at:], map_targets(y, lambda t: t[split_at:]),
+            validation = (map_arrays(x, lambda a: a[split_at:]),
+                          map_arrays(y, lambda a: a[split_at:]),
                           None if weights is None else weights[split_at:])
-            x, y = x[:split_at], map_targets(y, lambda t: t[:split_at])
+            x, y = map_arrays(x, lambda a: a[:split_at]), map_arrays(y, lambda a: a[:split_at])
             weights = None if weights is None else weights[:split_at]
         data = adapters.ArrayData(x, y, weights, batch_size, bool(shuffle))
         if steps_per_epoch is not None:
             if steps_per_epoch > data.steps:
                 raise ValueError(f"{what}: steps_per_epoch={steps_per_epoch} is more than the "
-                                 f"{data.steps} batches of {batch_size} that {len(x)} samples "
+                                 f"{data.steps} batches of {batch_size} that {data.samples} samples "
                                  "make")
             data.steps = steps_per_epoch
         return data, validation
@@ -409,7 +411,8 @@ class Model(Layer):
     def _array_data(self, what, x, y, sample_weight=None, batch_size=None, steps=None):
         """Checked arrays in order, for evaluation."""
         x, y = _check_data(what, x, y)
-        data = adapters.ArrayData(x, y, adapters.check_sample_weight(what, sample_weight, len(x)),
+        data = adapters.ArrayData(x, y, adapters.check_sample_weight(what, sample_weight,
+                                                                     num_samples(x)),
                                   _check_batch_size(what, batch_size), shuffle=False)
         if steps is not None:
             data.steps = min(steps, data.steps)
@@ -478,8 +481,8 @@ class Model(Layer):
             adapters.no_array_arguments(what, "x", batch_size=batch_size)
             data = adapters.stream(what, x, steps, with_targets=False)
         else:
-            x = _as_batch_array(what, "x", x)
-            if len(x) == 0:
+            x = _as_batch_arrays(what, "x", x)[0]
+            if num_samples(x) == 0:
                 raise ValueError(f"{what}: x is empty (0 samples)")
             data = adapters.ArrayData(x, None, None, _check_batch_size(what, batch_size),
                                       shuffle=False)
@@ -489,17 +492,23 @@ class Model(Layer):
         outputs, numpy_input = [], True
         with contextlib.closing(data.batches(None, 0)) as batches:
             for step, (batch, _, _) in enumerate(batches):
-                numpy_input = not backend.is_cuda_array(batch)
-                y_pred = self.forward(self._to_model_device(batch), training=False)
-                outputs.append(backend.to_numpy(y_pred) if numpy_input else y_pred)
+                numpy_input = not backend.is_cuda_array(first_array(batch))
+                outputs.append(self._predicted(batch, numpy_input))
                 if progbar is not None:
                     progbar.update(step + 1)
         if not outputs:
             raise ValueError(f"{what}: the data yielded no batch to predict on")
         if progbar is not None:
             progbar.update(len(outputs), finalize=True)
-        xp = np if numpy_input else backend.get_array_module(outputs[0])
-        return outputs[0] if len(outputs) == 1 else xp.concatenate(outputs, axis=0)
+        xp = np if numpy_input else backend.get_array_module(first_array(outputs[0]))
+        if isinstance(outputs[0], list):  # several outputs: one array each, all batches
+            return [xp.concatenate(per_output, axis=0) for per_output in zip(*outputs)]
+        return xp.concatenate(outputs, axis=0)
+
+    def _predicted(self, x, numpy_input: bool):
+        """The outputs for one batch (a list for several), NumPy when numpy_input."""
+        y_pred = self.forward(self._to_model_device(x), training=False)
+        return map_arrays(y_pred, backend.to_numpy) if numpy_input else y_pred
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
@@ -507,7 +516,7 @@ class Model(Layer):
         what = self._label() + ".train_on_batch"
         self._require_compiled("train_on_batch")
         x, y = _check_data(what, x, y)
-        weights = adapters.check_sample_weight(what, sample_weight, len(x))
+        weights = adapters.check_sample_weight(what, sample_weight, num_samples(x))
         class_weight = adapters.check_class_weight(what, class_weight)
         if class_weight is not None:
             if weights is not None:
@@ -526,14 +535,13 @@ class Model(Layer):
         what = self._label() + ".test_on_batch"
         self._require_compiled("test_on_batch")
         x, y = _check_data(what, x, y)
-        data = self._array_data(what, x, y, sample_weight, batch_size=len(x))
+        data = self._array_data(what, x, y, sample_weight, batch_size=num_samples(x))
         return _format_results(self._evaluate_data(what, data, verbose=0), return_dict)
 
     def predict_on_batch(self, x):
         """Outputs for one batch x (N, ...), NumPy for NumPy input."""
-        x = _as_batch_array(self._label() + ".predict_on_batch", "x", x)
-        y_pred = self.forward(self._to_model_device(x), training=False)
-        return y_pred if backend.is_cuda_array(x) else backend.to_numpy(y_pred)
+        x = _as_batch_arrays(self._label() + ".predict_on_batch", "x", x)[0]
+        return self._predicted(x, numpy_input=not backend.is_cuda_array(first_array(x)))
 
     # ----- summary ------------------------------------------------------------
     def summary(self, line_length=None, positions=None, print_fn=None) -> None:
