@@ -204,3 +204,81 @@ def test_predict_returns_one_array_per_output(rng):
         for got, want in zip(predicted, whole):
             # Dense rows do not depend on the batch they are in: the same products and sums.
             np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
+
+
+# ----- on the functional Model (models/functional.py) -------------------------------------
+
+def _functional(outputs_as_dict=False, dtype="float64"):
+    features = fd.Input((4,), name="features", dtype=dtype)
+    hidden = layers.Dense(16, activation="tanh", name="hidden", dtype=dtype)(features)
+    out_a = layers.Dense(1, name="out_a", dtype=dtype)(hidden)
+    out_b = layers.Dense(3, activation="softmax", name="out_b", dtype=dtype)(hidden)
+    return fd.Model(features, {"out_a": out_a, "out_b": out_b} if outputs_as_dict
+                    else [out_a, out_b])
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_functional_two_output_model_learns_both_tasks(rng, as_dict):
+    x = rng.standard_normal((400, 4))
+    y_a, y_b = x @ np.array([1.0, -2.0, 0.5, 0.0]), np.argmax(x[:, :3], axis=1)
+    fd.utils.set_random_seed(1)
+    model = _functional(outputs_as_dict=as_dict)
+    assert model.output_names == ["out_a", "out_b"]
+    model.compile(fd.optimizers.Adam(0.01), **(DICT_FORM if as_dict else LIST_FORM))
+    y = {"out_a": y_a, "out_b": y_b} if as_dict else [y_a, y_b]
+    history = model.fit(x, y, batch_size=32, epochs=40, verbose=0, validation_split=0.2).history
+    assert list(history)[:5] == ["loss", "out_a_loss", "out_b_loss", "out_a_mae",
+                                 "out_b_accuracy"]
+    # Chance levels: out_a's MSE starts near var(y_a) = 5.25, out_b's accuracy near 1/3.
+    assert history["out_a_loss"][-1] < 0.05 * history["out_a_loss"][0]
+    assert history["val_out_b_accuracy"][-1] > 0.9
+    predicted = model.predict(x[:5])
+    if as_dict:
+        assert sorted(predicted) == ["out_a", "out_b"]
+        predicted = [predicted["out_a"], predicted["out_b"]]
+    assert [p.shape for p in predicted] == [(5, 1), (5, 3)]
+
+
+def test_functional_two_output_step_equals_the_double(rng):
+    # The same weights, data and compile settings: the functional graph and the hand-written
+    # double must compute the same float64 step (same products, same order).
+    x, y_a, y_b = _data(rng, 12)
+    functional = _functional()
+    functional.compile(fd.optimizers.SGD(LR), **LIST_FORM)
+    double = TwoHeads(hidden=layers.Dense(16, activation="tanh", dtype="float64"))
+    double.compile(fd.optimizers.SGD(LR), **LIST_FORM)
+    double.build((None, 4))
+    double.set_weights(functional.get_weights())
+    weights = rng.random(12)
+    logs = [m.train_on_batch(x, [y_a, y_b], sample_weight=weights, return_dict=True)
+            for m in (functional, double)]
+    assert logs[0] == logs[1]
+    for a, b in zip(functional.get_weights(), double.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_functional_two_inputs_from_arrays_and_a_generator(rng):
+    def two_inputs():
+        left, right = fd.Input((3,), name="left"), fd.Input((2,), name="right")
+        merged = layers.Concatenate()([left, right])
+        return fd.Model([left, right], layers.Dense(1, name="out")(merged))
+
+    x_left, x_right = rng.standard_normal((64, 3)), rng.standard_normal((64, 2))
+    y = x_left.sum(axis=1) - 2 * x_right[:, 0]
+    results = []
+    for data in ({"x": [x_left, x_right], "y": y, "batch_size": 16, "shuffle": False},
+                 {"x": iter([([x_left[i:i + 16], x_right[i:i + 16]], y[i:i + 16])
+                             for i in range(0, 64, 16)])}):
+        fd.utils.set_random_seed(3)
+        model = two_inputs()
+        model.compile(fd.optimizers.SGD(0.05), "mse")
+        results.append((model.fit(**data, verbose=0).history, model.get_weights()))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+    fd.utils.set_random_seed(3)
+    model = two_inputs()
+    model.compile(fd.optimizers.SGD(0.05), "mse")
+    history = model.fit({"left": x_left, "right": x_right}, y, epochs=60, verbose=0,
+                        validation_split=0.25).history
+    assert history["val_loss"][-1] < 0.01 * history["loss"][0]  # a linear target: near exact

@@ -82,8 +82,15 @@ class Model(Layer):
         self.optimizer = optimizers.get(optimizer)
         self._terms = output_terms.resolve(what, getattr(self, "output_names", None), loss,
                                            loss_weights, metrics, weighted_metrics)
+        # model.loss as given: one Loss (also when it serves every output, which saving
+        # supports), or a list / dict of them, one per output.
         several = self._several_outputs()
-        self.loss = [t.loss for t in self._terms] if several else self._terms[0].loss
+        if several and isinstance(loss, (list, tuple)):
+            self.loss = [term.loss for term in self._terms]
+        elif several and isinstance(loss, dict):
+            self.loss = {term.name: term.loss for term in self._terms if term.loss is not None}
+        else:
+            self.loss = self._terms[0].loss
         self.metrics = [m for term in self._terms for m in term.metrics]
         self.weighted_metrics = [m for term in self._terms for m in term.weighted_metrics]
 
@@ -119,9 +126,12 @@ class Model(Layer):
     def _fused_loss_value(self, y, logits) -> float:
         return self.loss.value_and_grad_from_logits(y, logits)[0]
 
-    def _per_output(self, values) -> list:
-        """Targets or predictions as one list entry per output."""
-        return list(values) if self._several_outputs() else [values]
+    @staticmethod
+    def _per_output(values) -> list:
+        """Targets or predictions (an array, or a list or dict in output order) as a list."""
+        if isinstance(values, dict):
+            return list(values.values())
+        return list(values) if isinstance(values, (list, tuple)) else [values]
 
     def _output_losses(self, y, y_pred, sample_weight, with_grad: bool) -> list:
         """(term, loss value or None, gradient or None) for every output, weighted by the
@@ -191,7 +201,9 @@ class Model(Layer):
         """The losses' checks of y (class indices in range, ...) before the forward runs."""
         if not hasattr(x, "shape"):
             return  # several inputs: the losses check their targets after the forward
-        shapes = self._per_output(self.compute_output_shape((None,) + tuple(x.shape[1:])))
+        shapes = self.compute_output_shape((None,) + tuple(x.shape[1:]))
+        # One shape is a tuple; several (or a list of one) come as a list or dict of them.
+        shapes = self._per_output(shapes) if isinstance(shapes, (list, dict)) else [shapes]
         xp = backend.get_array_module(x)
         for term, y_true, shape in zip(self._terms, self._per_output(y), shapes):
             if term.loss is None or any(size is None for size in shape[1:]):
@@ -240,12 +252,15 @@ class Model(Layer):
         (from a list or a dict keyed by output name) for several."""
         if y is None:
             return None
+        names = list(getattr(self, "output_names", None) or [])
         if not self._several_outputs():
-            if isinstance(y, (list, dict)):
-                raise ValueError(f"{what}: the model has one output, so y must be one array, "
-                                 f"got a {type(y).__name__} of {len(y)} arrays")
-            return y
-        names = list(self.output_names)
+            if isinstance(y, dict) and (len(y) != 1 or (names and set(y) != set(names))):
+                raise ValueError(f"{what}: the model has one output {names}, so y must be one "
+                                 f"array (or a dict with that one key), got keys {sorted(y)}")
+            if isinstance(y, (list, tuple)) and len(y) != 1:
+                raise ValueError(f"{what}: the model has one output, so y must be one array "
+                                 f"(or a list of one), got a list of {len(y)} arrays")
+            return self._per_output(y)[0]
         if isinstance(y, dict):
             unknown = sorted(set(y) - set(names))
             if unknown:
@@ -510,7 +525,10 @@ class Model(Layer):
         if progbar is not None:
             progbar.update(len(outputs), finalize=True)
         xp = np if numpy_input else backend.get_array_module(first_array(outputs[0]))
-        if isinstance(outputs[0], list):  # several outputs: one array each, all batches
+        if isinstance(outputs[0], dict):  # outputs by name: one array each, all batches
+            return {name: xp.concatenate([o[name] for o in outputs], axis=0)
+                    for name in outputs[0]}
+        if isinstance(outputs[0], list):
             return [xp.concatenate(per_output, axis=0) for per_output in zip(*outputs)]
         return xp.concatenate(outputs, axis=0)
 
