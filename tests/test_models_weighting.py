@@ -196,3 +196,13 @@ def test_bad_weights_are_clear_errors(rng):
         model.fit(iter([(x, labels, np.ones(6))]), class_weight={0: 1.0}, verbose=0)
     with pytest.raises(ValueError, match="sample_weight cannot be given when x is a generator"):
         model.fit(iter([(x, labels)]), sample_weight=np.ones(6), verbose=0)
+
+
+def test_class_weight_leaves_the_validation_split_unweighted(rng):
+    # Keras splits the arrays off before it turns class_weight into sample weights.
+    x, labels = rng.standard_normal((20, 3)), rng.integers(0, 2, 20)
+    model = _dense(2, activation="softmax", loss="sparse_categorical_crossentropy")
+    history = model.fit(x, labels, class_weight={1: 5.0}, validation_split=0.25, epochs=1,
+                        batch_size=5, verbose=0)
+    unweighted = model.evaluate(x[15:], labels[15:], batch_size=5, verbose=0)
+    assert history.history["val_loss"] == [unweighted]

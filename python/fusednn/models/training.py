@@ -188,8 +188,9 @@ class Model(Layer):
                      for term, _, grad in parts]
             grad, backward = (grads if self._several_outputs() else grads[0]), self.backward
         if checked:
-            utils.check_finite(np.asarray(loss_value), f"loss '{getattr(self.loss, 'name', 'loss')}'"
-                               " is non-finite for finite predictions and targets")
+            name = getattr(self.loss, "name", "of the outputs")
+            utils.check_finite(np.asarray(loss_value), f"loss '{name}' is non-finite for "
+                               "finite predictions and targets")
         with self._input_grad_unused():
             backward(grad)
         # Keras reports the loss at the weights the gradient was taken at, penalties included.
@@ -398,8 +399,6 @@ class Model(Layer):
         batch_size = _check_batch_size(what, batch_size)
         samples = num_samples(x)
         weights = adapters.check_sample_weight(what, sample_weight, samples)
-        if class_weight is not None:
-            weights = adapters.class_weights_of(what, y, class_weight)
         validation = None
         if validation_split > 0:
             split_at = int(math.floor(samples * (1.0 - validation_split)))
@@ -411,12 +410,14 @@ class Model(Layer):
                           None if weights is None else weights[split_at:])
             x, y = map_arrays(x, lambda a: a[:split_at]), map_arrays(y, lambda a: a[:split_at])
             weights = None if weights is None else weights[:split_at]
+        if class_weight is not None:  # after the split: as in Keras, validation is unweighted
+            weights = adapters.class_weights_of(what, y, class_weight)
         data = adapters.ArrayData(x, y, weights, batch_size, bool(shuffle))
         if steps_per_epoch is not None:
             if steps_per_epoch > data.steps:
                 raise ValueError(f"{what}: steps_per_epoch={steps_per_epoch} is more than the "
-                                 f"{data.steps} batches of {batch_size} that {data.samples} samples "
-                                 "make")
+                                 f"{data.steps} batches of {batch_size} that {data.samples} "
+                                 "samples make")
             data.steps = steps_per_epoch
         return data, validation
 
