@@ -80,3 +80,11 @@ def test_activation_functions_take_keras_keyword_arguments():
     assert activations.relu.get_config()["max_value"] is None
     with pytest.raises(TypeError):
         activations.relu(x, slope=2.0)
+
+
+def test_relu_layer_has_keras_attributes():
+    # Keras: ReLUTest reads layer.max_value, negative_slope and threshold.
+    layer = layers.ReLU(max_value=6.0, negative_slope=0.1, threshold=0.5)
+    assert (layer.max_value, layer.negative_slope, layer.threshold) == (6.0, 0.1, 0.5)
+    x = np.array([[-1.0, 0.5, 2.0, 7.0]])
+    np.testing.assert_allclose(layer.forward(x), [[-0.15, 0.0, 2.0, 6.0]], rtol=1e-6)

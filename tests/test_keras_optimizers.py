@@ -30,3 +30,18 @@ def test_rmsprop_docstring_example():
     var.grad[...] = var.value
     optimizers.RMSprop(learning_rate=0.1).step([var])
     assert var.value == pytest.approx(9.683772, rel=1e-6)
+
+
+def test_callable_learning_rate():
+    # Keras: learning_rate may be a callable taking no arguments, called for each step.
+    rates = iter([0.5, 0.25])
+    opt = optimizers.SGD(learning_rate=lambda: next(rates))
+    var = Variable("w", np.array([1.0], np.float32))
+    var.grad[...] = 1.0
+    opt.step([var])
+    opt.step([var])
+    np.testing.assert_allclose(var.value, [1.0 - 0.5 - 0.25])
+    with pytest.raises(ValueError, match="cannot be saved"):
+        opt.get_config()
+    with pytest.raises(ValueError, match="learning_rate"):
+        optimizers.SGD(learning_rate=lambda: -1.0).step([var])

@@ -78,7 +78,8 @@ def _torch_graph_with(torch, w, a, b):
 def _check_against_finite_differences(model, inputs, seed=2):
     """backward's input and weight gradients against float64 central differences of
     sum_i <g_i, output_i>."""
-    outputs = model.forward(inputs, training=True)
+    given = inputs if len(inputs) > 1 else inputs[0]
+    outputs = model.forward(given, training=True)
     outputs = outputs if isinstance(outputs, list) else [outputs]
     grads = _rand(*[o.shape for o in outputs], seed=seed)
     model.zero_grad()
@@ -87,7 +88,7 @@ def _check_against_finite_differences(model, inputs, seed=2):
     weight_grads = model.get_gradients()
 
     def loss():
-        out = model.forward(inputs if len(inputs) > 1 else inputs[0])
+        out = model.forward(given)
         out = out if isinstance(out, list) else [out]
         return float(sum(np.sum(g * o) for g, o in zip(grads, out)))
 
@@ -324,6 +325,40 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.get_layer("encoder").get_layer("enc_dense").dtype == np.float64
 
 
+def test_a_nested_model_with_dict_inputs_and_outputs(tmp_path):
+    a, b = fd.Input((2,), name="a"), fd.Input((3,), name="b")
+    joined = layers.Concatenate(**F64)([a, layers.Dense(2, name="inner_b", **F64)(b)])
+    inner = fd.Model({"a": a, "b": b}, {"sum": layers.Dense(2, name="sum", **F64)(joined),
+                                        "b_out": layers.Dense(1, name="b_out", **F64)(b)},
+                     name="inner")
+    x, y = fd.Input((3,), name="x"), fd.Input((2,), name="y")
+    parts = inner({"b": x, "a": y})  # keys in another order than the inner inputs
+    assert sorted(parts) == ["b_out", "sum"] and parts["sum"].shape == (None, 2)
+    model = fd.Model([x, y], layers.Multiply(**F64)([parts["sum"], parts["b_out"]]))
+    xs = _rand((3, 3), (3, 2))
+    inner_out = inner.forward({"a": xs[1], "b": xs[0]})
+    np.testing.assert_allclose(model.forward(xs), inner_out["sum"] * inner_out["b_out"],
+                               **CLOSE)
+    _check_against_finite_differences(model, xs)
+    model.save(tmp_path / "model.keras")
+    loaded = fd.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(loaded.forward(xs), model.forward(xs))
+
+
+def test_a_graph_inside_a_sequential_trains_saves_and_loads(tmp_path):
+    x_in = fd.Input((4,))
+    block = fd.Model(x_in, layers.Add(**F64)([x_in, layers.Dense(4, **F64)(x_in)]),
+                     name="residual")
+    model = fd.Sequential([fd.Input((4,)), block, layers.Dense(2, **F64)])
+    assert [type(l).__name__ for l in model.layers] == ["Functional", "Dense"]
+    x = _rand((3, 4))[0]
+    _check_against_finite_differences(model, [x])
+    model.save(tmp_path / "model.keras")
+    loaded = fd.models.load_model(tmp_path / "model.keras")
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+
+
 def _saved_config(model):
     return json.loads(json.dumps({"class_name": "Functional", "config": model.get_config()}))
 
@@ -346,6 +381,10 @@ def test_loading_refuses_unknown_layers_and_cycles(tmp_path):
     missing["layers"][1]["inbound_nodes"][0]["args"] = {"__tensor__": ["ghost", 0, 0]}
     with pytest.raises(ValueError, match="layer 'ghost', which is not in the config"):
         fd.models.Functional.from_config(missing)
+    malformed = json.loads(json.dumps(config))
+    malformed["layers"][1]["inbound_nodes"][0]["args"] = {"__tensor__": ["x", "0"]}
+    with pytest.raises(ValueError, match=r"expected a tensor reference \[layer name"):
+        fd.models.Functional.from_config(malformed)
     # Through a file: the refusal comes from load_model, before any weight is read.
     path = tmp_path / "model.keras"
     model.save(path)

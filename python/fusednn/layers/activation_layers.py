@@ -32,11 +32,15 @@ class ReLU(_FunctionLayer):
         self.function = activations.ReLU(negative_slope=negative_slope, max_value=max_value,
                                          threshold=threshold)
 
+    # Keras's attributes, read from the function so there is one copy of each.
+    max_value = property(lambda self: self.function.max_value)
+    negative_slope = property(lambda self: self.function.negative_slope)
+    threshold = property(lambda self: self.function.threshold)
+
     def get_config(self):
         config = super().get_config()
-        config.update(max_value=self.function.max_value,
-                      negative_slope=self.function.negative_slope,
-                      threshold=self.function.threshold)
+        config.update(max_value=self.max_value, negative_slope=self.negative_slope,
+                      threshold=self.threshold)
         return config
 
 

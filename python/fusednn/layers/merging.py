@@ -363,37 +363,18 @@ def _normalize_backward(xp, d_hat, v_hat, norm, axis):
     return xp.where(floored, d_hat, projected) / norm
 
 
-def add(inputs, **kwargs):
-    return Add(**kwargs)(inputs)
+
+def _calling(layer_class):
+    """Keras's lower-case function for a merging layer: make it, call it on `inputs`."""
+    def function(inputs, *args, **kwargs):
+        return layer_class(*args, **kwargs)(inputs)
+
+    function.__name__ = layer_class.__name__.lower()
+    function.__doc__ = f"{layer_class.__name__}(*args, **kwargs)(inputs)."
+    return function
 
 
-def subtract(inputs, **kwargs):
-    return Subtract(**kwargs)(inputs)
-
-
-def multiply(inputs, **kwargs):
-    return Multiply(**kwargs)(inputs)
-
-
-def average(inputs, **kwargs):
-    return Average(**kwargs)(inputs)
-
-
-def maximum(inputs, **kwargs):
-    return Maximum(**kwargs)(inputs)
-
-
-def minimum(inputs, **kwargs):
-    return Minimum(**kwargs)(inputs)
-
-
-def concatenate(inputs, axis=-1, **kwargs):
-    return Concatenate(axis=axis, **kwargs)(inputs)
-
-
-def dot(inputs, axes=-1, normalize=False, **kwargs):
-    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)
-
-
+add, subtract, multiply, average, maximum, minimum, concatenate, dot = (
+    _calling(c) for c in (Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot))
 FUNCTIONS = ["add", "average", "concatenate", "dot", "maximum", "minimum", "multiply",
              "subtract"]

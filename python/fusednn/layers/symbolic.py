@@ -51,6 +51,10 @@ class Node:
         self.inbound = flatten(inputs) + [t for key in sorted(self.kwargs)
                                           for t in flatten(self.kwargs[key])
                                           if isinstance(t, SymbolicTensor)]
+        # Several outputs come as a list, or as a dict from a model with dict outputs.
+        self.output_keys = list(output_shape) if isinstance(output_shape, dict) else None
+        if self.output_keys is not None:
+            output_shape = [output_shape[key] for key in self.output_keys]
         several = isinstance(output_shape, list)
         shapes = output_shape if several else [output_shape]
         self.outputs = [SymbolicTensor(shape, dtype, self, i) for i, shape in enumerate(shapes)]
@@ -62,7 +66,15 @@ class Node:
                                                                 False)
 
     def output_structure(self):
+        if self.output_keys is not None:
+            return dict(zip(self.output_keys, self.outputs))
         return list(self.outputs) if self.several_outputs else self.outputs[0]
+
+    def output_list(self, values) -> list:
+        """The layer's outputs for this call (an array, a list or a dict) as a list."""
+        if self.output_keys is not None:
+            return [values[key] for key in self.output_keys]
+        return values if self.several_outputs else [values]
 
 
 def flatten(structure) -> list:

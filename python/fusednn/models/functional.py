@@ -2,7 +2,8 @@
 functional API). `fd.Model` with inputs/outputs makes one (training.Model.__new__).
 
 Construction walks back from the outputs over the nodes that calling layers on
-`fd.Input` recorded (layers/symbolic.py) and keeps them in topological order. Then:
+`fd.Input` recorded (layers/symbolic.py) and orders them as Keras orders a model's
+layers, by depth, which is a topological order. Then:
 - forward runs the nodes in that order, each on its inbound values, passing masks
   along the edges (compute_mask per node); in training mode it stashes what each call
   left for backward (the layer's caches, its sublayers' too), because a shared layer
@@ -21,9 +22,9 @@ import numpy as np
 from .. import backend, utils
 from ..errors import StateError
 from ..layers.base import Layer
-from ..layers.symbolic import SymbolicTensor, flatten, map_structure
+from ..layers.symbolic import SymbolicTensor, flatten, is_symbolic, map_structure
 from .graph_config import rebuild
-from .registry import MODELS, deserialize_layer, serialize_layer
+from .registry import MODELS, serialize_layer
 from .training import Model
 
 # What a layer call leaves for its backward, on the layer and on every layer or fused
@@ -56,12 +57,10 @@ class Functional(Model):
     # ----- structure -----------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
-        """Every layer once, InputLayers first, in the order the graph runs them."""
+        """Every layer once, in Keras's order (by depth from the inputs)."""
         return list(self._layers)
 
-    @property
-    def sublayers(self) -> list[Layer]:
-        return list(self._layers)
+    sublayers = layers
 
     @property
     def input_names(self) -> list[str]:
@@ -133,6 +132,13 @@ class Functional(Model):
             raise ValueError(f"{self._label()}: all layer names must be unique (weights are saved "
                              f"by name), but {repeated} name several different layers")
 
+    def __call__(self, *args, **kwargs):
+        # Symbolic inputs in a dict become a list in input order, the order in which
+        # backward returns their gradients to the enclosing graph.
+        if args and isinstance(args[0], dict) and is_symbolic(args[0]):
+            args = (self._flat_inputs(args[0], "input", is_leaf=None),) + args[1:]
+        return super().__call__(*args, **kwargs)
+
     # ----- shapes --------------------------------------------------------
     def build_for(self, input_shape):
         return self.compute_output_shape(input_shape)
@@ -146,7 +152,7 @@ class Functional(Model):
             shapes[id(tensor)] = tensor.node.layer.build_for(value)
         for node in self._nodes:
             out = node.layer.build_for(map_structure(lambda t: shapes[id(t)], node.inputs))
-            for tensor, shape in zip(node.outputs, out if node.several_outputs else [out]):
+            for tensor, shape in zip(node.outputs, node.output_list(out)):
                 shapes[id(tensor)] = tuple(shape)
         return _like_outputs(self._output_structure, [shapes[id(t)] for t in self.outputs])
 
@@ -154,8 +160,7 @@ class Functional(Model):
     def forward(self, x, training: bool = False):
         """The outputs for inputs x (an array, a list in input order, or a dict);
         training=True keeps what backward needs, per call of each layer."""
-        arrays = self._flat_inputs(x, "input", is_leaf=lambda v: not isinstance(v,
-                                                                               (list, dict)))
+        arrays = self._flat_inputs(x, "input", is_leaf=_is_one_array)
         values, masks = {}, {}
         for tensor, array in zip(self.inputs, arrays):
             if not hasattr(array, "shape"):
@@ -187,8 +192,7 @@ class Functional(Model):
         mask = map_structure(lambda t: masks.get(id(t)), node.inputs)
         if any(m is not None for m in flatten(mask)) and layer.supports_masking:
             kwargs["mask"] = mask
-        outputs = layer.forward(inputs, **kwargs)
-        outputs = outputs if node.several_outputs else [outputs]
+        outputs = node.output_list(layer.forward(inputs, **kwargs))
         out_masks = getattr(layer, "output_mask", None)
         out_masks = out_masks if isinstance(out_masks, list) else [out_masks]
         for tensor, out_mask in zip(node.outputs, out_masks):
@@ -235,7 +239,8 @@ class Functional(Model):
     @property
     def outputs_softmax(self) -> bool:
         # With one output, its node is the only one of depth 0: the last.
-        if len(self.outputs) != 1 or not self._nodes or self.outputs[0].node is not self._nodes[-1]:
+        if len(self.outputs) != 1 or not self._nodes \
+                or self.outputs[0].node is not self._nodes[-1]:
             return False
         node = self._nodes[-1]
         read = any(node.outputs[0] in other.inbound for other in self._nodes)
@@ -425,6 +430,12 @@ def _by_depth(nodes: list, outputs) -> list:
         for tensor in node.inbound:
             depth[id(tensor.node)] = max(depth.get(id(tensor.node), 0), depth[id(node)] + 1)
     return sorted(nodes, key=lambda node: -depth[id(node)])
+
+
+def _is_one_array(value) -> bool:
+    """Whether `value` is one input's data (an array, or nested lists of numbers) rather
+    than a list of arrays."""
+    return not isinstance(value, (list, tuple)) or not all(hasattr(v, "shape") for v in value)
 
 
 def _is_shape_structure(value) -> bool:

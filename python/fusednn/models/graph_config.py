@@ -4,6 +4,7 @@ on symbolic tensors as soon as the tensors they read exist. A call that never be
 ready reads a tensor of a layer that is not in the config, or is part of a cycle."""
 from __future__ import annotations
 
+from ..layers.symbolic import flatten
 from .registry import deserialize_layer
 
 
@@ -30,16 +31,18 @@ def rebuild(config):
             tensors[(name, 0)] = [layer.output_tensor()]
 
     def resolve(value):
-        if isinstance(value, dict) and "__tensor__" in value:
-            layer_name, node, index = value["__tensor__"]
-            if layer_name not in layers:
-                raise ValueError(f"Functional.from_config: a call reads a tensor of layer "
-                                 f"{layer_name!r}, which is not in the config")
-            return tensors[(layer_name, node)][index]
-        return value
+        layer_name, node, index = _reference(value)
+        if layer_name not in layers:
+            raise ValueError(f"Functional.from_config: a call reads a tensor of layer "
+                             f"{layer_name!r}, which is not in the config")
+        outputs = tensors[(layer_name, node)]
+        if not 0 <= index < len(outputs):
+            raise ValueError(f"Functional.from_config: a call reads output {index} of "
+                             f"{layer_name}[{node}], which has {len(outputs)} output(s)")
+        return outputs[index]
 
     def ready(value):
-        refs = [leaf["__tensor__"] for leaf in _leaves(value)
+        refs = [_reference(leaf) for leaf in _leaves(value)
                 if isinstance(leaf, dict) and "__tensor__" in leaf]
         return all((ref[0], ref[1]) in tensors or ref[0] not in layers for ref in refs)
 
@@ -53,7 +56,7 @@ def rebuild(config):
             kwargs = {key: _structure(value, resolve)
                       for key, value in (call.get("kwargs") or {}).items()}
             outputs = layer(args, **kwargs)
-            tensors[(layer.name, index)] = outputs if isinstance(outputs, list) else [outputs]
+            tensors[(layer.name, index)] = flatten(outputs)
         if len(waiting) == len(pending):
             names = sorted({f"{layer.name}[{index}]" for layer, index, _ in waiting})
             raise ValueError(f"Functional.from_config: the calls {names} never get their "
@@ -61,6 +64,16 @@ def rebuild(config):
         pending = waiting
     return (_structure(config.get("input_layers"), resolve),
             _structure(config.get("output_layers"), resolve))
+
+
+def _reference(value) -> tuple:
+    """(layer name, call index, output index) of a saved tensor reference."""
+    ref = value["__tensor__"]
+    if not (isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str)
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in ref[1:])):
+        raise ValueError(f"Functional.from_config: expected a tensor reference [layer name, "
+                         f"call index, output index], got {ref!r:.100}")
+    return tuple(ref)
 
 
 def _structure(value, resolve):

@@ -13,10 +13,10 @@ def load_model(filepath, compile=True) -> Model:
 
 
 def _rebuild(config) -> Model:
-    if not isinstance(config, dict) or config.get("class_name") not in MODELS:
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"the saved config does not describe a model; expected one of "
-                         f"{sorted(MODELS.entries())}, got class "
-                         f"{config.get('class_name') if isinstance(config, dict) else config!r:.80}")
+                         f"{sorted(MODELS.entries())}, got class {name!r:.80}")
     model = deserialize_layer(config)
     if not model.built:
         raise ValueError(f"the saved config describes an unbuilt {type(model).__name__}")
