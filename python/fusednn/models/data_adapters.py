@@ -20,7 +20,7 @@ import numbers
 
 import numpy as np
 
-from .. import _rng, backend
+from .. import _rng, backend, distribute
 from ..py_dataset import PyDataset, batches_in_order
 from .data import _as_batch_arrays, _check_data, _take_batch, map_arrays, num_samples
 
@@ -110,14 +110,18 @@ class ArrayData:
 
     mid_epoch_resumable = True
 
-    def __init__(self, x, y, sample_weight, batch_size: int, shuffle: bool, steps=None):
+    def __init__(self, x, y, sample_weight, batch_size: int, shuffle: bool, sharded=False):
         self.x, self.y, self.sample_weight = x, y, sample_weight
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self.samples = num_samples(x)
-        self.steps = math.ceil(self.samples / batch_size) if steps is None else steps
+        self.batch_size, self.shuffle, self.sharded = batch_size, shuffle, sharded
+        self.total = num_samples(x)
+        # fit's data (sharded) is this rank's shard in a distributed job (fd.distribute).
+        self.samples = distribute.fit_samples(self.total) if sharded else self.total
+        self.steps = math.ceil(self.samples / batch_size)
         self.ran_out = False
 
     def new_order(self):
+        if self.sharded:
+            return distribute.epoch_order(self.total, self.shuffle)
         return _rng.generator().permutation(self.samples) if self.shuffle else None
 
     def batches(self, order, start: int):

@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from .. import backend, io, optimizers, utils
+from .. import backend, distribute, io, optimizers, utils
 from .. import callbacks as callbacks_module
 from .. import metrics as metrics_module
 from ..errors import StateError
@@ -327,7 +327,7 @@ class Model(Layer):
         history = callbacks_module.History()
         progress = [callbacks_module.ProgbarLogger()] if verbose else []
         callback_list = callbacks_module.CallbackList(
-            progress + list(callbacks or []) + [history], self,
+            distribute.fit_callbacks(progress + list(callbacks or []) + [history]), self,
             {"verbose": verbose, "epochs": int(epochs), "steps": steps})
         self.stop_training = False
         self.history = history
@@ -412,7 +412,8 @@ class Model(Layer):
             weights = None if weights is None else weights[:split_at]
         if class_weight is not None:  # after the split: as in Keras, validation is unweighted
             weights = adapters.class_weights_of(what, y, class_weight)
-        data = adapters.ArrayData(x, y, weights, batch_size, bool(shuffle))
+        # In a distributed job each rank trains on its shard (fd.distribute).
+        data = adapters.ArrayData(x, y, weights, batch_size, bool(shuffle), sharded=True)
         if steps_per_epoch is not None:
             if steps_per_epoch > data.steps:
                 raise ValueError(f"{what}: steps_per_epoch={steps_per_epoch} is more than the "
