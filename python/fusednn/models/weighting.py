@@ -9,7 +9,10 @@ accumulate over batches with weight sum_i w_i (a batch of zero weights adds noth
 A sample's loss l_i is the loss of that sample alone: every Keras loss is a mean of
 per-sample values, so this equals Keras's per-sample value (for outputs (N, T, ...) the
 mean over T, which weighting by w_i and dividing by N*T gives too). It costs one loss
-call per sample, paid only when weights are given.
+call per sample, paid only when weights are given: a Dense 64-128-10 train_on_batch on 32
+samples took 473 us unweighted and 1525 us weighted (best of 5 x 200 steps, shared
+machine at load average 3.3, indicative). A vectorized per-sample method on each Loss
+would remove that cost.
 """
 from __future__ import annotations
 
