@@ -206,3 +206,15 @@ def test_class_weight_leaves_the_validation_split_unweighted(rng):
                         batch_size=5, verbose=0)
     unweighted = model.evaluate(x[15:], labels[15:], batch_size=5, verbose=0)
     assert history.history["val_loss"] == [unweighted]
+
+
+def test_weights_with_another_reduction_are_refused_not_silently_changed(rng):
+    x, labels = rng.standard_normal((6, 3)), rng.integers(0, 2, 6)
+    for loss in (fd.losses.SparseCategoricalCrossentropy(reduction="sum"),
+                 fd.losses.MeanSquaredError(reduction="mean_with_sample_weight")):
+        model = _dense(2, activation="softmax", loss=loss)
+        targets = labels if "Sparse" in type(loss).__name__ else np.eye(2)[labels]
+        with pytest.raises(NotImplementedError, match="support only the reduction "
+                                                      "'sum_over_batch_size'"):
+            model.fit(x, targets, sample_weight=np.ones(6), verbose=0)
+        model.fit(x, targets, verbose=0)  # unweighted, the loss's own reduction applies

@@ -147,6 +147,7 @@ class Model(Layer):
             else:
                 value, grad = term.loss(y_true, pred), None
             if sample_weight is not None:
+                weighting.check_reduction(term.loss)
                 value = weighting.weighted_loss(term.loss, y_true, pred, sample_weight)
                 grad = None if grad is None else weighting.scale_rows(grad, sample_weight)
             results.append((term, float(value), grad))
@@ -177,6 +178,7 @@ class Model(Layer):
             logits = self.logits_of_last_forward()
             loss_value, grad = self.loss.value_and_grad_from_logits(y, logits)
             if sample_weight is not None:
+                weighting.check_reduction(self.loss)
                 loss_value = weighting.weighted_loss(self._fused_loss_value, y, logits,
                                                      sample_weight)
                 grad = weighting.scale_rows(grad, sample_weight)

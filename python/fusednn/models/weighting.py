@@ -27,6 +27,17 @@ def per_sample(fn, y_true, y_pred) -> np.ndarray:
                     dtype=np.float64)
 
 
+def check_reduction(loss) -> None:
+    """Sample weights follow Keras's default reduction here; a loss reduced otherwise
+    ("sum", "mean_with_sample_weight") would silently get a different value, so it is
+    refused until the weighting follows each reduction."""
+    reduction = getattr(loss, "reduction", "sum_over_batch_size")
+    if reduction not in ("sum_over_batch_size", "mean"):
+        raise NotImplementedError(
+            f"{type(loss).__name__}(reduction={reduction!r}): sample_weight and class_weight "
+            "in fit/evaluate support only the reduction 'sum_over_batch_size' so far")
+
+
 def weighted_loss(fn, y_true, y_pred, weights: np.ndarray) -> float:
     """sum_i w_i l_i / N (Keras's sum_over_batch_size)."""
     return float(np.dot(per_sample(fn, y_true, y_pred), weights) / len(weights))
