@@ -39,3 +39,12 @@ def test_kernel_file_matches_its_reference(emu, name):
         report = f"seed {seed}\n{result.stdout}\n{result.stderr[-6000:]}"
         assert result.returncode == 0, report
         assert result.stdout.rstrip().endswith("all cases passed"), report
+
+
+def test_cuda_sync_names_the_faulting_kernel(emu):
+    # The launch driver checks itself against the variable: without it (the
+    # run above) the fault surfaces at the next synchronisation only; with it
+    # the launch that faults throws and names its kernel.
+    result = emu_build.run(emu.program("launch"), env={"FUSEDNN_CUDA_SYNC": "1"})
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr[-3000:]}"
+    assert "ok   FUSEDNN_CUDA_SYNC=1: the faulting launch names its kernel" in result.stdout

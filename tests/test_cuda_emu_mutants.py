@@ -65,6 +65,11 @@ MUTANTS = [
     Mutant("broken ping-pong buffer", "recurrent", "recurrent_persistent.cuh",
            ": feed + ((t + 1) % 2) * N * U;", ": feed + (t % 2) * N * U;",
            r"FAIL .*inference persistent", args=("--small",)),
+    # Deterministic mode falls back to the atomic sums of dw: two schedules
+    # give different bits.
+    Mutant("deterministic dw through atomics", "conv", "conv.cu",
+           "if (deterministic && splits > 1) {", "if (false && splits > 1) {",
+           r"FAIL .* deterministic dw bitwise equal"),
     # The next slice is staged while other threads still multiply the current
     # one: a race in shared memory that only ThreadSanitizer sees reliably.
     Mutant("race on the shared slices", "gemm", "gemm.cu",

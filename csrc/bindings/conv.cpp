@@ -22,6 +22,7 @@
 #include "bindings.h"
 #include "fusednn/conv.h"
 #include "fusednn/conv_pool.h"
+#include "fusednn/determinism.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -285,6 +286,11 @@ void max_pool_forward_cuda(Array<const float, Gpu, 4> x, Array<const float, Gpu,
 }  // namespace
 
 void bind_conv(nb::module_& m) {
+  m.def("set_deterministic", [](bool enabled) { deterministic_reductions().store(enabled); },
+        "enabled"_a.noconvert(),
+        "Whether the CUDA conv kernel and bias gradients sum their partial sums in a fixed "
+        "order (fusednn/determinism.h).");
+  m.def("get_deterministic", [] { return deterministic_reductions().load(); });
   const char* forward_doc =
       "conv2d forward on NHWC: y = act(conv(x, kernel) + bias), written into y (N, OH, OW, F).";
   const char* backward_doc =

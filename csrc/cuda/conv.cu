@@ -8,6 +8,9 @@
 
 #include "fusednn/conv.h"
 #include "fusednn/cuda_check.h"
+#include "fusednn/determinism.h"
+#include "split_sums.cuh"
+#include "stream_buffer.cuh"
 
 namespace fusednn::cuda {
 
@@ -95,6 +98,8 @@ struct DataGradProblem {
 };
 
 // dw += im2col(x)^T @ dz over a range of pixels; rows are (tap, c), k pixels.
+// split_stride 0: every split adds into dw atomically; else split z writes its
+// sums to dw + z * split_stride (see for_split below).
 template <bool kGate>
 struct FilterGradProblem {
   using Row = TapChannel;
@@ -108,6 +113,7 @@ struct FilterGradProblem {
   const float* dy;
   const float* y;  // the forward output when kGate
   float* dw;
+  Index split_stride;
 
   __host__ __device__ Row row(Index m) const { return tap_channel(g, m); }
   __host__ __device__ Col col(Index k) const { return pixel_origin(g, k); }
@@ -117,8 +123,22 @@ struct FilterGradProblem {
   __host__ __device__ float b(const Col&, Index k, Index n) const {
     return gated<kGate>(dy, y, k * N + n);
   }
-  __host__ __device__ void store(Index m, Index n, float v) const { accumulate(dw + m * N + n, v); }
+  __host__ __device__ void store(Index m, Index n, float v) const {
+    if (split_stride == 0) {
+      accumulate(dw + m * N + n, v);
+    } else {
+      dw[m * N + n] = v;
+    }
+  }
 };
+
+template <bool kGate>
+__host__ __device__ inline FilterGradProblem<kGate> for_split(const FilterGradProblem<kGate>& p,
+                                                             Index split) {
+  FilterGradProblem<kGate> own = p;
+  own.dw += split * p.split_stride;
+  return own;
+}
 
 // ----- bias gradient ----------------------------------------------------------
 
@@ -134,11 +154,14 @@ __host__ __device__ inline float column_sum(const float* dy, const float* y, Ind
   return sum;
 }
 
-// Block (x: kBiasColumns channels, y: a range of rows_per_block rows); db zeroed first.
+// Block (x: kBiasColumns channels, y: a range of rows_per_block rows). Adds
+// into db (zeroed first) atomically, or with `partials` writes its sums to
+// row db[blockIdx.y * F ...] for sum_splits.
 template <bool kGate>
 __global__ void __launch_bounds__(kBiasColumns* kBiasRowLanes)
     bias_grad_kernel(const float* __restrict__ dy, const float* __restrict__ y,
-                     float* __restrict__ db, Index rows, Index F, Index rows_per_block) {
+                     float* __restrict__ db, Index rows, Index F, Index rows_per_block,
+                     bool partials) {
   __shared__ float partial[kBiasRowLanes][kBiasColumns + 1];
   const Index f = static_cast<Index>(blockIdx.x) * kBiasColumns + threadIdx.x;
   const Index row_begin = static_cast<Index>(blockIdx.y) * rows_per_block;
@@ -150,7 +173,11 @@ __global__ void __launch_bounds__(kBiasColumns* kBiasRowLanes)
   if (threadIdx.y == 0 && f < F) {
     float sum = 0.f;
     for (int lane = 0; lane < kBiasRowLanes; ++lane) sum += partial[lane][threadIdx.x];
-    atomicAdd(db + f, sum);
+    if (partials) {
+      db[static_cast<Index>(blockIdx.y) * F + f] = sum;
+    } else {
+      atomicAdd(db + f, sum);
+    }
   }
 }
 
@@ -199,25 +226,42 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* y, const
                                                       nullptr, dx};
     launch_gemm<kTF32>(p, K, st);
   }
-  if (dw != nullptr) {
-    const Index M = s.KH * s.KW * s.C;
-    FUSEDNN_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * M * s.F, st));
-    if (pixels > 0) {
-      const FilterGradProblem<kGate> p{g, M, s.F, pixels, x, dy, y, dw};
-      launch_gemm<kTF32>(p, filter_k_chunk(M, s.F, pixels, multiprocessors()), st);
+  // One split (or row block) adds onto zeros alone: deterministic already.
+  const bool deterministic = deterministic_reductions().load();
+  const Index M = s.KH * s.KW * s.C;
+  if (dw != nullptr && M * s.F > 0) {
+    const Index k_chunk = pixels > 0 ? filter_k_chunk(M, s.F, pixels, multiprocessors()) : 1;
+    const Index splits = ceil_div(pixels, k_chunk);
+    if (deterministic && splits > 1) {
+      const StreamBuffer<float> partials(splits * M * s.F, st);
+      const FilterGradProblem<kGate> p{g, M, s.F, pixels, x, dy, y, partials.get(), M * s.F};
+      launch_gemm<kTF32>(p, k_chunk, st);
+      sum_splits(partials.get(), splits, M * s.F, dw, st);
+    } else {
+      FUSEDNN_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * M * s.F, st));
+      const FilterGradProblem<kGate> p{g, M, s.F, pixels, x, dy, y, dw, 0};
+      launch_gemm<kTF32>(p, k_chunk, st);
     }
   }
-  if (db != nullptr) {
-    FUSEDNN_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * s.F, st));
-    if (pixels > 0) {
-      const Index column_blocks = ceil_div(s.F, kBiasColumns);
-      const Index wanted_row_blocks = ceil_div(4 * Index(multiprocessors()), column_blocks);
-      const Index rows_per_block = std::max<Index>(
-          kBiasRowLanes * 64, ceil_div(pixels, std::min<Index>(wanted_row_blocks, 65535)));
-      const dim3 grid(static_cast<unsigned>(column_blocks),
-                      static_cast<unsigned>(ceil_div(pixels, rows_per_block)));
-      launch_kernel(bias_grad_kernel<kGate>, grid, dim3(kBiasColumns, kBiasRowLanes), 0, st, dy,
-                    y, db, pixels, s.F, rows_per_block);
+  if (db != nullptr && s.F > 0) {
+    const Index column_blocks = ceil_div(s.F, kBiasColumns);
+    const Index wanted_row_blocks = ceil_div(4 * Index(multiprocessors()), column_blocks);
+    const Index rows_per_block = std::max<Index>(
+        kBiasRowLanes * 64, ceil_div(pixels, std::min<Index>(wanted_row_blocks, 65535)));
+    const Index row_blocks = ceil_div(pixels, rows_per_block);
+    const dim3 grid(static_cast<unsigned>(column_blocks), static_cast<unsigned>(row_blocks));
+    const dim3 block(kBiasColumns, kBiasRowLanes);
+    if (deterministic && row_blocks > 1) {
+      const StreamBuffer<float> partials(row_blocks * s.F, st);
+      launch_kernel(bias_grad_kernel<kGate>, grid, block, 0, st, dy, y, partials.get(), pixels,
+                    s.F, rows_per_block, true);
+      sum_splits(partials.get(), row_blocks, s.F, db, st);
+    } else {
+      FUSEDNN_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * s.F, st));
+      if (pixels > 0) {
+        launch_kernel(bias_grad_kernel<kGate>, grid, block, 0, st, dy, y, db, pixels, s.F,
+                      rows_per_block, false);
+      }
     }
   }
 }

@@ -18,8 +18,10 @@
 //                 multiplied (a stride-phase split would remove them).
 //   kernel grad   A = im2col(x)^T (KH*KW*C, N*OH*OW), B = dz (N*OH*OW, F);
 //                 the long K is split across blocks (grid z) whose partial
-//                 tiles are atomically added into dw (so the summation order,
-//                 and the last bits of dw, vary from run to run).
+//                 tiles are either atomically added into dw (the summation
+//                 order, and the last bits of dw, vary from run to run) or,
+//                 in deterministic mode (fusednn/determinism.h), written to
+//                 one slice per split (for_split) and summed in split order.
 //   pooled forward  the forward with the rows ordered window by window (max
 //                 pooling, window = strides, 'valid'); the epilogue reduces
 //                 each window and writes only the pooled output.
@@ -56,8 +58,10 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "fusednn/conv.h"
+#include "device_facts.cuh"
 #include "fusednn/cuda_check.h"
 #include "launch.cuh"
 
@@ -67,25 +71,55 @@ namespace conv_detail {
 
 using Index = std::int64_t;
 
-constexpr int kBM = 128;
-constexpr int kBN = 64;
-constexpr int kBK = 16;
-constexpr int kThreads = 256;
-// Row pitches of the shared tiles, padded by 4 floats against bank conflicts
-// (still multiples of 4 floats, as float4 reads and wmma loads need).
-constexpr int kLdA = kBM + 4;
-constexpr int kLdB = kBN + 4;
-constexpr int kLdC = kBN + 4;
-constexpr int kTileFloats = kBK * kLdA + kBK * kLdB;
-constexpr int kStageFloats = kBM * kLdC;
-constexpr int kSharedFloats = kTileFloats > kStageFloats ? kTileFloats : kStageFloats;
-// Each thread's share of a tile load and of the float32 result tile.
-constexpr int kALoads = kBM * kBK / kThreads;  // 8
-constexpr int kBLoads = kBK * kBN / kThreads;  // 4
-constexpr int kTM = 8;                          // rows of C per thread (float32 path)
-constexpr int kTN = 4;                          // columns of C per thread
-static_assert(kBM * kBN == kThreads * kTM * kTN, "the thread tiles must cover the block tile");
-static_assert((kBM / kTM) * (kBN / kTN) == kThreads, "one thread per thread tile");
+// A block tile: kBM rows x kBN columns of C with kThreads threads, stepping K
+// by kBK; each thread owns kTM x kTN of C on the float32 path.
+template <int BM, int BN, int BK, int Threads>
+struct TileShape {
+  static constexpr int kBM = BM;
+  static constexpr int kBN = BN;
+  static constexpr int kBK = BK;
+  static constexpr int kThreads = Threads;
+  // Row pitches of the shared tiles, padded by 4 floats against bank conflicts
+  // (still multiples of 4 floats, as float4 reads and wmma loads need).
+  static constexpr int kLdA = kBM + 4;
+  static constexpr int kLdB = kBN + 4;
+  static constexpr int kLdC = kBN + 4;
+  static constexpr int kTileFloats = kBK * kLdA + kBK * kLdB;
+  static constexpr int kStageFloats = kBM * kLdC;
+  static constexpr int kSharedFloats = kTileFloats > kStageFloats ? kTileFloats : kStageFloats;
+  // Each thread's share of a tile load and of the float32 result tile.
+  static constexpr int kALoads = kBM * kBK / kThreads;
+  static constexpr int kBLoads = kBK * kBN / kThreads;
+  static constexpr int kTM = 8;
+  static constexpr int kTN = 4;
+  static_assert(kALoads * kThreads == kBM * kBK && kBLoads * kThreads == kBK * kBN,
+                "every thread loads the same number of tile elements");
+  static_assert(kBM * kBN == kThreads * kTM * kTN, "the thread tiles must cover the block tile");
+  static_assert((kBM / kTM) * (kBN / kTN) == kThreads, "one thread per thread tile");
+  static_assert(kThreads % kBK == 0 && kThreads >= kBK, "the k-fast loads cover whole k tiles");
+};
+
+// The general tile (and the only one of the tensor-core path and of the
+// staged epilogues)...
+using WideTile = TileShape<128, 64, 16, 256>;
+// ...and one for products with at most 8 columns (F <= 8 forward, C <= 8 data
+// gradient and Conv2DTranspose, F <= 8 kernel gradient), where 64 columns
+// would leave 87-98 % of the work padding: 256 x 8, two warps, 8-deep k steps
+// (32 + 1 loads per thread per step, as many FMAs per load as the wide tile).
+using NarrowTile = TileShape<256, 8, 8, 64>;
+
+// The wide tile's sizes by their short names (conv_pool.cu's staged epilogue,
+// and the CPU replays of tests/test_ops_conv*.py, are written for it).
+constexpr int kBM = WideTile::kBM;
+constexpr int kBN = WideTile::kBN;
+constexpr int kBK = WideTile::kBK;
+constexpr int kThreads = WideTile::kThreads;
+constexpr int kLdA = WideTile::kLdA;
+constexpr int kLdB = WideTile::kLdB;
+constexpr int kLdC = WideTile::kLdC;
+constexpr int kSharedFloats = WideTile::kSharedFloats;
+constexpr int kTM = WideTile::kTM;
+constexpr int kTN = WideTile::kTN;
 // The tensor-core path: 8 warps as 4 (m) x 2 (n), each 32 x 32 = 2 x 2 wmma tiles.
 constexpr int kWarpM = 32;
 constexpr int kWarpN = 32;
@@ -176,8 +210,8 @@ __host__ __device__ inline float im2col_value(const Geometry& g, const float* x,
 
 // ----- the block's phases -----------------------------------------------------
 
-// Views of one block's shared memory.
-template <class P>
+// Views of one block's shared memory (sizes of the tile Tl).
+template <class P, class Tl = WideTile>
 struct Shared {
   float* a;                 // [kBK][kLdA]   A tile, k-major
   float* b;                 // [kBK][kLdB]   B tile
@@ -192,87 +226,100 @@ struct Slot {
 };
 
 // A tile (kBM x kBK): a thread covers one k column (k-fast) or one row (m-fast).
-template <bool kKFast>
+template <bool kKFast, class Tl>
 __host__ __device__ inline Slot a_slot(int tid, int i) {
   if constexpr (kKFast) {
-    return {tid / kBK + (kThreads / kBK) * i, tid % kBK};  // {m, k}
-  } else {
-    return {tid % kBM, tid / kBM + (kThreads / kBM) * i};  // {m, k}
+    return {tid / Tl::kBK + (Tl::kThreads / Tl::kBK) * i, tid % Tl::kBK};  // {m, k}
+  } else if constexpr (Tl::kThreads >= Tl::kBM) {
+    return {tid % Tl::kBM, tid / Tl::kBM + (Tl::kThreads / Tl::kBM) * i};  // {m, k}
+  } else {  // more rows than threads: i steps through rows first
+    constexpr int kPerK = Tl::kBM / Tl::kThreads;
+    return {tid + Tl::kThreads * (i % kPerK), i / kPerK};  // {m, k}
   }
 }
 
 // B tile (kBK x kBN).
-template <bool kKFast>
+template <bool kKFast, class Tl>
 __host__ __device__ inline Slot b_slot(int tid, int i) {
   if constexpr (kKFast) {
-    return {tid % kBK, tid / kBK + (kThreads / kBK) * i};  // {k, n}
+    return {tid % Tl::kBK, tid / Tl::kBK + (Tl::kThreads / Tl::kBK) * i};  // {k, n}
   } else {
-    return {tid / kBN + (kThreads / kBN) * i, tid % kBN};  // {k, n}
+    return {tid / Tl::kBN + (Tl::kThreads / Tl::kBN) * i, tid % Tl::kBN};  // {k, n}
   }
 }
 
-template <class P>
-__host__ __device__ inline void set_up_rows(const P& p, const Shared<P>& s, int tid, Index m0) {
-  if (tid < kBM && m0 + tid < p.M) s.rows[tid] = p.row(m0 + tid);
+template <class P, class Tl>
+__host__ __device__ inline void set_up_rows(const P& p, const Shared<P, Tl>& s, int tid,
+                                            Index m0) {
+  for (int r = tid; r < Tl::kBM; r += Tl::kThreads) {
+    if (m0 + r < p.M) s.rows[r] = p.row(m0 + r);
+  }
 }
 
-template <class P>
-__host__ __device__ inline void set_up_cols(const P& p, const Shared<P>& s, int tid, Index k0,
+template <class P, class Tl>
+__host__ __device__ inline void set_up_cols(const P& p, const Shared<P, Tl>& s, int tid, Index k0,
                                             Index k_end, int buffer) {
-  if (tid < kBK && k0 + tid < k_end) s.cols[buffer * kBK + tid] = p.col(k0 + tid);
+  if (tid < Tl::kBK && k0 + tid < k_end) s.cols[buffer * Tl::kBK + tid] = p.col(k0 + tid);
 }
 
-struct Registers {
-  float a[kALoads];
-  float b[kBLoads];
+template <class Tl>
+struct TileRegisters {
+  float a[Tl::kALoads];
+  float b[Tl::kBLoads];
 };
+using Registers = TileRegisters<WideTile>;
 
 // The thread's elements of the k tile starting at k0 into registers (0 outside C).
-template <class P>
-__host__ __device__ inline void load_tile(const P& p, const Shared<P>& s, int tid, Index m0,
+template <class P, class Tl>
+__host__ __device__ inline void load_tile(const P& p, const Shared<P, Tl>& s, int tid, Index m0,
                                           Index n0, Index k0, Index k_end, int buffer,
-                                          Registers& r) {
-  const typename P::Col* cols = s.cols + buffer * kBK;
+                                          TileRegisters<Tl>& r) {
+  const typename P::Col* cols = s.cols + buffer * Tl::kBK;
 FUSEDNN_CONV_UNROLL
-  for (int i = 0; i < kALoads; ++i) {
-    const Slot slot = a_slot<P::kAKFast>(tid, i);
+  for (int i = 0; i < Tl::kALoads; ++i) {
+    const Slot slot = a_slot<P::kAKFast, Tl>(tid, i);
     const bool inside = m0 + slot.major < p.M && k0 + slot.minor < k_end;
     r.a[i] = inside ? p.a(s.rows[slot.major], cols[slot.minor]) : 0.f;
   }
 FUSEDNN_CONV_UNROLL
-  for (int i = 0; i < kBLoads; ++i) {
-    const Slot slot = b_slot<P::kBKFast>(tid, i);
+  for (int i = 0; i < Tl::kBLoads; ++i) {
+    const Slot slot = b_slot<P::kBKFast, Tl>(tid, i);
     const Index k = k0 + slot.major;
     const Index n = n0 + slot.minor;
     r.b[i] = k < k_end && n < p.N ? p.b(cols[slot.major], k, n) : 0.f;
   }
 }
 
-template <class P>
-__host__ __device__ inline void store_tile(const Shared<P>& s, int tid, const Registers& r) {
+template <class P, class Tl>
+__host__ __device__ inline void store_tile(const Shared<P, Tl>& s, int tid,
+                                           const TileRegisters<Tl>& r) {
 FUSEDNN_CONV_UNROLL
-  for (int i = 0; i < kALoads; ++i) {
-    const Slot slot = a_slot<P::kAKFast>(tid, i);
-    s.a[slot.minor * kLdA + slot.major] = r.a[i];
+  for (int i = 0; i < Tl::kALoads; ++i) {
+    const Slot slot = a_slot<P::kAKFast, Tl>(tid, i);
+    s.a[slot.minor * Tl::kLdA + slot.major] = r.a[i];
   }
 FUSEDNN_CONV_UNROLL
-  for (int i = 0; i < kBLoads; ++i) {
-    const Slot slot = b_slot<P::kBKFast>(tid, i);
-    s.b[slot.major * kLdB + slot.minor] = r.b[i];
+  for (int i = 0; i < Tl::kBLoads; ++i) {
+    const Slot slot = b_slot<P::kBKFast, Tl>(tid, i);
+    s.b[slot.major * Tl::kLdB + slot.minor] = r.b[i];
   }
 }
 
 // The float32 path: thread (ty, tx) owns rows ty*kTM.. and columns tx*kTN.. of C.
-struct Accumulators {
-  float c[kTM][kTN];
+template <class Tl>
+struct TileAccumulators {
+  float c[Tl::kTM][Tl::kTN];
 };
+using Accumulators = TileAccumulators<WideTile>;
 
+template <class Tl>
 __host__ __device__ inline void fma_tile(const float* a, const float* b, int tid,
-                                         Accumulators& acc) {
-  const int ty = tid / (kBN / kTN);
-  const int tx = tid % (kBN / kTN);
+                                         TileAccumulators<Tl>& acc) {
+  constexpr int kTM = Tl::kTM, kTN = Tl::kTN, kLdA = Tl::kLdA, kLdB = Tl::kLdB;
+  const int ty = tid / (Tl::kBN / kTN);
+  const int tx = tid % (Tl::kBN / kTN);
 FUSEDNN_CONV_UNROLL
-  for (int k = 0; k < kBK; ++k) {
+  for (int k = 0; k < Tl::kBK; ++k) {
     // 16-byte shared loads: the pitches and offsets are multiples of 4 floats.
     const float4 a_lo = *reinterpret_cast<const float4*>(a + k * kLdA + ty * kTM);
     const float4 a_hi = *reinterpret_cast<const float4*>(a + k * kLdA + ty * kTM + 4);
@@ -287,11 +334,12 @@ FUSEDNN_CONV_UNROLL
   }
 }
 
-template <class P>
+template <class P, class Tl>
 __host__ __device__ inline void store_accumulators(const P& p, int tid, Index m0, Index n0,
-                                                   const Accumulators& acc) {
-  const int ty = tid / (kBN / kTN);
-  const int tx = tid % (kBN / kTN);
+                                                   const TileAccumulators<Tl>& acc) {
+  constexpr int kTM = Tl::kTM, kTN = Tl::kTN;
+  const int ty = tid / (Tl::kBN / kTN);
+  const int tx = tid % (Tl::kBN / kTN);
 FUSEDNN_CONV_UNROLL
   for (int i = 0; i < kTM; ++i) {
     const Index m = m0 + ty * kTM + i;
@@ -306,7 +354,10 @@ FUSEDNN_CONV_UNROLL
 
 // The float32 sums into the staging area, for problems whose epilogue reads
 // the whole C tile (P::kStagedEpilogue).
-__host__ __device__ inline void stage_accumulators(float* stage, int tid, const Accumulators& acc) {
+template <class Tl>
+__host__ __device__ inline void stage_accumulators(float* stage, int tid,
+                                                   const TileAccumulators<Tl>& acc) {
+  static_assert(std::is_same_v<Tl, WideTile>, "staged epilogues use the wide tile");
   const int ty = tid / (kBN / kTN);
   const int tx = tid % (kBN / kTN);
 FUSEDNN_CONV_UNROLL
@@ -318,6 +369,7 @@ FUSEDNN_CONV_UNROLL
 
 // C staged in shared memory, written out: per element, n fastest across
 // threads, or by the problem's own tile epilogue (P::kStagedEpilogue).
+// (The wide tile's sizes: the staging area is the wide tile's.)
 template <class P>
 __host__ __device__ inline void store_staged(const P& p, const float* stage, int tid, Index m0,
                                              Index n0) {
@@ -334,16 +386,25 @@ __host__ __device__ inline void store_staged(const P& p, const float* stage, int
 
 // ----- the kernel -------------------------------------------------------------
 
+// The problem as the blocks of split z (grid z) see it: the same for every
+// split, unless a problem overloads this to write each split's sums apart
+// (conv.cu's kernel gradient in deterministic mode).
+template <class P>
+__host__ __device__ inline const P& for_split(const P& p, Index) {
+  return p;
+}
+
 // How a block multiplies its tiles and writes C: exact float32 FMAs...
+template <class Tl>
 struct FmaMath {
-  Accumulators acc{};
+  TileAccumulators<Tl> acc{};
 
   __device__ void multiply(const float* a, const float* b, int tid) { fma_tile(a, b, tid, acc); }
 
   // The staging area aliases the A and B tiles, whose last reads ended at the
   // main loop's final barrier.
   template <class P>
-  __device__ void finish(const P& p, const Shared<P>& s, int tid, Index m0, Index n0) const {
+  __device__ void finish(const P& p, const Shared<P, Tl>& s, int tid, Index m0, Index n0) const {
     if constexpr (P::kStagedEpilogue) {
       stage_accumulators(s.stage, tid, acc);
       __syncthreads();
@@ -430,47 +491,50 @@ struct TensorCoreMath {
   }
 };
 
-template <bool kTensorCores>
+// The tensor cores only on the wide tile (its warp tiles are 32 x 32).
+template <bool kTensorCores, class Tl>
 struct MathFor {
-  using type = FmaMath;
+  using type = FmaMath<Tl>;
 };
 template <>
-struct MathFor<true> {
+struct MathFor<true, WideTile> {
   using type = TensorCoreMath;
 };
 #else
 constexpr bool kDeviceHasTF32 = false;
 
-template <bool kTensorCores>
+template <bool kTensorCores, class Tl>
 struct MathFor {
-  using type = FmaMath;
+  using type = FmaMath<Tl>;
 };
 #endif
 
 // Block (x: kBM rows of C, y: kBN columns, z: a range of k_chunk values of K).
-template <class P, bool kTF32>
-__global__ void __launch_bounds__(kThreads) implicit_gemm_kernel(const P p, const Index k_chunk) {
-  __shared__ __align__(128) float tile_memory[kSharedFloats];
-  __shared__ typename P::Row rows[kBM];
-  __shared__ typename P::Col cols[2 * kBK];
-  const Shared<P> s{tile_memory, tile_memory + kBK * kLdA, tile_memory, rows, cols};
+template <class P, bool kTF32, class Tl>
+__global__ void __launch_bounds__(Tl::kThreads)
+    implicit_gemm_kernel(const P problem, const Index k_chunk) {
+  const P p = for_split(problem, static_cast<Index>(blockIdx.z));
+  __shared__ __align__(128) float tile_memory[Tl::kSharedFloats];
+  __shared__ typename P::Row rows[Tl::kBM];
+  __shared__ typename P::Col cols[2 * Tl::kBK];
+  const Shared<P, Tl> s{tile_memory, tile_memory + Tl::kBK * Tl::kLdA, tile_memory, rows, cols};
   const int tid = static_cast<int>(threadIdx.x);
-  const Index m0 = static_cast<Index>(blockIdx.x) * kBM;
-  const Index n0 = static_cast<Index>(blockIdx.y) * kBN;
+  const Index m0 = static_cast<Index>(blockIdx.x) * Tl::kBM;
+  const Index n0 = static_cast<Index>(blockIdx.y) * Tl::kBN;
   const Index k_begin = static_cast<Index>(blockIdx.z) * k_chunk;
   const Index k_end = k_begin + k_chunk < p.K ? k_begin + k_chunk : p.K;
-  const Index tiles = ceil_div(k_end - k_begin, kBK);
+  const Index tiles = ceil_div(k_end - k_begin, Tl::kBK);
 
   set_up_rows(p, s, tid, m0);
   set_up_cols(p, s, tid, k_begin, k_end, 0);
   __syncthreads();
-  Registers regs;
+  TileRegisters<Tl> regs;
   load_tile(p, s, tid, m0, n0, k_begin, k_end, 0, regs);
-  typename MathFor<kTF32 && kDeviceHasTF32>::type math;
+  typename MathFor<kTF32 && kDeviceHasTF32, Tl>::type math;
 
   for (Index t = 0; t < tiles; ++t) {
     store_tile(s, tid, regs);
-    const Index k_next = k_begin + (t + 1) * kBK;
+    const Index k_next = k_begin + (t + 1) * Tl::kBK;
     const int next_buffer = static_cast<int>((t + 1) & 1);
     if (t + 1 < tiles) set_up_cols(p, s, tid, k_next, k_end, next_buffer);
     __syncthreads();
@@ -502,21 +566,28 @@ inline Geometry geometry_of(const Conv2dShape& s) {
           int(s.pad_top),  int(s.pad_left)};
 }
 
-inline int multiprocessors() {
-  int device = 0;
-  int count = 0;
-  FUSEDNN_CUDA_CHECK(cudaGetDevice(&device));
-  FUSEDNN_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
+inline int multiprocessors() { return current_device_facts().multiprocessors; }
 
+// The narrow tile where C has at most its 8 columns (and the problem's
+// epilogue is not staged), the wide one otherwise. k_chunk: a multiple of
+// both tiles' kBK.
 template <bool kTF32, class P>
 void launch_gemm(const P& p, Index k_chunk, cudaStream_t stream) {
   if (p.M == 0 || p.N == 0 || p.K == 0) return;
   const Index splits = ceil_div(p.K, k_chunk);
-  const dim3 grid(static_cast<unsigned>(ceil_div(p.M, kBM)),
-                  static_cast<unsigned>(ceil_div(p.N, kBN)), static_cast<unsigned>(splits));
-  launch_kernel(implicit_gemm_kernel<P, kTF32>, grid, kThreads, 0, stream, p, k_chunk);
+  auto launch = [&](auto tile) {
+    using Tl = decltype(tile);
+    const dim3 grid(static_cast<unsigned>(ceil_div(p.M, Tl::kBM)),
+                    static_cast<unsigned>(ceil_div(p.N, Tl::kBN)), static_cast<unsigned>(splits));
+    launch_kernel(implicit_gemm_kernel<P, kTF32, Tl>, grid, Tl::kThreads, 0, stream, p, k_chunk);
+  };
+  if constexpr (P::kStagedEpilogue) {
+    launch(WideTile{});
+  } else if (p.N <= NarrowTile::kBN) {
+    launch(NarrowTile{});
+  } else {
+    launch(WideTile{});
+  }
 }
 
 }  // namespace conv_detail

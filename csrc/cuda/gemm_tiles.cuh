@@ -36,6 +36,7 @@ struct Tile {
 
 using LargeTile = Tile<64, 64, 16, 4, 4>;   // 256 threads
 using NarrowTile = Tile<16, 64, 32, 2, 4>;  // 128 threads: few rows, e.g. one recurrent step
+using SkinnyTile = Tile<8, 32, 32, 1, 2>;   // 128 threads: few rows and too few narrow tiles
 
 // C = alpha * op(A) * op(B) + beta * C (see fusednn/cuda_gemm.h).
 struct Problem {

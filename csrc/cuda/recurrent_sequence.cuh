@@ -15,9 +15,12 @@
 #include "fusednn/cuda_check.h"
 #include "fusednn/cuda_gemm.h"
 #include "fusednn/recurrent.h"
+#include "device_facts.cuh"
 #include "launch.cuh"
 #include "recurrent_common.cuh"
 #include "recurrent_persistent.cuh"
+#include "split_sums.cuh"
+#include "stream_buffer.cuh"
 
 namespace fusednn::cuda::recurrent_detail {
 
@@ -93,20 +96,25 @@ __global__ void __launch_bounds__(kThreads) finish_dh0_kernel(BackwardArgs a, fl
   }
 }
 
-// out (cols,) = column sums of data (rows, cols): a block owns 32 columns,
-// its 16 row lanes stride down the rows (coalesced across the columns) and
-// meet in shared memory. rows == 0 writes zeros.
+// out (cols,) = column sums of data (rows, cols): a block owns 32 columns of
+// rows_per_block rows (grid y), its 16 row lanes stride down the rows
+// (coalesced across the columns) and meet in shared memory; block y writes
+// row y of out. rows == 0 writes zeros.
 constexpr int kSumColumns = 32;
 constexpr int kSumLanes = 16;
 
 __global__ void __launch_bounds__(kSumColumns * kSumLanes)
-    column_sums_kernel(Index rows, Index cols, const float* __restrict__ data,
-                       float* __restrict__ out) {
+    column_sums_kernel(Index rows, Index cols, Index rows_per_block,
+                       const float* __restrict__ data, float* __restrict__ out) {
   __shared__ float partial[kSumLanes][kSumColumns + 1];
   const Index col = Index(blockIdx.x) * kSumColumns + threadIdx.x;
+  const Index row_begin = Index(blockIdx.y) * rows_per_block;
+  const Index row_end = row_begin + rows_per_block < rows ? row_begin + rows_per_block : rows;
   float sum = 0.f;
   if (col < cols) {
-    for (Index r = threadIdx.y; r < rows; r += kSumLanes) sum += data[r * cols + col];
+    for (Index r = row_begin + threadIdx.y; r < row_end; r += kSumLanes) {
+      sum += data[r * cols + col];
+    }
   }
   partial[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
@@ -114,15 +122,33 @@ __global__ void __launch_bounds__(kSumColumns * kSumLanes)
     float total = 0.f;
 #pragma unroll
     for (int lane = 0; lane < kSumLanes; ++lane) total += partial[lane][threadIdx.x];
-    out[col] = total;
+    out[Index(blockIdx.y) * cols + col] = total;
   }
 }
 
+// Few columns (a bias gradient: G / 32 blocks, 32 for G = 1024, on 132 SMs)
+// split the rows too, into at least 4 blocks per SM of at least 512 rows;
+// the row blocks' partial sums are added in a fixed order (split_sums.cuh).
 inline void column_sums(Index rows, Index cols, const float* data, float* out,
                         cudaStream_t stream) {
+  if (cols == 0) return;
   const dim3 block(kSumColumns, kSumLanes);
-  const unsigned grid = static_cast<unsigned>((cols + kSumColumns - 1) / kSumColumns);
-  launch_kernel(column_sums_kernel, grid, block, 0, stream, rows, cols, data, out);
+  const Index column_blocks = (cols + kSumColumns - 1) / kSumColumns;
+  const Index wanted = std::min<Index>(
+      65535, (4 * Index(current_device_facts().multiprocessors) + column_blocks - 1) /
+                 column_blocks);
+  const Index rows_per_block = std::max<Index>(kSumLanes * 32, (rows + wanted - 1) / wanted);
+  const Index row_blocks = std::max<Index>(1, (rows + rows_per_block - 1) / rows_per_block);
+  const dim3 grid(static_cast<unsigned>(column_blocks), static_cast<unsigned>(row_blocks));
+  if (row_blocks == 1) {
+    launch_kernel(column_sums_kernel, grid, block, 0, stream, rows, cols, rows_per_block, data,
+                  out);
+    return;
+  }
+  const StreamBuffer<float> partials(row_blocks * cols, stream);
+  launch_kernel(column_sums_kernel, grid, block, 0, stream, rows, cols, rows_per_block, data,
+                partials.get());
+  sum_splits(partials.get(), row_blocks, cols, out, stream);
 }
 
 inline void copy_async(float* dst, const float* src, Index count, cudaStream_t stream) {
@@ -157,7 +183,8 @@ struct FeedLayout {
   Index step_offset;  // between steps; 0: one buffer reused (or ping-pong when persistent)
 };
 
-// The algorithm to run: kPersistent where requested or (kAuto) where it fits.
+// The algorithm to run: kPersistent where requested, or (kAuto) where it fits
+// and auto_prefers it.
 template <typename Cell, bool kTraining, bool kMasked, bool kRecurrentMask>
 bool use_persistent(const RecurrentShape& s, RecurrentAlgorithm requested, PersistentPlan& plan) {
   if (requested == RecurrentAlgorithm::kPerStep || s.N == 0) return false;
@@ -166,7 +193,7 @@ bool use_persistent(const RecurrentShape& s, RecurrentAlgorithm requested, Persi
     throw CudaError("recurrent forward: the persistent kernel cannot run this problem: " +
                     plan.reason);
   }
-  return plan.fits;
+  return requested == RecurrentAlgorithm::kPersistent || auto_prefers(plan);
 }
 
 // Forward of LSTM, GRU (reset_after) or SimpleRNN over the sequence.

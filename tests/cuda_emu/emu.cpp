@@ -24,6 +24,7 @@
 // This file is compiled without ThreadSanitizer instrumentation: its own
 // bookkeeping (touched by every fiber) is not the kernels' memory. The kernels'
 // ordering reaches ThreadSanitizer through __tsan_acquire/__tsan_release only.
+#include <dlfcn.h>
 #include <link.h>
 #include <sys/mman.h>
 
@@ -125,7 +126,7 @@ constexpr std::size_t kStackBytes = 256 * 1024;
 constexpr std::size_t kGuardBytes = 4096;
 constexpr int kDeviceMultiprocessors = 4;
 
-enum class State { kReady, kBarrier, kWarp, kGrid, kDone };
+enum class State { kReady, kBarrier, kWarp, kGrid, kDone, kTrapped };
 
 struct Block;
 struct Collective;
@@ -203,6 +204,7 @@ struct Grid {
   unsigned grid_generation = 0;
   char grid_sync_objects[2] = {};
   char done_sync = 0;  // kernel end -> host
+  bool trapped = false;  // a thread trapped: the launch ends
   std::mt19937_64 rng;
 };
 
@@ -219,6 +221,10 @@ std::size_t g_scheduler_stack_size = 0;
 
 std::map<const void*, int> g_max_dynamic_shared;
 int g_launches = 0;
+int g_sticky_fault = 0;  // cudaError_t of a trapped launch
+int g_host_queries = 0;
+long long g_threads_launched = 0;
+long long g_blocks_launched = 0;
 
 void tsan_acquire(void* p) {
 #ifdef CUDA_EMU_TSAN
@@ -436,7 +442,7 @@ void run_fibers(std::vector<Fiber*>& fibers) {
       }
       all_done = all_done && f->state == State::kDone;
     }
-    if (all_done) return;
+    if (all_done || g_grid->trapped) return;
     if (runnable.empty()) report_deadlock(fibers);
     Block* block = runnable[g_grid->rng() % runnable.size()];
     for (;;) {
@@ -448,6 +454,7 @@ void run_fibers(std::vector<Fiber*>& fibers) {
       std::shuffle(ready.begin(), ready.end(), g_grid->rng);
       for (Fiber* f : ready) {
         if (f->state == State::kReady) resume(*f);
+        if (g_grid->trapped) return;  // the other fibers are abandoned mid-kernel
       }
     }
   }
@@ -513,7 +520,7 @@ void run_blocks(const std::vector<uint3>& blocks) {
 #ifdef CUDA_EMU_TSAN
   for (Fiber& f : fiber_storage) __tsan_destroy_fiber(f.tsan_fiber);
 #endif
-  if (l.cooperative && !is_poisoned(shared_begin, shared_bytes)) {
+  if (l.cooperative && !g_grid->trapped && !is_poisoned(shared_begin, shared_bytes)) {
     fail("a cooperative kernel used static __shared__ memory, which the emulator cannot give "
          "each of its blocks (use dynamic shared memory)");
   }
@@ -552,6 +559,16 @@ void syncthreads(Site site) {
   }
   tsan_acquire(sync);
 }
+
+void trap(Site site) {
+  std::fprintf(stderr, "cuda_emu: a thread trapped at %s:%d (launch %d)\n", site.file, site.line,
+               g_launches);
+  g_grid->trapped = true;
+  wait(State::kTrapped, site);
+  __builtin_trap();  // never resumed
+}
+
+int sticky_fault() { return g_sticky_fault; }
 
 void grid_sync(Site site) {
   Grid& g = *g_grid;
@@ -746,6 +763,11 @@ int multiprocessors() {
 
 void set_max_dynamic_shared(const void* kernel, int bytes) { g_max_dynamic_shared[kernel] = bytes; }
 
+void note_host_query() { ++g_host_queries; }
+int host_queries() { return g_host_queries; }
+long long threads_launched() { return g_threads_launched; }
+long long blocks_launched() { return g_blocks_launched; }
+
 int occupancy(const void*, int block_threads, std::size_t dynamic_shared_bytes) {
   if (block_threads <= 0) return 0;
   const int by_threads = kMaxThreadsPerSM / block_threads;
@@ -757,6 +779,7 @@ int occupancy(const void*, int block_threads, std::size_t dynamic_shared_bytes) 
 
 int launch(const Launch& l) {
   ++g_launches;
+  if (g_sticky_fault != 0) return g_sticky_fault;
   const long long threads = 1LL * l.block.x * l.block.y * l.block.z;
   const long long blocks = 1LL * l.grid.x * l.grid.y * l.grid.z;
   if (threads <= 0 || threads > 1024 || l.block.z > 64 || blocks <= 0 || l.grid.y > 65535 ||
@@ -772,6 +795,9 @@ int launch(const Launch& l) {
                    multiprocessors()) {
     return cudaErrorCooperativeLaunchTooLarge;
   }
+
+  g_threads_launched += threads * blocks;
+  g_blocks_launched += blocks;
 
   // The wmma layouts are built here, on the host's thread: the fibers only read
   // them (ThreadSanitizer then sees the launch order them after the writes).
@@ -798,8 +824,10 @@ int launch(const Launch& l) {
   } else {
     for (const uint3& c : coordinates) {
       std::thread([&] { run_blocks({c}); }).join();
+      if (grid.trapped) break;
     }
   }
+  if (grid.trapped) g_sticky_fault = cudaErrorLaunchFailure;
   tsan_acquire(&grid.done_sync);
   g_grid = nullptr;
   return cudaSuccess;
@@ -833,6 +861,7 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDeviceFunction: return "invalid device function";
     case cudaErrorCooperativeLaunchTooLarge: return "too many blocks in cooperative launch";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
   }
   return "unknown error";
 }
@@ -848,6 +877,7 @@ cudaError_t cudaGetDeviceCount(int* count) {
 }
 
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int device) {
+  cuda_emu::note_host_query();
   if (device != 0) return cuda_emu_record(cudaErrorInvalidValue);
   switch (attribute) {
     case cudaDevAttrMaxSharedMemoryPerBlock: *value = cuda_emu::kDefaultSharedBytes; break;
@@ -860,6 +890,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int dev
 }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  cuda_emu::note_host_query();
   if (device != 0) return cuda_emu_record(cudaErrorInvalidValue);
   *prop = {};
   std::snprintf(prop->name, sizeof(prop->name), "cuda_emu (CPU)");
@@ -881,8 +912,42 @@ cudaError_t cudaDriverGetVersion(int* version) {
   return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+// Asynchronous faults surface here (and stay: cuda_emu::trap).
+cudaError_t cudaDeviceSynchronize() { return cuda_emu_record(cuda_emu::sticky_fault()); }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cuda_emu_record(cuda_emu::sticky_fault()); }
+
+cudaError_t cudaMallocAsync(void** p, std::size_t bytes, cudaStream_t) {
+  *p = bytes == 0 ? nullptr : std::malloc(bytes);
+  if (bytes != 0 && *p == nullptr) return cuda_emu_record(cudaErrorMemoryAllocation);
+  if (*p != nullptr) std::memset(*p, 0xff, bytes);  // poisoned, as the outputs of the drivers
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
+  if (device != 0) return cuda_emu_record(cudaErrorInvalidValue);
+  static int the_pool;
+  *pool = reinterpret_cast<cudaMemPool_t>(&the_pool);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr, void* value) {
+  return cuda_emu_record(pool == nullptr || value == nullptr ? cudaErrorInvalidValue : cudaSuccess);
+}
+
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncGetName(const char** name, const void* kernel) {
+  Dl_info info;
+  if (name == nullptr) return cuda_emu_record(cudaErrorInvalidValue);
+  if (dladdr(kernel, &info) == 0 || info.dli_sname == nullptr || info.dli_saddr != kernel) {
+    return cuda_emu_record(cudaErrorInvalidDeviceFunction);
+  }
+  *name = info.dli_sname;
+  return cudaSuccess;
+}
 
 cudaError_t cudaMemsetAsync(void* p, int value, std::size_t bytes, cudaStream_t) {
   std::memset(p, value, bytes);

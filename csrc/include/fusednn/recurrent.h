@@ -241,7 +241,9 @@ namespace cuda {
 //                and the steps are separated by grid-wide barriers. LSTM, GRU with
 //                reset_after and SimpleRNN, when the slices fit on chip and all
 //                blocks can be co-resident (occupancy checked).
-//   kAuto        kPersistent where it fits, else kPerStep.
+//   kAuto        kPersistent where it fits and a thread's FMAs per step stay small
+//                (recurrent_persistent.cuh, a conservative rule until a GPU measures
+//                the threshold), else kPerStep.
 // The backward always runs per step.
 enum class RecurrentAlgorithm { kAuto, kPerStep, kPersistent };
 

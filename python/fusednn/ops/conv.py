@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C, backend, shared_cores
+from . import cuda_launch
 
 _ACTIVATIONS = ("linear", "relu")
 _CPU_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -422,9 +423,8 @@ def _launch(xp, name, *args):
     if not isinstance(tf32, (bool, np.bool_)):
         raise TypeError(f"{name}: tf32 must be a bool, got {tf32!r}")
     first = next(a for a in arrays if a is not None)
-    with first.device:
-        getattr(_C, name + "_cuda")(*arrays, geometry, activation, bool(tf32),
-                                    backend.current_stream_ptr())
+    cuda_launch.launch(getattr(_C, name + "_cuda"), first, *arrays, geometry, activation,
+                       bool(tf32))
 
 
 __all__ = [

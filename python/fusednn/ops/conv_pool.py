@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C, backend
+from . import cuda_launch
 from . import conv as conv_ops
 from . import pooling as pooling_ops
 
@@ -68,9 +69,8 @@ def conv2d_max_pool2d(x, kernel, bias=None, strides=1, padding="valid", dilation
         return y, (argmax if training else None)
     y = backend.empty(xp, pooled_shape, x.dtype)
     argmax = backend.empty(xp, pooled_shape, np.int32) if training else None
-    with x.device:
-        _C.conv2d_max_pool2d_forward_cuda(x, kernel, bias, y, argmax, geometry, pool, activation,
-                                          bool(tf32), backend.current_stream_ptr())
+    cuda_launch.launch(_C.conv2d_max_pool2d_forward_cuda, x, x, kernel, bias, y, argmax,
+                       geometry, pool, activation, bool(tf32))
     return y, argmax
 
 

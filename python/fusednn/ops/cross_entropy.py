@@ -23,6 +23,7 @@ import numbers
 import numpy as np
 
 from .. import _C, backend, shared_cores
+from . import cuda_launch
 
 
 def sparse_softmax_cross_entropy(logits, labels, grad_scale=None):
@@ -46,9 +47,8 @@ def sparse_softmax_cross_entropy(logits, labels, grad_scale=None):
         shared_cores.run(_C.sparse_softmax_cross_entropy_cpu, logits, labels, losses, dlogits,
                          scale)
     else:
-        with logits.device:
-            _C.sparse_softmax_cross_entropy_cuda(logits, labels, losses, dlogits, scale,
-                                                 backend.current_stream_ptr())
+        cuda_launch.launch(_C.sparse_softmax_cross_entropy_cuda, logits, logits, labels, losses,
+                           dlogits, scale)
     return losses, dlogits
 
 
@@ -77,9 +77,8 @@ def softmax_cross_entropy(logits, targets, grad_scale=None):
     if xp is np:
         shared_cores.run(_C.softmax_cross_entropy_cpu, logits, targets, losses, dlogits, scale)
     else:
-        with logits.device:
-            _C.softmax_cross_entropy_cuda(logits, targets, losses, dlogits, scale,
-                                          backend.current_stream_ptr())
+        cuda_launch.launch(_C.softmax_cross_entropy_cuda, logits, logits, targets, losses,
+                           dlogits, scale)
     return losses, dlogits
 
 

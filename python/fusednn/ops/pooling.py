@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C, backend, shared_cores
+from . import cuda_launch
 # Window sizes, strides and upsampling factors in [1, 2^31), as the bindings require.
 from .conv import normalize_tuple
 
@@ -208,5 +209,4 @@ def _launch(xp, kernel, *args):
     if xp is np:
         shared_cores.run(getattr(_C, kernel + "_cpu"), *args)
     else:
-        with args[0].device:
-            getattr(_C, kernel + "_cuda")(*args, backend.current_stream_ptr())
+        cuda_launch.launch(getattr(_C, kernel + "_cuda"), args[0], *args)

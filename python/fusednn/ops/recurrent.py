@@ -29,7 +29,8 @@ only; the CPU kernels take 'auto'): on the GPU, 'per_step' runs a recurrent
 GEMM and one fused pointwise kernel per step, 'persistent' one cooperative
 kernel that keeps the recurrent weights in shared memory across all steps
 (LSTM, GRU with reset_after, SimpleRNN; a RuntimeError where it cannot run),
-'auto' the persistent kernel where it fits. recurrent_algorithm(cache) says
+'auto' the persistent kernel where it fits and each thread's work per step is small
+(a conservative rule, csrc/cuda/recurrent_persistent.cuh). recurrent_algorithm(cache) says
 which ran ('cpu' on the CPU).
 
 Rules at this boundary:
@@ -49,6 +50,7 @@ import functools
 import numpy as np
 
 from .. import _C, backend, shared_cores
+from . import cuda_launch
 
 __all__ = [
     "gru_backward",
@@ -241,7 +243,7 @@ class _Problem:
             algorithm = _launch(
                 xp, _C.recurrent_forward, *self.cell.args, self.x, self.h0, self.c0, self.kernel,
                 self.recurrent_kernel, self.bias.reshape(-1), self.mask, self.recurrent_mask, y,
-                h_T, c_T, buffer, training, workspace, self.algorithm, _stream(xp))
+                h_T, c_T, buffer, training, workspace, self.algorithm)
         if not training:
             return y, h_T, c_T, None
         cache = dict(cell_type=name, cell=self.cell, algorithm=algorithm, xp=xp, dtype=dtype,
@@ -273,15 +275,17 @@ def _backward(op, cell_type, cache, dy, dh_T, dc_T=None):
         workspace = _workspace(xp, "backward", c["cell"], shape, dtype)
         _launch(xp, _C.recurrent_backward, *c["cell"].args, c["x"], c["c0"], c["kernel"],
                 c["recurrent_kernel"], c["mask"], c["recurrent_mask"], c["buffer"], dy, dh_T,
-                dc_T, dx, dh0, dc0, dkernel, drecurrent_kernel, dbias.reshape(-1), workspace,
-                _stream(xp))
+                dc_T, dx, dh0, dc0, dkernel, drecurrent_kernel, dbias.reshape(-1), workspace)
     return dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
 
 
 def _launch(xp, kernel, *args):
-    """kernel(*args); on the CPU through shared_cores, which drops to one thread while
-    other programs crowd the cores (a spinning barrier per step stalls otherwise)."""
-    return shared_cores.run(kernel, *args) if xp is np else kernel(*args)
+    """kernel(*args, stream); on the CPU (stream 0) through shared_cores, which drops to
+    one thread while other programs crowd the cores (a spinning barrier per step stalls
+    otherwise). args[3] is x (after the cell's three arguments)."""
+    if xp is np:
+        return shared_cores.run(kernel, *args, 0)
+    return cuda_launch.launch(kernel, args[3], *args)
 
 
 def _workspace(xp, direction, cell, shape, dtype):
@@ -307,10 +311,6 @@ def _workspace_elements(direction, name, reset_after, shape, on_gpu):
 
 def _on_device(x):
     return contextlib.nullcontext() if isinstance(x, np.ndarray) else x.device
-
-
-def _stream(xp):
-    return 0 if xp is np else backend.current_stream_ptr()
 
 
 def _checked_cache(op, cache, cell_type):

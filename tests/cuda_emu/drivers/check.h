@@ -82,6 +82,15 @@ void expect_equal(const std::string& name, const std::vector<T>& got, const std:
   expect_close(name, got, want, 0.0, 0.0);
 }
 
+// A condition the caller explains in `name`; `detail` is printed when it fails.
+inline void expect_true(const std::string& name, bool ok, const std::string& detail = "") {
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
+  if (!ok) {
+    ++failures();
+    if (!detail.empty()) std::printf("     %s\n", detail.c_str());
+  }
+}
+
 inline int result() {
   std::printf("%s\n", failures() == 0 ? "all cases passed" : "some cases FAILED");
   return failures() == 0 ? 0 : 1;

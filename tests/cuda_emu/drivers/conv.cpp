@@ -4,12 +4,21 @@
 // the linear and the relu epilogue, on the FMA and the TF32 tensor-core paths.
 // Shapes: batch 1, odd sizes, channels and filters not multiples of 4, strides,
 // dilation, padding, and more rows (> 128) and filters (> 64) than one tile.
+// Products with at most 8 columns run on the narrow tile (F <= 8 forward and
+// kernel gradient, C <= 8 data gradient and transposed forward): an RGB
+// Conv2DTranspose output, a 1x1 conv to one filter, dx of a 3-channel input;
+// the others on the wide tile. Then deterministic mode (fusednn/determinism.h)
+// against the atomic sums.
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "check.h"
 #include "conv_reference.h"
+#include "cuda_emu.h"
+#include "fusednn/determinism.h"
 
 namespace {
 
@@ -82,6 +91,77 @@ void conv_case(const Conv2dShape& s) {
   expect_within(name + " backward_data", out, want_out, bound(m_out, s.KH * s.KW * s.F, kTF32));
 }
 
+// The narrow tile's point: a 1x1 conv to one filter asks for fewer threads
+// than output rows (the wide tile launches 256 threads per 128 rows, two per
+// row; the narrow one 64 per 256).
+void narrow_tile_work_case() {
+  const Conv2dShape s = driver::conv_shape(3, 10, 11, 7, 1, 1, 1, 1, 1, 1, 1, 0, 0);
+  const auto x = driver::uniform<float>(s.N * s.H * s.W * s.C, -1, 1),
+             w = driver::uniform<float>(s.C * s.F, -1, 1);
+  auto y = driver::poisoned<float>(s.N * s.OH * s.OW * s.F);
+  const long long before = cuda_emu::threads_launched();
+  fusednn::cuda::conv2d_forward<Epilogue::kLinear, false>(s, x.data(), w.data(), nullptr,
+                                                          y.data(), 0);
+  const long long threads = cuda_emu::threads_launched() - before;
+  const std::int64_t rows = s.N * s.OH * s.OW;
+  driver::expect_true("1x1 conv to one filter: fewer threads than output rows",
+                      threads < rows,
+                      std::to_string(threads) + " threads for " + std::to_string(rows) + " rows");
+}
+
+// dw (split over K) and db (split over row blocks) twice per mode. Each launch
+// runs its blocks in a new order (the emulator seeds the order by the launch's
+// count), so the atomic sums come out in different orders: their bits differ,
+// which shows that the runs were scheduled differently; the fixed-order sums of
+// deterministic mode must be bitwise equal. Both within the float64 bound.
+template <bool kTF32>
+void determinism_case(const Conv2dShape& s) {
+  const std::string name = describe(s) + (kTF32 ? " tf32" : " fma");
+  const std::int64_t nx = s.N * s.H * s.W * s.C, nw = s.KH * s.KW * s.C * s.F,
+                     ny = s.N * s.OH * s.OW * s.F;
+  const auto x = driver::uniform<float>(nx, -1, 1), w = driver::uniform<float>(nw, -1, 1),
+             dy = driver::uniform<float>(ny, -1, 1);
+  std::vector<double> want_dw(nw), want_db(s.F), m_dw(nw), m_db(s.F);
+  fusednn::cpu::conv2d_backward<double, Epilogue::kLinear>(s, widen(x).data(), nullptr,
+                                                           widen(dy).data(), widen(w).data(),
+                                                           nullptr, want_dw.data(), want_db.data());
+  fusednn::cpu::conv2d_backward<double, Epilogue::kLinear>(
+      s, absolute(x).data(), nullptr, absolute(dy).data(), absolute(w).data(), nullptr,
+      m_dw.data(), m_db.data());
+  const auto dw_bound = bound(m_dw, s.N * s.OH * s.OW, kTF32);
+  const auto db_bound = bound(m_db, s.N * s.OH * s.OW, false);
+
+  auto run = [&](bool deterministic) {
+    fusednn::deterministic_reductions().store(deterministic);
+    auto dw = driver::poisoned<float>(nw), db = driver::poisoned<float>(s.F);
+    fusednn::cuda::conv2d_backward<Epilogue::kLinear, kTF32>(s, x.data(), nullptr, dy.data(),
+                                                             w.data(), nullptr, dw.data(),
+                                                             db.data(), 0);
+    const std::string mode = deterministic ? " deterministic" : " atomic";
+    expect_within(name + mode + " dw", dw, want_dw, dw_bound);
+    expect_within(name + mode + " db", db, want_db, db_bound);
+    return std::make_pair(dw, db);
+  };
+  auto bitwise_equal = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  const auto atomic_1 = run(false);
+  const int queries = cuda_emu::host_queries();
+  const auto atomic_2 = run(false);
+  driver::expect_true(name + " atomic dw differs between two schedules",
+                      !bitwise_equal(atomic_1.first, atomic_2.first),
+                      "the runs did not schedule differently: the check below proves nothing");
+  const auto fixed_1 = run(true), fixed_2 = run(true);
+  driver::expect_true(name + " deterministic dw bitwise equal",
+                      bitwise_equal(fixed_1.first, fixed_2.first));
+  driver::expect_true(name + " deterministic db bitwise equal",
+                      bitwise_equal(fixed_1.second, fixed_2.second));
+  // The SM count is remembered per device (device_facts.cuh).
+  driver::expect_true(name + " repeated backward: no host queries",
+                      cuda_emu::host_queries() == queries,
+                      std::to_string(cuda_emu::host_queries() - queries) + " queries");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,13 +170,31 @@ int main(int argc, char** argv) {
   const Conv2dShape tiny = conv_shape(1, 5, 7, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1);
   const Conv2dShape strided = conv_shape(2, 6, 5, 6, 9, 2, 3, 2, 1, 1, 2, 1, 2);
   const Conv2dShape two_tiles = conv_shape(1, 12, 12, 4, 66, 3, 3, 1, 1, 1, 1, 1, 1);
+  // 330 rows: two narrow row tiles, the last partial.
+  const Conv2dShape one_filter = conv_shape(3, 10, 11, 7, 1, 1, 1, 1, 1, 1, 1, 0, 0);
+  // dx and the transposed forward to 3 channels (RGB) narrow, y and dw wide.
+  const Conv2dShape rgb = conv_shape(2, 12, 10, 3, 16, 3, 3, 2, 2, 1, 1, 1, 1);
+  // Every product on the wide tile.
+  const Conv2dShape wide = conv_shape(1, 7, 6, 12, 10, 3, 3, 1, 1, 1, 1, 1, 1);
   conv_case<Epilogue::kLinear, false>(tiny);
   conv_case<Epilogue::kRelu, true>(tiny);
+  conv_case<Epilogue::kRelu, false>(one_filter);
+  narrow_tile_work_case();
   if (!small) {
+    conv_case<Epilogue::kLinear, true>(one_filter);
+    conv_case<Epilogue::kRelu, false>(rgb);
+    conv_case<Epilogue::kLinear, true>(rgb);
+    conv_case<Epilogue::kLinear, false>(wide);
+    conv_case<Epilogue::kRelu, true>(wide);
     conv_case<Epilogue::kRelu, false>(strided);
     conv_case<Epilogue::kLinear, true>(strided);
     conv_case<Epilogue::kLinear, false>(two_tiles);
     conv_case<Epilogue::kRelu, true>(two_tiles);
   }
+  // Pixels (K of dw) 1024: 8 splits of dw on the emulator's 4 SMs (2 row blocks
+  // of db); 8192 in the full run: 16 splits, 16 row blocks.
+  determinism_case<false>(small ? conv_shape(1, 32, 32, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1)
+                                : conv_shape(2, 64, 64, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1));
+  if (!small) determinism_case<true>(conv_shape(1, 40, 40, 2, 3, 1, 1, 1, 1, 1, 1, 0, 0));
   return driver::result();
 }

@@ -1,5 +1,5 @@
 // gemm.cu (with gemm_tiles.cuh) in the emulator against a float64 product: all
-// four transpositions, the narrow (M <= 32) and the large tile, beta 0 (C is
+// four transpositions, the skinny and narrow (M <= 32) and the large tile, beta 0 (C is
 // poisoned and must not be read) and beta != 0, leading dimensions larger than
 // the rows, sizes that leave partial tiles in M, N and K, and the scale-only
 // kernel (alpha = 0, K = 0).
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "check.h"
+#include "cuda_emu.h"
 #include "fusednn/cuda_gemm.h"
 
 namespace {
@@ -61,6 +62,16 @@ void gemm_case(bool ta, bool tb, Index M, Index N, Index K, float alpha, float b
   driver::expect_equal(name + " padding untouched", padding, padding_before);
 }
 
+// Few rows and few narrow tiles (2 for M = 5, N = 70, fewer than the
+// emulator's 4 SMs): the skinny tiles give 3 blocks.
+void skinny_tile_case() {
+  const long long before = cuda_emu::blocks_launched();
+  gemm_case(false, false, 5, 70, 37, 1.f, 0.f);
+  const long long blocks = cuda_emu::blocks_launched() - before;
+  driver::expect_true("M=5 N=70: 3 skinny tiles, not 2 narrow ones", blocks == 3,
+                      std::to_string(blocks) + " blocks");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -68,9 +79,11 @@ int main(int argc, char** argv) {
   gemm_case(false, false, 1, 5, 3, 1.f, 0.f);      // narrow tile, one row
   gemm_case(true, false, 33, 70, 37, 0.5f, 1.f);   // large tile, partial tiles everywhere
   gemm_case(false, false, 4, 3, 0, 1.f, 0.5f);     // K = 0: C = beta * C
+  skinny_tile_case();
   if (!small) {
     gemm_case(false, true, 17, 65, 33, -1.f, 0.25f);
     gemm_case(true, true, 70, 9, 18, 2.f, 0.f);
+    gemm_case(true, true, 20, 90, 40, 1.f, 0.5f);  // skinny: 3 row tiles, the last partial
     gemm_case(false, false, 65, 66, 17, 1.f, 0.f);
     gemm_case(true, false, 7, 3, 5, 0.f, 0.f);     // alpha = 0, beta = 0: zeros, C unread
   }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "check.h"
+#include "cuda_emu.h"
 #include "fusednn/recurrent.h"
 
 namespace {
@@ -50,6 +51,7 @@ struct Case {
   RecurrentShape s;
   bool masked, recurrent_masked, training;
   RecurrentAlgorithm algorithm;
+  RecurrentAlgorithm runs_as = RecurrentAlgorithm::kAuto;  // kAuto: the requested algorithm
 };
 
 int gates_of(Cell c) { return c == Cell::kLstm ? 4 : c == Cell::kSimpleRnn ? 1 : 3; }
@@ -146,7 +148,7 @@ void run_case(const Case& c) {
       f.cache.data(), workspace.data(), 0);
   fusednn::cpu::recurrent_forward<double>(spec, s, d.inputs(lstm, m, rm), d.weights(),
                                           d.outputs(lstm), true, d.cache.data());
-  if (ran != c.algorithm) {
+  if (ran != (c.runs_as == RecurrentAlgorithm::kAuto ? c.algorithm : c.runs_as)) {
     std::printf("FAIL %s ran %s\n", name.c_str(), fusednn::cuda::algorithm_name(ran));
     ++driver::failures();
   }
@@ -240,7 +242,16 @@ int main(int argc, char** argv) {
       {Cell::kGruAfter, one, false, true, true, per_step},
       {Cell::kSimpleRnn, odd, true, false, false, persistent},
   };
+  // Several rows per thread in the persistent kernel (40 and 50 rows: 32 and
+  // 42 threads per column on the emulator's 4 SMs, GRU's 6 columns leaving 4
+  // threads idle); kAuto takes it where a thread's work per step is small.
+  const RecurrentShape tall{40, 2, 3, 7}, taller{50, 2, 3, 7};
+  cases.push_back({Cell::kGruAfter, taller, false, false, true, persistent});
+  cases.push_back({Cell::kLstm, odd, false, false, true, RecurrentAlgorithm::kAuto, persistent});
+  // 640 rows of bias gradient in 2 row blocks, summed in a fixed order.
+  cases.push_back({Cell::kSimpleRnn, {40, 16, 3, 7}, true, false, true, per_step});
   if (!small) {
+    cases.push_back({Cell::kLstm, tall, true, true, true, persistent});
     for (Cell cell : {Cell::kLstm, Cell::kGruAfter, Cell::kGruBefore, Cell::kSimpleRnn}) {
       for (bool masked : {false, true}) {
         for (auto algorithm : {per_step, persistent}) {
@@ -252,6 +263,11 @@ int main(int argc, char** argv) {
     }
   }
   for (const Case& c : cases) run_case(c);
+  // The persistent planner remembers its plans per device and shape.
+  const int queries = cuda_emu::host_queries();
+  run_case(cases.front());
+  driver::expect_true("the first case again: no host queries", cuda_emu::host_queries() == queries,
+                      std::to_string(cuda_emu::host_queries() - queries) + " queries");
   rejected_shape_case("no units", {2, 3, 4, 0});
   rejected_shape_case("no features", {2, 3, 0, 5});
   rejected_shape_case("no steps", {2, 0, 4, 5});

@@ -26,10 +26,17 @@
 //    block), grid.sync (within the grid) and the kernel's end (to the host), so
 //    ThreadSanitizer reports races in shared and global memory, also between
 //    blocks. Shuffles and wmma operations carry no memory ordering.
+//  - faults are asynchronous: a __trap() ends its launch, which still returns
+//    success; the next cudaStreamSynchronize / cudaDeviceSynchronize and every
+//    later launch report cudaErrorLaunchFailure (what FUSEDNN_CUDA_SYNC=1 of
+//    csrc/cuda/launch.cuh is for).
 //  - seeded random order (CUDA_EMU_SEED): of the blocks, and of the fibers at
 //    every scheduling step; in cooperative launches one random block runs as far
 //    as it can before another (block skew), so code that assumes an order of
 //    threads or blocks, or a missing grid.sync, gives wrong results.
+//
+// Counters for the drivers: host queries (device attributes, occupancy,
+// function attributes), threads and blocks launched.
 //
 // What it cannot check: speed, coalescing, bank conflicts, occupancy from
 // register use (it counts threads and shared memory only), real device math
@@ -78,6 +85,12 @@ uint3 block_dim();
 uint3 grid_dim();
 
 void syncthreads(Site site);
+// A thread traps: the launch stops (no other thread or block runs on) and the
+// next synchronisation, and every later launch, returns cudaErrorLaunchFailure
+// (sticky, as a fault corrupts a GPU context).
+[[noreturn]] void trap(Site site);
+// The sticky fault of an earlier launch (cudaError_t), or 0.
+int sticky_fault();
 void grid_sync(Site site);
 
 enum class WarpOp { kShuffle, kBallot, kUniform, kMma };
@@ -109,6 +122,14 @@ void* dynamic_shared();
 void set_max_dynamic_shared(const void* kernel, int bytes);
 int occupancy(const void* kernel, int block_threads, std::size_t dynamic_shared_bytes);
 int multiprocessors();
+// Host queries so far (device attributes and properties, occupancy, function
+// attributes): a driver call each on a GPU, so a driver can check that a
+// launcher repeats none of them for a shape it has seen.
+int host_queries();
+void note_host_query();
+// Threads and blocks of all launches so far (how a launcher spreads its work).
+long long threads_launched();
+long long blocks_launched();
 
 // wmma fragments: (row, col) of element t of lane l for a fragment of `rows` x
 // `cols` elements, in the seeded scrambled order.

@@ -31,6 +31,8 @@
 constexpr int warpSize = cuda_emu::kWarpSize;
 
 #define __syncthreads() ::cuda_emu::syncthreads(CUDA_EMU_SITE)
+// Ends the whole launch; the fault is reported asynchronously, as on a GPU.
+#define __trap() ::cuda_emu::trap(CUDA_EMU_SITE)
 
 struct alignas(16) float4 {
   float x, y, z, w;
@@ -138,8 +140,10 @@ inline unsigned cuda_emu_ballot(unsigned mask, bool predicate, ::cuda_emu::Site 
 enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDeviceFunction = 98,
+  cudaErrorLaunchFailure = 719,
   cudaErrorCooperativeLaunchTooLarge = 720,
 };
 using cudaError = cudaError_t;
@@ -175,11 +179,31 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaMemsetAsync(void* p, int value, std::size_t bytes, cudaStream_t stream = nullptr);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream = nullptr);
+cudaError_t cudaMallocAsync(void** p, std::size_t bytes, cudaStream_t stream);
+// Memory pools: one per device, whose attributes change nothing here.
+struct CUmemPoolHandle_st;
+using cudaMemPool_t = CUmemPoolHandle_st*;
+enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold = 4 };
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device);
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attribute, void* value);
+template <typename T>
+cudaError_t cudaMallocAsync(T** p, std::size_t bytes, cudaStream_t stream) {
+  return cudaMallocAsync(reinterpret_cast<void**>(p), bytes, stream);
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t stream);
+// The mangled name of a kernel with external linkage (dladdr: the programs are
+// linked with -rdynamic); cudaErrorInvalidDeviceFunction for others.
+cudaError_t cudaFuncGetName(const char** name, const void* kernel);
+template <typename... Params>
+cudaError_t cudaFuncGetName(const char** name, void (*kernel)(Params...)) {
+  return cudaFuncGetName(name, reinterpret_cast<const void*>(kernel));
+}
 // The launch result, also kept for cudaGetLastError.
 cudaError_t cuda_emu_record(int error);
 
 template <typename... Params>
 cudaError_t cudaFuncSetAttribute(void (*kernel)(Params...), cudaFuncAttribute attribute, int value) {
+  cuda_emu::note_host_query();
   if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
       value > cuda_emu::kOptinSharedBytes) {
     return cuda_emu_record(cudaErrorInvalidValue);
@@ -192,6 +216,7 @@ template <typename... Params>
 cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, void (*kernel)(Params...),
                                                           int block_threads,
                                                           std::size_t dynamic_shared_bytes) {
+  cuda_emu::note_host_query();
   *blocks = cuda_emu::occupancy(reinterpret_cast<const void*>(kernel), block_threads,
                                 dynamic_shared_bytes);
   return cudaSuccess;
