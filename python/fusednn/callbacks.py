@@ -121,12 +121,14 @@ class Progbar:
     with \\r on a TTY; elsewhere (CI logs, pipes) only the final line
     "32/32 [==============================] - 0s 3ms/step - loss: 0.1234".
     verbose=2: only "32/32 - 0s - loss: 0.1234 - 0s/epoch - 3ms/step" at the end.
+    target=None (the number of steps is unknown, e.g. a generator without steps) shows
+    Keras's counter "     12/Unknown - 1s 20ms/step - loss: 0.2000" instead of a bar.
     `values` are (name, value) pairs already averaged by the caller.
     """
 
     def __init__(self, target: int, width: int = 30, verbose: int = 1, interval: float = 0.05,
                  unit_name: str = "step"):
-        self.target = int(target)
+        self.target = None if target is None else int(target)
         self.width = width
         self.verbose = verbose
         self.interval = interval
@@ -137,6 +139,8 @@ class Progbar:
         self._previous_width = 0
 
     def _bar(self, current: int) -> str:
+        if self.target is None:
+            return f"{current:7d}/Unknown"
         digits = len(str(self.target))
         bar = f"{current:>{digits}d}/{self.target} ["
         width = int(self.width * current / self.target) if self.target else self.width
@@ -154,7 +158,7 @@ class Progbar:
         per_step = elapsed / current if current else 0.0
         metrics = "".join(f" - {name}: {_format_value(value)}" for name, value in values)
         if self.verbose == 1:
-            if finalize:
+            if finalize or self.target is None:
                 line = (f"{self._bar(current)} - {elapsed:.0f}s "
                         f"{_format_time(per_step, self.unit_name)}{metrics}")
             else:
@@ -166,8 +170,8 @@ class Progbar:
             sys.stdout.write(prefix + line + padding + ("\n" if finalize else ""))
             sys.stdout.flush()
         elif self.verbose == 2:
-            digits = len(str(self.target))
-            sys.stdout.write(f"{current:>{digits}d}/{self.target} - {elapsed:.0f}s{metrics} - "
+            counter = f"{current}/{'Unknown' if self.target is None else self.target}"
+            sys.stdout.write(f"{counter} - {elapsed:.0f}s{metrics} - "
                              f"{_format_time(elapsed, 'epoch')} - "
                              f"{_format_time(per_step, self.unit_name)}\n")
             sys.stdout.flush()
@@ -182,18 +186,27 @@ def _format_eta(seconds: float) -> str:
 
 
 class ProgbarLogger(Callback):
-    """fit's progress output (added when verbose != 0): "Epoch 3/10", then a Progbar per epoch."""
+    """fit's progress output (added when verbose != 0): "Epoch 3/10", then a Progbar per epoch.
+
+    With an unknown number of steps (params["steps"] None) the first epoch shows a
+    counter and, as in Keras, the later ones a bar over the steps the first one had.
+    """
 
     def __init__(self):
         super().__init__()
         self._progbar = None
         self._seen = 0
+        self._target = None
+
+    def set_params(self, params: dict) -> None:
+        super().set_params(params)
+        self._target = params["steps"]
 
     def on_epoch_begin(self, epoch, logs=None):
         verbose, epochs = self.params["verbose"], self.params["epochs"]
         if verbose and epochs > 1:
             print(f"Epoch {epoch + 1}/{epochs}")
-        self._progbar = Progbar(self.params["steps"], verbose=verbose)
+        self._progbar = Progbar(self._target, verbose=verbose)
         self._seen = 0
 
     def on_train_batch_end(self, batch, logs=None):
@@ -201,6 +214,8 @@ class ProgbarLogger(Callback):
         self._progbar.update(self._seen, list((logs or {}).items()))
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._target is None:
+            self._target = self._progbar.target = self._seen
         self._progbar.update(self._seen, list((logs or {}).items()), finalize=True)
 
 

@@ -3,6 +3,13 @@ advances it) and BackupAndRestore (which saves it and hands it back to resume)."
 from __future__ import annotations
 
 
+def means_logs(loss_mean, metric_means) -> dict:
+    """Keras's logs from the running means: "loss", then each metric by name."""
+    logs = {"loss": loss_mean.result()}
+    logs.update({name: mean.result() for name, mean in metric_means.items()})
+    return logs
+
+
 class FitProgress:
     """Where fit is inside an epoch: what BackupAndRestore saves and fit resumes from.
 
@@ -16,11 +23,7 @@ class FitProgress:
         self.order, self.loss_mean, self.metric_means = order, loss_mean, metric_means
 
     def logs(self) -> dict:
-        if not self.loss_mean.count:
-            return {}
-        logs = {"loss": self.loss_mean.result()}
-        logs.update({name: mean.result() for name, mean in self.metric_means.items()})
-        return logs
+        return means_logs(self.loss_mean, self.metric_means) if self.loss_mean.count else {}
 
     def check_fits(self, what: str, samples: int, steps: int, shuffle: bool) -> None:
         """A mid-epoch backup resumes only on the same data and batching."""

@@ -21,16 +21,63 @@ def _as_batch_array(what: str, name: str, value):
     return value
 
 
+def _is_structure(value) -> bool:
+    """A dict of arrays, or a list/tuple of arrays: one per model input or output, as Keras
+    reads x and y (a list of numbers stays one array)."""
+    return isinstance(value, dict) or (isinstance(value, (list, tuple)) and len(value) > 0
+                                       and all(isinstance(v, np.ndarray)
+                                               or backend.is_cuda_array(v) for v in value))
+
+
+def map_arrays(value, fn):
+    """fn applied to each array of value: one array, a list of arrays or a dict of arrays."""
+    if isinstance(value, dict):
+        return {name: fn(array) for name, array in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [fn(array) for array in value]
+    return fn(value)
+
+
+def _as_batch_arrays(what: str, name: str, value) -> tuple:
+    """(value with every array checked by _as_batch_array, [(label, array)])."""
+    if not _is_structure(value):
+        value = _as_batch_array(what, name, value)
+        return value, [(name, value)]
+    labels = list(value) if isinstance(value, dict) else range(len(value))
+    arrays = {label: _as_batch_array(what, f"{name}[{label!r}]", value[label])
+              for label in labels}
+    value = arrays if isinstance(value, dict) else list(arrays.values())
+    return value, [(f"{name}[{label!r}]", array) for label, array in arrays.items()]
+
+
+def first_array(value):
+    """An array itself, or the first array of a list or dict of arrays."""
+    if isinstance(value, dict):
+        return next(iter(value.values()))
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def num_samples(value) -> int:
+    """The batch size of an array or of a list or dict of arrays."""
+    return len(first_array(value))
+
+
 def _check_data(what: str, x, y):
-    x = _as_batch_array(what, "x", x)
+    """x and y as arrays, or (several inputs or outputs) lists or dicts of arrays; all with
+    the same number of samples."""
+    x, x_arrays = _as_batch_arrays(what, "x", x)
     if y is None:
         raise ValueError(f"{what}: y (the targets) is required")
-    y = _as_batch_array(what, "y", y)
-    if len(x) == 0:
-        raise ValueError(f"{what}: x is empty (0 samples)")
-    if len(x) != len(y):
-        raise ValueError(f"{what}: x and y must have the same number of samples, got {len(x)} "
-                         f"(x shape {tuple(x.shape)}) and {len(y)} (y shape {tuple(y.shape)})")
+    y, y_arrays = _as_batch_arrays(what, "y", y)
+    first_name, first = x_arrays[0]
+    if len(first) == 0:
+        raise ValueError(f"{what}: {first_name} is empty (0 samples)")
+    for name, array in x_arrays[1:] + y_arrays:
+        if len(array) != len(first):
+            raise ValueError(f"{what}: {first_name} and {name} must have the same number of "
+                             f"samples, got {len(first)} ({first_name} shape "
+                             f"{tuple(first.shape)}) and {len(array)} ({name} shape "
+                             f"{tuple(array.shape)})")
     return x, y
 
 
@@ -51,14 +98,12 @@ def _check_verbose(what: str, verbose) -> int:
     raise ValueError(f"{what}: verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
 
 
-def _take_batch(x, y, order, start: int, size: int):
-    """Samples start..start+size of (x, y), in `order` (a permutation) when given."""
+def _take_batch(array, order, start: int, size: int):
+    """Samples start..start+size of array, in `order` (a permutation) when given."""
     if order is None:
-        return x[start:start + size], y[start:start + size]
+        return array[start:start + size]
     index = order[start:start + size]
-    if backend.is_cuda_array(x):
-        index = backend.to_device(index, "cuda")
-    return x[index], y[index]
+    return array[backend.to_device(index, "cuda") if backend.is_cuda_array(array) else index]
 
 
 def _format_results(logs: dict, return_dict: bool):

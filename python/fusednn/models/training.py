@@ -21,18 +21,25 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 
 import numpy as np
 
-from .. import backend, distribute, io, losses, optimizers, utils
+from .. import backend, distribute, io, optimizers, utils
 from .. import callbacks as callbacks_module
 from .. import metrics as metrics_module
 from ..errors import StateError
-from ..fit_progress import FitProgress
+from ..fit_progress import FitProgress, means_logs
 from ..layers.base import Layer
+from . import data_adapters as adapters
+from . import output_terms, weighting
 from .summary import summary_lines
-from .data import (_as_batch_array, _check_batch_size, _check_data, _check_verbose,
-                   _format_results, _take_batch)
+from .data import (_as_batch_arrays, _check_batch_size, _check_data, _check_verbose,
+                   _format_results, first_array, map_arrays, num_samples)
+
+# Keras's warning when a generator or iterator stops before the batches asked for.
+_RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset "
+            "or generator can generate at least `steps_per_epoch * epochs` batches.")
 
 
 class Model(Layer):
@@ -52,6 +59,8 @@ class Model(Layer):
         self.optimizer = None
         self.loss = None
         self.metrics: list[metrics_module.Metric] = []
+        self.weighted_metrics: list[metrics_module.Metric] = []
+        self._terms: list[output_terms.OutputTerm] = []
         self.stop_training = False
         self.history = None
         # fit's position (FitProgress) while it runs, and where BackupAndRestore resumes it.
@@ -59,25 +68,38 @@ class Model(Layer):
         self._resume_from = None
 
     # ----- compile / train / evaluate ---------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
-        """Sets the optimizer, loss and metrics (names as in Keras, or objects)."""
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None) -> None:
+        """Sets the optimizer, loss(es) and metrics (names as in Keras, or objects).
+
+        As in Keras 3, `metrics` ignore sample weights and `weighted_metrics` use them;
+        a weighted metric named like an unweighted one is logged as "weighted_<name>".
+        A model with several outputs (`output_names`) takes one loss for all outputs or
+        one per output (list or dict by output name), likewise loss_weights, metrics and
+        weighted_metrics; see models/output_terms.py for the names in the logs.
+        """
+        what = self._label() + ".compile"
         self.optimizer = optimizers.get(optimizer)
-        self.loss = None if loss is None else losses.get(loss)
-        if metrics is None:
-            metrics = []
-        elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
-            metrics = [metrics]
-        resolved = [metrics_module.get(m, loss=self.loss) for m in metrics]
-        names = [m.name for m in resolved]
-        duplicated = sorted({n for n in names if names.count(n) > 1 or n == "loss"})
-        if duplicated:
-            raise ValueError(f"{self._label()}.compile: metric names must be unique and not "
-                             f"'loss', got {names}")
-        self.metrics = resolved
+        self._terms = output_terms.resolve(what, getattr(self, "output_names", None), loss,
+                                           loss_weights, metrics, weighted_metrics)
+        # model.loss as given: one Loss (also when it serves every output, which saving
+        # supports), or a list / dict of them, one per output.
+        several = self._several_outputs()
+        if several and isinstance(loss, (list, tuple)):
+            self.loss = [term.loss for term in self._terms]
+        elif several and isinstance(loss, dict):
+            self.loss = {term.name: term.loss for term in self._terms if term.loss is not None}
+        else:
+            self.loss = self._terms[0].loss
+        self.metrics = [m for term in self._terms for m in term.metrics]
+        self.weighted_metrics = [m for term in self._terms for m in term.weighted_metrics]
+
+    def _several_outputs(self) -> bool:
+        return len(getattr(self, "output_names", None) or []) > 1
 
     @property
     def metrics_names(self) -> list[str]:
-        return ["loss"] + [m.name for m in self.metrics]
+        return list(means_logs(*self._new_means()))
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
@@ -87,18 +109,64 @@ class Model(Layer):
             raise StateError(f"{self._label()}.{what}: compile() was called without a loss; "
                              "call model.compile(optimizer, loss=...)")
 
-    def _to_model_device(self, array):
-        # NumPy batches go to a GPU model's device; other mixes are left for the layers to reject.
-        if self.device == "cuda" and not backend.is_cuda_array(array):
-            return backend.to_device(array, "cuda")
-        return array
+    def _to_model_device(self, value):
+        """An array, or a list or dict of arrays (None entries kept), on the model's device."""
+        def move(array):
+            # NumPy goes to a GPU model's device; other mixes are left for the layers to reject.
+            if array is not None and self.device == "cuda" and not backend.is_cuda_array(array):
+                return backend.to_device(array, "cuda")
+            return array
+        return None if value is None else map_arrays(value, move)
 
     def _uses_softmax_fusion(self) -> bool:
         # Losses offer the method only when they take probabilities (from_logits=False).
-        return self.outputs_softmax and hasattr(self.loss, "value_and_grad_from_logits")
+        return (not self._several_outputs() and self.outputs_softmax
+                and hasattr(self.loss, "value_and_grad_from_logits"))
 
-    def _train_step(self, x, y) -> tuple[float, object]:
-        """One optimizer update on the batch; returns (loss incl. regularization, predictions)."""
+    def _fused_loss_value(self, y, logits) -> float:
+        return self.loss.value_and_grad_from_logits(y, logits)[0]
+
+    @staticmethod
+    def _per_output(values) -> list:
+        """Targets or predictions (an array, or a list or dict in output order) as a list."""
+        if isinstance(values, dict):
+            return list(values.values())
+        return list(values) if isinstance(values, (list, tuple)) else [values]
+
+    def _output_losses(self, y, y_pred, sample_weight, with_grad: bool) -> list:
+        """(term, loss value or None, gradient or None) for every output, weighted by the
+        samples' weights as Keras does (models/weighting.py), before the loss weights."""
+        results = []
+        for term, y_true, pred in zip(self._terms, self._per_output(y),
+                                      self._per_output(y_pred)):
+            if term.loss is None:
+                results.append((term, None, None))
+                continue
+            if with_grad:
+                value, grad = term.loss.value_and_grad(y_true, pred)
+            else:
+                value, grad = term.loss(y_true, pred), None
+            if sample_weight is not None:
+                weighting.check_reduction(term.loss)
+                value = weighting.weighted_loss(term.loss, y_true, pred, sample_weight)
+                grad = None if grad is None else weighting.scale_rows(grad, sample_weight)
+            results.append((term, float(value), grad))
+        return results
+
+    def _total_loss(self, parts) -> tuple[float, dict]:
+        """(sum of loss_weight * output loss, {"<output>_loss": loss} with several outputs)."""
+        total = sum(term.weight * value for term, value, _ in parts if value is not None)
+        if not self._several_outputs():
+            return total, {}
+        return total, {term.loss_log_name: value for term, value, _ in parts if value is not None}
+
+    def _train_step(self, x, y, sample_weight=None) -> tuple[float, object, dict]:
+        """One optimizer update on the batch; returns (loss incl. regularization,
+        predictions, each output's loss when there are several).
+
+        sample_weight (N,) NumPy or None weights each sample's loss as Keras does
+        (models/weighting.py), in the value and in the gradient.
+        """
         self.zero_grad()
         self._check_targets(x, y)
         y_pred = self.forward(x, training=True)
@@ -107,33 +175,44 @@ class Model(Layer):
             utils.check_finite(y, f"the targets (y) given to {self._label()} hold non-finite "
                                   "values")
         if self._uses_softmax_fusion():
-            loss_value, dlogits = self.loss.value_and_grad_from_logits(
-                y, self.logits_of_last_forward())
-            if checked:
-                utils.check_finite(np.asarray(loss_value), f"loss '{self.loss.name}' is "
-                                   "non-finite for finite predictions and targets")
-            with self._input_grad_unused():
-                self.backward_from_logits(dlogits)
+            logits = self.logits_of_last_forward()
+            loss_value, grad = self.loss.value_and_grad_from_logits(y, logits)
+            if sample_weight is not None:
+                weighting.check_reduction(self.loss)
+                loss_value = weighting.weighted_loss(self._fused_loss_value, y, logits,
+                                                     sample_weight)
+                grad = weighting.scale_rows(grad, sample_weight)
+            output_losses, backward = {}, self.backward_from_logits
         else:
-            loss_value, dy = self.loss.value_and_grad(y, y_pred)
-            if checked:
-                utils.check_finite(np.asarray(loss_value), f"loss '{self.loss.name}' is "
-                                   "non-finite for finite predictions and targets")
-            with self._input_grad_unused():
-                self.backward(dy)
+            parts = self._output_losses(y, y_pred, sample_weight, with_grad=True)
+            loss_value, output_losses = self._total_loss(parts)
+            grads = [grad if grad is None or term.weight == 1.0 else grad * term.weight
+                     for term, _, grad in parts]
+            grad, backward = (grads if self._several_outputs() else grads[0]), self.backward
+        if checked:
+            name = getattr(self.loss, "name", "of the outputs")
+            utils.check_finite(np.asarray(loss_value), f"loss '{name}' is non-finite for "
+                               "finite predictions and targets")
+        with self._input_grad_unused():
+            backward(grad)
         # Keras reports the loss at the weights the gradient was taken at, penalties included.
         loss_value = float(loss_value) + self.regularization_loss()
         self.optimizer.step(self)
-        return loss_value, y_pred
+        return loss_value, y_pred, output_losses
 
     def _check_targets(self, x, y) -> None:
-        """The loss's checks of y (class indices in range, ...) before the forward runs."""
-        shape = self.compute_output_shape((None,) + tuple(x.shape[1:]))
-        if any(size is None for size in shape[1:]):
-            return  # the output's size is known only after the forward; the loss checks then
+        """The losses' checks of y (class indices in range, ...) before the forward runs."""
+        if not hasattr(x, "shape"):
+            return  # several inputs: the losses check their targets after the forward
+        shapes = self.compute_output_shape((None,) + tuple(x.shape[1:]))
+        # One shape is a tuple; several (or a list of one) come as a list or dict of them.
+        shapes = self._per_output(shapes) if isinstance(shapes, (list, dict)) else [shapes]
         xp = backend.get_array_module(x)
-        stand_in = xp.broadcast_to(xp.zeros((), self.dtype), (len(x),) + tuple(shape[1:]))
-        self.loss.check_targets(y, stand_in)
+        for term, y_true, shape in zip(self._terms, self._per_output(y), shapes):
+            if term.loss is None or any(size is None for size in shape[1:]):
+                continue  # the output's size is known only after the forward; the loss checks then
+            stand_in = xp.broadcast_to(xp.zeros((), self.dtype), (len(x),) + tuple(shape[1:]))
+            term.loss.check_targets(y_true, stand_in)
 
     @contextlib.contextmanager
     def _input_grad_unused(self):
@@ -141,53 +220,112 @@ class Model(Layer):
         the gradient w.r.t. the model's input overrides this (Sequential does)."""
         yield
 
-    def _batch_logs(self, loss_value: float, y, y_pred) -> dict:
-        logs = {"loss": loss_value}
-        for metric in self.metrics:
-            logs[metric.name] = metric(y, y_pred)
-        return logs
+    def _new_means(self) -> tuple:
+        """Running means of the loss and of every log entry after it, empty, in log order."""
+        names = [term.loss_log_name for term in self._terms
+                 if term.loss is not None and self._several_outputs()]
+        names += [m.name for term in self._terms for m in term.metrics + term.weighted_metrics]
+        return metrics_module.Mean(), {name: metrics_module.Mean() for name in names}
+
+    def _update_means(self, loss_mean, metric_means, loss_value, output_losses, y, y_pred,
+                      sample_weight):
+        """Adds one batch: the losses weighted by batch size (as Keras's loss trackers), the
+        metrics by batch size, the weighted metrics by their sample weights."""
+        count = len(self._per_output(y_pred)[0])
+        loss_mean.update(loss_value, count)
+        for name, value in output_losses.items():
+            metric_means[name].update(value, count)
+        for term, y_true, pred in zip(self._terms, self._per_output(y), self._per_output(y_pred)):
+            for metric in term.metrics:
+                metric_means[metric.name].update(metric(y_true, pred), count)
+            for metric in term.weighted_metrics:
+                if sample_weight is None:
+                    metric_means[metric.name].update(metric(y_true, pred), count)
+                else:
+                    metric_means[metric.name].update(
+                        *weighting.weighted_metric(metric, y_true, pred, sample_weight))
+
+    def _prepared(self, what: str, x, y, sample_weight):
+        """A batch on the model's device, with y as one target per output."""
+        return (self._to_model_device(x), self._to_model_device(self._targets(what, y)),
+                sample_weight)
+
+    def _targets(self, what: str, y):
+        """y for the model's outputs: an array for one output; a list in output order
+        (from a list or a dict keyed by output name) for several."""
+        if y is None:
+            return None
+        names = list(getattr(self, "output_names", None) or [])
+        if not self._several_outputs():
+            if isinstance(y, dict) and (len(y) != 1 or (names and set(y) != set(names))):
+                raise ValueError(f"{what}: the model has one output {names}, so y must be one "
+                                 f"array (or a dict with that one key), got keys {sorted(y)}")
+            if isinstance(y, (list, tuple)) and len(y) != 1:
+                raise ValueError(f"{what}: the model has one output, so y must be one array "
+                                 f"(or a list of one), got a list of {len(y)} arrays")
+            return self._per_output(y)[0]
+        if isinstance(y, dict):
+            unknown = sorted(set(y) - set(names))
+            if unknown:
+                raise ValueError(f"{what}: y names outputs {unknown} that the model does not "
+                                 f"have; its outputs are {names}")
+            y = [y.get(name) for name in names]
+        elif not isinstance(y, list) or len(y) != len(names):
+            raise ValueError(f"{what}: the model has outputs {names}, so y must be a list of "
+                             f"{len(names)} arrays or a dict keyed by output name, got "
+                             + (f"a list of {len(y)}" if isinstance(y, list)
+                                else f"one {type(y).__name__}"))
+        for term, target in zip(self._terms, y):
+            if target is None and (term.loss or term.metrics or term.weighted_metrics):
+                raise ValueError(f"{what}: y has no target for output '{term.name}', which "
+                                 "has a loss or metrics")
+        return y
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        """Trains for `epochs` passes over (x, y) in batches; returns a History.
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None):
+        """Trains for `epochs` passes over the data; returns a History (Keras 3's arguments).
 
-        x (N, ...) and y (N, ...) NumPy (or CuPy) arrays. validation_split takes the
-        last fraction of the samples, before shuffling (as Keras); validation_data
-        (x_val, y_val) takes precedence. shuffle reorders the training samples every
-        epoch from fusednn's generator (fd.utils.set_random_seed makes it repeatable).
+        x, y: NumPy (or CuPy) arrays (N, ...), cut into batches of batch_size; or x alone a
+        generator / iterator / fusednn.utils.PyDataset yielding (x, y) or
+        (x, y, sample_weight) batches (see models/data_adapters.py for Keras's rules on
+        steps_per_epoch). validation_split takes the last fraction of the array samples,
+        before shuffling (as Keras); validation_data (x_val, y_val[, sample_weight_val]) or
+        a generator / PyDataset takes precedence, read for validation_steps batches (all
+        when None). shuffle reorders array samples every epoch from fusednn's generator
+        (fd.utils.set_random_seed makes it repeatable). sample_weight (N,) or class_weight
+        {class: weight} weight each sample's loss (see models/weighting.py).
         verbose: 0 silent, 1 ("auto") progress bar, 2 one line per epoch. The logged
         loss is the batch-size-weighted mean of the batch losses plus regularization.
         """
+        what = self._label() + ".fit"
         self._require_compiled("fit")
-        x, y = _check_data(self._label() + ".fit", x, y)
-        batch_size = _check_batch_size(self._label() + ".fit", batch_size)
-        verbose = _check_verbose(self._label() + ".fit", verbose)
+        verbose = _check_verbose(what, verbose)
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{self._label()}.fit: {name} must be an int >= 0, got {value!r}")
+                raise ValueError(f"{what}: {name} must be an int >= 0, got {value!r}")
         if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"{self._label()}.fit: shuffle must be True or False, got {shuffle!r}")
+            raise TypeError(f"{what}: shuffle must be True or False, got {shuffle!r}")
         if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
                 or not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"{self._label()}.fit: validation_split must be a float in [0, 1), "
+            raise ValueError(f"{what}: validation_split must be a float in [0, 1), "
                              f"got {validation_split!r}")
-        validation = None
+        steps_per_epoch = adapters.check_steps(what, "steps_per_epoch", steps_per_epoch)
+        validation_steps = adapters.check_steps(what, "validation_steps", validation_steps)
+        class_weight = adapters.check_class_weight(what, class_weight)
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError(f"{what}: class_weight and sample_weight cannot be used at the "
+                             "same time")
+        data, validation = self._fit_data(what, x, y, sample_weight, class_weight, batch_size,
+                                          shuffle, steps_per_epoch, validation_split)
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError(f"{self._label()}.fit: validation_data must be a tuple "
-                                 f"(x_val, y_val), got {type(validation_data).__name__}"
-                                 + (f" of length {len(validation_data)}"
-                                    if isinstance(validation_data, (tuple, list)) else ""))
-            validation = _check_data(self._label() + ".fit validation_data", *validation_data)
-        elif validation_split > 0:
-            split_at = int(math.floor(len(x) * (1.0 - validation_split)))
-            if split_at == 0 or split_at == len(x):
-                raise ValueError(f"{self._label()}.fit: {len(x)} samples are too few to split off "
-                                 f"validation_split={validation_split} of them for validation")
-            x, y, validation = x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
+            validation = self._validation_data(what, validation_data, validation_batch_size
+                                               or batch_size, validation_steps)
+        elif validation is not None:
+            validation = adapters.ArrayData(*validation, data.batch_size, shuffle=False)
 
-        n = distribute.fit_samples(len(x))   # this rank's shard in a distributed job
-        steps = math.ceil(n / batch_size)
+        steps = data.steps
         history = callbacks_module.History()
         progress = [callbacks_module.ProgbarLogger()] if verbose else []
         callback_list = callbacks_module.CallbackList(
@@ -200,7 +338,11 @@ class Model(Layer):
         resume, self._resume_from = self._resume_from, None
         first_epoch = int(initial_epoch)
         if resume is not None:
-            resume.check_fits(self._label() + ".fit", n, steps, shuffle)
+            if resume.step and not data.mid_epoch_resumable:
+                raise ValueError(f"{what}: the backup was taken in the middle of an epoch, which "
+                                 "resumes only on arrays or a PyDataset, not on a generator or "
+                                 "iterator; use BackupAndRestore(save_freq='epoch') with them")
+            resume.check_fits(what, data.samples, steps, data.shuffle)
             first_epoch = max(first_epoch, resume.epoch)
         logs: dict = {}
         for epoch in range(first_epoch, int(epochs)):
@@ -210,30 +352,32 @@ class Model(Layer):
                 progress = resume
                 logs = progress.logs()
             else:
-                order = distribute.epoch_order(len(x), shuffle)
-                progress = FitProgress(epoch, 0, steps, n, order, metrics_module.Mean(),
-                                       {m.name: metrics_module.Mean() for m in self.metrics})
+                progress = FitProgress(epoch, 0, steps, data.samples, data.new_order(),
+                                       *self._new_means())
             resume = None
             self._fit_progress = progress
-            loss_mean, metric_means = progress.loss_mean, progress.metric_means
-            for step in range(progress.step, steps):
-                callback_list.on_train_batch_begin(step)
-                x_batch, y_batch = _take_batch(x, y, progress.order, step * batch_size,
-                                               batch_size)
-                x_batch, y_batch = self._to_model_device(x_batch), self._to_model_device(y_batch)
-                loss_value, y_pred = self._train_step(x_batch, y_batch)
-                count = len(x_batch)
-                loss_mean.update(loss_value, count)
-                for metric in self.metrics:
-                    metric_means[metric.name].update(metric(y_batch, y_pred), count)
-                progress.step = step + 1
-                logs = progress.logs()
-                callback_list.on_train_batch_end(step, dict(logs))
-                if self.stop_training:
-                    break
+            with contextlib.closing(data.batches(progress.order, progress.step)) as batches:
+                for step, batch in enumerate(batches, start=progress.step):
+                    callback_list.on_train_batch_begin(step)
+                    x_batch, y_batch, weights = self._prepared(what, *batch)
+                    loss_value, y_pred, output_losses = self._train_step(x_batch, y_batch,
+                                                                         weights)
+                    self._update_means(progress.loss_mean, progress.metric_means, loss_value,
+                                       output_losses, y_batch, y_pred, weights)
+                    progress.step = step + 1
+                    logs = progress.logs()
+                    callback_list.on_train_batch_end(step, dict(logs))
+                    if self.stop_training:
+                        break
+            if data.ran_out:
+                warnings.warn(_RAN_OUT, UserWarning, stacklevel=2)
+                self.stop_training = True
+                if progress.step == 0:
+                    break  # an epoch without a batch has no logs to report
+            data.on_epoch_end()
             epoch_logs = dict(logs)
             if validation is not None:
-                val_logs = self._evaluate_arrays(*validation, batch_size=batch_size, verbose=0)
+                val_logs = self._evaluate_data(what + " validation_data", validation, verbose=0)
                 epoch_logs.update({"val_" + key: value for key, value in val_logs.items()})
             callback_list.on_epoch_end(epoch, epoch_logs)
             logs = epoch_logs
@@ -243,87 +387,192 @@ class Model(Layer):
         self._fit_progress = None
         return history
 
-    def _evaluate_arrays(self, x, y, batch_size: int, verbose: int) -> dict:
-        n = len(x)
-        steps = math.ceil(n / batch_size)
-        progbar = callbacks_module.Progbar(steps, verbose=verbose) if verbose else None
-        loss_mean = metrics_module.Mean()
-        metric_means = {m.name: metrics_module.Mean() for m in self.metrics}
+    def _fit_data(self, what, x, y, sample_weight, class_weight, batch_size, shuffle,
+                  steps_per_epoch, validation_split):
+        """fit's training data, and the (x, y, sample_weight) split off for validation."""
+        if adapters.is_stream(x):
+            adapters.no_array_arguments(what, "x", y=y, sample_weight=sample_weight,
+                                        batch_size=batch_size)
+            if validation_split:
+                raise ValueError(f"{what}: validation_split needs array data; with a generator, "
+                                 "iterator or PyDataset pass validation_data")
+            return adapters.stream(what, x, steps_per_epoch, True, class_weight), None
+        x, y = _check_data(what, x, y)
+        batch_size = _check_batch_size(what, batch_size)
+        samples = num_samples(x)
+        weights = adapters.check_sample_weight(what, sample_weight, samples)
+        validation = None
+        if validation_split > 0:
+            split_at = int(math.floor(samples * (1.0 - validation_split)))
+            if split_at == 0 or split_at == samples:
+                raise ValueError(f"{what}: {samples} samples are too few to split off "
+                                 f"validation_split={validation_split} of them for validation")
+            validation = (map_arrays(x, lambda a: a[split_at:]),
+                          map_arrays(y, lambda a: a[split_at:]),
+                          None if weights is None else weights[split_at:])
+            x, y = map_arrays(x, lambda a: a[:split_at]), map_arrays(y, lambda a: a[:split_at])
+            weights = None if weights is None else weights[:split_at]
+        if class_weight is not None:  # after the split: as in Keras, validation is unweighted
+            weights = adapters.class_weights_of(what, y, class_weight)
+        # In a distributed job each rank trains on its shard (fd.distribute).
+        data = adapters.ArrayData(x, y, weights, batch_size, bool(shuffle), sharded=True)
+        if steps_per_epoch is not None:
+            if steps_per_epoch > data.steps:
+                raise ValueError(f"{what}: steps_per_epoch={steps_per_epoch} is more than the "
+                                 f"{data.steps} batches of {batch_size} that {data.samples} "
+                                 "samples make")
+            data.steps = steps_per_epoch
+        return data, validation
+
+    def _validation_data(self, what, validation_data, batch_size, steps):
+        if adapters.is_stream(validation_data):
+            return adapters.stream(what + " validation_data", validation_data, steps, True)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError(f"{what}: validation_data must be a tuple (x_val, y_val) or "
+                             f"(x_val, y_val, sample_weight_val), or a generator or PyDataset, "
+                             f"got {type(validation_data).__name__}"
+                             + (f" of length {len(validation_data)}"
+                                if isinstance(validation_data, (tuple, list)) else ""))
+        return self._array_data(what + " validation_data", *validation_data,
+                                batch_size=batch_size, steps=steps)
+
+    def _array_data(self, what, x, y, sample_weight=None, batch_size=None, steps=None):
+        """Checked arrays in order, for evaluation."""
+        x, y = _check_data(what, x, y)
+        data = adapters.ArrayData(x, y, adapters.check_sample_weight(what, sample_weight,
+                                                                     num_samples(x)),
+                                  _check_batch_size(what, batch_size), shuffle=False)
+        if steps is not None:
+            data.steps = min(steps, data.steps)
+        return data
+
+    def _evaluate_data(self, what: str, data, verbose: int) -> dict:
+        progbar = callbacks_module.Progbar(data.steps, verbose=verbose) if verbose else None
+        loss_mean, metric_means = self._new_means()
         regularization = self.regularization_loss() if self.built else None
-        for step in range(steps):
-            x_batch, y_batch = _take_batch(x, y, None, step * batch_size, batch_size)
-            x_batch, y_batch = self._to_model_device(x_batch), self._to_model_device(y_batch)
-            y_pred = self.forward(x_batch, training=False)
-            if regularization is None:  # built by this first batch
-                regularization = self.regularization_loss()
-            count = len(x_batch)
-            loss_mean.update(float(self.loss(y_batch, y_pred)) + regularization, count)
-            for metric in self.metrics:
-                metric_means[metric.name].update(metric(y_batch, y_pred), count)
-            if progbar is not None:
-                logs = {"loss": loss_mean.result()}
-                logs.update({name: mean.result() for name, mean in metric_means.items()})
-                progbar.update(step + 1, list(logs.items()), finalize=step == steps - 1)
-        logs = {"loss": loss_mean.result()}
-        logs.update({name: mean.result() for name, mean in metric_means.items()})
+        with contextlib.closing(data.batches(None, 0)) as batches:
+            for step, batch in enumerate(batches):
+                x_batch, y_batch, weights = self._prepared(what, *batch)
+                y_pred = self.forward(x_batch, training=False)
+                if regularization is None:  # built by this first batch
+                    regularization = self.regularization_loss()
+                loss_value, output_losses = self._total_loss(
+                    self._output_losses(y_batch, y_pred, weights, with_grad=False))
+                self._update_means(loss_mean, metric_means, loss_value + regularization,
+                                   output_losses, y_batch, y_pred, weights)
+                if progbar is not None:
+                    progbar.update(step + 1, list(means_logs(loss_mean, metric_means).items()))
+        if loss_mean.count == 0:
+            raise ValueError(f"{what}: the data yielded no batch to evaluate on (an exhausted "
+                             "generator? give validation_steps / steps with one that repeats, "
+                             "or use a PyDataset)")
+        if data.ran_out:
+            warnings.warn(_RAN_OUT, UserWarning, stacklevel=3)
+        logs = means_logs(loss_mean, metric_means)
+        if progbar is not None:
+            progbar.update(step + 1, list(logs.items()), finalize=True)
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
-        """Loss (and metrics) on (x, y) in inference mode, averaged over samples.
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, return_dict=False):
+        """Loss (and metrics) on the data in inference mode, averaged over samples.
 
+        x, y arrays (with sample_weight), or x a generator / iterator / PyDataset of
+        (x, y[, sample_weight]) batches read for `steps` batches (all when None).
         Returns the loss as a float when no metrics were compiled, else
         [loss, metric1, ...] in compile order, or a dict with return_dict=True.
         """
+        what = self._label() + ".evaluate"
         self._require_compiled("evaluate")
-        x, y = _check_data(self._label() + ".evaluate", x, y)
-        batch_size = _check_batch_size(self._label() + ".evaluate", batch_size)
-        verbose = _check_verbose(self._label() + ".evaluate", verbose)
-        return _format_results(self._evaluate_arrays(x, y, batch_size, verbose), return_dict)
+        verbose = _check_verbose(what, verbose)
+        steps = adapters.check_steps(what, "steps", steps)
+        if adapters.is_stream(x):
+            adapters.no_array_arguments(what, "x", y=y, sample_weight=sample_weight,
+                                        batch_size=batch_size)
+            data = adapters.stream(what, x, steps, True)
+        else:
+            data = self._array_data(what, x, y, sample_weight, batch_size, steps)
+        return _format_results(self._evaluate_data(what, data, verbose), return_dict)
 
-    def predict(self, x, batch_size=None, verbose=0):
-        """Outputs for x (N, ...) in inference mode, computed in batches.
+    def predict(self, x, batch_size=None, verbose=0, steps=None):
+        """Outputs for x in inference mode, computed in batches.
 
-        Returns NumPy for NumPy (or list) input, CuPy for CuPy input. verbose=1 shows
-        a progress bar (Keras shows one by default; here it is off by default).
+        x an array (N, ...), or a generator / iterator / PyDataset of batches (x alone or
+        the first item of a tuple) read for `steps` batches (all when None). Returns NumPy
+        for NumPy (or list) input, CuPy for CuPy input. verbose=1 shows a progress bar
+        (Keras shows one by default; here it is off by default).
         """
         what = self._label() + ".predict"
-        x = _as_batch_array(what, "x", x)
-        if len(x) == 0:
-            raise ValueError(f"{what}: x is empty (0 samples)")
-        batch_size = _check_batch_size(what, batch_size)
         verbose = _check_verbose(what, verbose)
-        numpy_input = not backend.is_cuda_array(x)
-        steps = math.ceil(len(x) / batch_size)
-        progbar = callbacks_module.Progbar(steps, verbose=verbose) if verbose else None
-        outputs = []
-        for step in range(steps):
-            batch = x[step * batch_size:(step + 1) * batch_size]
-            y_pred = self.forward(self._to_model_device(batch), training=False)
-            outputs.append(backend.to_numpy(y_pred) if numpy_input else y_pred)
-            if progbar is not None:
-                progbar.update(step + 1, finalize=step == steps - 1)
-        xp = np if numpy_input else backend.get_array_module(outputs[0])
-        return outputs[0] if len(outputs) == 1 else xp.concatenate(outputs, axis=0)
+        steps = adapters.check_steps(what, "steps", steps)
+        if adapters.is_stream(x):
+            adapters.no_array_arguments(what, "x", batch_size=batch_size)
+            data = adapters.stream(what, x, steps, with_targets=False)
+        else:
+            x = _as_batch_arrays(what, "x", x)[0]
+            if num_samples(x) == 0:
+                raise ValueError(f"{what}: x is empty (0 samples)")
+            data = adapters.ArrayData(x, None, None, _check_batch_size(what, batch_size),
+                                      shuffle=False)
+            if steps is not None:
+                data.steps = min(steps, data.steps)
+        progbar = callbacks_module.Progbar(data.steps, verbose=verbose) if verbose else None
+        outputs, numpy_input = [], True
+        with contextlib.closing(data.batches(None, 0)) as batches:
+            for step, (batch, _, _) in enumerate(batches):
+                numpy_input = not backend.is_cuda_array(first_array(batch))
+                outputs.append(self._predicted(batch, numpy_input))
+                if progbar is not None:
+                    progbar.update(step + 1)
+        if not outputs:
+            raise ValueError(f"{what}: the data yielded no batch to predict on")
+        if progbar is not None:
+            progbar.update(len(outputs), finalize=True)
+        xp = np if numpy_input else backend.get_array_module(first_array(outputs[0]))
+        if isinstance(outputs[0], dict):  # outputs by name: one array each, all batches
+            return {name: xp.concatenate([o[name] for o in outputs], axis=0)
+                    for name in outputs[0]}
+        if isinstance(outputs[0], list):
+            return [xp.concatenate(per_output, axis=0) for per_output in zip(*outputs)]
+        return xp.concatenate(outputs, axis=0)
 
-    def train_on_batch(self, x, y, return_dict=False):
+    def _predicted(self, x, numpy_input: bool):
+        """The outputs for one batch (a list for several), NumPy when numpy_input."""
+        y_pred = self.forward(self._to_model_device(x), training=False)
+        return map_arrays(y_pred, backend.to_numpy) if numpy_input else y_pred
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
         """One update on the batch (x, y); returns its loss (and metrics) before the update."""
+        what = self._label() + ".train_on_batch"
         self._require_compiled("train_on_batch")
-        x, y = _check_data(self._label() + ".train_on_batch", x, y)
-        x, y = self._to_model_device(x), self._to_model_device(y)
-        loss_value, y_pred = self._train_step(x, y)
-        return _format_results(self._batch_logs(loss_value, y, y_pred), return_dict)
+        x, y = _check_data(what, x, y)
+        weights = adapters.check_sample_weight(what, sample_weight, num_samples(x))
+        class_weight = adapters.check_class_weight(what, class_weight)
+        if class_weight is not None:
+            if weights is not None:
+                raise ValueError(f"{what}: class_weight and sample_weight cannot be used at "
+                                 "the same time")
+            weights = adapters.class_weights_of(what, y, class_weight)
+        x, y, weights = self._prepared(what, x, y, weights)
+        loss_value, y_pred, output_losses = self._train_step(x, y, weights)
+        loss_mean, metric_means = self._new_means()
+        self._update_means(loss_mean, metric_means, loss_value, output_losses, y, y_pred,
+                           weights)
+        return _format_results(means_logs(loss_mean, metric_means), return_dict)
 
-    def test_on_batch(self, x, y, return_dict=False):
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss (and metrics) on one batch in inference mode, without updating."""
+        what = self._label() + ".test_on_batch"
         self._require_compiled("test_on_batch")
-        x, y = _check_data(self._label() + ".test_on_batch", x, y)
-        return _format_results(self._evaluate_arrays(x, y, len(x), verbose=0), return_dict)
+        x, y = _check_data(what, x, y)
+        data = self._array_data(what, x, y, sample_weight, batch_size=num_samples(x))
+        return _format_results(self._evaluate_data(what, data, verbose=0), return_dict)
 
     def predict_on_batch(self, x):
         """Outputs for one batch x (N, ...), NumPy for NumPy input."""
-        x = _as_batch_array(self._label() + ".predict_on_batch", "x", x)
-        y_pred = self.forward(self._to_model_device(x), training=False)
-        return y_pred if backend.is_cuda_array(x) else backend.to_numpy(y_pred)
+        x = _as_batch_arrays(self._label() + ".predict_on_batch", "x", x)[0]
+        return self._predicted(x, numpy_input=not backend.is_cuda_array(first_array(x)))
 
     # ----- summary ------------------------------------------------------------
     def summary(self, line_length=None, positions=None, print_fn=None) -> None:
