@@ -75,3 +75,9 @@ def test_sparse_categorical_crossentropy_ignore_class():
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     assert losses.SparseCategoricalCrossentropy(ignore_class=-1)(y_true, probs) == \
         pytest.approx(1.480129, rel=1e-5)
+
+
+def test_compile_refuses_an_unreduced_loss():
+    model = fd.Sequential([fd.layers.Dense(1, input_shape=(2,))])
+    with pytest.raises(ValueError, match="reduction='none'.*one value per sample"):
+        model.compile("sgd", loss=losses.MeanSquaredError(reduction="none"))

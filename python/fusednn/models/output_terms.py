@@ -44,6 +44,10 @@ def resolve(what: str, output_names, loss, loss_weights, metrics, weighted_metri
     for name, out_loss, weight, out_metrics, out_weighted in zip(
             names, per_loss, per_weight, per_metrics, per_weighted):
         resolved_loss = None if out_loss is None else losses.get(out_loss)
+        if getattr(resolved_loss, "reduction", "sum_over_batch_size") in ("none", None):
+            raise ValueError(f"{what}: loss {resolved_loss.name!r} has reduction="
+                             f"{resolved_loss.reduction!r}, which gives one value per sample; "
+                             "training needs one value: use 'sum_over_batch_size' or 'sum'")
         unweighted = _named_metrics(out_metrics, resolved_loss, name, taken=set())
         weighted = _named_metrics(out_weighted, resolved_loss, name,
                                   taken={m.name for m in unweighted})
