@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import _rng, backend, io, losses, optimizers, utils
 from .. import callbacks as callbacks_module
+from .. import export as export_module
 from .. import metrics as metrics_module
 from ..errors import StateError
 from ..fit_progress import FitProgress
@@ -343,3 +344,7 @@ class Model(Layer):
         """Loads weights saved by save_weights or save, checking every shape."""
         io.load_weights(self, filepath)
 
+    def export(self, filepath, format="onnx", **options) -> None:
+        """Keras 3's Model.export: writes the model for serving elsewhere (format "onnx";
+        options such as opset= go to fusednn.export.onnx)."""
+        export_module.export_model(self, filepath, format, **options)

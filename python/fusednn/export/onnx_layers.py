@@ -1,0 +1,266 @@
+"""One ONNX exporter per layer class (the registry the model walk looks layers up in).
+
+An exporter `export(g, layer, x, mask) -> y` writes the nodes that compute the built
+`layer` on the tensor named `x` (layout and shape exactly as fusednn's: NHWC images,
+(N, T, F) sequences) and returns its output's name. `mask` is the sequence_lens tensor
+(int32, (N,)) of a time-step mask, or None; only the recurrent exporters use it.
+Weights are written as float32. Convolutions and poolings are ONNX's NCHW operators
+between two transposes; runtimes fold the transposes of consecutive layers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend, layers
+from ..layers.convolutional import _Conv
+from ..layers.pooling import _GlobalPooling, _Pooling
+from ..ops import conv as conv_ops
+from .onnx_activations import export_activation
+
+EXPORTERS = {}
+
+
+def exports(*classes):
+    """Registers the decorated function as the exporter of `classes`."""
+    def add(function):
+        for cls in classes:
+            EXPORTERS[cls] = function
+        return function
+    return add
+
+
+def weight(variable, dtype=np.float32) -> np.ndarray:
+    """A layer's weight as a NumPy array (float32 for the graph)."""
+    return np.asarray(backend.to_numpy(variable.value), dtype=dtype)
+
+
+def _activation(g, layer, x, function=None):
+    return export_activation(g, function or layer.activation, x, layer._label())
+
+
+# ----- core --------------------------------------------------------------------------------
+
+@exports(layers.Dense)
+def _dense(g, layer, x, mask):
+    y = g.op("MatMul", [x, g.const(weight(layer.kernel), f"{layer.name}.kernel")])
+    if layer.use_bias:
+        y = g.op("Add", [y, g.const(weight(layer.bias), f"{layer.name}.bias")])
+    return _activation(g, layer, y)
+
+
+@exports(layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU, layers.Softmax)
+def _activation_layer(g, layer, x, mask):
+    return _activation(g, layer, x, layer.function)
+
+
+@exports(layers.PReLU)
+def _prelu(g, layer, x, mask):
+    return g.op("PRelu", [x, g.const(weight(layer.alpha), f"{layer.name}.alpha")])
+
+
+@exports(layers.Dropout, layers.InputLayer)
+def _identity(g, layer, x, mask):
+    return x
+
+
+@exports(layers.Flatten)
+def _flatten(g, layer, x, mask):
+    permutation = layer._permutation(len(layer.input_shape))
+    if permutation is not None:
+        x = g.transpose(x, permutation)
+    return g.op("Flatten", [x], axis=1)
+
+
+@exports(layers.Reshape)
+def _reshape(g, layer, x, mask):
+    return g.reshape(x, [0] + list(layer.target_shape))
+
+
+@exports(layers.RepeatVector)
+def _repeat_vector(g, layer, x, mask):
+    rows = g.op("Unsqueeze", [x, g.const(np.array([1], np.int64), "axes")])
+    return g.op("Expand", [rows, g.const(np.array([1, layer.n, 1], np.int64), "shape")])
+
+
+@exports(layers.TimeDistributed)
+def _time_distributed(g, layer, x, mask):
+    """(N, T, ...) -> (N * T, ...) -> the wrapped layer -> (N, T, ...)."""
+    inner = layer.layer
+    rows = g.reshape(x, [-1] + list(layer.input_shape[2:]))
+    y = export_layer(g, inner, rows, None)[0]
+    batch_and_steps = g.slice(g.op("Shape", [x]), [0], [2], [0])
+    rest = g.const(np.array(inner.output_shape[1:], np.int64), "shape")
+    return g.reshape(y, g.op("Concat", [batch_and_steps, rest], axis=0))
+
+
+@exports(layers.Embedding)
+def _embedding(g, layer, ids, mask):
+    ids = g.op("Cast", [ids], to=g.onnx.TensorProto.INT64)
+    return g.op("Gather", [g.const(weight(layer.embeddings), f"{layer.name}.embeddings"),
+                           ids], axis=0)
+
+
+@exports(layers.BatchNormalization)
+def _batch_norm(g, layer, x, mask):
+    """The inference form as one affine map per channel, folded in float64:
+    y = x * gamma / sqrt(var + eps) + (beta - mean * gamma / sqrt(var + eps))."""
+    scale = 1.0 / np.sqrt(weight(layer.moving_variance, np.float64) + layer.epsilon)
+    if layer.scale:
+        scale = scale * weight(layer.gamma, np.float64)
+    shift = -weight(layer.moving_mean, np.float64) * scale
+    if layer.center:
+        shift = shift + weight(layer.beta, np.float64)
+    _, broadcast = layer._layout(len(layer.input_shape))
+    broadcast = broadcast[1:]  # the batch axis broadcasts on its own
+    y = g.op("Mul", [x, g.const(scale.reshape(broadcast), f"{layer.name}.scale")])
+    return g.op("Add", [y, g.const(shift.reshape(broadcast), f"{layer.name}.shift")])
+
+
+# ----- convolutions and pooling --------------------------------------------------------------
+
+def _conv_padding(layer) -> dict:
+    if layer.padding == "same" and max(layer.strides) > 1:
+        return {"auto_pad": "SAME_UPPER"}  # the extra row after, as Keras (no dilation here)
+    if layer.padding == "same":  # stride 1: (k - 1) * d in all, the extra one after
+        totals = [(k - 1) * d for k, d in zip(layer.kernel_size, layer.dilation_rate)]
+        return {"pads": [t // 2 for t in totals] + [t - t // 2 for t in totals]}
+    if layer.padding == "causal":  # all of the padding before the sequence
+        return {"pads": [(layer.kernel_size[0] - 1) * layer.dilation_rate[0], 0]}
+    return {"pads": [0] * (2 * layer.rank)}
+
+
+@exports(layers.Conv1D, layers.Conv2D)
+def _conv(g, layer, x, mask):
+    rank = layer.rank + 2
+    kernel = weight(layer.kernel)  # (*K, C, F) -> ONNX (F, C, *K)
+    w = kernel.transpose((rank - 1, rank - 2) + tuple(range(rank - 2)))
+    inputs = [g.channels_first(x, rank), g.const(w, f"{layer.name}.kernel")]
+    if layer.use_bias:
+        inputs.append(g.const(weight(layer.bias), f"{layer.name}.bias"))
+    y = g.op("Conv", inputs, kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
+             dilations=list(layer.dilation_rate), **_conv_padding(layer))
+    return _activation(g, layer, g.channels_last(y, rank))
+
+
+@exports(layers.Conv2DTranspose)
+def _conv_transpose(g, layer, x, mask):
+    """ONNX's ConvTranspose crops pads[begin] and pads[end] off its full output
+    (L - 1) * s + extent (+ output_padding); fusednn's output starts `before` rows in
+    (the conv2d padding of the adjoint) and has `out` rows. Both are independent of L."""
+    pads_begin, pads_end, output_padding = [], [], []
+    for axis in range(2):
+        extent = (layer.kernel_size[axis] - 1) * layer.dilation_rate[axis] + 1
+        padding = None if layer.output_padding is None else layer.output_padding[axis]
+        out, before = conv_ops.conv_transpose_output_length(
+            1, layer.kernel_size[axis], layer.strides[axis], layer.padding, padding,
+            layer.dilation_rate[axis])
+        end = extent - before - out
+        pads_begin.append(before)
+        pads_end.append(max(end, 0))
+        output_padding.append(max(-end, 0))
+    kernel = weight(layer.kernel)  # (KH, KW, F, C) -> ONNX (C, F, KH, KW)
+    inputs = [g.channels_first(x, 4), g.const(kernel.transpose(3, 2, 0, 1),
+                                              f"{layer.name}.kernel")]
+    if layer.use_bias:
+        inputs.append(g.const(weight(layer.bias), f"{layer.name}.bias"))
+    y = g.op("ConvTranspose", inputs, kernel_shape=list(layer.kernel_size),
+             strides=list(layer.strides), dilations=list(layer.dilation_rate),
+             pads=pads_begin + pads_end, output_padding=output_padding)
+    return _activation(g, layer, g.channels_last(y, 4))
+
+
+@exports(*(cls for cls in layers.registered_classes().values() if issubclass(cls, _Pooling)))
+def _pool(g, layer, x, mask):
+    rank = layer.rank + 2
+    padding = ({"auto_pad": "SAME_UPPER"} if layer.padding == "same"
+               else {"pads": [0] * (2 * layer.rank)})
+    y = g.op("MaxPool" if layer.mode == "max" else "AveragePool", [g.channels_first(x, rank)],
+             kernel_shape=list(layer.pool_size), strides=list(layer.strides), **padding)
+    return g.channels_last(y, rank)
+
+
+@exports(*(cls for cls in layers.registered_classes().values()
+           if issubclass(cls, _GlobalPooling)))
+def _global_pool(g, layer, x, mask):
+    if mask is not None:
+        raise ValueError(f"export.onnx: {layer._label()} averages the unmasked steps of a "
+                         "time-step mask, which the export does not express")
+    axes = list(range(1, layer.rank + 1))
+    return g.reduce("ReduceMax" if layer.mode == "max" else "ReduceMean", x, axes,
+                    layer.keepdims)
+
+
+@exports(layers.UpSampling2D, layers.UpSampling1D)
+def _upsampling(g, layer, x, mask):
+    """Nearest-neighbour Resize on the channels-last tensor: "asymmetric" coordinates with
+    "floor" rounding repeat each position exactly `size` times."""
+    size = list(layer.size) if isinstance(layer, layers.UpSampling2D) else [layer.size]
+    scales = g.const(np.array([1.0] + size + [1.0], np.float32), "scales")
+    return g.op("Resize", [x, "", scales], mode="nearest",
+                coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+
+@exports(layers.ZeroPadding2D)
+def _zero_padding(g, layer, x, mask):
+    (top, bottom), (left, right) = layer.padding
+    pads = g.const(np.array([0, top, left, 0, 0, bottom, right, 0], np.int64), "pads")
+    return g.op("Pad", [x, pads])
+
+
+@exports(layers.Cropping2D)
+def _cropping(g, layer, x, mask):
+    (top, bottom), (left, right) = layer.cropping
+    _, height, width, _ = layer.input_shape
+    ends = [height - bottom if height is not None else -bottom or np.iinfo(np.int64).max,
+            width - right if width is not None else -right or np.iinfo(np.int64).max]
+    return g.slice(x, [top, left], ends, [1, 2])
+
+
+# ----- masks -------------------------------------------------------------------------------
+
+def sequence_lens_of(g, layer, x):
+    """The sequence_lens (int32, (N,)) of the mask `layer` makes from its input `x`:
+    the number of valid steps per sequence."""
+    if isinstance(layer, layers.Embedding):
+        valid = g.op("Not", [g.op("Equal", [g.op("Cast", [x], to=g.onnx.TensorProto.INT64),
+                                            g.const(np.array(0, np.int64), "zero")])])
+    else:  # Masking: a step is valid if any feature differs from mask_value
+        differs = g.op("Not", [g.op("Equal", [x, g.const(np.array(layer.mask_value,
+                                                                 np.float32), "mask_value")])])
+        features = list(range(2, len(layer.input_shape)))
+        valid = g.reduce("ReduceMax", g.op("Cast", [differs], to=g.onnx.TensorProto.INT32),
+                         features, False)
+    steps = g.op("Cast", [valid], to=g.onnx.TensorProto.INT32)
+    return g.reduce("ReduceSum", steps, [1], False, hint="sequence_lens")
+
+
+@exports(layers.Masking)
+def _masking(g, layer, x, mask):
+    """x with the masked steps zeroed, as fusednn's Masking outputs."""
+    differs = g.op("Not", [g.op("Equal", [x, g.const(np.array(layer.mask_value, np.float32),
+                                                     "mask_value")])])
+    features = list(range(2, len(layer.input_shape)))
+    keep = g.reduce("ReduceMax", g.op("Cast", [differs], to=g.onnx.TensorProto.FLOAT),
+                    features, True)
+    return g.op("Mul", [x, keep])
+
+
+def _makes_mask(layer) -> bool:
+    return isinstance(layer, layers.Masking) or (isinstance(layer, layers.Embedding)
+                                                  and layer.mask_zero)
+
+
+def export_layer(g, layer, x: str, mask):
+    """(output name, mask after the layer) of `layer` on `x` with the incoming mask."""
+    exporter = EXPORTERS.get(type(layer))
+    if exporter is None:
+        raise ValueError(f"export.onnx: {layer._label()}: the layer class "
+                         f"{type(layer).__name__} has no ONNX export; supported: "
+                         f"{', '.join(sorted(cls.__name__ for cls in EXPORTERS))}")
+    given = mask if getattr(layer, "supports_masking", False) else None
+    y = exporter(g, layer, x, given)
+    if _makes_mask(layer):
+        return y, sequence_lens_of(g, layer, x)
+    if given is None or getattr(layer, "return_sequences", True) is False:
+        return y, None
+    return y, given
