@@ -32,6 +32,27 @@ def export_activation(g, function, x: str, where: str) -> str:
     return exporter(g, function, x)
 
 
+# Functions that are one ONNX operator: its type and attributes. hard_sigmoid is Keras 3's
+# relu6(x + 3) / 6 and hard_silu x times that, ONNX's HardSwish.
+_ONE_OPERATOR = {
+    activations.Sigmoid: ("Sigmoid", lambda f: {}),
+    activations.Tanh: ("Tanh", lambda f: {}),
+    activations.Softplus: ("Softplus", lambda f: {}),
+    activations.Softsign: ("Softsign", lambda f: {}),
+    activations.Exponential: ("Exp", lambda f: {}),
+    activations.HardSilu: ("HardSwish", lambda f: {}),
+    activations.HardSigmoid: ("HardSigmoid", lambda f: {"alpha": 1.0 / 6.0, "beta": 0.5}),
+    activations.LeakyReLU: ("LeakyRelu", lambda f: {"alpha": f.negative_slope}),
+    activations.ELU: ("Elu", lambda f: {"alpha": f.alpha}),
+    activations.SELU: ("Selu", lambda f: {"alpha": f.alpha, "gamma": f.scale}),
+    activations.Softmax: ("Softmax", lambda f: {"axis": f.axis}),
+    activations.LogSoftmax: ("LogSoftmax", lambda f: {"axis": f.axis}),
+}
+for _cls, (_op_type, _attributes) in _ONE_OPERATOR.items():
+    _exports(_cls)(lambda g, function, x, op_type=_op_type, attributes=_attributes:
+                   g.op(op_type, [x], **attributes(function)))
+
+
 def _scalar(g, value, hint="scalar"):
     return g.const(np.array(value, np.float32), hint)
 
@@ -65,21 +86,6 @@ def _relu6(g, function, x):
     return g.op("Clip", [x, _scalar(g, 0.0, "min"), _scalar(g, 6.0, "max")])
 
 
-@_exports(activations.LeakyReLU)
-def _leaky_relu(g, function, x):
-    return g.op("LeakyRelu", [x], alpha=function.negative_slope)
-
-
-@_exports(activations.ELU)
-def _elu(g, function, x):
-    return g.op("Elu", [x], alpha=function.alpha)
-
-
-@_exports(activations.SELU)
-def _selu(g, function, x):
-    return g.op("Selu", [x], alpha=function.alpha, gamma=function.scale)
-
-
 @_exports(activations.GELU)
 def _gelu(g, function, x):
     approximate = "tanh" if function.approximate else "none"
@@ -95,39 +101,9 @@ def _gelu(g, function, x):
     return g.op("Mul", [half_x, g.op("Add", [core, _scalar(g, 1.0, "one")])])
 
 
-@_exports(activations.Sigmoid)
-def _sigmoid(g, function, x):
-    return g.op("Sigmoid", [x])
-
-
-@_exports(activations.Tanh)
-def _tanh(g, function, x):
-    return g.op("Tanh", [x])
-
-
-@_exports(activations.HardSigmoid)
-def _hard_sigmoid(g, function, x):  # Keras 3: relu6(x + 3) / 6
-    return g.op("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
-
-
-@_exports(activations.HardSilu)
-def _hard_silu(g, function, x):  # x * relu6(x + 3) / 6
-    return g.op("HardSwish", [x])
-
-
 @_exports(activations.Silu)
 def _silu(g, function, x):
     return g.op("Mul", [x, g.op("Sigmoid", [x])])
-
-
-@_exports(activations.Softplus)
-def _softplus(g, function, x):
-    return g.op("Softplus", [x])
-
-
-@_exports(activations.Softsign)
-def _softsign(g, function, x):
-    return g.op("Softsign", [x])
 
 
 @_exports(activations.Mish)
@@ -135,16 +111,3 @@ def _mish(g, function, x):
     return g.op("Mul", [x, g.op("Tanh", [g.op("Softplus", [x])])])
 
 
-@_exports(activations.Exponential)
-def _exponential(g, function, x):
-    return g.op("Exp", [x])
-
-
-@_exports(activations.Softmax)
-def _softmax(g, function, x):
-    return g.op("Softmax", [x], axis=function.axis)
-
-
-@_exports(activations.LogSoftmax)
-def _log_softmax(g, function, x):
-    return g.op("LogSoftmax", [x], axis=function.axis)
