@@ -60,6 +60,11 @@ from .layers.wrappers import Bidirectional, TimeDistributed
 _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
+def _require_dict(state_dict, what: str) -> None:
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"{what}: expected a dict of NumPy arrays, got {type(state_dict).__name__}")
+
+
 def _tensor(state_dict: dict, key: str, what: str):
     if key not in state_dict:
         available = ", ".join(sorted(state_dict)) or "none"
@@ -74,8 +79,7 @@ def _torch_weights(kind: str, state_dict: dict, layer: int, reverse: bool, prefi
     """(kernel (F, G*U), recurrent_kernel (U, G*U), bias_ih, bias_hh or None, None) in
     PyTorch's gate order, transposed to Keras's (input, output) layout."""
     what = f"convert {kind} layer {layer}{' reverse' if reverse else ''}"
-    if not isinstance(state_dict, dict):
-        raise TypeError(f"{what}: expected a dict of NumPy arrays, got {type(state_dict).__name__}")
+    _require_dict(state_dict, what)
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 0:
         raise ValueError(f"{what}: expected layer to be an int >= 0, got {layer!r}")
     suffix = f"_l{layer}" + ("_reverse" if reverse else "")
@@ -144,8 +148,7 @@ _RECURRENT = {LSTM: lstm_weights_from_torch, GRU: gru_weights_from_torch,
 # ----- feed-forward layers ----------------------------------------------------------------
 
 def _floating_weight(state_dict: dict, prefix: str, ranks: tuple, what: str):
-    if not isinstance(state_dict, dict):
-        raise TypeError(f"{what}: expected a dict of NumPy arrays, got {type(state_dict).__name__}")
+    _require_dict(state_dict, what)
     weight = _tensor(state_dict, prefix + "weight", what)
     if weight.ndim not in ranks:
         raise ValueError(f"{what}: expected {prefix + 'weight'!r} of rank "
@@ -213,8 +216,7 @@ def batch_norm_weights_from_torch(state_dict, prefix="", flattened_shape=None) -
     running_mean, running_var; affine=False modules give the last two only).
     flattened_shape: as for linear_weights_from_torch, for a BatchNorm1d after a Flatten."""
     what = f"convert batch norm {prefix!r}"
-    if not isinstance(state_dict, dict):
-        raise TypeError(f"{what}: expected a dict of NumPy arrays, got {type(state_dict).__name__}")
+    _require_dict(state_dict, what)
     mean = _tensor(state_dict, prefix + "running_mean", what)
     if mean.ndim != 1:
         raise ValueError(f"{what}: expected {prefix + 'running_mean'!r} of rank 1, got shape "
@@ -350,8 +352,7 @@ def set_sequential_weights_from_torch(model, state_dict) -> None:
     Dense's kernel rows permuted (see the module docstring). Either every layer is set or,
     on any error, none is changed."""
     what = "convert.set_sequential_weights_from_torch"
-    if not isinstance(state_dict, dict):
-        raise TypeError(f"{what}: expected a dict of NumPy arrays, got {type(state_dict).__name__}")
+    _require_dict(state_dict, what)
     if not hasattr(model, "layers") or not getattr(model, "built", False):
         raise ValueError(f"{what}: expected a built fusednn Sequential (build it or call it on "
                          f"data first), got {model!r:.100}")
