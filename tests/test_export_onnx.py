@@ -169,11 +169,15 @@ def _end_padded_ids(batch, steps, vocabulary, seed):
 
 
 @pytest.mark.parametrize("cell", [layers.LSTM, layers.GRU, layers.SimpleRNN])
-def test_masks_become_sequence_lens(cell, tmp_path):
+@pytest.mark.parametrize("sequences_out", [False, True])
+def test_masks_become_sequence_lens(cell, sequences_out, tmp_path):
+    """The last output of masked sequences, and (sequences_out) the outputs at padded
+    steps, where fusednn repeats the forward direction's last output."""
     model = _sequential(layers.Embedding(9, 4, mask_zero=True), layers.Dropout(0.1),
                         cell(3, return_sequences=True),
                         layers.Bidirectional(cell(3, return_sequences=True)),
-                        layers.Bidirectional(cell(2)), input_shape=(6,))
+                        layers.Bidirectional(cell(2, return_sequences=sequences_out)),
+                        input_shape=(6,))
     inputs = [_end_padded_ids(b, 6, 9, b) for b in (1, 7)]
     assert (inputs[1] == 0).any()  # some padding reaches the recurrent layers
     _check(model, tmp_path, inputs=inputs)

@@ -218,31 +218,32 @@ def _cropping(g, layer, x, mask):
 
 # ----- masks -------------------------------------------------------------------------------
 
+def _kept_steps(g, layer, x, element_type, keepdims: bool) -> str:
+    """Masking's kept steps as 0/1 of `element_type`: 1 where some feature of the step
+    differs from mask_value ((N, T), or (N, T, 1, ...) with keepdims)."""
+    differs = g.op("Not", [g.op("Equal", [x, g.const(np.array(layer.mask_value, np.float32),
+                                                     "mask_value")])])
+    features = list(range(2, len(layer.input_shape)))
+    return g.reduce("ReduceMax", g.op("Cast", [differs], to=element_type), features, keepdims)
+
+
 def sequence_lens_of(g, layer, x):
     """The sequence_lens (int32, (N,)) of the mask `layer` makes from its input `x`:
     the number of valid steps per sequence."""
+    int32 = g.onnx.TensorProto.INT32
     if isinstance(layer, layers.Embedding):
-        valid = g.op("Not", [g.op("Equal", [g.op("Cast", [x], to=g.onnx.TensorProto.INT64),
-                                            g.const(np.array(0, np.int64), "zero")])])
-    else:  # Masking: a step is valid if any feature differs from mask_value
-        differs = g.op("Not", [g.op("Equal", [x, g.const(np.array(layer.mask_value,
-                                                                 np.float32), "mask_value")])])
-        features = list(range(2, len(layer.input_shape)))
-        valid = g.reduce("ReduceMax", g.op("Cast", [differs], to=g.onnx.TensorProto.INT32),
-                         features, False)
-    steps = g.op("Cast", [valid], to=g.onnx.TensorProto.INT32)
-    return g.reduce("ReduceSum", steps, [1], False, hint="sequence_lens")
+        ids = g.op("Cast", [x], to=g.onnx.TensorProto.INT64)
+        valid = g.op("Cast", [g.op("Not", [g.op("Equal", [ids, g.const(np.array(0, np.int64),
+                                                                       "zero")])])], to=int32)
+    else:
+        valid = _kept_steps(g, layer, x, int32, keepdims=False)
+    return g.reduce("ReduceSum", valid, [1], False, hint="sequence_lens")
 
 
 @exports(layers.Masking)
 def _masking(g, layer, x, mask):
     """x with the masked steps zeroed, as fusednn's Masking outputs."""
-    differs = g.op("Not", [g.op("Equal", [x, g.const(np.array(layer.mask_value, np.float32),
-                                                     "mask_value")])])
-    features = list(range(2, len(layer.input_shape)))
-    keep = g.reduce("ReduceMax", g.op("Cast", [differs], to=g.onnx.TensorProto.FLOAT),
-                    features, True)
-    return g.op("Mul", [x, keep])
+    return g.op("Mul", [x, _kept_steps(g, layer, x, g.onnx.TensorProto.FLOAT, keepdims=True)])
 
 
 def _makes_mask(layer) -> bool:
