@@ -86,6 +86,21 @@ LAYER_CASES = {
     "conv2d_transpose_output_padding": lambda: _sequential(
         layers.Conv2DTranspose(2, 3, strides=2, padding="same", output_padding=0),
         input_shape=(3, 4, 2)),
+    "conv2d_grouped": lambda: _sequential(layers.Conv2D(6, 3, groups=3, padding="same"),
+                                          input_shape=(5, 6, 3)),
+    "channels_first": lambda: _sequential(
+        layers.Conv2D(4, 3, data_format="channels_first", activation="relu"),
+        layers.MaxPooling2D(data_format="channels_first"),
+        layers.UpSampling2D(data_format="channels_first"),
+        layers.ZeroPadding2D(1, data_format="channels_first"),
+        layers.Cropping2D(((0, 1), (2, 0)), data_format="channels_first"),
+        layers.Conv2DTranspose(2, 3, data_format="channels_first"),
+        layers.GlobalAveragePooling2D(data_format="channels_first"), input_shape=(2, 8, 7)),
+    "conv1d_channels_first": lambda: _sequential(
+        layers.Conv1D(3, 2, data_format="channels_first"),
+        layers.AveragePooling1D(2, data_format="channels_first"),
+        layers.GlobalMaxPooling1D(data_format="channels_first", keepdims=True),
+        input_shape=(4, 9)),
     "pool2d": lambda: _sequential(layers.MaxPooling2D(), layers.AveragePooling2D(
         3, strides=1, padding="same"), layers.MaxPooling2D(2, padding="same"),
         input_shape=(9, 7, 3)),
@@ -234,6 +249,10 @@ def test_errors_name_what_is_wrong(tmp_path):
          {}, ValueError, "merge_mode=None"),
         (_sequential(layers.Embedding(5, 2, mask_zero=True), layers.GlobalAveragePooling1D(),
                      input_shape=(4,)), {}, ValueError, "averages the unmasked steps"),
+        (_sequential(layers.DepthwiseConv2D(3), input_shape=(5, 5, 2)), {}, ValueError,
+         "DepthwiseConv2D has no ONNX export"),
+        (_sequential(layers.UpSampling2D(interpolation="bilinear"), input_shape=(3, 3, 1)), {},
+         ValueError, "interpolation 'bilinear' has no ONNX export"),
         (models.Sequential([layers.Dense(2)]), {}, ValueError, "not built"),
         (_sequential(layers.Dense(2), input_shape=(3,)), {"opset": 9}, ValueError,
          "opset to be an int from 14"),

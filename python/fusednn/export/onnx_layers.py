@@ -5,7 +5,8 @@ An exporter `export(g, layer, x, mask) -> y` writes the nodes that compute the b
 (N, T, F) sequences) and returns its output's name. `mask` is the sequence_lens tensor
 (int32, (N,)) of a time-step mask, or None; only the recurrent exporters use it.
 Weights are written as float32. Convolutions and poolings are ONNX's NCHW operators
-between two transposes; runtimes fold the transposes of consecutive layers.
+between two transposes; runtimes fold the transposes of consecutive layers. A layer with
+data_format="channels_first" is exported channels last between two more transposes.
 """
 from __future__ import annotations
 
@@ -132,13 +133,13 @@ def _conv_padding(layer) -> dict:
 @exports(layers.Conv1D, layers.Conv2D)
 def _conv(g, layer, x, mask):
     rank = layer.rank + 2
-    kernel = weight(layer.kernel)  # (*K, C, F) -> ONNX (F, C, *K)
+    kernel = weight(layer.kernel)  # (*K, C / groups, F) -> ONNX (F, C / groups, *K)
     w = kernel.transpose((rank - 1, rank - 2) + tuple(range(rank - 2)))
     inputs = [g.channels_first(x, rank), g.const(w, f"{layer.name}.kernel")]
     if layer.use_bias:
         inputs.append(g.const(weight(layer.bias), f"{layer.name}.bias"))
     y = g.op("Conv", inputs, kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
-             dilations=list(layer.dilation_rate), **_conv_padding(layer))
+             dilations=list(layer.dilation_rate), group=layer.groups, **_conv_padding(layer))
     return _activation(g, layer, g.channels_last(y, rank))
 
 
@@ -147,6 +148,9 @@ def _conv_transpose(g, layer, x, mask):
     """ONNX's ConvTranspose crops pads[begin] and pads[end] off its full output
     (L - 1) * s + extent (+ output_padding); fusednn's output starts `before` rows in
     (the conv2d padding of the adjoint) and has `out` rows. Both are independent of L."""
+    if layer.groups != 1:
+        raise ValueError(f"export.onnx: {layer._label()}: a grouped transposed convolution "
+                         "(groups > 1) has no ONNX export here")
     pads_begin, pads_end, output_padding = [], [], []
     for axis in range(2):
         extent = (layer.kernel_size[axis] - 1) * layer.dilation_rate[axis] + 1
@@ -194,6 +198,9 @@ def _global_pool(g, layer, x, mask):
 def _upsampling(g, layer, x, mask):
     """Nearest-neighbour Resize on the channels-last tensor: "asymmetric" coordinates with
     "floor" rounding repeat each position exactly `size` times."""
+    if getattr(layer, "interpolation", "nearest") != "nearest":
+        raise ValueError(f"export.onnx: {layer._label()}: interpolation "
+                         f"{layer.interpolation!r} has no ONNX export here; 'nearest' has")
     size = list(layer.size) if isinstance(layer, layers.UpSampling2D) else [layer.size]
     scales = g.const(np.array([1.0] + size + [1.0], np.float32), "scales")
     return g.op("Resize", [x, "", scales], mode="nearest",
@@ -210,7 +217,7 @@ def _zero_padding(g, layer, x, mask):
 @exports(layers.Cropping2D)
 def _cropping(g, layer, x, mask):
     (top, bottom), (left, right) = layer.cropping
-    _, height, width, _ = layer.input_shape
+    _, height, width, _ = _channels_last_shape(layer)
     ends = [height - bottom if height is not None else -bottom or np.iinfo(np.int64).max,
             width - right if width is not None else -right or np.iinfo(np.int64).max]
     return g.slice(x, [top, left], ends, [1, 2])
@@ -246,6 +253,18 @@ def _masking(g, layer, x, mask):
     return g.op("Mul", [x, _kept_steps(g, layer, x, g.onnx.TensorProto.FLOAT, keepdims=True)])
 
 
+def _channels_first(layer) -> bool:
+    """Whether the layer's images are (N, C, ...); Flatten's data_format means something
+    else (its own exporter handles it)."""
+    return getattr(layer, "data_format", None) == "channels_first" \
+        and not isinstance(layer, layers.Flatten)
+
+
+def _channels_last_shape(layer) -> tuple:
+    shape = tuple(layer.input_shape)
+    return (shape[0],) + shape[2:] + (shape[1],) if _channels_first(layer) else shape
+
+
 def _makes_mask(layer) -> bool:
     return isinstance(layer, layers.Masking) or (isinstance(layer, layers.Embedding)
                                                   and layer.mask_zero)
@@ -259,7 +278,15 @@ def export_layer(g, layer, x: str, mask):
                          f"{type(layer).__name__} has no ONNX export; supported: "
                          f"{', '.join(sorted(cls.__name__ for cls in EXPORTERS))}")
     given = mask if getattr(layer, "supports_masking", False) else None
-    y = exporter(g, layer, x, given)
+    if _channels_first(layer):
+        # The exporters work channels last, as fusednn's kernels do (data_format.py);
+        # runtimes cancel the transposes of consecutive channels-first layers.
+        x = g.channels_last(x, len(layer.input_shape))
+        y = exporter(g, layer, x, given)
+        if len(layer.output_shape) >= 3:
+            y = g.channels_first(y, len(layer.output_shape))
+    else:
+        y = exporter(g, layer, x, given)
     if _makes_mask(layer):
         return y, sequence_lens_of(g, layer, x)
     if given is None or getattr(layer, "return_sequences", True) is False:
