@@ -65,6 +65,15 @@ def test_conv2d(stride, padding, keras_padding):
     np.testing.assert_allclose(y, _torch_output(module, x).transpose(0, 2, 3, 1), **TOL)
 
 
+def test_grouped_conv2d():
+    torch.manual_seed(12)
+    module = torch.nn.Conv2d(4, 6, kernel_size=3, groups=2)
+    x = _rng(12).normal(size=(2, 4, 6, 7)).astype(np.float32)
+    layer = _converted(layers.Conv2D(6, 3, groups=2), (None, 6, 7, 4), module)
+    y = layer.forward(x.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(y, _torch_output(module, x).transpose(0, 2, 3, 1), **TOL)
+
+
 def test_conv1d():
     torch.manual_seed(3)
     module = torch.nn.Conv1d(3, 5, kernel_size=4, dilation=2)
@@ -165,6 +174,25 @@ def test_sequential_cnn_with_flatten_before_dense(with_batch_norm):
     dense = model.layers[-2]
     dense.set_weights(convert.linear_weights_from_torch(_state_dict(module), f"{linear}."))
     assert not np.allclose(model.predict(x.transpose(0, 2, 3, 1)), expected, **TOL)
+
+
+def test_sequential_channels_first_needs_no_permutation():
+    """Layers with data_format="channels_first" take PyTorch's NCHW input as it is and
+    flatten in its order; a Flatten(data_format="channels_first") flattens channels last."""
+    torch.manual_seed(13)
+    module = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.ReLU(),
+                                 torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                 torch.nn.Linear(3 * 3 * 2, 4))
+    x = _rng(13).normal(size=(5, 2, 8, 6)).astype(np.float32)
+    expected = _torch_output(module, x)
+    for flatten_format in ("channels_last", "channels_first"):
+        model = models.Sequential([
+            layers.Conv2D(3, 3, activation="relu", data_format="channels_first",
+                          input_shape=(2, 8, 6)),
+            layers.MaxPooling2D(data_format="channels_first"),
+            layers.Flatten(data_format=flatten_format), layers.Dense(4)])
+        convert.set_sequential_weights_from_torch(model, _state_dict(module))
+        np.testing.assert_allclose(model.predict(x), expected, **TOL)
 
 
 def test_sequential_recurrent_stack():

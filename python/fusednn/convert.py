@@ -12,12 +12,14 @@ never imported here. Layouts, PyTorch -> fusednn:
                                                      -> gamma, beta, moving_mean, moving_variance
     nn.Embedding        weight (V, D)                -> embeddings (V, D)
 
-PyTorch's images are NCHW and fusednn's NHWC (sequences NCT and NTC): a converted
-model takes its input transposed (`x.transpose(0, 2, 3, 1)`). PyTorch's running_var is
+PyTorch's images are NCHW and fusednn's NHWC by default (sequences NCT and NTC): a
+converted model takes its input transposed (`x.transpose(0, 2, 3, 1)`), or its image
+layers take data_format="channels_first" and the input as it is. PyTorch's running_var is
 the variance its eval mode divides by, so it is Keras's moving_variance as is; the
 epsilon is not in the state dict (PyTorch's default 1e-5, Keras's 1e-3), and neither
 are strides, padding or activations: the fusednn layers must be configured to match.
-Grouped convolutions (groups > 1) have no Keras equivalent and are refused.
+A grouped convolution (groups > 1) maps onto a layer with the same groups: both keep
+the kernel (..., C / groups, F) with the filters of group g in block g.
 
 Recurrent modules keep, per layer k and direction ("" or "_reverse"):
 
@@ -39,9 +41,10 @@ so Bidirectional's weights are the forward then the reverse direction's.
 
     convert.set_sequential_weights_from_torch(model, torch_model_state_dict)  # a whole stack
 
-A Flatten after convolutions flattens (H, W, C) in fusednn but (C, H, W) in PyTorch, so
-the whole-stack helper permutes the following Dense kernel's rows (and the features of
-a BatchNormalization between them) into fusednn's order.
+A Flatten after channels-last convolutions flattens (H, W, C) in fusednn but (C, H, W)
+in PyTorch, so the whole-stack helper permutes the following Dense kernel's rows (and
+the features of a BatchNormalization between them) into fusednn's order; after
+channels-first layers the orders agree.
 """
 from __future__ import annotations
 
@@ -321,14 +324,28 @@ def _torch_modules(state_dict: dict) -> list:
     return modules
 
 
+def _flattened_channels_last(flatten, channels_first_input: bool, what: str):
+    """The channels-last shape (..., C) whose order a Flatten's features have, when that
+    differs from PyTorch's channels-first (C, ...) flattening; None when they agree."""
+    shape = tuple(flatten.input_shape[1:])
+    moves_channels_last = flatten.data_format == "channels_first"
+    if channels_first_input:
+        return shape[1:] + shape[:1] if moves_channels_last else None
+    if moves_channels_last:
+        raise ValueError(f"{what}: {flatten._label()} has data_format='channels_first' but the "
+                         "layers before it are channels last")
+    return shape
+
+
 def _weighted_layers(model, what: str) -> list:
-    """(layer, flattened_shape) of each layer with weights, in order; flattened_shape is the
-    channels-last shape a preceding Flatten flattened, while the features keep its order."""
-    targets, flattened = [], None
+    """(layer, flattened_shape) of each layer with weights, in order; flattened_shape is
+    the channels-last shape a preceding Flatten flattened (see _flattened_channels_last),
+    while the features keep its order."""
+    targets, flattened, channels_first = [], None, False
     for layer in model.layers:
-        if isinstance(layer, Flatten) and layer.data_format == "channels_last" \
-                and len(layer.input_shape) > 2:
-            flattened = tuple(layer.input_shape[1:])
+        if isinstance(layer, Flatten):
+            if len(layer.input_shape) > 2:
+                flattened = _flattened_channels_last(layer, channels_first, what)
         elif layer.variables:
             targets.append((layer, flattened if isinstance(layer, _TAKES_FLATTENED) else None))
             if flattened is not None and not isinstance(layer, BatchNormalization):
@@ -341,6 +358,8 @@ def _weighted_layers(model, what: str) -> list:
             raise ValueError(f"{what}: {layer._label()} changes the shape of the features a "
                              f"Flatten of {flattened} made, so their order cannot be mapped "
                              "from PyTorch's channels-first flattening")
+        if hasattr(layer, "data_format") and not isinstance(layer, Flatten):
+            channels_first = layer.data_format == "channels_first"
     return targets
 
 
