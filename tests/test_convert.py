@@ -53,23 +53,14 @@ def test_linear_without_bias_and_wrong_layer_configuration():
         _converted(layers.Dense(2), (None, 4), torch.nn.Linear(3, 2))
 
 
-@pytest.mark.parametrize("stride, padding, keras_padding", [(1, 0, "valid"), (1, 1, "same"),
-                                                             (2, 0, "valid")])
-def test_conv2d(stride, padding, keras_padding):
+@pytest.mark.parametrize("stride, padding, keras_padding, groups", [
+    (1, 0, "valid", 1), (1, 1, "same", 1), (2, 0, "valid", 1), (1, 0, "valid", 2)])
+def test_conv2d(stride, padding, keras_padding, groups):
     torch.manual_seed(2)
-    module = torch.nn.Conv2d(3, 4, kernel_size=3, stride=stride, padding=padding)
-    x = _rng(2).normal(size=(2, 3, 9, 8)).astype(np.float32)  # NCHW for PyTorch
-    layer = _converted(layers.Conv2D(4, 3, strides=stride, padding=keras_padding),
-                       (None, 9, 8, 3), module)
-    y = layer.forward(x.transpose(0, 2, 3, 1))
-    np.testing.assert_allclose(y, _torch_output(module, x).transpose(0, 2, 3, 1), **TOL)
-
-
-def test_grouped_conv2d():
-    torch.manual_seed(12)
-    module = torch.nn.Conv2d(4, 6, kernel_size=3, groups=2)
-    x = _rng(12).normal(size=(2, 4, 6, 7)).astype(np.float32)
-    layer = _converted(layers.Conv2D(6, 3, groups=2), (None, 6, 7, 4), module)
+    module = torch.nn.Conv2d(4, 6, kernel_size=3, stride=stride, padding=padding, groups=groups)
+    x = _rng(2).normal(size=(2, 4, 9, 8)).astype(np.float32)  # NCHW for PyTorch
+    layer = _converted(layers.Conv2D(6, 3, strides=stride, padding=keras_padding, groups=groups),
+                       (None, 9, 8, 4), module)
     y = layer.forward(x.transpose(0, 2, 3, 1))
     np.testing.assert_allclose(y, _torch_output(module, x).transpose(0, 2, 3, 1), **TOL)
 
