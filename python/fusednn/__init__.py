@@ -7,6 +7,7 @@ behind a Keras-style API.
 from . import _C, backend, errors
 from . import activations, initializers, regularizers, ops
 from . import layers, losses, optimizers, metrics, callbacks, models, utils, convert, export
+from . import distribute
 from ._info import info
 from .backend import has_cuda
 from .layers import Input
@@ -16,7 +17,8 @@ from .utils import get_num_threads, set_num_threads
 __version__ = _C.build_info()["version"]
 
 __all__ = [
-    "Input", "Sequential", "activations", "backend", "callbacks", "convert", "errors", "export",
-    "get_num_threads", "has_cuda", "info", "initializers", "layers", "load_model", "losses",
-    "metrics", "models", "ops", "optimizers", "regularizers", "set_num_threads", "utils",
+    "Input", "Sequential", "activations", "backend", "callbacks", "convert", "distribute",
+    "errors", "export", "get_num_threads", "has_cuda", "info", "initializers", "layers",
+    "load_model", "losses", "metrics", "models", "ops", "optimizers", "regularizers",
+    "set_num_threads", "utils",
 ]
