@@ -88,6 +88,13 @@ LAYER_CASES = {
         input_shape=(3, 4, 2)),
     "conv2d_grouped": lambda: _sequential(layers.Conv2D(6, 3, groups=3, padding="same"),
                                           input_shape=(5, 6, 3)),
+    "depthwise_and_separable": lambda: _sequential(
+        layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu"),
+        layers.SeparableConv2D(5, 3, strides=2, depth_multiplier=2, activation="tanh"),
+        input_shape=(8, 7, 3)),
+    "depthwise_and_separable_1d": lambda: _sequential(
+        layers.DepthwiseConv1D(2, dilation_rate=2), layers.SeparableConv1D(3, 3, use_bias=False),
+        input_shape=(11, 2)),
     "channels_first": lambda: _sequential(
         layers.Conv2D(4, 3, data_format="channels_first", activation="relu"),
         layers.MaxPooling2D(data_format="channels_first"),
@@ -249,8 +256,8 @@ def test_errors_name_what_is_wrong(tmp_path):
          {}, ValueError, "merge_mode=None"),
         (_sequential(layers.Embedding(5, 2, mask_zero=True), layers.GlobalAveragePooling1D(),
                      input_shape=(4,)), {}, ValueError, "averages the unmasked steps"),
-        (_sequential(layers.DepthwiseConv2D(3), input_shape=(5, 5, 2)), {}, ValueError,
-         "DepthwiseConv2D has no ONNX export"),
+        (_sequential(layers.Conv1DTranspose(2, 3), input_shape=(5, 2)), {}, ValueError,
+         "Conv1DTranspose has no ONNX export"),
         (_sequential(layers.UpSampling2D(interpolation="bilinear"), input_shape=(3, 3, 1)), {},
          ValueError, "interpolation 'bilinear' has no ONNX export"),
         (models.Sequential([layers.Dense(2)]), {}, ValueError, "not built"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, layers
-from ..layers.convolutional import _Conv
 from ..layers.pooling import _GlobalPooling, _Pooling
 from ..ops import conv as conv_ops
 from .onnx_activations import export_activation
@@ -130,16 +129,43 @@ def _conv_padding(layer) -> dict:
     return {"pads": [0] * (2 * layer.rank)}
 
 
-@exports(layers.Conv1D, layers.Conv2D)
+def _geometry(layer) -> dict:
+    return dict(strides=list(layer.strides), dilations=list(layer.dilation_rate),
+                **_conv_padding(layer))
+
+
+def _conv_node(g, layer, x, kernel, bias, groups: int, **geometry) -> str:
+    """ONNX Conv of the channels-first `x` with a fusednn kernel (*K, C / groups, F)."""
+    rank = kernel.ndim
+    w = kernel.transpose((rank - 1, rank - 2) + tuple(range(rank - 2)))  # (F, C / groups, *K)
+    inputs = [x, g.const(w, f"{layer.name}.kernel")]
+    if bias is not None:
+        inputs.append(g.const(bias, f"{layer.name}.bias"))
+    return g.op("Conv", inputs, kernel_shape=list(w.shape[2:]), group=groups, **geometry)
+
+
+def _grouped_kernel(layer) -> np.ndarray:
+    """The kernel as (*K, C / groups, F): a depthwise (*K, C, M) is (*K, 1, C * M)."""
+    return np.asarray(backend.to_numpy(layer._grouped_kernel()), np.float32)
+
+
+@exports(layers.Conv1D, layers.Conv2D, layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 def _conv(g, layer, x, mask):
     rank = layer.rank + 2
-    kernel = weight(layer.kernel)  # (*K, C / groups, F) -> ONNX (F, C / groups, *K)
-    w = kernel.transpose((rank - 1, rank - 2) + tuple(range(rank - 2)))
-    inputs = [g.channels_first(x, rank), g.const(w, f"{layer.name}.kernel")]
-    if layer.use_bias:
-        inputs.append(g.const(weight(layer.bias), f"{layer.name}.bias"))
-    y = g.op("Conv", inputs, kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
-             dilations=list(layer.dilation_rate), group=layer.groups, **_conv_padding(layer))
+    bias = weight(layer.bias) if layer.use_bias else None
+    y = _conv_node(g, layer, g.channels_first(x, rank), _grouped_kernel(layer), bias,
+                   layer.groups, **_geometry(layer))
+    return _activation(g, layer, g.channels_last(y, rank))
+
+
+@exports(layers.SeparableConv1D, layers.SeparableConv2D)
+def _separable_conv(g, layer, x, mask):
+    """The depthwise Conv (group = C, no bias), then the 1x1 pointwise Conv with the bias."""
+    rank = layer.rank + 2
+    depthwise = _conv_node(g, layer, g.channels_first(x, rank), _grouped_kernel(layer), None,
+                           layer.groups, **_geometry(layer))
+    bias = weight(layer.bias) if layer.use_bias else None
+    y = _conv_node(g, layer, depthwise, weight(layer.pointwise_kernel), bias, 1)
     return _activation(g, layer, g.channels_last(y, rank))
 
 
