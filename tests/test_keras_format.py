@@ -74,6 +74,13 @@ CASES = {
         keras.Input((12, 3)), KL.Conv1D(4, 3, padding="causal", dilation_rate=2),
         KL.MaxPooling1D(2), KL.UpSampling1D(2), KL.AveragePooling1D(3, padding="same"),
         KL.GlobalAveragePooling1D()]),
+    "depthwise_separable_transposed": lambda: keras.Sequential([
+        keras.Input((8, 7, 3)), KL.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+        KL.SeparableConv2D(4, 3, activation="relu"), KL.Reshape((-1, 4)),
+        KL.Conv1DTranspose(2, 3, strides=2), KL.SeparableConv1D(3, 2, depth_multiplier=2)]),
+    "channels_first_grouped": lambda: keras.Sequential([
+        keras.Input((4, 6, 5)), KL.Conv2D(4, 3, groups=2, data_format="channels_first"),
+        KL.MaxPooling2D(data_format="channels_first"), KL.Flatten(), KL.Dense(2)]),
     "stacked_lstm": lambda: keras.Sequential([
         keras.Input((8, 3)), KL.LSTM(5, return_sequences=True), KL.LSTM(4),
         KL.Dense(2)]),

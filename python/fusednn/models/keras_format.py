@@ -41,6 +41,7 @@ _NEUTRAL = {
     "activity_regularizer": None, "kernel_constraint": None, "bias_constraint": None,
     "recurrent_constraint": None, "beta_constraint": None, "gamma_constraint": None,
     "embeddings_constraint": None, "alpha_constraint": None, "depthwise_constraint": None,
+    "pointwise_constraint": None,
     "groups": 1, "unroll": False, "quantization_config": None, "synchronized": False,
     "renorm": False, "renorm_clipping": None, "sparse": False, "ragged": False,
     "optional": False, "data_format": "channels_last", "lora_rank": None,
