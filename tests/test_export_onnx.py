@@ -265,7 +265,7 @@ def test_errors_name_what_is_wrong(tmp_path):
          "opset to be an int from 14"),
         (_sequential(layers.Dense(2), input_shape=(3,)), {"input_name": "x", "output_name": "x"},
          ValueError, "must differ"),
-        (layers.Dense(2), {}, TypeError, "Sequential model, got Dense"),
+        (layers.Dense(2), {}, TypeError, "Sequential or functional Model, got Dense"),
     ]
     for model, options, error, message in cases:
         with pytest.raises(error, match=message):
@@ -283,3 +283,40 @@ def test_float64_model_exports_float32(tmp_path):
     (got,) = ort.InferenceSession(str(path)).run(None, {"input": x.astype(np.float32)})
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, model.predict(x), **TOL)
+
+
+def test_functional_model_with_merges_and_a_shared_layer(tmp_path):
+    import fusednn as fd
+
+    image = fd.Input((6, 6, 2), name="image")
+    side = fd.Input((4,), name="side")
+    features = layers.Flatten()(layers.Conv2D(3, 3, activation="relu")(image))
+    shared = layers.Dense(4, activation="tanh")
+    a, b = shared(layers.Dense(4)(features)), shared(side)
+    merged = [layers.Add()([a, b]), layers.Subtract()([a, b]), layers.Multiply()([a, b]),
+              layers.Average()([a, b]), layers.Maximum()([a, b]), layers.Minimum()([a, b])]
+    scores = layers.Dense(3, activation="softmax", name="scores")(
+        layers.Concatenate()(merged))
+    model = _randomized(fd.Model([image, side], [scores, a]), 7)
+    path = tmp_path / "graph.onnx"
+    export.onnx(model, path)
+    session = ort.InferenceSession(str(path))
+    assert [i.name for i in session.get_inputs()] == ["image", "side"]
+    assert [o.name for o in session.get_outputs()] == model.output_names
+    for batch in BATCHES:
+        rng = np.random.default_rng(batch)
+        x = [rng.normal(size=(batch, 6, 6, 2)).astype(np.float32),
+             rng.normal(size=(batch, 4)).astype(np.float32)]
+        got = session.run(None, {"image": x[0], "side": x[1]})
+        for g, expected in zip(got, model.forward(x)):
+            np.testing.assert_allclose(g, expected, **TOL)
+
+
+def test_functional_model_with_a_keyword_tensor_is_refused(tmp_path):
+    import fusednn as fd
+
+    x = fd.Input((5, 3))
+    h0 = fd.Input((2,))
+    y = layers.GRU(2)(x, initial_state=[h0])
+    with pytest.raises(ValueError, match="keyword tensors"):
+        export.onnx(fd.Model([x, h0], y), tmp_path / "m.onnx")

@@ -303,7 +303,7 @@ def export_layer(g, layer, x: str, mask):
         raise ValueError(f"export.onnx: {layer._label()}: the layer class "
                          f"{type(layer).__name__} has no ONNX export; supported: "
                          f"{', '.join(sorted(cls.__name__ for cls in EXPORTERS))}")
-    given = mask if getattr(layer, "supports_masking", False) else None
+    given = mask if getattr(layer, "supports_masking", False) and isinstance(x, str) else None
     if _channels_first(layer):
         # The exporters work channels last, as fusednn's kernels do (data_format.py);
         # runtimes cancel the transposes of consecutive channels-first layers.
@@ -318,3 +318,34 @@ def export_layer(g, layer, x: str, mask):
     if given is None or getattr(layer, "return_sequences", True) is False:
         return y, None
     return y, given
+
+
+# ----- merging layers (graph models) ---------------------------------------------------------
+
+_MERGE_OPERATORS = {layers.Add: "Sum", layers.Multiply: "Mul", layers.Maximum: "Max",
+                    layers.Minimum: "Min", layers.Average: "Sum"}
+
+
+@exports(*_MERGE_OPERATORS)
+def _merge(g, layer, xs, mask):
+    """The n-ary ONNX operator (Sum, Max, ...; Mul pairwise), broadcasting as fusednn."""
+    op_type = _MERGE_OPERATORS[type(layer)]
+    if op_type == "Mul":
+        y = xs[0]
+        for x in xs[1:]:
+            y = g.op("Mul", [y, x])
+    else:
+        y = g.op(op_type, list(xs))
+    if isinstance(layer, layers.Average):
+        y = g.op("Mul", [y, g.const(np.array(1.0 / len(xs), np.float32), "inverse_count")])
+    return y
+
+
+@exports(layers.Subtract)
+def _subtract(g, layer, xs, mask):
+    return g.op("Sub", list(xs))
+
+
+@exports(layers.Concatenate)
+def _concatenate(g, layer, xs, mask):
+    return g.op("Concat", list(xs), axis=layer.axis)
