@@ -199,11 +199,29 @@ def test_unsupported_option_is_named(tmp_path):
         fd.models.load_model(_saved(keras_model, tmp_path))
 
 
-def test_functional_model_is_refused(tmp_path):
-    inputs = keras.Input((3,))
-    keras_model = keras.Model(inputs, KL.Dense(2)(inputs))
-    with pytest.raises(ValueError, match="expected a Keras Sequential model, got 'Functional'"):
-        fd.models.load_model(_saved(keras_model, tmp_path))
+def test_functional_model_with_a_merge_and_a_shared_layer(tmp_path):
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    shared = KL.Dense(3, activation="tanh")
+    added = KL.Add()([shared(a), shared(b)])
+    sequence = KL.Reshape((2, 2))(a)
+    outputs = [KL.Concatenate()([added, KL.Dense(2)(a), KL.LSTM(2)(sequence)]), added]
+    keras_model = _randomize(keras.Model([a, b], outputs), 5)
+    model = fd.models.load_model(_saved(keras_model, tmp_path, seed=5))
+    assert isinstance(model, fd.Model) and model.input_names == ["a", "b"]
+    rng = np.random.default_rng(5)
+    x = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(2)]
+    expected = [keras.ops.convert_to_numpy(y) for y in keras_model(x)]
+    for got, want in zip(model.forward(x), expected):
+        np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_subclassed_model_is_refused(dense_file, tmp_path):
+    config = _config(dense_file)
+    config["class_name"] = "MyModel"
+    with pytest.raises(ValueError, match="expected a Keras Sequential or functional model, "
+                                         "got 'MyModel'"):
+        fd.models.load_model(_rewritten(dense_file, tmp_path,
+                                        **{"config.json": json.dumps(config)}))
 
 
 def test_weights_of_the_wrong_shape(dense_file, tmp_path):

@@ -1,5 +1,5 @@
 """Keras 3 weights (a `.weights.h5` file, or the `model.weights.h5` inside a `.keras`
-zip) into the layers of a fusednn Sequential.
+zip) into the layers of a fusednn model (Sequential or functional).
 
 The HDF5 layout Keras 3 writes (keras/src/saving/saving_lib.py):
 
@@ -48,7 +48,8 @@ def import_h5py(what: str):
 
 
 def keras_paths(model_layers) -> list[str]:
-    """Keras's weight path of each layer of a Sequential (layers/<snake case>[_n])."""
+    """Keras's weight path of each layer of a model, in the model's layer order (Keras's:
+    by depth for a functional model): layers/<snake case>[_n]."""
     used: dict[str, int] = {}
     paths = []
     for layer in model_layers:
@@ -94,7 +95,7 @@ def _datasets(h5, group_path: str, source: str) -> list:
 
 def load_keras_weights(model, h5_source, source: str) -> None:
     """Assigns the weights of the Keras weights file `h5_source` (a path or a binary file
-    object; `source` names it in messages) to the built Sequential `model`."""
+    object; `source` names it in messages) to the built `model`."""
     h5py = import_h5py(source)
     if not getattr(model, "built", False):
         raise ValueError(f"{source}: {model._label()} is not built; build it (or call it on "

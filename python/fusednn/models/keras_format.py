@@ -7,8 +7,9 @@ registered fusednn layer class, and nothing is imported or executed, so custom
 objects, Lambda layers and unknown classes are refused with the class named. Keras
 options fusednn does not implement (constraints, activity regularizers, groups,
 channels_first, ...) are refused unless they hold their neutral value; initializers
-are dropped (the weights come from the file). Sequential models only; compile
-settings are not restored (compile the loaded model).
+are dropped (the weights come from the file). Sequential and functional models (the
+calls of a functional config replayed by fusednn's graph_config); compile settings are
+not restored (compile the loaded model).
 
 Hostile files: the zip members are read with a size cap (a member whose declared or
 actual size exceeds it is refused before it fills memory: zip bombs), and a truncated
@@ -26,6 +27,7 @@ from .. import layers
 from ..keras_weights import load_keras_weights
 from ..layers.base import _accepted_keywords
 from ..layers.registry import LAYERS
+from .registry import deserialize_layer
 from .sequential import Sequential
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -95,7 +97,10 @@ def _json(data: bytes, name: str, path: str):
 def _check_builtin(item: dict, where: str) -> None:
     """Refuses objects that Keras itself would have to import or look up by name."""
     module, registered = item.get("module"), item.get("registered_name")
-    if registered is not None or (module is not None and not str(module).startswith("keras")):
+    # Keras names its own classes by module (and Functional also by registered_name);
+    # custom ones carry their package's module and a "package>Name" registered_name.
+    if registered not in (None, item.get("class_name")) or (
+            module is not None and not str(module).startswith("keras")):
         raise ValueError(f"{where}: {item.get('class_name')!r} is a custom object (module "
                          f"{module!r}, registered_name {registered!r}); fusednn loads only "
                          "built-in layers and runs no code from the file")
@@ -155,20 +160,72 @@ def _translate_layer(item, where: str) -> dict:
     return {"class_name": class_name, "config": config}
 
 
-def _rebuild(config, path: str) -> Sequential:
-    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
-        kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{path}: expected a Keras Sequential model, got {kind!r} (functional "
-                         "and subclassed Keras models are not read yet)")
+def _tensor_refs(value, where: str):
+    """Keras's saved call arguments with each tensor ({"class_name": "__keras_tensor__",
+    ..., "keras_history": [layer, call, output]}) as fusednn's {"__tensor__": [...]}."""
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        history = (value.get("config") or {}).get("keras_history")
+        if not isinstance(history, list) or len(history) != 3:
+            raise ValueError(f"{where}: a tensor without a keras_history [layer, call, output]")
+        return {"__tensor__": history}
+    if isinstance(value, dict):
+        return {key: _tensor_refs(item, where) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tensor_refs(item, where) for item in value]
+    return value
+
+
+def _graph_ends(value, where: str):
+    """input_layers / output_layers: [layer, call, output] or a list (or dict) of them."""
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+        return {"__tensor__": value}
+    if isinstance(value, list):
+        return [_graph_ends(item, where) for item in value]
+    if isinstance(value, dict):
+        return {key: _graph_ends(item, where) for key, item in value.items()}
+    raise ValueError(f"{where}: expected [layer, call, output] references, got {value!r:.100}")
+
+
+def _functional_config(body: dict, path: str) -> dict:
+    """fusednn's functional config (models/functional.py) of a Keras functional config:
+    each layer translated, each call's single positional argument (the inputs) kept."""
+    translated = []
+    for index, item in enumerate(body["layers"]):
+        where = f"{path}: layer {index}"
+        layer = _translate_layer(item, where)
+        calls = []
+        for call in item.get("inbound_nodes") or []:
+            args = call.get("args") if isinstance(call, dict) else None
+            if not isinstance(args, list) or len(args) != 1:
+                raise ValueError(f"{where}: expected each call to pass the inputs as its one "
+                                 f"positional argument, got {call!r:.200}")
+            calls.append({"args": _tensor_refs(args[0], where),
+                          "kwargs": _tensor_refs(call.get("kwargs") or {}, where)})
+        translated.append({**layer, "inbound_nodes": calls})
+    return {"name": body.get("name"), "trainable": body.get("trainable", True),
+            "layers": translated,
+            "input_layers": _graph_ends(body.get("input_layers"), f"{path}: input_layers"),
+            "output_layers": _graph_ends(body.get("output_layers"), f"{path}: output_layers")}
+
+
+def _rebuild(config, path: str):
+    kind = config.get("class_name") if isinstance(config, dict) else None
+    if kind not in ("Sequential", "Functional"):
+        raise ValueError(f"{path}: expected a Keras Sequential or functional model, got "
+                         f"{kind or type(config).__name__!r} (subclassed Keras models have no "
+                         "config fusednn can rebuild)")
     _check_builtin(config, path)
     body = config.get("config")
     if not isinstance(body, dict) or not isinstance(body.get("layers"), list):
-        raise ValueError(f"{path}: the Sequential config has no 'layers' list")
-    translated = [_translate_layer(item, f"{path}: layer {index}")
-                  for index, item in enumerate(body["layers"])]
+        raise ValueError(f"{path}: the {kind} config has no 'layers' list")
     try:
-        model = Sequential([layers.deserialize(item) for item in translated],
-                           name=body.get("name"))
+        if kind == "Functional":
+            model = deserialize_layer({"class_name": "Functional",
+                                       "config": _functional_config(body, path)})
+        else:
+            model = Sequential([layers.deserialize(_translate_layer(item, f"{path}: layer {i}"))
+                                for i, item in enumerate(body["layers"])],
+                               name=body.get("name"))
         if not model.built:
             shape = body.get("build_input_shape") or (config.get("build_config") or {}).get(
                 "input_shape")
@@ -176,13 +233,17 @@ def _rebuild(config, path: str) -> Sequential:
                 raise ValueError("the file does not say for which input shape the model is built")
             model.build(shape)
     except (TypeError, ValueError, KeyError) as e:
+        message = str(e)
+        if message.startswith(path):
+            raise
         raise ValueError(f"{path}: cannot rebuild the model from its config: "
                          f"{type(e).__name__}: {e}") from None
     return model
 
 
-def load_keras_model(path) -> Sequential:
-    """The fusednn Sequential a Keras 3 .keras file describes, with its weights."""
+def load_keras_model(path):
+    """The fusednn Sequential or functional model a Keras 3 .keras file describes, with
+    its weights."""
     path = os.fspath(path)
     try:
         archive = zipfile.ZipFile(path)
