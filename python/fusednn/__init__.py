@@ -6,7 +6,7 @@ behind a Keras-style API.
 """
 from . import _C, backend, errors
 from . import activations, initializers, regularizers, ops
-from . import layers, losses, optimizers, metrics, callbacks, models, utils, convert
+from . import layers, losses, optimizers, metrics, callbacks, models, utils, convert, export
 from . import distribute
 from ._info import info
 from .backend import has_cuda
@@ -18,7 +18,7 @@ __version__ = _C.build_info()["version"]
 
 __all__ = [
     "Input", "Model", "Sequential", "activations", "backend", "callbacks", "convert",
-    "distribute", "errors", "get_num_threads", "has_cuda", "info", "initializers", "layers",
-    "load_model", "losses", "metrics", "models", "ops", "optimizers", "regularizers",
+    "distribute", "errors", "export", "get_num_threads", "has_cuda", "info", "initializers",
+    "layers", "load_model", "losses", "metrics", "models", "ops", "optimizers", "regularizers",
     "set_num_threads", "utils",
 ]

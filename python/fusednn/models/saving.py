@@ -1,14 +1,19 @@
-"""load_model: rebuilds a model saved with `model.save` (the file format is fusednn.io)."""
+"""load_model: rebuilds a model saved with `model.save` (the file format is fusednn.io),
+or read from a Keras 3 .keras zip (keras_format)."""
 from __future__ import annotations
 
 from .. import io
+from . import keras_format
 from .registry import MODELS, deserialize_layer
 from .training import Model
 
 
 def load_model(filepath, compile=True) -> Model:
     """Rebuilds a model saved with `model.save` (safetensors; only known layer and model
-    classes: Sequential and functional models)."""
+    classes: Sequential and functional models), or a Keras 3 .keras file (a zip, told apart
+    by its content; compile settings not read)."""
+    if keras_format.is_keras_zip(filepath):
+        return keras_format.load_keras_model(filepath)
     return io.load_model(filepath, _rebuild, compile=compile)
 
 

@@ -25,8 +25,9 @@ import warnings
 
 import numpy as np
 
-from .. import backend, distribute, io, optimizers, utils
+from .. import backend, distribute, io, keras_weights, optimizers, utils
 from .. import callbacks as callbacks_module
+from .. import export as export_module
 from .. import metrics as metrics_module
 from ..errors import StateError
 from ..fit_progress import FitProgress, means_logs
@@ -598,6 +599,14 @@ class Model(Layer):
         io.save_weights(self, filepath)
 
     def load_weights(self, filepath) -> None:
-        """Loads weights saved by save_weights or save, checking every shape."""
-        io.load_weights(self, filepath)
+        """Loads weights saved by save_weights or save, or a Keras 3 .weights.h5 file (told
+        apart by its content), checking every shape."""
+        if keras_weights.is_hdf5(filepath):
+            keras_weights.load_keras_weights(self, filepath, str(filepath))
+        else:
+            io.load_weights(self, filepath)
 
+    def export(self, filepath, format="onnx", **options) -> None:
+        """Keras 3's Model.export: writes the model for serving elsewhere (format "onnx";
+        options such as opset= go to fusednn.export.onnx)."""
+        export_module.export_model(self, filepath, format, **options)
