@@ -396,7 +396,7 @@ Traced.sum = sum
 Traced.mean = mean
 
 # NumPy ufuncs applied to a Traced (e.g. ndarray * Traced) run these ops instead.
-UFUNC_OPS = {
+Traced._ufunc_ops = {
     "add": add, "subtract": subtract, "multiply": multiply, "divide": divide,
     "true_divide": divide, "power": power, "negative": negative, "maximum": maximum,
     "minimum": minimum, "matmul": matmul, "square": square, "sqrt": sqrt, "absolute": abs,

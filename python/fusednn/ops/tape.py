@@ -44,11 +44,12 @@ class Traced:
     def __repr__(self):
         return f"<Traced shape={self.shape} dtype={self.dtype}>"
 
-    # Operators are attached by fusednn.ops.math, which holds every op's derivative.
+    # Operators, and the ops that stand in for NumPy ufuncs (by name), are attached by
+    # fusednn.ops.math, which holds every op's derivative.
+    _ufunc_ops: dict = {}
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from . import math
-        op = math.UFUNC_OPS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+        op = self._ufunc_ops.get(ufunc.__name__) if method == "__call__" and not kwargs else None
         if op is None:
             raise _not_differentiable(f"numpy.{ufunc.__name__}" +
                                       ("" if method == "__call__" else f".{method}"))
