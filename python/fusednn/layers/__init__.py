@@ -10,8 +10,8 @@ by name).
 from __future__ import annotations
 
 # The family modules, imported for the classes they register.
-from . import (activation_layers, convolutional, core, embedding, normalization,  # noqa: F401
-               pooling, recurrent, reshaping, wrappers)
+from . import (activation_layers, convolutional, core, embedding,  # noqa: F401
+               lambda_layer, normalization, pooling, recurrent, reshaping, wrappers)
 from .base import InputSpec, Layer, Variable
 from .core import Input
 from .registry import deserialize, register, registered_classes, serialize
