@@ -5,7 +5,7 @@ behind a Keras-style API.
     model = fd.Sequential([fd.layers.Dense(10, activation="softmax", input_shape=(64,))])
 """
 from . import _C, backend, errors
-from . import activations, initializers, regularizers, ops
+from . import activations, constraints, initializers, regularizers, ops
 from . import layers, losses, optimizers, metrics, callbacks, models, utils, convert
 from ._info import info
 from .backend import has_cuda
@@ -16,7 +16,8 @@ from .utils import get_num_threads, set_num_threads
 __version__ = _C.build_info()["version"]
 
 __all__ = [
-    "Input", "Sequential", "activations", "backend", "callbacks", "convert", "errors",
-    "get_num_threads", "has_cuda", "info", "initializers", "layers", "load_model", "losses",
-    "metrics", "models", "ops", "optimizers", "regularizers", "set_num_threads", "utils",
+    "Input", "Sequential", "activations", "backend", "callbacks", "constraints", "convert",
+    "errors", "get_num_threads", "has_cuda", "info", "initializers", "layers", "load_model",
+    "losses", "metrics", "models", "ops", "optimizers", "regularizers", "set_num_threads",
+    "utils",
 ]

@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from .. import backend, initializers, regularizers, utils
+from .. import backend, constraints, initializers, regularizers, utils
 from ..errors import StateError
 from ..naming import default_layer_name
 
@@ -39,12 +39,14 @@ from ..naming import default_layer_name
 class Variable:
     """One weight: its value, its gradient buffer (same shape, device and dtype)."""
 
-    def __init__(self, name: str, value, trainable: bool = True, regularizer=None):
+    def __init__(self, name: str, value, trainable: bool = True, regularizer=None,
+                 constraint=None):
         self.name = name
         self.value = value
         self.grad = backend.get_array_module(value).zeros_like(value)
         self.trainable = trainable
         self.regularizer = regularizer
+        self.constraint = constraint  # applied by the optimizer after each update
 
     @property
     def shape(self):
@@ -205,7 +207,7 @@ class Layer:
 
     # ----- weights -------------------------------------------------------
     def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None,
-                   trainable=True) -> Variable:
+                   trainable=True, constraint=None) -> Variable:
         """Creates a weight on the layer's device; call from `build`."""
         shape = tuple(int(s) for s in shape)
         backend.check_array_bytes(f"{self._label()}: weight '{name}'", shape, self.dtype)
@@ -214,7 +216,8 @@ class Layer:
         # initializer may return a transposed view, e.g. Orthogonal for wide shapes).
         value = backend.to_device(np.ascontiguousarray(value, dtype=self.dtype), self.device)
         var = Variable(f"{self.name}/{name}", value, trainable=trainable,
-                       regularizer=regularizers.get(regularizer))
+                       regularizer=regularizers.get(regularizer),
+                       constraint=constraints.get(constraint))
         self._variables.append(var)
         return var
 

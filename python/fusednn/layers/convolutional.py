@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations, initializers, regularizers
+from .. import activations, constraints, initializers, regularizers
 from ..ops import conv as conv_ops
 from .base import InputSpec, Layer
 from .core import _checked
@@ -45,7 +45,8 @@ class _Conv(Layer):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         label = self._label()
         if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
@@ -76,6 +77,9 @@ class _Conv(Layer):
                                            kernel_regularizer)
         self.bias_regularizer = _checked(self, "bias_regularizer", regularizers.get,
                                          bias_regularizer)
+        self.kernel_constraint = _checked(self, "kernel_constraint", constraints.get,
+                                          kernel_constraint)
+        self.bias_constraint = _checked(self, "bias_constraint", constraints.get, bias_constraint)
         self._fused = _fusable(self.activation)
         self.input_spec = InputSpec(ndim=self.rank + 2)
         self.kernel = None
@@ -89,10 +93,11 @@ class _Conv(Layer):
                              f"known to create the kernel, got input shape {tuple(input_shape)}")
         self.compute_output_shape(input_shape)  # a kernel that does not fit fails here
         self.kernel = self.add_weight("kernel", self._kernel_shape(channels),
-                                      self.kernel_initializer, self.kernel_regularizer)
+                                      self.kernel_initializer, self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
-                                        self.bias_regularizer)
+                                        self.bias_regularizer, constraint=self.bias_constraint)
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
 
     def compute_output_shape(self, input_shape):
@@ -160,6 +165,8 @@ class _Conv(Layer):
             bias_initializer=initializers.serialize(self.bias_initializer),
             kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
             bias_regularizer=regularizers.serialize(self.bias_regularizer),
+            kernel_constraint=constraints.serialize(self.kernel_constraint),
+            bias_constraint=constraints.serialize(self.bias_constraint),
         )
         return config
 

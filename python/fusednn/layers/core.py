@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from .. import _rng, activations, backend, initializers, regularizers
+from .. import _rng, activations, backend, constraints, initializers, regularizers
 from ..errors import StateError
 from ..ops.gemm import matmul
 from .base import InputSpec, Layer, _as_shape
@@ -88,7 +88,7 @@ class Dense(_SoftmaxFusion, Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 **kwargs):
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units <= 0:
             raise ValueError(f"{self._label()}: expected units to be a positive integer, "
@@ -104,6 +104,9 @@ class Dense(_SoftmaxFusion, Layer):
                                            kernel_regularizer)
         self.bias_regularizer = _checked(self, "bias_regularizer", regularizers.get,
                                          bias_regularizer)
+        self.kernel_constraint = _checked(self, "kernel_constraint", constraints.get,
+                                          kernel_constraint)
+        self.bias_constraint = _checked(self, "bias_constraint", constraints.get, bias_constraint)
         self.outputs_softmax = _is_last_axis_softmax(self.activation)
         self.kernel = None
         self.bias = None
@@ -114,10 +117,11 @@ class Dense(_SoftmaxFusion, Layer):
             raise ValueError(f"{self._label()}: the last axis of the input must be known to "
                              f"create the kernel, got input shape {tuple(input_shape)}")
         self.kernel = self.add_weight("kernel", (features, self.units), self.kernel_initializer,
-                                      self.kernel_regularizer)
+                                      self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
-                                        self.bias_regularizer)
+                                        self.bias_regularizer, constraint=self.bias_constraint)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: features})
 
     def compute_output_shape(self, input_shape):
@@ -163,6 +167,8 @@ class Dense(_SoftmaxFusion, Layer):
             bias_initializer=initializers.serialize(self.bias_initializer),
             kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
             bias_regularizer=regularizers.serialize(self.bias_regularizer),
+            kernel_constraint=constraints.serialize(self.kernel_constraint),
+            bias_constraint=constraints.serialize(self.bias_constraint),
         )
         return config
 

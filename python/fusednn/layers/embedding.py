@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from .. import backend, initializers, regularizers
+from .. import backend, constraints, initializers, regularizers
 from .base import Layer
 from .core import _checked
 from .registry import register
@@ -32,7 +32,8 @@ class Embedding(Layer):
     supports_masking = False  # it makes a mask, it does not consume one
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
-                 embeddings_regularizer=None, mask_zero=False, input_length=None, **kwargs):
+                 embeddings_regularizer=None, mask_zero=False, input_length=None,
+                 embeddings_constraint=None, **kwargs):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)  # Keras 2's way to declare the length
         super().__init__(**kwargs)
@@ -47,13 +48,16 @@ class Embedding(Layer):
             "random_uniform" if embeddings_initializer == "uniform" else embeddings_initializer)
         self.embeddings_regularizer = _checked(self, "embeddings_regularizer", regularizers.get,
                                                embeddings_regularizer)
+        self.embeddings_constraint = _checked(self, "embeddings_constraint", constraints.get,
+                                              embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         self.embeddings = None
 
     def build(self, input_shape):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
                                           self.embeddings_initializer,
-                                          self.embeddings_regularizer)
+                                          self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
@@ -106,6 +110,7 @@ class Embedding(Layer):
         config.update(input_dim=self.input_dim, output_dim=self.output_dim,
                       embeddings_initializer=initializers.serialize(self.embeddings_initializer),
                       embeddings_regularizer=regularizers.serialize(self.embeddings_regularizer),
+                      embeddings_constraint=constraints.serialize(self.embeddings_constraint),
                       mask_zero=self.mask_zero)
         return config
 
