@@ -45,14 +45,21 @@ def quality(points):
     return float(close.mean()), int(np.sum(counts >= 0.02 * len(points)))
 
 
-def networks():
+def generator_network():
+    """Dense 128 -> Dense 128 -> Dense 2 from LATENT random numbers (the WGAN demo's too)."""
     from .. import layers, models
 
-    generator = models.Sequential([
+    return models.Sequential([
         layers.Dense(128, activation="relu", input_shape=(LATENT,)),
         layers.Dense(128, activation="relu"),
         layers.Dense(2),
     ], name="generator")
+
+
+def networks():
+    from .. import layers, models
+
+    generator = generator_network()
     discriminator = models.Sequential([
         layers.Dense(128, input_shape=(2,)),
         layers.LeakyReLU(0.2),
@@ -133,8 +140,8 @@ def run(device="cpu", epochs=None, out_dir=".", seed=3):
     fig, _ = _common.figure(12, 2.5)
     axes = fig.subplots(1, len(snapshots) + 1)
     for ax, (step, points) in zip(axes, sorted(snapshots.items())):
-        _scatter(ax, real[:1000], points, f"step {step}")
-    _scatter(axes[-1], real[:1000], gaussian[:1000], "baseline: one Gaussian", color="tab:blue")
+        scatter(ax, real[:1000], points, f"step {step}")
+    scatter(axes[-1], real[:1000], gaussian[:1000], "baseline: one Gaussian", color="tab:blue")
     fig.suptitle("generated points (red) over training, real ring in grey", fontsize=10)
     image = _common.save(fig, out_dir, "gan.png")
     return _common.Result(
@@ -144,7 +151,7 @@ def run(device="cpu", epochs=None, out_dir=".", seed=3):
                 f"Gaussian {gaussian_modes} of {MODES}")
 
 
-def _scatter(ax, real, generated, title, color="tab:red"):
+def scatter(ax, real, generated, title, color="tab:red"):
     ax.scatter(real[:, 0], real[:, 1], s=2, color="0.7")
     ax.scatter(generated[:, 0], generated[:, 1], s=2, color=color, alpha=0.5)
     limit = RADIUS * 1.6
