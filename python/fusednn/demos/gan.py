@@ -131,6 +131,13 @@ def run(device="cpu", epochs=None, out_dir=".", seed=3):
                                     ("g_loss", history["generator"][-1])],
                             finalize=epoch == epochs)
 
+    return result("gan", "GAN", generator, snapshots, rng, out_dir)
+
+
+def result(name, label, generator, snapshots, rng, out_dir):
+    """The ring demos' ending (this one and wgan.py): `generator`'s points scored by
+    `quality` beside one Gaussian fitted to the data, and the picture of `snapshots`
+    ({step: points}) saved as NAME.png."""
     generated = generator.predict(rng.normal(size=(4000, LATENT)).astype(np.float32))
     close, modes = quality(generated)
     real = ring_samples(rng, 4000)
@@ -140,18 +147,19 @@ def run(device="cpu", epochs=None, out_dir=".", seed=3):
     fig, _ = _common.figure(12, 2.5)
     axes = fig.subplots(1, len(snapshots) + 1)
     for ax, (step, points) in zip(axes, sorted(snapshots.items())):
-        scatter(ax, real[:1000], points, f"step {step}")
-    scatter(axes[-1], real[:1000], gaussian[:1000], "baseline: one Gaussian", color="tab:blue")
-    fig.suptitle("generated points (red) over training, real ring in grey", fontsize=10)
-    image = _common.save(fig, out_dir, "gan.png")
+        _scatter(ax, real[:1000], points, f"step {step}")
+    _scatter(axes[-1], real[:1000], gaussian[:1000], "baseline: one Gaussian", color="tab:blue")
+    fig.suptitle(f"{label}: generated points (red) over training, real ring in grey",
+                 fontsize=10)
+    image = _common.save(fig, out_dir, f"{name}.png")
     return _common.Result(
-        "gan", "generated points on a mode", close, "one Gaussian fitted to the data",
+        name, "generated points on a mode", close, "one Gaussian fitted to the data",
         gaussian_close, higher_is_better=True, images=[image],
-        details=f"modes covered (>= 2 % of the points): GAN {modes} of {MODES}, "
+        details=f"modes covered (>= 2 % of the points): {label} {modes} of {MODES}, "
                 f"Gaussian {gaussian_modes} of {MODES}")
 
 
-def scatter(ax, real, generated, title, color="tab:red"):
+def _scatter(ax, real, generated, title, color="tab:red"):
     ax.scatter(real[:, 0], real[:, 1], s=2, color="0.7")
     ax.scatter(generated[:, 0], generated[:, 1], s=2, color=color, alpha=0.5)
     limit = RADIUS * 1.6

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _common
-from .gan import BATCH, LATENT, MODES, generator_network, quality, ring_samples, scatter
+from .gan import BATCH, LATENT, generator_network, result, ring_samples
 
 TITLE = "a Wasserstein GAN (weight clipping, a loss written with fusednn.ops) learns the ring"
 REQUIRES = ("matplotlib",)
@@ -135,21 +135,4 @@ def run(device="cpu", epochs=None, out_dir=".", seed=3):
 
     train(generator, critic, steps, rng, device, on_step)
 
-    generated = generator.predict(rng.normal(size=(4000, LATENT)).astype(np.float32))
-    close, modes = quality(generated)
-    real = ring_samples(rng, 4000)
-    gaussian = rng.multivariate_normal(real.mean(axis=0), np.cov(real.T), size=4000)
-    gaussian_close, gaussian_modes = quality(gaussian)
-
-    fig, _ = _common.figure(12, 2.5)
-    axes = fig.subplots(1, len(snapshots) + 1)
-    for ax, (step, points) in zip(axes, sorted(snapshots.items())):
-        scatter(ax, real[:1000], points, f"step {step}")
-    scatter(axes[-1], real[:1000], gaussian[:1000], "baseline: one Gaussian", color="tab:blue")
-    fig.suptitle("WGAN: generated points (red) over training, real ring in grey", fontsize=10)
-    image = _common.save(fig, out_dir, "wgan.png")
-    return _common.Result(
-        "wgan", "generated points on a mode", close, "one Gaussian fitted to the data",
-        gaussian_close, higher_is_better=True, images=[image],
-        details=f"modes covered (>= 2 % of the points): WGAN {modes} of {MODES}, "
-                f"Gaussian {gaussian_modes} of {MODES}")
+    return result("wgan", "WGAN", generator, snapshots, rng, out_dir)

@@ -322,7 +322,7 @@ def concatenate(xs, axis=0):
     values = [_plain(x) for x in xs]
     xp = _xp(*values)
     y = xp.concatenate(values, axis=axis)
-    ends = np.cumsum([v.shape[axis] for v in values])
+    ends = np.cumsum([v.shape[axis] for v in values]).tolist()
     return record(y, *((x, lambda g, i=i: xp.split(g, ends[:-1], axis=axis)[i])
                        for i, x in enumerate(xs)))
 
