@@ -150,3 +150,11 @@ def test_every_layer_keeps_its_constraints_through_save_and_load(make, argument,
     constrained = [v for v in loaded.layers[0].variables if v.constraint is not None]
     assert constrained and all(isinstance(v.constraint, constraints.MaxNorm) and
                                v.constraint.max_value == 1.5 for v in constrained)
+
+
+def test_saving_an_unregistered_user_constraint_is_a_clear_error(tmp_path):
+    model = fd.Sequential([layers.Dense(2, input_shape=(3,), kernel_constraint=ClipConstraint(1))])
+    model.build((None, 3))
+    with pytest.raises(ValueError, match="ClipConstraint is not a registered constraint class.*"
+                                         "fusednn.constraints.register"):
+        model.save(tmp_path / "m.keras")

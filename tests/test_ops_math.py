@@ -174,3 +174,10 @@ def test_kernel_matmul_is_unchanged():
     out = np.zeros((4, 5), np.float32)
     assert fd.ops.matmul(a, b, out, trans_a=True) is out
     np.testing.assert_allclose(out, a.T @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_are_fresh_writable_arrays():
+    x = np.ones((3, 4), np.float32)
+    _, grad = ops.value_and_grad(ops.mean)(x)  # the vjp of mean is a broadcast view
+    assert grad.flags.c_contiguous and grad.flags.writeable and grad.dtype == np.float32
+    grad += 1  # a layer's backward may work in place

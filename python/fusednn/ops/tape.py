@@ -117,8 +117,10 @@ def _reverse_topological(outputs):
 
 def gradients(outputs, inputs, output_gradients):
     """Gradients of sum_i <output_gradients[i], outputs[i]> w.r.t. each of `inputs`
-    (Traced values made by `trace`), shaped and typed like them; zeros for an input the
-    outputs do not depend on. An output that is not Traced contributes nothing."""
+    (Traced values made by `trace`), shaped and typed like them, as fresh C-contiguous
+    arrays (a vjp may give a broadcast view; the layers' kernels take contiguous buffers
+    and may write into them); zeros for an input the outputs do not depend on. An output
+    that is not Traced contributes nothing."""
     pending = {}
     for output, grad in zip(outputs, output_gradients):
         if isinstance(output, Traced):
@@ -139,8 +141,8 @@ def gradients(outputs, inputs, output_gradients):
     for x in inputs:
         xp = backend.get_array_module(x.value)
         grad = done.get(id(x))
-        result.append(xp.zeros_like(x.value) if grad is None else
-                      xp.asarray(grad).astype(x.value.dtype, copy=False).reshape(x.value.shape))
+        result.append(xp.zeros_like(x.value) if grad is None else xp.ascontiguousarray(
+            xp.asarray(grad).reshape(x.value.shape), dtype=x.value.dtype))
     return result
 
 
