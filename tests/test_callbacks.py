@@ -81,7 +81,7 @@ def test_early_stopping_waits_patience_epochs_without_improvement():
 
 def test_early_stopping_min_delta_mode_max_and_baseline():
     stopper = callbacks.EarlyStopping(monitor="val_accuracy", min_delta=0.05, patience=0)
-    assert stopper.mode == "max"  # 'auto' maximises accuracies
+    assert stopper.mode == "auto"  # kept as given (Keras); it maximises accuracies
     history = _fit(_model(), [ScriptedMonitor("val_accuracy", [0.5, 0.6, 0.62, 0.9]), stopper],
                    epochs=4)
     assert history.epoch == [0, 1, 2]  # 0.62 is not 0.05 better than 0.6
@@ -196,7 +196,7 @@ def test_reduce_lr_on_plateau_changes_the_optimizer_learning_rate():
     # epoch where the cooldown runs out counts again); 4, 5 -> reduce (0.025); 7, 8 -> 0.0125
     # is floored at min_lr 0.02.
     assert rates.rates == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.02])
-    assert history.history["lr"] == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025,
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025,
                                                    0.025, 0.025])  # rate the epoch trained with
     with pytest.raises(ValueError, match="factor"):
         callbacks.ReduceLROnPlateau(factor=1.0)
@@ -224,7 +224,7 @@ def test_learning_rate_scheduler_sets_the_rate_each_epoch():
     history = _fit(model, [callbacks.LearningRateScheduler(schedule), rates], epochs=3)
     assert seen == [(0, 0.1), (1, 0.1), (2, 0.05)]
     assert rates.rates == pytest.approx([0.1, 0.05, 0.025])
-    assert history.history["lr"] == pytest.approx([0.1, 0.05, 0.025])
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.025])
 
     model = _model()
     _fit(model, [callbacks.LearningRateScheduler(lambda epoch: 0.01 * (epoch + 1))], epochs=2)

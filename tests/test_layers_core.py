@@ -263,7 +263,8 @@ def test_input_layer_declares_and_passes_through():
         inp(np.ones((3, 4, 1)))
     passthrough = layers.InputLayer(shape=(2, None), **F64)
     check_layer_gradients(passthrough, _rand((2, 2, 3)))
-    assert layers.InputLayer(input_shape=(7,)).batch_shape == (None, 7)  # Keras 2 spelling
+    with pytest.warns(UserWarning, match="input_shape is deprecated"):  # as Keras 3 warns
+        assert layers.InputLayer(input_shape=(7,)).batch_shape == (None, 7)  # Keras 2 spelling
     assert layers.InputLayer(batch_shape=(16, 3, 2)).batch_shape == (16, 3, 2)
     assert layers.Input(shape=(5,), batch_size=8).declared_batch_size == 8
     with pytest.raises(ValueError, match="exactly one of shape"):

@@ -123,9 +123,9 @@ def test_configs_round_trip():
 
 
 def test_bad_arguments_name_the_layer():
-    with pytest.raises(ValueError, match=r"UpSampling2D 'u'.*'bilinear' is not implemented.*"
-                                         r"supported interpolation is 'nearest'"):
-        layers.UpSampling2D(interpolation="bilinear", name="u")
+    with pytest.raises(ValueError, match=r"UpSampling2D 'u'.*expected interpolation one of "
+                                         r"'nearest', 'bilinear', 'bicubic', got 'area'"):
+        layers.UpSampling2D(interpolation="area", name="u")
     with pytest.raises(ValueError, match=r"UpSampling2D.*size.*positive.*got \(0, 2\)"):
         layers.UpSampling2D((0, 2))
     with pytest.raises(ValueError, match=r"UpSampling1D.*size.*got -1"):

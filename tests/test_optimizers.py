@@ -419,9 +419,10 @@ def test_schedule_drives_the_learning_rate_of_each_step(rng):
     moved = sum(0.5 * 0.1 ** (k / 2) for k in range(3))
     np.testing.assert_allclose(layer.get_weights()[0], start - moved, **TIGHT)
     assert opt.learning_rate == pytest.approx(0.5 * 0.1 ** 1.5)
-    opt.learning_rate = 0.25   # a float replaces the schedule (ReduceLROnPlateau does this)
-    assert opt.learning_rate == 0.25 and opt.learning_rate_schedule is None
-    assert opt.get_config()["learning_rate"] == 0.25
+    # As in Keras 3, a number cannot replace the schedule (ReduceLROnPlateau raises too).
+    with pytest.raises(TypeError, match="created with a LearningRateSchedule"):
+        opt.learning_rate = 0.25
+    assert opt.learning_rate_schedule is schedule
 
 
 def test_learning_rate_setter_validates():

@@ -15,6 +15,7 @@ uses the constants of Klambauer et al. (2017).
 from __future__ import annotations
 
 import math
+import numbers
 
 from . import backend
 from .registry import Registry
@@ -118,7 +119,11 @@ class ActivationFunction:
     def backward(self, x, y, dy):
         raise NotImplementedError
 
-    def __call__(self, x):
+    def __call__(self, x, **parameters):
+        """y for x, as Keras's functions: `softmax(x, axis=1)`, `relu(x, max_value=6)` apply
+        the function with those parameters instead of this instance's."""
+        if parameters:
+            return type(self)(**{**self.get_config(), **parameters}).forward(x)
         return self.forward(x)
 
     def get_config(self) -> dict:
@@ -417,9 +422,7 @@ class Softmax(ActivationFunction):
     name = "softmax"
 
     def __init__(self, axis=-1):
-        if isinstance(axis, bool) or not isinstance(axis, int):
-            raise TypeError(f"softmax: axis must be an int, got {axis!r}")
-        self.axis = axis
+        self.axis = _softmax_axis(axis)
 
     def forward(self, x):
         xp = backend.get_array_module(x)
@@ -431,7 +434,20 @@ class Softmax(ActivationFunction):
         return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True))
 
     def get_config(self):
-        return {"axis": self.axis}
+        return {"axis": list(self.axis) if isinstance(self.axis, tuple) else self.axis}
+
+
+def _softmax_axis(axis):
+    """An int, or a tuple of ints for a softmax over several axes (Keras accepts a list)."""
+    def is_int(a):
+        return isinstance(a, numbers.Integral) and not isinstance(a, bool)
+
+    if is_int(axis):
+        return int(axis)
+    if isinstance(axis, (tuple, list)) and axis and all(is_int(a) for a in axis):
+        return int(axis[0]) if len(axis) == 1 else tuple(int(a) for a in axis)
+    raise TypeError(f"softmax: expected axis to be an int or a non-empty list of ints, "
+                    f"got {axis!r}")
 
 
 @register

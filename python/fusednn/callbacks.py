@@ -206,15 +206,47 @@ class ProgbarLogger(Callback):
 
 # ----- monitoring helpers ----------------------------------------------------------
 
-def _monitor_mode(callback_name: str, monitor: str, mode: str) -> str:
-    """'min' or 'max'; 'auto' maximises accuracies and AUC, minimises the rest (Keras rule)."""
+def _checked_mode(callback_name: str, mode: str) -> str:
     if mode not in ("auto", "min", "max"):
         warnings.warn(f"{callback_name} mode {mode!r} is unknown, falling back to 'auto'",
                       RuntimeWarning, stacklevel=3)
-        mode = "auto"
-    if mode == "auto":
-        return "max" if monitor.endswith(("acc", "accuracy", "auc")) else "min"
+        return "auto"
     return mode
+
+
+# Keras 3 decides "auto" from the metric's direction: losses go down; these go up.
+_RISING_METRICS = ("acc", "accuracy", "auc", "precision", "recall", "true_positives",
+                   "true_negatives", "cosine_similarity", "r2_score")
+_FALLING_METRICS = ("loss", "mse", "mae", "mape", "msle", "mean_squared_error",
+                    "mean_absolute_error", "mean_absolute_percentage_error",
+                    "mean_squared_logarithmic_error", "root_mean_squared_error",
+                    "false_positives", "false_negatives", "hinge", "logcosh", "poisson",
+                    "kl_divergence", "crossentropy")
+
+
+def _acc_rule_mode(callback_name: str, monitor: str, mode: str) -> str:
+    """'min' or 'max' by the rule of Keras's ReduceLROnPlateau and ModelCheckpoint:
+    "auto" maximises a monitor whose name contains "acc", minimises any other."""
+    mode = _checked_mode(callback_name, mode)
+    if mode == "auto":
+        return "max" if "acc" in monitor else "min"
+    return mode
+
+
+def _early_stopping_mode(monitor: str, mode: str) -> str:
+    """'min' or 'max' for EarlyStopping: with 'auto', the metric's direction, and Keras's
+    ValueError for a metric whose direction is unknown."""
+    if mode != "auto":
+        return mode
+    name = monitor.removeprefix("val_")
+    if name.endswith(_FALLING_METRICS):
+        return "min"
+    if name.endswith(_RISING_METRICS):
+        return "max"
+    raise ValueError(f"EarlyStopping callback received monitor={monitor} but fusednn (like "
+                     "Keras) cannot determine whether that metric should be maximized or "
+                     "minimized. Pass mode='max' to stop on the highest value, or mode='min' "
+                     "to stop on the lowest.")
 
 
 def _monitored_value(callback_name: str, monitor: str, logs):
@@ -248,20 +280,26 @@ class EarlyStopping(Callback):
         self.min_delta = abs(float(min_delta))
         self.patience = int(patience)
         self.verbose = verbose
-        self.mode = _monitor_mode("EarlyStopping", monitor, mode)
+        self.mode = _checked_mode("EarlyStopping", mode)
         self.baseline = baseline
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = int(start_from_epoch)
 
-    def _is_improvement(self, value: float, reference: float) -> bool:
-        if self.mode == "min":
+        self.best = None
+        self._direction = None  # 'min' or 'max', decided when training begins
+
+    def _is_improvement(self, value: float, reference) -> bool:
+        if reference is None:
+            return True
+        if self._direction == "min":
             return value < reference - self.min_delta
         return value > reference + self.min_delta
 
     def on_train_begin(self, logs=None):
+        self._direction = _early_stopping_mode(self.monitor, self.mode)
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best = None
         self.best_weights = None
         self.best_epoch = 0
 
@@ -312,7 +350,7 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
-        self.mode = _monitor_mode("ModelCheckpoint", monitor, mode)
+        self.mode = _acc_rule_mode("ModelCheckpoint", monitor, mode)
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def _path(self, epoch: int, logs: dict) -> str:
@@ -370,7 +408,8 @@ class ReduceLROnPlateau(Callback):
 
     An improvement beats the best value by more than min_delta; after a reduction
     `cooldown` epochs pass before counting again; the rate never goes below min_lr.
-    Adds "lr" to the epoch logs, as Keras does.
+    Adds "learning_rate" to the epoch logs, as Keras 3 does. An optimizer whose learning
+    rate is a schedule cannot be reduced (TypeError, as in Keras).
     """
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
@@ -385,18 +424,20 @@ class ReduceLROnPlateau(Callback):
         self.factor = float(factor)
         self.patience = int(patience)
         self.verbose = verbose
-        self.mode = _monitor_mode("ReduceLROnPlateau", monitor, mode)
+        self.mode = _acc_rule_mode("ReduceLROnPlateau", monitor, mode)
         self.min_delta = abs(float(min_delta))
         self.cooldown = int(cooldown)
         self.min_lr = float(min_lr)
         self._reset()
 
     def _reset(self):
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best = None
         self.wait = 0
         self.cooldown_counter = 0
 
     def _is_improvement(self, value: float) -> bool:
+        if self.best is None:
+            return True
         if self.mode == "min":
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
@@ -408,7 +449,7 @@ class ReduceLROnPlateau(Callback):
         lr = _learning_rate(self.model, "ReduceLROnPlateau")
         current = _monitored_value("ReduceLROnPlateau", self.monitor, logs)
         if logs is not None:
-            logs["lr"] = lr
+            logs["learning_rate"] = lr
         if current is None:
             return
         if self.cooldown_counter > 0:
@@ -432,7 +473,7 @@ class ReduceLROnPlateau(Callback):
 class LearningRateScheduler(Callback):
     """Sets the optimizer's learning rate at the start of each epoch to schedule(epoch, lr).
 
-    epoch is 0-based; a schedule taking only the epoch is accepted too. Adds "lr" to the logs.
+    epoch is 0-based; a schedule taking only the epoch is accepted too. Adds "learning_rate" to the logs.
     """
 
     def __init__(self, schedule, verbose=0):
@@ -460,7 +501,7 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["lr"] = _learning_rate(self.model, "LearningRateScheduler")
+            logs["learning_rate"] = _learning_rate(self.model, "LearningRateScheduler")
 
 
 class BackupAndRestore(Callback):

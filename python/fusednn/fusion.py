@@ -22,7 +22,7 @@ from .ops import conv_pool as conv_pool_ops
 
 def fusable(conv: Layer, pool: Layer) -> bool:
     """Whether `conv` then `pool` run as one ConvPool step on the GPU."""
-    return (type(conv) is Conv2D and conv._fused is not None and conv.dtype == np.float32
+    return (type(conv) is Conv2D and conv.fused_activation is not None and conv.dtype == np.float32
             and type(pool) is MaxPooling2D and pool.strides == pool.pool_size
             and pool.padding == "valid"
             and pool.pool_size[0] * pool.pool_size[1] <= _C.conv2d_max_pool2d_max_window)
@@ -64,7 +64,7 @@ class ConvPool:
         bias = conv.bias.value if conv.use_bias else None
         y, argmax = conv_pool_ops.conv2d_max_pool2d(
             x, conv.kernel.value, bias, conv.strides, conv.padding, conv.dilation_rate,
-            conv._fused, pool.pool_size, training=bool(training))
+            conv.fused_activation, pool.pool_size, training=bool(training))
         if training:
             # The layers' own caches would be stale: their backward must not run alone.
             conv._cache_valid = pool._cache_valid = False
@@ -88,7 +88,7 @@ class ConvPool:
         want_bias = conv.use_bias and conv.trainable and conv.bias.trainable
         dx, dkernel, dbias = conv_pool_ops.conv2d_max_pool2d_backward(
             dy, x, conv.kernel.value, y, argmax, conv.strides, conv.padding, conv.dilation_rate,
-            conv._fused, pool.pool_size, kernel_grad=want_kernel, bias_grad=want_bias)
+            conv.fused_activation, pool.pool_size, kernel_grad=want_kernel, bias_grad=want_bias)
         if want_kernel:
             conv._accumulate(conv.kernel, dkernel)
         if want_bias:

@@ -41,14 +41,22 @@ class Initializer:
     def get_config(self) -> dict:
         return {"seed": self.seed}
 
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
 
 _INITIALIZERS = Registry("initializer", module="fusednn.initializers")
 
 
-def register(cls):
+def register(cls=None, *, aliases=()):
     """Adds an Initializer class under Keras's snake-case name ("glorot_uniform"), which
-    serialize writes; its class name ("GlorotUniform") is accepted too. A decorator."""
-    return _INITIALIZERS.register(cls, name=snake_case(cls.__name__), aliases=(cls.__name__,))
+    serialize writes; its class name ("GlorotUniform") and `aliases` are accepted too.
+    A decorator: @register or @register(aliases=(...))."""
+    def add(cls):
+        return _INITIALIZERS.register(cls, name=snake_case(cls.__name__),
+                                      aliases=(cls.__name__, *aliases))
+    return add if cls is None else add(cls)
 
 
 @register
@@ -65,15 +73,22 @@ class Ones(Initializer):
 
 @register
 class Constant(Initializer):
+    """`value` everywhere: a number, or (as in Keras) an array that broadcasts to the shape."""
+
     def __init__(self, value=0.0):
         super().__init__()
-        self.value = float(value)
+        array = np.asarray(value, dtype=np.float64)
+        self.value = float(array) if array.ndim == 0 else array
 
     def sample(self, shape):
-        return np.full(shape, self.value)
+        try:
+            return np.broadcast_to(self.value, shape).copy()
+        except ValueError:
+            raise ValueError(f"Constant: the value of shape {np.shape(self.value)} does not "
+                             f"broadcast to the weight shape {shape}") from None
 
     def get_config(self):
-        return {"value": self.value}
+        return {"value": self.value if isinstance(self.value, float) else self.value.tolist()}
 
 
 @register
@@ -188,7 +203,7 @@ LecunUniform = register(_variance_scaling("LecunUniform", 1.0, "fan_in", "unifor
 LecunNormal = register(_variance_scaling("LecunNormal", 1.0, "fan_in", "truncated_normal"))
 
 
-@register
+@register(aliases=("OrthogonalInitializer",))  # Keras 3's class name; Orthogonal is its alias
 class Orthogonal(Initializer):
     """Orthogonal matrix (QR of a Gaussian) reshaped to `shape`, times `gain`."""
 
@@ -211,7 +226,7 @@ class Orthogonal(Initializer):
         return {"gain": self.gain, "seed": self.seed}
 
 
-@register
+@register(aliases=("IdentityInitializer",))  # Keras 3's class name; Identity is its alias
 class Identity(Initializer):
     """gain * the identity matrix (rectangular allowed); 2-D shapes only, as in Keras."""
 
@@ -228,10 +243,11 @@ class Identity(Initializer):
         return {"gain": self.gain}
 
 
-def get(identifier) -> Initializer:
+def get(identifier) -> Initializer | None:
     """An initializer from a Keras name or class name, a serialized dict
-    ({"class_name", "config"}), an Initializer, or any callable(shape, dtype)."""
-    if callable(identifier):
+    ({"class_name", "config"}), an Initializer, or any callable(shape, dtype); None for
+    None, as Keras's get."""
+    if identifier is None or callable(identifier):
         return identifier
     if isinstance(identifier, (str, dict)):
         return _INITIALIZERS.get(identifier)
@@ -239,5 +255,6 @@ def get(identifier) -> Initializer:
                     f"got {identifier!r}")
 
 
+OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity
 serialize = _INITIALIZERS.serialize
 deserialize = _INITIALIZERS.deserialize

@@ -91,6 +91,22 @@ class ExponentialDecay(LearningRateSchedule):
                 "staircase": self.staircase, "name": self.name}
 
 
+class _CallableLearningRate(LearningRateSchedule):
+    """A user's zero-argument callable as the learning rate (Keras accepts one), called
+    before every step; it cannot be saved."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, step):
+        return _real("learning_rate", "the callable's value", self.function(),
+                     lambda x: x >= 0, "a number >= 0")
+
+    def get_config(self) -> dict:
+        raise ValueError(f"the learning rate is a Python callable ({self.function!r}), which "
+                         "cannot be saved; use a number or a registered LearningRateSchedule")
+
+
 # Keras's `keras.optimizers.schedules` namespace.
 schedules = SimpleNamespace(LearningRateSchedule=LearningRateSchedule,
                             ExponentialDecay=ExponentialDecay,
@@ -163,7 +179,7 @@ class Optimizer:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"{owner}: name must be a non-empty string, got {name!r}")
         self.name = name or self.default_name
-        if not isinstance(learning_rate, LearningRateSchedule):
+        if not isinstance(learning_rate, LearningRateSchedule) and not callable(learning_rate):
             _positive(owner, "learning_rate", learning_rate)
         self.learning_rate = learning_rate
         self.weight_decay = _optional_real(owner, "weight_decay", weight_decay,
@@ -188,8 +204,9 @@ class Optimizer:
     def learning_rate(self) -> float:
         """The learning rate of the next step (a schedule evaluated at `iterations`).
 
-        Settable with a float (callbacks such as ReduceLROnPlateau do this; a
-        float replaces a schedule) or with a LearningRateSchedule.
+        Settable with a float (callbacks such as ReduceLROnPlateau do this), a
+        LearningRateSchedule or a zero-argument callable (called before each step); as in
+        Keras, a float cannot replace a schedule (TypeError).
         """
         if isinstance(self._learning_rate, LearningRateSchedule):
             return float(self._learning_rate(self.iterations))
@@ -197,8 +214,14 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if callable(value) and not isinstance(value, LearningRateSchedule):
+            value = _CallableLearningRate(value)
         if isinstance(value, LearningRateSchedule):
             self._learning_rate = value
+        elif isinstance(getattr(self, "_learning_rate", None), LearningRateSchedule):
+            raise TypeError(f"{type(self).__name__} was created with a LearningRateSchedule as "
+                            "its learning_rate, so its learning rate cannot be set to a number "
+                            f"(got {value!r}); set another LearningRateSchedule instead")
         else:
             # >= 0 rather than > 0: schedules set from callbacks may anneal to exactly 0.
             self._learning_rate = _real(type(self).__name__, "learning_rate", value,
@@ -285,7 +308,8 @@ class Optimizer:
         elif self.clipvalue is not None:
             grads = [backend.get_array_module(g).clip(g, -self.clipvalue, self.clipvalue)
                      for g in grads]
-        return [backend.get_array_module(g).ascontiguousarray(g) for g in grads]
+        # Not ascontiguousarray: it turns a scalar variable's () gradient into (1,).
+        return [g if g.flags.c_contiguous else g.copy(order="C") for g in grads]
 
     def _clip_by_norm(self, grad):
         xp = backend.get_array_module(grad)

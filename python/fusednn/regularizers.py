@@ -1,4 +1,4 @@
-"""Weight regularizers l1, l2, l1_l2 (Keras defaults: 0.01).
+"""Weight regularizers L1, L2 (Keras default 0.01) and L1L2 (default 0), as Keras 3's classes.
 
 A regularizer gives its penalty, `reg(w) -> float`, and its gradient,
 `reg.gradient(w)`; the optimizer adds the gradient before each update, so the
@@ -13,24 +13,40 @@ from .registry import Registry
 
 
 class Regularizer:
+    """Base class (Keras's): `__call__(w)` the penalty, `gradient(w)` its gradient,
+    `get_config()` and the classmethod `from_config(config)`."""
+
     def __call__(self, w) -> float:
         raise NotImplementedError
 
     def gradient(self, w):
         raise NotImplementedError
 
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
 
 _REGULARIZERS = Registry("regularizer", base=Regularizer, module="fusednn.regularizers")
 register = _REGULARIZERS.register
 
 
-@register
+def _factor(name: str, value) -> float:
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) and value >= 0):
+        raise ValueError(f"regularizer {name} factor must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+@register(aliases=("l1_l2",))
 class L1L2(Regularizer):
+    """l1 * sum(|w|) + l2 * sum(w^2); Keras 3's defaults are 0 for both (also under the
+    name l1_l2, which Keras 3 maps to this class)."""
+
     def __init__(self, l1=0.0, l2=0.0):
-        for name, value in (("l1", l1), ("l2", l2)):
-            if isinstance(value, bool) or not (isinstance(value, numbers.Real) and value >= 0):
-                raise ValueError(f"regularizer {name} factor must be a number >= 0, got {value!r}")
-        self.l1, self.l2 = float(l1), float(l2)
+        self.l1, self.l2 = _factor("l1", l1), _factor("l2", l2)
 
     def __call__(self, w) -> float:
         xp = backend.get_array_module(w)
@@ -44,23 +60,29 @@ class L1L2(Regularizer):
         return {"l1": self.l1, "l2": self.l2}
 
 
-# Keras's shorthands, registered under their names ("L1" also as "l1", any case).
 @register
-def L1(l1=0.01):
-    return L1L2(l1=l1)
+class L1(L1L2):
+    """l1 * sum(|w|) (Keras default 0.01)."""
+
+    def __init__(self, l1=0.01):
+        super().__init__(l1=l1)
+
+    def get_config(self) -> dict:
+        return {"l1": self.l1}
 
 
 @register
-def L2(l2=0.01):
-    return L1L2(l2=l2)
+class L2(L1L2):
+    """l2 * sum(w^2) (Keras default 0.01)."""
+
+    def __init__(self, l2=0.01):
+        super().__init__(l2=l2)
+
+    def get_config(self) -> dict:
+        return {"l2": self.l2}
 
 
-@register
-def l1_l2(l1=0.01, l2=0.01):
-    return L1L2(l1=l1, l2=l2)
-
-
-l1, l2 = L1, L2
+l1, l2, l1_l2 = L1, L2, L1L2
 
 
 def get(identifier):
@@ -71,7 +93,7 @@ def get(identifier):
 
 
 def serialize(reg):
-    """None for None, else {"class_name": "L1L2", "config": {"l1", "l2"}}."""
+    """None for None, else {"class_name": "L1" / "L2" / "L1L2", "config": {...}}."""
     return None if reg is None else _REGULARIZERS.serialize(reg)
 
 

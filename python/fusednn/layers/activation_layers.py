@@ -32,11 +32,15 @@ class ReLU(_FunctionLayer):
         self.function = activations.ReLU(negative_slope=negative_slope, max_value=max_value,
                                          threshold=threshold)
 
+    # Keras's attributes, read from the function so there is one copy of each.
+    max_value = property(lambda self: self.function.max_value)
+    negative_slope = property(lambda self: self.function.negative_slope)
+    threshold = property(lambda self: self.function.threshold)
+
     def get_config(self):
         config = super().get_config()
-        config.update(max_value=self.function.max_value,
-                      negative_slope=self.function.negative_slope,
-                      threshold=self.function.threshold)
+        config.update(max_value=self.max_value, negative_slope=self.negative_slope,
+                      threshold=self.threshold)
         return config
 
 
@@ -85,24 +89,53 @@ class ELU(_FunctionLayer):
 
 @register
 class Softmax(_SoftmaxFusion, _FunctionLayer):
-    """Softmax along `axis` (an int, default the last); with the last axis it takes part
-    in the softmax cross-entropy fusion (`outputs_softmax`)."""
+    """Softmax along `axis` (an int, default the last, or a list of axes); with the last
+    axis and no mask it takes part in the softmax cross-entropy fusion (`outputs_softmax`).
+
+    mask: as Keras 3, positions where it is False get -1e9 added before the softmax (so
+    the others share the probability) and output 0, a fully masked row included. A mask
+    with fewer axes than the input (a time-step mask passed along) covers the trailing
+    axes: a masked step outputs zeros."""
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-            raise ValueError(f"{self._label()}: expected axis to be an int, got {axis!r}")
-        self.axis = int(axis)
-        self.function = activations.Softmax(axis=self.axis)
-        self.outputs_softmax = self.axis == -1
+        try:
+            self.function = activations.Softmax(axis=axis)
+        except TypeError as error:
+            raise ValueError(f"{self._label()}: expected axis to be an int or a list of ints, "
+                             f"got {axis!r}") from error
+        self.axis = self.function.axis
+        self._over_last_axis = self.axis == -1
+        self._masked = False
+
+    @property
+    def outputs_softmax(self) -> bool:
+        # A masked output is not softmax(logits) where a whole row is masked (zeros).
+        return self._over_last_axis and not self._masked
 
     def build(self, input_shape):
         rank = len(input_shape)
-        if not -rank <= self.axis < rank:
+        axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        if not all(-rank <= a < rank for a in axes):
             raise ValueError(f"{self._label()}: axis {self.axis} is out of range for an input of "
                              f"rank {rank} (shape {tuple(input_shape)})")
-        self.outputs_softmax = self.axis % rank == rank - 1
+        self._over_last_axis = len(axes) == 1 and axes[0] % rank == rank - 1
         self.input_spec = InputSpec(ndim=rank)
+
+    def call(self, x, training, mask=None):
+        self._masked = mask is not None
+        if mask is None:
+            return super().call(x, training)
+        keep = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)).astype(x.dtype)
+        logits = x + (1.0 - keep) * -1e9  # Keras's large negative number (float32/64)
+        probabilities = self.function.forward(logits)
+        return probabilities * keep, ((logits, probabilities, keep) if training else None)
+
+    def call_backward(self, dy, cache):
+        if len(cache) == 2:
+            return super().call_backward(dy, cache)
+        logits, probabilities, keep = cache
+        return self.function.backward(logits, probabilities, dy * keep)
 
     def _logits(self, cache):
         return cache[0]
@@ -112,7 +145,7 @@ class Softmax(_SoftmaxFusion, _FunctionLayer):
 
     def get_config(self):
         config = super().get_config()
-        config["axis"] = self.axis
+        config["axis"] = self.function.get_config()["axis"]
         return config
 
 

@@ -211,10 +211,12 @@ class Layer:
         """Creates a weight on the layer's device; call from `build`."""
         shape = tuple(int(s) for s in shape)
         backend.check_array_bytes(f"{self._label()}: weight '{name}'", shape, self.dtype)
-        value = initializers.get(initializer)(shape, self.dtype)
+        # None means Keras's default for a float weight.
+        value = initializers.get(initializer or "glorot_uniform")(shape, self.dtype)
         # C order: optimizers update weights in place and need contiguous buffers (an
-        # initializer may return a transposed view, e.g. Orthogonal for wide shapes).
-        value = backend.to_device(np.ascontiguousarray(value, dtype=self.dtype), self.device)
+        # initializer may return a transposed view, e.g. Orthogonal for wide shapes);
+        # asarray, not ascontiguousarray, which would make a scalar weight (1,).
+        value = backend.to_device(np.asarray(value, dtype=self.dtype, order="C"), self.device)
         var = Variable(f"{self.name}/{name}", value, trainable=trainable,
                        regularizer=regularizers.get(regularizer),
                        constraint=constraints.get(constraint))
@@ -225,6 +227,13 @@ class Layer:
     def sublayers(self) -> list["Layer"]:
         """Layers this one is made of (models, wrappers); their weights follow its own."""
         return []
+
+    def reset_states(self) -> None:
+        """Forgets the states that stateful recurrent layers inside keep between batches."""
+        for layer in self.sublayers:
+            layer.reset_states()
+
+    reset_state = reset_states  # Keras 3's name
 
     @property
     def variables(self) -> list[Variable]:
@@ -250,6 +259,8 @@ class Layer:
     def non_trainable_variables(self) -> list[Variable]:
         trainable = {id(v) for v in self.trainable_variables}
         return [v for v in self.variables if id(v) not in trainable]
+
+    non_trainable_weights = non_trainable_variables
 
     def _require_built(self, what: str) -> None:
         if not self.built:

@@ -12,12 +12,10 @@ fused into the kernels; any other activation is applied here, after them.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import activations, constraints, initializers, regularizers
 from ..ops import conv as conv_ops
 from .base import InputSpec, Layer
-from .core import _checked
+from .core import ActivationAttribute, _checked, _positive_int
 from .registry import register
 
 
@@ -40,6 +38,7 @@ class _Conv(Layer):
     """
 
     rank = 2
+    activation = ActivationAttribute()
     _paddings = ("valid", "same")
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
@@ -49,10 +48,7 @@ class _Conv(Layer):
                  bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         label = self._label()
-        if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters <= 0:
-            raise ValueError(f"{label}: expected filters to be a positive integer, "
-                             f"got {filters!r}")
-        self.filters = int(filters)
+        self.filters = _positive_int(self, "filters", filters)
         self.kernel_size = conv_ops.normalize_tuple(kernel_size, self.rank, "kernel_size", label)
         self.strides = conv_ops.normalize_tuple(strides, self.rank, "strides", label)
         self.dilation_rate = conv_ops.normalize_tuple(dilation_rate, self.rank, "dilation_rate",
@@ -67,7 +63,7 @@ class _Conv(Layer):
                              f"supported, got {data_format!r}; transpose the input to "
                              "channels-last instead")
         self.data_format = "channels_last"
-        self.activation = _checked(self, "activation", activations.get, activation)
+        self.activation = activation
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _checked(self, "kernel_initializer", initializers.get,
                                            kernel_initializer)
@@ -80,7 +76,6 @@ class _Conv(Layer):
         self.kernel_constraint = _checked(self, "kernel_constraint", constraints.get,
                                           kernel_constraint)
         self.bias_constraint = _checked(self, "bias_constraint", constraints.get, bias_constraint)
-        self._fused = _fusable(self.activation)
         self.input_spec = InputSpec(ndim=self.rank + 2)
         self.kernel = None
         self.bias = None
@@ -121,22 +116,29 @@ class _Conv(Layer):
         return conv_ops.conv_output_length(length, self.kernel_size[axis], self.strides[axis],
                                            self.padding, self.dilation_rate[axis])[0]
 
+    @property
+    def fused_activation(self) -> str | None:
+        """The kernels' name for the activation when they apply it themselves, else None."""
+        return _fusable(self.activation)
+
     # ----- running ---------------------------------------------------------------
     def call(self, x, training):
         bias = self.bias.value if self.use_bias else None
-        if self._fused is not None:
-            y = self._forward(x, bias, self._fused)
-            return y, ((x, None, y) if training else None)
+        activation = self.activation
+        fused = _fusable(activation)
+        if fused is not None:
+            y = self._forward(x, bias, fused)
+            return y, ((x, None, y, fused) if training else None)
         z = self._forward(x, bias, "linear")
-        y = self.activation.forward(z)
-        return y, ((x, z, y) if training else None)
+        y = activation.forward(z)
+        return y, ((x, z, y, activation) if training else None)
 
     def call_backward(self, dy, cache):
-        x, z, y = cache
-        if self._fused is not None:
-            activation, saved_output = self._fused, y
+        x, z, y, activation = cache  # the activation of that forward (a kernel name if fused)
+        if z is None:
+            saved_output = y
         else:
-            dy = self.activation.backward(z, y, dy)
+            dy = activation.backward(z, y, dy)
             activation, saved_output = "linear", None
         # A frozen layer passes dx back without computing weight gradients.
         want_kernel = self.trainable and self.kernel.trainable

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -23,6 +24,28 @@ def _checked(layer: Layer, argument: str, lookup, identifier):
         return lookup(identifier)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{layer._label()}: invalid {argument}: {e}") from None
+
+
+def _positive_int(layer: Layer, name: str, value, wrong_type=ValueError) -> int:
+    """value as an int > 0, else an error naming the layer and argument (ValueError, or
+    `wrong_type` for a value that is not an integer at all: Keras raises TypeError there
+    for some layers, e.g. RepeatVector)."""
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not is_int or value <= 0:
+        error = ValueError if is_int else wrong_type
+        raise error(f"{layer._label()}: expected {name} to be a positive integer, got {value!r}")
+    return int(value)
+
+
+class ActivationAttribute:
+    """A layer's `activation`: assignable as in Keras with anything activations.get takes
+    (a name, an ActivationFunction, None for linear), errors naming the layer."""
+
+    def __get__(self, layer, owner=None):
+        return self if layer is None else layer.__dict__["_activation"]
+
+    def __set__(self, layer, value):
+        layer.__dict__["_activation"] = _checked(layer, "activation", activations.get, value)
 
 
 def _is_number(value) -> bool:
@@ -85,16 +108,14 @@ class Dense(_SoftmaxFusion, Layer):
 
     input_spec = InputSpec(min_ndim=2)
     supports_masking = True  # a time-step mask passes on, as in Keras
+    activation = ActivationAttribute()
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units <= 0:
-            raise ValueError(f"{self._label()}: expected units to be a positive integer, "
-                             f"got {units!r}")
-        self.units = int(units)
-        self.activation = _checked(self, "activation", activations.get, activation)
+        self.units = _positive_int(self, "units", units)
+        self.activation = activation
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _checked(self, "kernel_initializer", initializers.get,
                                            kernel_initializer)
@@ -107,9 +128,12 @@ class Dense(_SoftmaxFusion, Layer):
         self.kernel_constraint = _checked(self, "kernel_constraint", constraints.get,
                                           kernel_constraint)
         self.bias_constraint = _checked(self, "bias_constraint", constraints.get, bias_constraint)
-        self.outputs_softmax = _is_last_axis_softmax(self.activation)
         self.kernel = None
         self.bias = None
+
+    @property
+    def outputs_softmax(self) -> bool:
+        return _is_last_axis_softmax(self.activation)
 
     def build(self, input_shape):
         features = input_shape[-1]
@@ -413,6 +437,9 @@ class InputLayer(Layer):
                 raise ValueError(f"{label}: batch_size={batch_size} disagrees with "
                                  f"batch_shape={batch_shape}")
             batch_size, shape = batch_shape[0], batch_shape[1:]
+        if input_shape is not None:
+            warnings.warn("InputLayer: argument input_shape is deprecated (as in Keras 3); use "
+                          "shape instead", stacklevel=2)
         shape = _as_shape(shape if shape is not None else input_shape, f"{label} shape")
         if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
                                        or isinstance(batch_size, bool) or batch_size <= 0):

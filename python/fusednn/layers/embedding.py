@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import backend, constraints, initializers, regularizers
 from .base import Layer
-from .core import _checked
+from .core import _checked, _positive_int
 from .registry import register
 
 
@@ -21,28 +21,26 @@ from .registry import register
 class Embedding(Layer):
     """Looks up rows of `embeddings` (input_dim, output_dim): ids (N, ...) -> (N, ..., output_dim).
 
-    Ids are integers in [0, input_dim) (floats holding whole numbers are accepted);
-    anything else raises before the lookup. mask_zero=True treats id 0 as padding:
+    Ids are integers in [0, input_dim); float ids are cast to int (truncated) as Keras
+    does; an id out of range raises before the lookup. mask_zero=True treats id 0 as padding:
     output_mask is `ids != 0` (so the vocabulary needs input_dim = real ids + 1).
     The ids are not differentiable: backward adds the embeddings' gradient (rows
     scatter-added, a repeated id gets the sum) and returns None.
-    Default initializer: uniform in [-0.05, 0.05] (Keras's "uniform").
+    Default initializer: uniform in [-0.05, 0.05] (Keras's "uniform"); `weights=` (an
+    (input_dim, output_dim) matrix, or a list holding it) sets the embeddings at once,
+    as Keras 3 accepts for pretrained vectors.
     """
 
     supports_masking = False  # it makes a mask, it does not consume one
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
-                 embeddings_regularizer=None, mask_zero=False, input_length=None,
+                 embeddings_regularizer=None, mask_zero=False, input_length=None, weights=None,
                  embeddings_constraint=None, **kwargs):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)  # Keras 2's way to declare the length
         super().__init__(**kwargs)
-        for name, value in (("input_dim", input_dim), ("output_dim", output_dim)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{self._label()}: expected {name} to be a positive integer, "
-                                 f"got {value!r}")
-        self.input_dim = int(input_dim)
-        self.output_dim = int(output_dim)
+        self.input_dim = _positive_int(self, "input_dim", input_dim)
+        self.output_dim = _positive_int(self, "output_dim", output_dim)
         self.embeddings_initializer = _checked(
             self, "embeddings_initializer", initializers.get,
             "random_uniform" if embeddings_initializer == "uniform" else embeddings_initializer)
@@ -52,6 +50,9 @@ class Embedding(Layer):
                                               embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         self.embeddings = None
+        if weights is not None:
+            self.build_for((None, None))
+            self.set_weights(weights if isinstance(weights, (list, tuple)) else [weights])
 
     def build(self, input_shape):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
@@ -74,8 +75,7 @@ class Embedding(Layer):
         if kind not in "biuf":
             raise TypeError(f"{self._label()}: expected integer ids, got dtype {ids.dtype}")
         if kind == "f":
-            if ids.size and not bool(xp.all(ids == xp.floor(ids))):
-                raise ValueError(f"{self._label()}: expected integer ids, got non-integer values")
+            ids = ids.astype(xp.int64)  # Keras casts float ids to int (truncating)
         if ids.size:
             low, high = int(ids.min()), int(ids.max())
             if low < 0 or high >= self.input_dim:

@@ -33,8 +33,9 @@ class BatchNormalization(Layer):
     """Normalises each channel along `axis` with batch statistics (training) or
     moving statistics (inference), then scales by gamma and shifts by beta.
 
-    A time-step mask passes on as in Keras, but unlike Keras the batch statistics
-    include the masked steps."""
+    With a mask (one axis fewer than the input: (N, T) for (N, T, C)), the batch
+    statistics are Keras's masked moments: taken over the unmasked positions only,
+    while every position, masked or not, is normalised with them; the mask passes on."""
 
     supports_masking = True
 
@@ -107,14 +108,17 @@ class BatchNormalization(Layer):
         broadcast = tuple(-1 if a == axis else 1 for a in range(ndim))
         return reduce_axes, broadcast
 
-    def call(self, x, training):
+    def call(self, x, training, mask=None):
         xp = backend.get_array_module(x)
         reduce_axes, broadcast = self._layout(x.ndim)
+        if mask is not None and mask.ndim != x.ndim - 1:
+            raise ValueError(f"{self._label()}: expected a mask with one axis fewer than the "
+                             f"input {tuple(x.shape)}, got a mask of shape {tuple(mask.shape)}")
         use_batch_stats = training and self.trainable
+        weights = None
         if use_batch_stats:
-            mean = x.mean(axis=reduce_axes)
+            mean, variance, weights = _moments(x, mask, reduce_axes, broadcast)
             centered = x - mean.reshape(broadcast)
-            variance = (centered * centered).mean(axis=reduce_axes)  # biased, as in Keras
             self._update_moving(self.moving_mean, mean)
             self._update_moving(self.moving_variance, variance)
         else:
@@ -125,7 +129,7 @@ class BatchNormalization(Layer):
         y = normalized * self.gamma.value.reshape(broadcast) if self.scale else normalized.copy()
         if self.center:
             y += self.beta.value.reshape(broadcast)
-        cache = (normalized, inverse_std, use_batch_stats) if training else None
+        cache = (normalized, inverse_std, use_batch_stats, weights) if training else None
         return y, cache
 
     def _update_moving(self, var, batch_value):
@@ -133,7 +137,7 @@ class BatchNormalization(Layer):
         var.value += (1.0 - self.momentum) * batch_value
 
     def call_backward(self, dy, cache):
-        normalized, inverse_std, used_batch_stats = cache
+        normalized, inverse_std, used_batch_stats, weights = cache
         reduce_axes, broadcast = self._layout(dy.ndim)
         scale = inverse_std * self.gamma.value if self.scale else inverse_std
         if not used_batch_stats:
@@ -146,12 +150,24 @@ class BatchNormalization(Layer):
             self._accumulate(self.beta, dy_sum)
         if self.scale:
             self._accumulate(self.gamma, dy_normalized_sum)
-        # The batch mean and variance depend on every x of the channel (M values):
-        # dx = gamma / std * (dy - mean(dy) - normalized * mean(dy * normalized)).
-        count = dy.size // dy_sum.size
-        return (dy - (dy_sum / count).reshape(broadcast)
-                - normalized * (dy_normalized_sum / count).reshape(broadcast)
-                ) * scale.reshape(broadcast)
+        if weights is None:
+            # The batch mean and variance depend on every x of the channel (M values):
+            # dx = gamma / std * (dy - mean(dy) - normalized * mean(dy * normalized)).
+            count = dy.size // dy_sum.size
+            return (dy - (dy_sum / count).reshape(broadcast)
+                    - normalized * (dy_normalized_sum / count).reshape(broadcast)
+                    ) * scale.reshape(broadcast)
+        # Masked moments: mean and variance depend only on the unmasked x (weight w,
+        # S = sum(w) + 1e-7 per channel), and sum(w * normalized) is not exactly 0
+        # (the 1e-7), so: dx = gamma / std * (dy - w / S * (sum(dy)
+        #   + normalized * sum(dy * normalized) - sum(dy * normalized) * sum(w * normalized) / S)).
+        total = weights.sum(axis=reduce_axes, keepdims=True) + _MASK_EPSILON
+        weighted_normalized_sum = (weights * normalized).sum(axis=reduce_axes, keepdims=True)
+        dy_sum = dy_sum.reshape(broadcast)
+        dy_normalized_sum = dy_normalized_sum.reshape(broadcast)
+        return (dy - weights / total * (
+            dy_sum + normalized * dy_normalized_sum
+            - dy_normalized_sum * weighted_normalized_sum / total)) * scale.reshape(broadcast)
 
     def get_config(self):
         config = super().get_config()
@@ -171,6 +187,26 @@ class BatchNormalization(Layer):
             gamma_constraint=constraints.serialize(self.gamma_constraint),
         )
         return config
+
+
+# Keras adds its backend epsilon (1e-7) to the count of unmasked positions, so a fully
+# masked batch gives mean 0 and variance 0 instead of 0/0.
+_MASK_EPSILON = 1e-7
+
+
+def _moments(x, mask, reduce_axes, broadcast):
+    """Per-channel batch mean and biased variance, and the mask's weights broadcastable
+    against x (None without a mask): Keras's masked moments, over unmasked positions."""
+    if mask is None:
+        mean = x.mean(axis=reduce_axes)
+        centered = x - mean.reshape(broadcast)
+        return mean, (centered * centered).mean(axis=reduce_axes), None
+    weights = mask.astype(x.dtype)[..., None]
+    total = weights.sum(axis=reduce_axes, keepdims=True) + _MASK_EPSILON
+    mean = (weights * x).sum(axis=reduce_axes, keepdims=True) / total
+    centered = x - mean
+    variance = (weights * centered * centered).sum(axis=reduce_axes, keepdims=True) / total
+    return mean.reshape(-1), variance.reshape(-1), weights
 
 
 def _is_real(value) -> bool:

@@ -34,7 +34,12 @@ go_backwards=True processes the sequence last step first and, like Keras, return
 the sequence output in that processing order (Bidirectional flips it back). The
 output mask handed to the next layer (return_sequences=True) is flipped with it, so
 it marks the same steps as the output; Keras passes the unflipped input mask on.
-stateful=True is not supported: pass the previous batch's states as initial_state.
+stateful=True keeps the final states of each batch as the initial states of the next
+(same batch size; gradients stop at the batch boundary, as in Keras) until
+reset_states() (Keras 3 also spells it reset_state()) sets them to zero.
+zero_output_for_mask=True outputs zeros at masked steps instead of repeating the
+previous output. unroll, implementation and use_cudnn are accepted for Keras scripts
+and do not change the computation (the fused kernels are the one implementation).
 """
 from __future__ import annotations
 
@@ -44,15 +49,8 @@ import numpy as np
 
 from .. import _rng, activations, backend, constraints, initializers, ops, regularizers
 from .base import InputSpec, Layer
-from .core import _checked
+from .core import _checked, _positive_int
 from .registry import register
-
-
-def _positive_int(layer: Layer, name: str, value) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{layer._label()}: expected {name} to be a positive integer, "
-                         f"got {value!r}")
-    return int(value)
 
 
 def _rate(layer: Layer, name: str, value) -> float:
@@ -106,7 +104,9 @@ class _RNN(Layer):
                  kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
                  kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
                  dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
-                 return_state=False, go_backwards=False, stateful=False, seed=None, **kwargs):
+                 return_state=False, go_backwards=False, stateful=False, seed=None,
+                 zero_output_for_mask=False, unroll=False, implementation=None,
+                 use_cudnn="auto", **kwargs):
         super().__init__(**kwargs)
         self.units = _positive_int(self, "units", units)
         self.use_bias = bool(use_bias)
@@ -132,11 +132,12 @@ class _RNN(Layer):
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
-        if stateful:
-            raise ValueError(f"{self._label()}: stateful=True is not supported (states are not "
-                             "kept between batches); pass the previous batch's final states as "
-                             "initial_state= instead")
-        self.stateful = False
+        self.stateful = bool(stateful)
+        self.states = None  # stateful: the final states of the latest batch
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.unroll = bool(unroll)
+        self.use_cudnn = use_cudnn
+        del implementation  # Keras 2's choice of kernel; the fused kernel is the only one
         if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)
                                  or seed < 0):
             raise ValueError(f"{self._label()}: expected seed to be None or an int >= 0, "
@@ -191,6 +192,8 @@ class _RNN(Layer):
         xp = backend.get_array_module(x)
         states = self._checked_initial_state(initial_state, x)
         given_state = initial_state is not None
+        if states is None and self.stateful:
+            states = self._kept_states(x)
         if states is None:
             states = [xp.zeros((x.shape[0], self.units), dtype=self.dtype)
                       for _ in self._state_names]
@@ -207,9 +210,16 @@ class _RNN(Layer):
         x = xp.ascontiguousarray(x)
         mask = None if mask is None else xp.ascontiguousarray(mask)
         y, final_states, op_cache = self._op_forward(x, states, mask, recurrent_mask, training)
+        if self.stateful:
+            self.states = [xp.array(state, copy=True) for state in final_states]
+        output_mask = None
+        if self.zero_output_for_mask and mask is not None and self.return_sequences:
+            output_mask = mask[:, :, None].astype(self.dtype)
+            y = y * output_mask
         output = y if self.return_sequences else final_states[0]
         result = [output] + list(final_states) if self.return_state else output
-        cache = (op_cache, input_mask, given_state, tuple(y.shape)) if training else None
+        cache = ((op_cache, input_mask, given_state, tuple(y.shape), output_mask) if training
+                 else None)
         return result, cache
 
     def compute_mask(self, x, mask):
@@ -227,13 +237,13 @@ class _RNN(Layer):
         (the base class turned None entries into zeros). Returns dx (N, T, F), or
         [dx, d_h0(, d_c0)] when that forward was given initial_state.
         """
-        op_cache, input_mask, given_state, sequence_shape = cache
+        op_cache, input_mask, given_state, sequence_shape, output_mask = cache
         xp = backend.get_array_module(dy[0] if self.return_state else dy)
         grads = [xp.ascontiguousarray(g) for g in (dy if self.return_state else [dy])]
         d_output = grads[0]
         d_states = grads[1:] or [None] * len(self._state_names)
         if self.return_sequences:
-            dy_sequence = d_output
+            dy_sequence = d_output if output_mask is None else d_output * output_mask
             d_final = d_states
         else:
             dy_sequence = xp.zeros(sequence_shape, dtype=self.dtype)
@@ -251,6 +261,28 @@ class _RNN(Layer):
         if self.go_backwards:
             dx = xp.ascontiguousarray(dx[:, ::-1])
         return [dx] + list(d_initial) if given_state else dx
+
+    # ----- stateful ---------------------------------------------------------
+    def _kept_states(self, x):
+        """The states kept from the previous batch (None before the first or after a reset)."""
+        if self.states is None:
+            return None
+        kept = tuple(self.states[0].shape)
+        if kept != (x.shape[0], self.units):
+            raise ValueError(f"{self._label()}: a stateful layer needs the same batch size for "
+                             f"every batch: the kept states are {kept}, the input batch has "
+                             f"{x.shape[0]} samples; call reset_states() to start again")
+        if backend.device_of(self.states[0]) != backend.device_of(x):
+            raise TypeError(f"{self._label()}: the kept states are on "
+                            f"{backend.device_of(self.states[0])} but the input is on "
+                            f"{backend.device_of(x)}; call reset_states()")
+        return self.states
+
+    def reset_states(self) -> None:
+        """Forgets the states kept by stateful=True (the next batch starts from zeros)."""
+        self.states = None
+
+    reset_state = reset_states
 
     # ----- argument checks -------------------------------------------------
     def _checked_initial_state(self, initial_state, x):
@@ -314,6 +346,9 @@ class _RNN(Layer):
             go_backwards=self.go_backwards,
             stateful=self.stateful,
             seed=self.seed,
+            zero_output_for_mask=self.zero_output_for_mask,
+            unroll=self.unroll,
+            use_cudnn=self.use_cudnn,
         )
         return config
 

@@ -1,8 +1,8 @@
 """Layers that change the spatial extent: UpSampling2D/1D, ZeroPadding2D, Cropping2D.
 
 Shapes are channels last: images (N, H, W, C), sequences (N, T, C).
-Upsampling runs on the nearest-neighbour kernels (fusednn.ops.pooling);
-padding and cropping are a slice copy each way, which NumPy / CuPy do at memory
+Upsampling runs on the nearest-neighbour kernels (fusednn.ops.pooling), or
+interpolates bilinearly / bicubically (fusednn.ops.resize); padding and cropping are a slice copy each way, which NumPy / CuPy do at memory
 speed already.
 """
 from __future__ import annotations
@@ -11,23 +11,26 @@ import numpy as np
 
 from .. import backend, ops
 from ..ops import pooling as pooling_ops
+from ..ops import resize as resize_ops
 from .base import InputSpec, Layer
 from .registry import register
 
 
 @register
 class UpSampling2D(Layer):
-    """Repeats each pixel size = (SH, SW) times: (N, H, W, C) -> (N, H*SH, W*SW, C).
+    """Upsamples by size = (SH, SW): (N, H, W, C) -> (N, H*SH, W*SW, C).
 
-    Only interpolation="nearest" is implemented; backward sums each SH x SW block.
+    interpolation: "nearest" repeats each pixel (the kernel; backward sums each block),
+    "bilinear" or "bicubic" interpolate with half-pixel centres (fusednn.ops.resize).
     """
 
     def __init__(self, size=(2, 2), interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
         self.size = pooling_ops.normalize_tuple(size, 2, "size", self._label())
-        if interpolation != "nearest":
-            raise ValueError(f"{self._label()}: interpolation {interpolation!r} is not "
-                             "implemented; the supported interpolation is 'nearest'")
+        if interpolation not in ("nearest",) + resize_ops.METHODS:
+            raise ValueError(f"{self._label()}: expected interpolation one of 'nearest', "
+                             f"{', '.join(repr(m) for m in resize_ops.METHODS)}, got "
+                             f"{interpolation!r}")
         self.interpolation = interpolation
         self.input_spec = InputSpec(ndim=4)
 
@@ -37,10 +40,14 @@ class UpSampling2D(Layer):
                 None if W is None else W * self.size[1], C)
 
     def call(self, x, training):
-        return ops.upsample_nearest2d(x, self.size), None
+        if self.interpolation == "nearest":
+            return ops.upsample_nearest2d(x, self.size), None
+        return resize_ops.upsample_interpolated2d(x, self.size, self.interpolation), None
 
     def call_backward(self, dy, cache):
-        return ops.upsample_nearest2d_backward(dy, self.size)
+        if self.interpolation == "nearest":
+            return ops.upsample_nearest2d_backward(dy, self.size)
+        return resize_ops.upsample_interpolated2d_backward(dy, self.size, self.interpolation)
 
     def get_config(self):
         config = super().get_config()

@@ -5,11 +5,10 @@ Shapes: N batch, T time steps, F features, U units of the wrapped recurrent laye
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import backend
 from ..errors import StateError
 from .base import InputSpec, Layer
+from .core import _positive_int
 from .recurrent import _RNN
 from .registry import deserialize, register, serialize
 
@@ -316,9 +315,7 @@ class RepeatVector(Layer):
 
     def __init__(self, n, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-            raise ValueError(f"{self._label()}: expected n to be a positive integer, got {n!r}")
-        self.n = int(n)
+        self.n = _positive_int(self, "n", n, wrong_type=TypeError)  # Keras: TypeError
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.n, input_shape[1])

@@ -1,0 +1,83 @@
+"""Bilinear and bicubic upsampling of NHWC images by integer factors, forward and backward.
+
+Each axis is resized by one interpolation matrix A (out, in), so y = A_h x A_w^T per
+image and channel, and the gradient is A_h^T dy A_w: array arithmetic (einsum), the same
+on NumPy and CuPy, with no kernel of its own (UpSampling2D with interpolation other than
+"nearest" is rare next to the convolutions around it).
+
+Coordinates are half-pixel centred, as Keras's image resize on every backend: output
+position o samples the input at (o + 0.5) / scale - 0.5, and taps beyond the border take
+the border value. Bilinear weights are (1 - t, t); bicubic uses Keys's cubic with
+a = -0.5, as TensorFlow and JAX (PyTorch's bicubic uses a = -0.75).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from .conv import normalize_tuple
+
+METHODS = ("bilinear", "bicubic")
+
+
+def _keys_cubic(d, a=-0.5):
+    d = np.abs(d)
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+
+def interpolation_matrix(in_size: int, scale: int, method: str) -> np.ndarray:
+    """A (in_size * scale, in_size) float64: row o holds the weights of output o's taps."""
+    out = np.arange(in_size * scale)
+    source = (out + 0.5) / scale - 0.5
+    base = np.floor(source)
+    t = source - base
+    if method == "bilinear":
+        offsets, weights = (0, 1), (1 - t, t)
+    else:
+        offsets = (-1, 0, 1, 2)
+        weights = tuple(_keys_cubic(t - k) for k in offsets)
+    matrix = np.zeros((out.size, in_size))
+    for k, w in zip(offsets, weights):
+        np.add.at(matrix, (out, np.clip(base + k, 0, in_size - 1).astype(np.int64)), w)
+    return matrix
+
+
+def _matrices(xp, shape, size, method, dtype):
+    return tuple(backend.to_device(interpolation_matrix(n, s, method).astype(dtype),
+                                   "cuda" if xp is not np else "cpu")
+                 for n, s in zip(shape, size))
+
+
+def _checked(op, x, name, size, method):
+    xp = backend.get_array_module(x)
+    if xp is np:
+        x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected {name} of rank 4 (N, H, W, C), got shape "
+                         f"{tuple(x.shape)}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{op}: expected {name} of dtype float32 or float64, got {x.dtype}")
+    if method not in METHODS:
+        raise ValueError(f"{op}: expected method one of {METHODS}, got {method!r}")
+    return xp, x, normalize_tuple(size, 2, "size", op)
+
+
+def upsample_interpolated2d(x, size=(2, 2), method="bilinear"):
+    """x (N, H, W, C) -> (N, H * SH, W * SW, C) by `method` ("bilinear" or "bicubic")."""
+    xp, x, size = _checked("upsample_interpolated2d", x, "x", size, method)
+    rows, cols = _matrices(xp, x.shape[1:3], size, method, x.dtype)
+    return xp.einsum("oh,nhwc,pw->nopc", rows, x, cols, optimize=True)
+
+
+def upsample_interpolated2d_backward(dy, size=(2, 2), method="bilinear"):
+    """Gradient (N, H, W, C) of upsample_interpolated2d for dy (N, H * SH, W * SW, C)."""
+    op = "upsample_interpolated2d_backward"
+    xp, dy, size = _checked(op, dy, "dy", size, method)
+    OH, OW = dy.shape[1:3]
+    if OH % size[0] or OW % size[1]:
+        raise ValueError(f"{op}: dy's spatial shape {(OH, OW)} is not a multiple of the "
+                         f"upsampling factors {size}")
+    rows, cols = _matrices(xp, (OH // size[0], OW // size[1]), size, method, dy.dtype)
+    return xp.einsum("oh,nopc,pw->nhwc", rows, dy, cols, optimize=True)

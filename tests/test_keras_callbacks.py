@@ -1,0 +1,85 @@
+"""EarlyStopping and ReduceLROnPlateau against Keras 3's behaviour
+(keras/src/callbacks/early_stopping.py's docstring example and early_stopping_test.py,
+reduce_lr_on_plateau_test.py): how "auto" decides, best before training, the logs key,
+and the TypeError for a learning-rate schedule."""
+import numpy as np
+import pytest
+
+import fusednn as fd
+from fusednn import callbacks, layers, optimizers
+
+
+def _model(optimizer="sgd"):
+    model = fd.Sequential([layers.Dense(10, input_shape=(20,))])
+    model.compile(optimizer, loss="mse")
+    return model
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # the loss diverges, as in Keras
+def test_early_stopping_docstring_example_runs_four_epochs():
+    # Keras: EarlyStopping's docstring; SGD on inputs up to 99 diverges, so the loss rises
+    # from the second epoch and patience 3 stops after epoch 4.
+    model = _model(optimizers.SGD())
+    history = model.fit(np.arange(100).reshape(5, 20).astype(np.float32), np.zeros((5, 10)),
+                        epochs=10, batch_size=1, verbose=0,
+                        callbacks=[callbacks.EarlyStopping(monitor="loss", patience=3)])
+    assert len(history.history["loss"]) == 4
+
+
+def test_early_stopping_unknown_monitor_with_auto_mode_is_an_error():
+    # Keras: a monitor whose direction is unknown raises ValueError asking for mode.
+    x = np.zeros((4, 20), np.float32)
+    with pytest.raises(ValueError, match="mode='max'"):
+        _model().fit(x, np.zeros((4, 10)), epochs=1, verbose=0,
+                     callbacks=[callbacks.EarlyStopping(monitor="unknown")])
+    # An explicit mode needs no direction (the missing metric only warns, as in Keras).
+    with pytest.warns(RuntimeWarning, match="not available"):
+        _model().fit(x, np.zeros((4, 10)), epochs=1, verbose=0,
+                     callbacks=[callbacks.EarlyStopping(monitor="unknown", mode="min")])
+
+
+@pytest.mark.parametrize("monitor, direction", [("val_loss", "min"), ("accuracy", "max"),
+                                                ("val_sparse_categorical_accuracy", "max"),
+                                                ("val_mae", "min")])
+def test_early_stopping_auto_direction(monitor, direction):
+    stopper = callbacks.EarlyStopping(monitor=monitor, patience=0)
+    stopper.on_train_begin()
+    first, worse = (1.0, 2.0) if direction == "min" else (2.0, 1.0)
+    stopper.model = type("M", (), {"stop_training": False})()
+    stopper.on_epoch_end(0, {monitor: first})
+    stopper.on_epoch_end(1, {monitor: worse})
+    assert stopper.model.stop_training
+
+
+def test_best_is_none_until_the_first_epoch():
+    # Keras 3 starts both callbacks with best = None (any first value improves).
+    stopper = callbacks.EarlyStopping(monitor="loss")
+    reducer = callbacks.ReduceLROnPlateau(monitor="loss")
+    assert stopper.best is None and reducer.best is None
+    model = _model()
+    model.fit(np.zeros((4, 20), np.float32), np.zeros((4, 10)), epochs=1, verbose=0,
+              callbacks=[stopper, reducer])
+    assert stopper.best == pytest.approx(0.0) and reducer.best == pytest.approx(0.0)
+
+
+def test_reduce_lr_on_plateau_logs_learning_rate_and_refuses_a_schedule():
+    # Keras 3 logs "learning_rate"; an optimizer built on a schedule raises TypeError when
+    # the callback tries to set a number.
+    x, y = np.ones((4, 20), np.float32), np.ones((4, 10))
+    history = _model(optimizers.SGD(0.01)).fit(
+        x, y, epochs=2, verbose=0,
+        callbacks=[callbacks.ReduceLROnPlateau(monitor="loss", patience=100)])
+    assert history.history["learning_rate"] == pytest.approx([0.01, 0.01])
+    schedule = optimizers.schedules.ExponentialDecay(0.01, decay_steps=10, decay_rate=0.5)
+    reducer = callbacks.ReduceLROnPlateau(monitor="constant", mode="min", patience=0)
+    with pytest.raises(TypeError, match="LearningRateSchedule"):
+        _model(optimizers.SGD(schedule)).fit(
+            x, y, epochs=3, verbose=0,
+            callbacks=[_Constant(), reducer])
+
+
+class _Constant(callbacks.Callback):
+    """Logs a monitor that never improves, so ReduceLROnPlateau reduces at once."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["constant"] = 1.0
