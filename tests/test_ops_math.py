@@ -59,6 +59,8 @@ CASES = [
     ("min-keepdims", lambda a: ops.min(a, axis=1, keepdims=True), (RNG.permutation(12).reshape(3, 4) * 0.1,)),
     ("logsumexp", lambda a: ops.logsumexp(a, axis=-1), (RNG.normal(size=(3, 4)) * 3,)),
     ("softmax", lambda a: ops.softmax(a, axis=0), (RNG.normal(size=(3, 4)),)),
+    ("log_softmax", ops.log_softmax, (RNG.normal(size=(3, 4)) * 3,)),
+    ("convert_to_tensor", lambda a: ops.convert_to_tensor(a, "float64") * a, (RNG.normal(size=(3,)),)),
     ("cast", lambda a: ops.cast(a, "float64") * a, (RNG.normal(size=(3,)),)),
     ("reshape", lambda a: ops.reshape(a, (4, 3)) * np.arange(12.0).reshape(4, 3), (RNG.normal(size=(3, 4)),)),
     ("expand_dims", lambda a: ops.expand_dims(a, 1) * np.arange(3.0)[:, None], (RNG.normal(size=(2, 3)),)),
@@ -101,7 +103,8 @@ def test_values_match_pytorch():
                          (ops.sigmoid(x), torch.sigmoid(t)),
                          (ops.logsumexp(x, axis=1), torch.logsumexp(t, dim=1)),
                          (ops.softmax(x), torch.softmax(t, dim=-1)),
-                         (ops.relu(x), torch.relu(t))]:
+                         (ops.relu(x), torch.relu(t)),
+                         (ops.log_softmax(x, axis=0), torch.log_softmax(t, dim=0))]:
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-12, atol=1e-15)
     big = np.array([1000.0, -1000.0])
     assert np.all(np.isfinite(ops.softplus(big))) and np.all(np.isfinite(ops.sigmoid(big)))
@@ -140,7 +143,14 @@ def test_value_and_grad_unused_argument_and_reuse():
 
 def test_comparisons_and_sign_carry_no_gradient():
     x = np.array([-1.0, 2.0])
-    _, grad = ops.value_and_grad(lambda a: ops.sum(ops.sign(a) * (a > 0) * 3.0 + ops.cast(a, "int64") + a))(x)
+
+    def fn(a):
+        constant = ops.sign(a) * (a > 0) * 3.0 + ops.cast(a, "int64") + ops.argmax(a)
+        return ops.sum(constant + ops.ones_like(a) + ops.zeros_like(a) + a)
+
+    value, grad = ops.value_and_grad(fn)(x)
+    # sign*(a>0)*3 + int(a) + argmax + 1 + 0 + a, entry by entry: (0 - 1 + 1 + 1 - 1) + (3 + 2 + 1 + 1 + 2)
+    assert float(value) == 9.0
     np.testing.assert_array_equal(grad, [1.0, 1.0])
 
 

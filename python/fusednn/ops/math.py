@@ -293,6 +293,32 @@ def softmax(x, axis=-1):
     return record(s, (x, lambda g: s * (g - xp.sum(g * s, axis=axis, keepdims=True))))
 
 
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) over `axis`, without forming the softmax's logarithm."""
+    return subtract(x, logsumexp(x, axis=axis, keepdims=True))
+
+
+def _without_gradient(name):
+    def op(x, *args, **kwargs):
+        a = _plain(x)
+        return getattr(_xp(a), name)(a, *args, **kwargs)
+    op.__name__ = name
+    op.__doc__ = f"numpy.{name} of the value: an array without gradient."
+    return op
+
+
+argmax, argmin, zeros_like, ones_like = (
+    _without_gradient(n) for n in ("argmax", "argmin", "zeros_like", "ones_like"))
+
+
+def convert_to_tensor(x, dtype=None):
+    """x as an array of its device (a traced value stays traced), cast to `dtype` if given."""
+    if isinstance(x, Traced):
+        return x if dtype is None else cast(x, dtype)
+    a = _plain(x)
+    return _xp(a).asarray(a, dtype=dtype)
+
+
 # ----- shapes -----------------------------------------------------------------------
 def reshape(x, newshape):
     a = _plain(x)
@@ -407,10 +433,11 @@ Traced._ufunc_ops = {
 
 # The names fusednn.ops exports from this module (Keras 3's keras.ops names).
 KERAS_OPS = (
-    "abs", "absolute", "add", "cast", "clip", "concatenate", "divide", "equal", "exp",
-    "expand_dims", "greater", "greater_equal", "less", "less_equal", "log", "log1p",
-    "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "multiply", "negative",
-    "not_equal", "power", "relu", "reshape", "sigmoid", "sign", "softmax", "softplus", "sqrt",
-    "square", "squeeze", "stack", "subtract", "sum", "tanh", "transpose", "true_divide",
-    "where",
+    "abs", "absolute", "add", "argmax", "argmin", "cast", "clip", "concatenate",
+    "convert_to_tensor", "divide", "equal", "exp", "expand_dims", "greater", "greater_equal",
+    "less", "less_equal", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max",
+    "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal", "ones_like",
+    "power", "relu", "reshape", "sigmoid", "sign", "softmax", "softplus", "sqrt", "square",
+    "squeeze", "stack", "subtract", "sum", "tanh", "transpose", "true_divide", "where",
+    "zeros_like",
 )
