@@ -102,7 +102,7 @@ def test_recurrent_rows_fractions(stand_in_limits, monkeypatch):
     monkeypatch.setattr(bench_recurrent, "LECTURE_BATCHES", (2,))
     bench_recurrent.main(FAST + ["--quick"])
     rows = _check_fractions(stand_in_limits, {"fp32 FMA peak"})
-    assert len(rows) == 2 * 2 * 2 * 2 + 1  # cells x modes x batches x units, the model
+    assert len(rows) == 3 * 2 * 2 * 2 + 1  # cells x modes x batches x units, the model
 
 
 # ----- the interleaved suite: scenarios in fresh processes, times and page faults -----------

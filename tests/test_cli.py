@@ -166,8 +166,8 @@ def test_bench_lists_the_suites(capsys):
     listed = {line.split()[0] for line in out.strip().splitlines()}
     package = pathlib.Path(bench.__file__).parent
     assert listed == {p.stem[len("bench_"):] for p in package.glob("bench_*.py")}
-    assert listed == {"conv", "gemm", "interleaved", "ops", "pooling", "recurrent",
-                      "shared_cores"}
+    assert listed == {"conv", "distributed", "gemm", "interleaved", "ops", "pooling",
+                      "recurrent", "shared_cores"}
 
 
 @pytest.mark.skipif(backend.has_cuda(), reason="a GPU is usable here")

@@ -131,6 +131,10 @@ def test_user_subclass_and_bad_user_constraint():
     (lambda c: layers.LSTM(2, kernel_constraint=c, recurrent_constraint=c, bias_constraint=c),
      "recurrent_constraint"),
     (lambda c: layers.Embedding(5, 2, embeddings_constraint=c), "embeddings_constraint"),
+    (lambda c: layers.DepthwiseConv2D(2, depthwise_constraint=c, bias_constraint=c),
+     "depthwise_constraint"),
+    (lambda c: layers.SeparableConv1D(3, 2, depthwise_constraint=c, pointwise_constraint=c),
+     "pointwise_constraint"),
     (lambda c: layers.BatchNormalization(beta_constraint=c, gamma_constraint=c),
      "gamma_constraint"),
 ])
@@ -142,7 +146,9 @@ def test_every_layer_keeps_its_constraints_through_save_and_load(make, argument,
     restored = type(layer).from_config(config)
     assert restored.get_config() == config
     shape = {"Dense": (None, 3), "Conv2D": (None, 4, 4, 1), "LSTM": (None, 3, 2),
-             "Embedding": (None, 3), "BatchNormalization": (None, 3)}[type(layer).__name__]
+             "Embedding": (None, 3), "BatchNormalization": (None, 3),
+             "DepthwiseConv2D": (None, 4, 4, 2), "SeparableConv1D": (None, 5, 2)}[
+        type(layer).__name__]
     model = fd.Sequential([layer])
     model.build(shape)
     model.save(tmp_path / "m.keras")

@@ -4,6 +4,7 @@ time_distributed_test.py): assignable activations, Keras's exception types."""
 import numpy as np
 import pytest
 
+import fusednn as fd
 from fusednn import activations, layers
 
 
@@ -73,3 +74,15 @@ def test_embedding_weights_argument():
         np.testing.assert_array_equal(emb.forward(np.array([[3, 0]])), matrix[[[3, 0]]])
     with pytest.raises(ValueError):
         layers.Embedding(5, 3, weights=matrix)
+
+
+@pytest.mark.parametrize("make", [lambda: layers.Activation("relu"), layers.Flatten,
+                                  layers.ReLU, lambda: layers.LeakyReLU(0.2), layers.ELU])
+def test_weightless_layers_are_built_when_created(make):
+    # Keras: run_layer_test(..., assert_built_after_instantiation=True) for these layers.
+    layer = make()
+    assert layer.built and layer.weights == []
+    model = fd.Sequential([layers.InputLayer(shape=(3, 2)), layer])
+    model.build((None, 3, 2))
+    assert layer.output_shape == layer.compute_output_shape((None, 3, 2))
+    assert layer.input_shape == (None, 3, 2)

@@ -114,6 +114,19 @@ CASES = [
     # Keras's transposed kernel is (height, width, filters, input channels).
     Case("Conv2DTranspose", lambda **k: layers.Conv2DTranspose(3, (2, 2), **k), (2, 4, 4, 2),
          (("kernel", (2, 2, 3, 2)), ("bias", (3,))), incompatible=(2, 4, 4, 5)),
+    Case("Conv1DTranspose", lambda **k: layers.Conv1DTranspose(3, 2, strides=2, **k),
+         (2, 4, 2), (("kernel", (2, 3, 2)), ("bias", (3,))), incompatible=(2, 4, 5)),
+    Case("DepthwiseConv2D", lambda **k: layers.DepthwiseConv2D(2, depth_multiplier=2, **k),
+         (2, 4, 4, 3), (("depthwise_kernel", (2, 2, 3, 2)), ("bias", (6,))),
+         incompatible=(2, 4, 4, 5)),
+    Case("DepthwiseConv1D", lambda **k: layers.DepthwiseConv1D(3, **k), (2, 6, 2),
+         (("depthwise_kernel", (3, 2, 1)), ("bias", (2,))), incompatible=(2, 6, 4)),
+    Case("SeparableConv2D", lambda **k: layers.SeparableConv2D(4, 2, depth_multiplier=2, **k),
+         (2, 4, 4, 3), (("depthwise_kernel", (2, 2, 3, 2)), ("pointwise_kernel", (1, 1, 6, 4)),
+                        ("bias", (4,))), incompatible=(2, 4, 4, 5)),
+    Case("SeparableConv1D", lambda **k: layers.SeparableConv1D(3, 2, **k), (2, 5, 2),
+         (("depthwise_kernel", (2, 2, 1)), ("pointwise_kernel", (1, 2, 3)), ("bias", (3,))),
+         incompatible=(2, 5, 4)),
 ]
 
 

@@ -7,6 +7,7 @@ behind a Keras-style API.
 from . import _C, backend, errors
 from . import activations, constraints, initializers, regularizers, ops
 from . import layers, losses, optimizers, metrics, callbacks, models, utils, convert
+from . import distribute
 from ._info import info
 from .backend import has_cuda
 from .layers import Input
@@ -17,7 +18,7 @@ __version__ = _C.build_info()["version"]
 
 __all__ = [
     "Input", "Sequential", "activations", "backend", "callbacks", "constraints", "convert",
-    "errors", "get_num_threads", "has_cuda", "info", "initializers", "layers", "load_model",
-    "losses", "metrics", "models", "ops", "optimizers", "regularizers", "set_num_threads",
-    "utils",
+    "distribute", "errors", "get_num_threads", "has_cuda", "info", "initializers", "layers",
+    "load_model", "losses", "metrics", "models", "ops", "optimizers", "regularizers",
+    "set_num_threads", "utils",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import platform
 
-from . import _C, backend
+from . import _C, backend, distribute
 
 
 def info(print_fn=print) -> dict:
@@ -32,6 +32,8 @@ def info(print_fn=print) -> dict:
         "gpus": [_C.cuda_device_description(i) for i in range(_C.cuda_device_count())],
         "cupy": None,
         "has_cuda": backend.has_cuda(),
+        # fd.distribute's communicator (MPI, NCCL or a single process), this rank, the size.
+        "distributed": distribute.environment.description(),
     }
     cp = backend.cupy_module() if details["gpus"] else None
     if cp is not None:

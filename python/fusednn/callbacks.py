@@ -473,7 +473,8 @@ class ReduceLROnPlateau(Callback):
 class LearningRateScheduler(Callback):
     """Sets the optimizer's learning rate at the start of each epoch to schedule(epoch, lr).
 
-    epoch is 0-based; a schedule taking only the epoch is accepted too. Adds "learning_rate" to the logs.
+    epoch is 0-based; a schedule taking only the epoch is accepted too. Adds
+    "learning_rate" to the logs.
     """
 
     def __init__(self, schedule, verbose=0):

@@ -23,6 +23,7 @@ from .ops import conv_pool as conv_pool_ops
 def fusable(conv: Layer, pool: Layer) -> bool:
     """Whether `conv` then `pool` run as one ConvPool step on the GPU."""
     return (type(conv) is Conv2D and conv.fused_activation is not None and conv.dtype == np.float32
+            and conv.data_format == pool.data_format == "channels_last"
             and type(pool) is MaxPooling2D and pool.strides == pool.pool_size
             and pool.padding == "valid"
             and pool.pool_size[0] * pool.pool_size[1] <= _C.conv2d_max_pool2d_max_window)

@@ -1,4 +1,5 @@
-"""Helpers with Keras's names: set_random_seed, clear_session, to_categorical, and the
+"""Helpers with Keras's names: set_random_seed, clear_session, to_categorical,
+pad_sequences and normalize (sequence_utils.py), the image helpers (image_utils.py), and the
 numerics checks check_numerics / enable_check_numerics / disable_check_numerics; with
 PyTorch's: set_num_threads / get_num_threads."""
 from __future__ import annotations
@@ -9,6 +10,9 @@ import random
 import numpy as np
 
 from . import _C, _rng, backend, naming
+# Keras's keras.utils helpers that live in their own modules.
+from .image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: F401
+from .sequence_utils import normalize, pad_sequences  # noqa: F401
 
 
 def set_random_seed(seed: int) -> None:

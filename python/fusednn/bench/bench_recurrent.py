@@ -1,7 +1,8 @@
-"""Fused LSTM / GRU sequence kernels (fusednn.ops) vs torch.nn.LSTM / nn.GRU on the
-CPU, side by side in one process on the same inputs and weights.
+"""Fused LSTM / GRU / SimpleRNN sequence kernels (fusednn.ops) vs torch.nn.LSTM / nn.GRU /
+nn.RNN on the CPU, side by side in one process on the same inputs and weights.
 
-Rows: cell (LSTM, GRU with reset_after, torch's form) x mode x batch N x units U,
+Rows: cell (LSTM, GRU with reset_after, torch's form, SimpleRNN with tanh) x mode x batch N
+x units U,
 T = 60 steps, F input features (default F = U, a stacked layer):
 - inference: one forward over the sequence (fusednn training=False; torch under
   inference_mode);
@@ -52,22 +53,24 @@ T = 60
 BATCHES = (1, 16, 64)
 UNITS = (64, 128, 256, 512)
 MODES = ("inference", "training")
+CELLS = ("lstm", "gru", "rnn")
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 def make_weights(rng, cell, F, U):
     """Keras-layout weights scaled like Glorot so the states stay in range."""
-    gates = 4 if cell == "lstm" else 3
+    gates = GATES[cell]
     kernel = (rng.standard_normal((F, gates * U)) / np.sqrt(F)).astype(np.float32)
     recurrent = (rng.standard_normal((U, gates * U)) / np.sqrt(U)).astype(np.float32)
-    bias_shape = (gates * U,) if cell == "lstm" else (2, gates * U)
+    bias_shape = (2, gates * U) if cell == "gru" else (gates * U,)
     bias = (rng.standard_normal(bias_shape) * 0.1).astype(np.float32)
     return kernel, recurrent, bias
 
 
 def torch_module(torch, cell, F, U, kernel, recurrent, bias):
-    """nn.LSTM / nn.GRU holding the same weights (see tests/test_ops_recurrent.py)."""
-    if cell == "lstm":
-        m = torch.nn.LSTM(F, U, batch_first=True)
+    """nn.LSTM / nn.GRU / nn.RNN holding the same weights (see tests/test_ops_recurrent.py)."""
+    if cell in ("lstm", "rnn"):
+        m = (torch.nn.LSTM if cell == "lstm" else torch.nn.RNN)(F, U, batch_first=True)
         w_ih, w_hh, b_ih, b_hh = kernel.T, recurrent.T, bias, np.zeros_like(bias)
     else:
         # Keras (z, r, h) -> torch (r, z, n).
@@ -87,8 +90,10 @@ def fusednn_forward(cell, x, h0, weights, training):
     kernel, recurrent, bias = weights
     if cell == "lstm":
         y, _, _, cache = rnn.lstm_forward(x, h0, h0, kernel, recurrent, bias, training=training)
-    else:
+    elif cell == "gru":
         y, _, cache = rnn.gru_forward(x, h0, kernel, recurrent, bias, training=training)
+    else:
+        y, _, cache = rnn.simple_rnn_forward(x, h0, kernel, recurrent, bias, training=training)
     return y, cache
 
 
@@ -100,7 +105,9 @@ def fusednn_call(cell, mode, x, h0, weights, dy):
         _, cache = fusednn_forward(cell, x, h0, weights, True)
         if cell == "lstm":
             return rnn.lstm_backward(dy, None, None, cache)[0]
-        return rnn.gru_backward(dy, None, cache)[0]
+        if cell == "gru":
+            return rnn.gru_backward(dy, None, cache)[0]
+        return rnn.simple_rnn_backward(dy, None, cache)[0]
     return ours
 
 
@@ -207,7 +214,7 @@ def run(args):
     batches = (1, 16) if args.quick else BATCHES
     units = (64, 256) if args.quick else UNITS
     rows = []
-    for cell in ("lstm", "gru"):
+    for cell in CELLS:
         for mode in MODES:
             for N in batches:
                 for U in units:
@@ -289,7 +296,7 @@ def rnn_flops(cell, mode, N, T, F, U) -> float:
     """Multiply-adds x 2 of the input and recurrent products (the pointwise gate math is
     left out); training adds the backward's two products per forward one (data and
     weight gradients)."""
-    gates = 4 if cell == "lstm" else 3
+    gates = GATES[cell]
     forward = 2.0 * N * T * (F + U) * gates * U
     return forward * (3 if mode == "training" else 1)
 

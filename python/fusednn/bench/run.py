@@ -35,6 +35,7 @@ from . import common, compare, limits
 # --quick: each suite's own small mode where it has one, else fewer repeats and warm-ups.
 QUICK_ARGS = {
     "conv": ["--repeats", "3", "--warmup", "1"],
+    "distributed": ["--quick"],
     "gemm": ["--repeats", "3", "--dtype", "float32"],
     "interleaved": ["--quick"],
     "ops": ["--quick", "--repeats", "5"],

@@ -10,7 +10,7 @@ by name).
 from __future__ import annotations
 
 # The family modules, imported for the classes they register.
-from . import (activation_layers, convolutional, core, embedding,  # noqa: F401
+from . import (activation_layers, convolutional, core, depthwise, embedding,  # noqa: F401
                lambda_layer, normalization, pooling, recurrent, reshaping, wrappers)
 from .base import InputSpec, Layer, Variable
 from .core import Input

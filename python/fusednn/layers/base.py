@@ -105,7 +105,9 @@ def _builds_once(build):
         if self.input_spec is not None:
             self.input_spec.check(self, shape)
         if self.built:
-            self.compute_output_shape(shape)  # raises when the shape does not fit
+            output_shape = self.compute_output_shape(shape)  # raises when it does not fit
+            if self.input_shape is None:  # a layer built when created (no weights)
+                self.input_shape, self.output_shape = shape, output_shape
             return None
         own_weights = len(self._variables)
         self._building = True
@@ -168,7 +170,8 @@ class Layer:
         # Declared input shape without the batch axis (Keras `input_shape=`).
         self.declared_input_shape = input_shape
         self.declared_batch_size = batch_size
-        self.built = False
+        # As in Keras 3, a layer with no build of its own (no weights) is built when created.
+        self.built = type(self).build is Layer.build
         self.input_shape = None   # full shape (batch first, None for any batch) once built
         self.output_shape = None
         self.device = "cpu"

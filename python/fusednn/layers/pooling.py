@@ -1,7 +1,8 @@
 """Pooling layers: MaxPooling2D/1D, AveragePooling2D/1D and the global poolings.
 
 Shapes are channels last (Keras's default): images (N, H, W, C), sequences
-(N, T, C). All of them run on the pooling kernels (fusednn.ops.pooling): a 1-D
+(N, T, C), or channels first with data_format="channels_first" (layers/data_format.py).
+All of them run on the pooling kernels (fusednn.ops.pooling): a 1-D
 pooling is a 2-D one over (N, 1, T, C), and a global pooling is one window
 covering the whole image or sequence, whose max kernel also keeps the argmax
 for backward. Geometry ("valid" / "same", Keras's asymmetric padding, average
@@ -16,6 +17,7 @@ from typing import NamedTuple
 from .. import backend, ops
 from ..ops import pooling as pooling_ops
 from .base import InputSpec, Layer
+from .data_format import ChannelsLayout, checked_data_format
 from .registry import register
 
 
@@ -28,16 +30,22 @@ class _Pooling(Layer):
     rank: int
     mode: str
 
-    def __init__(self, pool_size, strides=None, padding="valid", **kwargs):
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
         label = self._label()
         self.pool_size = pooling_ops.normalize_tuple(pool_size, self.rank, "pool_size", label)
         self.strides = (self.pool_size if strides is None
                         else pooling_ops.normalize_tuple(strides, self.rank, "strides", label))
         self.padding = pooling_ops.normalize_padding(padding, label)
+        self.data_format = checked_data_format(self, data_format)
+        self._layout = ChannelsLayout(self.data_format)
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def compute_output_shape(self, input_shape):
+        return self._layout.to_user_shape(
+            self._output_shape_last(self._layout.to_last_shape(input_shape)))
+
+    def _output_shape_last(self, input_shape):
         spatial = []
         for axis, (size, pool, stride) in enumerate(
                 zip(input_shape[1:-1], self.pool_size, self.strides)):
@@ -61,7 +69,8 @@ class _Pooling(Layer):
         return (1,) + self.pool_size, (1,) + self.strides
 
     def call(self, x, training):
-        out_shape = self.compute_output_shape(x.shape)  # a window that does not fit fails here
+        x = self._layout.to_last(x)
+        out_shape = self._output_shape_last(x.shape)  # a window that does not fit fails here
         image = self._as_image(x)
         pool, strides = self._window()
         if self.mode == "max":
@@ -69,22 +78,23 @@ class _Pooling(Layer):
         else:
             y, argmax = ops.avg_pool2d(image, pool, strides, self.padding), None
         cache = (argmax, image.shape, x.shape) if training else None
-        return y.reshape(out_shape), cache
+        return self._layout.to_user(y.reshape(out_shape)), cache
 
     def call_backward(self, dy, cache):
         argmax, image_shape, input_shape = cache
         pool, strides = self._window()
+        dy = self._layout.to_last(dy)
         dy = dy.reshape((image_shape[0],) + ((1,) if self.rank == 1 else ()) + dy.shape[1:])
         if self.mode == "max":
             dx = ops.max_pool2d_backward(dy, argmax, image_shape, pool, strides, self.padding)
         else:
             dx = ops.avg_pool2d_backward(dy, image_shape, pool, strides, self.padding)
-        return dx.reshape(input_shape)
+        return self._layout.to_user(dx.reshape(input_shape))
 
     def get_config(self):
         config = super().get_config()
         config.update(pool_size=list(self.pool_size), strides=list(self.strides),
-                      padding=self.padding)
+                      padding=self.padding, data_format=self.data_format)
         return config
 
 
@@ -95,8 +105,9 @@ class MaxPooling2D(_Pooling):
 
     rank, mode = 2, "max"
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
-        super().__init__(pool_size, strides, padding, **kwargs)
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
 @register
@@ -105,8 +116,9 @@ class AveragePooling2D(_Pooling):
 
     rank, mode = 2, "avg"
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", **kwargs):
-        super().__init__(pool_size, strides, padding, **kwargs)
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
 @register
@@ -115,8 +127,9 @@ class MaxPooling1D(_Pooling):
 
     rank, mode = 1, "max"
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
-        super().__init__(pool_size, strides, padding, **kwargs)
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
 @register
@@ -125,8 +138,9 @@ class AveragePooling1D(_Pooling):
 
     rank, mode = 1, "avg"
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", **kwargs):
-        super().__init__(pool_size, strides, padding, **kwargs)
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
 class _GlobalPooling(Layer):
@@ -136,19 +150,26 @@ class _GlobalPooling(Layer):
     rank: int
     mode: str
 
-    def __init__(self, keepdims=False, **kwargs):
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(keepdims, bool):
             raise TypeError(f"{self._label()}: expected keepdims to be a bool, got {keepdims!r}")
         self.keepdims = keepdims
+        self.data_format = checked_data_format(self, data_format)
+        self._layout = ChannelsLayout(self.data_format)
         self.input_spec = InputSpec(ndim=self.rank + 2)
 
     def compute_output_shape(self, input_shape):
+        return self._layout.to_user_shape(
+            self._output_shape_last(self._layout.to_last_shape(input_shape)))
+
+    def _output_shape_last(self, input_shape):
         if self.keepdims:
             return (input_shape[0],) + (1,) * self.rank + (input_shape[-1],)
         return (input_shape[0], input_shape[-1])
 
     def call(self, x, training):
+        x = self._layout.to_last(x)
         image = x if self.rank == 2 else x.reshape(x.shape[0], 1, x.shape[1], x.shape[2])
         window = image.shape[1:3]
         if 0 in window:
@@ -159,21 +180,21 @@ class _GlobalPooling(Layer):
         else:
             y, argmax = ops.avg_pool2d(image, window), None
         cache = (argmax, image.shape, x.shape) if training else None
-        return y.reshape(self.compute_output_shape(x.shape)), cache
+        return self._layout.to_user(y.reshape(self._output_shape_last(x.shape))), cache
 
     def call_backward(self, dy, cache):
         argmax, image_shape, input_shape = cache
-        dy = dy.reshape(image_shape[0], 1, 1, image_shape[3])
+        dy = dy.reshape(image_shape[0], 1, 1, image_shape[3])  # the same in either format
         window = image_shape[1:3]
         if self.mode == "max":
             dx = ops.max_pool2d_backward(dy, argmax, image_shape, window)
         else:
             dx = ops.avg_pool2d_backward(dy, image_shape, window)
-        return dx.reshape(input_shape)
+        return self._layout.to_user(dx.reshape(input_shape))
 
     def get_config(self):
         config = super().get_config()
-        config["keepdims"] = self.keepdims
+        config.update(data_format=self.data_format, keepdims=self.keepdims)
         return config
 
 
@@ -219,17 +240,18 @@ class GlobalAveragePooling1D(_GlobalPooling):
     def call(self, x, training, mask=None):
         if mask is None:
             return super().call(x, training)
+        x = self._layout.to_last(x)
         xp = backend.get_array_module(x)
         weights = mask.astype(x.dtype) / xp.maximum(mask.sum(axis=1, keepdims=True), 1)
         y = (x * weights[:, :, None]).sum(axis=1)
-        return (y.reshape(self.compute_output_shape(x.shape)),
+        return (self._layout.to_user(y.reshape(self._output_shape_last(x.shape))),
                 _MaskedMean(weights, tuple(x.shape)) if training else None)
 
     def call_backward(self, dy, cache):
         if not isinstance(cache, _MaskedMean):
             return super().call_backward(dy, cache)
         batch, _, channels = cache.input_shape
-        return dy.reshape(batch, 1, channels) * cache.weights[:, :, None]
+        return self._layout.to_user(dy.reshape(batch, 1, channels) * cache.weights[:, :, None])
 
     def compute_mask(self, x, mask):
         return None

@@ -1,9 +1,10 @@
 """Layers that change the spatial extent: UpSampling2D/1D, ZeroPadding2D, Cropping2D.
 
-Shapes are channels last: images (N, H, W, C), sequences (N, T, C).
+Shapes are channels last: images (N, H, W, C), sequences (N, T, C); the 2-D layers
+also take data_format="channels_first", images (N, C, H, W) (layers/data_format.py).
 Upsampling runs on the nearest-neighbour kernels (fusednn.ops.pooling), or
-interpolates bilinearly / bicubically (fusednn.ops.resize); padding and cropping are a slice copy each way, which NumPy / CuPy do at memory
-speed already.
+interpolates bilinearly / bicubically (fusednn.ops.resize); padding and cropping are a
+slice copy each way, which NumPy / CuPy do at memory speed already.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .. import backend, ops
 from ..ops import pooling as pooling_ops
 from ..ops import resize as resize_ops
 from .base import InputSpec, Layer
+from .data_format import ChannelsLayout, checked_data_format
 from .registry import register
 
 
@@ -24,9 +26,11 @@ class UpSampling2D(Layer):
     "bilinear" or "bicubic" interpolate with half-pixel centres (fusednn.ops.resize).
     """
 
-    def __init__(self, size=(2, 2), interpolation="nearest", **kwargs):
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
         self.size = pooling_ops.normalize_tuple(size, 2, "size", self._label())
+        self.data_format = checked_data_format(self, data_format)
+        self._layout = ChannelsLayout(self.data_format)
         if interpolation not in ("nearest",) + resize_ops.METHODS:
             raise ValueError(f"{self._label()}: expected interpolation one of 'nearest', "
                              f"{', '.join(repr(m) for m in resize_ops.METHODS)}, got "
@@ -35,23 +39,30 @@ class UpSampling2D(Layer):
         self.input_spec = InputSpec(ndim=4)
 
     def compute_output_shape(self, input_shape):
-        N, H, W, C = input_shape
-        return (N, None if H is None else H * self.size[0],
-                None if W is None else W * self.size[1], C)
+        N, H, W, C = self._layout.to_last_shape(input_shape)
+        return self._layout.to_user_shape((N, None if H is None else H * self.size[0],
+                                           None if W is None else W * self.size[1], C))
 
     def call(self, x, training):
+        x = self._layout.to_last(x)
         if self.interpolation == "nearest":
-            return ops.upsample_nearest2d(x, self.size), None
-        return resize_ops.upsample_interpolated2d(x, self.size, self.interpolation), None
+            y = ops.upsample_nearest2d(x, self.size)
+        else:
+            y = resize_ops.upsample_interpolated2d(x, self.size, self.interpolation)
+        return self._layout.to_user(y), None
 
     def call_backward(self, dy, cache):
+        dy = self._layout.to_last(dy)
         if self.interpolation == "nearest":
-            return ops.upsample_nearest2d_backward(dy, self.size)
-        return resize_ops.upsample_interpolated2d_backward(dy, self.size, self.interpolation)
+            dx = ops.upsample_nearest2d_backward(dy, self.size)
+        else:
+            dx = resize_ops.upsample_interpolated2d_backward(dy, self.size, self.interpolation)
+        return self._layout.to_user(dx)
 
     def get_config(self):
         config = super().get_config()
-        config.update(size=list(self.size), interpolation=self.interpolation)
+        config.update(size=list(self.size), data_format=self.data_format,
+                      interpolation=self.interpolation)
         return config
 
 
@@ -111,40 +122,46 @@ def _pairs(layer: Layer, argument: str, value):
 class ZeroPadding2D(Layer):
     """Adds rows and columns of zeros: (N, H, W, C) -> (N, top+H+bottom, left+W+right, C).
 
-    padding: n, (h, w) or ((top, bottom), (left, right)).
+    padding: n, (h, w) or ((top, bottom), (left, right)). With data_format=
+    "channels_first" the image is (N, C, H, W) and the same rows and columns are added.
     """
 
-    def __init__(self, padding=(1, 1), **kwargs):
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.padding = _pairs(self, "padding", padding)
+        self.data_format = checked_data_format(self, data_format)
         self.input_spec = InputSpec(ndim=4)
 
     def compute_output_shape(self, input_shape):
-        N, H, W, C = input_shape
-        (top, bottom), (left, right) = self.padding
-        return (N, None if H is None else top + H + bottom,
-                None if W is None else left + W + right, C)
+        out = list(input_shape)
+        for axis, (before, after) in zip(_spatial_axes(self), self.padding):
+            out[axis] = None if out[axis] is None else before + out[axis] + after
+        return tuple(out)
+
+    def _window(self, shape) -> tuple:
+        """The index of the unpadded image inside the padded one."""
+        window = [slice(None)] * 4
+        for axis, (before, _) in zip(_spatial_axes(self), self.padding):
+            window[axis] = slice(before, before + shape[axis])
+        return tuple(window)
 
     def call(self, x, training):
         xp = backend.get_array_module(x)
-        (top, _), (left, _) = self.padding
-        _, H, W, _ = x.shape
         out_shape = self.compute_output_shape(x.shape)
         backend.check_array_bytes(f"{self._label()}: the padded output of an input "
                                   f"{tuple(x.shape)}", out_shape, x.dtype)
         y = xp.zeros(out_shape, dtype=x.dtype)
-        y[:, top:top + H, left:left + W] = x
+        y[self._window(x.shape)] = x
         return y, (x.shape if training else None)
 
     def call_backward(self, dy, input_shape):
-        (top, _), (left, _) = self.padding
-        _, H, W, _ = input_shape
         xp = backend.get_array_module(dy)
-        return xp.ascontiguousarray(dy[:, top:top + H, left:left + W])
+        return xp.ascontiguousarray(dy[self._window(input_shape)])
 
     def get_config(self):
         config = super().get_config()
-        config["padding"] = [list(pair) for pair in self.padding]
+        config.update(padding=[list(pair) for pair in self.padding],
+                      data_format=self.data_format)
         return config
 
 
@@ -153,41 +170,53 @@ class Cropping2D(Layer):
     """Removes rows and columns at the borders: (N, H, W, C) -> (N, H-top-bottom, W-left-right, C).
 
     cropping: n, (h, w) or ((top, bottom), (left, right)); at least one row and
-    column must remain.
+    column must remain. With data_format="channels_first" the image is (N, C, H, W).
     """
 
-    def __init__(self, cropping=((0, 0), (0, 0)), **kwargs):
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.cropping = _pairs(self, "cropping", cropping)
+        self.data_format = checked_data_format(self, data_format)
         self.input_spec = InputSpec(ndim=4)
 
     def compute_output_shape(self, input_shape):
-        out = [input_shape[0]]
-        for axis, (name, (before, after)) in enumerate(zip(("height", "width"), self.cropping)):
-            size = input_shape[axis + 1]
+        out = list(input_shape)
+        for axis, name, (before, after) in zip(_spatial_axes(self), ("height", "width"),
+                                               self.cropping):
+            size = input_shape[axis]
             if size is not None and before + after >= size:
                 raise ValueError(f"{self._label()}: cropping {self.cropping} removes "
                                  f"{before + after} of the {size} positions on the {name} of an "
                                  f"input of shape {tuple(input_shape)}; at least one must remain")
-            out.append(None if size is None else size - before - after)
-        return tuple(out) + (input_shape[3],)
+            out[axis] = None if size is None else size - before - after
+        return tuple(out)
+
+    def _window(self, shape) -> tuple:
+        """The index of the kept part of an input of `shape`."""
+        window = [slice(None)] * 4
+        for axis, (before, after) in zip(_spatial_axes(self), self.cropping):
+            window[axis] = slice(before, shape[axis] - after)
+        return tuple(window)
 
     def call(self, x, training):
         self.compute_output_shape(x.shape)
-        (top, bottom), (left, right) = self.cropping
         xp = backend.get_array_module(x)
-        _, H, W, _ = x.shape
-        y = xp.ascontiguousarray(x[:, top:H - bottom, left:W - right])
+        y = xp.ascontiguousarray(x[self._window(x.shape)])
         return y, (x.shape if training else None)
 
     def call_backward(self, dy, input_shape):
-        (top, _), (left, _) = self.cropping
         xp = backend.get_array_module(dy)
         dx = xp.zeros(input_shape, dtype=dy.dtype)
-        dx[:, top:top + dy.shape[1], left:left + dy.shape[2]] = dy
+        dx[self._window(input_shape)] = dy
         return dx
 
     def get_config(self):
         config = super().get_config()
-        config["cropping"] = [list(pair) for pair in self.cropping]
+        config.update(cropping=[list(pair) for pair in self.cropping],
+                      data_format=self.data_format)
         return config
+
+
+def _spatial_axes(layer) -> tuple[int, int]:
+    """The (height, width) axes of an image in the layer's data_format."""
+    return (2, 3) if layer.data_format == "channels_first" else (1, 2)

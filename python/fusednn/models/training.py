@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from .. import _rng, backend, io, losses, optimizers, utils
+from .. import backend, distribute, io, losses, optimizers, utils
 from .. import callbacks as callbacks_module
 from .. import metrics as metrics_module
 from ..errors import StateError
@@ -177,12 +177,12 @@ class Model(Layer):
                                  f"validation_split={validation_split} of them for validation")
             x, y, validation = x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
 
-        n = len(x)
+        n = distribute.fit_samples(len(x))   # this rank's shard in a distributed job
         steps = math.ceil(n / batch_size)
         history = callbacks_module.History()
         progress = [callbacks_module.ProgbarLogger()] if verbose else []
         callback_list = callbacks_module.CallbackList(
-            progress + list(callbacks or []) + [history], self,
+            distribute.fit_callbacks(progress + list(callbacks or []) + [history]), self,
             {"verbose": verbose, "epochs": int(epochs), "steps": steps})
         self.stop_training = False
         self.history = history
@@ -201,7 +201,7 @@ class Model(Layer):
                 progress = resume
                 logs = progress.logs()
             else:
-                order = _rng.generator().permutation(n) if shuffle else None
+                order = distribute.epoch_order(len(x), shuffle)
                 progress = FitProgress(epoch, 0, steps, n, order, metrics_module.Mean(),
                                        {m.name: metrics_module.Mean() for m in self.metrics})
             resume = None

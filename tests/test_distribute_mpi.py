@@ -1,0 +1,130 @@
+"""fd.distribute in real jobs of 2 ranks (mpiexec -n 2, one thread per rank, loopback):
+data-parallel training equals one process with the global batch, and faults end the job.
+
+Each scenario is tests/distribute_ranks.py; the single-process reference is the same
+program started without mpiexec, with twice the batch size. Skipped where mpi4py or
+mpiexec is missing (pip install ".[distributed]" brings both).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fusednn as fd
+from fusednn.distribute import environment
+
+PROGRAM = pathlib.Path(__file__).with_name("distribute_ranks.py")
+MPIEXEC = environment.find_mpiexec()
+# Every job here ends within seconds on 2 loaded cores; the limit only bounds a hang.
+TIMEOUT_S = 120
+
+pytestmark = pytest.mark.skipif(
+    MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
+    reason="needs mpiexec and mpi4py: pip install 'fusednn[distributed]'")
+
+
+def _environment() -> dict:
+    env = environment.local_job_environment(threads=1)
+    package_root = pathlib.Path(fd.__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root),
+                                                      env.get("PYTHONPATH")]))
+    return env
+
+
+def _run(ranks: int, *args) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(PROGRAM), *map(str, args)]
+    if ranks > 1:
+        command = [MPIEXEC, "-n", str(ranks), *command]
+    return subprocess.run(command, env=_environment(), capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+
+
+def _weights(path) -> list[np.ndarray]:
+    with np.load(path) as saved:
+        return [saved[f"arr_{i}"] for i in range(len([k for k in saved if k.startswith("arr_")]))]
+
+
+def _check(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Tolerance: the two runs differ only in the order of float32 sums (a batch-32 mean
+# against the mean of two batch-16 means, and the convolution's reductions), each a
+# relative 1e-7-scale rounding (the runs here differ by at most 3e-8 absolute); 8 steps of SGD (lr 0.1) or Adam (whose step is
+# lr * m / sqrt(v), amplifying the relative error of small gradients) keep the weights
+# within 1e-5 relative and 1e-6 absolute here, while one sample's gradient missing from
+# a batch moves them by more than 1e-3.
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_two_ranks_of_batch_16_train_as_one_process_of_batch_32(tmp_path, optimizer):
+    _check(_run(1, "fit", tmp_path / "one.npz", optimizer, 32))
+    _check(_run(2, "fit", tmp_path / "two.npz", optimizer, 16))
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    for reference, weight in zip(_weights(tmp_path / "one.npz"), _weights(tmp_path / "two.npz")):
+        np.testing.assert_allclose(weight, reference, rtol=RTOL, atol=ATOL)
+    # History holds the logs averaged over the ranks: the global batch's means.
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=RTOL)
+    np.testing.assert_allclose(two["accuracy"], one["accuracy"], rtol=RTOL)
+
+
+def test_gan_protocol_with_allreduce_gradients_equals_one_process(tmp_path):
+    _check(_run(1, "gan", tmp_path / "one.npz", 32))
+    _check(_run(2, "gan", tmp_path / "two.npz", 16))
+    for reference, weight in zip(_weights(tmp_path / "one.npz"), _weights(tmp_path / "two.npz")):
+        np.testing.assert_allclose(weight, reference, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("how, message", [
+    ("raise", "rank 1 of 2 failed with RuntimeError: injected failure on rank 1"),
+    ("kill", "process rank 1 with PID"),   # Open MPI's report, then "exited on signal 9"
+])
+def test_a_failing_rank_ends_the_whole_job_with_an_error_naming_it(tmp_path, how, message):
+    result = _run(2, how, tmp_path / "never.npz")   # a hang would raise TimeoutExpired
+    assert result.returncode != 0
+    output = " ".join((result.stdout + result.stderr).split())   # Open MPI wraps its lines
+    assert message in output, output
+    assert not (tmp_path / "never.npz").exists()
+
+
+def test_models_that_differ_across_ranks_are_refused_at_the_start(tmp_path):
+    result = _run(2, "mismatch", tmp_path / "unused")
+    assert result.returncode != 0
+    assert "the model differs across ranks (variable 0 has shape (3, 3, 1, 4) float32 on " \
+           "rank 0 and (3, 3, 1, 6) float32 on rank 1)" in result.stderr, result.stderr
+
+
+def test_callbacks_decide_together_and_only_rank_0_prints_and_writes(tmp_path):
+    result = _run(2, "callbacks", tmp_path)
+    _check(result)
+    # EarlyStopping (min_delta=10 on the averaged loss) stops both ranks after epoch 2;
+    # 70 samples make shards of 35: 3 steps per rank, the last of 3 samples.
+    assert "rank 0 ran epochs [0, 1]" in result.stdout
+    assert "rank 1 ran epochs [0, 1]" in result.stdout
+    # Only rank 0 prints: one header per epoch, one final progress line per epoch (Open MPI
+    # gives ranks a terminal, so redrawn intermediate lines may appear too).
+    assert [result.stdout.count(f"Epoch {e}/5") for e in (1, 2, 3)] == [1, 1, 0]
+    assert len(re.findall(r"3/3 \[=+\] - \d+s", result.stdout)) == 2, result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-1.keras", "ckpt-2.keras"]
+
+
+def test_backup_and_restore_resumes_every_rank_as_if_never_stopped(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    straight.mkdir()
+    resumed.mkdir()
+    _check(_run(2, "backup", straight, 3))
+    _check(_run(2, "backup", resumed, 2))
+    result = _run(2, "backup", resumed, 3)
+    _check(result)
+    assert "rank 0 ran epochs [2]" in result.stdout and "rank 1 ran epochs [2]" in result.stdout
+    # Same weights, rank 0's random state restored on every rank: the same shards follow.
+    for a, b in zip(_weights(straight / "weights-3.npz"), _weights(resumed / "weights-3.npz")):
+        np.testing.assert_array_equal(a, b)
