@@ -155,7 +155,7 @@ def _as_list(y):
 
 
 def test_every_registered_class_has_a_case():
-    covered = {type(case.make()).__name__ for case in CASES}
+    covered = {type(case.make()).__name__ for case in CASES + LIST_CASES}
     missing = sorted(set(layers.registered_classes()) - covered)
     assert not missing, f"registered layer classes without a conformance case: {missing}"
 
@@ -446,3 +446,127 @@ def test_global_average_pooling_1d_averages_the_unmasked_steps():
 
     # Linear in x: central differences are exact up to float64 rounding.
     np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=1e-6, atol=1e-8)
+
+
+# ----- layers called on a list of inputs (merging) ----------------------------------------
+
+@dataclass(frozen=True)
+class ListCase:
+    id: str
+    make: object                  # make(**layer_keywords) -> a new, unbuilt layer
+    input_shapes: tuple           # one full shape (batch first) per input
+    incompatible: tuple           # input shapes a built layer's second build must refuse
+    mask: str = "and"             # Keras: "and" of the inputs' masks, "concat", or "drop"
+
+
+LIST_CASES = [
+    ListCase("Add", lambda **k: layers.Add(**k), ((2, 5, 4), (2, 5, 4)), ((2, 5, 4), (2, 5, 3))),
+    # A lower-rank input gains axes after the batch axis, then broadcasts (Keras's rule).
+    ListCase("Add-broadcast", lambda **k: layers.Add(**k), ((2, 5, 4), (2, 4), (2, 1, 4)),
+             ((2, 5, 4), (2, 3))),
+    ListCase("Subtract", lambda **k: layers.Subtract(**k), ((2, 5, 4), (2, 5, 4)),
+             ((2, 5, 4), (2, 5, 4), (2, 5, 4))),
+    ListCase("Multiply", lambda **k: layers.Multiply(**k), ((2, 5, 4), (2, 5, 1), (2, 5, 4)),
+             ((2, 5, 4), (2, 5, 3))),
+    ListCase("Average", lambda **k: layers.Average(**k), ((2, 5, 4), (2, 5, 4)),
+             ((2, 5, 4), (2, 6, 4))),
+    ListCase("Maximum", lambda **k: layers.Maximum(**k), ((2, 5, 4), (2, 5, 4), (2, 5, 4)),
+             ((2, 5, 4), (2, 5, 2))),
+    ListCase("Minimum", lambda **k: layers.Minimum(**k), ((2, 5, 4), (2, 4)),
+             ((2, 5, 4), (2, 5, 2))),
+    ListCase("Concatenate", lambda **k: layers.Concatenate(**k), ((2, 5, 4), (2, 5, 2)),
+             ((2, 5, 4), (2, 6, 2)), mask="concat"),
+    ListCase("Concatenate-axis1", lambda **k: layers.Concatenate(axis=1, **k),
+             ((2, 5, 4), (2, 3, 4)), ((2, 5, 4), (2, 3, 2)), mask="concat"),
+    ListCase("Dot", lambda **k: layers.Dot(axes=(2, 1), **k), ((2, 5, 4), (2, 4, 3)),
+             ((2, 5, 4), (2, 3, 3)), mask="drop"),
+    ListCase("Dot-normalize", lambda **k: layers.Dot(axes=-1, normalize=True, **k),
+             ((2, 5, 4), (2, 3, 4)), ((2, 5, 4), (2, 3, 5)), mask="drop"),
+]
+
+
+def _inputs(case: ListCase, seed: int = 0, dtype=np.float32) -> list:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(dtype) for shape in case.input_shapes]
+
+
+def _batchless(shapes) -> list:
+    return [(None,) + tuple(shape[1:]) for shape in shapes]
+
+
+@pytest.mark.parametrize("case", LIST_CASES, ids=lambda c: c.id)
+def test_list_layer_builds_once_and_refuses_shapes_that_do_not_fit(case):
+    layer = case.make()
+    layer.build(list(case.input_shapes))
+    assert layer.built and layer.weights == []
+    assert layer.output_shape == layer.compute_output_shape(list(case.input_shapes))
+    layer.build(_batchless(case.input_shapes))  # another batch size fits
+    with pytest.raises(ValueError, match="expected|incompatible|broadcast|matching"):
+        layer.build(list(case.incompatible))
+    with pytest.raises(ValueError, match="list of"):
+        case.make().build(case.input_shapes[0])  # one shape, not a list
+
+
+@pytest.mark.parametrize("case", LIST_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("training", [False, True])
+def test_list_layer_output_shape_is_compute_output_shape(case, training):
+    layer = case.make()
+    y = layer.forward(_inputs(case), training=training)
+    assert y.shape == layer.compute_output_shape(list(case.input_shapes))
+    assert layer.output_shape == layer.compute_output_shape(_batchless(case.input_shapes))
+
+
+@pytest.mark.parametrize("case", LIST_CASES, ids=lambda c: c.id)
+def test_list_layer_config_round_trip(case):
+    layer = case.make()
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
+    assert layers.deserialize(layers.serialize(layer)).get_config() == config
+
+
+@pytest.mark.parametrize("case", LIST_CASES, ids=lambda c: c.id)
+def test_list_layer_float64_gradients_match_finite_differences(case):
+    layer = case.make(dtype="float64")
+    xs = _inputs(case, dtype=np.float64)
+    y = layer.forward(xs, training=True)
+    assert y.dtype == np.float64
+    g = np.random.default_rng(2).standard_normal(y.shape)
+    grads = layer.backward(g)
+    assert [d.shape for d in grads] == [x.shape for x in xs]
+
+    def loss():
+        return float(np.sum(layer.forward(xs, training=True) * g))
+
+    # float64 central differences, step 1e-6: error ~1e-9 for these O(10) losses; random
+    # normal inputs put no tie of Maximum/Minimum within a step of each other.
+    for i, (x, d) in enumerate(zip(xs, grads)):
+        np.testing.assert_allclose(d, numeric_gradient(loss, x), rtol=1e-5, atol=1e-6,
+                                   err_msg=f"input {i}")
+
+
+@pytest.mark.parametrize("case", LIST_CASES, ids=lambda c: c.id)
+def test_list_layer_masks_as_keras(case):
+    xs = _inputs(case)
+    masks = [_time_step_mask(x.shape) if i == 0 else None for i, x in enumerate(xs)]
+    layer = case.make()
+    if case.mask == "drop":
+        with pytest.warns(UserWarning, match="does not support masking"):
+            layer.forward(xs, mask=masks)
+        assert layer.output_mask is None
+        return
+    layer.forward(xs, mask=[None] * len(xs))
+    assert layer.output_mask is None
+    masks[-1] = np.random.default_rng(3).random(xs[-1].shape[:2]) > 0.3
+    if case.mask == "and" and xs[-1].ndim < xs[0].ndim:
+        masks[-1] = None  # a lower-rank input has no time axis to mask
+    layer.forward(xs, mask=masks)
+    given = [m for m in masks if m is not None]
+    if case.mask == "and":
+        expected = given[0]
+        for m in given[1:]:
+            expected = expected & m  # a (N, 1) mask of a size-1 time axis broadcasts too
+        np.testing.assert_array_equal(layer.output_mask, expected)
+    elif layer.axis == -1:  # joined features: a step is kept where any input keeps it
+        np.testing.assert_array_equal(layer.output_mask, np.logical_or.reduce(given))
+    else:  # joined steps: each input's steps keep their own mask
+        np.testing.assert_array_equal(layer.output_mask, np.concatenate(masks, axis=1))

@@ -252,7 +252,10 @@ def test_reshape_infers_one_axis_and_checks_sizes():
 
 
 def test_input_layer_declares_and_passes_through():
-    inp = layers.Input((4,), name="features")
+    tensor = layers.Input((4,), name="features")
+    # Keras 3: Input is a symbolic tensor made by an InputLayer, which does the checks.
+    assert tensor.shape == (None, 4) and tensor.dtype == np.float32
+    inp = tensor.node.layer
     assert isinstance(inp, layers.InputLayer) and inp.name == "features"
     assert inp.batch_shape == (None, 4) and inp.declared_input_shape == (4,)
     x = _rand((3, 4))
@@ -266,7 +269,7 @@ def test_input_layer_declares_and_passes_through():
     with pytest.warns(UserWarning, match="input_shape is deprecated"):  # as Keras 3 warns
         assert layers.InputLayer(input_shape=(7,)).batch_shape == (None, 7)  # Keras 2 spelling
     assert layers.InputLayer(batch_shape=(16, 3, 2)).batch_shape == (16, 3, 2)
-    assert layers.Input(shape=(5,), batch_size=8).declared_batch_size == 8
+    assert layers.Input(shape=(5,), batch_size=8).shape == (8, 5)
     with pytest.raises(ValueError, match="exactly one of shape"):
         layers.InputLayer()
     with pytest.raises(ValueError, match="InputLayer.*positive ints"):

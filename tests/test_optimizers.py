@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fusednn as fd
+import keras3_optimizer_reference as keras3
 from fusednn import ops, optimizers, regularizers
 from fusednn.layers import Dense
 from fusednn.layers.base import Layer
@@ -116,6 +117,11 @@ def ref_adadelta(p, grads, learning_rate, rho=0.95, epsilon=1e-7, weight_decay=0
     return p
 
 
+def final_weights(reference):
+    """A keras3_optimizer_reference function reduced to its final weights."""
+    return lambda p, grads, **hp: reference(p, grads, **hp)[0]
+
+
 CASES = [
     ("sgd", optimizers.SGD, ref_sgd, dict(learning_rate=0.1)),
     ("sgd_momentum", optimizers.SGD, ref_sgd, dict(learning_rate=0.1, momentum=0.9)),
@@ -138,6 +144,16 @@ CASES = [
     ("adadelta", optimizers.Adadelta, ref_adadelta, dict(learning_rate=1.0)),
     ("adadelta_rho_wd", optimizers.Adadelta, ref_adadelta,
      dict(learning_rate=0.5, rho=0.7, epsilon=1e-5, weight_decay=0.1)),
+    ("nadam", optimizers.Nadam, final_weights(keras3.nadam), dict(learning_rate=0.01)),
+    ("nadam_betas_wd", optimizers.Nadam, final_weights(keras3.nadam),
+     dict(learning_rate=0.02, beta_1=0.5, beta_2=0.9, epsilon=1e-3, weight_decay=0.05)),
+    ("adamax", optimizers.Adamax, final_weights(keras3.adamax), dict(learning_rate=0.01)),
+    # beta_2 = 0.5 lets the infinity norm decay below |g|, so both sides of the max occur.
+    ("adamax_betas_wd", optimizers.Adamax, final_weights(keras3.adamax),
+     dict(learning_rate=0.02, beta_1=0.7, beta_2=0.5, epsilon=1e-4, weight_decay=0.05)),
+    ("lion", optimizers.Lion, final_weights(keras3.lion), dict(learning_rate=0.01)),
+    ("lion_betas_wd", optimizers.Lion, final_weights(keras3.lion),
+     dict(learning_rate=0.02, beta_1=0.5, beta_2=0.9, weight_decay=0.1)),
 ]
 
 
@@ -452,7 +468,8 @@ def test_schedule_config_round_trip():
     lambda: optimizers.Adam(0.01), lambda: optimizers.SGD(0.1, momentum=0.9),
     lambda: optimizers.SGD(0.1), lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True),
     lambda: optimizers.Adagrad(0.1), lambda: optimizers.Adadelta(1.0),
-    lambda: optimizers.Adam(0.01, amsgrad=True)])
+    lambda: optimizers.Adam(0.01, amsgrad=True), lambda: optimizers.Nadam(0.01),
+    lambda: optimizers.Adamax(0.01), lambda: optimizers.Lion(0.01)])
 def test_state_restores_training_exactly(factory, rng):
     layer = make_weights(rng)
     grads = gradient_sequence(rng, 5)
@@ -560,7 +577,9 @@ def test_keras_defaults_and_names():
     ("adam", optimizers.Adam), ("Adam", optimizers.Adam), ("sgd", optimizers.SGD),
     ("SGD", optimizers.SGD), ("rmsprop", optimizers.RMSprop), ("RMSprop", optimizers.RMSprop),
     ("adamw", optimizers.AdamW), ("adagrad", optimizers.Adagrad),
-    ("adadelta", optimizers.Adadelta)])
+    ("adadelta", optimizers.Adadelta), ("nadam", optimizers.Nadam), ("Nadam", optimizers.Nadam),
+    ("adamax", optimizers.Adamax), ("Adamax", optimizers.Adamax), ("lion", optimizers.Lion),
+    ("Lion", optimizers.Lion)])
 def test_get_by_name(name, cls):
     opt = optimizers.get(name)
     assert type(opt) is cls
@@ -573,7 +592,11 @@ def test_get_by_name(name, cls):
     optimizers.AdamW(0.003, weight_decay=0.01, clipvalue=0.5),
     optimizers.RMSprop(0.01, rho=0.8, momentum=0.1, centered=True, weight_decay=0.1),
     optimizers.Adagrad(0.1, initial_accumulator_value=0.5),
-    optimizers.Adadelta(1.0, rho=0.9)])
+    optimizers.Adadelta(1.0, rho=0.9),
+    optimizers.Nadam(0.002, beta_1=0.8, beta_2=0.99, epsilon=1e-6, clipnorm=1.0),
+    optimizers.Adamax(0.003, beta_2=0.9, weight_decay=0.01, clipvalue=0.5),
+    optimizers.Lion(optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5), beta_1=0.8,
+                    global_clipnorm=2.0, name="lion_opt")])
 def test_serialize_round_trip(opt):
     config = json.loads(json.dumps(optimizers.serialize(opt)))
     restored = optimizers.deserialize(config)
@@ -585,8 +608,8 @@ def test_get_errors():
         optimizers.get("adamm")
     with pytest.raises(TypeError, match="optimizer must be a name"):
         optimizers.get(0.1)
-    with pytest.raises(ValueError, match="unknown optimizer class 'Lion'"):
-        optimizers.deserialize({"class_name": "Lion", "config": {}})
+    with pytest.raises(ValueError, match="unknown optimizer class 'Ftrl'"):
+        optimizers.deserialize({"class_name": "Ftrl", "config": {}})
     assert optimizers.get(None) is None
 
 
@@ -614,7 +637,107 @@ def test_get_errors():
     (lambda: optimizers.SGD(clipvalue=float("inf")), ValueError, "SGD: clipvalue"),
     (lambda: optimizers.Adam(decay=0.1), TypeError, "Adam: unknown keyword argument"),
     (lambda: optimizers.Adam(name=""), ValueError, "name must be a non-empty string"),
+    (lambda: optimizers.Nadam(beta_1=1.0), ValueError,
+     r"Nadam: beta_1 must be a number in \[0, 1\)"),
+    (lambda: optimizers.Nadam(beta_2=-0.1), ValueError, "Nadam: beta_2"),
+    (lambda: optimizers.Nadam(epsilon=0), ValueError, "Nadam: epsilon must be a number > 0"),
+    (lambda: optimizers.Nadam(momentum_decay=0.004), TypeError,
+     "Nadam: unknown keyword argument.*momentum_decay"),
+    (lambda: optimizers.Adamax(beta_1=1.5), ValueError, "Adamax: beta_1"),
+    (lambda: optimizers.Adamax(beta_2=1.0), ValueError, "Adamax: beta_2"),
+    (lambda: optimizers.Adamax(epsilon=-1e-7), ValueError, "Adamax: epsilon"),
+    (lambda: optimizers.Lion(beta_1=0.0), ValueError,
+     r"Lion: beta_1 must be a number in \(0, 1\], got 0.0"),
+    (lambda: optimizers.Lion(beta_1=1.01), ValueError, "Lion: beta_1"),
+    (lambda: optimizers.Lion(beta_2=1.0), ValueError, r"Lion: beta_2 must be a number in \[0, 1\)"),
+    (lambda: optimizers.Lion(epsilon=1e-7), TypeError, "Lion: unknown keyword argument"),
+    (lambda: optimizers.Lion(learning_rate=-1), ValueError, "Lion: learning_rate"),
 ])
 def test_hyperparameter_validation(factory, error, message):
     with pytest.raises(error, match=message):
         factory()
+
+
+# ----- Nadam, Adamax, Lion beyond the formula ---------------------------------------
+def test_keras_defaults_of_nadam_adamax_lion():
+    nadam, adamax, lion = optimizers.Nadam(), optimizers.Adamax(), optimizers.Lion()
+    assert (nadam.name, nadam.learning_rate, nadam.beta_1, nadam.beta_2, nadam.epsilon) \
+        == ("nadam", 0.001, 0.9, 0.999, 1e-7)
+    assert (adamax.name, adamax.learning_rate, adamax.beta_1, adamax.beta_2, adamax.epsilon) \
+        == ("adamax", 0.001, 0.9, 0.999, 1e-7)
+    assert (lion.name, lion.learning_rate, lion.beta_1, lion.beta_2) == ("lion", 0.001, 0.9, 0.99)
+    assert lion.get_config() == {
+        "name": "lion", "learning_rate": 0.001, "weight_decay": None, "clipnorm": None,
+        "global_clipnorm": None, "clipvalue": None, "beta_1": 0.9, "beta_2": 0.99}
+
+
+@pytest.mark.parametrize("cls, reference", [
+    (optimizers.Nadam, keras3.nadam), (optimizers.Adamax, keras3.adamax),
+    (optimizers.Lion, keras3.lion)])
+def test_schedule_and_global_clipnorm_feed_the_fused_update(cls, reference, rng):
+    layer = make_weights(rng)
+    start = layer.get_weights()
+    # Scaled up so that the joint norm (~10) is clipped to 1 on every step.
+    grads = [[5.0 * g for g in step] for step in gradient_sequence(rng, 5)]
+    schedule = optimizers.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
+    result = run(cls(learning_rate=schedule, global_clipnorm=1.0), layer, grads)
+    clipped = []
+    for step in grads:
+        norm = np.sqrt(sum(float((g * g).sum()) for g in step))
+        assert norm > 1.0
+        clipped.append([g / norm for g in step])
+    for i, (p0, p) in enumerate(zip(start, result)):
+        expected = reference(p0, [g[i] for g in clipped], learning_rate=schedule)[0]
+        np.testing.assert_allclose(p, expected, **TIGHT)
+
+
+def test_nadam_advances_its_momentum_cache_once_per_step_across_dtype_groups(rng):
+    """float64 and float32 weights are two fused calls in one step; both must see the
+    same U_{t-1}, and the product must advance once."""
+    wide, narrow = make_weights(rng, "float64"), make_weights(rng, "float32")
+    variables = wide.trainable_variables + narrow.trainable_variables
+    starts = [v.value.astype(np.float64) for v in variables]
+    grads = gradient_sequence(rng, 4, SHAPES + SHAPES)
+    opt = optimizers.Nadam(0.01)
+    for step in grads:
+        for var, g in zip(variables, step):
+            var.grad[...] = g
+        opt.step(variables)
+    for i, (var, p0) in enumerate(zip(variables, starts)):
+        expected, _, _, u_product = keras3.nadam(p0, [g[i].astype(var.value.dtype) for g in grads],
+                                                 learning_rate=0.01)
+        # float32 weights: a few float32 ulps per step on O(1) weights.
+        tolerance = TIGHT if var.value.dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(var.value, expected, **tolerance)
+    assert opt.get_state()["u_product"] == pytest.approx(u_product, rel=1e-15)
+
+
+def test_nadam_state_needs_its_momentum_cache(rng):
+    layer = make_weights(rng)
+    opt = optimizers.Nadam(0.01)
+    run(opt, layer, gradient_sequence(rng, 2))
+    state = opt.get_state()
+    del state["u_product"]
+    with pytest.raises(ValueError, match="Nadam.set_state: the state of a Nadam that has "
+                                         "stepped must hold 'u_product'"):
+        optimizers.Nadam().set_state(state)
+    with pytest.raises(ValueError, match=r"u_product must be a number in \(0, 1\]"):
+        optimizers.Nadam().set_state({**state, "u_product": 2.0})
+    optimizers.Nadam().set_state({"iterations": 0, "slots": {}})   # a fresh state needs none
+
+
+@pytest.mark.parametrize("optimizer", ["nadam", "adamax", "lion"])
+def test_saved_model_continues_training_identically(optimizer, tmp_path, rng):
+    x = rng.normal(size=(32, 5)).astype(np.float32)
+    y = x @ rng.normal(size=(5, 2)).astype(np.float32)
+    model = fd.models.Sequential([Dense(8, activation="tanh", input_shape=(5,)), Dense(2)])
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    model.save(tmp_path / "model.safetensors")
+    restored = fd.models.load_model(tmp_path / "model.safetensors")
+    assert type(restored.optimizer) is type(model.optimizer)
+    assert restored.optimizer.iterations == model.optimizer.iterations == 8
+    for m in (model, restored):
+        m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -102,18 +102,45 @@ void sgd_chunk(T* __restrict p, const T* __restrict g, T* __restrict m, std::int
   sweep(p, n, update);
 }
 
-template <typename T, bool kMomentum, bool kNesterov>
-void sgd_all(T* const* params, const T* const* grads, T* const* moments,
-             const std::vector<Chunk>& chunks, std::int64_t total_elements,
-             const SgdHyperparameters& h) {
+// update(tensor, begin, count) for every chunk of every tensor, the chunks
+// shared among the OpenMP threads.
+template <typename ChunkUpdate>
+void for_each_chunk(const std::int64_t* sizes, std::int64_t num_tensors,
+                    const ChunkUpdate& update) {
+  std::int64_t total_elements;
+  const std::vector<Chunk> chunks = split_into_chunks(sizes, num_tensors, &total_elements);
   const auto num_chunks = static_cast<std::int64_t>(chunks.size());
 #pragma omp parallel for schedule(static) if (total_elements >= kParallelElements)
   for (std::int64_t k = 0; k < num_chunks; ++k) {
     const Chunk& c = chunks[k];
-    T* m = kMomentum ? moments[c.tensor] + c.begin : nullptr;
-    sgd_chunk<T, kMomentum, kNesterov>(params[c.tensor] + c.begin, grads[c.tensor] + c.begin, m,
-                                       c.end - c.begin, h);
+    update(c.tensor, c.begin, c.end - c.begin);
   }
+}
+
+template <typename T, bool kMomentum, bool kNesterov>
+void sgd_all(T* const* params, const T* const* grads, T* const* moments,
+             const std::int64_t* sizes, std::int64_t num_tensors, const SgdHyperparameters& h) {
+  for_each_chunk(sizes, num_tensors, [&](std::int64_t i, std::int64_t begin, std::int64_t n) {
+    T* m = kMomentum ? moments[i] + begin : nullptr;
+    sgd_chunk<T, kMomentum, kNesterov>(params[i] + begin, grads[i] + begin, m, n, h);
+  });
+}
+
+// element(p[j], g[j], state[j]...) for j < n in one vectorised sweep.
+template <typename T, typename Element, typename... State>
+inline void sweep_elements(T* __restrict p, const T* __restrict g, std::int64_t n,
+                           const Element& element, State* __restrict... state) {
+  sweep(p, n, [&](std::int64_t j) { element(p[j], g[j], state[j]...); });
+}
+
+// The same for every element of every tensor; `state` are the state arrays'
+// pointer lists (ms, vs, ...), parallel to params.
+template <typename T, typename Element, typename... State>
+void update_elements(T* const* params, const T* const* grads, const std::int64_t* sizes,
+                     std::int64_t num_tensors, const Element& element, State* const*... state) {
+  for_each_chunk(sizes, num_tensors, [&](std::int64_t i, std::int64_t begin, std::int64_t n) {
+    sweep_elements(params[i] + begin, grads[i] + begin, n, element, (state[i] + begin)...);
+  });
 }
 
 }  // namespace
@@ -123,15 +150,9 @@ void adam_update(T* const* params, const T* const* grads, T* const* ms, T* const
                  const std::int64_t* sizes, std::int64_t num_tensors,
                  const AdamHyperparameters& hyper) {
   FUSEDNN_DISPATCH(adam_update<T>(params, grads, ms, vs, sizes, num_tensors, hyper));
-  std::int64_t total_elements;
-  const std::vector<Chunk> chunks = split_into_chunks(sizes, num_tensors, &total_elements);
-  const auto num_chunks = static_cast<std::int64_t>(chunks.size());
-#pragma omp parallel for schedule(static) if (total_elements >= kParallelElements)
-  for (std::int64_t k = 0; k < num_chunks; ++k) {
-    const Chunk& c = chunks[k];
-    adam_chunk(params[c.tensor] + c.begin, grads[c.tensor] + c.begin, ms[c.tensor] + c.begin,
-               vs[c.tensor] + c.begin, c.end - c.begin, hyper);
-  }
+  for_each_chunk(sizes, num_tensors, [&](std::int64_t i, std::int64_t begin, std::int64_t n) {
+    adam_chunk(params[i] + begin, grads[i] + begin, ms[i] + begin, vs[i] + begin, n, hyper);
+  });
 }
 
 template <typename T>
@@ -139,15 +160,47 @@ void sgd_update(T* const* params, const T* const* grads, T* const* moments,
                 const std::int64_t* sizes, std::int64_t num_tensors,
                 const SgdHyperparameters& hyper) {
   FUSEDNN_DISPATCH(sgd_update<T>(params, grads, moments, sizes, num_tensors, hyper));
-  std::int64_t total_elements;
-  const std::vector<Chunk> chunks = split_into_chunks(sizes, num_tensors, &total_elements);
   if (moments == nullptr) {
-    sgd_all<T, false, false>(params, grads, moments, chunks, total_elements, hyper);
+    sgd_all<T, false, false>(params, grads, moments, sizes, num_tensors, hyper);
   } else if (hyper.nesterov) {
-    sgd_all<T, true, true>(params, grads, moments, chunks, total_elements, hyper);
+    sgd_all<T, true, true>(params, grads, moments, sizes, num_tensors, hyper);
   } else {
-    sgd_all<T, true, false>(params, grads, moments, chunks, total_elements, hyper);
+    sgd_all<T, true, false>(params, grads, moments, sizes, num_tensors, hyper);
   }
+}
+
+template <typename T>
+void nadam_update(T* const* params, const T* const* grads, T* const* ms, T* const* vs,
+                  const std::int64_t* sizes, std::int64_t num_tensors,
+                  const NadamCoefficients<double>& coefficients) {
+  FUSEDNN_DISPATCH(nadam_update<T>(params, grads, ms, vs, sizes, num_tensors, coefficients));
+  update_elements(params, grads, sizes, num_tensors,
+                  [c = coefficients.as<T>()](T& p, T g, T& m, T& v) {
+                    nadam_element(p, g, m, v, c);
+                  },
+                  ms, vs);
+}
+
+template <typename T>
+void adamax_update(T* const* params, const T* const* grads, T* const* ms, T* const* us,
+                   const std::int64_t* sizes, std::int64_t num_tensors,
+                   const AdamaxCoefficients<double>& coefficients) {
+  FUSEDNN_DISPATCH(adamax_update<T>(params, grads, ms, us, sizes, num_tensors, coefficients));
+  update_elements(params, grads, sizes, num_tensors,
+                  [c = coefficients.as<T>()](T& p, T g, T& m, T& u) {
+                    adamax_element(p, g, m, u, c);
+                  },
+                  ms, us);
+}
+
+template <typename T>
+void lion_update(T* const* params, const T* const* grads, T* const* ms,
+                 const std::int64_t* sizes, std::int64_t num_tensors,
+                 const LionCoefficients<double>& coefficients) {
+  FUSEDNN_DISPATCH(lion_update<T>(params, grads, ms, sizes, num_tensors, coefficients));
+  update_elements(params, grads, sizes, num_tensors,
+                  [c = coefficients.as<T>()](T& p, T g, T& m) { lion_element(p, g, m, c); },
+                  ms);
 }
 
 template void adam_update<float>(float* const*, const float* const*, float* const*, float* const*,
@@ -159,5 +212,18 @@ template void sgd_update<float>(float* const*, const float* const*, float* const
                                 const std::int64_t*, std::int64_t, const SgdHyperparameters&);
 template void sgd_update<double>(double* const*, const double* const*, double* const*,
                                  const std::int64_t*, std::int64_t, const SgdHyperparameters&);
+
+#define FUSEDNN_OPTIMIZER_INSTANCES(T)                                                          \
+  template void nadam_update<T>(T* const*, const T* const*, T* const*, T* const*,               \
+                                const std::int64_t*, std::int64_t,                               \
+                                const NadamCoefficients<double>&);                               \
+  template void adamax_update<T>(T* const*, const T* const*, T* const*, T* const*,              \
+                                 const std::int64_t*, std::int64_t,                              \
+                                 const AdamaxCoefficients<double>&);                             \
+  template void lion_update<T>(T* const*, const T* const*, T* const*, const std::int64_t*,      \
+                               std::int64_t, const LionCoefficients<double>&);
+FUSEDNN_OPTIMIZER_INSTANCES(float)
+FUSEDNN_OPTIMIZER_INSTANCES(double)
+#undef FUSEDNN_OPTIMIZER_INSTANCES
 
 FUSEDNN_CPU_END

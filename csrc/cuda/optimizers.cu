@@ -6,7 +6,7 @@
 // and find a chunk's tensor by binary search in the table's chunk prefix sums.
 // Within a chunk every thread keeps kIlp elements of each array in registers,
 // so the loads of one iteration are all in flight together. A thread's work on
-// a chunk (adam_chunk, sgd_chunk) is also a host function, which lets a test
+// a chunk (adam_chunk, sgd_chunk, element_chunk) is also a host function, which lets a test
 // run the kernels' indexing on a machine without a GPU.
 #include <cuda_runtime.h>
 
@@ -112,6 +112,55 @@ __host__ __device__ inline void adam_chunk(const TensorTable<4>& table, std::int
   }
 }
 
+// What thread `thread` does for one chunk of an optimizer whose per-element
+// update is `element(p, g, state...)` (optimizers.h): arrays 0 parameters,
+// 1 gradients, 2.. the state, all but the gradients written back.
+template <int kDepth, typename Element>
+__host__ __device__ inline void element_chunk(const TensorTable<kDepth>& table, std::int64_t chunk,
+                                              int thread, const Element& element) {
+  std::int64_t begin, end;
+  const int i = locate_chunk(table, chunk, &begin, &end);
+  for (std::int64_t base = begin + thread; base < end;
+       base += static_cast<std::int64_t>(kThreadsPerBlock) * kIlp) {
+    float r[kIlp][kDepth] = {};
+    for (int k = 0; k < kIlp; ++k) {
+      const std::int64_t e = base + k * kThreadsPerBlock;
+      if (e < end) {
+        for (int d = 0; d < kDepth; ++d) r[k][d] = table.arrays[d][i][e];
+      }
+    }
+    for (int k = 0; k < kIlp; ++k) element(r[k]);
+    for (int k = 0; k < kIlp; ++k) {
+      const std::int64_t e = base + k * kThreadsPerBlock;
+      if (e < end) {
+        table.arrays[0][i][e] = r[k][0];
+        for (int d = 2; d < kDepth; ++d) table.arrays[d][i][e] = r[k][d];
+      }
+    }
+  }
+}
+
+// The per-element updates of optimizers.h on one element's registers
+// (parameter, gradient, state...).
+struct NadamElement {
+  NadamCoefficients<float> c;
+  __host__ __device__ void operator()(float (&r)[4]) const {
+    nadam_element(r[0], r[1], r[2], r[3], c);
+  }
+};
+
+struct AdamaxElement {
+  AdamaxCoefficients<float> c;
+  __host__ __device__ void operator()(float (&r)[4]) const {
+    adamax_element(r[0], r[1], r[2], r[3], c);
+  }
+};
+
+struct LionElement {
+  LionCoefficients<float> c;
+  __host__ __device__ void operator()(float (&r)[3]) const { lion_element(r[0], r[1], r[2], c); }
+};
+
 // Arrays: 0 parameters, 1 gradients, 2 moments (unused without momentum).
 template <bool kMomentum, bool kNesterov>
 __host__ __device__ inline void sgd_chunk(const TensorTable<3>& table, std::int64_t chunk,
@@ -169,6 +218,15 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
   }
 }
 
+template <int kDepth, typename Element>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    element_kernel(TensorTable<kDepth> table, Element element) {
+  const std::int64_t num_chunks = table.first_chunk[table.num_tensors];
+  for (std::int64_t chunk = blockIdx.x; chunk < num_chunks; chunk += gridDim.x) {
+    element_chunk(table, chunk, threadIdx.x, element);
+  }
+}
+
 // Packs the tensors into tables of up to kMaxTensorsPerLaunch entries and calls
 // launch(table, num_chunks) for each full table; empty tensors are skipped.
 template <int kDepth, typename Launch>
@@ -211,6 +269,19 @@ void launch_sgd(float* const* const (&arrays)[3], const std::int64_t* sizes,
                     });
 }
 
+template <int kDepth, typename Element>
+void launch_elements(float* const* const (&arrays)[kDepth], const std::int64_t* sizes,
+                     std::int64_t num_tensors, const Element& element, std::uintptr_t stream) {
+  static_assert(sizeof(TensorTable<kDepth>) + sizeof(Element) <= 4096,
+                "kernel parameters exceed the 4 KB limit");
+  const auto s = reinterpret_cast<cudaStream_t>(stream);
+  for_each_table<kDepth>(arrays, sizes, num_tensors,
+                         [&](const TensorTable<kDepth>& table, std::int64_t num_chunks) {
+                           launch_kernel(element_kernel<kDepth, Element>, grid_for(num_chunks),
+                                         kThreadsPerBlock, 0, s, table, element);
+                         });
+}
+
 }  // namespace
 
 void adam_update(float* const* params, const float* const* grads, float* const* ms,
@@ -239,6 +310,27 @@ void sgd_update(float* const* params, const float* const* grads, float* const* m
   } else {
     launch_sgd<true, false>(arrays, sizes, num_tensors, h, s);
   }
+}
+
+void nadam_update(float* const* params, const float* const* grads, float* const* ms,
+                  float* const* vs, const std::int64_t* sizes, std::int64_t num_tensors,
+                  const NadamCoefficients<double>& coefficients, std::uintptr_t stream) {
+  float* const* const arrays[4] = {params, const_cast<float* const*>(grads), ms, vs};
+  launch_elements<4>(arrays, sizes, num_tensors, NadamElement{coefficients.as<float>()}, stream);
+}
+
+void adamax_update(float* const* params, const float* const* grads, float* const* ms,
+                   float* const* us, const std::int64_t* sizes, std::int64_t num_tensors,
+                   const AdamaxCoefficients<double>& coefficients, std::uintptr_t stream) {
+  float* const* const arrays[4] = {params, const_cast<float* const*>(grads), ms, us};
+  launch_elements<4>(arrays, sizes, num_tensors, AdamaxElement{coefficients.as<float>()}, stream);
+}
+
+void lion_update(float* const* params, const float* const* grads, float* const* ms,
+                 const std::int64_t* sizes, std::int64_t num_tensors,
+                 const LionCoefficients<double>& coefficients, std::uintptr_t stream) {
+  float* const* const arrays[3] = {params, const_cast<float* const*>(grads), ms};
+  launch_elements<3>(arrays, sizes, num_tensors, LionElement{coefficients.as<float>()}, stream);
 }
 
 }  // namespace fusednn::cuda

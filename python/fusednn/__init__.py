@@ -11,13 +11,14 @@ from . import distribute
 from ._info import info
 from .backend import has_cuda
 from .layers import Input
-from .models import Sequential, load_model
+from .models import Model, Sequential, load_model
 from .utils import get_num_threads, set_num_threads
 
 __version__ = _C.build_info()["version"]
 
 __all__ = [
-    "Input", "Sequential", "activations", "backend", "callbacks", "constraints", "convert",
+    "Input", "Model", "Sequential", "activations", "backend", "callbacks", "constraints",
+    "convert",
     "distribute", "errors", "get_num_threads", "has_cuda", "info", "initializers", "layers",
     "load_model", "losses", "metrics", "models", "ops", "optimizers", "regularizers",
     "set_num_threads", "utils",

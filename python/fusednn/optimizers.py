@@ -15,8 +15,8 @@ Keras 3's `apply`:
 5. each weight's constraint (fusednn.constraints; kernel_constraint= ...) projects it;
 6. iterations += 1.
 
-SGD, Adam and AdamW run on the fused kernels in `fusednn.ops`: one call per step
-over all variables that share a device and dtype (usually one call in all).
+SGD, Adam, AdamW, Nadam, Adamax and Lion run on the fused kernels in
+`fusednn.ops`: one call per step over all variables that share a device and dtype (usually one call in all).
 RMSprop, Adagrad, Adadelta and Adam(amsgrad=True) are NumPy/CuPy expressions.
 
 Per-variable state ("slots": Adam's moments, SGD's momentum, ...) is created on
@@ -522,6 +522,120 @@ class AdamW(Adam):
 
 
 @register
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum, Keras 3 form, step t = iterations + 1: with the
+    momentum cache u_s = beta_1 (1 - 0.5 * 0.96^s) and its product U_t = u_1 ... u_t,
+    m += (1 - b1)(g - m); v += (1 - b2)(g^2 - v);
+    m_hat = u_{t+1} m / (1 - U_t u_{t+1}) + (1 - u_t) g / (1 - U_t);
+    p -= lr m_hat / (sqrt(v / (1 - b2^t)) + epsilon).
+    U_t is optimizer state (Keras's u_product): get_state carries it as "u_product"."""
+
+    default_name = "nadam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 name=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name, **kwargs)
+        self.beta_1 = _decay_rate("Nadam", "beta_1", beta_1)
+        self.beta_2 = _decay_rate("Nadam", "beta_2", beta_2)
+        self.epsilon = _positive("Nadam", "epsilon", epsilon)
+        self._u_product = 1.0           # U_t after the last step taken
+        self._u_product_before = 1.0    # U_{t-1}: every device group of one step starts from it
+        self._u_product_step = 0        # the step whose groups use _u_product_before
+
+    def _slot_names(self):
+        return ("momentum", "velocity")
+
+    def _update(self, values, grads, slots, learning_rate):
+        step = self.iterations + 1
+        if self._u_product_step != step:   # the first group of this step
+            self._u_product_before, self._u_product_step = self._u_product, step
+        self._u_product = ops.nadam_update(
+            values, grads, slots["momentum"], slots["velocity"], learning_rate=learning_rate,
+            beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon, step=step,
+            u_product=self._u_product_before, weight_decay=self.weight_decay or 0.0)
+
+    def get_state(self) -> dict:
+        return {**super().get_state(), "u_product": self._u_product}
+
+    def set_state(self, state: dict) -> None:
+        u_product = 1.0
+        if isinstance(state, dict) and state.get("iterations"):
+            if "u_product" not in state:
+                raise ValueError(f"Nadam.set_state: the state of a Nadam that has stepped must "
+                                 f"hold 'u_product' (the momentum-cache product), got keys "
+                                 f"{sorted(state)}")
+            u_product = _real("Nadam.set_state", "u_product", state["u_product"],
+                              lambda x: 0 < x <= 1, "a number in (0, 1]")
+        super().set_state(state)
+        self._u_product = self._u_product_before = u_product
+        self._u_product_step = self.iterations
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+@register
+class Adamax(Optimizer):
+    """Adam with the infinity norm, Keras 3 form, step t = iterations + 1:
+    m += (1 - b1)(g - m); u = max(b2 u, |g|); p -= lr / (1 - b1^t) * m / (u + epsilon)."""
+
+    default_name = "adamax"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 name=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name, **kwargs)
+        self.beta_1 = _decay_rate("Adamax", "beta_1", beta_1)
+        self.beta_2 = _decay_rate("Adamax", "beta_2", beta_2)
+        self.epsilon = _positive("Adamax", "epsilon", epsilon)
+
+    def _slot_names(self):
+        return ("momentum", "norm")
+
+    def _update(self, values, grads, slots, learning_rate):
+        ops.adamax_update(values, grads, slots["momentum"], slots["norm"],
+                          learning_rate=learning_rate, beta_1=self.beta_1, beta_2=self.beta_2,
+                          epsilon=self.epsilon, step=self.iterations + 1,
+                          weight_decay=self.weight_decay or 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+@register
+class Lion(Optimizer):
+    """Lion (evolved sign momentum), Keras 3 form:
+    p -= lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g. beta_1 in (0, 1], beta_2 in [0, 1)."""
+
+    default_name = "lion"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
+                 clipnorm=None, clipvalue=None, global_clipnorm=None, name=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm, name=name, **kwargs)
+        # Keras refuses beta_1 outside (0, 1]: beta_1 = 0 would ignore the momentum entirely.
+        self.beta_1 = _real("Lion", "beta_1", beta_1, lambda x: 0.0 < x <= 1.0,
+                            "a number in (0, 1]")
+        self.beta_2 = _decay_rate("Lion", "beta_2", beta_2)
+
+    def _slot_names(self):
+        return ("momentum",)
+
+    def _update(self, values, grads, slots, learning_rate):
+        ops.lion_update(values, grads, slots["momentum"], learning_rate=learning_rate,
+                        beta_1=self.beta_1, beta_2=self.beta_2,
+                        weight_decay=self.weight_decay or 0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+
+@register
 class RMSprop(Optimizer):
     """RMSprop, Keras form (epsilon inside the square root):
     v = rho v + (1 - rho) g^2; with centered, a = rho a + (1 - rho) g and the
@@ -642,7 +756,8 @@ class Adadelta(Optimizer):
 
 def get(identifier):
     """An Optimizer from an Optimizer (returned as is), a name ('adam', 'sgd', 'rmsprop',
-    'adamw', 'adagrad', 'adadelta', any case; Keras defaults), a serialized dict, or None."""
+    'adamw', 'adagrad', 'adadelta', 'nadam', 'adamax', 'lion', any case; Keras defaults),
+    a serialized dict, or None."""
     return None if identifier is None else _OPTIMIZERS.get(identifier)
 
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 # The family modules, imported for the classes they register.
 from . import (activation_layers, convolutional, core, depthwise, embedding,  # noqa: F401
-               lambda_layer, normalization, pooling, recurrent, reshaping, wrappers)
+               lambda_layer, merging, normalization, pooling, recurrent, reshaping,
+               wrappers)
 from .base import InputSpec, Layer, Variable
 from .core import Input
+from .merging import (FUNCTIONS as _MERGE_FUNCTIONS, add, average, concatenate,  # noqa: F401
+                      dot, maximum, minimum, multiply, subtract)
 from .registry import deserialize, register, registered_classes, serialize
 
 globals().update(registered_classes())
 
-__all__ = sorted(registered_classes()) + [
+__all__ = sorted(registered_classes()) + _MERGE_FUNCTIONS + [
     "Input", "InputSpec", "Layer", "Variable",
     "deserialize", "register", "registered_classes", "serialize",
 ]

@@ -8,7 +8,7 @@ A subclass stores configuration in `__init__`, creates weights in
 
 Users (and models) run a layer with
 
-    y = layer.forward(x, training=False, mask=None, **call_arguments)
+    y = layer.forward(x, training=False, mask=None, **call_arguments)   # or layer(x)
     dx = layer.backward(dy)          # after forward(x, training=True)
     layer.zero_grad(); layer.trainable = False
 
@@ -16,7 +16,11 @@ Users (and models) run a layer with
 a recurrent layer's `initial_state`; `mask` reaches `call` only if it names it,
 and `compute_mask` gives `output_mask`, the mask for the next layer. A layer with
 several outputs returns a list from `call`; its backward takes one gradient per
-output (None for zeros) and may return several input gradients.
+output (None for zeros) and may return several input gradients. A layer that sets
+`takes_input_list` (merging layers) takes a list of inputs (and of masks).
+
+Called on symbolic tensors (fd.Input), `layer(x)` records a node of a graph instead
+(layers/symbolic.py) for fd.Model(inputs, outputs).
 
 The base class does the rest: building once (a direct `build` call counts, as in
 Keras 3), the casting rule, device and shape checks, the numerics checks, keeping
@@ -34,6 +38,7 @@ import numpy as np
 from .. import backend, constraints, initializers, regularizers, utils
 from ..errors import StateError
 from ..naming import default_layer_name
+from . import symbolic
 
 
 class Variable:
@@ -78,8 +83,11 @@ class InputSpec:
                                  f"{axis}, got shape {tuple(shape)}")
 
 
-def _build_shape(layer: "Layer", input_shape) -> tuple:
-    """`input_shape` as a tuple of ints and None (batch first), or a clear error."""
+def _build_shape(layer: "Layer", input_shape):
+    """`input_shape` as a tuple of ints and None (batch first), or a clear error; a list
+    of such tuples for a layer called on several inputs (merging layers, models)."""
+    if _is_shape_list(input_shape):
+        return [_build_shape(layer, shape) for shape in input_shape]
     try:
         shape = tuple(None if d is None else int(d) for d in input_shape)
     except (TypeError, ValueError):
@@ -88,6 +96,12 @@ def _build_shape(layer: "Layer", input_shape) -> tuple:
     if not shape:
         raise ValueError(f"{layer._label()}: expected an input shape with a batch axis, got ()")
     return shape
+
+
+def _is_shape_list(input_shape) -> bool:
+    """Whether `input_shape` lists several shapes (its items are sequences, not sizes)."""
+    return (isinstance(input_shape, (list, tuple)) and len(input_shape) > 0
+            and all(isinstance(shape, (list, tuple)) for shape in input_shape))
 
 
 def _builds_once(build):
@@ -102,7 +116,7 @@ def _builds_once(build):
         if self._building:  # a subclass's build calling super().build
             return build(self, input_shape)
         shape = _build_shape(self, input_shape)
-        if self.input_spec is not None:
+        if self.input_spec is not None and not isinstance(shape, list):
             self.input_spec.check(self, shape)
         if self.built:
             output_shape = self.compute_output_shape(shape)  # raises when it does not fit
@@ -142,6 +156,9 @@ class Layer:
     _input_grad_needed = True
     # True while the layer's own build runs (a subclass's build may call super().build).
     _building = False
+    # Whether forward takes a list of inputs (merging layers): x, mask and the input
+    # shape are then lists, and backward returns one gradient per input.
+    takes_input_list = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -367,14 +384,14 @@ class Layer:
         (`compute_mask`). Further keyword arguments (e.g. a recurrent layer's
         initial_state=) go to `call`. A layer with several outputs returns a list.
         """
-        x = self._prepare_input(x)
-        if x.ndim == 0:
-            raise ValueError(f"{self._label()}: expected a batch of inputs (rank >= 1, batch "
-                             f"first), got a scalar")
-        if self.input_spec is not None:
-            self.input_spec.check(self, x.shape)  # names the received shape, batch included
-        self.build_for((None,) + tuple(x.shape[1:]))
-        mask = self._checked_mask(mask, x)
+        if self.takes_input_list:
+            x = self._input_list(x)
+            self.build_for([(None,) + tuple(item.shape[1:]) for item in x])
+            mask = self._checked_masks(mask, x)
+        else:
+            x = self._checked_input(x)
+            self.build_for((None,) + tuple(x.shape[1:]))
+            mask = self._checked_mask(mask, x)
         y, cache = self.call(x, bool(training), **self._call_arguments(call_arguments, mask))
         if utils.numerics_checked():
             self._check_forward_numerics(x, y)
@@ -385,7 +402,44 @@ class Layer:
                                        else tuple(y.shape))
         return y
 
-    __call__ = forward
+    def __call__(self, *args, **kwargs):
+        """Keras's call: on symbolic tensors (fd.Input, or a layer's output on one) records
+        the call in a graph and returns symbolic outputs (see layers/symbolic.py); on arrays
+        it is forward(x, training=False, mask=None, **call_arguments)."""
+        if symbolic.is_symbolic(args, kwargs):
+            return symbolic.call_symbolically(self, args, kwargs)
+        return self.forward(*args, **kwargs)
+
+    def _checked_input(self, x):
+        x = self._prepare_input(x)
+        if x.ndim == 0:
+            raise ValueError(f"{self._label()}: expected a batch of inputs (rank >= 1, batch "
+                             f"first), got a scalar")
+        if self.input_spec is not None:
+            self.input_spec.check(self, x.shape)  # names the received shape, batch included
+        return x
+
+    def _input_list(self, x) -> list:
+        """The inputs of a layer that takes a list (merging layers), each checked."""
+        if not isinstance(x, (list, tuple)) or not x:
+            got = "an empty list" if isinstance(x, (list, tuple)) else type(x).__name__
+            raise TypeError(f"{self._label()}: expected a list of input arrays (batch first), "
+                            f"got {got}")
+        return [self._checked_input(item) for item in x]
+
+    def _checked_masks(self, mask, x: list):
+        """One checked mask (or None) per input of a layer that takes a list; None when
+        no input has a mask."""
+        if mask is None:
+            return None
+        if not isinstance(mask, (list, tuple)) or len(mask) != len(x):
+            raise ValueError(f"{self._label()}: expected a list of {len(x)} masks (None for an "
+                             f"unmasked input), one per input, got {type(mask).__name__}"
+                             + (f" of length {len(mask)}" if isinstance(mask, (list, tuple))
+                                else ""))
+        if all(m is None for m in mask):
+            return None
+        return [self._checked_mask(m, item) for m, item in zip(mask, x)]
 
     def compute_mask(self, x, mask):
         """The mask of the output for the input mask `mask` (checked, or None), as Keras:

@@ -14,6 +14,7 @@ import numpy as np
 from .. import _rng, activations, backend, constraints, initializers, regularizers
 from ..errors import StateError
 from ..ops.gemm import matmul
+from . import symbolic
 from .base import InputSpec, Layer, _as_shape
 from .registry import register
 
@@ -450,6 +451,18 @@ class InputLayer(Layer):
         self.input_spec = InputSpec(ndim=len(shape) + 1,
                                     axes={i + 1: d for i, d in enumerate(shape) if d is not None})
 
+    is_input_layer = True  # its call node starts a graph (layers/symbolic.py)
+
+    def output_tensor(self, dtype=None):
+        """The symbolic tensor this layer stands for in a graph (made once; `dtype`
+        defaults to the layer's)."""
+        if getattr(self, "_output_tensor", None) is None:
+            self.build_for(self.batch_shape)
+            node = symbolic.Node(self, [], {}, self.batch_shape,
+                                 self.dtype if dtype is None else dtype)
+            self._output_tensor = node.outputs[0]
+        return self._output_tensor
+
     @property
     def batch_shape(self):
         """(batch_size, *shape), batch_size None when not fixed."""
@@ -468,8 +481,21 @@ class InputLayer(Layer):
         return config
 
 
-def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None) -> InputLayer:
-    """Keras's `Input`: the InputLayer that declares a model's input, e.g.
-    `Sequential([Input((4,)), Dense(2)])`. `shape` excludes the batch axis."""
-    return InputLayer(shape=shape, batch_size=batch_size, batch_shape=batch_shape, name=name,
-                      dtype=dtype)
+def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
+    """Keras's `Input`: a symbolic tensor standing for a model's input, made by a new
+    InputLayer. Layers called on it build a graph for `fd.Model(inputs, outputs)`;
+    `Sequential([Input((4,)), Dense(2)])` takes it as the input declaration. `shape`
+    excludes the batch axis; an integer dtype (ids for an Embedding) is the tensor's,
+    the layer keeps its float dtype."""
+    label = f"Input '{name}'" if name else "Input"
+    try:
+        tensor_dtype = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{label}: expected a NumPy dtype name such as 'float32' or 'int32', "
+                        f"got {dtype!r}") from None
+    if tensor_dtype is not None and tensor_dtype.kind not in "biuf":
+        raise TypeError(f"{label}: expected a numeric dtype, got {tensor_dtype}")
+    layer = InputLayer(shape=shape, batch_size=batch_size, batch_shape=batch_shape, name=name,
+                       dtype=dtype if tensor_dtype is not None and tensor_dtype.kind == "f"
+                       else None)
+    return layer.output_tensor(tensor_dtype)

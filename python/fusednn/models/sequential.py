@@ -19,9 +19,12 @@ from .. import fusion, utils
 from .. import layers as layers_module
 from ..errors import StateError
 from ..layers.base import Layer
+from ..layers.symbolic import SymbolicTensor
+from .registry import MODELS, deserialize_layer, serialize_layer
 from .training import Model
 
 
+@MODELS.register
 class Sequential(Model):
     """A linear stack of layers; `layers` may be given at once or added with `add`.
 
@@ -59,6 +62,8 @@ class Sequential(Model):
 
     def add(self, layer: Layer) -> None:
         """Appends `layer`; builds the model when the input shape becomes known."""
+        if isinstance(layer, SymbolicTensor) and layer.node.is_input:
+            layer = layer.node.layer  # fd.Input's tensor declares the input, as in Keras
         if not isinstance(layer, Layer):
             raise TypeError(f"{self._label()}.add: expected a fusednn Layer, got "
                             f"{type(layer).__name__} ({layer!r})")
@@ -156,8 +161,6 @@ class Sequential(Model):
             self._steps = steps
         return x
 
-    __call__ = forward
-
     def backward(self, dy):
         """Gradient w.r.t. the input of the latest forward(x, training=True).
 
@@ -206,7 +209,7 @@ class Sequential(Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "layers": [_serialize_layer(layer) for layer in self._all_layers()],
+            "layers": [serialize_layer(layer) for layer in self._all_layers()],
             "build_input_shape": list(self.input_shape) if self.built else None,
         }
 
@@ -216,7 +219,7 @@ class Sequential(Model):
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError(f"Sequential.from_config: expected a dict with a 'layers' list, "
                              f"got {config!r:.200}")
-        model = cls(layers=[_deserialize_layer(item) for item in config["layers"]],
+        model = cls(layers=[deserialize_layer(item) for item in config["layers"]],
                     name=config.get("name"), trainable=config.get("trainable", True))
         shape = config.get("build_input_shape")
         if shape is not None and not model.built:
@@ -243,16 +246,3 @@ def _declared_shape(layer: Layer):
     if layer.built and layer.input_shape is not None:
         return tuple(layer.input_shape)
     return None
-
-
-def _serialize_layer(layer: Layer) -> dict:
-    if isinstance(layer, Sequential):
-        return {"class_name": "Sequential", "config": layer.get_config()}
-    return layers_module.serialize(layer)
-
-
-def _deserialize_layer(item):
-    if isinstance(item, dict) and item.get("class_name") == "Sequential":
-        return Sequential.from_config(item.get("config"))
-    return layers_module.deserialize(item)
-

@@ -5,18 +5,24 @@ import numpy as np
 
 
 def summary_lines(model, line_length=None, positions=None) -> list[str]:
-    """Keras 2's table: layer (type), output shape, parameter count, and totals."""
-    line_length = int(line_length or 65)
-    positions = list(positions or [0.45, 0.85, 1.0])
+    """Keras 2's table: layer (type), output shape, parameter count, and totals; for a
+    graph model (one with `connections()`) also "Connected to", each inbound tensor as
+    "layer[call][output]", as Keras 2 prints a functional model."""
+    graph = hasattr(model, "connections")
+    line_length = int(line_length or (98 if graph else 65))
+    positions = list(positions or ([0.33, 0.55, 0.67, 1.0] if graph else [0.45, 0.85, 1.0]))
     if positions[-1] <= 1:
         positions = [int(line_length * p) for p in positions]
+    header = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if graph else [])
     lines = [f'Model: "{model.name}"', "_" * line_length]
-    lines += _table_row(["Layer (type)", "Output Shape", "Param #"], positions)
+    lines += _table_row(header, positions)
     lines.append("=" * line_length)
+    connections = model.connections() if graph else {}
     for layer in model.layers:
-        lines += _table_row([f"{layer.name} ({type(layer).__name__})",
-                             _shape_text(layer.output_shape), str(layer.count_params())],
-                            positions)
+        row = [f"{layer.name} ({type(layer).__name__})",
+               _graph_shape_text(model, layer) if graph else _shape_text(layer.output_shape),
+               str(layer.count_params())]
+        lines += _table_row(row + ([str(connections[layer])] if graph else []), positions)
     trainable = {id(v) for v in model.trainable_variables}
     sizes = [(int(np.prod(v.shape)), id(v) in trainable) for v in model.variables]
     total = sum(size for size, _ in sizes)
@@ -31,6 +37,18 @@ def summary_lines(model, line_length=None, positions=None) -> list[str]:
 
 def _shape_text(shape) -> str:
     return str(tuple(shape)) if shape is not None else "?"
+
+
+def _graph_shape_text(model, layer) -> str:
+    """As Keras 2: an InputLayer's shape in a list, several outputs as a list of shapes,
+    "multiple" for a layer whose calls give different shapes."""
+    shapes = model.output_shapes_of(layer)
+    if any(shape != shapes[0] for shape in shapes):
+        return "multiple"
+    shape = shapes[0]
+    if isinstance(shape, list):
+        return str([tuple(s) for s in shape])
+    return str([tuple(shape)]) if getattr(layer, "is_input_layer", False) else str(tuple(shape))
 
 
 def _table_row(fields, positions) -> list[str]:

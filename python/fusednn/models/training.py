@@ -38,6 +38,15 @@ from .data import (_as_batch_array, _check_batch_size, _check_data, _check_verbo
 class Model(Layer):
     """The training API on top of the layer protocol; subclasses define the structure."""
 
+    # Keras has one Model class: Model(inputs, outputs) makes a functional model, of the
+    # class models/functional.py sets here (importing it would make an import cycle).
+    _functional_class = None
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            return super().__new__(Model._functional_class)
+        return super().__new__(cls)
+
     def __init__(self, name=None, trainable=True):
         super().__init__(name=name, trainable=trainable)
         self.optimizer = None

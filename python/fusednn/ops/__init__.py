@@ -9,7 +9,7 @@ from .conv import (conv1d, conv1d_backward, conv2d, conv2d_backward, conv2d_tran
 from .conv_pool import conv2d_max_pool2d, conv2d_max_pool2d_backward
 from .gemm import batched_matmul, matmul
 from .cross_entropy import softmax_cross_entropy, sparse_softmax_cross_entropy
-from .optimizer_updates import adam_update, sgd_update
+from .optimizer_updates import adam_update, adamax_update, lion_update, nadam_update, sgd_update
 from .pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                       upsample_nearest2d, upsample_nearest2d_backward)
 from .recurrent import (gru_backward, gru_forward, lstm_backward, lstm_forward,
@@ -37,12 +37,15 @@ __all__ = [
     "upsample_nearest2d",
     "upsample_nearest2d_backward",
     "adam_update",
+    "adamax_update",
     "batched_matmul",
     "matmul",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
     "lstm_forward",
+    "lion_update",
+    "nadam_update",
     "recurrent_algorithm",
     "simple_rnn_backward",
     "simple_rnn_forward",

@@ -31,21 +31,10 @@ def adam_update(params, grads, ms, vs, *, learning_rate, beta_1, beta_2, epsilon
     params, grads, ms, vs: lists of arrays, entry i of shape P_i in all four.
     """
     op = "adam_update"
-    lr = _real(op, "learning_rate", learning_rate, low=0.0)
-    b1 = _real(op, "beta_1", beta_1, low=0.0, high=1.0)
-    b2 = _real(op, "beta_2", beta_2, low=0.0, high=1.0)
-    eps = _real(op, "epsilon", epsilon, low=0.0, high_inclusive=True, high=math.inf)
-    wd = _real(op, "weight_decay", weight_decay, low=0.0, high_inclusive=True, high=math.inf)
-    t = _step(op, step)
-    lists = _checked_lists(op, {"params": params, "grads": grads, "ms": ms, "vs": vs},
-                           state=("params", "ms", "vs"))
-    if lists is None:
-        return
-    xp, (params, grads, ms, vs) = lists
-    if xp is np:
-        shared_cores.run(_C.adam_update_cpu, params, grads, ms, vs, lr, b1, b2, eps, t, wd)
-    else:
-        _launch_cuda(_C.adam_update_cuda, params, grads, ms, vs, lr, b1, b2, eps, t, wd)
+    lr, b1, b2, eps, t, wd = _adam_family_hyperparameters(op, learning_rate, beta_1, beta_2,
+                                                          epsilon, step, weight_decay)
+    _run(op, {"params": params, "grads": grads, "ms": ms, "vs": vs}, ("params", "ms", "vs"),
+         lr, b1, b2, eps, t, wd)
 
 
 def sgd_update(params, grads, moments, *, learning_rate, momentum=0.0, nesterov=False,
@@ -68,19 +57,90 @@ def sgd_update(params, grads, moments, *, learning_rate, momentum=0.0, nesterov=
         raise TypeError(f"{op}: nesterov must be True or False, got {nesterov!r}")
     if moments is None and mom > 0.0:
         raise ValueError(f"{op}: momentum = {mom} needs a list of moment buffers, got moments=None")
-    named = {"params": params, "grads": grads}
-    if moments is not None:
-        named["moments"] = moments
-    lists = _checked_lists(op, named, state=("params", "moments"))
-    if lists is None:
-        return
-    xp, arrays = lists
-    params, grads = arrays[0], arrays[1]
-    moments = arrays[2] if moments is not None else None
-    if xp is np:
-        shared_cores.run(_C.sgd_update_cpu, params, grads, moments, lr, mom, bool(nesterov), wd)
+    hyperparameters = (lr, mom, bool(nesterov), wd)
+    if moments is None:   # the kernel's moments argument is None, after the two lists
+        _run(op, {"params": params, "grads": grads}, ("params",), None, *hyperparameters)
     else:
-        _launch_cuda(_C.sgd_update_cuda, params, grads, moments, lr, mom, bool(nesterov), wd)
+        _run(op, {"params": params, "grads": grads, "moments": moments}, ("params", "moments"),
+             *hyperparameters)
+
+
+def nadam_update(params, grads, ms, vs, *, learning_rate, beta_1, beta_2, epsilon, step,
+                 u_product, weight_decay=0.0):
+    """Nadam at step `step` (t >= 1), in place, Keras 3 form; returns the new u_product.
+
+    With the momentum cache u_s = beta_1 (1 - 0.5 * 0.96^s) and U_t = u_1 ... u_t
+    (`u_product` is U_{t-1}: 1.0 before the first step; the return value is U_t):
+
+        m += (1 - beta_1) * (g - m);   v += (1 - beta_2) * (g^2 - v)
+        p -= learning_rate * weight_decay * p
+        m_hat = u_{t+1} m / (1 - U_t u_{t+1}) + (1 - u_t) g / (1 - U_t)
+        p -= learning_rate * m_hat / (sqrt(v / (1 - beta_2^t)) + epsilon)
+
+    The coefficients are computed once, in csrc/include/fusednn/optimizers.h.
+    """
+    op = "nadam_update"
+    lr, b1, b2, eps, t, wd = _adam_family_hyperparameters(op, learning_rate, beta_1, beta_2,
+                                                          epsilon, step, weight_decay)
+    previous = _real(op, "u_product", u_product, low=0.0, high=1.0, high_inclusive=True)
+    u_product = _run(op, {"params": params, "grads": grads, "ms": ms, "vs": vs},
+                     ("params", "ms", "vs"), lr, b1, b2, eps, t, previous, wd)
+    if u_product is None:   # nothing to update; the kernel's entry still advances U
+        u_product = _C.nadam_update_cpu([], [], [], [], lr, b1, b2, eps, t, previous, wd)
+    return u_product
+
+
+def adamax_update(params, grads, ms, us, *, learning_rate, beta_1, beta_2, epsilon, step,
+                  weight_decay=0.0):
+    """Adamax at step `step` (t >= 1), in place, Keras 3 form (u: the infinity norm):
+
+        m += (1 - beta_1) * (g - m);   u = max(beta_2 * u, |g|)
+        p -= learning_rate * weight_decay * p
+        p -= learning_rate / (1 - beta_1^t) * m / (u + epsilon)
+    """
+    op = "adamax_update"
+    lr, b1, b2, eps, t, wd = _adam_family_hyperparameters(op, learning_rate, beta_1, beta_2,
+                                                          epsilon, step, weight_decay)
+    _run(op, {"params": params, "grads": grads, "ms": ms, "us": us}, ("params", "ms", "us"),
+         lr, b1, b2, eps, t, wd)
+
+
+def lion_update(params, grads, ms, *, learning_rate, beta_1, beta_2, weight_decay=0.0):
+    """Lion, in place, Keras 3 form (sign(0) = 0):
+
+        p -= learning_rate * weight_decay * p
+        p -= learning_rate * sign(beta_1 * m + (1 - beta_1) * g)
+        m = beta_2 * m + (1 - beta_2) * g
+    """
+    op = "lion_update"
+    lr = _real(op, "learning_rate", learning_rate, low=0.0)
+    b1 = _real(op, "beta_1", beta_1, low=0.0, high=1.0, high_inclusive=True)
+    b2 = _real(op, "beta_2", beta_2, low=0.0, high=1.0, high_inclusive=True)
+    wd = _real(op, "weight_decay", weight_decay, low=0.0, high_inclusive=True, high=math.inf)
+    _run(op, {"params": params, "grads": grads, "ms": ms}, ("params", "ms"), lr, b1, b2, wd)
+
+
+def _adam_family_hyperparameters(op, learning_rate, beta_1, beta_2, epsilon, step, weight_decay):
+    """(learning_rate, beta_1, beta_2, epsilon, step, weight_decay), checked."""
+    return (_real(op, "learning_rate", learning_rate, low=0.0),
+            _real(op, "beta_1", beta_1, low=0.0, high=1.0),
+            _real(op, "beta_2", beta_2, low=0.0, high=1.0),
+            _real(op, "epsilon", epsilon, low=0.0, high_inclusive=True, high=math.inf),
+            _step(op, step),
+            _real(op, "weight_decay", weight_decay, low=0.0, high_inclusive=True, high=math.inf))
+
+
+def _run(op, named, state, *hyperparameters):
+    """Checks the lists (`_checked_lists`), then runs `_C.<op>_cpu` on NumPy arrays or
+    `_C.<op>_cuda` on CuPy arrays with the lists and the hyperparameters; returns the
+    kernel's result, or None (and runs nothing) when the lists are empty."""
+    lists = _checked_lists(op, named, state=state)
+    if lists is None:
+        return None
+    xp, arrays = lists
+    if xp is np:
+        return shared_cores.run(getattr(_C, f"{op}_cpu"), *arrays, *hyperparameters)
+    return _launch_cuda(getattr(_C, f"{op}_cuda"), *arrays, *hyperparameters)
 
 
 def _launch_cuda(kernel, params, *args):
@@ -97,7 +157,7 @@ def _launch_cuda(kernel, params, *args):
     with params[0].device:
         stream = backend.current_stream_ptr()
         with cp.cuda.Stream.null:
-            kernel(params, *args, stream)
+            return kernel(params, *args, stream)
 
 
 def _real(op, name, value, *, low, high=math.inf, high_inclusive=False):
