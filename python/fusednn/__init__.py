@@ -5,7 +5,7 @@ behind a Keras-style API.
     model = fd.Sequential([fd.layers.Dense(10, activation="softmax", input_shape=(64,))])
 """
 from . import _C, backend, errors
-from . import activations, initializers, regularizers, ops
+from . import activations, constraints, initializers, regularizers, ops
 from . import layers, losses, optimizers, metrics, callbacks, models, utils, convert, export
 from . import distribute
 from ._info import info
@@ -17,8 +17,8 @@ from .utils import get_num_threads, set_num_threads
 __version__ = _C.build_info()["version"]
 
 __all__ = [
-    "Input", "Model", "Sequential", "activations", "backend", "callbacks", "convert",
-    "distribute", "errors", "export", "get_num_threads", "has_cuda", "info", "initializers",
-    "layers", "load_model", "losses", "metrics", "models", "ops", "optimizers", "regularizers",
-    "set_num_threads", "utils",
+    "Input", "Model", "Sequential", "activations", "backend", "callbacks", "constraints",
+    "convert", "distribute", "errors", "export", "get_num_threads", "has_cuda", "info",
+    "initializers", "layers", "load_model", "losses", "metrics", "models", "ops", "optimizers",
+    "regularizers", "set_num_threads", "utils",
 ]

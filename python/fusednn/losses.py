@@ -68,9 +68,16 @@ class Loss:
         checks its labels before the forward, so bad labels fail before any kernel runs.
         Losses whose targets need no check beyond the loss itself keep this no-op."""
 
+    def call(self, y_true, y_pred):
+        """Keras 3's way to write a loss: the per-sample losses (or their mean) of y_true and
+        y_pred, written with fusednn.ops; the base class averages them and differentiates
+        them with the tape (see `LossFunctionWrapper`). Built-in losses implement
+        `_evaluate` with their gradient written out instead."""
+        raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred) "
+                                  "with fusednn.ops, or _evaluate(y_true, y_pred, with_grad)")
+
     def _evaluate(self, y_true, y_pred, with_grad):
-        raise NotImplementedError(f"{type(self).__name__} must implement "
-                                  "_evaluate(y_true, y_pred, with_grad)")
+        return _evaluate_call(self, y_true, y_pred, with_grad)
 
     def get_config(self) -> dict:
         return {"name": self.name}
@@ -863,19 +870,62 @@ poisson = _function_form(Poisson, "poisson")
 cosine_similarity = _function_form(CosineSimilarity, "cosine_similarity")
 
 
+class LossFunctionWrapper(Loss):
+    """A loss from a function fn(y_true, y_pred) written with fusednn.ops (Keras 3's
+    LossFunctionWrapper; what `compile(loss=fn)` makes of a plain function). It holds code,
+    so a model compiled with it cannot save its loss: compile the loaded model again."""
+
+    def __init__(self, fn, name=None):
+        if not callable(fn):
+            raise TypeError(f"LossFunctionWrapper: expected a function fn(y_true, y_pred), "
+                            f"got {type(fn).__name__} {fn!r}")
+        super().__init__(name=name or getattr(fn, "__name__", None) or None)
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+def _evaluate_call(loss, y_true, y_pred, with_grad):
+    """A `call`-based loss's (mean, gradient): y_true cast to y_pred's dtype, a trailing
+    axis of 1 on either side matched to the other's rank (Keras's
+    squeeze_or_expand_to_same_rank), then the mean of call's values (Keras's
+    "sum_over_batch_size") differentiated w.r.t. y_pred by the tape."""
+    y_pred = loss._prediction(y_pred)
+    y_true = loss._target(y_true, y_pred)
+    if y_true.ndim == y_pred.ndim + 1 and y_true.shape[-1] == 1 or \
+            y_pred.ndim == y_true.ndim + 1 and y_pred.shape[-1] == 1:
+        y_true = y_true.reshape(tuple(y_true.shape[:-1]) if y_true.ndim > y_pred.ndim
+                                else tuple(y_true.shape) + (1,))
+
+    def mean_loss(prediction):
+        return ops.mean(loss.call(y_true, prediction))
+
+    if not with_grad:
+        return ops.tape.value_of(mean_loss(y_pred)), None
+    return ops.value_and_grad(mean_loss)(y_pred)
+
+
 def get(identifier):
     """A Loss from a Loss (returned as is), a Keras name ('mse', 'categorical_crossentropy',
-    'Huber', ...), a serialized dict, or None (returned as None)."""
+    'Huber', ...), a serialized dict, a function fn(y_true, y_pred) written with fusednn.ops
+    (a LossFunctionWrapper), or None (returned as None)."""
     if identifier is None:
         return None
     if hasattr(identifier, "loss_class"):  # a function form: its class, as Keras's get
         return identifier.loss_class()
-    if callable(identifier) and not isinstance(identifier, Loss):
-        raise TypeError(f"loss must be a name, a fusednn.losses.Loss or a serialized dict, got "
-                        f"{type(identifier).__name__} {identifier!r} (a plain function cannot "
-                        f"give gradients: subclass fusednn.losses.Loss instead)")
+    if callable(identifier) and not isinstance(identifier, (Loss, type)):
+        return LossFunctionWrapper(identifier)
     return _LOSSES.get(identifier)
 
 
-serialize = _LOSSES.serialize
+def serialize(loss) -> dict:
+    """{"class_name", "config"} of a registered loss; a user function cannot be saved."""
+    if isinstance(loss, LossFunctionWrapper):
+        raise ValueError(f"loss {loss.name!r} is the user function {loss.fn!r}, which cannot "
+                         f"be saved (the safe format holds no code); save without it or "
+                         f"compile the loaded model again with it")
+    return _LOSSES.serialize(loss)
+
+
 deserialize = _LOSSES.deserialize

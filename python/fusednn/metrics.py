@@ -14,7 +14,7 @@ fewer than the prediction (or a trailing axis of 1) are sparse, else categorical
 """
 from __future__ import annotations
 
-from . import backend, losses
+from . import backend, losses, ops
 from .registry import Registry
 
 # The metric functions by Keras name ("accuracy" / "acc" are resolved in `get`, from the loss).
@@ -179,9 +179,17 @@ def get(identifier, loss=None) -> Metric:
         name = getattr(identifier, "name", None)
         if not isinstance(name, str):
             name = getattr(identifier, "__name__", type(identifier).__name__)
-        return Metric(identifier, name)
+        return Metric(_batch_mean(identifier), name)
     raise TypeError(f"metric must be a name, a Metric or a callable(y_true, y_pred), "
                     f"got {identifier!r}")
+
+
+def _batch_mean(fn):
+    """Keras's MeanMetricWrapper: a function's values (one per sample, as Keras metric
+    functions return, or already their mean) averaged over the batch with fusednn.ops."""
+    def batch_mean(y_true, y_pred):
+        return ops.mean(fn(y_true, y_pred))
+    return batch_mean
 
 
 def serialize(metric: Metric) -> str:

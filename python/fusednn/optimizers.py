@@ -12,7 +12,8 @@ Keras 3's `apply`:
 3. decoupled weight decay, p -= lr * weight_decay * p (any optimizer, as Keras);
 4. the optimizer's update with the learning rate of this step (a schedule is
    evaluated at `iterations`, the number of steps taken before this one);
-5. iterations += 1.
+5. each weight's constraint (fusednn.constraints; kernel_constraint= ...) projects it;
+6. iterations += 1.
 
 SGD, Adam, AdamW, Nadam, Adamax and Lion run on the fused kernels in
 `fusednn.ops`: one call per step over all variables that share a device and dtype (usually one call in all).
@@ -135,6 +136,24 @@ def _positive(owner, name, value) -> float:
 
 
 # ----- the base class ----------------------------------------------------------
+def _apply_constraints(variables) -> None:
+    """Projects each updated weight with its constraint, in place, as Keras does right after
+    the update; a constraint must give back the weight's shape on its device."""
+    for var in variables:
+        if var.constraint is None:
+            continue
+        projected = var.constraint(var.value)
+        if tuple(getattr(projected, "shape", ())) != var.shape \
+                or backend.device_of(projected) != backend.device_of(var.value):
+            raise ValueError(f"constraint {var.constraint!r} of weight {var.name} must return an "
+                             f"array of the weight's shape {var.shape} on "
+                             f"{backend.device_of(var.value)}, got "
+                             f"{type(projected).__name__} of shape "
+                             f"{tuple(getattr(projected, 'shape', ()))} on "
+                             f"{backend.device_of(projected)}")
+        var.value[...] = projected
+
+
 class Optimizer:
     """Base class: learning rate (float or schedule), weight decay, clipping, slots, state.
 
@@ -231,6 +250,7 @@ class Optimizer:
                            for name in self._slot_names()}
             self._update([variables[i].value for i in indices], [grads[i] for i in indices],
                          group_slots, learning_rate)
+        _apply_constraints(variables)
         self.iterations += 1
 
     def _trainable_variables_of(self, layer_or_model) -> list[Variable]:

@@ -16,7 +16,7 @@ import importlib
 from ._common import MissingDependency, Result, missing_packages, INSTALL_HINT
 
 # In the order `fusednn demo all` runs them.
-NAMES = ("cnn", "lstm", "gru", "autoencoder", "denoising", "gan", "seq2seq")
+NAMES = ("cnn", "lstm", "gru", "autoencoder", "denoising", "gan", "wgan", "seq2seq")
 
 
 def module(name: str):

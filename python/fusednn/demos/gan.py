@@ -45,14 +45,21 @@ def quality(points):
     return float(close.mean()), int(np.sum(counts >= 0.02 * len(points)))
 
 
-def networks():
+def generator_network():
+    """Dense 128 -> Dense 128 -> Dense 2 from LATENT random numbers (the WGAN demo's too)."""
     from .. import layers, models
 
-    generator = models.Sequential([
+    return models.Sequential([
         layers.Dense(128, activation="relu", input_shape=(LATENT,)),
         layers.Dense(128, activation="relu"),
         layers.Dense(2),
     ], name="generator")
+
+
+def networks():
+    from .. import layers, models
+
+    generator = generator_network()
     discriminator = models.Sequential([
         layers.Dense(128, input_shape=(2,)),
         layers.LeakyReLU(0.2),
@@ -124,6 +131,13 @@ def run(device="cpu", epochs=None, out_dir=".", seed=3):
                                     ("g_loss", history["generator"][-1])],
                             finalize=epoch == epochs)
 
+    return result("gan", "GAN", generator, snapshots, rng, out_dir)
+
+
+def result(name, label, generator, snapshots, rng, out_dir):
+    """The ring demos' ending (this one and wgan.py): `generator`'s points scored by
+    `quality` beside one Gaussian fitted to the data, and the picture of `snapshots`
+    ({step: points}) saved as NAME.png."""
     generated = generator.predict(rng.normal(size=(4000, LATENT)).astype(np.float32))
     close, modes = quality(generated)
     real = ring_samples(rng, 4000)
@@ -135,12 +149,13 @@ def run(device="cpu", epochs=None, out_dir=".", seed=3):
     for ax, (step, points) in zip(axes, sorted(snapshots.items())):
         _scatter(ax, real[:1000], points, f"step {step}")
     _scatter(axes[-1], real[:1000], gaussian[:1000], "baseline: one Gaussian", color="tab:blue")
-    fig.suptitle("generated points (red) over training, real ring in grey", fontsize=10)
-    image = _common.save(fig, out_dir, "gan.png")
+    fig.suptitle(f"{label}: generated points (red) over training, real ring in grey",
+                 fontsize=10)
+    image = _common.save(fig, out_dir, f"{name}.png")
     return _common.Result(
-        "gan", "generated points on a mode", close, "one Gaussian fitted to the data",
+        name, "generated points on a mode", close, "one Gaussian fitted to the data",
         gaussian_close, higher_is_better=True, images=[image],
-        details=f"modes covered (>= 2 % of the points): GAN {modes} of {MODES}, "
+        details=f"modes covered (>= 2 % of the points): {label} {modes} of {MODES}, "
                 f"Gaussian {gaussian_modes} of {MODES}")
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 # The family modules, imported for the classes they register.
 from . import (activation_layers, convolutional, core, depthwise, embedding,  # noqa: F401
-               merging, normalization, pooling, recurrent, reshaping, wrappers)
+               lambda_layer, merging, normalization, pooling, recurrent, reshaping,
+               wrappers)
 from .base import InputSpec, Layer, Variable
 from .core import Input
 from .merging import (FUNCTIONS as _MERGE_FUNCTIONS, add, average, concatenate,  # noqa: F401

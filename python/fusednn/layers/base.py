@@ -35,7 +35,7 @@ import warnings
 
 import numpy as np
 
-from .. import backend, initializers, regularizers, utils
+from .. import backend, constraints, initializers, regularizers, utils
 from ..errors import StateError
 from ..naming import default_layer_name
 from . import symbolic
@@ -44,12 +44,14 @@ from . import symbolic
 class Variable:
     """One weight: its value, its gradient buffer (same shape, device and dtype)."""
 
-    def __init__(self, name: str, value, trainable: bool = True, regularizer=None):
+    def __init__(self, name: str, value, trainable: bool = True, regularizer=None,
+                 constraint=None):
         self.name = name
         self.value = value
         self.grad = backend.get_array_module(value).zeros_like(value)
         self.trainable = trainable
         self.regularizer = regularizer
+        self.constraint = constraint  # applied by the optimizer after each update
 
     @property
     def shape(self):
@@ -225,7 +227,7 @@ class Layer:
 
     # ----- weights -------------------------------------------------------
     def add_weight(self, name, shape, initializer="glorot_uniform", regularizer=None,
-                   trainable=True) -> Variable:
+                   trainable=True, constraint=None) -> Variable:
         """Creates a weight on the layer's device; call from `build`."""
         shape = tuple(int(s) for s in shape)
         backend.check_array_bytes(f"{self._label()}: weight '{name}'", shape, self.dtype)
@@ -236,7 +238,8 @@ class Layer:
         # asarray, not ascontiguousarray, which would make a scalar weight (1,).
         value = backend.to_device(np.asarray(value, dtype=self.dtype, order="C"), self.device)
         var = Variable(f"{self.name}/{name}", value, trainable=trainable,
-                       regularizer=regularizers.get(regularizer))
+                       regularizer=regularizers.get(regularizer),
+                       constraint=constraints.get(constraint))
         self._variables.append(var)
         return var
 

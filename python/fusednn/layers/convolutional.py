@@ -12,7 +12,7 @@ fused into the kernels; any other activation is applied here, after them.
 """
 from __future__ import annotations
 
-from .. import activations, backend, initializers, regularizers
+from .. import activations, backend, constraints, initializers, regularizers
 from ..ops import conv as conv_ops
 from .base import InputSpec, Layer
 from .core import ActivationAttribute, _checked, _positive_int
@@ -47,7 +47,8 @@ class _Conv(Layer):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, groups=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         label = self._label()
         self.filters = _positive_int(self, "filters", filters)
@@ -76,6 +77,9 @@ class _Conv(Layer):
                                            kernel_regularizer)
         self.bias_regularizer = _checked(self, "bias_regularizer", regularizers.get,
                                          bias_regularizer)
+        self.kernel_constraint = _checked(self, "kernel_constraint", constraints.get,
+                                          kernel_constraint)
+        self.bias_constraint = _checked(self, "bias_constraint", constraints.get, bias_constraint)
         self.input_spec = InputSpec(ndim=self.rank + 2)
         self.kernel = None
         self.bias = None
@@ -93,10 +97,11 @@ class _Conv(Layer):
                              f"by groups={self.groups}")
         self.compute_output_shape(input_shape)  # a kernel that does not fit fails here
         self.kernel = self.add_weight("kernel", self._kernel_shape(channels // self.groups),
-                                      self.kernel_initializer, self.kernel_regularizer)
+                                      self.kernel_initializer, self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
-                                        self.bias_regularizer)
+                                        self.bias_regularizer, constraint=self.bias_constraint)
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={axis: channels})
 
     def compute_output_shape(self, input_shape):
@@ -210,6 +215,8 @@ class _Conv(Layer):
             bias_initializer=initializers.serialize(self.bias_initializer),
             kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
             bias_regularizer=regularizers.serialize(self.bias_regularizer),
+            kernel_constraint=constraints.serialize(self.kernel_constraint),
+            bias_constraint=constraints.serialize(self.bias_constraint),
         )
         return config
 

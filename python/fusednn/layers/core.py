@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from .. import _rng, activations, backend, initializers, regularizers
+from .. import _rng, activations, backend, constraints, initializers, regularizers
 from ..errors import StateError
 from ..ops.gemm import matmul
 from . import symbolic
@@ -113,7 +113,7 @@ class Dense(_SoftmaxFusion, Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 **kwargs):
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         self.units = _positive_int(self, "units", units)
         self.activation = activation
@@ -126,6 +126,9 @@ class Dense(_SoftmaxFusion, Layer):
                                            kernel_regularizer)
         self.bias_regularizer = _checked(self, "bias_regularizer", regularizers.get,
                                          bias_regularizer)
+        self.kernel_constraint = _checked(self, "kernel_constraint", constraints.get,
+                                          kernel_constraint)
+        self.bias_constraint = _checked(self, "bias_constraint", constraints.get, bias_constraint)
         self.kernel = None
         self.bias = None
 
@@ -139,10 +142,11 @@ class Dense(_SoftmaxFusion, Layer):
             raise ValueError(f"{self._label()}: the last axis of the input must be known to "
                              f"create the kernel, got input shape {tuple(input_shape)}")
         self.kernel = self.add_weight("kernel", (features, self.units), self.kernel_initializer,
-                                      self.kernel_regularizer)
+                                      self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
-                                        self.bias_regularizer)
+                                        self.bias_regularizer, constraint=self.bias_constraint)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: features})
 
     def compute_output_shape(self, input_shape):
@@ -188,6 +192,8 @@ class Dense(_SoftmaxFusion, Layer):
             bias_initializer=initializers.serialize(self.bias_initializer),
             kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
             bias_regularizer=regularizers.serialize(self.bias_regularizer),
+            kernel_constraint=constraints.serialize(self.kernel_constraint),
+            bias_constraint=constraints.serialize(self.bias_constraint),
         )
         return config
 

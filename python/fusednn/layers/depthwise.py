@@ -12,7 +12,7 @@ kernel of its own would remove that; not written yet).
 """
 from __future__ import annotations
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from ..ops import conv as conv_ops
 from .base import InputSpec, Layer
 from .convolutional import Conv1D, Conv2D
@@ -28,7 +28,8 @@ class _Depthwise(Layer):
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
-                 depthwise_regularizer=None, bias_regularizer=None, **kwargs):
+                 depthwise_regularizer=None, bias_regularizer=None, depthwise_constraint=None,
+                 **kwargs):
         super().__init__(1, kernel_size, strides=strides, padding=padding,
                          data_format=data_format, dilation_rate=dilation_rate,
                          activation=activation, use_bias=use_bias,
@@ -39,6 +40,8 @@ class _Depthwise(Layer):
                                            depthwise_initializer)
         self.kernel_regularizer = _checked(self, "depthwise_regularizer", regularizers.get,
                                            depthwise_regularizer)
+        self.kernel_constraint = _checked(self, "depthwise_constraint", constraints.get,
+                                          depthwise_constraint)
 
     def build(self, input_shape):
         channels = self._build_depthwise(input_shape)
@@ -46,7 +49,7 @@ class _Depthwise(Layer):
         self.compute_output_shape(input_shape)  # a kernel that does not fit fails here
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
-                                        self.bias_regularizer)
+                                        self.bias_regularizer, constraint=self.bias_constraint)
 
     def _build_depthwise(self, input_shape) -> int:
         """Creates depthwise_kernel (..., C, M) and sets groups = C; returns C."""
@@ -59,7 +62,8 @@ class _Depthwise(Layer):
         self.groups = channels
         self.kernel = self.add_weight("depthwise_kernel",
                                       (*self.kernel_size, channels, self.depth_multiplier),
-                                      self.kernel_initializer, self.kernel_regularizer)
+                                      self.kernel_initializer, self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={axis: channels})
         return channels
 
@@ -76,11 +80,13 @@ class _Depthwise(Layer):
 
     def get_config(self):
         config = super().get_config()
-        for key in ("filters", "groups", "kernel_initializer", "kernel_regularizer"):
+        for key in ("filters", "groups", "kernel_initializer", "kernel_regularizer",
+                    "kernel_constraint"):
             config.pop(key, None)
         config.update(depth_multiplier=self.depth_multiplier,
                       depthwise_initializer=initializers.serialize(self.kernel_initializer),
-                      depthwise_regularizer=regularizers.serialize(self.kernel_regularizer))
+                      depthwise_regularizer=regularizers.serialize(self.kernel_regularizer),
+                      depthwise_constraint=constraints.serialize(self.kernel_constraint))
         return config
 
 
@@ -102,7 +108,8 @@ class _Separable(_Depthwise):
                  dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
                  bias_initializer="zeros", depthwise_regularizer=None,
-                 pointwise_regularizer=None, bias_regularizer=None, **kwargs):
+                 pointwise_regularizer=None, bias_regularizer=None, pointwise_constraint=None,
+                 **kwargs):
         super().__init__(kernel_size, strides=strides, padding=padding,
                          depth_multiplier=depth_multiplier, data_format=data_format,
                          dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
@@ -115,6 +122,8 @@ class _Separable(_Depthwise):
                                               pointwise_initializer)
         self.pointwise_regularizer = _checked(self, "pointwise_regularizer", regularizers.get,
                                               pointwise_regularizer)
+        self.pointwise_constraint = _checked(self, "pointwise_constraint", constraints.get,
+                                             pointwise_constraint)
         self.pointwise_kernel = None
 
     def build(self, input_shape):
@@ -124,10 +133,11 @@ class _Separable(_Depthwise):
         self.pointwise_kernel = self.add_weight(
             "pointwise_kernel", (1,) * self.rank + (channels * self.depth_multiplier,
                                                     self.filters),
-            self.pointwise_initializer, self.pointwise_regularizer)
+            self.pointwise_initializer, self.pointwise_regularizer,
+            constraint=self.pointwise_constraint)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
-                                        self.bias_regularizer)
+                                        self.bias_regularizer, constraint=self.bias_constraint)
 
     def compute_output_shape(self, input_shape):
         # The convolution's own rule with `filters` outputs (past _Depthwise's C * M).
@@ -157,7 +167,8 @@ class _Separable(_Depthwise):
         config = super().get_config()
         config.update(filters=self.pointwise_filters,
                       pointwise_initializer=initializers.serialize(self.pointwise_initializer),
-                      pointwise_regularizer=regularizers.serialize(self.pointwise_regularizer))
+                      pointwise_regularizer=regularizers.serialize(self.pointwise_regularizer),
+                      pointwise_constraint=constraints.serialize(self.pointwise_constraint))
         return config
 
 

@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from .. import backend, initializers, regularizers
+from .. import backend, constraints, initializers, regularizers
 from .base import Layer
 from .core import _checked, _positive_int
 from .registry import register
@@ -35,7 +35,7 @@ class Embedding(Layer):
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, mask_zero=False, input_length=None, weights=None,
-                 **kwargs):
+                 embeddings_constraint=None, **kwargs):
         if input_length is not None and "input_shape" not in kwargs:
             kwargs["input_shape"] = (input_length,)  # Keras 2's way to declare the length
         super().__init__(**kwargs)
@@ -46,6 +46,8 @@ class Embedding(Layer):
             "random_uniform" if embeddings_initializer == "uniform" else embeddings_initializer)
         self.embeddings_regularizer = _checked(self, "embeddings_regularizer", regularizers.get,
                                                embeddings_regularizer)
+        self.embeddings_constraint = _checked(self, "embeddings_constraint", constraints.get,
+                                              embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         self.embeddings = None
         if weights is not None:
@@ -55,7 +57,8 @@ class Embedding(Layer):
     def build(self, input_shape):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
                                           self.embeddings_initializer,
-                                          self.embeddings_regularizer)
+                                          self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
@@ -107,6 +110,7 @@ class Embedding(Layer):
         config.update(input_dim=self.input_dim, output_dim=self.output_dim,
                       embeddings_initializer=initializers.serialize(self.embeddings_initializer),
                       embeddings_regularizer=regularizers.serialize(self.embeddings_regularizer),
+                      embeddings_constraint=constraints.serialize(self.embeddings_constraint),
                       mask_zero=self.mask_zero)
         return config
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numbers
 
-from .. import backend, initializers, regularizers
+from .. import backend, constraints, initializers, regularizers
 from .base import InputSpec, Layer
 from .core import _checked
 from .registry import register
@@ -42,7 +42,8 @@ class BatchNormalization(Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
             raise TypeError(f"{self._label()}: expected axis to be an int, got {axis!r}")
@@ -69,6 +70,9 @@ class BatchNormalization(Layer):
                                          beta_regularizer)
         self.gamma_regularizer = _checked(self, "gamma_regularizer", regularizers.get,
                                           gamma_regularizer)
+        self.beta_constraint = _checked(self, "beta_constraint", constraints.get, beta_constraint)
+        self.gamma_constraint = _checked(self, "gamma_constraint", constraints.get,
+                                         gamma_constraint)
         self.input_spec = InputSpec(min_ndim=2)
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
@@ -87,10 +91,10 @@ class BatchNormalization(Layer):
         shape = (channels,)
         if self.scale:
             self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
-                                         self.gamma_regularizer)
+                                         self.gamma_regularizer, constraint=self.gamma_constraint)
         if self.center:
             self.beta = self.add_weight("beta", shape, self.beta_initializer,
-                                        self.beta_regularizer)
+                                        self.beta_regularizer, constraint=self.beta_constraint)
         self.moving_mean = self.add_weight("moving_mean", shape, self.moving_mean_initializer,
                                            trainable=False)
         self.moving_variance = self.add_weight("moving_variance", shape,
@@ -179,6 +183,8 @@ class BatchNormalization(Layer):
             moving_variance_initializer=initializers.serialize(self.moving_variance_initializer),
             beta_regularizer=regularizers.serialize(self.beta_regularizer),
             gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
+            beta_constraint=constraints.serialize(self.beta_constraint),
+            gamma_constraint=constraints.serialize(self.gamma_constraint),
         )
         return config
 

@@ -47,7 +47,7 @@ import numbers
 
 import numpy as np
 
-from .. import _rng, activations, backend, initializers, ops, regularizers
+from .. import _rng, activations, backend, constraints, initializers, ops, regularizers
 from .base import InputSpec, Layer
 from .core import _checked, _positive_int
 from .registry import register
@@ -102,6 +102,7 @@ class _RNN(Layer):
     def __init__(self, units, use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
                  dropout=0.0, recurrent_dropout=0.0, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, seed=None,
                  zero_output_for_mask=False, unroll=False, implementation=None,
@@ -121,6 +122,11 @@ class _RNN(Layer):
                                               recurrent_regularizer)
         self.bias_regularizer = _checked(self, "bias_regularizer", regularizers.get,
                                          bias_regularizer)
+        self.kernel_constraint = _checked(self, "kernel_constraint", constraints.get,
+                                          kernel_constraint)
+        self.recurrent_constraint = _checked(self, "recurrent_constraint", constraints.get,
+                                             recurrent_constraint)
+        self.bias_constraint = _checked(self, "bias_constraint", constraints.get, bias_constraint)
         self.dropout = _rate(self, "dropout", dropout)
         self.recurrent_dropout = _rate(self, "recurrent_dropout", recurrent_dropout)
         self.return_sequences = bool(return_sequences)
@@ -154,13 +160,16 @@ class _RNN(Layer):
                              f"known to create the kernel, got input shape {tuple(input_shape)}")
         width = self._gates * self.units
         self.kernel = self.add_weight("kernel", (features, width), self.kernel_initializer,
-                                      self.kernel_regularizer)
+                                      self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, width),
                                                 self.recurrent_initializer,
-                                                self.recurrent_regularizer)
+                                                self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
         if self.use_bias:
             self.bias = self.add_weight("bias", self._bias_shape(),
-                                        self._bias_initializer_for_build(), self.bias_regularizer)
+                                        self._bias_initializer_for_build(), self.bias_regularizer,
+                                        constraint=self.bias_constraint)
         self.input_spec = InputSpec(ndim=3, axes={-1: features})
 
     def compute_output_shape(self, input_shape):
@@ -327,6 +336,9 @@ class _RNN(Layer):
             kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
             recurrent_regularizer=regularizers.serialize(self.recurrent_regularizer),
             bias_regularizer=regularizers.serialize(self.bias_regularizer),
+            kernel_constraint=constraints.serialize(self.kernel_constraint),
+            recurrent_constraint=constraints.serialize(self.recurrent_constraint),
+            bias_constraint=constraints.serialize(self.bias_constraint),
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
             return_sequences=self.return_sequences,

@@ -15,6 +15,12 @@ from .pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_ba
 from .recurrent import (gru_backward, gru_forward, lstm_backward, lstm_forward,
                         recurrent_algorithm, simple_rnn_backward, simple_rnn_forward)
 
+# Keras 3's keras.ops math, differentiable by the tape (ops/math.py, ops/tape.py). Its
+# matmul replaces gemm's under the same name: plain 2-D operands still run the GEMM kernel.
+from . import math as _math
+from .tape import Traced, value_and_grad
+globals().update({_name: getattr(_math, _name) for _name in _math.KERAS_OPS})
+
 __all__ = [
     "conv1d",
     "conv1d_backward",
@@ -46,4 +52,7 @@ __all__ = [
     "sgd_update",
     "softmax_cross_entropy",
     "sparse_softmax_cross_entropy",
+    "Traced",
+    "value_and_grad",
+    *(name for name in _math.KERAS_OPS if name != "matmul"),  # matmul is listed above
 ]
