@@ -85,13 +85,18 @@ class _Conv(Layer):
         self.bias = None
 
     # ----- shapes and weights ----------------------------------------------------
-    def build(self, input_shape):
-        axis = self._layout.channel_axis
-        channels = input_shape[axis]
+    def _input_channels(self, input_shape) -> int:
+        """The size of the input's channel axis, which the kernel's shape needs."""
+        channels = input_shape[self._layout.channel_axis]
         if channels is None:
             raise ValueError(f"{self._label()}: the channel axis ({self.data_format}) of the "
                              f"input must be known to create the kernel, got input shape "
                              f"{tuple(input_shape)}")
+        return channels
+
+    def build(self, input_shape):
+        axis = self._layout.channel_axis
+        channels = self._input_channels(input_shape)
         if channels % self.groups:
             raise ValueError(f"{self._label()}: the {channels} input channels must be divisible "
                              f"by groups={self.groups}")

@@ -54,11 +54,7 @@ class _Depthwise(Layer):
     def _build_depthwise(self, input_shape) -> int:
         """Creates depthwise_kernel (..., C, M) and sets groups = C; returns C."""
         axis = self._layout.channel_axis
-        channels = input_shape[axis]
-        if channels is None:
-            raise ValueError(f"{self._label()}: the channel axis ({self.data_format}) of the "
-                             f"input must be known to create the kernel, got input shape "
-                             f"{tuple(input_shape)}")
+        channels = self._input_channels(input_shape)
         self.groups = channels
         self.kernel = self.add_weight("depthwise_kernel",
                                       (*self.kernel_size, channels, self.depth_multiplier),
