@@ -16,6 +16,7 @@ from .image_utils import array_to_img, img_to_array, load_img, save_img  # noqa:
 from .ops.deterministic import is_deterministic, set_deterministic  # noqa: F401
 from .py_dataset import PyDataset  # noqa: F401
 from .sequence_utils import normalize, pad_sequences  # noqa: F401
+from .timeseries import timeseries_dataset_from_array  # noqa: F401
 
 
 def set_random_seed(seed: int) -> None:
