@@ -282,3 +282,23 @@ def test_functional_two_inputs_from_arrays_and_a_generator(rng):
     history = model.fit({"left": x_left, "right": x_right}, y, epochs=60, verbose=0,
                         validation_split=0.25).history
     assert history["val_loss"][-1] < 0.01 * history["loss"][0]  # a linear target: near exact
+
+
+def test_save_and_load_keep_per_output_compile_settings(tmp_path):
+    a, b = fd.Input((3,), name="a"), fd.Input((2,), name="b")
+    joined = fd.layers.Concatenate()([a, b])
+    model = fd.Model([a, b], [fd.layers.Dense(1, name="reg")(joined),
+                              fd.layers.Dense(3, activation="softmax", name="cls")(joined)])
+    model.compile("adam", loss={"reg": "mse", "cls": "sparse_categorical_crossentropy"},
+                  loss_weights={"reg": 0.5, "cls": 2.0}, metrics={"cls": ["accuracy"]},
+                  weighted_metrics=["mae", None])
+    x = [np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)]
+    y = [np.zeros((4, 1), np.float32), np.array([0, 1, 2, 0])]
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.safetensors")
+    loaded = fd.models.load_model(tmp_path / "m.safetensors")
+    assert loaded.compile_arguments["loss_weights"] == {"reg": 0.5, "cls": 2.0}
+    assert [type(loss).__name__ for loss in loaded.loss.values()] == [
+        "MeanSquaredError", "SparseCategoricalCrossentropy"]
+    assert loaded.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(
+        model.evaluate(x, y, verbose=0, return_dict=True))

@@ -246,16 +246,26 @@ def save_model(model, path, include_optimizer: bool = True, metadata: dict | Non
         raise ValueError(f"save_model: the extra metadata keys {clash} are fusednn's own")
     metadata.update(extra)
     if getattr(model, "optimizer", None) is not None:
-        saved_metrics = []
-        for metric in model.metrics:
-            try:
-                saved_metrics.append(metrics_module.serialize(metric))
-            except ValueError as e:
-                warnings.warn(f"saving {path}: {e}", RuntimeWarning, stacklevel=3)
+        given = model.compile_arguments
+
+        def metric_names(identifiers):
+            """Metric names in compile's structure; a metric the file cannot hold is left
+            out of its list (with a warning), a None of the structure is kept."""
+            if isinstance(identifiers, dict):
+                return {key: metric_names(item) for key, item in identifiers.items()}
+            if not isinstance(identifiers, (list, tuple)):
+                return None if identifiers is None else _metric_name(identifiers, path)
+            names = [metric_names(item) if item is None or isinstance(item, (list, tuple, dict))
+                     else _metric_name(item, path) for item in identifiers]
+            return [name for name, item in zip(names, identifiers)
+                    if name is not None or item is None]
+
         metadata["fusednn_compile"] = json.dumps({
             "optimizer": optimizers.serialize(model.optimizer),
-            "loss": None if model.loss is None else losses.serialize(model.loss),
-            "metrics": saved_metrics,
+            "loss": _per_output(given["loss"], lambda loss: losses.serialize(losses.get(loss))),
+            "loss_weights": given["loss_weights"],
+            "metrics": metric_names(given["metrics"]),
+            "weighted_metrics": metric_names(given["weighted_metrics"]),
         })
         if include_optimizer:
             state_tensors = {}
@@ -426,9 +436,10 @@ def load_model(path, rebuild, compile: bool = True):
         settings = _json_metadata(path, metadata, "fusednn_compile")
         try:
             model.compile(optimizer=optimizers.deserialize(settings["optimizer"]),
-                          loss=None if settings.get("loss") is None
-                          else losses.deserialize(settings["loss"]),
-                          metrics=settings.get("metrics") or None)
+                          loss=_per_output(settings.get("loss"), losses.deserialize),
+                          loss_weights=settings.get("loss_weights"),
+                          metrics=settings.get("metrics") or None,
+                          weighted_metrics=settings.get("weighted_metrics") or None)
         except (TypeError, ValueError, KeyError) as e:
             raise ValueError(f"{path}: cannot restore the compile settings: {e}") from e
         if state is not None:
@@ -437,3 +448,26 @@ def load_model(path, rebuild, compile: bool = True):
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{path}: cannot restore the optimizer state: {e}") from e
     return model
+
+
+def _per_output(value, convert):
+    """`convert` applied to compile's argument as given: one value, a list or a dict per
+    output (a serialized object, a dict with "class_name", counts as one value)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_per_output(item, convert) for item in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        return {key: _per_output(item, convert) for key, item in value.items()}
+    return convert(value)
+
+
+def _metric_name(identifier, path):
+    """A built-in metric's name, or None (with a warning) for a metric file cannot hold."""
+    if isinstance(identifier, str):
+        return identifier
+    try:
+        return metrics_module.serialize(metrics_module.get(identifier))
+    except (TypeError, ValueError) as e:
+        warnings.warn(f"saving {path}: {e}", RuntimeWarning, stacklevel=4)
+        return None

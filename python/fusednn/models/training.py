@@ -83,6 +83,9 @@ class Model(Layer):
         self.optimizer = optimizers.get(optimizer)
         self._terms = output_terms.resolve(what, getattr(self, "output_names", None), loss,
                                            loss_weights, metrics, weighted_metrics)
+        # As given (one value, or a list / dict per output): what model.save writes.
+        self.compile_arguments = {"loss": loss, "loss_weights": loss_weights,
+                                  "metrics": metrics, "weighted_metrics": weighted_metrics}
         # model.loss as given: one Loss (also when it serves every output, which saving
         # supports), or a list / dict of them, one per output.
         several = self._several_outputs()
