@@ -320,3 +320,21 @@ def test_functional_model_with_a_keyword_tensor_is_refused(tmp_path):
     y = layers.GRU(2)(x, initial_state=[h0])
     with pytest.raises(ValueError, match="keyword tensors"):
         export.onnx(fd.Model([x, h0], y), tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("axes, normalize, shapes", [
+    (1, False, ((4,), (4,))), (1, True, ((4,), (4,))),
+    ((2, 2), False, ((3, 4), (5, 4))), ((1, 2), True, ((3, 4), (5, 3)))])
+def test_dot_exports(tmp_path, axes, normalize, shapes):
+    import fusednn as fd
+
+    a, b = fd.Input(shapes[0], name="a"), fd.Input(shapes[1], name="b")
+    model = fd.Model([a, b], layers.Dot(axes=axes, normalize=normalize)([a, b]))
+    path = tmp_path / "dot.onnx"
+    export.onnx(model, path)
+    session = ort.InferenceSession(str(path))
+    for batch in BATCHES:
+        rng = np.random.default_rng(batch)
+        x = [rng.normal(size=(batch,) + shape).astype(np.float32) for shape in shapes]
+        (got,) = session.run(None, {"a": x[0], "b": x[1]})
+        np.testing.assert_allclose(got, model.forward(x), **TOL)

@@ -349,3 +349,35 @@ def _subtract(g, layer, xs, mask):
 @exports(layers.Concatenate)
 def _concatenate(g, layer, xs, mask):
     return g.op("Concat", list(xs), axis=layer.axis)
+
+
+@exports(layers.Dot)
+def _dot(g, layer, xs, mask):
+    """As Dot.call: the first input's axis moved last and the second's to position 1,
+    each L2-normalised with normalize=True, then a batched MatMul of (N, L, K) by
+    (N, K, R) reshaped to (N, ...) (or (N, 1)). The axes other than the batch must have
+    static sizes, except one on each side."""
+    shapes = [tuple(shape) for shape in layer.input_shape]
+    axis1, axis2 = layer._pair(shapes)
+    rank1, rank2 = len(shapes[0]), len(shapes[1])
+    a = g.transpose(xs[0], [i for i in range(rank1) if i != axis1] + [axis1])
+    b = g.transpose(xs[1], [0, axis2] + [i for i in range(1, rank2) if i != axis2])
+    if layer.normalize:
+        a = _l2_normalized(g, a, -1)
+        b = _l2_normalized(g, b, 1)
+    size = shapes[0][axis1]
+    a = g.reshape(a, [0, -1, size])
+    b = g.reshape(b, [0, size, -1])
+    y = g.op("MatMul", [a, b])
+    out_shape = layer.compute_output_shape(shapes)
+    if sum(d is None for d in out_shape[1:]) > 1:
+        raise ValueError(f"{layer._label()}: Dot's ONNX export needs at most one axis of "
+                         f"unknown size besides the batch, got output shape {out_shape}")
+    return g.reshape(y, [0] + [-1 if d is None else d for d in out_shape[1:]])
+
+
+def _l2_normalized(g, x, axis):
+    """x / sqrt(max(sum(x^2, axis), 1e-12)), Keras's l2_normalize as Dot uses it."""
+    squares = g.reduce("ReduceSum", g.op("Mul", [x, x]), [axis], keepdims=True)
+    floor = g.const(np.array(1e-12, np.float32), "l2_floor")
+    return g.op("Div", [x, g.op("Sqrt", [g.op("Max", [squares, floor])])])
