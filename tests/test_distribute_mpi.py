@@ -128,3 +128,15 @@ def test_backup_and_restore_resumes_every_rank_as_if_never_stopped(tmp_path):
     # Same weights, rank 0's random state restored on every rank: the same shards follow.
     for a, b in zip(_weights(straight / "weights-3.npz"), _weights(resumed / "weights-3.npz")):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_cnn_demo_runs_on_two_ranks(tmp_path):
+    # The README's `mpiexec -n 2 fusednn demo cnn`: fit trains data-parallel, only rank 0
+    # prints the report and writes the pictures.
+    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "fusednn", "demo", "cnn",
+               "--epochs", "1", "--out", str(tmp_path)]
+    result = subprocess.run(command, env=_environment(), capture_output=True, text=True,
+                            timeout=4 * TIMEOUT_S)
+    _check(result)
+    assert result.stdout.count("=== fusednn demo cnn") == 1, result.stdout
+    assert any(path.suffix == ".png" for path in tmp_path.iterdir())

@@ -14,6 +14,8 @@ with 1, each with a message that says what to do.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 
@@ -93,7 +95,18 @@ def main(argv=None) -> int:
 # ----- demo ------------------------------------------------------------------------------
 
 def _demo(args) -> int:
-    from . import backend, demos
+    from . import backend, demos, distribute
+
+    # Under mpiexec the demos' fit trains data-parallel; only rank 0 prints and writes
+    # the pictures (a no-op in one process).
+    distribute.initialize()
+    if distribute.rank() != 0:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return _run_demos(args, backend, demos)
+    return _run_demos(args, backend, demos)
+
+
+def _run_demos(args, backend, demos) -> int:
 
     names = []
     for name in args.names:

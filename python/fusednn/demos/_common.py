@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .. import backend
+from .. import backend, distribute
 from ..callbacks import Callback, Progbar
 
 # Import name -> the distribution pip installs it from.
@@ -169,10 +169,12 @@ def figure(width: float, height: float, **subplots):
 
 
 def save(fig, out_dir, name: str) -> str:
-    """Writes `fig` as out_dir/name (PNG); returns the path."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Writes `fig` as out_dir/name (PNG); returns the path. In a job of several ranks
+    (mpiexec) only rank 0 writes."""
     path = os.path.join(out_dir, name)
-    fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight")
+    if distribute.rank() == 0:
+        os.makedirs(out_dir, exist_ok=True)
+        fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight")
     return path
 
 
