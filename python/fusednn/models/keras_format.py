@@ -4,9 +4,10 @@ A `.keras` file is a zip of config.json (the model's config), metadata.json and
 model.weights.h5 (the weights; fusednn.keras_weights reads them). The config is
 rebuilt only through fusednn's layer registry: each Keras class_name must name a
 registered fusednn layer class, and nothing is imported or executed, so custom
-objects, Lambda layers and unknown classes are refused with the class named. Keras
-options fusednn does not implement (constraints, activity regularizers, groups,
-channels_first, ...) are refused unless they hold their neutral value; initializers
+objects, Lambda layers (Python code) and unknown classes are refused with the class
+named. Keras options fusednn does not implement (activity regularizers, quantization,
+...) are refused unless they hold their neutral value; constraints come in through
+fusednn's constraint registry; initializers
 are dropped (the weights come from the file). Sequential and functional models (the
 calls of a functional config replayed by fusednn's graph_config); compile settings are
 not restored (compile the loaded model).
@@ -51,6 +52,8 @@ _NEUTRAL = {
 # zero_output_for_mask: Keras zeroes a masked step's output where fusednn repeats the
 # last one; both carry the state, so outputs differ only at masked steps.
 _IGNORED = {"renorm_momentum", "zero_output_for_mask", "shared_object_id", "lora_alpha"}
+# Layers whose config holds code (a marshalled function): refused, never rebuilt.
+_CODE_LAYERS = {"Lambda"}
 
 
 def is_keras_zip(path) -> bool:
@@ -133,6 +136,9 @@ def _translate_layer(item, where: str) -> dict:
         raise ValueError(f"{where}: expected a layer {{class_name, config}}, got {item!r:.200}")
     _check_builtin(item, where)
     class_name = item["class_name"]
+    if class_name in _CODE_LAYERS:
+        raise ValueError(f"{where}: the Keras layer class {class_name!r} holds Python code, "
+                         "which fusednn never runs from a file; build that layer in code")
     if class_name not in LAYERS or class_name.lower() == "sequential":
         raise ValueError(f"{where}: the Keras layer class {class_name!r} has no fusednn "
                          f"equivalent (fusednn has {', '.join(sorted(layers.registered_classes()))}"
