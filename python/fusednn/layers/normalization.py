@@ -117,8 +117,7 @@ class BatchNormalization(Layer):
         use_batch_stats = training and self.trainable
         weights = None
         if use_batch_stats:
-            mean, variance, weights = _moments(x, mask, reduce_axes, broadcast)
-            centered = x - mean.reshape(broadcast)
+            mean, variance, weights, centered = _moments(x, mask, reduce_axes, broadcast)
             self._update_moving(self.moving_mean, mean)
             self._update_moving(self.moving_variance, variance)
         else:
@@ -195,18 +194,19 @@ _MASK_EPSILON = 1e-7
 
 
 def _moments(x, mask, reduce_axes, broadcast):
-    """Per-channel batch mean and biased variance, and the mask's weights broadcastable
-    against x (None without a mask): Keras's masked moments, over unmasked positions."""
+    """Per-channel batch mean and biased variance, the mask's weights broadcastable
+    against x (None without a mask), and x - mean (which normalising reuses): Keras's
+    masked moments, over unmasked positions."""
     if mask is None:
         mean = x.mean(axis=reduce_axes)
         centered = x - mean.reshape(broadcast)
-        return mean, (centered * centered).mean(axis=reduce_axes), None
+        return mean, (centered * centered).mean(axis=reduce_axes), None, centered
     weights = mask.astype(x.dtype)[..., None]
     total = weights.sum(axis=reduce_axes, keepdims=True) + _MASK_EPSILON
     mean = (weights * x).sum(axis=reduce_axes, keepdims=True) / total
     centered = x - mean
     variance = (weights * centered * centered).sum(axis=reduce_axes, keepdims=True) / total
-    return mean.reshape(-1), variance.reshape(-1), weights
+    return mean.reshape(-1), variance.reshape(-1), weights, centered
 
 
 def _is_real(value) -> bool:
