@@ -171,13 +171,14 @@ class _ReducedLoss(Loss):
                 return self._values(y_true, y_pred)
             return super().__call__(y_true, y_pred)
         values = self._values(y_true, y_pred)
-        weighted = values * self._weights_like(sample_weight, values)
+        weights = self._weights_like(sample_weight, values)
+        weighted = values * weights
         if self.reduction in ("none", None):
             return weighted
         if self.reduction == "sum":
             return float(weighted.sum())
         if self.reduction == "mean_with_sample_weight":
-            total = float(self._weights_like(sample_weight, values).sum())
+            total = float(weights.sum())
             return float(weighted.sum()) / total if total else 0.0
         return float(weighted.sum()) / values.size
 
