@@ -18,12 +18,17 @@ def _random_input(shape, rng, ids):
     return rng.normal(size=shape).astype(np.float32)
 
 
-def run_layer_check(layer_class, init_kwargs, input_shape, expected_output_shape,
+def run_layer_check(layer_class, init_kwargs, input_shape=None, expected_output_shape=None,
                     expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
-                    supports_masking=None, ids=None):
+                    supports_masking=None, ids=None, input_data=None, expected_output=None):
     """input_shape: one shape, or a list of shapes for a layer that takes a list (then
-    expected_output_shape is that of its one output). ids: the input is integer ids below it."""
+    expected_output_shape is that of its one output). ids: the input is integer ids below it.
+    input_data and expected_output (Keras's other form): the input, and the output it must
+    give (compared to float32 rounding, rtol 1e-6)."""
     rng = np.random.default_rng(0)
+    if input_data is not None:
+        input_shape = np.shape(input_data)
+        expected_output_shape = np.shape(expected_output)
     layer = layer_class(**init_kwargs)
     config = layer.get_config()
     assert layer_class.from_config(config).get_config() == config
@@ -35,8 +40,12 @@ def run_layer_check(layer_class, init_kwargs, input_shape, expected_output_shape
     else:
         x = _random_input(input_shape, rng, ids)
         shapes = tuple(input_shape)
+    if input_data is not None:
+        x = np.asarray(input_data)
     y = layer.forward(x, training=True)
     assert tuple(y.shape) == tuple(expected_output_shape)
+    if expected_output is not None:
+        np.testing.assert_allclose(y, expected_output, rtol=1e-6)
     assert tuple(layer.compute_output_shape(shapes)) == tuple(expected_output_shape)
     assert len(layer.trainable_weights) == expected_num_trainable_weights
     assert len(layer.non_trainable_weights) == expected_num_non_trainable_weights
