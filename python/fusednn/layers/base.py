@@ -441,7 +441,7 @@ class Layer:
             return None
         return [self._checked_mask(m, item) for m, item in zip(mask, x)]
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         """The mask of the output for the input mask `mask` (checked, or None), as Keras:
         a layer that supports masking passes it on, others drop it. Layers that make or
         consume a mask (Masking, Embedding, recurrent layers) override this."""

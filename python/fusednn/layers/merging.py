@@ -126,7 +126,7 @@ class _Merge(Layer):
         grads = self._merge_backward(dy, xs, own)
         return [_sum_to(g, x.shape).reshape(shape) for g, x, shape in zip(grads, xs, shapes)]
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         if mask is None:
             return None
         _check_masks(self, x, mask)
@@ -299,7 +299,7 @@ class Concatenate(Layer):
         return [xp.ascontiguousarray(part)
                 for part in xp.split(dy, np.cumsum(sizes)[:-1].tolist(), axis=axis)]
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         if mask is None:
             return None
         _check_masks(self, x, mask)
@@ -406,7 +406,7 @@ class Dot(Layer):
         return [xp.ascontiguousarray(xp.moveaxis(da, -1, axis1)),
                 xp.ascontiguousarray(xp.moveaxis(db, 1, axis2))]
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         if mask is not None:
             _check_masks(self, x, mask)
         return None

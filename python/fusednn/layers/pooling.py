@@ -257,5 +257,5 @@ class GlobalAveragePooling1D(_GlobalPooling):
         # The mask is (N, T) in either data format: check it against the (N, T, C) view.
         return super()._checked_mask(mask, self._layout.to_last(x))
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         return None

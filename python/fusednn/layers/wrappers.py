@@ -145,7 +145,7 @@ class Bidirectional(Layer):
         cache = (forward_result, backward_result, initial_state is not None) if training else None
         return (outputs[0] if len(outputs) == 1 else outputs), cache
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         return self.forward_layer.compute_mask(x, mask)
 
     def _merge(self, forward_output, backward_output):
