@@ -73,8 +73,10 @@ class UpSampling1D(Layer):
 
     def __init__(self, size=2, **kwargs):
         super().__init__(**kwargs)
-        # Keras: an int only (TypeError otherwise), > 0 (ValueError).
-        self.size = _positive_int(self, "size", size, wrong_type=TypeError)
+        # Keras: an int only (TypeError otherwise), > 0 (ValueError); below 2^31 as every
+        # size the kernels take.
+        _positive_int(self, "size", size, wrong_type=TypeError)
+        self.size = pooling_ops.normalize_tuple(size, 1, "size", self._label())[0]
         self.input_spec = InputSpec(ndim=3)
 
     def compute_output_shape(self, input_shape):
