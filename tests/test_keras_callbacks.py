@@ -1,7 +1,8 @@
-"""EarlyStopping and ReduceLROnPlateau against Keras 3's behaviour
+"""EarlyStopping, ReduceLROnPlateau and LearningRateScheduler against Keras 3's behaviour
 (keras/src/callbacks/early_stopping.py's docstring example and early_stopping_test.py,
-reduce_lr_on_plateau_test.py): how "auto" decides, best before training, the logs key,
-and the TypeError for a learning-rate schedule."""
+reduce_lr_on_plateau_test.py, learning_rate_scheduler_test.py): how "auto" decides, best
+before training, the logs key, the TypeError for a learning-rate schedule, the scheduler's
+rates, log line and history."""
 import numpy as np
 import pytest
 
@@ -83,3 +84,53 @@ class _Constant(callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["constant"] = 1.0
+
+
+# ----- keras/src/callbacks/learning_rate_scheduler_test.py -------------------------------
+
+def _scheduler_model(optimizer="sgd"):
+    rng = np.random.default_rng(0)
+    model = fd.Sequential([fd.layers.Input(shape=(3,)), fd.layers.Dense(5), fd.layers.Dense(2)])
+    model.compile(loss="mse", optimizer=optimizer)
+    x = rng.normal(size=(10, 3)).astype(np.float32)
+    y = fd.utils.to_categorical(rng.integers(0, 2, size=10), 2)
+    return model, x, y
+
+
+def test_scheduler_updates_learning_rate():
+    # Keras: LearningRateSchedulerTest.test_updates_learning_rate (epoch 0: 1 / (2 + 0)).
+    model, x, y = _scheduler_model()
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[callbacks.LearningRateScheduler(lambda step: 1.0 / (2.0 + step))])
+    assert float(model.optimizer.learning_rate) == 0.5
+
+
+def test_scheduler_verbose_logging(capsys):
+    # Keras: test_verbose_logging (Keras logs the line; fusednn prints it).
+    model, x, y = _scheduler_model()
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[
+        callbacks.LearningRateScheduler(lambda step: 1.0 / (1.0 + step), verbose=1)])
+    assert "LearningRateScheduler setting learning rate to 1.0" in capsys.readouterr().out
+
+
+def test_schedule_dependent_on_previous_learning_rate():
+    model, x, y = _scheduler_model(optimizers.Adam(0.03))
+    model.fit(x, y, epochs=2, verbose=0,
+              callbacks=[callbacks.LearningRateScheduler(lambda step, lr: lr / 2)])
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.03 / 4.0, rel=1e-7)
+
+
+def test_scheduler_throws_when_optimizer_has_schedule():
+    schedule = optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    model, x, y = _scheduler_model(optimizers.Adam(schedule))
+    with pytest.raises(TypeError, match="LearningRateSchedule"):
+        model.fit(x, y, epochs=2, verbose=0,
+                  callbacks=[callbacks.LearningRateScheduler(lambda step, lr: lr / 2)])
+
+
+def test_scheduler_learning_rate_in_history():
+    model, x, y = _scheduler_model()
+    history = model.fit(x, y, epochs=1, verbose=0,
+                        callbacks=[callbacks.LearningRateScheduler(lambda step, lr: 0.5)])
+    assert type(history.history["learning_rate"][0]) is float
+    assert history.history["learning_rate"][0] == 0.5
