@@ -75,23 +75,6 @@ CONV2D_BASIC = [
 ]
 
 
-def _basic(cls, case, trainable=2):
-    case = dict(case)
-    input_shape, output_shape = case.pop("input_shape"), case.pop("output_shape")
-    run_layer_check(cls, case, input_shape, output_shape,
-                    expected_num_trainable_weights=trainable, supports_masking=False)
-
-
-@pytest.mark.parametrize("case", CONV1D_BASIC)
-def test_conv1d_basic(case):
-    _basic(layers.Conv1D, case)
-
-
-@pytest.mark.parametrize("case", CONV2D_BASIC)
-def test_conv2d_basic(case):
-    _basic(layers.Conv2D, case)
-
-
 @pytest.mark.parametrize("make, pattern", [
     (lambda: layers.Conv1D(filters=0, kernel_size=1), "filters"),
     (lambda: layers.Conv2D(filters=2, kernel_size=(1, 0)), r"kernel_size.*\(1, 0\)"),
@@ -158,32 +141,6 @@ CONV2D_CORRECT = [
 ]
 
 
-def _correct(cls, case, shape):
-    rng = np.random.default_rng(0)
-    layer = cls(**case, **F64)
-    x = rng.normal(size=shape if case["data_format"] == "channels_last"
-                   else (shape[0], shape[-1], *shape[1:-1]))
-    layer.build(x.shape)
-    kernel = rng.normal(size=layer.kernel.value.shape)
-    bias = rng.normal(size=(case["filters"],))
-    layer.set_weights([kernel, bias])
-    expected = np_conv(x, kernel, bias, case["strides"], case["padding"], case["data_format"],
-                       case["dilation_rate"], case["groups"])
-    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("case", CONV1D_CORRECT)
-def test_conv1d(case):
-    # Keras: ConvCorrectnessTest.test_conv1d (inputs (2, 8, 4)).
-    _correct(layers.Conv1D, case, (2, 8, 4))
-
-
-@pytest.mark.parametrize("case", CONV2D_CORRECT)
-def test_conv2d(case):
-    # Keras: ConvCorrectnessTest.test_conv2d (inputs (2, 8, 8, 4)).
-    _correct(layers.Conv2D, case, (2, 8, 8, 4))
-
-
 def test_conv_constraints():
     # Keras: ConvCorrectnessTest.test_conv_constraints.
     layer = layers.Conv2D(filters=4, kernel_size=3, kernel_constraint="non_neg")
@@ -226,16 +183,6 @@ TRANSPOSE2D_BASIC = [
          data_format="channels_last", dilation_rate=(1, 1), input_shape=(1, 14, 14, 2),
          output_shape=(1, 224, 224, 2)),
 ]
-
-
-@pytest.mark.parametrize("case", TRANSPOSE1D_BASIC)
-def test_conv1d_transpose_basic(case):
-    _basic(layers.Conv1DTranspose, case)
-
-
-@pytest.mark.parametrize("case", TRANSPOSE2D_BASIC)
-def test_conv2d_transpose_basic(case):
-    _basic(layers.Conv2DTranspose, case)
 
 
 @pytest.mark.parametrize("cls, input_shape", [(layers.Conv1DTranspose, (None, 4, 3)),
@@ -292,16 +239,6 @@ DEPTHWISE2D_BASIC = [
 ]
 
 
-@pytest.mark.parametrize("case", DEPTHWISE1D_BASIC)
-def test_depthwise_conv1d_basic(case):
-    _basic(layers.DepthwiseConv1D, case)
-
-
-@pytest.mark.parametrize("case", DEPTHWISE2D_BASIC)
-def test_depthwise_conv2d_basic(case):
-    _basic(layers.DepthwiseConv2D, case)
-
-
 @pytest.mark.parametrize("make, pattern", [
     (lambda: layers.DepthwiseConv1D(depth_multiplier=0, kernel_size=1), "depth_multiplier"),
     (lambda: layers.DepthwiseConv2D(depth_multiplier=2, kernel_size=(1, 0)), "kernel_size"),
@@ -355,34 +292,6 @@ DEPTHWISE2D_CORRECT = [
 ]
 
 
-def _depthwise_correct(cls, case, shape):
-    rng = np.random.default_rng(3)
-    layer = cls(**case, **F64)
-    x = rng.normal(size=shape if case["data_format"] == "channels_last"
-                   else (shape[0], shape[-1], *shape[1:-1]))
-    layer.build(x.shape)
-    kernel = rng.normal(size=layer.kernel.value.shape)   # (*K, C, M)
-    bias = rng.normal(size=(shape[-1] * case["depth_multiplier"],))
-    layer.set_weights([kernel, bias])
-    # Depthwise = a grouped convolution with C groups: output channel c * M + m.
-    grouped = kernel.reshape(kernel.shape[:-2] + (1, -1))
-    expected = np_conv(x, grouped, bias, case["strides"], case["padding"],
-                       case["data_format"], case["dilation_rate"], groups=shape[-1])
-    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("case", DEPTHWISE1D_CORRECT)
-def test_depthwise_conv1d(case):
-    # Keras: DepthwiseConvCorrectnessTest.test_depthwise_conv1d (inputs (2, 8, 4)).
-    _depthwise_correct(layers.DepthwiseConv1D, case, (2, 8, 4))
-
-
-@pytest.mark.parametrize("case", DEPTHWISE2D_CORRECT)
-def test_depthwise_conv2d(case):
-    # Keras: DepthwiseConvCorrectnessTest.test_depthwise_conv2d (inputs (2, 8, 8, 4)).
-    _depthwise_correct(layers.DepthwiseConv2D, case, (2, 8, 8, 4))
-
-
 # ----- separable_conv_test.py ----------------------------------------------------------------
 
 SEPARABLE1D_BASIC = [
@@ -409,14 +318,54 @@ SEPARABLE2D_BASIC = [
 ]
 
 
-@pytest.mark.parametrize("case", SEPARABLE1D_BASIC)
-def test_separable_conv1d_basic(case):
-    _basic(layers.SeparableConv1D, case, trainable=3)
+# ----- the run_layer_test and correctness cases of every file above ----------------------------
+
+BASIC = ([(layers.Conv1D, c, 2) for c in CONV1D_BASIC] + [(layers.Conv2D, c, 2) for c in CONV2D_BASIC]
+         + [(layers.Conv1DTranspose, c, 2) for c in TRANSPOSE1D_BASIC]
+         + [(layers.Conv2DTranspose, c, 2) for c in TRANSPOSE2D_BASIC]
+         + [(layers.DepthwiseConv1D, c, 2) for c in DEPTHWISE1D_BASIC]
+         + [(layers.DepthwiseConv2D, c, 2) for c in DEPTHWISE2D_BASIC]
+         + [(layers.SeparableConv1D, c, 3) for c in SEPARABLE1D_BASIC]
+         + [(layers.SeparableConv2D, c, 3) for c in SEPARABLE2D_BASIC])
 
 
-@pytest.mark.parametrize("case", SEPARABLE2D_BASIC)
-def test_separable_conv2d_basic(case):
-    _basic(layers.SeparableConv2D, case, trainable=3)
+@pytest.mark.parametrize("cls, case, trainable", BASIC,
+                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(BASIC)])
+def test_basic(cls, case, trainable):
+    # Keras: test_conv1d_basic, test_conv2d_basic, test_conv1d/2d_transpose_basic,
+    # test_depthwise_conv1d/2d_basic, test_separable_conv1d/2d_basic (run_layer_test).
+    case = dict(case)
+    input_shape, output_shape = case.pop("input_shape"), case.pop("output_shape")
+    run_layer_check(cls, case, input_shape, output_shape,
+                    expected_num_trainable_weights=trainable, supports_masking=False)
+
+
+CORRECT = ([(layers.Conv1D, c, (2, 8, 4)) for c in CONV1D_CORRECT]
+           + [(layers.Conv2D, c, (2, 8, 8, 4)) for c in CONV2D_CORRECT]
+           + [(layers.DepthwiseConv1D, c, (2, 8, 4)) for c in DEPTHWISE1D_CORRECT]
+           + [(layers.DepthwiseConv2D, c, (2, 8, 8, 4)) for c in DEPTHWISE2D_CORRECT])
+
+
+@pytest.mark.parametrize("cls, case, shape", CORRECT,
+                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CORRECT)])
+def test_correctness(cls, case, shape):
+    # Keras: ConvCorrectnessTest.test_conv1d/2d and DepthwiseConvCorrectnessTest.
+    # test_depthwise_conv1d/2d (inputs (2, 8, 4) and (2, 8, 8, 4), random weights).
+    rng = np.random.default_rng(0)
+    layer = cls(**case, **F64)
+    x = rng.normal(size=shape if case["data_format"] == "channels_last"
+                   else (shape[0], shape[-1], *shape[1:-1]))
+    layer.build(x.shape)
+    kernel, bias = (rng.normal(size=w.shape) for w in layer.get_weights())
+    layer.set_weights([kernel, bias])
+    if "depth_multiplier" in case:
+        # Depthwise = a grouped convolution with C groups: output channel c * M + m.
+        kernel, groups = kernel.reshape(kernel.shape[:-2] + (1, -1)), shape[-1]
+    else:
+        groups = case["groups"]
+    expected = np_conv(x, kernel, bias, case["strides"], case["padding"], case["data_format"],
+                       case["dilation_rate"], groups)
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("cls, rank", [(layers.SeparableConv1D, 1), (layers.SeparableConv2D, 2)])

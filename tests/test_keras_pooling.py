@@ -58,22 +58,17 @@ SHAPES_2D = {
 }
 
 
-@pytest.mark.parametrize("kind", CLASSES)
-@pytest.mark.parametrize("pool, strides, padding, data_format, in_shape, out_shape", SHAPES_1D)
-def test_pooling1d_basic(kind, pool, strides, padding, data_format, in_shape, out_shape):
-    # Keras: test_average_pooling1d / test_max_pooling1d (the run_layer_test cases; built
-    # after instantiation, no weights, no masking).
-    cls = CLASSES[kind][0]
-    assert cls(pool_size=pool).built
-    run_layer_check(cls, dict(pool_size=pool, strides=strides, padding=padding,
-                              data_format=data_format), in_shape, out_shape,
-                    supports_masking=False)
+BASIC = ([(k, 0) + case for k in CLASSES for case in SHAPES_1D]
+         + [(k, 1) + case for k, cases in SHAPES_2D.items() for case in cases])
 
 
-@pytest.mark.parametrize("kind, pool, strides, padding, data_format, in_shape, out_shape",
-                         [(k,) + case for k, cases in SHAPES_2D.items() for case in cases])
-def test_pooling2d_basic(kind, pool, strides, padding, data_format, in_shape, out_shape):
-    cls = CLASSES[kind][1]
+@pytest.mark.parametrize("kind, rank_index, pool, strides, padding, data_format, in_shape, "
+                         "out_shape", BASIC)
+def test_pooling_basic(kind, rank_index, pool, strides, padding, data_format, in_shape,
+                       out_shape):
+    # Keras: test_average_pooling1d/2d / test_max_pooling1d/2d (the run_layer_test cases;
+    # built after instantiation, no weights, no masking).
+    cls = CLASSES[kind][rank_index]
     assert cls(pool_size=pool).built
     run_layer_check(cls, dict(pool_size=pool, strides=strides, padding=padding,
                               data_format=data_format), in_shape, out_shape,
