@@ -1,8 +1,9 @@
-"""EarlyStopping, ReduceLROnPlateau and LearningRateScheduler against Keras 3's behaviour
-(keras/src/callbacks/early_stopping.py's docstring example and early_stopping_test.py,
-reduce_lr_on_plateau_test.py, learning_rate_scheduler_test.py): how "auto" decides, best
-before training, the logs key, the TypeError for a learning-rate schedule, the scheduler's
-rates, log line and history."""
+"""EarlyStopping, ReduceLROnPlateau, LearningRateScheduler and TerminateOnNaN against Keras
+3's behaviour (keras/src/callbacks/early_stopping.py's docstring example and
+early_stopping_test.py, reduce_lr_on_plateau_test.py, learning_rate_scheduler_test.py,
+terminate_on_nan_test.py): how "auto" decides, best before training, the logs key, the
+TypeError for a learning-rate schedule, the scheduler's rates, log line and history, the
+stop after a non-finite loss."""
 import numpy as np
 import pytest
 
@@ -134,3 +135,36 @@ def test_scheduler_learning_rate_in_history():
                         callbacks=[callbacks.LearningRateScheduler(lambda step, lr: 0.5)])
     assert type(history.history["learning_rate"][0]) is float
     assert history.history["learning_rate"][0] == 0.5
+
+
+# ----- keras/src/callbacks/terminate_on_nan_test.py ----------------------------------------
+
+def test_terminate_on_nan():
+    # Keras: TerminateOnNaNTest.test_TerminateOnNaN: Dense layers initialised to 1e5 blow
+    # the loss up in the first epoch, which is then the only one.
+    rng = np.random.default_rng(1337)
+    x, x_val = rng.random((10, 3)), rng.random((10, 3))
+    y = fd.utils.to_categorical(rng.choice(2, size=10), 2)
+    y_val = fd.utils.to_categorical(rng.choice(2, size=10), 2)
+    model = fd.Sequential([layers.Input(shape=(3,))])
+    for _ in range(5):
+        model.add(layers.Dense(2, activation="relu",
+                               kernel_initializer=fd.initializers.Constant(value=1e5)))
+    model.add(layers.Dense(2))
+    model.compile(loss="mean_squared_error", optimizer="sgd")
+    with np.errstate(over="ignore", invalid="ignore"):
+        history = model.fit(x, y, batch_size=4, validation_data=(x_val, y_val), epochs=20,
+                            callbacks=[callbacks.TerminateOnNaN()], verbose=0)
+    loss = history.history["loss"]
+    assert len(loss) == 1 and not np.isfinite(loss[0])
+
+
+def test_terminate_on_nan_graceful_stop():
+    # Keras: test_terminate_on_nan_graceful_stop (an infinite target: fewer than 4 epochs
+    # of losses, no exception; Keras's raise_error=True form is not in fusednn).
+    model = fd.Sequential([layers.Dense(1, input_shape=(1,))])
+    model.compile(optimizer="sgd", loss="mse")
+    with np.errstate(over="ignore", invalid="ignore"):
+        history = model.fit(np.array([[1.0], [2.0]]), np.array([[np.inf], [np.inf]]), epochs=2,
+                            batch_size=1, callbacks=[callbacks.TerminateOnNaN()], verbose=0)
+    assert len(history.history["loss"]) < 4
