@@ -210,8 +210,8 @@ def _moments(x, mask, reduce_axes, broadcast):
         centered = x - mean.reshape(broadcast)
         return mean, (centered * centered).mean(axis=reduce_axes), None, centered
     # As Keras: the mask gains a trailing axis, broadcasts to the input's shape (a (1, T, 1)
-    # mask of a (1, T, H, C) input covers every H).
-    weights = backend.get_array_module(x).broadcast_to(mask[..., None], x.shape).astype(x.dtype)
+    # mask of a (1, T, H, C) input covers every H); a view, so no input-sized copy.
+    weights = backend.get_array_module(x).broadcast_to(mask.astype(x.dtype)[..., None], x.shape)
     total = weights.sum(axis=reduce_axes, keepdims=True) + _MASK_EPSILON
     mean = (weights * x).sum(axis=reduce_axes, keepdims=True) / total
     centered = x - mean
