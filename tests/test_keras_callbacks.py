@@ -1,9 +1,10 @@
-"""EarlyStopping, ReduceLROnPlateau, LearningRateScheduler and TerminateOnNaN against Keras
+"""EarlyStopping, ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN and BackupAndRestore
+against Keras
 3's behaviour (keras/src/callbacks/early_stopping.py's docstring example and
 early_stopping_test.py, reduce_lr_on_plateau_test.py, learning_rate_scheduler_test.py,
-terminate_on_nan_test.py): how "auto" decides, best before training, the logs key, the
+terminate_on_nan_test.py, backup_and_restore_test.py): how "auto" decides, best before training, the logs key, the
 TypeError for a learning-rate schedule, the scheduler's rates, log line and history, the
-stop after a non-finite loss."""
+stop after a non-finite loss, resuming from a backup."""
 import numpy as np
 import pytest
 
@@ -168,3 +169,61 @@ def test_terminate_on_nan_graceful_stop():
         history = model.fit(np.array([[1.0], [2.0]]), np.array([[np.inf], [np.inf]]), epochs=2,
                             batch_size=1, callbacks=[callbacks.TerminateOnNaN()], verbose=0)
     assert len(history.history["loss"]) < 4
+
+
+# ----- keras/src/callbacks/backup_and_restore_test.py --------------------------------------
+
+class _InterruptAtEpoch(callbacks.Callback):
+    """Keras's InterruptingCallback: raises at the end of the epoch_int-th epoch."""
+
+    def __init__(self, epoch_int):
+        super().__init__()
+        self.epoch_count, self.epoch_int = 0, epoch_int
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_count += 1
+        if self.epoch_count == self.epoch_int:
+            raise RuntimeError("EpochInterruption")
+
+
+def _backup_model():
+    model = fd.Sequential([layers.Input((3,)), layers.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd", metrics=["mse"])
+    rng = np.random.default_rng(0)
+    return model, rng.random((10, 3)), rng.random((10, 1))
+
+
+@pytest.mark.parametrize("save_freq", ["batch", 0.15])
+def test_backup_save_freq_unknown_error(save_freq):
+    with pytest.raises(ValueError, match="save_freq"):
+        callbacks.BackupAndRestore(backup_dir="backup_dir", save_freq=save_freq)
+
+
+def test_backup_dir_empty_error():
+    # Keras: test_backup_dir_empty_error (Keras's test_backup_dir_none_error expects a
+    # ValueError too; fusednn raises TypeError for None, not a path).
+    with pytest.raises(ValueError, match="backup_dir"):
+        callbacks.BackupAndRestore(backup_dir="", save_freq="epoch")
+
+
+def test_backup_best_case_epoch(tmp_path):
+    # Keras: test_best_case_epoch (without its counting CanaryLayer): interrupted after 2
+    # epochs, a new fit of 5 epochs resumes at epoch 2 and runs 3 more.
+    backup_dir = tmp_path / "subdir"
+    model, x, y = _backup_model()
+    cbk = callbacks.BackupAndRestore(backup_dir=backup_dir, save_freq="epoch")
+    with pytest.raises(RuntimeError, match="EpochInterruption"):
+        model.fit(x, y, batch_size=4, callbacks=[cbk, _InterruptAtEpoch(2)], epochs=6,
+                  verbose=0)
+    assert backup_dir.exists()
+    history = model.fit(x, y, batch_size=4, callbacks=[cbk], epochs=5, verbose=0)
+    assert history.epoch[-1] == 4 and len(history.history["loss"]) == 3
+
+
+def test_backup_model_deleted_case_epoch(tmp_path):
+    # Keras: test_model_deleted_case_epoch (a fit that ends removes the backup).
+    backup_dir = tmp_path / "subdir"
+    model, x, y = _backup_model()
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0,
+              callbacks=[callbacks.BackupAndRestore(backup_dir, save_freq="epoch")])
+    assert not backup_dir.exists()
