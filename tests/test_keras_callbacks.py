@@ -1,10 +1,10 @@
-"""EarlyStopping, ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN and BackupAndRestore
-against Keras
-3's behaviour (keras/src/callbacks/early_stopping.py's docstring example and
-early_stopping_test.py, reduce_lr_on_plateau_test.py, learning_rate_scheduler_test.py,
-terminate_on_nan_test.py, backup_and_restore_test.py): how "auto" decides, best before training, the logs key, the
-TypeError for a learning-rate schedule, the scheduler's rates, log line and history, the
-stop after a non-finite loss, resuming from a backup."""
+"""EarlyStopping, ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN and
+BackupAndRestore against Keras 3's behaviour (keras/src/callbacks/early_stopping.py's
+docstring example and early_stopping_test.py, reduce_lr_on_plateau_test.py,
+learning_rate_scheduler_test.py, terminate_on_nan_test.py, backup_and_restore_test.py): how
+"auto" decides, best before training, the logs key, the TypeError for a learning-rate
+schedule, the scheduler's rates, log line and history, the stop after a non-finite loss,
+resuming from a backup."""
 import numpy as np
 import pytest
 
