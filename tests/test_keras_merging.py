@@ -4,6 +4,7 @@ masked literal values and its errors."""
 import numpy as np
 import pytest
 
+import fusednn as fd
 from fusednn import layers
 
 from gradcheck import numeric_gradient
@@ -51,7 +52,7 @@ def test_correctness(name, cls, op, kwargs, shape, out_shape, masks):
         input_1 = layers.Input(shape=shape[1:], batch_size=batch_size)
         input_2 = layers.Input(shape=shape[1:], batch_size=batch_size)
         layer = cls(**kwargs)
-        model = __import__("fusednn").Model([input_1, input_2], layer([input_1, input_2]))
+        model = fd.Model([input_1, input_2], layer([input_1, input_2]))
         result = model.predict([x1, x2], verbose=0)
         assert result.shape == out_shape
         np.testing.assert_allclose(result, op(x1, x2, **kwargs), atol=1e-4)
@@ -163,7 +164,6 @@ def test_concatenate_with_mask():
 def test_concatenate_with_mask_symbolic():
     # Keras: MergingLayersTest.test_concatenate_with_mask_symbolic, in a model: the mask
     # Masking makes reaches the concatenation, whose output mask the next layer gets.
-    import fusednn as fd
     input1, input2 = layers.Input((4, 2)), layers.Input((4, 2))
     output = layers.Concatenate(axis=1)([layers.Masking()(input1), input2])
     pooled = layers.GlobalAveragePooling1D()(output)  # averages only the unmasked steps
