@@ -2,7 +2,10 @@
 single-process reference): `python distribute_ranks.py SCENARIO OUT [args]`.
 
 Scenarios:
-    fit OPTIMIZER BATCH      fit a small CNN for 4 epochs; rank 0 writes weights + history
+    fit OPTIMIZER BATCH [BUCKET_BYTES]
+                             fit a small CNN for 4 epochs; rank 0 writes weights + history
+                             (and, with small buckets, the order of bucket starts and of
+                             the first layer's backward in the first step)
     callbacks                70 samples (not a multiple of 2 x 16), progress bar,
                              ModelCheckpoint into OUT, EarlyStopping that stops after epoch 2
     backup EPOCHS            fit to EPOCHS with BackupAndRestore in OUT/backup (kept);
@@ -69,15 +72,38 @@ class FailAt(fd.callbacks.Callback):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def fit(out, optimizer, batch_size, callbacks=()):
+def record_events(model):
+    """The first step's order of bucket starts and of the first layer's backward."""
+    from fusednn.distribute import environment
+
+    events, comm, first = [], environment.communicator(), model.layers[0]
+    start, backward = comm.start_allreduce_sum, first.backward
+
+    def recorded_start(array):
+        events.append(f"start {array.size}")
+        return start(array)
+
+    def recorded_backward(dy):
+        events.append("first layer's backward")
+        return backward(dy)
+
+    comm.start_allreduce_sum, first.backward = recorded_start, recorded_backward
+    return events
+
+
+def fit(out, optimizer, batch_size, callbacks=(), bucket_bytes=None):
     model = build_and_compile({"sgd": fd.optimizers.SGD(0.1, momentum=0.5),
                                "adam": fd.optimizers.Adam(0.01)}[optimizer])
     x, y = data()
+    events = []
+    if bucket_bytes is not None:
+        fd.distribute.buckets.BUCKET_BYTES = bucket_bytes
+        events = record_events(model)
     history = model.fit(x, y, batch_size=batch_size, epochs=4 if not callbacks else 30,
                         verbose=0, callbacks=list(callbacks))
     if fd.distribute.rank() == 0:
         np.savez(out, *model.get_weights(), loss=np.array(history.history["loss"]),
-                 accuracy=np.array(history.history["accuracy"]))
+                 accuracy=np.array(history.history["accuracy"]), events=np.array(events))
 
 
 def with_callbacks(out):
@@ -146,7 +172,7 @@ def main(argv):
     fd.distribute.initialize()
     scenario, out = argv[1], argv[2]
     if scenario == "fit":
-        fit(out, argv[3], int(argv[4]))
+        fit(out, argv[3], int(argv[4]), bucket_bytes=int(argv[5]) if len(argv) > 5 else None)
     elif scenario == "callbacks":
         with_callbacks(out)
     elif scenario == "backup":

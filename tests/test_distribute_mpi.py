@@ -76,6 +76,19 @@ def test_two_ranks_of_batch_16_train_as_one_process_of_batch_32(tmp_path, optimi
     np.testing.assert_allclose(two["accuracy"], one["accuracy"], rtol=RTOL)
 
 
+def test_buckets_start_before_the_backward_ends_and_still_train_as_one_process(tmp_path):
+    # Buckets of at most 64 bytes: the CNN's 4 variables (36, 4, 192 and 3 floats) go in
+    # 4 buckets, the Dense's two started before the convolution's backward runs.
+    _check(_run(1, "fit", tmp_path / "one.npz", "adam", 32))
+    _check(_run(2, "fit", tmp_path / "two.npz", "adam", 16, 64))
+    for reference, weight in zip(_weights(tmp_path / "one.npz"), _weights(tmp_path / "two.npz")):
+        np.testing.assert_allclose(weight, reference, rtol=RTOL, atol=ATOL)
+    events = list(np.load(tmp_path / "two.npz")["events"])
+    first_step = events[:events.index("first layer's backward") + 3]
+    assert first_step == ["start 3", "start 192", "first layer's backward", "start 4",
+                          "start 36"], events
+
+
 def test_gan_protocol_with_allreduce_gradients_equals_one_process(tmp_path):
     _check(_run(1, "gan", tmp_path / "one.npz", 32))
     _check(_run(2, "gan", tmp_path / "two.npz", 16))

@@ -19,7 +19,7 @@ import contextlib
 import os
 
 from .. import callbacks as callbacks_module
-from . import environment
+from . import environment, overlap
 from .optimizer import DistributedOptimizer
 from .synchronize import broadcast_variables
 
@@ -67,6 +67,10 @@ class _Agree(callbacks_module.Callback):
         DistributedOptimizer(self.model.optimizer)
         broadcast_variables(self.model)
         broadcast_variables(self.model.optimizer)
+        overlap.attach(self.model)
+
+    def on_train_end(self, logs=None):
+        overlap.detach(self.model)
 
     def _stop_together(self):
         stops = environment.communicator().allgather_object(bool(self.model.stop_training))
