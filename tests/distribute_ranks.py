@@ -11,6 +11,9 @@ Scenarios:
     backup EPOCHS            fit to EPOCHS with BackupAndRestore in OUT/backup (kept);
                              rank 0 writes OUT/weights-EPOCHS.npz
     gan BATCH                hand-written GAN steps through allreduce_gradients
+    evaluate                 evaluate (weighted metric too) and predict 37 samples in
+                             batches of 8; every rank writes OUT-RANK.npz and prints how
+                             many samples its forward saw
     raise                    rank 1 raises in the middle of an epoch
     kill                     rank 1 kills itself (SIGKILL) in the middle of an epoch
     mismatch                 rank 1 builds a wider model than rank 0
@@ -162,6 +165,24 @@ def gan(out, batch_size):
         np.savez(out, *generator.get_weights(), *discriminator.get_weights())
 
 
+def evaluate_and_predict(out):
+    model = build_and_compile("adam")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], weighted_metrics=["accuracy"])
+    fd.distribute.broadcast_variables(model)   # evaluate itself does not broadcast
+    x, y = data(37)
+    weights = np.linspace(0.5, 2.0, 37).astype(np.float32)
+    seen = []
+    forward = model.forward
+    model.forward = lambda inputs, training=False: (seen.append(len(inputs)),
+                                                    forward(inputs, training))[1]
+    results = model.evaluate(x, y, batch_size=8, sample_weight=weights, verbose=0)
+    predicted = model.predict(x, batch_size=8)
+    rank = fd.distribute.rank()
+    print(f"rank {rank} saw {sum(seen)} samples")
+    np.savez(f"{out}-{rank}.npz", results=np.array(results), predicted=predicted)
+
+
 def mismatch():
     model = build_and_compile("sgd", width=4 if fd.distribute.rank() == 0 else 6)
     x, y = data()
@@ -181,6 +202,8 @@ def main(argv):
         gan(out, int(argv[3]))
     elif scenario in ("raise", "kill"):
         fit(out, "sgd", 16, callbacks=[FailAt(scenario)])
+    elif scenario == "evaluate":
+        evaluate_and_predict(out)
     elif scenario == "mismatch":
         mismatch()
     else:
