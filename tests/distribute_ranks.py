@@ -11,6 +11,8 @@ Scenarios:
     backup EPOCHS            fit to EPOCHS with BackupAndRestore in OUT/backup (kept);
                              rank 0 writes OUT/weights-EPOCHS.npz
     gan BATCH                hand-written GAN steps through allreduce_gradients
+    demo NAME STEPS          the gan or wgan demo for STEPS steps; every rank writes its
+                             networks' weights to OUT-RANK.npz
     evaluate                 evaluate (weighted metric too) and predict 37 samples in
                              batches of 8; every rank writes OUT-RANK.npz and prints how
                              many samples its forward saw
@@ -20,6 +22,8 @@ Scenarios:
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import sys
@@ -183,6 +187,22 @@ def evaluate_and_predict(out):
     np.savez(f"{out}-{rank}.npz", results=np.array(results), predicted=predicted)
 
 
+def demo(out, name, steps):
+    import importlib
+
+    module = importlib.import_module(f"fusednn.demos.{name}")
+    built = []
+    networks = module.networks
+    module.networks = lambda: built.extend(networks()) or tuple(built)
+    module.STEPS_PER_EPOCH = steps
+    with contextlib.ExitStack() as silence:   # as `fusednn demo`: rank 0 prints
+        if fd.distribute.rank() != 0:
+            silence.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        module.run(epochs=1, out_dir=os.path.dirname(out))
+    weights = [w for network in built for w in network.get_weights()]
+    np.savez(f"{out}-{fd.distribute.rank()}.npz", *weights)
+
+
 def mismatch():
     model = build_and_compile("sgd", width=4 if fd.distribute.rank() == 0 else 6)
     x, y = data()
@@ -202,6 +222,8 @@ def main(argv):
         gan(out, int(argv[3]))
     elif scenario in ("raise", "kill"):
         fit(out, "sgd", 16, callbacks=[FailAt(scenario)])
+    elif scenario == "demo":
+        demo(out, argv[3], int(argv[4]))
     elif scenario == "evaluate":
         evaluate_and_predict(out)
     elif scenario == "mismatch":

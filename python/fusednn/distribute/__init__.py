@@ -20,7 +20,7 @@ from .environment import (initialize, is_initialized, launched_by_mpi, local_ran
                           size)
 from .fit import average_logs, fit_callbacks
 from .optimizer import DistributedOptimizer, is_distributed
-from .sharding import epoch_order, fit_samples, samples_per_rank, shard_indices
+from .sharding import epoch_order, fit_samples, rank_part, samples_per_rank, shard_indices
 from .synchronize import allreduce_gradients, broadcast_variables, check_same_model
 
 # The public API; fit_callbacks, fit_samples and epoch_order are Model.fit's hooks,
@@ -28,5 +28,5 @@ from .synchronize import allreduce_gradients, broadcast_variables, check_same_mo
 __all__ = [
     "DistributedOptimizer", "allreduce_gradients", "average_logs", "broadcast_variables",
     "check_same_model", "initialize", "is_distributed", "is_initialized", "launched_by_mpi",
-    "local_rank", "rank", "samples_per_rank", "shard_indices", "size",
+    "local_rank", "rank", "rank_part", "samples_per_rank", "shard_indices", "size",
 ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 from . import environment
+from .sharding import rank_part
 
 
 def evaluation_data(data):
@@ -36,10 +37,10 @@ def evaluation_data(data):
     if comm.size == 1 or not environment.shards_fit_data() or not isinstance(data, ArrayData) \
             or data.steps != math.ceil(data.total / data.batch_size):
         return data
-    begin, end = (-(-data.total * r // comm.size) for r in (comm.rank, comm.rank + 1))
+    mine = rank_part(data.total, comm.rank, comm.size)
 
     def part(array):
-        return array[begin:end]
+        return array[mine]
 
     return ArrayData(map_arrays(data.x, part), None if data.y is None else map_arrays(data.y, part),
                      None if data.sample_weight is None else part(data.sample_weight),

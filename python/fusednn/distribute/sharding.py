@@ -40,6 +40,17 @@ def shard_indices(order, rank: int | None = None, size: int | None = None) -> np
     return np.concatenate([order, padding])[rank::size]
 
 
+def rank_part(count: int, rank: int | None = None, size: int | None = None) -> slice:
+    """This rank's contiguous part of `count` items: [ceil(r count / p), ceil((r+1) count / p)).
+    The parts cover every item once, differ in length by at most one, and rank 0's is empty
+    only when count is 0. For evaluate/predict (distribute/evaluation.py) and for a
+    hand-written loop that splits a global batch (the GAN demos): all of it in one process."""
+    rank = environment.rank() if rank is None else rank
+    size = environment.size() if size is None else size
+    begin, end = (-(-count * r // size) for r in (rank, rank + 1))
+    return slice(begin, end)
+
+
 def epoch_order(samples: int, shuffle: bool):
     """The sample order of fit's next epoch for this rank: in one process (or without
     shard_data) the permutation fit always drew (None without shuffling); in a job of
