@@ -10,6 +10,10 @@ Scenarios:
                              ModelCheckpoint into OUT, EarlyStopping that stops after epoch 2
     backup EPOCHS            fit to EPOCHS with BackupAndRestore in OUT/backup (kept);
                              rank 0 writes OUT/weights-EPOCHS.npz
+    steps SHUFFLE [kill]     fit 70 samples, batch 8, 3 epochs, BackupAndRestore(save_freq=3)
+                             in OUT/backup; with kill rank 1 SIGKILLs itself at batch 2 of
+                             epoch 1 (the last backup: after batch 0 of epoch 1); rank 0
+                             writes OUT/weights.npz and the loss history
     gan BATCH                hand-written GAN steps through allreduce_gradients
     demo NAME STEPS          the gan or wgan demo for STEPS steps; every rank writes its
                              networks' weights to OUT-RANK.npz
@@ -62,17 +66,17 @@ def build_and_compile(optimizer, width=4):
 
 
 class FailAt(fd.callbacks.Callback):
-    """On rank 1 only: raise, or SIGKILL itself, at batch 1 of epoch 1."""
+    """On rank 1 only: raise, or SIGKILL itself, at batch `at` of epoch 1."""
 
-    def __init__(self, how):
+    def __init__(self, how, at=1):
         super().__init__()
-        self.how, self.epoch = how, 0
+        self.how, self.epoch, self.at = how, 0, at
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        if fd.distribute.rank() != 1 or (self.epoch, batch) != (1, 1):
+        if fd.distribute.rank() != 1 or (self.epoch, batch) != (1, self.at):
             return
         if self.how == "raise":
             raise RuntimeError("injected failure on rank 1")
@@ -130,6 +134,20 @@ def with_backup(out, epochs):
     print(f"rank {fd.distribute.rank()} ran epochs {history.epoch}")
     if fd.distribute.rank() == 0:
         np.savez(os.path.join(out, f"weights-{epochs}.npz"), *model.get_weights())
+
+
+def with_backup_inside_epochs(out, shuffle, kill):
+    model = build_and_compile("adam")
+    x, y = data(70)
+    callbacks = [fd.callbacks.BackupAndRestore(os.path.join(out, "backup"), save_freq=3)]
+    if kill:
+        callbacks.append(FailAt("kill", at=2))
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, shuffle=shuffle,
+                        callbacks=callbacks)
+    print(f"rank {fd.distribute.rank()} ran epochs {history.epoch}")
+    if fd.distribute.rank() == 0:
+        np.savez(os.path.join(out, "weights.npz"), *model.get_weights(),
+                 loss=np.array(history.history["loss"]))
 
 
 def gan(out, batch_size):
@@ -218,6 +236,8 @@ def main(argv):
         with_callbacks(out)
     elif scenario == "backup":
         with_backup(out, int(argv[3]))
+    elif scenario == "steps":
+        with_backup_inside_epochs(out, argv[3] == "shuffle", argv[4:] == ["kill"])
     elif scenario == "gan":
         gan(out, int(argv[3]))
     elif scenario in ("raise", "kill"):

@@ -124,6 +124,17 @@ def test_shards_cover_every_sample_with_equal_lengths(samples, size, seed):
         assert len(set(together.tolist())) == len(together)
 
 
+@given(count=st.integers(0, 200), size=st.integers(1, 9))
+def test_rank_parts_are_contiguous_cover_every_item_once_and_differ_by_at_most_one(count,
+                                                                                    size):
+    parts = [fd.distribute.rank_part(count, r, size) for r in range(size)]
+    items = np.concatenate([np.arange(count)[part] for part in parts])
+    np.testing.assert_array_equal(items, np.arange(count))
+    lengths = [part.stop - part.start for part in parts]
+    assert max(lengths) - min(lengths) <= 1 and (lengths[0] > 0 or count == 0)
+    assert fd.distribute.rank_part(count) == slice(0, count)   # one process: everything
+
+
 def test_shards_interleave_so_that_step_b_of_all_ranks_is_the_global_batch_b():
     order = np.random.default_rng(0).permutation(64)
     shards = [fd.distribute.shard_indices(order, r, 2) for r in range(2)]
@@ -359,12 +370,6 @@ def test_nccl_overlapped_allreduce_runs_on_a_side_stream_ordered_by_events():
     comm.start_allreduce_sum(DeviceArray(np.ones(4, np.float32)))
     assert calls.count(("stream", True)) == 1   # one side stream, made once
 
-
-def test_backups_inside_an_epoch_are_refused_in_a_job(communicator, tmp_path):
-    communicator(StandIn(0, 2))
-    with pytest.raises(ValueError, match=r"BackupAndRestore\(save_freq=5\) saves inside an "
-                                         "epoch, which a job of several ranks cannot resume"):
-        fd.distribute.fit_callbacks([fd.callbacks.BackupAndRestore(tmp_path, save_freq=5)])
 
 
 # ----- overlap of the gradient averaging with backward -----------------------------

@@ -116,9 +116,12 @@ def test_gan_protocol_with_allreduce_gradients_equals_one_process(tmp_path):
     ("raise", ["rank 1 of 2 failed with RuntimeError: injected failure on rank 1"]),
     # Open MPI's report of a killed rank races with the survivor's: either prterun names
     # rank 1 ("exited on signal 9"), or rank 0 sees its peer disconnect first and aborts
-    # (then the dead rank is not named; 1 run in about 10 on 2 cores).
+    # (then the dead rank is not named; 1 run in about 10 on 2 cores). Where rank 0 is
+    # testing an overlapped MPI_Iallreduce at that moment, its report is the closed socket
+    # (about 1 run in 3 on 2 cores).
     ("kill", ["process rank 1 with PID",
-              "An MPI communication peer process has unexpectedly disconnected"]),
+              "An MPI communication peer process has unexpectedly disconnected",
+              "An error occurred in Socket closed"]),
 ])
 def test_a_failing_rank_ends_the_whole_job_with_an_error_naming_it(tmp_path, how, messages):
     result = _run(2, how, tmp_path / "never.npz")   # a hang would raise TimeoutExpired
@@ -175,6 +178,29 @@ def test_backup_and_restore_resumes_every_rank_as_if_never_stopped(tmp_path):
     # Same weights, rank 0's random state restored on every rank: the same shards follow.
     for a, b in zip(_weights(straight / "weights-3.npz"), _weights(resumed / "weights-3.npz")):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shuffle", ["shuffle", "in-order"])
+def test_a_job_killed_inside_an_epoch_resumes_every_rank_from_the_backup(tmp_path, shuffle):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    straight.mkdir()
+    resumed.mkdir()
+    _check(_run(2, "steps", straight, shuffle))
+    killed = _run(2, "steps", resumed, shuffle, "kill")
+    assert killed.returncode != 0 and (resumed / "backup").exists()
+    result = _run(2, "steps", resumed, shuffle)
+    _check(result)
+    # 70 samples: shards of 35, 5 batches of 8 per epoch; the backup after batch 0 of
+    # epoch 1 resumes both ranks at batch 1 of epoch 1, each in its own shard.
+    assert "rank 0 ran epochs [1, 2]" in result.stdout
+    assert "rank 1 ran epochs [1, 2]" in result.stdout
+    one, two = np.load(straight / "weights.npz"), np.load(resumed / "weights.npz")
+    for a, b in zip(_weights(straight / "weights.npz"), _weights(resumed / "weights.npz")):
+        # The same batches in the same order from the same state: the same float32 steps.
+        np.testing.assert_array_equal(a, b)
+    # The resumed epochs' logs: the running means restored as the ranks' average give
+    # back the averaged logs up to the rounding of a different sum order.
+    np.testing.assert_allclose(two["loss"], one["loss"][1:], rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["cnn", "gan"])

@@ -48,16 +48,21 @@ def evaluation_data(data):
 
 
 def sum_means(loss_mean, metric_means: dict) -> None:
-    """Replaces each running mean's total and count with their sums over the ranks (in
-    rank order, so every rank computes the same floats)."""
-    comm = environment.communicator()
-    if comm.size == 1:
+    """Replaces each running mean's total and count with their sums over the ranks."""
+    if environment.size() == 1:
         return
     means = [loss_mean, *metric_means.values()]   # the same compile order on every rank
-    gathered = comm.allgather_object([(mean.total, mean.count) for mean in means])
-    for i, mean in enumerate(means):
-        mean.total = sum(rank_sums[i][0] for rank_sums in gathered)
-        mean.count = sum(rank_sums[i][1] for rank_sums in gathered)
+    for mean, (total, count) in zip(means, sums_over_ranks(means)):
+        mean.total, mean.count = total, count
+
+
+def sums_over_ranks(means) -> list:
+    """(sum of total, sum of count) over the ranks for each of the running means `means`
+    (metrics.Mean), added in rank order so that every rank computes the same floats."""
+    gathered = environment.communicator().allgather_object(
+        [(mean.total, mean.count) for mean in means])
+    return [(sum(rank_means[i][0] for rank_means in gathered),
+             sum(rank_means[i][1] for rank_means in gathered)) for i in range(len(means))]
 
 
 def gather_in_rank_order(batches: list) -> list:
