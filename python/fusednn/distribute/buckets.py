@@ -35,10 +35,15 @@ def run_in_buckets(arrays, collective, bucket_bytes: int | None = None) -> None:
     copied back into the arrays (in place)."""
     for bucket in buckets(arrays, bucket_bytes):
         members = [arrays[i] for i in bucket]
-        xp = backend.get_array_module(members[0])
-        flat = xp.concatenate([a.reshape(-1) for a in members])
+        flat = pack(members)
         collective(flat)
         unpack(flat, members)
+
+
+def pack(arrays):
+    """The arrays (same dtype and device) one after the other in one flat buffer."""
+    xp = backend.get_array_module(arrays[0])
+    return xp.concatenate([a.reshape(-1) for a in arrays])
 
 
 def unpack(flat, arrays) -> None:

@@ -6,8 +6,8 @@ layer order, the order backward makes their gradients; as soon as backward has f
 every gradient of a bucket, that bucket is packed into one float buffer and its
 non-blocking allreduce starts (MPI_Iallreduce; NCCL on a stream of its own), while
 backward goes on with the earlier layers. finish(), called by the optimizer's step
-through allreduce_gradients, starts whatever is left, waits for every bucket and writes
-the means back into the gradients.
+through allreduce_gradients, waits for every bucket started, averages whatever is left
+and writes the means back into the gradients.
 
 Buckets start strictly in bucket order, on every rank the same: non-blocking collectives
 must be started in the same order by all ranks of a communicator. A bucket that became
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import weakref
 
-from .. import backend
 from . import buckets as buckets_module
 from . import environment
 
@@ -91,18 +90,25 @@ class OverlappedAveraging:
 
     def _start(self, b: int) -> None:
         members = self._buckets[b]
-        xp = backend.get_array_module(members[0].grad)
-        flat = xp.concatenate([var.grad.reshape(-1) for var in members])
+        flat = buckets_module.pack([var.grad for var in members])
         self._started.append((self._comm.start_allreduce_sum(flat), flat, members))
 
     def finish(self) -> None:
-        """Starts the buckets not started yet, waits for all, writes the means back."""
+        """Waits for the buckets started during backward, averages the others now (with
+        the blocking allreduce: nothing is left to overlap them with, and Open MPI's
+        blocking algorithms are tuned where its non-blocking ones are generic), writes
+        the means back."""
         if self._buckets is None:
             self._make_plan()
-        for b in range(len(self._started), len(self._buckets)):
-            self._start(b)
         for request, flat, members in self._started:
             request.wait()
-            flat /= self._comm.size
-            buckets_module.unpack(flat, [var.grad for var in members])
+            self._write_mean(flat, members)
+        for members in self._buckets[len(self._started):]:
+            flat = buckets_module.pack([var.grad for var in members])
+            self._comm.allreduce_sum(flat)
+            self._write_mean(flat, members)
         self._reset()
+
+    def _write_mean(self, flat, members) -> None:
+        flat /= self._comm.size
+        buckets_module.unpack(flat, [var.grad for var in members])
