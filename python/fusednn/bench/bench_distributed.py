@@ -5,8 +5,8 @@ Measured, per model (the lecture CNN at batch 32 per rank, the lecture LSTM mode
 16 per rank; weak scaling: each rank keeps its batch): the median time of one training
 step (fit's step with fd.distribute's DistributedOptimizer; at 2 ranks the slower rank's
 time), averaging after the whole backward and overlapped with it as fit does
-(distribute/overlap.py; --bucket-kib sets the bucket size), the bytes each step allreduces (every trainable gradient, float32) in how many
-buckets, and the time of that allreduce alone, so compute = step - allreduce. Beside
+(distribute/overlap.py; --bucket-kib sets the bucket size), the bytes each step
+allreduces (every trainable gradient, float32) in how many buckets, and the time of that allreduce alone, so compute = step - allreduce. Beside
 them, the step of two independent 1-rank processes started together: where ranks share
 the cores, that is what the sharing alone costs. The loopback's latency and bandwidth are
 fitted from an 8-byte and the gradients' allreduce.

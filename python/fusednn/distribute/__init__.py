@@ -8,9 +8,12 @@ CuPy), Horovod's design made small:
 
 launched as `mpiexec -n 4 python train.py`. In a job of several ranks fit broadcasts
 root's weights and optimizer state, averages the gradients before every step
-(DistributedOptimizer), gives each rank its shard of every epoch (shard_indices),
-averages the logs over the ranks, keeps the callbacks' decisions the same on every rank
-and prints and writes checkpoints on rank 0 only. A hand-written loop calls
+(DistributedOptimizer), overlapping that with the backward (overlap.py), gives each rank
+its shard of every epoch (shard_indices), averages the logs over the ranks, keeps the
+callbacks' decisions the same on every rank and prints and writes checkpoints on rank 0
+only (backups inside an epoch resume every rank). evaluate and predict split array data
+over the ranks and return on every rank what one process would (evaluation.py). A
+hand-written loop calls
 allreduce_gradients(model) between backward and optimizer.step (or wraps the optimizer
 in DistributedOptimizer) after broadcast_variables(model). An uncaught exception on one
 rank aborts every rank, naming the rank that failed.

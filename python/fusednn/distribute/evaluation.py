@@ -42,9 +42,9 @@ def evaluation_data(data):
     def part(array):
         return array[mine]
 
-    return ArrayData(map_arrays(data.x, part), None if data.y is None else map_arrays(data.y, part),
-                     None if data.sample_weight is None else part(data.sample_weight),
-                     data.batch_size, shuffle=False)
+    y = None if data.y is None else map_arrays(data.y, part)
+    weights = None if data.sample_weight is None else part(data.sample_weight)
+    return ArrayData(map_arrays(data.x, part), y, weights, data.batch_size, shuffle=False)
 
 
 def sum_means(loss_mean, metric_means: dict) -> None:
