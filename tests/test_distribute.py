@@ -432,3 +432,32 @@ def test_buckets_start_during_backward_and_average_as_after_it(communicator, mon
     # Same sums of two float32 numbers and the same halving as the blocking path: equal.
     for got, want in zip(model.get_gradients(), reference.get_gradients()):
         np.testing.assert_array_equal(got, want)
+
+
+# ----- evaluate and predict in a job ---------------------------------------------------
+def test_evaluation_splits_only_array_data_given_whole(communicator):
+    from fusednn.models.data_adapters import ArrayData
+
+    communicator(StandIn(1, 3))
+    x, y = np.arange(10, dtype=np.float32)[:, None], np.arange(10)
+    part = fd.distribute.evaluation_data(ArrayData(x, y, None, 2, shuffle=False))
+    # Rank 1 of 3 takes samples [ceil(10/3), ceil(20/3)) = [4, 7), in 2 batches.
+    np.testing.assert_array_equal(part.x[:, 0], [4, 5, 6])
+    np.testing.assert_array_equal(part.y, [4, 5, 6])
+    assert (part.total, part.steps) == (3, 2)
+    limited = ArrayData(x, y, None, 2, shuffle=False)
+    limited.steps = 3   # evaluate(steps=3): the first batches, the same on every rank
+    assert fd.distribute.evaluation_data(limited) is limited
+
+
+def test_sum_means_adds_every_ranks_sums_and_counts(communicator):
+    from fusednn.metrics import Mean
+
+    loss, accuracy = Mean(), Mean()
+    loss.update(2.0, 3)
+    accuracy.update(0.5, 3)
+    # The other two ranks each ran 5 samples with loss sum 4 and accuracy sum 1.
+    communicator(StandIn(0, 3, other_objects=[(4.0, 5), (1.0, 5)]))
+    fd.distribute.sum_means(loss, {"accuracy": accuracy})
+    assert (loss.total, loss.count) == (6.0 + 4.0 + 4.0, 13)
+    assert (accuracy.total, accuracy.count) == (1.5 + 1.0 + 1.0, 13)
