@@ -451,7 +451,9 @@ class Model(Layer):
         return data
 
     def _evaluate_data(self, what: str, data, verbose: int) -> dict:
-        progbar = callbacks_module.Progbar(data.steps, verbose=verbose) if verbose else None
+        data = distribute.evaluation_data(data)   # this rank's part in a job (fd.distribute)
+        progbar = (callbacks_module.Progbar(data.steps, verbose=verbose)
+                   if verbose and distribute.prints() else None)
         loss_mean, metric_means = self._new_means()
         regularization = self.regularization_loss() if self.built else None
         with contextlib.closing(data.batches(None, 0)) as batches:
@@ -466,6 +468,7 @@ class Model(Layer):
                                    output_losses, y_batch, y_pred, weights)
                 if progbar is not None:
                     progbar.update(step + 1, list(means_logs(loss_mean, metric_means).items()))
+        distribute.sum_means(loss_mean, metric_means)   # over all ranks' samples
         if loss_mean.count == 0:
             raise ValueError(f"{what}: the data yielded no batch to evaluate on (an exhausted "
                              "generator? give validation_steps / steps with one that repeats, "
@@ -520,7 +523,9 @@ class Model(Layer):
                                       shuffle=False)
             if steps is not None:
                 data.steps = min(steps, data.steps)
-        progbar = callbacks_module.Progbar(data.steps, verbose=verbose) if verbose else None
+        data = distribute.evaluation_data(data)   # this rank's part in a job (fd.distribute)
+        progbar = (callbacks_module.Progbar(data.steps, verbose=verbose)
+                   if verbose and distribute.prints() else None)
         outputs, numpy_input = [], True
         with contextlib.closing(data.batches(None, 0)) as batches:
             for step, (batch, _, _) in enumerate(batches):
@@ -528,6 +533,7 @@ class Model(Layer):
                 outputs.append(self._predicted(batch, numpy_input))
                 if progbar is not None:
                     progbar.update(step + 1)
+        outputs = distribute.gather_in_rank_order(outputs)   # every rank's, in rank order
         if not outputs:
             raise ValueError(f"{what}: the data yielded no batch to predict on")
         if progbar is not None:
