@@ -27,10 +27,19 @@ def _keys_cubic(d, a=-0.5):
     return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
 
 
-def interpolation_matrix(in_size: int, scale: int, method: str) -> np.ndarray:
-    """A (in_size * scale, in_size) float64: row o holds the weights of output o's taps."""
-    out = np.arange(in_size * scale)
-    source = (out + 0.5) / scale - 0.5
+def resize_matrix(in_size: int, out_size: int, method: str) -> np.ndarray:
+    """A (out_size, in_size) float64: row o holds the weights of output o's taps, for any
+    sizes (image_dataset_from_directory resizes down as well as up). "nearest" takes the
+    input pixel whose cell holds the output's centre, floor((o + 0.5) * in / out), as
+    Keras's resize (tf.image.resize, PyTorch's "nearest-exact"); none of the methods
+    antialias when shrinking, as Keras's default antialias=False."""
+    out = np.arange(out_size)
+    source = (out + 0.5) * in_size / out_size
+    matrix = np.zeros((out_size, in_size))
+    if method == "nearest":
+        matrix[out, np.minimum(np.floor(source), in_size - 1).astype(np.int64)] = 1
+        return matrix
+    source = source - 0.5
     base = np.floor(source)
     t = source - base
     if method == "bilinear":
@@ -38,10 +47,14 @@ def interpolation_matrix(in_size: int, scale: int, method: str) -> np.ndarray:
     else:
         offsets = (-1, 0, 1, 2)
         weights = tuple(_keys_cubic(t - k) for k in offsets)
-    matrix = np.zeros((out.size, in_size))
     for k, w in zip(offsets, weights):
         np.add.at(matrix, (out, np.clip(base + k, 0, in_size - 1).astype(np.int64)), w)
     return matrix
+
+
+def interpolation_matrix(in_size: int, scale: int, method: str) -> np.ndarray:
+    """A (in_size * scale, in_size) float64: the upsampling of one axis by `scale`."""
+    return resize_matrix(in_size, in_size * scale, method)
 
 
 def _matrices(xp, shape, size, method, dtype):
