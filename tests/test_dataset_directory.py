@@ -296,3 +296,22 @@ def test_missing_pillow_is_a_clear_import_error(image_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)  # makes `from PIL import Image` fail
     with pytest.raises(ImportError, match=r"pip install \"fusednn\[image\]\""):
         fd.utils.image_dataset_from_directory(image_dir)
+
+
+def test_resize_matrices_match_torch_for_every_size_pair():
+    # Every (in, out) pair up to 39, shrinking and enlarging: nearest picks the same source
+    # pixel as PyTorch's "nearest-exact" (Keras's nearest on torch), including the pairs
+    # where (o + 0.5) * in / out is whole and float32 rounding decides; bilinear weights
+    # agree to PyTorch's float32 coordinate rounding (<= 39 * 2^-24 ~ 3e-6).
+    torch = pytest.importorskip("torch")
+    from fusednn.ops.resize import resize_matrix
+    for in_size in range(1, 40):
+        identity = torch.eye(in_size, dtype=torch.float64)[:, None]  # (in, 1, in)
+        for out_size in range(1, 40):
+            for method, mode, tol in (("nearest", "nearest-exact", 0),
+                                      ("bilinear", "linear", 1e-5)):
+                expected = torch.nn.functional.interpolate(
+                    identity.float(), size=out_size, mode=mode,
+                    **({"align_corners": False} if mode == "linear" else {}))[:, 0].T
+                np.testing.assert_allclose(resize_matrix(in_size, out_size, method),
+                                           expected.double().numpy(), rtol=0, atol=tol)
