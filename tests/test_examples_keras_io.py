@@ -42,9 +42,10 @@ def test_timeseries_anomaly_detection_finds_the_injected_jump():
 def test_timeseries_weather_forecasting_beats_the_baselines():
     result = _run("timeseries_weather_forecasting.py")
     mse = result["val_mse"]
-    # The target, 12 hours ahead, follows the daily cycle in antiphase, so the last seen
-    # temperature is worse than the mean; an LSTM that learned the cycle from 5 days of
-    # history must beat the mean by a clear margin (measured: 0.39 against 0.80).
+    # The target lies 12 hours ahead, half a daily cycle, so over the quick run's 60 days
+    # (little seasonal drift) the last seen temperature predicts worse than the mean
+    # (measured 2.0 against 0.80); an LSTM that learned the cycle from 5 days of history
+    # beats both by a clear margin (measured 0.39).
     assert mse["model"] < 0.75 * mse["training_mean"]
     assert mse["model"] < mse["last_temperature"]
     assert result["val_loss"][-1] == pytest.approx(mse["model"], rel=1e-4)
