@@ -242,8 +242,7 @@ def dataset_from_directory(what: str, directory, *, labels, label_mode, class_na
     for part in subsets:
         paths, part_labels = split(file_paths, labels, validation_split, part)
         if not paths:
-            kind = {"training": "training ", "validation": "validation "}.get(part, "") \
-                if subset == "both" else ""
+            kind = f"{part} " if subset == "both" else ""
             raise ValueError(f"{what}: No {kind}{nothing_found} found in directory "
                              f"{directory}. Allowed formats: {formats}")
         # Validation data keeps its order in a "both" split, as Keras's.
