@@ -1,5 +1,6 @@
 """Helpers with Keras's names: set_random_seed, clear_session, to_categorical,
 pad_sequences and normalize (sequence_utils.py), the image helpers (image_utils.py),
+image_dataset_from_directory / text_dataset_from_directory (dataset_directory.py),
 set_deterministic / is_deterministic for the GPU reductions (ops/deterministic.py), and the
 numerics checks check_numerics / enable_check_numerics / disable_check_numerics; with
 PyTorch's: set_num_threads / get_num_threads."""
@@ -12,10 +13,12 @@ import numpy as np
 
 from . import _C, _rng, backend, naming
 # Keras's keras.utils helpers that live in their own modules.
+from .image_dataset import image_dataset_from_directory  # noqa: F401
 from .image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: F401
 from .ops.deterministic import is_deterministic, set_deterministic  # noqa: F401
 from .py_dataset import PyDataset  # noqa: F401
 from .sequence_utils import normalize, pad_sequences  # noqa: F401
+from .text_dataset import text_dataset_from_directory  # noqa: F401
 from .timeseries import timeseries_dataset_from_array  # noqa: F401
 
 

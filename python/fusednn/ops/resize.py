@@ -1,4 +1,5 @@
-"""Bilinear and bicubic upsampling of NHWC images by integer factors, forward and backward.
+"""Bilinear and bicubic upsampling of NHWC images by integer factors, forward and backward;
+resize_matrix, one axis resized to any size (image_dataset_from_directory).
 
 Each axis is resized by one interpolation matrix A (out, in), so y = A_h x A_w^T per
 image and channel, and the gradient is A_h^T dy A_w: array arithmetic (einsum), the same
@@ -27,10 +28,23 @@ def _keys_cubic(d, a=-0.5):
     return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
 
 
-def interpolation_matrix(in_size: int, scale: int, method: str) -> np.ndarray:
-    """A (in_size * scale, in_size) float64: row o holds the weights of output o's taps."""
-    out = np.arange(in_size * scale)
-    source = (out + 0.5) / scale - 0.5
+def resize_matrix(in_size: int, out_size: int, method: str) -> np.ndarray:
+    """A (out_size, in_size) float64: row o holds the weights of output o's taps, for any
+    sizes (image_dataset_from_directory resizes down as well as up). "nearest" takes the
+    input pixel whose cell holds the output's centre, floor((o + 0.5) * in / out), as
+    Keras's resize (tf.image.resize, PyTorch's "nearest-exact"); none of the methods
+    antialias when shrinking, as Keras's default antialias=False."""
+    out = np.arange(out_size)
+    matrix = np.zeros((out_size, in_size))
+    if method == "nearest":
+        # In float32 as TensorFlow and PyTorch compute it: where (o + 0.5) * in / out is a
+        # whole number (in=26, out=11, o=5 gives 13) their rounded scale picks the pixel
+        # before it (12), which float64 would not.
+        scale = np.float32(in_size) / np.float32(out_size)
+        source = (out.astype(np.float32) + np.float32(0.5)) * scale
+        matrix[out, np.minimum(np.floor(source), in_size - 1).astype(np.int64)] = 1
+        return matrix
+    source = (out + 0.5) * in_size / out_size - 0.5
     base = np.floor(source)
     t = source - base
     if method == "bilinear":
@@ -38,10 +52,14 @@ def interpolation_matrix(in_size: int, scale: int, method: str) -> np.ndarray:
     else:
         offsets = (-1, 0, 1, 2)
         weights = tuple(_keys_cubic(t - k) for k in offsets)
-    matrix = np.zeros((out.size, in_size))
     for k, w in zip(offsets, weights):
         np.add.at(matrix, (out, np.clip(base + k, 0, in_size - 1).astype(np.int64)), w)
     return matrix
+
+
+def interpolation_matrix(in_size: int, scale: int, method: str) -> np.ndarray:
+    """A (in_size * scale, in_size) float64: the upsampling of one axis by `scale`."""
+    return resize_matrix(in_size, in_size * scale, method)
 
 
 def _matrices(xp, shape, size, method, dtype):
