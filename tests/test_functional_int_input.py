@@ -52,8 +52,6 @@ def test_ids_beyond_float32_precision_reach_their_row(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0)[:, 0], [1.0, 0.0])
 
 
-@pytest.mark.xfail(strict=True, reason="InputLayer.get_config saves the layer's float dtype, "
-                   "not the int32 of the tensor Input made (layers/core.py); Keras saves int32")
 def test_loaded_model_input_keeps_int32_dtype(tmp_path):
     model = _model(20)
     model.save(tmp_path / "ids.keras")

@@ -425,7 +425,7 @@ class InputLayer(Layer):
     """
 
     def __init__(self, shape=None, batch_size=None, input_shape=None, batch_shape=None,
-                 **kwargs):
+                 dtype=None, **kwargs):
         given = [n for n, v in (("shape", shape), ("input_shape", input_shape),
                                 ("batch_shape", batch_shape)) if v is not None]
         label = f"InputLayer '{kwargs.get('name')}'" if kwargs.get("name") else "InputLayer"
@@ -449,20 +449,27 @@ class InputLayer(Layer):
                                        or isinstance(batch_size, bool) or batch_size <= 0):
             raise ValueError(f"{label}: expected batch_size to be None or a positive int, "
                              f"got {batch_size!r}")
+        tensor_dtype = _input_dtype(label, dtype)
+        # An integer input (ids for an Embedding) is the tensor's dtype; the layer, which
+        # computes nothing, keeps a float one.
+        self.tensor_dtype = tensor_dtype if tensor_dtype is not None \
+            and tensor_dtype.kind != "f" else None
         super().__init__(input_shape=shape, batch_size=None if batch_size is None
-                         else int(batch_size), **kwargs)
+                         else int(batch_size),
+                         dtype=None if self.tensor_dtype is not None else dtype, **kwargs)
         self.input_spec = InputSpec(ndim=len(shape) + 1,
                                     axes={i + 1: d for i, d in enumerate(shape) if d is not None})
 
     is_input_layer = True  # its call node starts a graph (layers/symbolic.py)
 
-    def output_tensor(self, dtype=None):
-        """The symbolic tensor this layer stands for in a graph (made once; `dtype`
-        defaults to the layer's)."""
+    def output_tensor(self):
+        """The symbolic tensor this layer stands for in a graph (made once), of the
+        input's dtype."""
         if getattr(self, "_output_tensor", None) is None:
             self.build_for(self.batch_shape)
             node = symbolic.Node(self, [], {}, self.batch_shape,
-                                 self.dtype if dtype is None else dtype)
+                                 self.tensor_dtype if self.tensor_dtype is not None
+                                 else self.dtype)
             self._output_tensor = node.outputs[0]
         return self._output_tensor
 
@@ -481,7 +488,23 @@ class InputLayer(Layer):
         config = super().get_config()
         del config["input_shape"]
         config.update(shape=list(self.declared_input_shape), batch_size=self.declared_batch_size)
+        if self.tensor_dtype is not None:
+            config["dtype"] = self.tensor_dtype.name
         return config
+
+
+def _input_dtype(label: str, dtype):
+    """dtype as a NumPy dtype (None stays None), refused unless numeric."""
+    if dtype is None:
+        return None
+    try:
+        tensor_dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{label}: expected a NumPy dtype name such as 'float32' or 'int32', "
+                        f"got {dtype!r}") from None
+    if tensor_dtype.kind not in "biuf":
+        raise TypeError(f"{label}: expected a numeric dtype, got {tensor_dtype}")
+    return tensor_dtype
 
 
 def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
@@ -490,15 +513,6 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
     `Sequential([Input((4,)), Dense(2)])` takes it as the input declaration. `shape`
     excludes the batch axis; an integer dtype (ids for an Embedding) is the tensor's,
     the layer keeps its float dtype."""
-    label = f"Input '{name}'" if name else "Input"
-    try:
-        tensor_dtype = None if dtype is None else np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"{label}: expected a NumPy dtype name such as 'float32' or 'int32', "
-                        f"got {dtype!r}") from None
-    if tensor_dtype is not None and tensor_dtype.kind not in "biuf":
-        raise TypeError(f"{label}: expected a numeric dtype, got {tensor_dtype}")
     layer = InputLayer(shape=shape, batch_size=batch_size, batch_shape=batch_shape, name=name,
-                       dtype=dtype if tensor_dtype is not None and tensor_dtype.kind == "f"
-                       else None)
-    return layer.output_tensor(tensor_dtype)
+                       dtype=dtype)
+    return layer.output_tensor()
