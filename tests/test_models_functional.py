@@ -528,3 +528,41 @@ def test_symbolic_calls_refuse_mixing_and_bad_arguments():
         dense(x_in)
     with pytest.raises(TypeError, match="Input 'ids'.*numeric dtype"):
         fd.Input((3,), dtype="U3", name="ids")
+
+
+def test_frozen_base_called_in_inference_mode_trains_the_head():
+    # keras-io's transfer learning: base_model.trainable = False, x = base_model(inputs,
+    # training=False), a new head on top. Nothing reads the base's backward in a training
+    # step, so it is skipped; the head learns as the same head on the base's fixed outputs.
+    layers = fd.layers
+    fd.utils.set_random_seed(3)
+    base = fd.Sequential([layers.Dense(8, activation="relu", input_shape=(4,)),
+                          layers.BatchNormalization()])
+    base.trainable = False
+    inputs = fd.Input((4,))
+    head = layers.Dense(1)
+    model = fd.Model(inputs, head(base(inputs, training=False)))
+    model.compile(optimizer=fd.optimizers.SGD(0.1), loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    y = rng.standard_normal((32, 1)).astype(np.float32)
+    features = base.predict(x, verbose=0)
+    base_before = [w.copy() for w in base.get_weights()]
+    twin = fd.Sequential([layers.Dense(1, input_shape=(8,))])
+    twin.build((None, 8))
+    twin.set_weights(head.get_weights())
+    twin.compile(optimizer=fd.optimizers.SGD(0.1), loss="mse")
+    for _ in range(3):
+        loss = model.train_on_batch(x, y)
+        twin_loss = twin.train_on_batch(features, y)
+        np.testing.assert_allclose(loss, twin_loss, rtol=1e-5)
+    for got, want in zip(base.get_weights(), base_before):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(head.get_weights()[0], twin.get_weights()[0], rtol=1e-5,
+                               atol=1e-6)
+
+    # Unfrozen, its gradient is needed, which an inference-mode call cannot give: said so.
+    base.trainable = True
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(StateError, match=r"was called with training=False.*freeze it"):
+        model.train_on_batch(x, y)

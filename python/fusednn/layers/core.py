@@ -513,6 +513,7 @@ def Input(shape=None, batch_size=None, name=None, dtype=None, batch_shape=None):
     `Sequential([Input((4,)), Dense(2)])` takes it as the input declaration. `shape`
     excludes the batch axis; an integer dtype (ids for an Embedding) is the tensor's,
     the layer keeps its float dtype."""
+    _input_dtype(f"Input '{name}'" if name else "Input", dtype)  # named as the user called it
     layer = InputLayer(shape=shape, batch_size=batch_size, batch_shape=batch_shape, name=name,
                        dtype=dtype)
     return layer.output_tensor()

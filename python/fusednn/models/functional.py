@@ -17,6 +17,8 @@ dict like the outputs; backward takes one gradient per output (None for zeros).
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .. import backend, utils
@@ -221,11 +223,20 @@ class Functional(Model):
     def _backward_through(self, count: int, grads: dict):
         """Backward over the first `count` nodes (in reverse) from the tensor gradients
         `grads`; returns the input gradient(s)."""
+        needed = self._calls_needing_backward()
         for node, state in zip(reversed(self._nodes[:count]),
                                reversed(self._node_states[:count])):
             out = [grads.get(id(t)) for t in node.outputs]
-            if all(g is None for g in out):
-                continue  # nothing downstream depends on this call's outputs
+            if all(g is None for g in out) or id(node) not in needed:
+                continue  # nothing downstream depends on this call's outputs, or no one
+                # reads the gradients its backward would give
+            if node.kwargs.get("training") is False:
+                raise StateError(
+                    f"{self._label()}: {node.layer._label()} was called with training=False, "
+                    "which keeps nothing for a backward, yet its gradient is needed (it has "
+                    "trainable weights, or trainable layers feed it). Keras would train it in "
+                    "inference mode; fusednn cannot yet: freeze it (trainable = False) or call "
+                    "it without training=False")
             _restore_call_state(state)
             dx = node.layer.backward(out if node.several_outputs else out[0])
             self._report_gradients_ready(node)
@@ -270,6 +281,31 @@ class Functional(Model):
             if g is not None:
                 _accumulate(grads, tensor, g)
         return self._backward_through(len(self._nodes) - 1, grads)
+
+    def _calls_needing_backward(self) -> set:
+        """ids of the calls whose backward gives a gradient someone reads: a call of a layer
+        with trainable weights, or one fed (along any path) by such a call or by a model input
+        whose gradient is wanted. Keras's transfer-learning step calls a frozen base model
+        with training=False, which keeps nothing for a backward; in a training step (model
+        inputs' gradients unused) that call needs none and is skipped, as autodiff skips
+        what requires no gradient."""
+        requires = {id(t) for t in self.inputs} if self._input_grad_needed else set()
+        needed = set()
+        for node in self._nodes:  # each after those it reads
+            if node.layer.trainable_variables or any(id(t) in requires for t in node.inbound):
+                needed.add(id(node))
+                requires.update(id(t) for t in node.outputs)
+        return needed
+
+    @contextlib.contextmanager
+    def _input_grad_unused(self):
+        """The training step reads only weight gradients: calls fed only by the model's
+        inputs and holding no trainable weights need no backward."""
+        self._input_grad_needed = False
+        try:
+            yield
+        finally:
+            del self._input_grad_needed  # the class default, True, again
 
     def _report_gradients_ready(self, node) -> None:
         if id(node) in self._finishing_nodes:
