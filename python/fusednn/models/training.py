@@ -176,9 +176,6 @@ class Model(Layer):
         return (not self._several_outputs() and self.outputs_softmax
                 and hasattr(self.loss, "value_and_grad_from_logits"))
 
-    def _fused_loss_value(self, y, logits) -> float:
-        return self.loss.value_and_grad_from_logits(y, logits)[0]
-
     @staticmethod
     def _per_output(values) -> list:
         """Targets or predictions (an array, or a list or dict in output order) as a list."""
@@ -200,9 +197,9 @@ class Model(Layer):
             else:
                 value, grad = term.loss(y_true, pred), None
             if sample_weight is not None:
-                weighting.check_reduction(term.loss)
                 value = weighting.weighted_loss(term.loss, y_true, pred, sample_weight)
-                grad = None if grad is None else weighting.scale_rows(grad, sample_weight)
+                grad = None if grad is None else weighting.weighted_grad(term.loss, grad,
+                                                                         sample_weight)
             results.append((term, float(value), grad))
         return results
 
@@ -231,10 +228,9 @@ class Model(Layer):
             logits = self.logits_of_last_forward()
             loss_value, grad = self.loss.value_and_grad_from_logits(y, logits)
             if sample_weight is not None:
-                weighting.check_reduction(self.loss)
-                loss_value = weighting.weighted_loss(self._fused_loss_value, y, logits,
-                                                     sample_weight)
-                grad = weighting.scale_rows(grad, sample_weight)
+                loss_value = weighting.weighted_loss_from_logits(self.loss, y, logits,
+                                                                 sample_weight)
+                grad = weighting.weighted_grad(self.loss, grad, sample_weight)
             output_losses, backward = {}, self.backward_from_logits
         else:
             parts = self._output_losses(y, y_pred, sample_weight, with_grad=True)
