@@ -274,7 +274,7 @@ class Model(Layer):
         """One optimizer update on a batch; returns the logs (Keras 3's train_step).
 
         data is the batch as Keras passes it, on the model's device: (x, y),
-        (x, y, sample_weight) or (x,). The default is fusednn's fused step (the softmax
+        (x, y, sample_weight), or x alone (a tuple (x,) for a list of inputs). The default is fusednn's fused step (the softmax
         fused with cross-entropy when the model ends in one): forward, the losses'
         gradients weighted as Keras weights samples, backward, optimizer.step, then the
         loss trackers and compute_metrics. An override composes the layer protocol
@@ -296,7 +296,7 @@ class Model(Layer):
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def predict_step(self, data):
-        """The outputs for a batch (x alone, or the first item of a tuple)."""
+        """The outputs for a batch: data is x (a tuple (x,) for a list of inputs)."""
         x, _, _ = unpack_x_y_sample_weight(data)
         return self.forward(x, training=False)
 
@@ -632,7 +632,7 @@ class Model(Layer):
 
     def _predicted(self, x, numpy_input: bool):
         """The outputs for one batch (a list for several), NumPy when numpy_input."""
-        y_pred = self.predict_step((self._to_model_device(x),))
+        y_pred = self.predict_step(pack_x_y_sample_weight(self._to_model_device(x)))
         return map_arrays(y_pred, backend.to_numpy) if numpy_input else y_pred
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
@@ -704,11 +704,12 @@ class Model(Layer):
         export_module.export_model(self, filepath, format, **options)
 
 
-def pack_x_y_sample_weight(x, y=None, sample_weight=None) -> tuple:
-    """Keras's packing of a batch: (x,) without targets, (x, y) without weights, else
+def pack_x_y_sample_weight(x, y=None, sample_weight=None):
+    """Keras's packing of a batch: x alone without targets ((x,) when x is a list or tuple
+    of inputs, which would read as (x, y)), (x, y) without weights, else
     (x, y, sample_weight)."""
     if y is None:
-        return (x,)
+        return (x,) if isinstance(x, (list, tuple)) else x
     return (x, y) if sample_weight is None else (x, y, sample_weight)
 
 
