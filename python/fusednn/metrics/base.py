@@ -109,6 +109,13 @@ class Mean(Metric):
         self.total, self.count = 0.0, 0.0
 
     def update_state(self, values, sample_weight=None) -> None:
+        if isinstance(values, float) and isinstance(sample_weight, (int, float, type(None))):
+            # The loss trackers' case, once per training step: the general path below
+            # took 25 us for it, this one 0.3 us (shared machine at load 10, indicative).
+            weight = 1.0 if sample_weight is None else float(sample_weight)
+            self.total += values * weight
+            self.count += weight
+            return
         what = f"{type(self).__name__} '{self.name}'"
         values, weights = samplewise(what, host(values, what), sample_weight, np.mean)
         self.total += float(np.sum(values))
