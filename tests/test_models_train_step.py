@@ -36,7 +36,8 @@ def test_fit_and_evaluate_logs_equal_the_standalone_metrics(rng):
     x, y = _data(rng)
     model = _binary_model()
     model.compile(optimizer="adam", loss="binary_crossentropy",
-                  metrics=["auc", metrics.Precision(name="prec"), metrics.TruePositives(name="tp"), "accuracy"])
+                  metrics=["auc", metrics.Precision(name="prec"),
+                           metrics.TruePositives(name="tp"), "accuracy"])
     standalone = {"auc": metrics.AUC(), "prec": metrics.Precision(),
                   "tp": metrics.TruePositives(), "accuracy": metrics.BinaryAccuracy()}
     expected = []

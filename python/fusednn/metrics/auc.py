@@ -52,8 +52,8 @@ class AUC(Metric):
                 raise ValueError(f"AUC: thresholds must be in [0, 1], got {thresholds!r}")
             self.num_thresholds = len(inner) + 2
         else:
-            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) \
-                    or num_thresholds <= 1:
+            if isinstance(num_thresholds, bool) \
+                    or not isinstance(num_thresholds, numbers.Integral) or num_thresholds <= 1:
                 raise ValueError(f"AUC: num_thresholds must be an int > 1, got {num_thresholds!r}")
             self.num_thresholds = int(num_thresholds)
             inner = [(i + 1) * 1.0 / (self.num_thresholds - 1)

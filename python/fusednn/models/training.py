@@ -274,12 +274,12 @@ class Model(Layer):
         """One optimizer update on a batch; returns the logs (Keras 3's train_step).
 
         data is the batch as Keras passes it, on the model's device: (x, y),
-        (x, y, sample_weight), or x alone (a tuple (x,) for a list of inputs). The default is fusednn's fused step (the softmax
-        fused with cross-entropy when the model ends in one): forward, the losses'
-        gradients weighted as Keras weights samples, backward, optimizer.step, then the
-        loss trackers and compute_metrics. An override composes the layer protocol
-        (forward, backward, zero_grad, optimizer.step(model)) and returns a dict of
-        floats; see docs/ARCHITECTURE.md.
+        (x, y, sample_weight), or x alone (a tuple (x,) for a list of inputs). The
+        default is fusednn's fused step (the softmax fused with cross-entropy when the
+        model ends in one): forward, the losses' gradients weighted as Keras weights
+        samples, backward, optimizer.step, then the loss trackers and compute_metrics.
+        An override composes the layer protocol (forward, backward, zero_grad,
+        optimizer.step(model)) and returns a dict of floats; see docs/ARCHITECTURE.md.
         """
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         loss_value, y_pred, output_losses = self._train_step(x, y, sample_weight)
@@ -330,7 +330,7 @@ class Model(Layer):
 
     def _prepared(self, what: str, x, y, sample_weight) -> tuple:
         """A batch on the model's device, with y as one target per output, packed as Keras
-        hands it to train_step / test_step: (x, y), (x, y, sample_weight) or (x,)."""
+        hands it to train_step / test_step (pack_x_y_sample_weight)."""
         return pack_x_y_sample_weight(self._to_model_device(x),
                                       self._to_model_device(self._targets(what, y)),
                                       sample_weight)
