@@ -59,7 +59,6 @@ class Model(Layer):
         super().__init__(name=name, trainable=trainable)
         self.optimizer = None
         self.loss = None
-        self.compiled_metrics: list[metrics_module.Metric] = []
         self.weighted_metrics: list[metrics_module.Metric] = []
         # Keras's loss trackers: "loss", then each output's "<output>_loss" (several outputs).
         self._loss_trackers: list[metrics_module.Mean] = []
@@ -97,7 +96,6 @@ class Model(Layer):
             self.loss = {term.name: term.loss for term in self._terms if term.loss is not None}
         else:
             self.loss = self._terms[0].loss
-        self.compiled_metrics = [m for term in self._terms for m in term.metrics]
         self.weighted_metrics = [m for term in self._terms for m in term.weighted_metrics]
         self._loss_trackers = [metrics_module.Mean(name="loss")] + [
             metrics_module.Mean(name=term.loss_log_name)
