@@ -61,9 +61,10 @@ class AUC(Metric):
         self.thresholds = [0.0 - _EPSILON] + inner + [1.0 + _EPSILON]
         super().__init__(name=name, dtype=dtype)
 
+    _state = ("true_positives", "false_positives", "true_negatives", "false_negatives")
+
     def reset_state(self) -> None:
-        for count in ("true_positives", "false_positives", "true_negatives",
-                      "false_negatives"):
+        for count in self._state:
             setattr(self, count, np.zeros(self.num_thresholds))
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
@@ -109,11 +110,6 @@ class AUC(Metric):
         increments = _no_nan_divide(slope * (dtp + intercept * np.log(ratio)),
                                     np.maximum(tp[1:] + fn[1:], 0.0))
         return float(np.sum(increments))
-
-    @property
-    def variables(self) -> list:
-        return [self.true_positives.copy(), self.false_positives.copy(),
-                self.true_negatives.copy(), self.false_negatives.copy()]
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_thresholds": self.num_thresholds,

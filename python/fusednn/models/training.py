@@ -340,17 +340,17 @@ class Model(Layer):
         return metrics[0], {metric.name: metric for metric in metrics[1:]}
 
     def _resume_running_means(self, what: str, progress) -> None:
-        """Loads the running means a mid-epoch backup saved into the model's metrics (a
-        backup holds [total, count] per log name, which only Mean-like metrics have)."""
+        """Loads the metrics' state a mid-epoch backup saved (each metric's `variables`, by
+        log name; see BackupAndRestore) into the model's metrics."""
         loss_tracker, metrics = self._running_means()
-        for target, saved in [(loss_tracker, progress.loss_mean)] + [
-                (metrics.get(name), mean) for name, mean in progress.metric_means.items()]:
-            if not isinstance(target, metrics_module.Mean):
-                raise ValueError(f"{what}: the mid-epoch backup holds a running mean for "
-                                 f"{getattr(target, 'name', 'a metric the model lacks')!r}, "
-                                 "which is not a Mean metric of this model; resume from an "
-                                 "epoch backup (BackupAndRestore(save_freq='epoch'))")
-            target.total, target.count = saved.total, saved.count
+        unknown = sorted(set(progress.metric_means) - set(metrics))
+        if unknown:
+            raise ValueError(f"{what}: the mid-epoch backup holds metrics {unknown} that this "
+                             f"model does not have (its metrics: {sorted(metrics)}); resume "
+                             "with the model compiled as when the backup was taken")
+        loss_tracker._set_variables(progress.loss_mean)
+        for name, saved in progress.metric_means.items():
+            metrics[name]._set_variables(saved)
         progress.loss_mean, progress.metric_means = loss_tracker, metrics
 
     def _targets(self, what: str, y):
