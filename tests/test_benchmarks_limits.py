@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import pathlib
 import platform
+import shutil
+import subprocess
 import sys
 import time
 
@@ -41,9 +43,14 @@ def test_every_isa_has_an_fma_pipes_entry_and_unknown_ones_are_named():
         limits.fma_pipes("sve", None, None)
 
 
+def _no_fma_loop(threads, isa):
+    raise limits.ClockUnavailable("stand-in: no FMA loop")
+
+
 def test_peak_is_the_product_of_its_factors(monkeypatch):
     monkeypatch.setattr(limits, "_measured", {})
     monkeypatch.setattr(limits, "measure_clock_GHz", lambda threads: 2.5)
+    monkeypatch.setattr(limits, "measure_fma_GFLOPs", _no_fma_loop)
     monkeypatch.setattr(limits, "measure_copy_GBps", lambda threads: 40.0)
     measured = limits.cpu_limits(3, pipes_override=1)
     lanes = measured["lanes_fp32"]
@@ -55,11 +62,27 @@ def test_peak_is_the_product_of_its_factors(monkeypatch):
     assert "copy bandwidth 40.0 GB/s" in text
 
 
+def test_a_measured_fma_rate_is_the_peak_and_the_table_stays_beside_it(monkeypatch):
+    monkeypatch.setattr(limits, "_measured", {})
+    monkeypatch.setattr(limits, "measure_clock_GHz", lambda threads: 2.5)
+    monkeypatch.setattr(limits, "measure_fma_GFLOPs", lambda threads, isa: 150.0)
+    monkeypatch.setattr(limits, "measure_copy_GBps", lambda threads: 40.0)
+    measured = limits.cpu_limits(2, pipes_override=2)
+    lanes = measured["lanes_fp32"]
+    assert measured["fma_fp32_GFLOPs"] == 150.0 and measured["fma_fp64_GFLOPs"] == 75.0
+    assert measured["fma_table_fp32_GFLOPs"] == pytest.approx(2 * 2 * lanes * 2 * 2.5)
+    text = limits.describe(measured)
+    assert text.startswith("Hardware limits: FMA peak 150 GFLOP/s float32, 75 float64 "
+                           "(measured: independent FMA chains")
+    assert f"x 2 pipes x 2.50 GHz = {2 * 2 * lanes * 2 * 2.5:.0f})" in text
+
+
 def test_without_a_clock_flop_rows_have_no_fraction(monkeypatch):
     def unavailable(threads):
         raise limits.ClockUnavailable("the clock loop is x86-64 code for Unix")
     monkeypatch.setattr(limits, "_measured", {})
     monkeypatch.setattr(limits, "measure_clock_GHz", unavailable)
+    monkeypatch.setattr(limits, "measure_fma_GFLOPs", _no_fma_loop)
     monkeypatch.setattr(limits, "measure_copy_GBps", lambda threads: 40.0)
     measured = limits.cpu_limits(2)
     assert measured["fma_fp32_GFLOPs"] is None
@@ -106,6 +129,40 @@ def test_clock_agrees_with_a_chain_of_multiplies():
     assert 0.3 < clock < 7.0  # any x86-64 CPU; folded adds measured 22 "GHz"
     # Both are the fastest of 40 bursts; 25% leaves room for a shared machine's noise.
     assert clock == pytest.approx(best, rel=0.25)
+
+
+@pytest.mark.parametrize("isa, register, chains", [("avx512", "zmm", 16), ("avx2", "ymm", 12)])
+def test_fma_loop_is_the_instructions_it_claims(isa, register, chains, tmp_path):
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("needs binutils' objdump to decode the machine code")
+    code, got_chains, lanes = limits._fma_loop(isa)
+    (tmp_path / "loop.bin").write_bytes(code)
+    listing = subprocess.run([objdump, "-D", "-b", "binary", "-m", "i386:x86-64", "-M", "intel",
+                              str(tmp_path / "loop.bin")], capture_output=True, text=True,
+                             check=True).stdout
+    mnemonics = [line.split("\t")[2].split()[0] for line in listing.splitlines()
+                 if line.count("\t") >= 2]
+    fmas = [line.split("\t")[2] for line in listing.splitlines()
+            if "vfmadd231ps" in line]
+    assert got_chains == chains and lanes == (16 if isa == "avx512" else 8)
+    # every chain its own accumulator, all of the ISA's width, then the loop and the return
+    assert sorted(f.split()[1].split(",")[0] for f in fmas) == sorted(
+        f"{register}{i}" for i in range(chains))
+    assert mnemonics[0] == "mov" and mnemonics[-4:] == ["dec", "jne", "vzeroupper", "ret"]
+    assert set(mnemonics[1:-4 - chains]) <= {"vxorps", "vpxord"}
+
+
+@pytest.mark.skipif(not X86_UNIX, reason="the FMA loop is x86-64 code for Unix")
+def test_fma_loop_runs_on_the_chosen_isa():
+    import fusednn
+    isa = fusednn.info(print_fn=None)["cpu_simd"]
+    if isa not in ("avx512", "avx2"):
+        pytest.skip(f"fusednn runs {isa} here: no FMA loop for it")
+    rate = limits.measure_fma_GFLOPs(1, isa, iterations=20_000, bursts=5)
+    # One core: at least 1 pipe at 0.3 GHz, at most 4 pipes at 7 GHz (a unit slip is 1000x).
+    lanes = limits.LANES_FP32[isa]
+    assert 1 * lanes * 2 * 0.3 < rate < 4 * lanes * 2 * 7.0
 
 
 def test_copy_bandwidth_counts_bytes_read_and_written():

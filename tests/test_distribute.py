@@ -29,12 +29,18 @@ class StandIn(SingleProcess):
         self.other_objects = other_objects
         self.root_objects = root_objects or []
         self.reduced = []
+        self.started = []   # the sizes given to start_allreduce_sum, in order
 
     def allreduce_sum(self, array):
         self.reduced.append(array.size)
         contribution = self.other_arrays[:array.size]
         self.other_arrays = self.other_arrays[array.size:]
         array += contribution * (self.size - 1)
+
+    def start_allreduce_sum(self, array):
+        self.started.append(array.size)
+        self.allreduce_sum(array)
+        return types.SimpleNamespace(test=lambda: True, wait=lambda: None)
 
     def broadcast(self, array, root=0):
         array[...] = self.root_objects.pop(0)
@@ -116,6 +122,17 @@ def test_shards_cover_every_sample_with_equal_lengths(samples, size, seed):
     assert len(together) - samples == length * size - samples < size
     if samples % size == 0:
         assert len(set(together.tolist())) == len(together)
+
+
+@given(count=st.integers(0, 200), size=st.integers(1, 9))
+def test_rank_parts_are_contiguous_cover_every_item_once_and_differ_by_at_most_one(count,
+                                                                                    size):
+    parts = [fd.distribute.rank_part(count, r, size) for r in range(size)]
+    items = np.concatenate([np.arange(count)[part] for part in parts])
+    np.testing.assert_array_equal(items, np.arange(count))
+    lengths = [part.stop - part.start for part in parts]
+    assert max(lengths) - min(lengths) <= 1 and (lengths[0] > 0 or count == 0)
+    assert fd.distribute.rank_part(count) == slice(0, count)   # one process: everything
 
 
 def test_shards_interleave_so_that_step_b_of_all_ranks_is_the_global_batch_b():
@@ -288,7 +305,24 @@ def nccl_stand_in(others, calls):
 def cupy_stand_in(calls):
     stream = types.SimpleNamespace(ptr=1234, synchronize=lambda: calls.append(("sync",)))
     device = lambda i: types.SimpleNamespace(use=lambda: calls.append(("device", i)))  # noqa
+
+    class Event:
+        done = True
+
+        def record(self, on):
+            calls.append(("record", on.ptr))
+
+    class Stream:
+        def __init__(self, non_blocking):
+            self.ptr = 5678
+            calls.append(("stream", non_blocking))
+
+        def wait_event(self, event):
+            calls.append(("wait_event", self.ptr))
+
+    stream.wait_event = lambda event: calls.append(("wait_event", stream.ptr))
     cuda = types.SimpleNamespace(Device=device, get_current_stream=lambda: stream,
+                                 Stream=Stream, Event=Event,
                                  runtime=types.SimpleNamespace(getDeviceCount=lambda: 2))
     return types.SimpleNamespace(cuda=cuda, ndarray=DeviceArray, __version__="13.6")
 
@@ -316,8 +350,114 @@ def test_nccl_allreduce_passes_the_buffer_count_dtype_and_stream():
     assert host.reduced == [3] and calls[-1] == ("sync",)
 
 
-def test_backups_inside_an_epoch_are_refused_in_a_job(communicator, tmp_path):
-    communicator(StandIn(0, 2))
-    with pytest.raises(ValueError, match=r"BackupAndRestore\(save_freq=5\) saves inside an "
-                                         "epoch, which a job of several ranks cannot resume"):
-        fd.distribute.fit_callbacks([fd.callbacks.BackupAndRestore(tmp_path, save_freq=5)])
+def test_nccl_overlapped_allreduce_runs_on_a_side_stream_ordered_by_events():
+    calls = []
+    host = StandIn(0, 2, root_objects=[])
+    host.description = "MPI (stand-in), host buffers"
+    others = np.arange(4, dtype=np.float32)
+    comm = NCCLCommunicator(host, nccl_stand_in(others, calls), cupy_stand_in(calls))
+    del calls[:]
+    array = DeviceArray(np.ones(4, np.float32))
+    request = comm.start_allreduce_sum(array)
+    # The side stream waits for the current stream's work (the gradients), then reduces;
+    # the host is never blocked: no ("sync",).
+    assert calls == [("stream", True), ("record", 1234), ("wait_event", 5678),
+                     ("allReduce", 4, 0, 9, 5678), ("record", 5678)]
+    assert request.test()
+    request.wait()   # the current stream waits for the side stream's event
+    assert calls[-1] == ("wait_event", 1234)
+    np.testing.assert_array_equal(array.host, 1 + others)
+    comm.start_allreduce_sum(DeviceArray(np.ones(4, np.float32)))
+    assert calls.count(("stream", True)) == 1   # one side stream, made once
+
+
+
+# ----- overlap of the gradient averaging with backward -----------------------------
+def deeper_model(kind):
+    fd.utils.set_random_seed(2)
+    if kind == "sequential":
+        model = fd.Sequential([fd.layers.Dense(6, activation="tanh", input_shape=(3,)),
+                               fd.layers.Dense(5, activation="tanh"), fd.layers.Dense(2)])
+    else:
+        inputs = fd.Input((3,))
+        shared = fd.layers.Dense(3, activation="tanh", name="shared")   # called twice
+        hidden = fd.layers.Dense(5, activation="tanh")(shared(shared(inputs)))
+        model = fd.Model(inputs, fd.layers.Dense(2)(hidden))
+    model.compile(optimizer=fd.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_buckets_start_during_backward_and_average_as_after_it(communicator, monkeypatch,
+                                                                kind):
+    x = np.random.default_rng(3).normal(size=(4, 3)).astype(np.float32)
+    y = np.zeros((4, 2), np.float32)
+    reference = deeper_model(kind)
+    sizes = [w.size for w in reference.get_weights()]
+    others = np.random.default_rng(4).normal(size=sum(sizes)).astype(np.float32)
+    # The reference: the blocking average after the whole backward.
+    reference.zero_grad()
+    reference.backward(reference.forward(x, training=True) - y)
+    communicator(StandIn(0, 2, other_arrays=others))
+    fd.distribute.allreduce_gradients(reference)
+    # Small buckets (one or two variables each) so that there are several to start.
+    monkeypatch.setattr(buckets_module, "BUCKET_BYTES", 4 * 25)
+    model = deeper_model(kind)
+    events = []
+    first_layer = model.layers[1 if kind == "functional" else 0]   # after the InputLayer
+    backward = first_layer.backward
+    monkeypatch.setattr(first_layer, "backward",
+                        lambda dy: (events.append("first layer's backward"), backward(dy))[1])
+    # The other rank's contribution, in the order the buckets go: last layer's first.
+    reversed_vars = list(reversed(model.trainable_variables))
+    position = np.cumsum([0] + sizes)
+    index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    pieces = [others[position[index[id(v)]]:position[index[id(v)] + 1]] for v in reversed_vars]
+    comm = communicator(StandIn(0, 2, other_arrays=np.concatenate(pieces)))
+    comm.start_allreduce_sum = lambda array, start=comm.start_allreduce_sum: (
+        events.append(f"start {array.size}"), start(array))[1]
+    from fusednn.distribute import overlap
+    overlap.attach(model)
+    try:
+        model.zero_grad()
+        model.backward(model.forward(x, training=True) - y)
+        assert events[0].startswith("start ") and "first layer's backward" in events
+        started_before = events[:events.index("first layer's backward")]
+        assert len(started_before) >= 1, events
+        fd.distribute.allreduce_gradients(model)    # waits for all, averages
+    finally:
+        overlap.detach(model)
+    # Every element went through exactly one allreduce.
+    assert sum(comm.started) == sum(sizes) and len(comm.started) >= 3
+    # Same sums of two float32 numbers and the same halving as the blocking path: equal.
+    for got, want in zip(model.get_gradients(), reference.get_gradients()):
+        np.testing.assert_array_equal(got, want)
+
+
+# ----- evaluate and predict in a job ---------------------------------------------------
+def test_evaluation_splits_only_array_data_given_whole(communicator):
+    from fusednn.models.data_adapters import ArrayData
+
+    communicator(StandIn(1, 3))
+    x, y = np.arange(10, dtype=np.float32)[:, None], np.arange(10)
+    part = fd.distribute.evaluation_data(ArrayData(x, y, None, 2, shuffle=False))
+    # Rank 1 of 3 takes samples [ceil(10/3), ceil(20/3)) = [4, 7), in 2 batches.
+    np.testing.assert_array_equal(part.x[:, 0], [4, 5, 6])
+    np.testing.assert_array_equal(part.y, [4, 5, 6])
+    assert (part.total, part.steps) == (3, 2)
+    limited = ArrayData(x, y, None, 2, shuffle=False)
+    limited.steps = 3   # evaluate(steps=3): the first batches, the same on every rank
+    assert fd.distribute.evaluation_data(limited) is limited
+
+
+def test_sum_means_adds_every_ranks_sums_and_counts(communicator):
+    from fusednn.metrics import Mean
+
+    loss, accuracy = Mean(), Mean()
+    loss.update(2.0, 3)
+    accuracy.update(0.5, 3)
+    # The other two ranks each ran 5 samples with loss sum 4 and accuracy sum 1.
+    communicator(StandIn(0, 3, other_objects=[(4.0, 5), (1.0, 5)]))
+    fd.distribute.sum_means(loss, {"accuracy": accuracy})
+    assert (loss.total, loss.count) == (6.0 + 4.0 + 4.0, 13)
+    assert (accuracy.total, accuracy.count) == (1.5 + 1.0 + 1.0, 13)

@@ -18,6 +18,7 @@ def test_ring_allreduce_model():
 
 def _job(ranks, step_s, allreduce_s, latency_probe_s=2e-5):
     entry = {"batch_per_rank": 16, "step_s": step_s, "allreduce_s": allreduce_s,
+             "step_overlapped_s": step_s - allreduce_s / 2,
              "bytes": 4_000_000, "buckets": 1}
     return {"ranks": ranks, "backend": "stand-in", "latency_probe_s": latency_probe_s,
             **{name: dict(entry) for name in suite.MODELS}}
@@ -31,6 +32,7 @@ def test_rows_from_measurements():
     assert row["step_2_independent_ms"] == pytest.approx(58.0)   # the slower process
     assert row["efficiency_2_ranks"] == pytest.approx(0.050 / 0.060)
     assert row["compute_2_ranks_ms"] == pytest.approx(56.0)
+    assert row["step_2_ranks_overlapped_ms"] == pytest.approx(58.0)
     # Loopback: latency 20 us / 2 messages; 4 MB in 4 ms - 2 x 10 us = 3.98 ms.
     assert row["loopback_latency_us"] == pytest.approx(10.0)
     assert row["loopback_gbit_s"] == pytest.approx(8 * 4e6 / 3.98e-3 / 1e9)

@@ -1,7 +1,10 @@
-"""EarlyStopping and ReduceLROnPlateau against Keras 3's behaviour
-(keras/src/callbacks/early_stopping.py's docstring example and early_stopping_test.py,
-reduce_lr_on_plateau_test.py): how "auto" decides, best before training, the logs key,
-and the TypeError for a learning-rate schedule."""
+"""EarlyStopping, ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN and
+BackupAndRestore against Keras 3's behaviour (keras/src/callbacks/early_stopping.py's
+docstring example and early_stopping_test.py, reduce_lr_on_plateau_test.py,
+learning_rate_scheduler_test.py, terminate_on_nan_test.py, backup_and_restore_test.py): how
+"auto" decides, best before training, the logs key, the TypeError for a learning-rate
+schedule, the scheduler's rates, log line and history, the stop after a non-finite loss,
+resuming from a backup."""
 import numpy as np
 import pytest
 
@@ -83,3 +86,144 @@ class _Constant(callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["constant"] = 1.0
+
+
+# ----- keras/src/callbacks/learning_rate_scheduler_test.py -------------------------------
+
+def _scheduler_model(optimizer="sgd"):
+    rng = np.random.default_rng(0)
+    model = fd.Sequential([fd.layers.Input(shape=(3,)), fd.layers.Dense(5), fd.layers.Dense(2)])
+    model.compile(loss="mse", optimizer=optimizer)
+    x = rng.normal(size=(10, 3)).astype(np.float32)
+    y = fd.utils.to_categorical(rng.integers(0, 2, size=10), 2)
+    return model, x, y
+
+
+def test_scheduler_updates_learning_rate():
+    # Keras: LearningRateSchedulerTest.test_updates_learning_rate (epoch 0: 1 / (2 + 0)).
+    model, x, y = _scheduler_model()
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[callbacks.LearningRateScheduler(lambda step: 1.0 / (2.0 + step))])
+    assert float(model.optimizer.learning_rate) == 0.5
+
+
+def test_scheduler_verbose_logging(capsys):
+    # Keras: test_verbose_logging (Keras logs the line; fusednn prints it).
+    model, x, y = _scheduler_model()
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[
+        callbacks.LearningRateScheduler(lambda step: 1.0 / (1.0 + step), verbose=1)])
+    assert "LearningRateScheduler setting learning rate to 1.0" in capsys.readouterr().out
+
+
+def test_schedule_dependent_on_previous_learning_rate():
+    model, x, y = _scheduler_model(optimizers.Adam(0.03))
+    model.fit(x, y, epochs=2, verbose=0,
+              callbacks=[callbacks.LearningRateScheduler(lambda step, lr: lr / 2)])
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.03 / 4.0, rel=1e-7)
+
+
+def test_scheduler_throws_when_optimizer_has_schedule():
+    schedule = optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    model, x, y = _scheduler_model(optimizers.Adam(schedule))
+    with pytest.raises(TypeError, match="LearningRateSchedule"):
+        model.fit(x, y, epochs=2, verbose=0,
+                  callbacks=[callbacks.LearningRateScheduler(lambda step, lr: lr / 2)])
+
+
+def test_scheduler_learning_rate_in_history():
+    model, x, y = _scheduler_model()
+    history = model.fit(x, y, epochs=1, verbose=0,
+                        callbacks=[callbacks.LearningRateScheduler(lambda step, lr: 0.5)])
+    assert type(history.history["learning_rate"][0]) is float
+    assert history.history["learning_rate"][0] == 0.5
+
+
+# ----- keras/src/callbacks/terminate_on_nan_test.py ----------------------------------------
+
+def test_terminate_on_nan():
+    # Keras: TerminateOnNaNTest.test_TerminateOnNaN: Dense layers initialised to 1e5 blow
+    # the loss up in the first epoch, which is then the only one.
+    rng = np.random.default_rng(1337)
+    x, x_val = rng.random((10, 3)), rng.random((10, 3))
+    y = fd.utils.to_categorical(rng.choice(2, size=10), 2)
+    y_val = fd.utils.to_categorical(rng.choice(2, size=10), 2)
+    model = fd.Sequential([layers.Input(shape=(3,))])
+    for _ in range(5):
+        model.add(layers.Dense(2, activation="relu",
+                               kernel_initializer=fd.initializers.Constant(value=1e5)))
+    model.add(layers.Dense(2))
+    model.compile(loss="mean_squared_error", optimizer="sgd")
+    with np.errstate(over="ignore", invalid="ignore"):
+        history = model.fit(x, y, batch_size=4, validation_data=(x_val, y_val), epochs=20,
+                            callbacks=[callbacks.TerminateOnNaN()], verbose=0)
+    loss = history.history["loss"]
+    assert len(loss) == 1 and not np.isfinite(loss[0])
+
+
+def test_terminate_on_nan_graceful_stop():
+    # Keras: test_terminate_on_nan_graceful_stop (an infinite target: fewer than 4 epochs
+    # of losses, no exception; Keras's raise_error=True form is not in fusednn).
+    model = fd.Sequential([layers.Dense(1, input_shape=(1,))])
+    model.compile(optimizer="sgd", loss="mse")
+    with np.errstate(over="ignore", invalid="ignore"):
+        history = model.fit(np.array([[1.0], [2.0]]), np.array([[np.inf], [np.inf]]), epochs=2,
+                            batch_size=1, callbacks=[callbacks.TerminateOnNaN()], verbose=0)
+    assert len(history.history["loss"]) < 4
+
+
+# ----- keras/src/callbacks/backup_and_restore_test.py --------------------------------------
+
+class _InterruptAtEpoch(callbacks.Callback):
+    """Keras's InterruptingCallback: raises at the end of the epoch_int-th epoch."""
+
+    def __init__(self, epoch_int):
+        super().__init__()
+        self.epoch_count, self.epoch_int = 0, epoch_int
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_count += 1
+        if self.epoch_count == self.epoch_int:
+            raise RuntimeError("EpochInterruption")
+
+
+def _backup_model():
+    model = fd.Sequential([layers.Input((3,)), layers.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd", metrics=["mse"])
+    rng = np.random.default_rng(0)
+    return model, rng.random((10, 3)), rng.random((10, 1))
+
+
+@pytest.mark.parametrize("save_freq", ["batch", 0.15])
+def test_backup_save_freq_unknown_error(save_freq):
+    with pytest.raises(ValueError, match="save_freq"):
+        callbacks.BackupAndRestore(backup_dir="backup_dir", save_freq=save_freq)
+
+
+def test_backup_dir_empty_error():
+    # Keras: test_backup_dir_empty_error (Keras's test_backup_dir_none_error expects a
+    # ValueError too; fusednn raises TypeError for None, not a path).
+    with pytest.raises(ValueError, match="backup_dir"):
+        callbacks.BackupAndRestore(backup_dir="", save_freq="epoch")
+
+
+def test_backup_best_case_epoch(tmp_path):
+    # Keras: test_best_case_epoch (without its counting CanaryLayer): interrupted after 2
+    # epochs, a new fit of 5 epochs resumes at epoch 2 and runs 3 more.
+    backup_dir = tmp_path / "subdir"
+    model, x, y = _backup_model()
+    cbk = callbacks.BackupAndRestore(backup_dir=backup_dir, save_freq="epoch")
+    with pytest.raises(RuntimeError, match="EpochInterruption"):
+        model.fit(x, y, batch_size=4, callbacks=[cbk, _InterruptAtEpoch(2)], epochs=6,
+                  verbose=0)
+    assert backup_dir.exists()
+    history = model.fit(x, y, batch_size=4, callbacks=[cbk], epochs=5, verbose=0)
+    assert history.epoch[-1] == 4 and len(history.history["loss"]) == 3
+
+
+def test_backup_model_deleted_case_epoch(tmp_path):
+    # Keras: test_model_deleted_case_epoch (a fit that ends removes the backup).
+    backup_dir = tmp_path / "subdir"
+    model, x, y = _backup_model()
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0,
+              callbacks=[callbacks.BackupAndRestore(backup_dir, save_freq="epoch")])
+    assert not backup_dir.exists()

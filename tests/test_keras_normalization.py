@@ -66,3 +66,36 @@ def test_mask_must_have_one_axis_fewer_than_the_input():
     norm = layers.BatchNormalization()
     with pytest.raises(ValueError, match="one axis fewer"):
         norm.forward(np.ones((2, 3, 4), np.float32), training=True, mask=np.ones((2,), bool))
+
+
+def test_masked_broadcast_normalization():
+    # Keras: BatchNormalizationTest.test_masked_broadcast_normalization: a (1, 2, 1) mask
+    # of a (1, 2, 3, 4) input of ones broadcasts over the third axis; every position
+    # counts, so mean 1, variance 0 and the output 0 (atol as Keras's, 1e-6).
+    norm = layers.BatchNormalization(axis=-1, momentum=0.0, epsilon=1e-3)
+    y = norm.forward(np.ones((1, 2, 3, 4), np.float32), training=True, mask=np.ones((1, 2, 1)))
+    np.testing.assert_allclose(y, np.zeros((1, 2, 3, 4)), atol=1e-6)
+    np.testing.assert_allclose(norm.moving_mean.value, np.ones(4), atol=1e-6)
+    np.testing.assert_allclose(norm.moving_variance.value, np.zeros(4), atol=1e-6)
+
+
+def test_broadcast_mask_statistics_and_backward():
+    # A (N, 1) mask of (N, T, C): whole samples masked; the statistics are those of the
+    # kept samples' every step (Keras's broadcast), the backward matches finite differences.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 3, 2))
+    mask = np.array([[1.0], [0.0], [2.0], [1.0]])  # nonzero counts, as Keras's cast to bool
+    norm = layers.BatchNormalization(momentum=0.0, dtype="float64")
+    norm.forward(x, training=True, mask=mask)
+    kept = x[[0, 2, 3]].reshape(-1, 2)
+    np.testing.assert_allclose(norm.moving_mean.value, kept.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(norm.moving_variance.value, kept.var(axis=0), rtol=1e-6)
+    check_layer_gradients(layers.BatchNormalization(dtype="float64"), x, training=True,
+                          mask=mask)
+
+
+def test_mask_axes_must_be_one_or_the_inputs():
+    norm = layers.BatchNormalization()
+    with pytest.raises(ValueError, match=r"each axis 1 or the input's size; got a mask of "
+                                         r"shape \(2, 2\)"):
+        norm.forward(np.ones((2, 3, 4), np.float32), training=True, mask=np.ones((2, 2)))

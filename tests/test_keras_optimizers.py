@@ -1,9 +1,10 @@
 """Optimizers against Keras 3's tests (keras/src/optimizers/*_test.py): a scalar (shape ())
 variable steps like any other, the docstring example of RMSprop, and the literal values
-of Nadam's, Adamax's and Lion's tests."""
+of Nadam's, Adamax's and Lion's tests, the automatic names."""
 import numpy as np
 import pytest
 
+import fusednn as fd
 from fusednn import optimizers
 from fusednn.layers import Variable
 
@@ -104,3 +105,20 @@ def test_golden_values_of_keras_tests(name, dtype):
         np.testing.assert_allclose(x.value, expected, rtol=5e-4, atol=5e-4)
         x.grad[...] = np.arange(1, 11) / 10
         opt.step([x])
+
+
+def test_optimizer_auto_naming():
+    # Keras: OptimizerTest.test_optimizer_auto_naming (the class name in snake case,
+    # uniquified; a given name is kept, and serialisation keeps either).
+    fd.utils.clear_session()
+    adam_1, adam_2 = optimizers.Adam(), optimizers.Adam()
+    sgd_1, sgd_2 = optimizers.SGD(), optimizers.SGD()
+    adamw_1, adamw_2 = optimizers.AdamW(), optimizers.AdamW()
+    assert [o.name for o in (adam_1, adam_2, sgd_1, sgd_2, adamw_1, adamw_2)] == [
+        "adam", "adam_1", "sgd", "sgd_1", "adam_w", "adam_w_1"]
+    custom_adam = optimizers.Adam(name="my_adam")
+    assert custom_adam.name == "my_adam"
+    assert optimizers.deserialize(optimizers.serialize(adam_2)).name == "adam_1"
+    assert optimizers.deserialize(optimizers.serialize(custom_adam)).name == "my_adam"
+    # Keras 3.15.1 (torch backend), run here: RMSprop() is named "rm_sprop".
+    assert optimizers.RMSprop().name == "rm_sprop"

@@ -456,7 +456,9 @@ class ListCase:
     make: object                  # make(**layer_keywords) -> a new, unbuilt layer
     input_shapes: tuple           # one full shape (batch first) per input
     incompatible: tuple           # input shapes a built layer's second build must refuse
-    mask: str = "and"             # Keras: "and" of the inputs' masks, "concat", or "drop"
+    # Keras 3.15: "or" of the inputs' masks (None unless every input has one), "concat",
+    # or "none" (Dot: takes masks, makes none).
+    mask: str = "or"
 
 
 LIST_CASES = [
@@ -479,9 +481,9 @@ LIST_CASES = [
     ListCase("Concatenate-axis1", lambda **k: layers.Concatenate(axis=1, **k),
              ((2, 5, 4), (2, 3, 4)), ((2, 5, 4), (2, 3, 2)), mask="concat"),
     ListCase("Dot", lambda **k: layers.Dot(axes=(2, 1), **k), ((2, 5, 4), (2, 4, 3)),
-             ((2, 5, 4), (2, 3, 3)), mask="drop"),
+             ((2, 5, 4), (2, 3, 3)), mask="none"),
     ListCase("Dot-normalize", lambda **k: layers.Dot(axes=-1, normalize=True, **k),
-             ((2, 5, 4), (2, 3, 4)), ((2, 5, 4), (2, 3, 5)), mask="drop"),
+             ((2, 5, 4), (2, 3, 4)), ((2, 5, 4), (2, 3, 5)), mask="none"),
 ]
 
 
@@ -549,23 +551,28 @@ def test_list_layer_masks_as_keras(case):
     xs = _inputs(case)
     masks = [_time_step_mask(x.shape) if i == 0 else None for i, x in enumerate(xs)]
     layer = case.make()
-    if case.mask == "drop":
-        with pytest.warns(UserWarning, match="does not support masking"):
-            layer.forward(xs, mask=masks)
+    layer.forward(xs, mask=masks)
+    if case.mask in ("none", "or"):  # one input without a mask: no output mask
         assert layer.output_mask is None
+    if case.mask == "none":
         return
     layer.forward(xs, mask=[None] * len(xs))
     assert layer.output_mask is None
     masks[-1] = np.random.default_rng(3).random(xs[-1].shape[:2]) > 0.3
-    if case.mask == "and" and xs[-1].ndim < xs[0].ndim:
-        masks[-1] = None  # a lower-rank input has no time axis to mask
+    # a lower-rank input has no time axis to mask, then the output has no mask
+    masks = [m if x.ndim == xs[0].ndim else None for m, x in zip(masks, xs)]
+    masks = [_time_step_mask(x.shape) if m is None and x.ndim == xs[0].ndim else m
+             for m, x in zip(masks, xs)]
     layer.forward(xs, mask=masks)
+    if case.mask == "or" and any(m is None for m in masks):
+        assert layer.output_mask is None
+        return
     given = [m for m in masks if m is not None]
-    if case.mask == "and":
-        expected = given[0]
-        for m in given[1:]:
-            expected = expected & m  # a (N, 1) mask of a size-1 time axis broadcasts too
-        np.testing.assert_array_equal(layer.output_mask, expected)
+    if case.mask == "or":
+        assert len(given) == len(xs)
+        # a (N, 1) mask of a size-1 time axis broadcasts too
+        np.testing.assert_array_equal(layer.output_mask, np.logical_or.reduce(
+            np.broadcast_arrays(*given)))
     elif layer.axis == -1:  # joined features: a step is kept where any input keeps it
         np.testing.assert_array_equal(layer.output_mask, np.logical_or.reduce(given))
     else:  # joined steps: each input's steps keep their own mask

@@ -133,3 +133,19 @@ def test_conv1d_transpose_matches_torch(strides, padding, output_padding):
     assert y.shape == layer.compute_output_shape(x.shape)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     check_layer_gradients(layer, x, training=True)
+
+
+@pytest.mark.parametrize("make, input_shape, expected", [
+    (lambda: layers.DepthwiseConv2D(2, depth_multiplier=3), (None, 5, 5, 4), (None, 4, 4, 12)),
+    (lambda: layers.DepthwiseConv1D(2, depth_multiplier=2), (None, 5, 3), (None, 4, 6)),
+    (lambda: layers.SeparableConv1D(7, 2), (None, 5, 4), (None, 4, 7)),
+])
+def test_compute_output_shape_before_build_changes_nothing(make, input_shape, expected):
+    # Keras's compute_output_shape is pure: asking for the shape before build must leave
+    # the layer as created (a later build on other channels still fits them).
+    layer = make()
+    before = (layer.get_config(), layer.filters)
+    assert layer.compute_output_shape(input_shape) == expected
+    assert (layer.get_config(), layer.filters) == before and not layer.built
+    x = np.ones((2,) + input_shape[1:-1] + (input_shape[-1] + 1,), np.float32)
+    assert layer.forward(x).shape == layer.compute_output_shape(x.shape)

@@ -127,7 +127,7 @@ def test_concatenate_shape_rules():
         (None, 3, 6)
     assert layers.Concatenate(axis=1).compute_output_shape([(4, None, 2), (4, 3, 2)]) == \
         (4, None, 2)
-    with pytest.raises(ValueError, match=r"Concatenate 'c'.*matching shapes except on the "
+    with pytest.raises(ValueError, match=r"Concatenate 'c'.*matching shapes except for the "
                                          r"concatenation axis -1"):
         layers.Concatenate(name="c").compute_output_shape([(None, 3, 4), (None, 5, 2)])
     with pytest.raises(ValueError, match="one rank"):
@@ -194,9 +194,10 @@ def test_dot_argument_and_shape_errors():
 
 
 def test_merging_layers_in_a_graph_pass_masks_as_keras():
-    # Two masked sequences (Embedding(mask_zero=True)) merged: Add keeps the AND of the
-    # masks, Concatenate(axis=1) joins them along time; an LSTM reading the sum skips the
-    # steps either input pads.
+    # Two masked sequences (Embedding(mask_zero=True)) merged: Add keeps the OR of the
+    # masks (Keras 3.15's merging_test: a step counts where any input has it),
+    # Concatenate(axis=1) joins them along time; an LSTM reading the sum skips the steps
+    # both inputs pad.
     ids_a, ids_b = fd.Input((5,), dtype="int32"), fd.Input((5,), dtype="int32")
     embed_a = layers.Embedding(7, 3, mask_zero=True, name="ea")
     embed_b = layers.Embedding(7, 3, mask_zero=True, name="eb")
@@ -207,6 +208,6 @@ def test_merging_layers_in_a_graph_pass_masks_as_keras():
     a = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 1, 2]])
     b = np.array([[1, 2, 0, 0, 0], [4, 5, 6, 1, 0]])
     model.forward([a, b])
-    np.testing.assert_array_equal(model.get_layer("add").output_mask, (a != 0) & (b != 0))
+    np.testing.assert_array_equal(model.get_layer("add").output_mask, (a != 0) | (b != 0))
     np.testing.assert_array_equal(model.get_layer("join").output_mask,
                                   np.concatenate([a != 0, b != 0], axis=1))

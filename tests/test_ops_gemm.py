@@ -20,8 +20,9 @@ from fusednn.ops import gemm
 
 DTYPES = [np.float32, np.float64]
 
-# Block sizes of the AVX-512 build: MR=8, KC=256, MC=256 and float NR=32,
-# NC=3072, double NR=16, NC=2048 (AVX2: 6 x 16 and 6 x 8 tiles). The shapes
+# Tiles of the AVX-512 build: MR=8 and float NR=32, double NR=16 (AVX2: 6 x 16
+# and 6 x 8). KC, MC and NC follow the CPU's caches (gemm_kernels.h): KC is
+# 256..512, MC at most L2/4 / (KC * 4 bytes), NC at most 4096. The shapes
 # cover single elements, primes, exact tiles, one past a tile, several K, M and N
 # blocks, and both ways of splitting C between two threads (over M and over N).
 SHAPES = [
@@ -86,7 +87,7 @@ def test_several_blocks_in_every_dimension(rng, M, N, K, dtype):
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (-2.0, 0.5), (0.25, -3.0)])
 def test_alpha_beta_accumulate(rng, alpha, beta, trans_a, trans_b, dtype):
-    M, N, K = 37, 70, 400  # two K blocks: the second accumulates onto the first
+    M, N, K = 37, 70, 600  # K > 512 >= KC: later K blocks accumulate onto the first
     a = operand(rng, M, K, dtype, trans_a)
     b = operand(rng, K, N, dtype, trans_b)
     c0 = rng.standard_normal((M, N)).astype(dtype)

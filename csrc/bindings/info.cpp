@@ -7,6 +7,7 @@
 
 #include "bindings.h"
 #include "fusednn/common.h"
+#include "fusednn/cpu_caches.h"
 #include "fusednn/cpu_isa.h"
 #include "fusednn/device.h"
 
@@ -28,6 +29,11 @@ void bind_info(nb::module_& m) {
     d["simd"] = b.simd;
     d["cpu_isa"] = cpu::isa_name(cpu::chosen_isa());
     d["cpu_isas_compiled"] = cpu::compiled_isas();
+    const cpu::CacheSizes& caches = cpu::cache_sizes();
+    d["cpu_cache_l1d"] = caches.l1d;
+    d["cpu_cache_l2"] = caches.l2;
+    d["cpu_cache_l3_per_core"] = caches.l3_per_core;
+    d["cpu_caches_measured"] = caches.measured;
     d["native_arch"] = b.native_arch;
     d["openmp"] = b.openmp;
     d["max_threads"] = b.max_threads;

@@ -334,12 +334,12 @@ template <typename T>
 void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha, const T* A,
                  Index lda, const T* B, Index ldb, T beta, T* C, Index ldc, T* a_pack,
                  T* b_pack) {
-  using Blk = Blocking<T>;
-  constexpr Index MR = Blk::MR;
-  constexpr Index NR = Blk::NR;
-  const Index nc_max = even_block(N, Blk::NC, NR);
-  const Index kc_max = even_block(K, Blk::KC, 1);
-  const Index mc_max = even_block(M, Blk::MC, MR);
+  constexpr Index MR = Blocking<T>::MR;
+  constexpr Index NR = Blocking<T>::NR;
+  const CacheBlocks& blk = cache_blocks<T>();
+  const Index nc_max = even_block(N, blk.nc, NR);
+  const Index kc_max = even_block(K, blk.kc, 1);
+  const Index mc_max = even_block(M, blk.mc, MR);
   // Whole slivers are read in place when they would be used only a few times;
   // a partial last sliver is always packed (zero-padded). op(B) stored (N, K)
   // has no contiguous rows to read, so it is always packed.
@@ -403,9 +403,9 @@ void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha,
 template <typename T>
 void gemm_blocked(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha, const T* A,
                   Index lda, const T* B, Index ldb, T beta, T* C, Index ldc) {
-  using Blk = Blocking<T>;
-  constexpr Index MR = Blk::MR;
-  constexpr Index NR = Blk::NR;
+  constexpr Index MR = Blocking<T>::MR;
+  constexpr Index NR = Blocking<T>::NR;
+  const CacheBlocks& blk = cache_blocks<T>();
   const int threads = thread_count(double(M) * double(N) * double(K));
   const ThreadGrid grid = choose_grid<T>(threads, M, N);
   const Index m_slivers = ceil_div(M, MR);
@@ -413,11 +413,11 @@ void gemm_blocked(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha
 
   // Room for the packed blocks of the largest rectangle, per thread, taken
   // here so that nothing can fail inside the parallel region.
-  const Index kc_max = even_block(K, Blk::KC, 1);
+  const Index kc_max = even_block(K, blk.kc, 1);
   const Index rows_max = ceil_div(m_slivers, grid.tm) * MR;
   const Index cols_max = ceil_div(n_slivers, grid.tn) * NR;
-  const Index a_elems = round_up(std::min(Blk::MC, rows_max) * kc_max, kLineElems<T>);
-  const Index b_elems = round_up(kc_max * std::min(Blk::NC, cols_max), kLineElems<T>);
+  const Index a_elems = round_up(std::min(blk.mc, rows_max) * kc_max, kLineElems<T>);
+  const Index b_elems = round_up(kc_max * std::min(blk.nc, cols_max), kLineElems<T>);
   T* workspace = thread_workspace<T>((a_elems + b_elems) * threads);
 
   auto run_rectangle = [&](int thread) {

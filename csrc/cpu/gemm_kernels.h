@@ -3,9 +3,11 @@
 // target macros of the instruction set being compiled (see fusednn/gemm.h and fusednn/cpu_isa.h).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
+#include "fusednn/cpu_caches.h"
 #include "fusednn/cpu_isa.h"
 
 // Without AVX2, GCC and Clang vector extensions give 128-bit SIMD on the two
@@ -310,24 +312,48 @@ inline Reg in_register(Reg v) {
 // Block sizes for one element type.
 //   MR x NR  the register tile of C (NR = NV SIMD vectors)
 //   KC       depth of a packed panel: an NR x KC sliver of B (KC*NR*sizeof(T))
-//            stays in L1 while MC/MR slivers of A stream past it
-//   MC       rows of the packed A block (MC*KC*sizeof(T) at most half of L2)
-//   NC       columns of the packed B panel (KC*NC*sizeof(T) a few MiB, in L3)
-// KC, MC and NC are upper bounds: gemm.cpp splits each dimension into equal
-// blocks no larger than these so that no tiny remainder block is left over.
+//   MC       rows of the packed A block (MC*KC*sizeof(T))
+//   NC       columns of the packed B panel (KC*NC*sizeof(T))
+// MR and NR are fixed per instruction set; KC, MC and NC follow this CPU's
+// caches (cache_blocks below). They are upper bounds: gemm.cpp splits each
+// dimension into equal blocks no larger than these so that no tiny remainder
+// block is left over.
 template <typename T>
 struct Blocking {
   static constexpr int MR = kMicroRows;
   static constexpr int NV = kMicroVecs;
   static constexpr int NR = NV * Vec<T>::kLanes;
-  // Sized for 48 KiB L1d and 1 MiB L2 per core, 32 MiB shared L3 (AMD Zen 5),
-  // typical of current x86 server cores: with AVX-512 a B sliver is 32 KiB and
-  // an A block 256 KiB (float) or 512 KiB (double). On Zen 5, KC from 256 to
-  // 512 and MC from 168 to 336 measured within a few percent of each other.
-  static constexpr std::int64_t KC = 256;
-  static constexpr std::int64_t MC = 256 / MR * MR;
-  static constexpr std::int64_t NC = sizeof(T) == 4 ? 3072 : 2048;
 };
+
+struct CacheBlocks {
+  std::int64_t kc, mc, nc;
+};
+
+// KC, MC and NC from the cache sizes read at run time (fusednn/cpu_caches.h):
+//   KC: the B sliver fills L1 (KC = L1 / (NR * sizeof(T))), at least 256 and at
+//       most 512. Each K block costs one more load and store of the whole tile
+//       of C, and on the Xeon with 48 KiB L1 and 2 MiB L2 (AVX-512, 1 thread)
+//       KC = 384 beat the earlier fixed 256 by 5-10% on 1024^3 and 2048^3 and
+//       on convolutions whose K lies between them (7744x64x288: one K block
+//       instead of two), measured under load 0.5-2: indicative.
+//   MC: the A block takes a quarter of L2 (the rest holds the B panel's
+//       slivers in flight and the tiles of C); 336 rows on that Xeon, 168 on
+//       Zen 5 (1 MiB L2), where 168 to 336 measured within a few percent.
+//   NC: the B panel takes this core's share of L3, at most 4096 columns.
+template <typename T>
+const CacheBlocks& cache_blocks() {
+  static const CacheBlocks blocks = [] {
+    constexpr std::int64_t MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+    constexpr std::int64_t size = sizeof(T);
+    const CacheSizes& caches = cache_sizes();
+    const std::int64_t kc = std::clamp<std::int64_t>(caches.l1d / (NR * size), 256, 512);
+    const std::int64_t mc = std::max(MR, caches.l2 / 4 / (kc * size) / MR * MR);
+    const std::int64_t nc = std::clamp<std::int64_t>(caches.l3_per_core / (kc * size) / NR * NR,
+                                                     4 * NR, 4096 / NR * NR);
+    return CacheBlocks{kc, mc, nc};
+  }();
+  return blocks;
+}
 
 // Where the micro-kernel reads a sliver of op(A) (MR rows x kc) from.
 enum class ASource {

@@ -134,7 +134,7 @@ void packed_columns(Index M, Index N, Index K, const T* A, Index lda, const T* p
   constexpr Index NR = Blocking<T>::NR;
   // K is blocked only when several row blocks reuse each block of a sliver; a
   // single one reads the packed slivers straight through, in memory order.
-  const Index k_blocks = M > MR ? ceil_div(K, Blocking<T>::KC) : 1;
+  const Index k_blocks = M > MR ? ceil_div(K, cache_blocks<T>().kc) : 1;
   for (Index kb = 0; kb < k_blocks; ++kb) {
     const Index p0 = K * kb / k_blocks;
     const Index kc = K * (kb + 1) / k_blocks - p0;

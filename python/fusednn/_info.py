@@ -22,6 +22,8 @@ def info(print_fn=print) -> dict:
         "cpu_simd": build["simd"],
         "cpu_isa": build["cpu_isa"],
         "cpu_isas_compiled": ", ".join(build["cpu_isas_compiled"]),
+        # What the CPU GEMM's block sizes follow (csrc/cpu/gemm_kernels.h).
+        "cpu_caches": _caches(build),
         "openmp": build["openmp"],
         "threads": build["max_threads"],
         "cuda_compiled": build["cuda_compiled"],
@@ -52,3 +54,10 @@ def info(print_fn=print) -> dict:
                 value = "; ".join(value) if value else "none usable"
             print_fn(f"{key:<{width}}  {value}")
     return details
+
+
+def _caches(build: dict) -> str:
+    sizes = ", ".join(f"{name} {build[key] >> 10} KiB" for name, key in
+                      (("L1d", "cpu_cache_l1d"), ("L2", "cpu_cache_l2"),
+                       ("L3 per core", "cpu_cache_l3_per_core")))
+    return sizes if build["cpu_caches_measured"] else f"{sizes} (not reported: typical sizes)"

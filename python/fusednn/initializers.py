@@ -245,14 +245,26 @@ class Identity(Initializer):
 
 def get(identifier) -> Initializer | None:
     """An initializer from a Keras name or class name, a serialized dict
-    ({"class_name", "config"}), an Initializer, or any callable(shape, dtype); None for
-    None, as Keras's get."""
+    ({"class_name", "config"}), an Initializer, an array (giving itself), or any
+    callable(shape, dtype); None for None, as Keras's get."""
     if identifier is None or callable(identifier):
         return identifier
     if isinstance(identifier, (str, dict)):
         return _INITIALIZERS.get(identifier)
-    raise TypeError(f"initializer must be a name, a serialized dict or a callable(shape, dtype), "
-                    f"got {identifier!r}")
+    if isinstance(identifier, np.ndarray):
+        return _exactly(identifier)
+    raise TypeError(f"initializer must be a name, a serialized dict, an array or a "
+                    f"callable(shape, dtype), got {identifier!r}")
+
+
+def _exactly(array: np.ndarray):
+    """Keras's get(tensor): an initializer that gives a copy of `array`, for its shape only."""
+    def initializer(shape, dtype=None):
+        if tuple(shape) != array.shape:
+            raise ValueError(f"Expected `shape` to be {array.shape} for an initializer given as "
+                             f"an array, got {tuple(shape)}")
+        return np.array(array, dtype=dtype or array.dtype)
+    return initializer
 
 
 OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity

@@ -37,6 +37,7 @@ import numpy as np
 
 from . import backend, ops
 from .layers.base import Variable
+from .naming import default_layer_name
 from .registry import Registry
 
 
@@ -157,14 +158,11 @@ def _apply_constraints(variables) -> None:
 class Optimizer:
     """Base class: learning rate (float or schedule), weight decay, clipping, slots, state.
 
-    Subclasses define `default_name`, `_slot_names()` (names of the per-variable
-    state arrays) and `_update(values, grads, slots, learning_rate)`, which
-    updates one group of variables sharing a device and dtype in place: values
-    and grads are lists of arrays, slots maps each slot name to the list of
-    that slot's arrays in the same order.
+    Subclasses define `_slot_names()` (names of the per-variable state arrays) and
+    `_update(values, grads, slots, learning_rate)`, which updates one group of variables
+    sharing a device and dtype in place: values and grads are lists of arrays, slots maps
+    each slot name to the list of that slot's arrays in the same order.
     """
-
-    default_name = "optimizer"
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None, **unknown):
@@ -178,7 +176,9 @@ class Optimizer:
                             f"accepted: {', '.join(dict.fromkeys(accepted))}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"{owner}: name must be a non-empty string, got {name!r}")
-        self.name = name or self.default_name
+        # Keras's automatic names: the class name in snake case, uniquified by the counter the
+        # layers use (adam, adam_1, sgd, adam_w, rm_sprop; clear_session restarts it).
+        self.name = name or default_layer_name(type(self).__name__)
         if not isinstance(learning_rate, LearningRateSchedule) and not callable(learning_rate):
             _positive(owner, "learning_rate", learning_rate)
         self.learning_rate = learning_rate
@@ -437,7 +437,6 @@ class SGD(Optimizer):
     """Gradient descent with optional (Nesterov) momentum, Keras form:
     m = momentum * m - lr * g; p += m, or p += momentum * m - lr * g with nesterov."""
 
-    default_name = "SGD"
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None, **kwargs):
@@ -465,7 +464,6 @@ class Adam(Optimizer):
     p -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon).
     amsgrad=True divides by the running maximum of v instead of v."""
 
-    default_name = "adam"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
@@ -508,7 +506,6 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (default 0.004, Keras): p -= lr * weight_decay * p
     before each Adam step."""
 
-    default_name = "adamw"
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, amsgrad=False, clipnorm=None, clipvalue=None,
@@ -530,7 +527,6 @@ class Nadam(Optimizer):
     p -= lr m_hat / (sqrt(v / (1 - b2^t)) + epsilon).
     U_t is optimizer state (Keras's u_product): get_state carries it as "u_product"."""
 
-    default_name = "nadam"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
@@ -582,7 +578,6 @@ class Adamax(Optimizer):
     """Adam with the infinity norm, Keras 3 form, step t = iterations + 1:
     m += (1 - b1)(g - m); u = max(b2 u, |g|); p -= lr / (1 - b1^t) * m / (u + epsilon)."""
 
-    default_name = "adamax"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
@@ -612,7 +607,6 @@ class Lion(Optimizer):
     """Lion (evolved sign momentum), Keras 3 form:
     p -= lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g. beta_1 in (0, 1], beta_2 in [0, 1)."""
 
-    default_name = "lion"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None, **kwargs):
@@ -643,7 +637,6 @@ class RMSprop(Optimizer):
     increment = lr g / denominator; with momentum, m = momentum m + increment, p -= m,
     else p -= increment."""
 
-    default_name = "rmsprop"
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
@@ -690,7 +683,6 @@ class Adagrad(Optimizer):
     """Adagrad, Keras form: acc += g^2; p -= lr g / sqrt(acc + epsilon); acc starts at
     initial_accumulator_value."""
 
-    default_name = "adagrad"
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
@@ -727,7 +719,6 @@ class Adadelta(Optimizer):
     Eg = rho Eg + (1 - rho) g^2; delta = -rms(Edx) g / rms(Eg);
     Edx = rho Edx + (1 - rho) delta^2; p += lr delta."""
 
-    default_name = "adadelta"
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None, **kwargs):

@@ -6,6 +6,7 @@ penalty is part of the loss minimised (fit reports it in the loss, as Keras does
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 from . import backend
@@ -34,9 +35,15 @@ _REGULARIZERS = Registry("regularizer", base=Regularizer, module="fusednn.regula
 register = _REGULARIZERS.register
 
 
-def _factor(name: str, value) -> float:
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) and value >= 0):
-        raise ValueError(f"regularizer {name} factor must be a number >= 0, got {value!r}")
+def _factor(name: str, value, default: float) -> float:
+    """The factor as a float; None means the default (as Keras); Keras's ValueError for
+    anything but a finite number >= 0."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real)
+                                       and math.isfinite(value) and value >= 0):
+        raise ValueError(f"regularizer {name} factor must be a finite number >= 0 (a "
+                         f"non-negative float), got {value!r}")
     return float(value)
 
 
@@ -46,7 +53,7 @@ class L1L2(Regularizer):
     name l1_l2, which Keras 3 maps to this class)."""
 
     def __init__(self, l1=0.0, l2=0.0):
-        self.l1, self.l2 = _factor("l1", l1), _factor("l2", l2)
+        self.l1, self.l2 = _factor("l1", l1, 0.0), _factor("l2", l2, 0.0)
 
     def __call__(self, w) -> float:
         xp = backend.get_array_module(w)
@@ -65,7 +72,7 @@ class L1(L1L2):
     """l1 * sum(|w|) (Keras default 0.01)."""
 
     def __init__(self, l1=0.01):
-        super().__init__(l1=l1)
+        super().__init__(l1=_factor("l1", l1, 0.01))
 
     def get_config(self) -> dict:
         return {"l1": self.l1}
@@ -76,7 +83,7 @@ class L2(L1L2):
     """l2 * sum(w^2) (Keras default 0.01)."""
 
     def __init__(self, l2=0.01):
-        super().__init__(l2=l2)
+        super().__init__(l2=_factor("l2", l2, 0.01))
 
     def get_config(self) -> dict:
         return {"l2": self.l2}

@@ -19,8 +19,9 @@ EMU = ROOT / "tests" / "cuda_emu"
 CUDA = ROOT / "csrc" / "cuda"
 CPU = ROOT / "csrc" / "cpu"
 
-# The CPU GEMM, packed GEMM and its packed operand (several twins call them).
-_CPU_GEMM = ["gemm.cpp", "gemm_packed.cpp", "gemm_packed_matrix.cpp"]
+# The CPU GEMM, packed GEMM, its packed operand and the cache sizes its blocking
+# follows (several twins call them).
+_CPU_GEMM = ["gemm.cpp", "gemm_packed.cpp", "gemm_packed_matrix.cpp", "cpu_caches.cpp"]
 
 # driver name -> (kernel files of csrc/cuda, CPU twins in csrc/cpu)
 PROGRAMS = {

@@ -20,7 +20,8 @@
 // OpenMP threads split C into a grid of rectangles (over M, over N,
 // or both, whichever gives the least work per thread including packing) and
 // each runs the blocked loops on its own rectangle without synchronising.
-// Block sizes and their reasons: csrc/cpu/gemm_kernels.h.
+// Block sizes follow the caches read at run time (fusednn/cpu_caches.h);
+// their reasons: csrc/cpu/gemm_kernels.h.
 //
 // SIMD: each instruction set compiled (fusednn/cpu_isa.h; one, -march=native,
 // with FUSEDNN_NATIVE=ON) gets the micro-kernel of its widest vectors:

@@ -13,9 +13,10 @@ from .. import backend
 BUCKET_BYTES = 4 << 20
 
 
-def buckets(arrays, bucket_bytes: int = BUCKET_BYTES) -> list[list[int]]:
+def buckets(arrays, bucket_bytes: int | None = None) -> list[list[int]]:
     """Indices of `arrays` grouped into buckets: same dtype and device in a bucket, in
     order, each at most bucket_bytes (an array larger than that is a bucket alone)."""
+    bucket_bytes = BUCKET_BYTES if bucket_bytes is None else bucket_bytes
     groups: dict[tuple, list[list[int]]] = {}
     sizes: dict[tuple, int] = {}
     for i, array in enumerate(arrays):
@@ -29,15 +30,25 @@ def buckets(arrays, bucket_bytes: int = BUCKET_BYTES) -> list[list[int]]:
     return [bucket for key_buckets in groups.values() for bucket in key_buckets]
 
 
-def run_in_buckets(arrays, collective, bucket_bytes: int = BUCKET_BYTES) -> None:
+def run_in_buckets(arrays, collective, bucket_bytes: int | None = None) -> None:
     """collective(flat) on each bucket's arrays packed into one flat buffer, the result
     copied back into the arrays (in place)."""
     for bucket in buckets(arrays, bucket_bytes):
         members = [arrays[i] for i in bucket]
-        xp = backend.get_array_module(members[0])
-        flat = xp.concatenate([a.reshape(-1) for a in members])
+        flat = pack(members)
         collective(flat)
-        offset = 0
-        for array in members:
-            array[...] = flat[offset:offset + array.size].reshape(array.shape)
-            offset += array.size
+        unpack(flat, members)
+
+
+def pack(arrays):
+    """The arrays (same dtype and device) one after the other in one flat buffer."""
+    xp = backend.get_array_module(arrays[0])
+    return xp.concatenate([a.reshape(-1) for a in arrays])
+
+
+def unpack(flat, arrays) -> None:
+    """Copies consecutive pieces of `flat` back into `arrays` (in place)."""
+    offset = 0
+    for array in arrays:
+        array[...] = flat[offset:offset + array.size].reshape(array.shape)
+        offset += array.size

@@ -3,6 +3,8 @@ mpi4py) and NCCL (device buffers, CuPy's cupy.cuda.nccl).
 
 Each offers the same few collectives over the ranks of one job:
     allreduce_sum(array)       in place: every rank ends with the elementwise sum
+    start_allreduce_sum(array) the same, non-blocking: returns a request whose test()
+                               advances it and wait() completes it (array untouched until then)
     broadcast(array, root)     in place: every rank ends with root's array
     allgather_object(obj)      [obj of rank 0, obj of rank 1, ...] on every rank
     broadcast_object(obj, root)
@@ -28,6 +30,9 @@ class SingleProcess:
 
     def allreduce_sum(self, array) -> None:
         pass
+
+    def start_allreduce_sum(self, array):
+        return Completed()
 
     def broadcast(self, array, root: int = 0) -> None:
         pass
@@ -60,6 +65,17 @@ class MPICommunicator:
         with _on_host(array) as host:
             self._comm.Allreduce(self._mpi.IN_PLACE, host, op=self._mpi.SUM)
 
+    def start_allreduce_sum(self, array):
+        """MPI_Iallreduce. Open MPI has no progress thread by default: a non-blocking
+        collective advances only inside MPI calls, so the caller test()s it now and then."""
+        if backend.is_cuda_array(array):   # a host copy, copied back by wait()
+            host = backend.to_numpy(array)
+            request = self._comm.Iallreduce(self._mpi.IN_PLACE, host, op=self._mpi.SUM)
+            return _MPIRequest(request, lambda: array.__setitem__(
+                Ellipsis, backend.to_device(host, "cuda")))
+        return _MPIRequest(self._comm.Iallreduce(self._mpi.IN_PLACE, array,
+                                                 op=self._mpi.SUM))
+
     def broadcast(self, array, root: int = 0) -> None:
         with _on_host(array) as host:
             self._comm.Bcast(host, root=root)
@@ -90,6 +106,7 @@ class NCCLCommunicator:
         cupy.cuda.Device(self.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
         unique_id = host.broadcast_object(nccl.get_unique_id() if self.rank == 0 else None)
         self._comm = nccl.NcclCommunicator(self.size, unique_id, self.rank)
+        self._side_stream = None   # the overlapped allreduces' stream, made on first use
         self.description = (f"NCCL {nccl.get_version()} (CuPy {cupy.__version__}), device "
                             f"buffers; objects over {host.description.split(',')[0]}")
 
@@ -111,6 +128,25 @@ class NCCLCommunicator:
                              self._nccl.NCCL_SUM, stream.ptr)
         stream.synchronize()
 
+    def start_allreduce_sum(self, array):
+        """The allreduce on a stream of its own, after the work queued so far on the
+        current stream (which made the gradients); wait() makes the current stream wait
+        for it without blocking the host."""
+        if not isinstance(array, self._cupy.ndarray):
+            return self._host.start_allreduce_sum(array)
+        datatype = self._datatype(array)
+        cuda = self._cupy.cuda
+        if self._side_stream is None:
+            self._side_stream = cuda.Stream(non_blocking=True)
+        made = cuda.Event()
+        made.record(cuda.get_current_stream())
+        self._side_stream.wait_event(made)
+        self._comm.allReduce(array.data.ptr, array.data.ptr, array.size, datatype,
+                             self._nccl.NCCL_SUM, self._side_stream.ptr)
+        reduced = cuda.Event()
+        reduced.record(self._side_stream)
+        return _StreamRequest(reduced, array, cuda)
+
     def broadcast(self, array, root: int = 0) -> None:
         if not isinstance(array, self._cupy.ndarray):
             return self._host.broadcast(array, root)
@@ -128,6 +164,43 @@ class NCCLCommunicator:
     def abort(self, code: int = 1) -> None:
         self._comm.abort()
         self._host.abort(code)
+
+
+class Completed:
+    """The request of a collective that has already finished."""
+
+    def test(self) -> bool:
+        return True
+
+    def wait(self) -> None:
+        pass
+
+
+class _MPIRequest:
+    def __init__(self, request, after_wait=None):
+        self._request, self._after_wait = request, after_wait
+
+    def test(self) -> bool:
+        return self._request.Test()
+
+    def wait(self) -> None:
+        self._request.Wait()
+        if self._after_wait is not None:
+            self._after_wait()
+
+
+class _StreamRequest:
+    """An allreduce queued on the side stream; holds its buffer until it is waited for."""
+
+    def __init__(self, reduced, array, cuda):
+        self._reduced, self._array, self._cuda = reduced, array, cuda
+
+    def test(self) -> bool:
+        return self._reduced.done
+
+    def wait(self) -> None:
+        self._cuda.get_current_stream().wait_event(self._reduced)
+        self._array = None
 
 
 @contextlib.contextmanager

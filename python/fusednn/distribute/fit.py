@@ -12,6 +12,15 @@ optimizer state, and after the callbacks that decide it makes their decisions ag
 collective for a rank that stopped. Only rank 0 prints and writes files: the others drop
 the progress bar and ModelCheckpoint, run BackupAndRestore only to restore, and run every
 other callback with its printing discarded.
+
+BackupAndRestore(save_freq=N) saves inside an epoch, where each rank is at its own place
+in its own shard. At each save every rank hands its running means to rank 0, which
+writes the job's state instead of its own: the epoch's global order (so that every rank
+recomputes its shard of it on resume, also where shards are uneven) and the running
+means averaged over the ranks (every rank has run the same number of samples, so each
+rank resuming from the average logs, after _AverageLogs, what the uninterrupted job would
+have). Every rank restores the same file; _Agree turns the global order back into this
+rank's shard as the resumed epoch begins.
 """
 from __future__ import annotations
 
@@ -19,7 +28,10 @@ import contextlib
 import os
 
 from .. import callbacks as callbacks_module
-from . import environment
+from .. import metrics as metrics_module
+from ..fit_progress import FitProgress
+from . import environment, overlap, sharding
+from .evaluation import sums_over_ranks
 from .optimizer import DistributedOptimizer
 from .synchronize import broadcast_variables
 
@@ -29,17 +41,18 @@ def fit_callbacks(callbacks: list) -> list:
     comm = environment.communicator()
     if comm.size == 1:
         return callbacks
-    for cb in callbacks:
-        # A backup inside an epoch holds rank 0's shard order, which is not the other ranks'.
-        if isinstance(cb, callbacks_module.BackupAndRestore) and cb.save_freq != "epoch":
-            raise ValueError(f"fusednn.distribute: BackupAndRestore(save_freq={cb.save_freq}) "
-                             "saves inside an epoch, which a job of several ranks cannot "
-                             "resume yet; use save_freq='epoch'")
     if comm.rank != 0:
         callbacks = [_as_non_root(cb) for cb in callbacks
                      if not isinstance(cb, (callbacks_module.ProgbarLogger,
                                             callbacks_module.ModelCheckpoint))]
+    else:
+        callbacks = [_RootBackup(cb) if _saves_inside_epochs(cb) else cb for cb in callbacks]
     return [_AverageLogs()] + callbacks + [_Agree()]
+
+
+def _saves_inside_epochs(callback) -> bool:
+    return isinstance(callback, callbacks_module.BackupAndRestore) \
+        and callback.save_freq != "epoch"
 
 
 def average_logs(logs: dict) -> None:
@@ -67,6 +80,20 @@ class _Agree(callbacks_module.Callback):
         DistributedOptimizer(self.model.optimizer)
         broadcast_variables(self.model)
         broadcast_variables(self.model.optimizer)
+        overlap.attach(self.model)
+        # A backup from inside an epoch (restored by now): the object fit resumes from.
+        resume = self.model._resume_from
+        self._resume = resume if resume is not None and resume.step else None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # fit has checked the backup against its data (a job's backup saves the global
+        # order, or None without shuffling); this rank resumes in its shard of it.
+        if self._resume is not None and self._resume.epoch == epoch:
+            self._resume.order = sharding.resume_order(self._resume.order)
+        self._resume = None
+
+    def on_train_end(self, logs=None):
+        overlap.detach(self.model)
 
     def _stop_together(self):
         stops = environment.communicator().allgather_object(bool(self.model.stop_training))
@@ -123,9 +150,64 @@ class _Silenced(_Delegate):
         self._run("on_train_batch_end", batch, logs)
 
 
-class _RestoreOnly(_Delegate):
-    """BackupAndRestore on a rank other than 0: restores from root's backup (every rank
-    must see its file) but never writes or deletes it."""
+class _SaveSchedule(_Delegate):
+    """Counts batches as BackupAndRestore does, so that every rank takes part in the
+    collective of each save inside an epoch at the same batch."""
 
     def on_train_begin(self, logs=None):
+        self._batches = 0
         self.inner.on_train_begin(logs)
+
+    def _saves_now(self) -> bool:
+        if self.inner.save_freq == "epoch":
+            return False
+        self._batches += 1
+        if self._batches < self.inner.save_freq:
+            return False
+        self._batches = 0
+        return True
+
+
+class _RestoreOnly(_SaveSchedule):
+    """BackupAndRestore on a rank other than 0: restores from root's backup (every rank
+    must see its file) but never writes or deletes it; hands root its running means at
+    each save inside an epoch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._saves_now():
+            _gather_means(self.model._fit_progress)
+
+
+class _RootBackup(_SaveSchedule):
+    """Rank 0's BackupAndRestore(save_freq=N): saves the job's state (see the module's
+    docstring) where it would save its own."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._saves_now():
+            return self.inner.on_train_batch_end(batch, logs)
+        mine = self.model._fit_progress
+        loss_mean, metric_means = _gather_means(mine)
+        self.model._fit_progress = FitProgress(mine.epoch, mine.step, mine.steps, mine.samples,
+                                               sharding.global_order(), loss_mean,
+                                               metric_means)
+        try:
+            self.inner.on_train_batch_end(batch, logs)
+        finally:
+            self.model._fit_progress = mine
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.inner.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        self.inner.on_train_end(logs)
+
+
+def _gather_means(progress) -> tuple:
+    """The running means of fit's progress averaged over the ranks (every rank runs it)."""
+    size = environment.size()
+    averaged = []
+    for total, count in sums_over_ranks([progress.loss_mean, *progress.metric_means.values()]):
+        mean = metrics_module.Mean()
+        mean.total, mean.count = total / size, count / size
+        averaged.append(mean)
+    return averaged[0], dict(zip(progress.metric_means, averaged[1:]))

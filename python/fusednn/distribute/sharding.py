@@ -40,6 +40,23 @@ def shard_indices(order, rank: int | None = None, size: int | None = None) -> np
     return np.concatenate([order, padding])[rank::size]
 
 
+def rank_part(count: int, rank: int | None = None, size: int | None = None) -> slice:
+    """This rank's contiguous part of `count` items: [ceil(r count / p), ceil((r+1) count / p)).
+    The parts cover every item once, differ in length by at most one, and rank 0's is empty
+    only when count is 0. For evaluate/predict (distribute/evaluation.py) and for a
+    hand-written loop that splits a global batch (the GAN demos): all of it in one process."""
+    rank = environment.rank() if rank is None else rank
+    size = environment.size() if size is None else size
+    begin, end = (-(-count * r // size) for r in (rank, rank + 1))
+    return slice(begin, end)
+
+
+# The job's global order of the epoch fit is in (None without shuffling) and the size of
+# fit's data: what a backup inside an epoch saves so that every rank can recompute its own
+# shard on resume (global_shard).
+_fit_epoch = {"order": None, "samples": 0}
+
+
 def epoch_order(samples: int, shuffle: bool):
     """The sample order of fit's next epoch for this rank: in one process (or without
     shard_data) the permutation fit always drew (None without shuffling); in a job of
@@ -47,14 +64,27 @@ def epoch_order(samples: int, shuffle: bool):
     comm = environment.communicator()
     if comm.size == 1 or not environment.shards_fit_data():
         return _rng.generator().permutation(samples) if shuffle else None
-    if not shuffle:
-        return shard_indices(samples, comm.rank, comm.size)
-    order = _rng.generator().permutation(samples) if comm.rank == 0 else None
-    return shard_indices(comm.broadcast_object(order), comm.rank, comm.size)
+    order = _rng.generator().permutation(samples) if shuffle and comm.rank == 0 else None
+    order = comm.broadcast_object(order) if shuffle else None
+    _fit_epoch["order"] = order
+    return shard_indices(samples if order is None else order, comm.rank, comm.size)
 
 
 def fit_samples(samples: int) -> int:
     """How many samples of `samples` this rank trains on per epoch in fit."""
     if environment.size() == 1 or not environment.shards_fit_data():
         return samples
+    _fit_epoch["samples"] = samples
     return samples_per_rank(samples)
+
+
+def global_order():
+    """The current epoch's order of all the job's samples (None without shuffling)."""
+    return _fit_epoch["order"]
+
+
+def resume_order(order):
+    """Resuming fit inside an epoch whose global order (global_order() when the backup
+    was taken) is `order`: this rank's shard of it (of fit's samples in order for None)."""
+    _fit_epoch["order"] = order
+    return shard_indices(_fit_epoch["samples"] if order is None else order)

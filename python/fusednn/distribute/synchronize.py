@@ -2,7 +2,7 @@
 an optimizer's state, and checking that every rank holds the same model."""
 from __future__ import annotations
 
-from . import environment
+from . import environment, overlap
 from .buckets import run_in_buckets
 
 
@@ -11,10 +11,15 @@ def allreduce_gradients(model) -> None:
 
     For the hand-written protocol (a GAN's loop): call it after backward, before
     optimizer.step(model). In place, in float buckets of a few MB; nothing in a single
-    process.
+    process. For fit's model, whose buckets started during backward (distribute/overlap.py),
+    it waits for them.
     """
     comm = environment.communicator()
     if comm.size == 1:
+        return
+    averaging = overlap.attached(model)
+    if averaging is not None:
+        averaging.finish()
         return
     grads = [var.grad for var in _trainable_variables(model)]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations, backend, initializers, regularizers
+from .. import activations, backend, constraints, initializers, regularizers
 from .base import InputSpec, Layer
 from .core import _checked, _FunctionLayer, _is_number, _SoftmaxFusion
 from .registry import register
@@ -92,10 +92,13 @@ class Softmax(_SoftmaxFusion, _FunctionLayer):
     """Softmax along `axis` (an int, default the last, or a list of axes); with the last
     axis and no mask it takes part in the softmax cross-entropy fusion (`outputs_softmax`).
 
-    mask: as Keras 3, positions where it is False get -1e9 added before the softmax (so
-    the others share the probability) and output 0, a fully masked row included. A mask
-    with fewer axes than the input (a time-step mask passed along) covers the trailing
-    axes: a masked step outputs zeros."""
+    mask: as Keras 3.15, it broadcasts against the input right-aligned (each of its axes 1
+    or the input's size, never more axes than the input); a non-boolean mask keeps the
+    positions > 0.5. Masked positions enter the softmax as -1e9 (so the others share the
+    probability) and output 0, a fully masked row included. One deliberate difference: a
+    time-step mask that Masking passes along ((N, T) for (N, T, C), not right-aligned
+    broadcastable) covers the trailing axes, a masked step outputting zeros, where Keras
+    3.15 raises ValueError."""
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -126,16 +129,40 @@ class Softmax(_SoftmaxFusion, _FunctionLayer):
         self._masked = mask is not None
         if mask is None:
             return super().call(x, training)
-        keep = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)).astype(x.dtype)
-        logits = x + (1.0 - keep) * -1e9  # Keras's large negative number (float32/64)
+        xp = backend.get_array_module(x)
+        keep = self._aligned_mask(mask, x.shape)
+        logits = xp.where(keep, x, x.dtype.type(-1e9))  # Keras's large negative number
         probabilities = self.function.forward(logits)
-        return probabilities * keep, ((logits, probabilities, keep) if training else None)
+        return (xp.where(keep, probabilities, 0),
+                (logits, probabilities, keep) if training else None)
+
+    def _checked_mask(self, mask, x):
+        if mask is None:
+            return None
+        mask = self._mask_array(mask, x)
+        self._aligned_mask(mask, x.shape)  # a mask that does not fit fails before any work
+        return mask if mask.dtype == bool else mask > 0.5  # Keras's rule for number masks
+
+    def _aligned_mask(self, mask, input_shape):
+        """The mask shaped to broadcast against the input (see the class docstring)."""
+        if mask.ndim > len(input_shape):
+            raise ValueError(f"{self._label()}: the mask must be broadcastable to the input and "
+                             f"must not have more axes; got input shape {tuple(input_shape)}, "
+                             f"mask shape {tuple(mask.shape)}")
+        if all(m in (1, i) for m, i in zip(mask.shape[::-1], input_shape[::-1])):
+            return mask
+        if tuple(mask.shape) == tuple(input_shape[:mask.ndim]):  # a time-step mask
+            return mask.reshape(mask.shape + (1,) * (len(input_shape) - mask.ndim))
+        raise ValueError(f"{self._label()}: the mask must be broadcastable to the input (each "
+                         f"mask axis 1 or the input's size, right-aligned); got input shape "
+                         f"{tuple(input_shape)}, mask shape {tuple(mask.shape)}")
 
     def call_backward(self, dy, cache):
         if len(cache) == 2:
             return super().call_backward(dy, cache)
         logits, probabilities, keep = cache
-        return self.function.backward(logits, probabilities, dy * keep)
+        # Masked positions are constants in the forward (-1e9): no gradient reaches them.
+        return self.function.backward(logits, probabilities, dy * keep) * keep
 
     def _logits(self, cache):
         return cache[0]
@@ -159,13 +186,15 @@ class PReLU(Layer):
 
     supports_masking = True  # elementwise: a time-step mask passes on, as in Keras
 
-    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, shared_axes=None,
-                 **kwargs):
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
+                 shared_axes=None, **kwargs):
         super().__init__(**kwargs)
         self.alpha_initializer = _checked(self, "alpha_initializer", initializers.get,
                                           alpha_initializer)
         self.alpha_regularizer = _checked(self, "alpha_regularizer", regularizers.get,
                                           alpha_regularizer)
+        self.alpha_constraint = _checked(self, "alpha_constraint", constraints.get,
+                                         alpha_constraint)
         if shared_axes is None:
             axes = ()
         elif isinstance(shared_axes, (int, np.integer)) and not isinstance(shared_axes, bool):
@@ -193,7 +222,7 @@ class PReLU(Layer):
             raise ValueError(f"{self._label()}: every axis not in shared_axes must have a known "
                              f"size to create alpha, got input shape {tuple(input_shape)}")
         self.alpha = self.add_weight("alpha", param_shape, self.alpha_initializer,
-                                     self.alpha_regularizer)
+                                     self.alpha_regularizer, constraint=self.alpha_constraint)
         self.input_spec = InputSpec(ndim=rank, axes={axis: input_shape[axis]
                                                      for axis in range(1, rank)
                                                      if axis not in shared})
@@ -217,5 +246,6 @@ class PReLU(Layer):
         config = super().get_config()
         config.update(alpha_initializer=initializers.serialize(self.alpha_initializer),
                       alpha_regularizer=regularizers.serialize(self.alpha_regularizer),
+                      alpha_constraint=constraints.serialize(self.alpha_constraint),
                       shared_axes=self.shared_axes)
         return config

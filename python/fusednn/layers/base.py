@@ -441,27 +441,34 @@ class Layer:
             return None
         return [self._checked_mask(m, item) for m, item in zip(mask, x)]
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         """The mask of the output for the input mask `mask` (checked, or None), as Keras:
         a layer that supports masking passes it on, others drop it. Layers that make or
         consume a mask (Masking, Embedding, recurrent layers) override this."""
         return mask if self.supports_masking else None
 
     def _checked_mask(self, mask, x):
-        """The mask as a boolean array whose shape leads x's shape ((N, T) for (N, T, ...))."""
+        """The mask as a boolean array whose shape leads x's shape ((N, T) for (N, T, ...)).
+        Softmax and BatchNormalization override it with Keras's broadcasting for them."""
         if mask is None:
             return None
+        mask = self._mask_array(mask, x)
+        if mask.ndim == 0 or tuple(mask.shape) != tuple(x.shape[:mask.ndim]):
+            raise ValueError(f"{self._label()}: expected a mask of shape (N, T) = "
+                             f"{tuple(x.shape[:2])} for an input of shape {tuple(x.shape)}, got "
+                             f"{tuple(mask.shape)}")
+        return mask.astype(bool, copy=False)
+
+    def _mask_array(self, mask, x):
+        """The mask as an array of x's array module, on x's device, of a boolean or number
+        dtype (its shape unchecked)."""
         if hasattr(mask, "shape") and backend.device_of(mask) != backend.device_of(x):
             raise TypeError(f"{self._label()}: mask is on {backend.device_of(mask)} but the input "
                             f"is on {backend.device_of(x)}")
         mask = backend.get_array_module(x).asarray(mask)
         if mask.dtype.kind not in "biuf":
             raise TypeError(f"{self._label()}: expected a boolean mask, got dtype {mask.dtype}")
-        if mask.ndim == 0 or tuple(mask.shape) != tuple(x.shape[:mask.ndim]):
-            raise ValueError(f"{self._label()}: expected a mask of shape (N, T) = "
-                             f"{tuple(x.shape[:2])} for an input of shape {tuple(x.shape)}, got "
-                             f"{tuple(mask.shape)}")
-        return mask.astype(bool, copy=False)
+        return mask
 
     def _call_arguments(self, given: dict, mask) -> dict:
         """The keyword arguments for `call`: those its signature names, checked."""

@@ -128,7 +128,11 @@ class _Conv(Layer):
             except ValueError as e:
                 raise ValueError(f"{self._label()}: input shape {input_shape}, spatial axis "
                                  f"{axis + 1}: {e}") from None
-        return (input_shape[0], *spatial, self.filters)
+        return (input_shape[0], *spatial, self._output_channels(input_shape[-1]))
+
+    def _output_channels(self, input_channels):
+        """The channel count of the output for `input_channels` in (None while unknown)."""
+        return self.filters
 
     def _output_length(self, axis, length):
         return conv_ops.conv_output_length(length, self.kernel_size[axis], self.strides[axis],

@@ -293,9 +293,11 @@ class Dropout(Layer):
         gpu_generator = xp.random.default_rng(int(self._generator.integers(2**63)))
         return gpu_generator.random(shape, dtype=np.float32).astype(dtype, copy=False)
 
-    def build(self, input_shape):
-        if self.noise_shape is not None:
-            self._mask_shape(input_shape)  # rank and fixed sizes fail early
+    def compute_output_shape(self, input_shape):
+        # Built when created, as Keras's Dropout: a noise_shape that does not fit the input
+        # (rank, fixed sizes) fails here, on the first forward or model build.
+        self._mask_shape(input_shape)
+        return tuple(input_shape)
 
     def call(self, x, training):
         if not training or self.rate == 0.0:
@@ -434,9 +436,10 @@ class InputLayer(Layer):
             batch_shape = tuple(batch_shape)
             if not batch_shape:
                 raise ValueError(f"{label}: batch_shape must include the batch axis, got ()")
-            if batch_size is not None and batch_shape[0] != batch_size:
-                raise ValueError(f"{label}: batch_size={batch_size} disagrees with "
-                                 f"batch_shape={batch_shape}")
+            if batch_size is not None:  # Keras raises even when they agree
+                raise ValueError(f"{label}: cannot pass both `batch_size` and `batch_shape` "
+                                 f"(got batch_size={batch_size}, batch_shape={batch_shape}); "
+                                 f"batch_shape holds the batch size")
             batch_size, shape = batch_shape[0], batch_shape[1:]
         if input_shape is not None:
             warnings.warn("InputLayer: argument input_shape is deprecated (as in Keras 3); use "

@@ -63,11 +63,9 @@ class _Depthwise(Layer):
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={axis: channels})
         return channels
 
-    def compute_output_shape(self, input_shape):
-        if not self.built:  # filters = C * M once the channels are known
-            channels = tuple(input_shape)[self._layout.channel_axis]
-            self.filters = None if channels is None else channels * self.depth_multiplier
-        return super().compute_output_shape(input_shape)
+    def _output_channels(self, input_channels):
+        # C * M, from the input: compute_output_shape before build must not set `filters`.
+        return None if input_channels is None else input_channels * self.depth_multiplier
 
     def _grouped_kernel(self):
         # (..., C, M) -> (..., 1, C * M): group c takes output channels c * M .. c * M + M - 1.
@@ -135,10 +133,8 @@ class _Separable(_Depthwise):
             self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
                                         self.bias_regularizer, constraint=self.bias_constraint)
 
-    def compute_output_shape(self, input_shape):
-        # The convolution's own rule with `filters` outputs (past _Depthwise's C * M).
-        self.filters = self.pointwise_filters
-        return super(_Depthwise, self).compute_output_shape(input_shape)
+    def _output_channels(self, input_channels):
+        return self.pointwise_filters
 
     def _pointwise(self, depthwise_output, bias, activation):
         op = conv_ops.conv2d if self.rank == 2 else conv_ops.conv1d

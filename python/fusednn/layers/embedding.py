@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from .. import backend, constraints, initializers, regularizers
-from .base import Layer
+from .base import InputSpec, Layer
 from .core import _checked, _positive_int
 from .registry import register
 
@@ -31,7 +31,8 @@ class Embedding(Layer):
     as Keras 3 accepts for pretrained vectors.
     """
 
-    supports_masking = False  # it makes a mask, it does not consume one
+    # Keras sets supports_masking = mask_zero: the layer makes a mask, it consumes none.
+    supports_masking = False
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, mask_zero=False, input_length=None, weights=None,
@@ -49,6 +50,7 @@ class Embedding(Layer):
         self.embeddings_constraint = _checked(self, "embeddings_constraint", constraints.get,
                                               embeddings_constraint)
         self.mask_zero = bool(mask_zero)
+        self.supports_masking = self.mask_zero
         self.embeddings = None
         if weights is not None:
             self.build_for((None, None))
@@ -84,7 +86,7 @@ class Embedding(Layer):
                                  f"{self.input_dim} (ids must lie in [0, {self.input_dim}))")
         return ids.astype(xp.int64, copy=False)
 
-    def compute_mask(self, ids, mask):
+    def compute_mask(self, ids, mask=None):
         return (ids != 0) if self.mask_zero else None
 
     def call(self, ids, training):
@@ -104,6 +106,17 @@ class Embedding(Layer):
                 cupyx.scatter_add(grad, ids.reshape(-1), rows)
             self._accumulate(self.embeddings, grad)
         return None
+
+    @classmethod
+    def from_config(cls, config: dict):
+        # Keras: a config whose input_dim or output_dim is not an int raises TypeError (the
+        # constructor's ValueError is for arguments a user types).
+        for key in ("input_dim", "output_dim"):
+            value = config.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"Embedding.from_config: `{key}` must be a positive integer, "
+                                f"got {value!r}")
+        return super().from_config(config)
 
     def get_config(self):
         config = super().get_config()
@@ -131,17 +144,15 @@ class Masking(Layer):
             raise ValueError(f"{self._label()}: expected mask_value to be a number, "
                              f"got {mask_value!r}")
         self.mask_value = float(mask_value)
+        # No weights: built when created, as Keras's Masking; the rank is checked per input.
+        self.input_spec = InputSpec(min_ndim=3)
 
-    def build(self, input_shape):
-        if len(input_shape) < 3:
-            raise ValueError(f"{self._label()}: expected input of rank >= 3 (N, T, features), "
-                             f"got shape {tuple(input_shape)}")
 
     def _kept_steps(self, x):
         """(N, T) True where some feature differs from mask_value."""
         return (x != self.mask_value).any(axis=tuple(range(2, x.ndim)))
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         """The steps kept; an incoming mask is replaced by it (Keras)."""
         return self._kept_steps(x)
 

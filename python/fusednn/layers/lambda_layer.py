@@ -70,7 +70,7 @@ class Lambda(Layer):
         shape = tuple(np.shape(tape.value_of(self._apply(probe, False, None))))
         return input_shape[:1] + shape[1:] if shape else shape
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         if callable(self.mask):
             return self.mask(x, mask)
         return self.mask

@@ -4,13 +4,18 @@ Each is called on a list of inputs (batch first) and returns one output, with Ke
 names, arguments and shape rules:
 - the element-wise layers broadcast as Keras does: an input of lower rank gains size-1
   axes right after the batch axis, then sizes of 1 stretch; the batch sizes must agree.
-  The output's mask is the AND of the inputs' masks (None when no input has one).
+  As Keras 3.15: the output's mask is the OR of the inputs' masks when every input has
+  one, None otherwise. Add, Subtract and Average use every value, masked or not;
+  Multiply counts a masked position as 1 (and zeroes the output where every input is
+  masked, when all have masks), Maximum and Minimum leave masked positions out (where
+  every input is masked, the first input's value).
 - Concatenate joins along `axis`; the other axes (size-1 ones excepted, as Keras) must
   agree. Its mask is Keras's: each input's mask (all True for an unmasked input) spread
-  over the input's features, joined, then any() over the last axis.
+  over the input's features, joined, then any() over the last axis; None when no input
+  has a mask.
 - Dot takes two inputs and sums the products along one axis of each (Keras's
   batch_dot); normalize=True L2-normalizes both along those axes first (cosine
-  similarity). It makes no mask.
+  similarity). It takes masks and makes none (as Keras's Dot).
 backward returns one gradient per input, each summed over the axes broadcasting
 stretched, so it has its input's shape. Keras's lower-case functions (add, concatenate,
 dot, ...) make the layer and call it on the inputs.
@@ -35,6 +40,19 @@ def _check_input_list(layer: Layer, input_shape, exactly: int | None = None) -> 
         raise ValueError(f"{layer._label()}: expected a list of exactly {exactly} inputs, got "
                          f"{len(input_shape)} (shapes {input_shape})")
     return input_shape
+
+
+def _check_masks(layer: Layer, x, mask) -> None:
+    """Keras's checks of compute_mask's arguments on a merging layer."""
+    if not isinstance(mask, (list, tuple)):
+        raise ValueError(f"{layer._label()}: `mask` should be a list, got "
+                         f"{type(mask).__name__}")
+    if not isinstance(x, (list, tuple)):
+        raise ValueError(f"{layer._label()}: `inputs` should be a list, got "
+                         f"{type(x).__name__}")
+    if len(mask) != len(x):
+        raise ValueError(f"{layer._label()}: the lists `inputs` and `mask` should have the same "
+                         f"length, got {len(x)} inputs and {len(mask)} masks")
 
 
 def _batch_size(layer: Layer, shapes) -> int | None:
@@ -67,8 +85,10 @@ def _broadcast(layer: Layer, shape1, shape2) -> tuple:
 
 
 class _Merge(Layer):
-    """An element-wise merge: subclasses give `_merge(xs) -> (y, cache)` and
-    `_merge_backward(dy, xs, cache) -> grads` on inputs already brought to one rank."""
+    """An element-wise merge: subclasses give `_merge(xs, keeps) -> (y, cache)` and
+    `_merge_backward(dy, xs, cache) -> grads` on inputs already brought to one rank; keeps
+    is None without masks, else per input None or a boolean array that broadcasts
+    against it (False: masked)."""
 
     takes_input_list = True
     supports_masking = True
@@ -83,15 +103,22 @@ class _Merge(Layer):
         out = functools.reduce(lambda a, b: _broadcast(self, a, b), [s[1:] for s in shapes])
         return (batch,) + tuple(out)
 
-    def call(self, x, training):
+    def call(self, x, training, mask=None):
         sizes = {len(item) for item in x}
         if len(sizes) > 1:  # the batch sizes may differ from the built (None) ones
             raise ValueError(f"{self._label()}: cannot merge tensors with different batch "
                              f"sizes, got inputs of shapes {[tuple(i.shape) for i in x]}")
         rank = max(item.ndim for item in x)
-        xs = [item.reshape(item.shape[:1] + (1,) * (rank - item.ndim) + item.shape[1:])
-              for item in x]
-        y, cache = self._merge(xs)
+
+        def aligned(a, ndim):  # Keras's broadcasting: size-1 axes right after the batch axis
+            return a.reshape(a.shape[:1] + (1,) * (rank - ndim) + a.shape[1:])
+
+        xs = [aligned(item, item.ndim) for item in x]
+        keeps = None if mask is None else [
+            None if m is None else aligned(m.reshape(m.shape + (1,) * (item.ndim - m.ndim)),
+                                           item.ndim)
+            for m, item in zip(mask, x)]
+        y, cache = self._merge(xs, keeps)
         return y, (xs, [tuple(item.shape) for item in x], cache)
 
     def call_backward(self, dy, cache):
@@ -99,11 +126,13 @@ class _Merge(Layer):
         grads = self._merge_backward(dy, xs, own)
         return [_sum_to(g, x.shape).reshape(shape) for g, x, shape in zip(grads, xs, shapes)]
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         if mask is None:
             return None
-        given = [m for m in mask if m is not None]
-        return functools.reduce(backend.get_array_module(given[0]).logical_and, given)
+        _check_masks(self, x, mask)
+        if any(m is None for m in mask):
+            return None
+        return functools.reduce(backend.get_array_module(mask[0]).logical_or, mask)
 
 
 def _sum_to(grad, shape):
@@ -117,7 +146,7 @@ def _sum_to(grad, shape):
 class Add(_Merge):
     """The sum of the inputs."""
 
-    def _merge(self, xs):
+    def _merge(self, xs, keeps):
         return functools.reduce(lambda a, b: a + b, xs), None
 
     def _merge_backward(self, dy, xs, cache):
@@ -130,7 +159,7 @@ class Subtract(_Merge):
 
     exact_inputs = 2
 
-    def _merge(self, xs):
+    def _merge(self, xs, keeps):
         return xs[0] - xs[1], None
 
     def _merge_backward(self, dy, xs, cache):
@@ -141,20 +170,35 @@ class Subtract(_Merge):
 class Multiply(_Merge):
     """The element-wise product of the inputs."""
 
-    def _merge(self, xs):
-        return functools.reduce(lambda a, b: a * b, xs), None
+    def _merge(self, xs, keeps):
+        if not keeps:
+            return functools.reduce(lambda a, b: a * b, xs), (xs, keeps, None)
+        xp = backend.get_array_module(xs[0])
+        factors = [x if k is None else xp.where(k, x, x.dtype.type(1)) for x, k in zip(xs, keeps)]
+        y = functools.reduce(lambda a, b: a * b, factors)
+        union = None
+        if all(k is not None for k in keeps):  # every input masked here: output 0, as Keras
+            union = functools.reduce(xp.logical_or, keeps)
+            y = xp.where(union, y, y.dtype.type(0))
+        return y, (factors, keeps, union)
 
     def _merge_backward(self, dy, xs, cache):
-        # The product of the other inputs (no division: inputs may be zero).
-        return [functools.reduce(lambda a, b: a * b, xs[:i] + xs[i + 1:], dy)
-                for i in range(len(xs))]
+        factors, keeps, union = cache
+        if union is not None:
+            dy = dy * union
+        # The product of the other factors (no division: inputs may be zero); a masked
+        # position was the constant 1, so no gradient reaches it.
+        grads = [functools.reduce(lambda a, b: a * b, factors[:i] + factors[i + 1:], dy)
+                 for i in range(len(factors))]
+        return [g if not keeps or keeps[i] is None else g * keeps[i]
+                for i, g in enumerate(grads)]
 
 
 @register
 class Average(_Merge):
     """The element-wise mean of the inputs."""
 
-    def _merge(self, xs):
+    def _merge(self, xs, keeps):
         return functools.reduce(lambda a, b: a + b, xs) / len(xs), None
 
     def _merge_backward(self, dy, xs, cache):
@@ -162,14 +206,20 @@ class Average(_Merge):
 
 
 class _Extremum(_Merge):
-    """Element-wise max or min; the gradient goes to the first input holding the extremum."""
+    """Element-wise max or min; the gradient goes to the first input holding the extremum.
+    A masked position takes part as -inf (max) or +inf (min), so it never wins unless every
+    input is masked there, when argmax/argmin pick the first input (Keras's value)."""
 
     pick = None  # argmax or argmin of the array module
+    masked_rank = None  # the value a masked position competes with
 
-    def _merge(self, xs):
+    def _merge(self, xs, keeps):
         xp = backend.get_array_module(xs[0])
         stacked = xp.stack(xp.broadcast_arrays(*xs))
-        winner = getattr(xp, self.pick)(stacked, axis=0)
+        ranked = stacked if not keeps else xp.stack(xp.broadcast_arrays(*[
+            x if k is None else xp.where(k, x, x.dtype.type(self.masked_rank))
+            for x, k in zip(xs, keeps)]))
+        winner = getattr(xp, self.pick)(ranked, axis=0)
         return xp.take_along_axis(stacked, winner[None], axis=0)[0], winner
 
     def _merge_backward(self, dy, xs, winner):
@@ -181,6 +231,7 @@ class Maximum(_Extremum):
     """The element-wise maximum of the inputs."""
 
     pick = "argmax"
+    masked_rank = -np.inf
 
 
 @register
@@ -188,6 +239,7 @@ class Minimum(_Extremum):
     """The element-wise minimum of the inputs."""
 
     pick = "argmin"
+    masked_rank = np.inf
 
 
 @register
@@ -229,9 +281,9 @@ class Concatenate(Layer):
                 continue
             known = set(sizes) - {None}
             if len(known) > 1:
-                raise ValueError(f"{self._label()}: expected inputs with matching shapes "
-                                 f"except on the concatenation axis {self.axis}, got shapes "
-                                 f"{shapes}")
+                raise ValueError(f"{self._label()}: a Concatenate layer requires inputs with "
+                                 f"matching shapes except for the concatenation axis "
+                                 f"{self.axis}, got shapes {shapes}")
             out.append(known.pop() if known else None)
         return tuple(out)
 
@@ -247,8 +299,11 @@ class Concatenate(Layer):
         return [xp.ascontiguousarray(part)
                 for part in xp.split(dy, np.cumsum(sizes)[:-1].tolist(), axis=axis)]
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         if mask is None:
+            return None
+        _check_masks(self, x, mask)
+        if all(m is None for m in mask):
             return None
         xp = backend.get_array_module(x[0])
         spread = []
@@ -276,6 +331,7 @@ class Dot(Layer):
     and (N, ...B, K, ...) give (N, ...A, ...B), or (N, 1) when nothing else is left."""
 
     takes_input_list = True
+    supports_masking = True  # as Keras's Dot: masks are accepted, the output has none
 
     def __init__(self, axes, normalize=False, **kwargs):
         super().__init__(**kwargs)
@@ -349,6 +405,11 @@ class Dot(Layer):
             db = _normalize_backward(xp, db, b, norms[1], 1)
         return [xp.ascontiguousarray(xp.moveaxis(da, -1, axis1)),
                 xp.ascontiguousarray(xp.moveaxis(db, 1, axis2))]
+
+    def compute_mask(self, x, mask=None):
+        if mask is not None:
+            _check_masks(self, x, mask)
+        return None
 
     def get_config(self):
         config = super().get_config()

@@ -33,9 +33,10 @@ class BatchNormalization(Layer):
     """Normalises each channel along `axis` with batch statistics (training) or
     moving statistics (inference), then scales by gamma and shifts by beta.
 
-    With a mask (one axis fewer than the input: (N, T) for (N, T, C)), the batch
-    statistics are Keras's masked moments: taken over the unmasked positions only,
-    while every position, masked or not, is normalised with them; the mask passes on."""
+    With a mask (one axis fewer than the input: (N, T) for (N, T, C); each of its axes 1
+    or the input's, as Keras broadcasts it), the batch statistics are Keras's masked
+    moments: taken over the unmasked positions only, while every position, masked or not,
+    is normalised with them; the mask passes on."""
 
     supports_masking = True
 
@@ -111,9 +112,6 @@ class BatchNormalization(Layer):
     def call(self, x, training, mask=None):
         xp = backend.get_array_module(x)
         reduce_axes, broadcast = self._layout(x.ndim)
-        if mask is not None and mask.ndim != x.ndim - 1:
-            raise ValueError(f"{self._label()}: expected a mask with one axis fewer than the "
-                             f"input {tuple(x.shape)}, got a mask of shape {tuple(mask.shape)}")
         use_batch_stats = training and self.trainable
         weights = None
         if use_batch_stats:
@@ -130,6 +128,16 @@ class BatchNormalization(Layer):
             y += self.beta.value.reshape(broadcast)
         cache = (normalized, inverse_std, use_batch_stats, weights) if training else None
         return y, cache
+
+    def _checked_mask(self, mask, x):
+        if mask is None:
+            return None
+        mask = self._mask_array(mask, x)
+        if mask.ndim != x.ndim - 1 or not all(m in (1, n) for m, n in zip(mask.shape, x.shape)):
+            raise ValueError(f"{self._label()}: expected a mask with one axis fewer than the "
+                             f"input {tuple(x.shape)}, each axis 1 or the input's size; got a "
+                             f"mask of shape {tuple(mask.shape)}")
+        return mask != 0  # Keras counts every nonzero position
 
     def _update_moving(self, var, batch_value):
         var.value *= self.momentum
@@ -201,7 +209,9 @@ def _moments(x, mask, reduce_axes, broadcast):
         mean = x.mean(axis=reduce_axes)
         centered = x - mean.reshape(broadcast)
         return mean, (centered * centered).mean(axis=reduce_axes), None, centered
-    weights = mask.astype(x.dtype)[..., None]
+    # As Keras: the mask gains a trailing axis, broadcasts to the input's shape (a (1, T, 1)
+    # mask of a (1, T, H, C) input covers every H); a view, so no input-sized copy.
+    weights = backend.get_array_module(x).broadcast_to(mask.astype(x.dtype)[..., None], x.shape)
     total = weights.sum(axis=reduce_axes, keepdims=True) + _MASK_EPSILON
     mean = (weights * x).sum(axis=reduce_axes, keepdims=True) / total
     centered = x - mean

@@ -230,8 +230,8 @@ class _MaskedMean(NamedTuple):
 class GlobalAveragePooling1D(_GlobalPooling):
     """Mean over time: (N, T, C) -> (N, C) (keepdims: (N, 1, C)).
 
-    With a time-step mask (N, T) the mean is over the unmasked steps only, and the
-    mask ends here (Keras); a sequence with no unmasked step averages to 0.
+    With a time-step mask (N, T) (channels_first too) the mean is over the unmasked steps
+    only, and the mask ends here (Keras); a sequence with no unmasked step averages to 0.
     """
 
     rank, mode = 1, "avg"
@@ -253,5 +253,9 @@ class GlobalAveragePooling1D(_GlobalPooling):
         batch, _, channels = cache.input_shape
         return self._layout.to_user(dy.reshape(batch, 1, channels) * cache.weights[:, :, None])
 
-    def compute_mask(self, x, mask):
+    def _checked_mask(self, mask, x):
+        # The mask is (N, T) in either data format: check it against the (N, T, C) view.
+        return super()._checked_mask(mask, self._layout.to_last(x))
+
+    def compute_mask(self, x, mask=None):
         return None

@@ -222,7 +222,7 @@ class _RNN(Layer):
                  else None)
         return result, cache
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         """The sequence output's mask, in the output's time order (reversed with
         go_backwards); None for the last-step output."""
         if mask is None or not self.return_sequences:

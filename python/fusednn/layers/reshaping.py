@@ -14,6 +14,7 @@ from .. import backend, ops
 from ..ops import pooling as pooling_ops
 from ..ops import resize as resize_ops
 from .base import InputSpec, Layer
+from .core import _positive_int
 from .data_format import ChannelsLayout, checked_data_format
 from .registry import register
 
@@ -72,6 +73,9 @@ class UpSampling1D(Layer):
 
     def __init__(self, size=2, **kwargs):
         super().__init__(**kwargs)
+        # Keras: an int only (TypeError otherwise), > 0 (ValueError); below 2^31 as every
+        # size the kernels take.
+        _positive_int(self, "size", size, wrong_type=TypeError)
         self.size = pooling_ops.normalize_tuple(size, 1, "size", self._label())[0]
         self.input_spec = InputSpec(ndim=3)
 
@@ -185,7 +189,9 @@ class Cropping2D(Layer):
                                                self.cropping):
             size = input_shape[axis]
             if size is not None and before + after >= size:
-                raise ValueError(f"{self._label()}: cropping {self.cropping} removes "
+                raise ValueError(f"{self._label()}: values in `cropping` argument should be "
+                                 f"smaller than the corresponding spatial dimension of the "
+                                 f"input (Keras's words): cropping {self.cropping} removes "
                                  f"{before + after} of the {size} positions on the {name} of an "
                                  f"input of shape {tuple(input_shape)}; at least one must remain")
             out[axis] = None if size is None else size - before - after

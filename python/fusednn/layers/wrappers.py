@@ -145,7 +145,7 @@ class Bidirectional(Layer):
         cache = (forward_result, backward_result, initial_state is not None) if training else None
         return (outputs[0] if len(outputs) == 1 else outputs), cache
 
-    def compute_mask(self, x, mask):
+    def compute_mask(self, x, mask=None):
         return self.forward_layer.compute_mask(x, mask)
 
     def _merge(self, forward_output, backward_output):
@@ -217,7 +217,7 @@ class TimeDistributed(Layer):
     """Applies `layer` to every time step: (N, T, ...) -> (N * T, ...) -> layer -> (N, T, ...).
 
     The wrapped layer's weights are shared by all steps (e.g. TimeDistributed(Dense(1))
-    after an LSTM(return_sequences=True)). A time-step mask passes through unchanged.
+    after an LSTM(return_sequences=True)). A mask (N, T, ...) passes through unchanged.
     When the wrapped layer ends in a softmax, so does the wrapper, and a cross-entropy
     loss takes the fused path through its logits.
     """
@@ -235,6 +235,19 @@ class TimeDistributed(Layer):
     @property
     def sublayers(self):
         return [self.layer]
+
+    def _checked_mask(self, mask, x):
+        # Keras 3.15: a mask of two axes or more whose first two are the input's (N, T);
+        # further axes (e.g. (N, T, 1)) are accepted and pass on as given.
+        if mask is None:
+            return None
+        mask = self._mask_array(mask, x)
+        if mask.ndim < 2 or tuple(mask.shape[:2]) != tuple(x.shape[:2]):
+            raise ValueError(f"{self._label()}: the `mask` passed to the `TimeDistributed` "
+                             f"layer has a shape {tuple(mask.shape)} that is incompatible with "
+                             f"the input shape {tuple(x.shape)}: its first two axes must be "
+                             f"the input's (batch size, timesteps) {tuple(x.shape[:2])}")
+        return mask.astype(bool, copy=False)
 
     @property
     def outputs_softmax(self) -> bool:

@@ -24,6 +24,7 @@ from ..errors import StateError
 from ..layers.base import Layer
 from ..layers.symbolic import SymbolicTensor, flatten, is_symbolic, map_structure
 from .graph_config import rebuild
+from .gradients_ready import GradientsReady
 from .registry import MODELS, serialize_layer
 from .training import Model
 
@@ -48,6 +49,10 @@ class Functional(Model):
         # The calls to run, each after those it reads; the InputLayers' nodes only hold data.
         self._nodes = [node for node in nodes if not node.is_input]
         self._layers = list(dict.fromkeys(node.layer for node in nodes))
+        # Backward finishes a layer's gradients at its first call (models/gradients_ready.py).
+        self._finishing_nodes = {id(node) for node in
+                                 {node.layer: node for node in reversed(self._nodes)}.values()}
+        self.gradients_ready = GradientsReady()
         self._check_layer_names()
         self._node_states = None
         self.built = True
@@ -223,6 +228,7 @@ class Functional(Model):
                 continue  # nothing downstream depends on this call's outputs
             _restore_call_state(state)
             dx = node.layer.backward(out if node.several_outputs else out[0])
+            self._report_gradients_ready(node)
             dx = dx if isinstance(dx, list) else [dx]
             if len(dx) != len(node.inbound):
                 raise StateError(f"{self._label()}: {node.layer._label()} returned "
@@ -264,6 +270,10 @@ class Functional(Model):
             if g is not None:
                 _accumulate(grads, tensor, g)
         return self._backward_through(len(self._nodes) - 1, grads)
+
+    def _report_gradients_ready(self, node) -> None:
+        if id(node) in self._finishing_nodes:
+            self.gradients_ready(node.layer)
 
     def _restore_last_call(self) -> None:
         if not self._cache_valid:

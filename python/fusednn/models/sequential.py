@@ -20,6 +20,7 @@ from .. import layers as layers_module
 from ..errors import StateError
 from ..layers.base import Layer
 from ..layers.symbolic import SymbolicTensor
+from .gradients_ready import GradientsReady
 from .registry import MODELS, deserialize_layer, serialize_layer
 from .training import Model
 
@@ -40,6 +41,7 @@ class Sequential(Model):
         # input_shape= or by an InputLayer.
         self._input_shape_hint = None
         self._input_layer = None
+        self.gradients_ready = GradientsReady()  # called with each step after its backward
         for layer in layers or []:
             self.add(layer)
 
@@ -170,10 +172,10 @@ class Sequential(Model):
         self._require_training_forward()
         return self._backward_through(reversed(self._steps), dy)
 
-    @staticmethod
-    def _backward_through(layers, dy):
+    def _backward_through(self, layers, dy):
         for layer in layers:  # each layer checks its own numerics (Layer.backward)
             dy = layer.backward(dy)
+            self.gradients_ready(layer)
         return dy
 
     def _require_training_forward(self) -> None:
@@ -198,6 +200,7 @@ class Sequential(Model):
         dx = last.backward_from_logits(dlogits)
         if utils.numerics_checked():
             last._check_backward_numerics(dlogits, dx, incoming="the gradient w.r.t. the logits")
+        self.gradients_ready(last)
         return self._backward_through(reversed(self._steps[:-1]), dx)
 
     # ----- configuration ---------------------------------------------------

@@ -547,7 +547,9 @@ class Model(Layer):
         return data
 
     def _evaluate_data(self, what: str, data, verbose: int) -> dict:
-        progbar = callbacks_module.Progbar(data.steps, verbose=verbose) if verbose else None
+        data = distribute.evaluation_data(data)   # this rank's part in a job (fd.distribute)
+        progbar = (callbacks_module.Progbar(data.steps, verbose=verbose)
+                   if verbose and distribute.prints() else None)
         self.reset_metrics()
         logs = None
         with contextlib.closing(data.batches(None, 0)) as batches:
@@ -555,10 +557,15 @@ class Model(Layer):
                 logs = self._logs_of_step(self.test_step(self._prepared(what, *batch)))
                 if progbar is not None:
                     progbar.update(step + 1, list(logs.items()))
-        if logs is None:
+        loss_tracker, metrics = self._running_means()
+        distribute.sum_means(loss_tracker, metrics)   # over all ranks' samples
+        if logs is None and not getattr(loss_tracker, "count", 0):   # a rank may have none
             raise ValueError(f"{what}: the data yielded no batch to evaluate on (an exhausted "
                              "generator? give validation_steps / steps with one that repeats, "
                              "or use a PyDataset)")
+        # The metrics' results over every rank's samples (the step's own logs for an
+        # overridden test_step that logs something else).
+        logs = self._logs_of_step(self.get_metrics_result() if logs is None else logs)
         if data.ran_out:
             warnings.warn(_RAN_OUT, UserWarning, stacklevel=3)
         if progbar is not None:
@@ -608,7 +615,9 @@ class Model(Layer):
                                       shuffle=False)
             if steps is not None:
                 data.steps = min(steps, data.steps)
-        progbar = callbacks_module.Progbar(data.steps, verbose=verbose) if verbose else None
+        data = distribute.evaluation_data(data)   # this rank's part in a job (fd.distribute)
+        progbar = (callbacks_module.Progbar(data.steps, verbose=verbose)
+                   if verbose and distribute.prints() else None)
         outputs, numpy_input = [], True
         with contextlib.closing(data.batches(None, 0)) as batches:
             for step, (batch, _, _) in enumerate(batches):
@@ -616,6 +625,7 @@ class Model(Layer):
                 outputs.append(self._predicted(batch, numpy_input))
                 if progbar is not None:
                     progbar.update(step + 1)
+        outputs = distribute.gather_in_rank_order(outputs)   # every rank's, in rank order
         if not outputs:
             raise ValueError(f"{what}: the data yielded no batch to predict on")
         if progbar is not None:

@@ -1,0 +1,78 @@
+"""evaluate and predict in a job of several ranks: each rank computes on its part of the
+data, the results are combined so that every rank returns what one process would.
+
+Array data given whole to every rank (the default, initialize(shard_data=True)) is cut
+into contiguous parts, rank r taking samples [r N / p, (r+1) N / p) (floored; sizes
+differ by at most one, and no sample is repeated: padding as in fit would count a sample
+twice). Any other data (a generator, iterator or PyDataset, arrays limited by steps=,
+or any data with shard_data=False) is taken as this rank's own part, as given.
+
+evaluate (test_on_batch, fit's validation): every loss and metric is a running mean of
+(sum of batch value x weight, sum of weights); the ranks add their sums and weights and
+divide once, so the result is the mean over all samples of all ranks, exactly as one
+process computes it (float rounding aside), not a mean of the ranks' means, which would
+weight a short part like a long one. Every rank gets the same numbers.
+
+predict: every rank returns the predictions of all ranks' parts concatenated in rank
+order; for array data given whole, that is the predictions for x in x's order, what one
+process returns (Keras users call predict on every rank and expect the full result; a
+model with ranks gathering only on rank 0 would leave the others with something else).
+predict_on_batch and train_on_batch stay per rank.
+"""
+from __future__ import annotations
+
+import math
+
+from . import environment
+from .sharding import rank_part
+
+
+def evaluation_data(data):
+    """`data` as this rank evaluates or predicts it: this rank's contiguous part of array
+    data given whole, else `data` itself."""
+    from ..models.data_adapters import ArrayData
+    from ..models.data import map_arrays
+
+    comm = environment.communicator()
+    if comm.size == 1 or not environment.shards_fit_data() or not isinstance(data, ArrayData) \
+            or data.steps != math.ceil(data.total / data.batch_size):
+        return data
+    mine = rank_part(data.total, comm.rank, comm.size)
+
+    def part(array):
+        return array[mine]
+
+    y = None if data.y is None else map_arrays(data.y, part)
+    weights = None if data.sample_weight is None else part(data.sample_weight)
+    return ArrayData(map_arrays(data.x, part), y, weights, data.batch_size, shuffle=False)
+
+
+def sum_means(loss_mean, metric_means: dict) -> None:
+    """Replaces each running mean's total and count with their sums over the ranks."""
+    if environment.size() == 1:
+        return
+    means = [loss_mean, *metric_means.values()]   # the same compile order on every rank
+    for mean, (total, count) in zip(means, sums_over_ranks(means)):
+        mean.total, mean.count = total, count
+
+
+def sums_over_ranks(means) -> list:
+    """(sum of total, sum of count) over the ranks for each of the running means `means`
+    (metrics.Mean), added in rank order so that every rank computes the same floats."""
+    gathered = environment.communicator().allgather_object(
+        [(mean.total, mean.count) for mean in means])
+    return [(sum(rank_means[i][0] for rank_means in gathered),
+             sum(rank_means[i][1] for rank_means in gathered)) for i in range(len(means))]
+
+
+def gather_in_rank_order(batches: list) -> list:
+    """Every rank's list of predicted batches, concatenated in rank order."""
+    comm = environment.communicator()
+    if comm.size == 1:
+        return batches
+    return [batch for rank_batches in comm.allgather_object(batches) for batch in rank_batches]
+
+
+def prints() -> bool:
+    """Whether this rank shows progress bars: rank 0 alone."""
+    return environment.rank() == 0
