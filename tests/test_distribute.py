@@ -454,8 +454,8 @@ def test_sum_means_adds_every_ranks_sums_and_counts(communicator):
     from fusednn.metrics import Mean
 
     loss, accuracy = Mean(), Mean()
-    loss.update(2.0, 3)
-    accuracy.update(0.5, 3)
+    loss.update_state(2.0, sample_weight=3)
+    accuracy.update_state(0.5, sample_weight=3)
     # The other two ranks each ran 5 samples with loss sum 4 and accuracy sum 1.
     communicator(StandIn(0, 3, other_objects=[(4.0, 5), (1.0, 5)]))
     fd.distribute.sum_means(loss, {"accuracy": accuracy})
