@@ -1,10 +1,15 @@
 """EarlyStopping, ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN and
 BackupAndRestore against Keras 3's behaviour (keras/src/callbacks/early_stopping.py's
 docstring example and early_stopping_test.py, reduce_lr_on_plateau_test.py,
-learning_rate_scheduler_test.py, terminate_on_nan_test.py, backup_and_restore_test.py): how
-"auto" decides, best before training, the logs key, the TypeError for a learning-rate
-schedule, the scheduler's rates, log line and history, the stop after a non-finite loss,
-resuming from a backup."""
+learning_rate_scheduler_test.py, terminate_on_nan_test.py, backup_and_restore_test.py,
+model_checkpoint_test.py): how "auto" decides, best before training, the logs key, the
+TypeError for a learning-rate schedule, the scheduler's rates, log line and history, the
+stop (or RuntimeError) after a non-finite loss, resuming from a backup, which checkpoints
+are written when. Keras's checkpoint cases write .h5 names; fusednn writes safetensors under
+any accepted name, so the same file names are used and loaded back with fusednn."""
+import os
+import warnings
+
 import numpy as np
 import pytest
 
@@ -162,13 +167,80 @@ def test_terminate_on_nan():
 
 def test_terminate_on_nan_graceful_stop():
     # Keras: test_terminate_on_nan_graceful_stop (an infinite target: fewer than 4 epochs
-    # of losses, no exception; Keras's raise_error=True form is not in fusednn).
-    model = fd.Sequential([layers.Dense(1, input_shape=(1,))])
-    model.compile(optimizer="sgd", loss="mse")
+    # of losses, no exception).
+    model = _one_unit_model()
     with np.errstate(over="ignore", invalid="ignore"):
         history = model.fit(np.array([[1.0], [2.0]]), np.array([[np.inf], [np.inf]]), epochs=2,
-                            batch_size=1, callbacks=[callbacks.TerminateOnNaN()], verbose=0)
+                            batch_size=1, callbacks=[callbacks.TerminateOnNaN(raise_error=False)],
+                            verbose=0)
     assert len(history.history["loss"]) < 4
+
+
+def _one_unit_model():
+    model = fd.Sequential([layers.Dense(1, input_shape=(1,))])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def test_terminate_on_nan_raise_error_raises_error():
+    # Keras: test_terminate_on_nan_raise_error_raises_error.
+    with np.errstate(over="ignore", invalid="ignore"), \
+            pytest.raises(RuntimeError, match="NaN or Inf loss encountered"):
+        _one_unit_model().fit(np.array([[1.0], [2.0]]), np.array([[np.inf], [np.inf]]),
+                              epochs=1, batch_size=1, verbose=0,
+                              callbacks=[callbacks.TerminateOnNaN(raise_error=True)])
+
+
+class _TrainEndTracker(callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.train_end_called = False
+
+    def on_train_end(self, logs=None):
+        self.train_end_called = True
+
+
+def test_raise_error_terminate_does_not_trigger_on_train_end():
+    # Keras: test_raise_error_terminate_does_not_trigger_on_train_end.
+    tracker = _TrainEndTracker()
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(RuntimeError):
+        _one_unit_model().fit(np.array([[1.0]]), np.array([[np.inf]]), epochs=1, verbose=0,
+                              callbacks=[tracker, callbacks.TerminateOnNaN(raise_error=True)])
+    assert not tracker.train_end_called
+
+
+def test_raise_error_terminate_preserves_backup(tmp_path):
+    # Keras: test_raise_error_terminate_preserves_backup (the backup folder and a file in it
+    # survive; Keras also disables the callback's on_train_end, which never runs anyway).
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    fake_file = backup_dir / "checkpoint.txt"
+    fake_file.write_text("dummy checkpoint")
+    backup = callbacks.BackupAndRestore(backup_dir=backup_dir)
+    backup.on_train_end = lambda logs=None: None
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(RuntimeError):
+        _one_unit_model().fit(np.array([[1.0]]), np.array([[np.inf]]), epochs=1, verbose=0,
+                              callbacks=[backup, callbacks.TerminateOnNaN(raise_error=True)])
+    assert backup_dir.exists() and fake_file.read_text() == "dummy checkpoint"
+
+
+@pytest.mark.parametrize("raise_error", [False, True])
+def test_normal_training_does_not_raise(raise_error):
+    # Keras: test_normal_training_does_not_raise.
+    history = _one_unit_model().fit(
+        np.array([[1.0], [2.0]]), np.array([[1.0], [2.0]]), epochs=2, verbose=0,
+        callbacks=[callbacks.TerminateOnNaN(raise_error=raise_error)])
+    assert len(history.history["loss"]) == 2
+
+
+def test_raise_error_terminate_stops_on_later_batch():
+    # Keras: test_raise_error_terminate_stops_on_later_batch (the message names the batch;
+    # fusednn shuffles, so the infinite target is in batch 0 or 1).
+    with np.errstate(over="ignore", invalid="ignore"), \
+            pytest.raises(RuntimeError, match="batch [01]"):
+        _one_unit_model().fit(np.array([[1.0], [2.0]]), np.array([[1.0], [np.inf]]), epochs=1,
+                              batch_size=1, verbose=0,
+                              callbacks=[callbacks.TerminateOnNaN(raise_error=True)])
 
 
 # ----- keras/src/callbacks/backup_and_restore_test.py --------------------------------------
@@ -199,11 +271,11 @@ def test_backup_save_freq_unknown_error(save_freq):
         callbacks.BackupAndRestore(backup_dir="backup_dir", save_freq=save_freq)
 
 
-def test_backup_dir_empty_error():
-    # Keras: test_backup_dir_empty_error (Keras's test_backup_dir_none_error expects a
-    # ValueError too; fusednn raises TypeError for None, not a path).
-    with pytest.raises(ValueError, match="backup_dir"):
-        callbacks.BackupAndRestore(backup_dir="", save_freq="epoch")
+@pytest.mark.parametrize("backup_dir", ["", None])
+def test_backup_dir_empty_or_none_error(backup_dir):
+    # Keras: test_backup_dir_empty_error, test_backup_dir_none_error.
+    with pytest.raises(ValueError, match="Empty `backup_dir`"):
+        callbacks.BackupAndRestore(backup_dir=backup_dir, save_freq="epoch")
 
 
 def test_backup_best_case_epoch(tmp_path):
