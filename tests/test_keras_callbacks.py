@@ -456,3 +456,22 @@ def test_model_checkpoint_loading(tmp_path):
     new_model.load_weights(filepath)
     for ref, loaded in zip(model.get_weights(), new_model.get_weights(), strict=True):
         np.testing.assert_array_equal(loaded, ref)
+
+
+# ----- keras/src/callbacks/callback_test.py --------------------------------------------------
+
+def test_model_state_is_current_on_batch_end():
+    # Keras: CallbackTest.test_model_state_is_current_on_epoch_end: at the end of batch b the
+    # model has run b + 1 steps. Keras counts them with a variable its subclassed model's
+    # call() increments; fusednn models have no such call, so the optimizer's step counter
+    # (updated in the same step) stands in.
+    seen = []
+
+    class StepCounter(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((batch, int(self.model.optimizer.iterations)))
+
+    rng = np.random.default_rng(0)
+    _one_unit_model().fit(rng.random((8, 1)), rng.random((8, 1)), batch_size=2, verbose=0,
+                          callbacks=[StepCounter()])
+    assert seen == [(batch, batch + 1) for batch in range(4)]
