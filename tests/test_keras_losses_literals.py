@@ -369,26 +369,25 @@ SEG_TRUE_2 = np.array([[0, 1, 1, 0], [1, 0, 1, 0], [0, 0, 1, 1], [1, 1, 0, 1]])
 SEG_TRUE_3 = np.array([[0, 1, 2, 0], [1, 0, 1, 0], [0, 0, 1, 1], [1, 1, 0, 1]])
 
 
-def _one_hot_pixels(labels, classes):
-    return np.eye(classes)[labels]
+# (labels, the imperfect pixels and their predicted probabilities, the probabilities the
+# true classes get there)
+SEGMENTATION = [
+    (SEG_TRUE_2, {(0, 3): [0.2, 0.8], (3, 3): [0.6, 0.4]}, [0.2, 0.4]),  # binary
+    (SEG_TRUE_3, {(0, 3): [0.2, 0.0, 0.8], (1, 0): [0.7, 0.3, 0.0],
+                  (3, 2): [0.5, 0.5, 0.0]}, [0.2, 0.3, 0.5]),  # multi_class
+]
 
 
-def test_binary_segmentation():
-    # Keras: test_binary_segmentation (16 pixels; two imperfect ones).
+@pytest.mark.parametrize("labels, imperfect, true_class_probs", SEGMENTATION,
+                         ids=["binary", "multi_class"])
+def test_segmentation(labels, imperfect, true_class_probs):
+    # Keras: test_binary_segmentation, test_multi_class_segmentation: a 4x4 image, 0 for
+    # perfect predictions, else the mean over the 16 pixels of -log(p of the true class).
+    # Tolerance: assertAllClose's rtol and atol of 1e-6 (the loss is computed in float32).
     scce = losses.SparseCategoricalCrossentropy()
-    y_pred = _one_hot_pixels(SEG_TRUE_2, 2)
-    np.testing.assert_allclose(scce(SEG_TRUE_2, y_pred), 0.0, atol=1e-6)
-    y_pred[0, 3], y_pred[3, 3] = [0.2, 0.8], [0.6, 0.4]
-    expected = (-np.log(0.2) - np.log(0.4)) / 16.0
-    # assertAllClose's rtol and atol of 1e-6 (the loss is computed in float32)
-    np.testing.assert_allclose(scce(SEG_TRUE_2, y_pred), expected, rtol=1e-6, atol=1e-6)
-
-
-def test_multi_class_segmentation():
-    # Keras: test_multi_class_segmentation (three imperfect pixels).
-    scce = losses.SparseCategoricalCrossentropy()
-    y_pred = _one_hot_pixels(SEG_TRUE_3, 3)
-    np.testing.assert_allclose(scce(SEG_TRUE_3, y_pred), 0.0, atol=1e-6)
-    y_pred[0, 3], y_pred[1, 0], y_pred[3, 2] = [0.2, 0.0, 0.8], [0.7, 0.3, 0.0], [0.5, 0.5, 0.0]
-    expected = (-np.log(0.2) - np.log(0.3) - np.log(0.5)) / 16.0
-    np.testing.assert_allclose(scce(SEG_TRUE_3, y_pred), expected, rtol=1e-6, atol=1e-6)
+    y_pred = np.eye(labels.max() + 1)[labels]
+    np.testing.assert_allclose(scce(labels, y_pred), 0.0, atol=1e-6)
+    for pixel, probs in imperfect.items():
+        y_pred[pixel] = probs
+    expected = -np.sum(np.log(true_class_probs)) / 16.0
+    np.testing.assert_allclose(scce(labels, y_pred), expected, rtol=1e-6, atol=1e-6)
