@@ -276,6 +276,21 @@ _huber_losses = _huber(HUBER_TRUE, HUBER_PRED)
 _logcosh_losses = _logcosh(COS_TRUE, COS_PRED)
 _kld_losses = KLD_TRUE * np.log(KLD_TRUE.astype(np.float64) / KLD_PRED)
 _poisson_losses = POISSON_PRED - POISSON_TRUE * np.log(POISSON_PRED.astype(np.float64))
+
+
+def _weighted_cases(name, loss, y_true, y_pred, losses_per_value, divisor, row_weight):
+    """Keras's test_unweighted, test_scalar_weighted (2.3), test_sample_weighted (1.2 for
+    the first sample, 3.4 for the second, passed as `row_weight`) and test_zero_weighted of a
+    loss whose expectation is sum(weight * per-value losses) / divisor."""
+    return [(f"{name}-unweighted", loss, y_true, y_pred, None,
+             np.sum(losses_per_value) / divisor),
+            (f"{name}-scalar", loss, y_true, y_pred, 2.3,
+             2.3 * np.sum(losses_per_value) / divisor),
+            (f"{name}-sample", loss, y_true, y_pred, row_weight,
+             np.sum(losses_per_value * ROW_WEIGHT) / divisor),
+            (f"{name}-zero", loss, y_true, y_pred, 0, 0.0)]
+
+
 FORMULAS = [
     ("cosine-unweighted", losses.CosineSimilarity(), COS_TRUE, COS_PRED, None, -np.mean(_cos)),
     ("cosine-scalar", losses.CosineSimilarity(), COS_TRUE, COS_PRED, 2.3,
@@ -287,45 +302,25 @@ FORMULAS = [
     ("cosine-zero", losses.CosineSimilarity(), COS_TRUE, COS_PRED, 0, 0.0),
     ("cosine-axis", losses.CosineSimilarity(axis=1), COS_TRUE, COS_PRED, None, -np.mean(_cos)),
     ("huber-all-correct", losses.Huber(), HUBER_TRUE, HUBER_TRUE, None, 0.0),
-    ("huber-unweighted", losses.Huber(), HUBER_TRUE, HUBER_PRED, None,
-     np.sum(_huber_losses) / 6),
-    ("huber-scalar", losses.Huber(), HUBER_TRUE, HUBER_PRED, 2.3,
-     2.3 * np.sum(_huber_losses) / 6),
-    ("huber-sample", losses.Huber(), HUBER_TRUE, HUBER_PRED, np.array([[1.2], [3.4]]),
-     np.sum(_huber_losses * ROW_WEIGHT) / 6),
+    *_weighted_cases("huber", losses.Huber(), HUBER_TRUE, HUBER_PRED, _huber_losses, 6,
+                     np.array([[1.2], [3.4]])),
     ("huber-timestep", losses.Huber(), HUBER_TRUE.reshape(2, 3, 1),
      HUBER_PRED.reshape(2, 3, 1), TS_WEIGHT_3D,
-     np.sum(_huber(HUBER_TRUE, HUBER_PRED).reshape(2, 3, 1) * TS_WEIGHT_3D) / 6),
-    ("huber-zero", losses.Huber(), HUBER_TRUE, HUBER_PRED, 0, 0.0),
+     np.sum(_huber_losses.reshape(2, 3, 1) * TS_WEIGHT_3D) / 6),
     ("huber-delta", losses.Huber(delta=0.8), HUBER_TRUE, HUBER_PRED, 2.3,
      2.3 * np.sum(_huber(HUBER_TRUE, HUBER_PRED, 0.8)) / 6),
-    ("logcosh-unweighted", losses.LogCosh(), COS_TRUE, COS_PRED, None,
-     np.sum(_logcosh_losses) / 6),
-    ("logcosh-scalar", losses.LogCosh(), COS_TRUE, COS_PRED, 2.3,
-     2.3 * np.sum(_logcosh_losses) / 6),
-    ("logcosh-sample", losses.LogCosh(), COS_TRUE, COS_PRED, np.asarray([1.2, 3.4]),
-     np.sum(_logcosh_losses * ROW_WEIGHT) / 6),
+    *_weighted_cases("logcosh", losses.LogCosh(), COS_TRUE, COS_PRED, _logcosh_losses, 6,
+                     np.asarray([1.2, 3.4])),
     ("logcosh-timestep", losses.LogCosh(), TS_TRUE, TS_PRED.astype(int), TS_WEIGHT_3D,
      np.sum(_logcosh_losses.reshape(2, 3, 1) * TS_WEIGHT_3D) / 6),
-    ("logcosh-zero", losses.LogCosh(), COS_TRUE, COS_PRED, 0, 0.0),
-    ("kld-unweighted", losses.KLDivergence(), KLD_TRUE, KLD_PRED, None,
-     np.sum(_kld_losses) / 2),
-    ("kld-scalar", losses.KLDivergence(), KLD_TRUE, KLD_PRED, 2.3,
-     2.3 * np.sum(_kld_losses) / 2),
-    ("kld-sample", losses.KLDivergence(), KLD_TRUE, KLD_PRED,
-     np.asarray([1.2, 3.4], np.float32).reshape((2, 1)), np.sum(_kld_losses * ROW_WEIGHT) / 2),
+    *_weighted_cases("kld", losses.KLDivergence(), KLD_TRUE, KLD_PRED, _kld_losses, 2,
+                     np.asarray([1.2, 3.4], np.float32).reshape((2, 1))),
     ("kld-timestep", losses.KLDivergence(), KLD_TRUE.reshape(2, 3, 1),
      KLD_PRED.reshape(2, 3, 1), TS_WEIGHT, np.sum(_kld_losses * TS_WEIGHT) / 6),
-    ("kld-zero", losses.KLDivergence(), KLD_TRUE, KLD_PRED, 0, 0.0),
-    ("poisson-unweighted", losses.Poisson(), POISSON_TRUE, POISSON_PRED, None,
-     np.sum(_poisson_losses) / 6),
-    ("poisson-scalar", losses.Poisson(), POISSON_TRUE, POISSON_PRED, 2.3,
-     2.3 * np.sum(_poisson_losses) / 6),
-    ("poisson-sample", losses.Poisson(), POISSON_TRUE, POISSON_PRED,
-     np.asarray([1.2, 3.4]).reshape((2, 1)), np.sum(_poisson_losses * ROW_WEIGHT) / 6),
+    *_weighted_cases("poisson", losses.Poisson(), POISSON_TRUE, POISSON_PRED, _poisson_losses,
+                     6, np.asarray([1.2, 3.4]).reshape((2, 1))),
     ("poisson-timestep", losses.Poisson(), POISSON_TRUE.reshape(2, 3, 1),
      POISSON_PRED.reshape(2, 3, 1), TS_WEIGHT, np.sum(_poisson_losses * TS_WEIGHT) / 6),
-    ("poisson-zero", losses.Poisson(), POISSON_TRUE, POISSON_PRED, 0, 0.0),
 ]
 
 
