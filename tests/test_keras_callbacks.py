@@ -1,10 +1,14 @@
 """EarlyStopping, ReduceLROnPlateau, LearningRateScheduler, TerminateOnNaN and
 BackupAndRestore against Keras 3's behaviour (keras/src/callbacks/early_stopping.py's
 docstring example and early_stopping_test.py, reduce_lr_on_plateau_test.py,
-learning_rate_scheduler_test.py, terminate_on_nan_test.py, backup_and_restore_test.py): how
-"auto" decides, best before training, the logs key, the TypeError for a learning-rate
-schedule, the scheduler's rates, log line and history, the stop after a non-finite loss,
-resuming from a backup."""
+learning_rate_scheduler_test.py, terminate_on_nan_test.py, backup_and_restore_test.py,
+model_checkpoint_test.py): how "auto" decides, best before training, the logs key, the
+TypeError for a learning-rate schedule, the scheduler's rates, log line and history, the
+stop (or RuntimeError) after a non-finite loss, resuming from a backup, which checkpoints
+are written when. Keras's checkpoint cases write .h5 names; fusednn writes safetensors under
+any accepted name, so the same file names are used and loaded back with fusednn."""
+import os
+
 import numpy as np
 import pytest
 
@@ -162,13 +166,80 @@ def test_terminate_on_nan():
 
 def test_terminate_on_nan_graceful_stop():
     # Keras: test_terminate_on_nan_graceful_stop (an infinite target: fewer than 4 epochs
-    # of losses, no exception; Keras's raise_error=True form is not in fusednn).
-    model = fd.Sequential([layers.Dense(1, input_shape=(1,))])
-    model.compile(optimizer="sgd", loss="mse")
+    # of losses, no exception).
+    model = _one_unit_model()
     with np.errstate(over="ignore", invalid="ignore"):
         history = model.fit(np.array([[1.0], [2.0]]), np.array([[np.inf], [np.inf]]), epochs=2,
-                            batch_size=1, callbacks=[callbacks.TerminateOnNaN()], verbose=0)
+                            batch_size=1, callbacks=[callbacks.TerminateOnNaN(raise_error=False)],
+                            verbose=0)
     assert len(history.history["loss"]) < 4
+
+
+def _one_unit_model():
+    model = fd.Sequential([layers.Dense(1, input_shape=(1,))])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def test_terminate_on_nan_raise_error_raises_error():
+    # Keras: test_terminate_on_nan_raise_error_raises_error.
+    with np.errstate(over="ignore", invalid="ignore"), \
+            pytest.raises(RuntimeError, match="NaN or Inf loss encountered"):
+        _one_unit_model().fit(np.array([[1.0], [2.0]]), np.array([[np.inf], [np.inf]]),
+                              epochs=1, batch_size=1, verbose=0,
+                              callbacks=[callbacks.TerminateOnNaN(raise_error=True)])
+
+
+class _TrainEndTracker(callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.train_end_called = False
+
+    def on_train_end(self, logs=None):
+        self.train_end_called = True
+
+
+def test_raise_error_terminate_does_not_trigger_on_train_end():
+    # Keras: test_raise_error_terminate_does_not_trigger_on_train_end.
+    tracker = _TrainEndTracker()
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(RuntimeError):
+        _one_unit_model().fit(np.array([[1.0]]), np.array([[np.inf]]), epochs=1, verbose=0,
+                              callbacks=[tracker, callbacks.TerminateOnNaN(raise_error=True)])
+    assert not tracker.train_end_called
+
+
+def test_raise_error_terminate_preserves_backup(tmp_path):
+    # Keras: test_raise_error_terminate_preserves_backup (the backup folder and a file in it
+    # survive; Keras also disables the callback's on_train_end, which never runs anyway).
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir()
+    fake_file = backup_dir / "checkpoint.txt"
+    fake_file.write_text("dummy checkpoint")
+    backup = callbacks.BackupAndRestore(backup_dir=backup_dir)
+    backup.on_train_end = lambda logs=None: None
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(RuntimeError):
+        _one_unit_model().fit(np.array([[1.0]]), np.array([[np.inf]]), epochs=1, verbose=0,
+                              callbacks=[backup, callbacks.TerminateOnNaN(raise_error=True)])
+    assert backup_dir.exists() and fake_file.read_text() == "dummy checkpoint"
+
+
+@pytest.mark.parametrize("raise_error", [False, True])
+def test_normal_training_does_not_raise(raise_error):
+    # Keras: test_normal_training_does_not_raise.
+    history = _one_unit_model().fit(
+        np.array([[1.0], [2.0]]), np.array([[1.0], [2.0]]), epochs=2, verbose=0,
+        callbacks=[callbacks.TerminateOnNaN(raise_error=raise_error)])
+    assert len(history.history["loss"]) == 2
+
+
+def test_raise_error_terminate_stops_on_later_batch():
+    # Keras: test_raise_error_terminate_stops_on_later_batch (the message names the batch;
+    # fusednn shuffles, so the infinite target is in batch 0 or 1).
+    with np.errstate(over="ignore", invalid="ignore"), \
+            pytest.raises(RuntimeError, match="batch [01]"):
+        _one_unit_model().fit(np.array([[1.0], [2.0]]), np.array([[1.0], [np.inf]]), epochs=1,
+                              batch_size=1, verbose=0,
+                              callbacks=[callbacks.TerminateOnNaN(raise_error=True)])
 
 
 # ----- keras/src/callbacks/backup_and_restore_test.py --------------------------------------
@@ -199,11 +270,11 @@ def test_backup_save_freq_unknown_error(save_freq):
         callbacks.BackupAndRestore(backup_dir="backup_dir", save_freq=save_freq)
 
 
-def test_backup_dir_empty_error():
-    # Keras: test_backup_dir_empty_error (Keras's test_backup_dir_none_error expects a
-    # ValueError too; fusednn raises TypeError for None, not a path).
-    with pytest.raises(ValueError, match="backup_dir"):
-        callbacks.BackupAndRestore(backup_dir="", save_freq="epoch")
+@pytest.mark.parametrize("backup_dir", ["", None])
+def test_backup_dir_empty_or_none_error(backup_dir):
+    # Keras: test_backup_dir_empty_error, test_backup_dir_none_error.
+    with pytest.raises(ValueError, match="Empty `backup_dir`"):
+        callbacks.BackupAndRestore(backup_dir=backup_dir, save_freq="epoch")
 
 
 def test_backup_best_case_epoch(tmp_path):
@@ -227,3 +298,180 @@ def test_backup_model_deleted_case_epoch(tmp_path):
     model.fit(x, y, batch_size=4, epochs=2, verbose=0,
               callbacks=[callbacks.BackupAndRestore(backup_dir, save_freq="epoch")])
     assert not backup_dir.exists()
+
+
+# ----- keras/src/callbacks/model_checkpoint_test.py ----------------------------------------
+
+NUM_CLASSES, INPUT_DIM, NUM_HIDDEN, BATCH_SIZE = 3, 3, 5, 5
+
+
+def _checkpoint_data():
+    """Keras's test_utils.get_test_data stand-in: 30 + 30 samples of 3 classes around
+    class-dependent centres, one-hot targets (the tests check only which files exist)."""
+    rng = np.random.default_rng(42)
+    labels = rng.integers(0, NUM_CLASSES, size=60)
+    x = (rng.normal(size=(60, INPUT_DIM)) + labels[:, None]).astype(np.float32)
+    y = fd.utils.to_categorical(labels, NUM_CLASSES)
+    return (x[:30], y[:30]), (x[30:], y[30:])
+
+
+def _checkpoint_model(metrics=None):
+    model = fd.Sequential([layers.Input((INPUT_DIM,)),
+                           layers.Dense(NUM_HIDDEN, activation="relu"),
+                           layers.Dense(NUM_CLASSES, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer="sgd",
+                  metrics=metrics or [fd.metrics.CategoricalAccuracy(name="acc")])
+    return model
+
+
+def _fit_with(model, cbk, batch_size=BATCH_SIZE, epochs=1):
+    (x, y), (x_val, y_val) = _checkpoint_data()
+    model.fit(x, y, batch_size=batch_size, validation_data=(x_val, y_val), callbacks=[cbk],
+              epochs=epochs, verbose=0)
+
+
+@pytest.mark.parametrize("monitor, mode, save_best_only", [
+    ("val_loss", "auto", False), ("val_loss", "min", False),  # Cases 1, 2
+    ("val_acc", "max", False), ("val_acc", "max", True)])     # Cases 3, 4
+def test_model_checkpoint_options_write_the_file(tmp_path, monitor, mode, save_best_only):
+    # Keras: test_model_checkpoint_options, cases 1-4 (in a subdir that must be created).
+    filepath = tmp_path / "subdir" / "checkpoint.keras"
+    _fit_with(_checkpoint_model(), callbacks.ModelCheckpoint(
+        filepath, monitor=monitor, save_best_only=save_best_only, mode=mode))
+    assert filepath.exists()
+
+
+def test_model_checkpoint_unavailable_metric_warns_and_saves(tmp_path):
+    # Keras: case 5.
+    filepath = tmp_path / "checkpoint.keras"
+    with pytest.warns(UserWarning, match="Can save best model only with unknown available"):
+        _fit_with(_checkpoint_model(), callbacks.ModelCheckpoint(
+            filepath, monitor="unknown", save_best_only=True, mode="min"))
+    assert filepath.exists()
+
+
+def test_model_checkpoint_unknown_mode_warns(tmp_path):
+    # Keras: case 6.
+    with pytest.warns(RuntimeWarning, match="ModelCheckpoint mode 'unknown' is unknown"):
+        callbacks.ModelCheckpoint(tmp_path / "c.keras", monitor="val_acc", save_best_only=True,
+                                  mode="unknown")
+
+
+@pytest.mark.parametrize("name, weights_only", [("checkpoint.epoch{epoch:02d}.keras", False),
+                                                ("checkpoint.epoch{epoch:02d}.weights.h5", True)])
+def test_model_checkpoint_integer_save_freq(tmp_path, name, weights_only):
+    # Keras: cases 8a and 8b: 30 samples in batches of 6 are 5 batches an epoch, so
+    # save_freq=15 saves at the end of epochs 3, 6 and 9.
+    filepath = str(tmp_path / name)
+    _fit_with(_checkpoint_model(), callbacks.ModelCheckpoint(
+        filepath, monitor="val_acc", mode="max", save_freq=15,
+        save_weights_only=weights_only), batch_size=6, epochs=10)
+    assert [os.path.exists(filepath.format(epoch=e)) for e in range(1, 11)] == \
+        [e in (3, 6, 9) for e in range(1, 11)]
+
+
+def test_model_checkpoint_save_freq_argument(tmp_path):
+    # Keras: case 9.
+    filepath = tmp_path / "c.weights.h5"
+    with pytest.raises(ValueError, match="Unrecognized save_freq"):
+        callbacks.ModelCheckpoint(filepath, save_weights_only=True,
+                                  save_freq="invalid_save_freq")
+    for save_freq in ("epoch", 3):
+        callbacks.ModelCheckpoint(filepath, save_weights_only=True, save_freq=save_freq)
+
+
+@pytest.mark.parametrize("name, weights_only", [
+    ("checkpoint.epoch{epoch:02d}batch{batch:02d}.keras", False),
+    ("checkpoint.epoch{epoch:02d}batch{batch:02d}.weights.h5", True)])
+def test_model_checkpoint_batch_in_filename(tmp_path, capsys, name, weights_only):
+    # Keras: cases 10a and 10b (two batches of 15 an epoch, save_freq=1, verbose=1).
+    filepath = str(tmp_path / name)
+    (x, y), (x_val, y_val) = _checkpoint_data()
+    _checkpoint_model().fit(x, y, batch_size=15, validation_data=(x_val, y_val), epochs=5,
+                            verbose=1, callbacks=[callbacks.ModelCheckpoint(
+                                filepath, monitor="val_loss", save_freq=1,
+                                save_weights_only=weights_only)])
+    capsys.readouterr()
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        os.path.basename(filepath.format(epoch=e, batch=b)) for e in range(1, 6) for b in (1, 2))
+
+
+@pytest.mark.parametrize("monitor, mode, threshold, saved", [
+    ("val_acc", "max", -0.01, True),   # case 11: any accuracy beats -0.01
+    ("val_loss", "auto", None, True),  # case 12: no threshold
+    ("val_loss", "min", 0, False),     # case 13: a cross-entropy never gets below 0
+    ("val_loss", "auto", 0, False),    # case 14: the same, "auto" minimises a loss
+    ("val_auc", "auto", 1, False)])    # case 15: "auto" maximises AUC, which never beats 1
+def test_model_checkpoint_initial_value_threshold(tmp_path, monitor, mode, threshold, saved):
+    # Keras: test_model_checkpoint_options, cases 11-15.
+    filepath = tmp_path / "checkpoint.keras"
+    metrics = [fd.metrics.AUC()] if monitor == "val_auc" else None
+    _fit_with(_checkpoint_model(metrics), callbacks.ModelCheckpoint(
+        filepath, monitor=monitor, save_best_only=True, initial_value_threshold=threshold,
+        mode=mode))
+    assert filepath.exists() == saved
+
+
+@pytest.mark.parametrize("name, weights_only", [("checkpoint.weights", True),
+                                                ("checkpoint.safetensors", False)])
+def test_model_checkpoint_filepath_suffix_errors(tmp_path, name, weights_only):
+    # Keras: ModelCheckpoint.__init__'s checks (".weights.h5" for weights, ".keras" or
+    # ".h5" for a model).
+    with pytest.raises(ValueError, match="must end in"):
+        callbacks.ModelCheckpoint(tmp_path / name, save_weights_only=weights_only)
+
+
+def test_model_checkpoint_unknown_auto_direction_is_an_error(tmp_path):
+    # Keras: MonitorCallback's ValueError for a monitor whose direction "auto" cannot tell.
+    with pytest.raises(ValueError, match="ModelCheckpoint callback received monitor=unknown"):
+        _fit_with(_checkpoint_model(), callbacks.ModelCheckpoint(tmp_path / "c.keras",
+                                                                 monitor="unknown"))
+
+
+def test_model_checkpoint_loading(tmp_path):
+    # Keras: test_model_checkpoint_loading (a functional model; the saved model and the saved
+    # weights equal the trained ones).
+    def get_model():
+        inputs = layers.Input(shape=(INPUT_DIM,), batch_size=5)
+        hidden = layers.Dense(NUM_HIDDEN, activation="relu")(inputs)
+        outputs = layers.Dense(NUM_CLASSES, activation="softmax")(hidden)
+        model = fd.Model(inputs, outputs)
+        model.compile(loss="categorical_crossentropy", optimizer="sgd",
+                      metrics=[fd.metrics.CategoricalAccuracy(name="acc")])
+        return model
+
+    model = get_model()
+    filepath = tmp_path / "checkpoint.model.keras"
+    _fit_with(model, callbacks.ModelCheckpoint(filepath, monitor="val_loss",
+                                               save_best_only=True, mode="auto"))
+    for ref, loaded in zip(model.get_weights(), fd.models.load_model(filepath).get_weights(),
+                           strict=True):
+        np.testing.assert_array_equal(loaded, ref)  # saved bit for bit
+
+    model = get_model()
+    filepath = tmp_path / "checkpoint.weights.h5"
+    _fit_with(model, callbacks.ModelCheckpoint(filepath, monitor="val_loss",
+                                               save_best_only=True, save_weights_only=True))
+    new_model = get_model()
+    new_model.load_weights(filepath)
+    for ref, loaded in zip(model.get_weights(), new_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(loaded, ref)
+
+
+# ----- keras/src/callbacks/callback_test.py --------------------------------------------------
+
+def test_model_state_is_current_on_batch_end():
+    # Keras: CallbackTest.test_model_state_is_current_on_epoch_end: at the end of batch b the
+    # model has run b + 1 steps. Keras counts them with a variable its subclassed model's
+    # call() increments; fusednn models have no such call, so the optimizer's step counter
+    # (updated in the same step) stands in.
+    seen = []
+
+    class StepCounter(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((batch, int(self.model.optimizer.iterations)))
+
+    rng = np.random.default_rng(0)
+    _one_unit_model().fit(rng.random((8, 1)), rng.random((8, 1)), batch_size=2, verbose=0,
+                          callbacks=[StepCounter()])
+    assert seen == [(batch, batch + 1) for batch in range(4)]

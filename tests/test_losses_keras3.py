@@ -292,7 +292,8 @@ def test_keras_default_configs():
 
 @pytest.mark.parametrize("factory, error, message", [
     (lambda: losses.Hinge(reduction="avg"), ValueError,
-     "Hinge: reduction must be one of 'sum_over_batch_size', .*got 'avg'"),
+     "Hinge: Invalid value for argument `reduction`: expected one of 'sum_over_batch_size', "
+     ".*got 'avg'"),
     (lambda: losses.BinaryFocalCrossentropy(alpha=1.5), ValueError,
      r"BinaryFocalCrossentropy: alpha must be a number in \[0, 1\], got 1.5"),
     (lambda: losses.BinaryFocalCrossentropy(gamma=-1), ValueError,

@@ -239,17 +239,17 @@ _FALLING_METRICS = ("loss", "mse", "mae", "mape", "msle", "mean_squared_error",
 
 
 def _acc_rule_mode(callback_name: str, monitor: str, mode: str) -> str:
-    """'min' or 'max' by the rule of Keras's ReduceLROnPlateau and ModelCheckpoint:
-    "auto" maximises a monitor whose name contains "acc", minimises any other."""
+    """'min' or 'max' by the rule of Keras's ReduceLROnPlateau: "auto" maximises a monitor whose name contains "acc", minimises any other."""
     mode = _checked_mode(callback_name, mode)
     if mode == "auto":
         return "max" if "acc" in monitor else "min"
     return mode
 
 
-def _early_stopping_mode(monitor: str, mode: str) -> str:
-    """'min' or 'max' for EarlyStopping: with 'auto', the metric's direction, and Keras's
-    ValueError for a metric whose direction is unknown."""
+def _monitor_direction(callback_name: str, monitor: str, mode: str) -> str:
+    """'min' or 'max' as Keras 3's MonitorCallback decides it (EarlyStopping, ModelCheckpoint):
+    with 'auto', the metric's direction, and Keras's ValueError for a metric whose direction
+    is unknown."""
     if mode != "auto":
         return mode
     name = monitor.removeprefix("val_")
@@ -257,10 +257,10 @@ def _early_stopping_mode(monitor: str, mode: str) -> str:
         return "min"
     if name.endswith(_RISING_METRICS):
         return "max"
-    raise ValueError(f"EarlyStopping callback received monitor={monitor} but fusednn (like "
+    raise ValueError(f"{callback_name} callback received monitor={monitor} but fusednn (like "
                      "Keras) cannot determine whether that metric should be maximized or "
-                     "minimized. Pass mode='max' to stop on the highest value, or mode='min' "
-                     "to stop on the lowest.")
+                     "minimized. Pass mode='max' to monitor the highest value, or mode='min' "
+                     "the lowest.")
 
 
 def _monitored_value(callback_name: str, monitor: str, logs):
@@ -310,7 +310,7 @@ class EarlyStopping(Callback):
         return value > reference + self.min_delta
 
     def on_train_begin(self, logs=None):
-        self._direction = _early_stopping_mode(self.monitor, self.mode)
+        self._direction = _monitor_direction("EarlyStopping", self.monitor, self.mode)
         self.wait = 0
         self.stopped_epoch = 0
         self.best = None
@@ -349,50 +349,108 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Saves the model (or only its weights) at the end of every epoch.
+    """Saves the model (or only its weights) every epoch or every `save_freq` batches.
 
-    filepath may contain format fields filled from the epoch (1-based) and the
-    logs, e.g. "ckpt-{epoch:02d}-{val_loss:.2f}.keras". save_best_only keeps
-    writing only when `monitor` improves. Files are safetensors (see fusednn.io).
+    Keras 3's arguments and checks: filepath ends in ".keras" or ".h5" (in ".weights.h5"
+    with save_weights_only) and may contain format fields filled from the epoch
+    (1-based), the batch (1-based, when saving every `save_freq` batches) and the logs,
+    e.g. "ckpt-{epoch:02d}-{val_loss:.2f}.keras"; its folder is created when missing.
+    save_best_only writes only when `monitor` beats the best value so far, which starts
+    at initial_value_threshold (None: any first value); mode "auto" takes the metric's
+    direction (EarlyStopping's rule). A monitor missing from the logs warns and saves,
+    as in Keras. The content is always safetensors (see fusednn.io).
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
-                 save_weights_only=False, mode="auto"):
+                 save_weights_only=False, mode="auto", save_freq="epoch",
+                 initial_value_threshold=None):
         super().__init__()
         self.filepath = os.fspath(filepath)
+        if save_freq != "epoch" and (isinstance(save_freq, bool)
+                                     or not isinstance(save_freq, (int, np.integer))
+                                     or save_freq <= 0):
+            raise ValueError(f"ModelCheckpoint: Unrecognized save_freq: {save_freq!r}. "
+                             "Expected save_freq are 'epoch' or positive integer values")
+        suffixes = (".weights.h5",) if save_weights_only else (".keras", ".h5")
+        if not self.filepath.endswith(suffixes):
+            raise ValueError(f"ModelCheckpoint: with save_weights_only={save_weights_only} the "
+                             f"filepath must end in {' or '.join(suffixes)} (as in Keras), got "
+                             f"filepath={self.filepath!r}")
         self.monitor = monitor
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
-        self.mode = _acc_rule_mode("ModelCheckpoint", monitor, mode)
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        self.mode = _checked_mode("ModelCheckpoint", mode)
+        self.best = initial_value_threshold
+        self._direction = None  # 'min' or 'max', decided when training begins
+        self._current_epoch = 0
+        self._batches_since_save = 0
 
-    def _path(self, epoch: int, logs: dict) -> str:
-        try:
-            return self.filepath.format(epoch=epoch + 1, **logs)
-        except KeyError as e:
-            raise KeyError(f"ModelCheckpoint: filepath {self.filepath!r} refers to {e}, which is "
-                           f"not in the logs (available: epoch, {', '.join(logs)})") from None
+    def on_train_begin(self, logs=None):
+        self._direction = _monitor_direction("ModelCheckpoint", self.monitor, self.mode)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save(self._current_epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        if self.save_best_only:
-            current = _monitored_value("ModelCheckpoint", self.monitor, logs)
-            if current is None:
-                return
-            improved = current < self.best if self.mode == "min" else current > self.best
-            if not improved:
-                if self.verbose > 0:
-                    print(f"\nEpoch {epoch + 1:05d}: {self.monitor} did not improve from "
-                          f"{self.best:.5f}")
-                return
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs or {})
+
+    def _path(self, epoch: int, batch, logs: dict) -> str:
+        fields = dict(logs)
+        fields["epoch"] = epoch + 1
+        if batch is not None and "batch" not in logs:
+            fields["batch"] = batch + 1
+        try:
+            return self.filepath.format(**fields)
+        except KeyError as e:
+            raise KeyError(f"ModelCheckpoint: filepath {self.filepath!r} refers to {e}, which is "
+                           f"not in the logs (available: {', '.join(fields)})") from None
+
+    def _is_improvement(self, current: float) -> bool:
+        if self.best is None:
+            return True
+        return current < self.best if self._direction == "min" else current > self.best
+
+    def _should_save(self, epoch: int, logs: dict, path: str) -> bool:
+        if not self.save_best_only:
             if self.verbose > 0:
-                print(f"\nEpoch {epoch + 1:05d}: {self.monitor} improved from {self.best:.5f} to "
-                      f"{current:.5f}, saving model to {self._path(epoch, logs)}")
-            self.best = current
-        elif self.verbose > 0:
-            print(f"\nEpoch {epoch + 1:05d}: saving model to {self._path(epoch, logs)}")
-        path = self._path(epoch, logs)
+                print(f"\nEpoch {epoch + 1}: saving model to {path}")
+            return True
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"ModelCheckpoint: Can save best model only with {self.monitor} "
+                          f"available (the logs have {', '.join(logs)}); saving anyway, as "
+                          "Keras does", UserWarning, stacklevel=4)
+            return True
+        current = float(current)
+        best = "None" if self.best is None else f"{self.best:.5f}"
+        if not self._is_improvement(current):
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
+            return False
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, "
+                  f"saving model to {path}")
+        self.best = current
+        return True
+
+    def _save(self, epoch: int, batch, logs: dict) -> None:
+        path = self._path(epoch, batch, logs)
+        if not self._should_save(epoch, logs, path):
+            return
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
@@ -400,13 +458,26 @@ class ModelCheckpoint(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stops training after the batch whose loss is NaN or infinite."""
+    """Ends training after the batch whose loss is NaN or infinite.
+
+    raise_error=False (Keras's default) stops gracefully: the other callbacks still get
+    on_train_end. raise_error=True raises RuntimeError at once, so no on_train_end runs
+    (BackupAndRestore then keeps its backup, as in Keras 3).
+    """
+
+    def __init__(self, raise_error: bool = False):
+        super().__init__()
+        self.raise_error = raise_error
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            print(f"Batch {batch}: Invalid loss, terminating training")
-            self.model.stop_training = True
+        if loss is None or math.isfinite(loss):
+            return
+        if self.raise_error:
+            raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. Loss value: "
+                               f"{loss}. Terminating training immediately.")
+        print(f"Batch {batch}: Invalid loss, terminating training")
+        self.model.stop_training = True
 
 
 def _learning_rate(model, callback_name: str) -> float:
@@ -542,14 +613,14 @@ class BackupAndRestore(Callback):
 
     def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
         super().__init__()
+        if backup_dir is None or backup_dir == "":
+            raise ValueError(f"BackupAndRestore: Empty `backup_dir` argument passed (expected a "
+                             f"non-empty path, got {backup_dir!r})")
         try:
             backup_dir = os.fspath(backup_dir)
         except TypeError:
             raise TypeError(f"BackupAndRestore: expected backup_dir to be a path, got "
                             f"{type(backup_dir).__name__} {backup_dir!r}") from None
-        if not backup_dir:
-            raise ValueError("BackupAndRestore: expected backup_dir to be a non-empty path, "
-                             "got ''")
         if save_freq != "epoch" and (isinstance(save_freq, bool)
                                      or not isinstance(save_freq, (int, np.integer))
                                      or save_freq <= 0):

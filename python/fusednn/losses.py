@@ -155,8 +155,9 @@ class _ReducedLoss(Loss):
     def __init__(self, reduction="sum_over_batch_size", name=None):
         super().__init__(name=name)
         if reduction not in _REDUCTIONS:
-            raise ValueError(f"{type(self).__name__}: reduction must be one of "
-                             f"{', '.join(map(repr, _REDUCTIONS))}, got {reduction!r}")
+            raise ValueError(f"{type(self).__name__}: Invalid value for argument `reduction`: "
+                             f"expected one of {', '.join(map(repr, _REDUCTIONS))}, got "
+                             f"{reduction!r}")
         self.reduction = reduction
 
     def __call__(self, y_true, y_pred, sample_weight=None):
