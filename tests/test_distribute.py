@@ -450,14 +450,19 @@ def test_evaluation_splits_only_array_data_given_whole(communicator):
     assert fd.distribute.evaluation_data(limited) is limited
 
 
-def test_sum_means_adds_every_ranks_sums_and_counts(communicator):
-    from fusednn.metrics import Mean
+def test_sum_states_adds_every_ranks_metric_states(communicator):
+    from fusednn.metrics import Mean, Precision
 
-    loss, accuracy = Mean(), Mean()
+    loss, precision = Mean(), Precision(thresholds=[0.3, 0.7])
     loss.update_state(2.0, sample_weight=3)
-    accuracy.update_state(0.5, sample_weight=3)
-    # The other two ranks each ran 5 samples with loss sum 4 and accuracy sum 1.
-    communicator(StandIn(0, 3, other_objects=[(4.0, 5), (1.0, 5)]))
-    fd.distribute.sum_means(loss, {"accuracy": accuracy})
+    precision.update_state([1, 0, 1], [0.8, 0.5, 0.2])
+    # Each of the other two ranks ran 5 samples with loss sum 4, and at threshold 0.3 had
+    # 2 true and 1 false positives, at 0.7 one true positive (rank-0 has 1/1 and 1/0).
+    other_loss = [np.array(4.0), np.array(5.0)]
+    other_precision = [np.array([2.0, 1.0]), np.array([1.0, 0.0])]
+    communicator(StandIn(0, 3, other_objects=[other_loss, other_precision]))
+    fd.distribute.sum_states([loss, precision])
     assert (loss.total, loss.count) == (6.0 + 4.0 + 4.0, 13)
-    assert (accuracy.total, accuracy.count) == (1.5 + 1.0 + 1.0, 13)
+    # The result over all ranks' samples, not a mean of the ranks' precisions:
+    # threshold 0.3: TP 1+2+2 = 5, FP 1+1+1 = 3; threshold 0.7: TP 1+1+1 = 3, FP 0.
+    np.testing.assert_allclose(precision.result(), [5 / 8, 1.0])

@@ -18,7 +18,7 @@ allreduce_gradients(model) between backward and optimizer.step (or wraps the opt
 in DistributedOptimizer) after broadcast_variables(model). An uncaught exception on one
 rank aborts every rank, naming the rank that failed.
 """
-from .evaluation import evaluation_data, gather_in_rank_order, prints, sum_means
+from .evaluation import evaluation_data, gather_in_rank_order, prints, sum_states
 from .environment import (initialize, is_initialized, launched_by_mpi, local_rank, rank,
                           size)
 from .fit import average_logs, fit_callbacks
@@ -27,7 +27,7 @@ from .sharding import epoch_order, fit_samples, rank_part, samples_per_rank, sha
 from .synchronize import allreduce_gradients, broadcast_variables, check_same_model
 
 # The public API; fit_callbacks, fit_samples and epoch_order are Model.fit's hooks,
-# evaluation_data, sum_means, gather_in_rank_order and prints evaluate's and predict's.
+# evaluation_data, sum_states, gather_in_rank_order and prints evaluate's and predict's.
 __all__ = [
     "DistributedOptimizer", "allreduce_gradients", "average_logs", "broadcast_variables",
     "check_same_model", "initialize", "is_distributed", "is_initialized", "launched_by_mpi",

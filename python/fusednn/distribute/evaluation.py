@@ -7,11 +7,14 @@ differ by at most one, and no sample is repeated: padding as in fit would count 
 twice). Any other data (a generator, iterator or PyDataset, arrays limited by steps=,
 or any data with shard_data=False) is taken as this rank's own part, as given.
 
-evaluate (test_on_batch, fit's validation): every loss and metric is a running mean of
-(sum of batch value x weight, sum of weights); the ranks add their sums and weights and
-divide once, so the result is the mean over all samples of all ranks, exactly as one
-process computes it (float rounding aside), not a mean of the ranks' means, which would
-weight a short part like a long one. Every rank gets the same numbers.
+evaluate (test_on_batch, fit's validation): every loss and metric keeps sums over the
+samples it saw (a Mean its sum of value x weight and of weights, Precision or AUC their
+true/false positive/negative counts per threshold); the ranks add their states and the
+metric computes its result once, so it is the result over all samples of all ranks,
+exactly as one process computes it (float rounding aside), not a mean of the ranks'
+results, which would weight a short part like a long one (and be wrong for AUC). Every
+rank gets the same numbers. A custom Metric must keep additive state for this (Keras's
+own metrics do: their variables are sums).
 
 predict: every rank returns the predictions of all ranks' parts concatenated in rank
 order; for array data given whole, that is the predictions for x in x's order, what one
@@ -47,22 +50,27 @@ def evaluation_data(data):
     return ArrayData(map_arrays(data.x, part), y, weights, data.batch_size, shuffle=False)
 
 
-def sum_means(loss_mean, metric_means: dict) -> None:
-    """Replaces each running mean's total and count with their sums over the ranks."""
+def sum_states(metrics) -> None:
+    """Replaces each metric's state (its `variables`) with its sum over the ranks."""
     if environment.size() == 1:
         return
-    means = [loss_mean, *metric_means.values()]   # the same compile order on every rank
-    for mean, (total, count) in zip(means, sums_over_ranks(means)):
-        mean.total, mean.count = total, count
+    metrics = list(metrics)   # the same compile order on every rank
+    for metric, summed in zip(metrics, states_over_ranks(metrics, average=False)):
+        metric._set_variables(summed)
 
 
-def sums_over_ranks(means) -> list:
-    """(sum of total, sum of count) over the ranks for each of the running means `means`
-    (metrics.Mean), added in rank order so that every rank computes the same floats."""
+def states_over_ranks(metrics, average: bool) -> list:
+    """Each metric's variables summed (or averaged) over the ranks, added in rank order so
+    that every rank computes the same floats."""
     gathered = environment.communicator().allgather_object(
-        [(mean.total, mean.count) for mean in means])
-    return [(sum(rank_means[i][0] for rank_means in gathered),
-             sum(rank_means[i][1] for rank_means in gathered)) for i in range(len(means))]
+        [metric.variables for metric in metrics])
+    size = len(gathered)
+    result = []
+    for i in range(len(metrics)):
+        summed = [sum(rank_states[i][k] for rank_states in gathered)
+                  for k in range(len(gathered[0][i]))]
+        result.append([value / size for value in summed] if average else summed)
+    return result
 
 
 def gather_in_rank_order(batches: list) -> list:

@@ -25,13 +25,15 @@ rank's shard as the resumed epoch begins.
 from __future__ import annotations
 
 import contextlib
+import copy as copy_module
 import os
 
+import numpy as np
+
 from .. import callbacks as callbacks_module
-from .. import metrics as metrics_module
 from ..fit_progress import FitProgress
 from . import environment, overlap, sharding
-from .evaluation import sums_over_ranks
+from .evaluation import states_over_ranks
 from .optimizer import DistributedOptimizer
 from .synchronize import broadcast_variables
 
@@ -60,9 +62,12 @@ def average_logs(logs: dict) -> None:
     the values in rank order, so every rank computes the same float."""
     comm = environment.communicator()
     keys = sorted(logs)
-    gathered = comm.allgather_object([float(logs[key]) for key in keys])
+    # A metric with several thresholds (Precision(thresholds=[...])) logs an array.
+    gathered = comm.allgather_object([np.asarray(logs[key], dtype=np.float64)
+                                      for key in keys])
     for i, key in enumerate(keys):
-        logs[key] = sum(values[i] for values in gathered) / comm.size
+        mean = sum(values[i] for values in gathered) / comm.size
+        logs[key] = float(mean) if mean.ndim == 0 else mean
 
 
 class _AverageLogs(callbacks_module.Callback):
@@ -203,11 +208,13 @@ class _RootBackup(_SaveSchedule):
 
 
 def _gather_means(progress) -> tuple:
-    """The running means of fit's progress averaged over the ranks (every rank runs it)."""
-    size = environment.size()
+    """The running metrics of fit's progress with their states averaged over the ranks
+    (every rank runs this; every rank has run the same number of samples, so the average
+    state is one rank's worth, which this rank's own updates then continue)."""
+    metrics = [progress.loss_mean, *progress.metric_means.values()]
     averaged = []
-    for total, count in sums_over_ranks([progress.loss_mean, *progress.metric_means.values()]):
-        mean = metrics_module.Mean()
-        mean.total, mean.count = total / size, count / size
-        averaged.append(mean)
+    for metric, state in zip(metrics, states_over_ranks(metrics, average=True)):
+        copy = copy_module.deepcopy(metric)
+        copy._set_variables(state)
+        averaged.append(copy)
     return averaged[0], dict(zip(progress.metric_means, averaged[1:]))

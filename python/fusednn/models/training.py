@@ -558,7 +558,7 @@ class Model(Layer):
                 if progbar is not None:
                     progbar.update(step + 1, list(logs.items()))
         loss_tracker, metrics = self._running_means()
-        distribute.sum_means(loss_tracker, metrics)   # over all ranks' samples
+        distribute.sum_states([loss_tracker, *metrics.values()])   # over all ranks' samples
         if logs is None and not getattr(loss_tracker, "count", 0):   # a rank may have none
             raise ValueError(f"{what}: the data yielded no batch to evaluate on (an exhausted "
                              "generator? give validation_steps / steps with one that repeats, "
