@@ -34,6 +34,7 @@ from ..fit_progress import FitProgress, means_logs
 from ..layers.base import Layer
 from . import data_adapters as adapters
 from . import output_terms, weighting
+from .subclassed import SubclassedModel
 from .summary import summary_lines
 from .data import (_as_batch_arrays, _check_batch_size, _check_data, _check_verbose,
                    _format_results, first_array, map_arrays, num_samples)
@@ -43,8 +44,9 @@ _RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that y
             "or generator can generate at least `steps_per_epoch * epochs` batches.")
 
 
-class Model(Layer):
-    """The training API on top of the layer protocol; subclasses define the structure."""
+class Model(SubclassedModel, Layer):
+    """The training API on top of the layer protocol; subclasses define the structure
+    (Sequential, Functional, or a user's subclass with `call`: models/subclassed.py)."""
 
     # Keras has one Model class: Model(inputs, outputs) makes a functional model, of the
     # class models/functional.py sets here (importing it would make an import cycle).
