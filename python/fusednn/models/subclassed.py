@@ -25,6 +25,8 @@ uses; Sequential and Functional override all of it.
   by the tape as usual. What the tape cannot differentiate is a TypeError naming it.
 - training: given to `call` when it names the argument; layer calls inside `call`
   that give no `training` inherit the model's, as in Keras.
+- A subclass that writes `call_backward` itself (call returning (y, cache), the layer
+  protocol of layers/base.py) keeps Layer's forward, backward and output shape.
 - Saving: a subclassed model is Python code, which fusednn's safe format does not hold:
   `get_config` (so `model.save`) raises and says to use save_weights / load_weights.
 """
@@ -75,6 +77,8 @@ class SubclassedModel:
     def compute_output_shape(self, input_shape):
         """The output shape(s) `call` gives for `input_shape`, found by running it in
         inference mode on zeros (unknown sizes as 1), once per input shape."""
+        if _writes_backward(type(self)):
+            return Layer.compute_output_shape(self, input_shape)
         key = repr(input_shape)
         known = vars(self).setdefault("_output_shapes", {})
         if key not in known:
@@ -86,6 +90,8 @@ class SubclassedModel:
     def forward(self, x, training: bool = False, **call_arguments):
         """call(x) (an array, or a list or dict of arrays); training=True records what
         backward needs. Further keyword arguments go to call."""
+        if _writes_backward(type(self)):
+            return Layer.forward(self, x, training, **call_arguments)
         if type(self).call is Layer.call:
             raise NotImplementedError(f"{self._label()}: a Model subclass defines "
                                       "call(self, inputs, training=False), the forward pass "
@@ -117,6 +123,8 @@ class SubclassedModel:
         inputs: an array, or a list in input order; None for an integer input), from dy,
         one gradient per output (a list in output order for several, None for zeros).
         Adds the weights' gradients into their buffers."""
+        if _writes_backward(type(self)):
+            return Layer.backward(self, dy)
         if not self._cache_valid:
             raise StateError(f"{self._label()}: backward() needs a preceding "
                              "forward(x, training=True)")
@@ -164,6 +172,11 @@ def _tracked_leaves(value) -> list:
     if isinstance(value, (list, tuple)):
         return [leaf for item in value for leaf in _tracked_leaves(item)]
     return []
+
+
+def _writes_backward(cls) -> bool:
+    """Whether a subclass follows the layer protocol itself (defines call_backward)."""
+    return cls.call_backward is not Layer.call_backward
 
 
 def _traced_if_float(value):

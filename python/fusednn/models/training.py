@@ -581,14 +581,16 @@ class Model(SubclassedModel, Layer):
         return self._predicted(x, numpy_input=not backend.is_cuda_array(first_array(x)))
 
     # ----- summary ------------------------------------------------------------
-    def summary(self, line_length=None, positions=None, print_fn=None) -> None:
-        """Prints Keras 2's table: layer (type), output shape, parameter count, and totals."""
+    def summary(self, line_length=None, positions=None, print_fn=None,
+                expand_nested=False) -> None:
+        """Prints Keras 2's table: layer (type), output shape, parameter count, and totals;
+        expand_nested=True lists the layers of nested models under them, indented."""
         if not self.built:
             raise ValueError(f"{self._label()}.summary: the model has not been built yet, so its "
                              "shapes are unknown. Give the first layer input_shape= (or start "
                              "with an InputLayer), call model.build(input_shape), or call the "
                              "model on a batch of data first")
-        for line in summary_lines(self, line_length, positions):
+        for line in summary_lines(self, line_length, positions, expand_nested):
             (print_fn or print)(line)
 
     # ----- saving (fusednn.io; the format is always safetensors) -------------
