@@ -528,52 +528,6 @@ def test_progbar_redraws_in_place_on_a_tty(monkeypatch, capsys):
     assert re.search(r"\r4/4 \[={30}\] - \d+s \S+/step - loss: 0.2500 *\n$", out)
 
 
-# ----- metrics -----------------------------------------------------------------------
-
-def test_metric_functions_against_numpy(rng):
-    probs = rng.random((12, 4))
-    labels = rng.integers(0, 4, size=12)
-    one_hot = np.eye(4)[labels]
-    expected = np.mean(probs.argmax(axis=1) == labels)
-    assert metrics.sparse_categorical_accuracy(labels, probs) == pytest.approx(expected)
-    assert metrics.sparse_categorical_accuracy(labels[:, None], probs) == pytest.approx(expected)
-    assert metrics.categorical_accuracy(one_hot, probs) == pytest.approx(expected)
-    p = rng.random((12, 1))
-    t = rng.integers(0, 2, size=(12, 1)).astype(np.float32)
-    assert metrics.binary_accuracy(t, p) == pytest.approx(np.mean((p > 0.5) == t))
-    assert metrics.binary_accuracy(t[:, 0], p) == pytest.approx(np.mean((p > 0.5) == t))
-    a, b = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
-    assert metrics.get("mse")(a, b) == pytest.approx(np.mean((a - b) ** 2))
-    assert metrics.get("mae")(a, b) == pytest.approx(np.mean(np.abs(a - b)))
-    with pytest.raises(ValueError, match="sparse_categorical_accuracy"):
-        metrics.categorical_accuracy(labels, probs)
-
-
-def test_accuracy_is_resolved_from_the_loss_like_keras():
-    resolve = lambda loss: metrics.get("accuracy", loss=loss).fn
-    assert resolve("sparse_categorical_crossentropy") is metrics.sparse_categorical_accuracy
-    assert resolve(losses.CategoricalCrossentropy()) is metrics.categorical_accuracy
-    assert resolve("binary_crossentropy") is metrics.binary_accuracy
-    assert metrics.get("acc", loss="bce").name == "acc"
-    # Any other loss: the shapes decide per batch.
-    assert resolve("mse") is metrics.accuracy
-    assert metrics.accuracy([[1.0], [0.0]], [[0.7], [0.6]]) == 0.5          # binary
-    assert metrics.accuracy([2, 0], [[0, 0, 1.0], [0, 1.0, 0]]) == 0.5     # sparse
-    assert metrics.accuracy([[0, 1.0], [1.0, 0]], [[0.2, 0.8], [0.1, 0.9]]) == 0.5
-    assert metrics.get(losses.MeanAbsoluteError()).name == "mean_absolute_error"
-    with pytest.raises(ValueError, match="unknown metric"):
-        metrics.get("precision")
-    with pytest.raises(TypeError):
-        metrics.get(3)
-
-
-def test_mean_weights_batches_by_size():
-    mean = metrics.Mean()
-    mean.update(1.0, 3)
-    mean.update(0.0, 1)
-    assert mean.result() == 0.75
-
-
 # ----- utils -------------------------------------------------------------------------
 
 def test_to_categorical_like_keras():

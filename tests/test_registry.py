@@ -111,8 +111,12 @@ def test_families_accept_keras_names(family, name, expected):
 
 
 def test_metric_names():
-    assert metrics.get("mae").fn is metrics.mean_absolute_error
-    assert metrics.serialize(metrics.get("MSE")) == "MSE"
+    # Keras's ALL_OBJECTS_DICT: the class under its name, its snake_case and short aliases.
+    assert type(metrics.get("mae")) is metrics.MeanAbsoluteError
+    assert type(metrics.get("MSE")) is metrics.MeanSquaredError
+    assert metrics.serialize("MSE") == "MSE"
+    saved = metrics.serialize(metrics.get("auc"))
+    assert saved == {"class_name": "AUC", "config": metrics.AUC().get_config()}
 
 
 def test_every_layer_class_is_registered_and_exported():

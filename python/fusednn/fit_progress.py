@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def means_logs(loss_mean, metric_means) -> dict:
-    """Keras's logs from the running means: "loss", then each metric by name."""
-    logs = {"loss": loss_mean.result()}
-    logs.update({name: mean.result() for name, mean in metric_means.items()})
+    """Keras's logs from the running results: the loss tracker's, then each metric's."""
+    logs = {loss_mean.name: loss_mean.result()}
+    logs.update({name: metric.result() for name, metric in metric_means.items()})
     return logs
 
 
@@ -14,8 +14,9 @@ class FitProgress:
     """Where fit is inside an epoch: what BackupAndRestore saves and fit resumes from.
 
     epoch (0-based) and step (batches done in it, of `steps`), the epoch's sample order
-    (a permutation of the `samples` indices, or None without shuffling) and the running
-    means of the loss and metrics over the batches done.
+    (a permutation of the `samples` indices, or None without shuffling) and the model's
+    metrics (loss tracker first, then {name: metric}), which hold the running results
+    over the batches done.
     """
 
     def __init__(self, epoch, step, steps, samples, order, loss_mean, metric_means):

@@ -251,11 +251,12 @@ def save_model(model, path, include_optimizer: bool = True, metadata: dict | Non
         def metric_names(identifiers):
             """Metric names in compile's structure; a metric the file cannot hold is left
             out of its list (with a warning), a None of the structure is kept."""
-            if isinstance(identifiers, dict):
+            if isinstance(identifiers, dict) and "class_name" not in identifiers:
                 return {key: metric_names(item) for key, item in identifiers.items()}
             if not isinstance(identifiers, (list, tuple)):
                 return None if identifiers is None else _metric_name(identifiers, path)
-            names = [metric_names(item) if item is None or isinstance(item, (list, tuple, dict))
+            names = [metric_names(item) if item is None or isinstance(item, (list, tuple))
+                     or isinstance(item, dict) and "class_name" not in item
                      else _metric_name(item, path) for item in identifiers]
             return [name for name, item in zip(names, identifiers)
                     if name is not None or item is None]
@@ -463,11 +464,12 @@ def _per_output(value, convert):
 
 
 def _metric_name(identifier, path):
-    """A built-in metric's name, or None (with a warning) for a metric file cannot hold."""
-    if isinstance(identifier, str):
-        return identifier
+    """A metric as the file holds it (a name, or a built-in Metric class with its config),
+    or None (with a warning) for a metric the file cannot hold."""
+    if isinstance(identifier, dict):
+        return identifier  # already serialized (a loaded model's compile arguments)
     try:
-        return metrics_module.serialize(metrics_module.get(identifier))
+        return metrics_module.serialize(identifier)
     except (TypeError, ValueError) as e:
         warnings.warn(f"saving {path}: {e}", RuntimeWarning, stacklevel=4)
         return None

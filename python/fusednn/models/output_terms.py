@@ -117,17 +117,21 @@ def _log_name(output_name, metric_name: str) -> str:
 
 
 def _named_metrics(metrics, loss, output_name, taken: set) -> list:
-    """The metrics under their log names; a weighted metric whose name an unweighted one of
-    the same output took becomes "weighted_<name>", as in Keras 3."""
+    """The metrics as Metric objects under their log names: a name as given ("mse"), an
+    object or function under its own name; a weighted metric whose name an unweighted one
+    of the same output took becomes "weighted_<name>". As in Keras 3, a Metric object
+    given is used (and renamed) itself."""
     if metrics is None:
         metrics = []
-    elif isinstance(metrics, (str, metrics_module.Metric)) or callable(metrics):
+    elif isinstance(metrics, (str, dict, metrics_module.Metric)) or callable(metrics):
         metrics = [metrics]
     named = []
     for identifier in metrics:
         metric = metrics_module.get(identifier, loss=loss)
-        log_name = _log_name(output_name, metric.name)
+        base_name = identifier if isinstance(identifier, str) else metric.name
+        log_name = _log_name(output_name, base_name)
         if log_name in taken:
-            log_name = _log_name(output_name, "weighted_" + metric.name)
-        named.append(metrics_module.Metric(metric.fn, log_name))
+            log_name = _log_name(output_name, "weighted_" + base_name)
+        metric.name = log_name
+        named.append(metric)
     return named

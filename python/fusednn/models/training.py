@@ -30,7 +30,7 @@ from .. import callbacks as callbacks_module
 from .. import export as export_module
 from .. import metrics as metrics_module
 from ..errors import StateError
-from ..fit_progress import FitProgress, means_logs
+from ..fit_progress import FitProgress
 from ..layers.base import Layer
 from . import data_adapters as adapters
 from . import output_terms, weighting
@@ -61,8 +61,10 @@ class Model(SubclassedModel, Layer):
         super().__init__(name=name, trainable=trainable)
         self.optimizer = None
         self.loss = None
-        self.metrics: list[metrics_module.Metric] = []
+        self.compiled_metrics: list[metrics_module.Metric] = []
         self.weighted_metrics: list[metrics_module.Metric] = []
+        # Keras's loss trackers: "loss", then each output's "<output>_loss" (several outputs).
+        self._loss_trackers: list[metrics_module.Mean] = []
         self._terms: list[output_terms.OutputTerm] = []
         self.stop_training = False
         self.history = None
@@ -97,21 +99,68 @@ class Model(SubclassedModel, Layer):
             self.loss = {term.name: term.loss for term in self._terms if term.loss is not None}
         else:
             self.loss = self._terms[0].loss
-        self.metrics = [m for term in self._terms for m in term.metrics]
+        self.compiled_metrics = [m for term in self._terms for m in term.metrics]
         self.weighted_metrics = [m for term in self._terms for m in term.weighted_metrics]
+        self._loss_trackers = [metrics_module.Mean(name="loss")] + [
+            metrics_module.Mean(name=term.loss_log_name)
+            for term in self._terms if term.loss is not None and self._several_outputs()]
 
     def _several_outputs(self) -> bool:
         return len(getattr(self, "output_names", None) or []) > 1
 
     @property
+    def metrics(self) -> list:
+        """Keras 3's model.metrics: the loss trackers ("loss", then each output's), the
+        compiled metrics (per output: unweighted, then weighted), then Metric objects
+        assigned as attributes of the model (a subclass's own trackers). fit resets them
+        all when an epoch starts, evaluate when it starts (Keras's reset_metrics)."""
+        listed = self._loss_trackers + [m for term in self._terms
+                                        for m in term.metrics + term.weighted_metrics]
+        seen = {id(m) for m in listed}
+        return listed + [value for value in vars(self).values()
+                         if isinstance(value, metrics_module.Metric) and id(value) not in seen]
+
+    @property
     def metrics_names(self) -> list[str]:
-        return list(means_logs(*self._new_means()))
+        return [m.name for m in self.metrics]
+
+    def reset_metrics(self) -> None:
+        for metric in self.metrics:
+            metric.reset_state()
+
+    def get_metrics_result(self) -> dict:
+        """{metric name: result()} for every metric in model.metrics (a dict result is
+        merged in, as Keras)."""
+        logs = {}
+        for metric in self.metrics:
+            value = metric.result()
+            if isinstance(value, dict):
+                logs.update(value)
+            else:
+                logs[metric.name] = value
+        return logs
+
+    def _logs_of_step(self, logs) -> dict:
+        """Keras's _get_metrics_result_or_logs: the metrics' results when the step's logs
+        have the same keys (the default steps), else the step's own logs as a dict."""
+        results = self.get_metrics_result()
+        if isinstance(logs, dict) and set(logs) == set(results):
+            return results
+        if not isinstance(logs, dict):
+            raise TypeError(f"{self._label()}: train_step / test_step must return a dict of "
+                            f"logs, got {type(logs).__name__}")
+        return {name: _log_value(value) for name, value in logs.items()}
 
     def _require_compiled(self, what: str) -> None:
+        """compile() must have run; a loss is needed unless the step `what` uses
+        (train_step for fit and train_on_batch, test_step for evaluate) is overridden."""
         if self.optimizer is None:
             raise StateError(f"{self._label()}.{what}: the model must be compiled first; call "
                              "model.compile(optimizer, loss, metrics)")
-        if self.loss is None:
+        step = {"fit": "train_step", "train_on_batch": "train_step",
+                "evaluate": "test_step", "test_on_batch": "test_step"}.get(what)
+        overridden = step is not None and getattr(type(self), step) is not getattr(Model, step)
+        if self.loss is None and not overridden:
             raise StateError(f"{self._label()}.{what}: compile() was called without a loss; "
                              "call model.compile(optimizer, loss=...)")
 
@@ -226,35 +275,91 @@ class Model(SubclassedModel, Layer):
         the gradient w.r.t. the model's input overrides this (Sequential does)."""
         yield
 
-    def _new_means(self) -> tuple:
-        """Running means of the loss and of every log entry after it, empty, in log order."""
-        names = [term.loss_log_name for term in self._terms
-                 if term.loss is not None and self._several_outputs()]
-        names += [m.name for term in self._terms for m in term.metrics + term.weighted_metrics]
-        return metrics_module.Mean(), {name: metrics_module.Mean() for name in names}
+    # ----- Keras 3's step API: fit / evaluate / predict call these once per batch -----
+    def train_step(self, data) -> dict:
+        """One optimizer update on a batch; returns the logs (Keras 3's train_step).
 
-    def _update_means(self, loss_mean, metric_means, loss_value, output_losses, y, y_pred,
-                      sample_weight):
-        """Adds one batch: the losses weighted by batch size (as Keras's loss trackers), the
-        metrics by batch size, the weighted metrics by their sample weights."""
-        count = len(self._per_output(y_pred)[0])
-        loss_mean.update(loss_value, count)
-        for name, value in output_losses.items():
-            metric_means[name].update(value, count)
-        for term, y_true, pred in zip(self._terms, self._per_output(y), self._per_output(y_pred)):
+        data is the batch as Keras passes it, on the model's device: (x, y),
+        (x, y, sample_weight) or (x,). The default is fusednn's fused step (the softmax
+        fused with cross-entropy when the model ends in one): forward, the losses'
+        gradients weighted as Keras weights samples, backward, optimizer.step, then the
+        loss trackers and compute_metrics. An override composes the layer protocol
+        (forward, backward, zero_grad, optimizer.step(model)) and returns a dict of
+        floats; see docs/ARCHITECTURE.md.
+        """
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        loss_value, y_pred, output_losses = self._train_step(x, y, sample_weight)
+        self._track_losses(loss_value, output_losses, y_pred)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def test_step(self, data) -> dict:
+        """The loss and metrics of a batch in inference mode; returns the logs."""
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        y_pred = self.forward(x, training=False)
+        loss_value, output_losses = self._total_loss(
+            self._output_losses(y, y_pred, sample_weight, with_grad=False))
+        self._track_losses(loss_value + self.regularization_loss(), output_losses, y_pred)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def predict_step(self, data):
+        """The outputs for a batch (x alone, or the first item of a tuple)."""
+        x, _, _ = unpack_x_y_sample_weight(data)
+        return self.forward(x, training=False)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of y_pred against y (sample-weighted as Keras, summed over
+        outputs with their loss weights) plus the weight regularizers' penalties, as a
+        float. It updates no tracker; x and training are Keras's, unused here."""
+        self._require_compiled("compute_loss")
+        total, _ = self._total_loss(self._output_losses(
+            self._targets(self._label() + ".compute_loss", y), y_pred, sample_weight,
+            with_grad=False))
+        return float(total) + self.regularization_loss()
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None) -> dict:
+        """Updates the compiled metrics with the batch (weighted_metrics with
+        sample_weight) and returns every metric's result (get_metrics_result)."""
+        for term, y_true, pred in zip(self._terms, self._per_output(y),
+                                      self._per_output(y_pred)):
             for metric in term.metrics:
-                metric_means[metric.name].update(metric(y_true, pred), count)
+                metric.update_state(y_true, pred)
             for metric in term.weighted_metrics:
-                if sample_weight is None:
-                    metric_means[metric.name].update(metric(y_true, pred), count)
-                else:
-                    metric_means[metric.name].update(
-                        *weighting.weighted_metric(metric, y_true, pred, sample_weight))
+                metric.update_state(y_true, pred, sample_weight=sample_weight)
+        return self.get_metrics_result()
 
-    def _prepared(self, what: str, x, y, sample_weight):
-        """A batch on the model's device, with y as one target per output."""
-        return (self._to_model_device(x), self._to_model_device(self._targets(what, y)),
-                sample_weight)
+    def _track_losses(self, loss_value, output_losses: dict, y_pred) -> None:
+        """The loss trackers weigh each batch's loss by its size, as Keras's."""
+        count = len(self._per_output(y_pred)[0])
+        self._loss_trackers[0].update_state(loss_value, sample_weight=count)
+        for tracker in self._loss_trackers[1:]:
+            tracker.update_state(output_losses[tracker.name], sample_weight=count)
+
+    def _prepared(self, what: str, x, y, sample_weight) -> tuple:
+        """A batch on the model's device, with y as one target per output, packed as Keras
+        hands it to train_step / test_step: (x, y), (x, y, sample_weight) or (x,)."""
+        return pack_x_y_sample_weight(self._to_model_device(x),
+                                      self._to_model_device(self._targets(what, y)),
+                                      sample_weight)
+
+    def _running_means(self) -> tuple:
+        """The loss tracker and {name: metric} for the rest of model.metrics: what a
+        FitProgress (and so BackupAndRestore) holds of an epoch's running results."""
+        metrics = self.metrics or [metrics_module.Mean(name="loss")]
+        return metrics[0], {metric.name: metric for metric in metrics[1:]}
+
+    def _resume_running_means(self, what: str, progress) -> None:
+        """Loads the running means a mid-epoch backup saved into the model's metrics (a
+        backup holds [total, count] per log name, which only Mean-like metrics have)."""
+        loss_tracker, metrics = self._running_means()
+        for target, saved in [(loss_tracker, progress.loss_mean)] + [
+                (metrics.get(name), mean) for name, mean in progress.metric_means.items()]:
+            if not isinstance(target, metrics_module.Mean):
+                raise ValueError(f"{what}: the mid-epoch backup holds a running mean for "
+                                 f"{getattr(target, 'name', 'a metric the model lacks')!r}, "
+                                 "which is not a Mean metric of this model; resume from an "
+                                 "epoch backup (BackupAndRestore(save_freq='epoch'))")
+            target.total, target.count = saved.total, saved.count
+        progress.loss_mean, progress.metric_means = loss_tracker, metrics
 
     def _targets(self, what: str, y):
         """y for the model's outputs: an array for one output; a list in output order
@@ -353,25 +458,22 @@ class Model(SubclassedModel, Layer):
         logs: dict = {}
         for epoch in range(first_epoch, int(epochs)):
             callback_list.on_epoch_begin(epoch)
+            self.reset_metrics()
             if resume is not None and resume.epoch == epoch and resume.step > 0:
                 # A backup from inside this epoch: its order, position and running means.
                 progress = resume
+                self._resume_running_means(what, progress)
                 logs = progress.logs()
             else:
                 progress = FitProgress(epoch, 0, steps, data.samples, data.new_order(),
-                                       *self._new_means())
+                                       *self._running_means())
             resume = None
             self._fit_progress = progress
             with contextlib.closing(data.batches(progress.order, progress.step)) as batches:
                 for step, batch in enumerate(batches, start=progress.step):
                     callback_list.on_train_batch_begin(step)
-                    x_batch, y_batch, weights = self._prepared(what, *batch)
-                    loss_value, y_pred, output_losses = self._train_step(x_batch, y_batch,
-                                                                         weights)
-                    self._update_means(progress.loss_mean, progress.metric_means, loss_value,
-                                       output_losses, y_batch, y_pred, weights)
+                    logs = self._logs_of_step(self.train_step(self._prepared(what, *batch)))
                     progress.step = step + 1
-                    logs = progress.logs()
                     callback_list.on_train_batch_end(step, dict(logs))
                     if self.stop_training:
                         break
@@ -454,27 +556,19 @@ class Model(SubclassedModel, Layer):
 
     def _evaluate_data(self, what: str, data, verbose: int) -> dict:
         progbar = callbacks_module.Progbar(data.steps, verbose=verbose) if verbose else None
-        loss_mean, metric_means = self._new_means()
-        regularization = self.regularization_loss() if self.built else None
+        self.reset_metrics()
+        logs = None
         with contextlib.closing(data.batches(None, 0)) as batches:
             for step, batch in enumerate(batches):
-                x_batch, y_batch, weights = self._prepared(what, *batch)
-                y_pred = self.forward(x_batch, training=False)
-                if regularization is None:  # built by this first batch
-                    regularization = self.regularization_loss()
-                loss_value, output_losses = self._total_loss(
-                    self._output_losses(y_batch, y_pred, weights, with_grad=False))
-                self._update_means(loss_mean, metric_means, loss_value + regularization,
-                                   output_losses, y_batch, y_pred, weights)
+                logs = self._logs_of_step(self.test_step(self._prepared(what, *batch)))
                 if progbar is not None:
-                    progbar.update(step + 1, list(means_logs(loss_mean, metric_means).items()))
-        if loss_mean.count == 0:
+                    progbar.update(step + 1, list(logs.items()))
+        if logs is None:
             raise ValueError(f"{what}: the data yielded no batch to evaluate on (an exhausted "
                              "generator? give validation_steps / steps with one that repeats, "
                              "or use a PyDataset)")
         if data.ran_out:
             warnings.warn(_RAN_OUT, UserWarning, stacklevel=3)
-        logs = means_logs(loss_mean, metric_means)
         if progbar is not None:
             progbar.update(step + 1, list(logs.items()), finalize=True)
         return logs
@@ -544,7 +638,7 @@ class Model(SubclassedModel, Layer):
 
     def _predicted(self, x, numpy_input: bool):
         """The outputs for one batch (a list for several), NumPy when numpy_input."""
-        y_pred = self.forward(self._to_model_device(x), training=False)
+        y_pred = self.predict_step((self._to_model_device(x),))
         return map_arrays(y_pred, backend.to_numpy) if numpy_input else y_pred
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
@@ -560,12 +654,11 @@ class Model(SubclassedModel, Layer):
                 raise ValueError(f"{what}: class_weight and sample_weight cannot be used at "
                                  "the same time")
             weights = adapters.class_weights_of(what, y, class_weight)
-        x, y, weights = self._prepared(what, x, y, weights)
-        loss_value, y_pred, output_losses = self._train_step(x, y, weights)
-        loss_mean, metric_means = self._new_means()
-        self._update_means(loss_mean, metric_means, loss_value, output_losses, y, y_pred,
-                           weights)
-        return _format_results(means_logs(loss_mean, metric_means), return_dict)
+        # Each call reports its own batch (Keras 2's reset_metrics=True; Keras 3 would
+        # accumulate over calls until reset_metrics()).
+        self.reset_metrics()
+        logs = self._logs_of_step(self.train_step(self._prepared(what, x, y, weights)))
+        return _format_results(logs, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss (and metrics) on one batch in inference mode, without updating."""
@@ -617,3 +710,34 @@ class Model(SubclassedModel, Layer):
         """Keras 3's Model.export: writes the model for serving elsewhere (format "onnx";
         options such as opset= go to fusednn.export.onnx)."""
         export_module.export_model(self, filepath, format, **options)
+
+
+def pack_x_y_sample_weight(x, y=None, sample_weight=None) -> tuple:
+    """Keras's packing of a batch: (x,) without targets, (x, y) without weights, else
+    (x, y, sample_weight)."""
+    if y is None:
+        return (x,)
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
+
+
+def unpack_x_y_sample_weight(data) -> tuple:
+    """Keras's unpacking: (x, y, sample_weight) with None for what the batch lacks."""
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return data, None, None
+    if not 1 <= len(data) <= 3:
+        raise ValueError(f"a batch must be x, (x,), (x, y) or (x, y, sample_weight), got a "
+                         f"tuple of {len(data)} items")
+    return tuple(data) + (None,) * (3 - len(data))
+
+
+def _log_value(value):
+    """A step's log value as a Python float when it is one number (0-d arrays included)."""
+    if isinstance(value, metrics_module.Metric):
+        value = value.result()
+    try:
+        array = np.asarray(backend.to_numpy(value) if backend.is_cuda_array(value) else value)
+    except (TypeError, ValueError):
+        return value
+    return float(array) if array.ndim == 0 and array.dtype.kind in "fiub" else value

@@ -1,0 +1,168 @@
+"""Keras 3's stateful metric: `update_state` accumulates over batches, `result` reports,
+`reset_state` starts again; calling the object updates with the batch and returns the
+result (Keras 3's `Metric.__call__`).
+
+The state lives on the host in float64 whatever `dtype` says (Keras keeps it in
+`dtype`, float32 by default): a metric's sums over an epoch of 10^6 samples keep ~16
+digits rather than ~7, and reading a CuPy batch costs one device-to-host copy of y_true
+and y_pred per update, small next to the training step that produced them.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .. import backend
+
+
+def host(value, what: str) -> np.ndarray:
+    """value (NumPy, CuPy, list or scalar) as a float64 NumPy array."""
+    try:
+        return np.asarray(backend.to_numpy(value) if backend.is_cuda_array(value) else value,
+                          dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what}: expected numbers (an array, list or scalar), got "
+                        f"{type(value).__name__}") from None
+
+
+def same_rank(values: np.ndarray, weights: np.ndarray):
+    """Keras's squeeze_or_expand_to_same_rank: a trailing axis of size 1 is dropped from
+    the higher-rank side, or the lower one gets trailing axes, so the two broadcast."""
+    if weights.ndim == values.ndim + 1 and weights.shape[-1] == 1:
+        return values, weights[..., 0]
+    if values.ndim == weights.ndim + 1 and values.shape[-1] == 1:
+        return values[..., 0], weights
+    return values, weights
+
+
+def samplewise(what: str, values: np.ndarray, sample_weight, reduce):
+    """Keras's reduce_to_samplewise_values: (values reduced to one per sample with
+    `reduce` and multiplied by their weights, the weights reduced alike or None)."""
+    weights = None
+    if sample_weight is not None:
+        weights = host(sample_weight, what + " sample_weight")
+        values, weights = same_rank(values, weights)
+        if values.ndim > weights.ndim:
+            values = reduce(values, axis=tuple(range(weights.ndim, values.ndim)))
+        try:
+            weights = np.broadcast_to(weights, values.shape)
+        except ValueError:
+            raise ValueError(f"{what}: sample_weight of shape {weights.shape} does not "
+                             f"broadcast to the values of shape {values.shape}") from None
+        values = values * weights
+        if values.ndim > 1:
+            weights = reduce(weights, axis=tuple(range(1, values.ndim)))
+    if values.ndim > 1:
+        values = reduce(values, axis=tuple(range(1, values.ndim)))
+    return values, weights
+
+
+class Metric:
+    """Keras 3's Metric: subclasses define `update_state`, `result` and `reset_state`
+    (or list their state names in `_state` and let `reset_state` zero them)."""
+
+    _state: tuple = ()
+
+    def __init__(self, name=None, dtype=None):
+        self.name = name or snake_case(type(self).__name__)
+        self.dtype = dtype or "float32"
+        self.reset_state()
+
+    def update_state(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define update_state")
+
+    def result(self):
+        raise NotImplementedError(f"{type(self).__name__} must define result")
+
+    def reset_state(self) -> None:
+        for state in self._state:
+            setattr(self, state, np.zeros_like(np.asarray(getattr(self, state, 0.0),
+                                                          dtype=np.float64)))
+
+    def __call__(self, *args, **kwargs):
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    @property
+    def variables(self) -> list:
+        """The state, in `_state` order, as NumPy arrays (copies)."""
+        return [np.array(getattr(self, state), dtype=np.float64) for state in self._state]
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+class Mean(Metric):
+    """The weighted mean of the values given: sum(w * v) / sum(w) over all updates
+    (values of rank > 1 are first averaged to one per sample, as Keras)."""
+
+    def reset_state(self) -> None:
+        # Python floats: BackupAndRestore saves a running mean as JSON [total, count].
+        self.total, self.count = 0.0, 0.0
+
+    def update_state(self, values, sample_weight=None) -> None:
+        what = f"{type(self).__name__} '{self.name}'"
+        values, weights = samplewise(what, host(values, what), sample_weight, np.mean)
+        self.total += float(np.sum(values))
+        if weights is not None:
+            self.count += float(np.sum(weights))
+        else:
+            self.count += float(values.shape[0]) if values.ndim else 1.0
+
+    def result(self) -> float:
+        return self.total / self.count if self.count else 0.0  # Keras's divide_no_nan
+
+    @property
+    def variables(self) -> list:
+        return [np.array(self.total), np.array(self.count)]
+
+
+class Sum(Metric):
+    """The weighted sum of all values given."""
+
+    def reset_state(self) -> None:
+        self.total = 0.0
+
+    def update_state(self, values, sample_weight=None) -> None:
+        what = f"Sum '{self.name}'"
+        values, _ = samplewise(what, host(values, what), sample_weight, np.sum)
+        self.total += float(np.sum(values))
+
+    def result(self) -> float:
+        return self.total
+
+    @property
+    def variables(self) -> list:
+        return [np.array(self.total)]
+
+
+class MeanMetricWrapper(Mean):
+    """The running mean of fn(y_true, y_pred, **kwargs): what a metric function becomes.
+
+    fn returns one value per sample (as Keras's metric functions) or anything of rank >= 1
+    that `Mean` reduces per sample; a scalar counts as one value (Keras does the same)."""
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        self._fn, self._fn_kwargs = fn, kwargs
+        super().__init__(name=name or getattr(fn, "__name__", None), dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        values = self._fn(y_true, y_pred, **self._fn_kwargs)
+        super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), **self._fn_kwargs}
+
+
+def snake_case(name: str) -> str:
+    """Keras's tosnake_case: "TruePositives" -> "true_positives", "AUC" -> "auc"."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
