@@ -504,8 +504,9 @@ class Model(SubclassedModel, Layer):
             if validation_split:
                 raise ValueError(f"{what}: validation_split needs array data; with a generator, "
                                  "iterator or PyDataset pass validation_data")
-            return adapters.stream(what, x, steps_per_epoch, True, class_weight), None
-        x, y = _check_data(what, x, y)
+            return adapters.stream(what, x, steps_per_epoch, self._fit_needs_targets(),
+                                   class_weight), None
+        x, y = _check_data(what, x, y, targets_required=self._fit_needs_targets())
         batch_size = _check_batch_size(what, batch_size)
         samples = num_samples(x)
         weights = adapters.check_sample_weight(what, sample_weight, samples)
@@ -531,6 +532,11 @@ class Model(SubclassedModel, Layer):
                                  "samples make")
             data.steps = steps_per_epoch
         return data, validation
+
+    def _fit_needs_targets(self) -> bool:
+        """Keras's fit takes x alone (a GAN's train_step reads only images); the default
+        train_step needs y for its loss, so fusednn asks for y unless it is overridden."""
+        return type(self).train_step is Model.train_step
 
     def _validation_data(self, what, validation_data, batch_size, steps):
         if adapters.is_stream(validation_data):
