@@ -264,3 +264,65 @@ def test_a_subclassed_model_nests_inside_sequential_with_gradients():
     model = fd.Sequential([fd.layers.Dense(4, name="first", **F64), inner])
     model.build((None, 5))
     check_layer_gradients(model, np.random.default_rng(6).normal(size=(3, 5)))
+
+
+def test_a_layer_shared_by_nested_models_has_its_weights_once_and_right_gradients():
+    class Inner(fd.Model):
+        def __init__(self, shared):
+            super().__init__()
+            self.shared = shared
+            self.own = fd.layers.Dense(3, activation="tanh", name="own", **F64)
+
+        def call(self, inputs):
+            return self.shared(self.own(inputs))
+
+    class Outer(fd.Model):
+        def __init__(self):
+            super().__init__()
+            self.shared = fd.layers.Dense(3, activation="sigmoid", name="shared", **F64)
+            self.inner = Inner(self.shared)
+            self.norm = fd.layers.BatchNormalization(name="norm", **F64)
+
+        def call(self, inputs, training=False):
+            h = self.shared(inputs)
+            return self.inner(h) * self.norm(h) + fd.ops.exp(-h)
+
+    model = Outer()
+    model.build((None, 3))
+    assert [v.name for v in model.weights] == [
+        "shared/kernel", "shared/bias", "own/kernel", "own/bias", "norm/gamma", "norm/beta",
+        "norm/moving_mean", "norm/moving_variance"]
+    assert model.count_params() == 12 + 12 + 12
+    x = np.random.default_rng(7).normal(size=(4, 3))
+    # training=True: BatchNormalization's batch statistics are part of what is differentiated.
+    check_layer_gradients(model, x, training=True)
+    # One SGD step moves the shared kernel by lr * its (summed) gradient, once.
+    kernel = model.shared.kernel.value.copy()
+    model.zero_grad()
+    model.forward(x, training=True)
+    model.backward(np.ones((4, 3)))
+    grad = model.shared.kernel.grad.copy()
+    fd.optimizers.SGD(0.1).step(model)
+    np.testing.assert_allclose(model.shared.kernel.value, kernel - 0.1 * grad, rtol=1e-12)
+
+
+def test_dict_inputs():
+    class TwoFeatures(fd.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = fd.layers.Dense(2, name="dense", **F64)
+
+        def call(self, inputs):
+            return self.dense(inputs["u"]) * inputs["v"]
+
+    rng = np.random.default_rng(8)
+    u, v = rng.normal(size=(3, 4)), rng.normal(size=(3, 2))
+    model = TwoFeatures()
+    out = model({"u": u, "v": v})
+    assert model.input_shape == {"u": (None, 4), "v": (None, 2)}
+    assert model.output_shape == (None, 2) and out.shape == (3, 2)
+    model.forward({"u": u, "v": v}, training=True)
+    du, dv = model.backward(np.ones((3, 2)))
+    kernel, bias = model.get_weights()
+    np.testing.assert_allclose(dv, u @ kernel + bias, rtol=1e-12)   # d(a*v)/dv = a
+    np.testing.assert_allclose(du, v @ kernel.T, rtol=1e-12)        # d(Wu*v)/du = W v

@@ -67,6 +67,20 @@ class SubclassedModel:
     def sublayers(self) -> list[Layer]:
         return self.layers
 
+    # A layer shared by two nested models is reached twice; Keras lists its weights once
+    # (and an optimizer must update them once).
+    @property
+    def variables(self):
+        return _unique(Layer.variables.fget(self))
+
+    weights = variables
+
+    @property
+    def trainable_variables(self):
+        return _unique(Layer.trainable_variables.fget(self))
+
+    trainable_weights = trainable_variables
+
     # ----- shapes --------------------------------------------------------
     @_builds_once
     def build(self, input_shape) -> None:
@@ -98,7 +112,13 @@ class SubclassedModel:
                                       "(or pass inputs and outputs for a functional model)")
         x = map_structure(lambda a: a if hasattr(a, "shape") else np.asarray(a), x)
         if not self.built:
-            self.build(map_structure(lambda a: (None,) + tuple(a.shape[1:]), x))
+            shapes = map_structure(lambda a: (None,) + tuple(a.shape[1:]), x)
+            if isinstance(shapes, dict) and type(self).build is SubclassedModel.build:
+                # Layer's build bookkeeping takes a shape or a list of shapes, not a dict.
+                self.output_shape = self.compute_output_shape(shapes)
+                self.input_shape, self.built = shapes, True
+            else:
+                self.build(shapes)
         return self._run_call(x, bool(training), call_arguments)
 
     def _run_call(self, x, training: bool, call_arguments: dict):
@@ -160,6 +180,11 @@ class SubclassedModel:
                          "(it stores no code). Save its weights with "
                          "model.save_weights(path); to load them, create the model in code, "
                          "build it (call it on a batch) and call model.load_weights(path)")
+
+
+def _unique(variables: list) -> list:
+    """Each variable once, in first-seen order."""
+    return list({id(v): v for v in variables}.values())
 
 
 def _tracked_leaves(value) -> list:
