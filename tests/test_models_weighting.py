@@ -208,13 +208,85 @@ def test_class_weight_leaves_the_validation_split_unweighted(rng):
     assert history.history["val_loss"] == [unweighted]
 
 
-def test_weights_with_another_reduction_are_refused_not_silently_changed(rng):
-    x, labels = rng.standard_normal((6, 3)), rng.integers(0, 2, 6)
-    for loss in (fd.losses.SparseCategoricalCrossentropy(reduction="sum"),
-                 fd.losses.MeanSquaredError(reduction="mean_with_sample_weight")):
-        model = _dense(2, activation="softmax", loss=loss)
-        targets = labels if "Sparse" in type(loss).__name__ else np.eye(2)[labels]
-        with pytest.raises(NotImplementedError, match="support only the reduction "
-                                                      "'sum_over_batch_size'"):
-            model.fit(x, targets, sample_weight=np.ones(6), verbose=0)
-        model.fit(x, targets, verbose=0)  # unweighted, the loss's own reduction applies
+def _old_per_sample_path(loss, y_true, y_pred, weights):
+    """The weighting before it was vectorized: the loss of each sample alone, weighted,
+    reduced by hand as Keras reduces (the reference for the one-call path)."""
+    single = type(loss).from_config({**loss.get_config(), "reduction": "sum_over_batch_size"})
+    per_sample = np.array([single(y_true[i:i + 1], y_pred[i:i + 1])
+                           for i in range(len(y_pred))])
+    if loss.reduction == "sum":
+        return np.sum(weights * per_sample)
+    if loss.reduction == "mean_with_sample_weight":
+        return np.sum(weights * per_sample) / np.sum(weights)
+    return np.sum(weights * per_sample) / len(weights)
+
+
+_EVERY_LOSS = [
+    (fd.losses.MeanSquaredError, "regression"), (fd.losses.MeanAbsoluteError, "regression"),
+    (fd.losses.Huber, "regression"), (fd.losses.LogCosh, "regression"),
+    (fd.losses.CosineSimilarity, "regression"), (fd.losses.Poisson, "positive"),
+    (fd.losses.MeanAbsolutePercentageError, "positive"),
+    (fd.losses.MeanSquaredLogarithmicError, "positive"),
+    (fd.losses.BinaryCrossentropy, "binary"), (fd.losses.BinaryFocalCrossentropy, "binary"),
+    (fd.losses.Hinge, "binary"), (fd.losses.SquaredHinge, "binary"),
+    (fd.losses.CategoricalCrossentropy, "onehot"), (fd.losses.KLDivergence, "onehot"),
+    (fd.losses.CategoricalHinge, "onehot"), (fd.losses.SparseCategoricalCrossentropy, "sparse"),
+]
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight"])
+@pytest.mark.parametrize("loss_class, kind", _EVERY_LOSS)
+def test_one_call_weighting_equals_the_per_sample_path(rng, loss_class, kind, reduction):
+    from fusednn.models import weighting
+    n = 7
+    y_pred = rng.random((n, 3)) * 0.8 + 0.1
+    y_true = {"regression": rng.standard_normal((n, 3)), "positive": rng.random((n, 3)),
+              "binary": rng.integers(0, 2, (n, 3)).astype(np.float64),
+              "onehot": np.eye(3)[rng.integers(0, 3, n)],
+              "sparse": rng.integers(0, 3, n)}[kind]
+    if kind in ("onehot", "sparse"):
+        y_pred = y_pred / y_pred.sum(axis=1, keepdims=True)
+    weights = rng.random(n) * 2
+    loss = loss_class(reduction=reduction)
+    # float64 throughout; the two paths sum the same products in another order: 1e-12.
+    assert weighting.weighted_loss(loss, y_true, y_pred, weights) == pytest.approx(
+        _old_per_sample_path(loss, y_true, y_pred, weights), rel=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean_with_sample_weight"])
+def test_sum_and_mean_with_sample_weight_value_and_step_by_hand(rng, reduction):
+    n = 5
+    x, targets = rng.standard_normal((n, 3)), rng.standard_normal((n, 2))
+    weights = rng.random(n) * 3
+    model = _dense(2, loss=fd.losses.MeanSquaredError(reduction=reduction))
+    model.build((None, 3))
+    kernel, bias = model.get_weights()
+    loss = model.train_on_batch(x, targets, sample_weight=weights)
+
+    error = x @ kernel + bias - targets
+    per_sample = np.mean(error ** 2, axis=1)
+    divisor = 1.0 if reduction == "sum" else np.sum(weights)   # Keras's reduce_values
+    np.testing.assert_allclose(loss, np.sum(weights * per_sample) / divisor, rtol=TOL)
+    dpred = weights[:, None] * 2 * error / 2 / divisor          # d/dpred of that value
+    new_kernel, new_bias = model.get_weights()
+    np.testing.assert_allclose(new_kernel, kernel - LR * x.T @ dpred, rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(new_bias, bias - LR * dpred.sum(axis=0), rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean_with_sample_weight"])
+def test_fused_softmax_weighting_follows_the_reduction(rng, reduction):
+    n = 6
+    x, labels = rng.standard_normal((n, 3)), rng.integers(0, 4, n)
+    weights = rng.random(n)
+    model = _dense(4, activation="softmax",
+                   loss=fd.losses.SparseCategoricalCrossentropy(reduction=reduction))
+    model.build((None, 3))
+    kernel, bias = model.get_weights()
+    loss = model.train_on_batch(x, labels, sample_weight=weights)
+    probs = _softmax(x @ kernel + bias)
+    per_sample = -np.log(probs[np.arange(n), labels])
+    divisor = 1.0 if reduction == "sum" else np.sum(weights)
+    np.testing.assert_allclose(loss, np.sum(weights * per_sample) / divisor, rtol=TOL)
+    dlogits = weights[:, None] * (probs - np.eye(4)[labels]) / divisor
+    np.testing.assert_allclose(model.get_weights()[0], kernel - LR * x.T @ dlogits,
+                               rtol=TOL, atol=TOL)

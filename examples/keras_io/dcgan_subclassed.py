@@ -16,9 +16,6 @@ What changed from the Keras version, and why:
     D: 3 x Conv2D(64/128/128), G: Dense 8x8x128 the same layer types, sized for 16x16:
     + 3 x Conv2DTranspose(128/256/512) + Conv2D D: Conv2D 32/64, G: Dense 4x4x64 + 2 x
                                                 Conv2DTranspose 64/32 + Conv2D
-    train_step(self, real_images)               train_step(self, data): fit packs array
-                                                batches as Keras does for arrays, (x,),
-                                                so real_images = data[0]
     keras.random.normal(..., seed=self.         a NumPy Generator held by the model (the
     seed_generator)                             latent vectors are data, not weights)
     with tf.GradientTape() as tape:             the layer protocol: D.zero_grad();
@@ -41,7 +38,7 @@ its models differentiate through the layer protocol, which a GAN's two steps com
 directly: the generator's gradient is the discriminator's input gradient, passed on.
 
 Measured (2026-12-06, seed 0, 2-core shared CPU): see the README; the test
-(tests/test_example_dcgan_subclassed.py) trains briefly and checks the losses and the
+(tests/test_examples_keras_io_dcgan.py) trains briefly and checks the losses and the
 generated images.
 """
 from __future__ import annotations
@@ -113,8 +110,7 @@ class GAN(fd.Model):
     def latent_vectors(self, count):
         return self.rng.standard_normal((count, self.latent_dim)).astype(np.float32)
 
-    def train_step(self, data):
-        real_images = data[0]
+    def train_step(self, real_images):
         batch_size = len(real_images)
         # Decode random points of the latent space to fake images.
         generated_images = self.generator(self.latent_vectors(batch_size))

@@ -119,4 +119,7 @@ class AUC(Metric):
         return {**super().get_config(), "num_thresholds": self.num_thresholds,
                 "curve": self.curve, "summation_method": self.summation_method,
                 "multi_label": False, "num_labels": self.num_labels, "label_weights": None,
-                "from_logits": self.from_logits, "thresholds": self._init_thresholds}
+                "from_logits": self.from_logits,
+                # Keras writes thresholds only when they were given
+                **({} if self._init_thresholds is None
+                   else {"thresholds": self._init_thresholds})}

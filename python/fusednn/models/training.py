@@ -178,9 +178,6 @@ class Model(SubclassedModel, Layer):
         return (not self._several_outputs() and self.outputs_softmax
                 and hasattr(self.loss, "value_and_grad_from_logits"))
 
-    def _fused_loss_value(self, y, logits) -> float:
-        return self.loss.value_and_grad_from_logits(y, logits)[0]
-
     @staticmethod
     def _per_output(values) -> list:
         """Targets or predictions (an array, or a list or dict in output order) as a list."""
@@ -202,9 +199,9 @@ class Model(SubclassedModel, Layer):
             else:
                 value, grad = term.loss(y_true, pred), None
             if sample_weight is not None:
-                weighting.check_reduction(term.loss)
                 value = weighting.weighted_loss(term.loss, y_true, pred, sample_weight)
-                grad = None if grad is None else weighting.scale_rows(grad, sample_weight)
+                grad = None if grad is None else weighting.weighted_grad(term.loss, grad,
+                                                                         sample_weight)
             results.append((term, float(value), grad))
         return results
 
@@ -233,10 +230,9 @@ class Model(SubclassedModel, Layer):
             logits = self.logits_of_last_forward()
             loss_value, grad = self.loss.value_and_grad_from_logits(y, logits)
             if sample_weight is not None:
-                weighting.check_reduction(self.loss)
-                loss_value = weighting.weighted_loss(self._fused_loss_value, y, logits,
-                                                     sample_weight)
-                grad = weighting.scale_rows(grad, sample_weight)
+                loss_value = weighting.weighted_loss_from_logits(self.loss, y, logits,
+                                                                 sample_weight)
+                grad = weighting.weighted_grad(self.loss, grad, sample_weight)
             output_losses, backward = {}, self.backward_from_logits
         else:
             parts = self._output_losses(y, y_pred, sample_weight, with_grad=True)
@@ -280,7 +276,7 @@ class Model(SubclassedModel, Layer):
         """One optimizer update on a batch; returns the logs (Keras 3's train_step).
 
         data is the batch as Keras passes it, on the model's device: (x, y),
-        (x, y, sample_weight) or (x,). The default is fusednn's fused step (the softmax
+        (x, y, sample_weight), or x alone (a tuple (x,) for a list of inputs). The default is fusednn's fused step (the softmax
         fused with cross-entropy when the model ends in one): forward, the losses'
         gradients weighted as Keras weights samples, backward, optimizer.step, then the
         loss trackers and compute_metrics. An override composes the layer protocol
@@ -302,7 +298,7 @@ class Model(SubclassedModel, Layer):
         return self.compute_metrics(x, y, y_pred, sample_weight)
 
     def predict_step(self, data):
-        """The outputs for a batch (x alone, or the first item of a tuple)."""
+        """The outputs for a batch: data is x (a tuple (x,) for a list of inputs)."""
         x, _, _ = unpack_x_y_sample_weight(data)
         return self.forward(x, training=False)
 
@@ -644,7 +640,7 @@ class Model(SubclassedModel, Layer):
 
     def _predicted(self, x, numpy_input: bool):
         """The outputs for one batch (a list for several), NumPy when numpy_input."""
-        y_pred = self.predict_step((self._to_model_device(x),))
+        y_pred = self.predict_step(pack_x_y_sample_weight(self._to_model_device(x)))
         return map_arrays(y_pred, backend.to_numpy) if numpy_input else y_pred
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
@@ -718,11 +714,12 @@ class Model(SubclassedModel, Layer):
         export_module.export_model(self, filepath, format, **options)
 
 
-def pack_x_y_sample_weight(x, y=None, sample_weight=None) -> tuple:
-    """Keras's packing of a batch: (x,) without targets, (x, y) without weights, else
+def pack_x_y_sample_weight(x, y=None, sample_weight=None):
+    """Keras's packing of a batch: x alone without targets ((x,) when x is a list or tuple
+    of inputs, which would read as (x, y)), (x, y) without weights, else
     (x, y, sample_weight)."""
     if y is None:
-        return (x,)
+        return (x,) if isinstance(x, (list, tuple)) else x
     return (x, y) if sample_weight is None else (x, y, sample_weight)
 
 
