@@ -37,9 +37,11 @@ fusednn has no tape over arbitrary Python (TensorFlow's GradientTape records eve
 its models differentiate through the layer protocol, which a GAN's two steps compose
 directly: the generator's gradient is the discriminator's input gradient, passed on.
 
-Measured (2026-12-06, seed 0, 2-core shared CPU): see the README; the test
-(tests/test_examples_keras_io_dcgan.py) trains briefly and checks the losses and the
-generated images.
+Measured (2026-12-06, seed 0, 30 epochs, 50 s of CPU time on the shared 2-core machine
+at load average 8): d_loss 0.56 in the first epoch, 0.53 in the last; g_loss 0.91, then
+1.21; the mean squared distance of 200 samples to the nearest real digit 0.145 before
+training, 0.089 after; the samples are digit-like strokes, a few recognisable. The test
+(tests/test_examples_keras_io_dcgan.py) trains 3 epochs and checks the losses and samples.
 """
 from __future__ import annotations
 

@@ -77,9 +77,9 @@ class Traced:
 
 def _not_differentiable(what: str) -> TypeError:
     return TypeError(f"{what} cannot be differentiated by fusednn's tape: inside a function "
-                     f"being differentiated (a custom loss, a Lambda layer, "
-                     f"fusednn.ops.value_and_grad) use the fusednn.ops functions and the "
-                     f"arithmetic operators on traced values")
+                     f"being differentiated (a custom loss, a Lambda layer, a subclassed "
+                     f"model's call, fusednn.ops.value_and_grad) use the fusednn.ops "
+                     f"functions and the arithmetic operators on traced values")
 
 
 def value_of(x):
