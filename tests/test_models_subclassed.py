@@ -326,3 +326,35 @@ def test_dict_inputs():
     kernel, bias = model.get_weights()
     np.testing.assert_allclose(dv, u @ kernel + bias, rtol=1e-12)   # d(a*v)/dv = a
     np.testing.assert_allclose(du, v @ kernel.T, rtol=1e-12)        # d(Wu*v)/du = W v
+
+
+def test_tracking_and_weight_order_match_keras3():
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+
+    def make(lib):
+        class Tracked(lib.Model):
+            def __init__(self):
+                super().__init__()
+                self.first = lib.layers.Dense(5, name="first")
+                self.heads = {"b": lib.layers.Dense(2, name="b"),
+                              "a": lib.layers.Dense(3, name="a")}
+                self.norm = lib.layers.BatchNormalization(name="norm")
+                self.chain = [lib.layers.Dense(4, name="c0"), lib.layers.Dense(4, name="c1")]
+
+            def call(self, inputs):
+                h = self.norm(self.first(inputs))
+                h = self.chain[1](self.chain[0](h))
+                return [self.heads["a"](h), self.heads["b"](h)]
+
+        model = Tracked()
+        model(np.ones((2, 3), np.float32))
+        return model
+
+    ours, theirs = make(fd), make(keras)
+    assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
+    assert [v.shape for v in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    assert [v.shape for v in ours.trainable_weights] == [
+        tuple(w.shape) for w in theirs.trainable_weights]
+    assert ours.count_params() == theirs.count_params()
