@@ -348,3 +348,28 @@ def test_bad_input_is_named():
         metrics.Mean()(np.ones(3), sample_weight=np.ones(4))
     with pytest.raises(ValueError, match="class_id"):
         metrics.Recall(class_id=4)(np.ones((2, 3)), np.ones((2, 3)))
+
+
+def test_a_subclass_names_its_state_and_gets_reset_and_variables():
+    class Count(metrics.Metric):
+        _state = ("seen",)
+
+        def __init__(self, name="count"):
+            super().__init__(name=name)
+            self.seen = 0.0
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.seen += len(y_true)
+
+        def result(self):
+            return self.seen
+
+    count = Count()
+    assert count([1, 2, 3], [1, 2, 3]) == 3.0
+    assert [float(v) for v in count.variables] == [3.0]
+    count.reset_state()
+    assert count.result() == 0.0
+    count._set_variables([5.0])
+    assert count.result() == 5.0
+    with pytest.raises(ValueError, match="expected state of shapes"):
+        metrics.AUC()._set_variables([1.0, 2.0])

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import fusednn.callbacks as callbacks
-import fusednn.metrics as metrics
 import fusednn.models as models
 import fusednn.utils as utils
 from fusednn import backend, layers, losses, optimizers

@@ -18,7 +18,6 @@ import warnings
 import numpy as np
 
 from . import _rng, io
-from . import metrics as metrics_module
 from .fit_progress import FitProgress
 
 
@@ -602,9 +601,10 @@ class BackupAndRestore(Callback):
             position.update(
                 steps=progress.steps, samples=progress.samples,
                 order=None if progress.order is None else [int(i) for i in progress.order],
-                loss_mean=[progress.loss_mean.total, progress.loss_mean.count],
-                metric_means={name: [mean.total, mean.count]
-                              for name, mean in progress.metric_means.items()})
+                # Each metric's state (a Mean's is [total, count]), loaded back by fit.
+                loss_mean=_state_of(progress.loss_mean),
+                metric_means={name: _state_of(metric)
+                              for name, metric in progress.metric_means.items()})
         position["rng"] = _generator_states(self.model)
         os.makedirs(self.backup_dir, exist_ok=True)
         io.save_model(self.model, self.backup_path, include_optimizer=True,
@@ -620,12 +620,10 @@ class BackupAndRestore(Callback):
             position = json.loads(metadata[self._METADATA_KEY])
             _set_generator_states(self.model, position["rng"])
             step = int(position["step"])
-            loss_mean, metric_means = metrics_module.Mean(), {}
+            # The metrics' saved state, which fit loads into the model's metrics.
+            loss_mean, metric_means = None, {}
             if step:
-                loss_mean.total, loss_mean.count = position["loss_mean"]
-                for name, (total, count) in position["metric_means"].items():
-                    metric_means[name] = metrics_module.Mean()
-                    metric_means[name].total, metric_means[name].count = total, count
+                loss_mean, metric_means = position["loss_mean"], dict(position["metric_means"])
             order = position.get("order")
             self.model._resume_from = FitProgress(
                 int(position["epoch"]), step, position.get("steps", 0),
@@ -634,6 +632,11 @@ class BackupAndRestore(Callback):
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
             raise ValueError(f"BackupAndRestore: {path} holds an unreadable training position "
                              f"({type(e).__name__}: {e})") from None
+
+
+def _state_of(metric) -> list:
+    """A metric's variables as JSON lists (a Mean's: [total, count])."""
+    return [variable.tolist() for variable in metric.variables]
 
 
 def _seeded_layers(layer, prefix=""):

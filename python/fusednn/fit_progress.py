@@ -16,7 +16,8 @@ class FitProgress:
     epoch (0-based) and step (batches done in it, of `steps`), the epoch's sample order
     (a permutation of the `samples` indices, or None without shuffling) and the model's
     metrics (loss tracker first, then {name: metric}), which hold the running results
-    over the batches done.
+    over the batches done. One that BackupAndRestore restored holds the metrics' saved
+    variables instead, until fit loads them into the model's metrics.
     """
 
     def __init__(self, epoch, step, steps, samples, order, loss_mean, metric_means):

@@ -52,8 +52,8 @@ class AUC(Metric):
                 raise ValueError(f"AUC: thresholds must be in [0, 1], got {thresholds!r}")
             self.num_thresholds = len(inner) + 2
         else:
-            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) \
-                    or num_thresholds <= 1:
+            if isinstance(num_thresholds, bool) \
+                    or not isinstance(num_thresholds, numbers.Integral) or num_thresholds <= 1:
                 raise ValueError(f"AUC: num_thresholds must be an int > 1, got {num_thresholds!r}")
             self.num_thresholds = int(num_thresholds)
             inner = [(i + 1) * 1.0 / (self.num_thresholds - 1)
@@ -61,9 +61,10 @@ class AUC(Metric):
         self.thresholds = [0.0 - _EPSILON] + inner + [1.0 + _EPSILON]
         super().__init__(name=name, dtype=dtype)
 
+    _state = ("true_positives", "false_positives", "true_negatives", "false_negatives")
+
     def reset_state(self) -> None:
-        for count in ("true_positives", "false_positives", "true_negatives",
-                      "false_negatives"):
+        for count in self._state:
             setattr(self, count, np.zeros(self.num_thresholds))
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
@@ -109,11 +110,6 @@ class AUC(Metric):
         increments = _no_nan_divide(slope * (dtp + intercept * np.log(ratio)),
                                     np.maximum(tp[1:] + fn[1:], 0.0))
         return float(np.sum(increments))
-
-    @property
-    def variables(self) -> list:
-        return [self.true_positives.copy(), self.false_positives.copy(),
-                self.true_negatives.copy(), self.false_negatives.copy()]
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_thresholds": self.num_thresholds,

@@ -59,8 +59,9 @@ def samplewise(what: str, values: np.ndarray, sample_weight, reduce):
 
 
 class Metric:
-    """Keras 3's Metric: subclasses define `update_state`, `result` and `reset_state`
-    (or list their state names in `_state` and let `reset_state` zero them)."""
+    """Keras 3's Metric: subclasses define `update_state`, `result` and `reset_state`,
+    and name their state attributes (floats or float64 arrays) in `_state`, which
+    `variables` reports and a mid-epoch backup saves and restores."""
 
     _state: tuple = ()
 
@@ -76,9 +77,12 @@ class Metric:
         raise NotImplementedError(f"{type(self).__name__} must define result")
 
     def reset_state(self) -> None:
+        """Zeros every state attribute named in `_state` that exists (Keras zeros all its
+        variables; a subclass that keeps state elsewhere overrides this)."""
         for state in self._state:
-            setattr(self, state, np.zeros_like(np.asarray(getattr(self, state, 0.0),
-                                                          dtype=np.float64)))
+            value = getattr(self, state, None)
+            if value is not None:
+                setattr(self, state, 0.0 if np.ndim(value) == 0 else np.zeros(np.shape(value)))
 
     def __call__(self, *args, **kwargs):
         self.update_state(*args, **kwargs)
@@ -88,6 +92,17 @@ class Metric:
     def variables(self) -> list:
         """The state, in `_state` order, as NumPy arrays (copies)."""
         return [np.array(getattr(self, state), dtype=np.float64) for state in self._state]
+
+    def _set_variables(self, values) -> None:
+        """Loads state saved from `variables` (arrays or nested lists), checking shapes."""
+        current = self.variables
+        arrays = [np.asarray(value, dtype=np.float64) for value in values] \
+            if isinstance(values, (list, tuple)) else None
+        if arrays is None or [a.shape for a in arrays] != [c.shape for c in current]:
+            raise ValueError(f"{type(self).__name__} '{self.name}': expected state of shapes "
+                             f"{[c.shape for c in current]}, got {values!r:.200}")
+        for state, array in zip(self._state, arrays):
+            setattr(self, state, float(array) if array.ndim == 0 else array)
 
     def get_config(self) -> dict:
         return {"name": self.name, "dtype": self.dtype}
@@ -104,11 +119,19 @@ class Mean(Metric):
     """The weighted mean of the values given: sum(w * v) / sum(w) over all updates
     (values of rank > 1 are first averaged to one per sample, as Keras)."""
 
+    _state = ("total", "count")
+
     def reset_state(self) -> None:
-        # Python floats: BackupAndRestore saves a running mean as JSON [total, count].
         self.total, self.count = 0.0, 0.0
 
     def update_state(self, values, sample_weight=None) -> None:
+        if isinstance(values, float) and isinstance(sample_weight, (int, float, type(None))):
+            # The loss trackers' case, once per training step: the general path below
+            # took 25 us for it, this one 0.6 us (shared machine at load 10, indicative).
+            weight = 1.0 if sample_weight is None else float(sample_weight)
+            self.total += values * weight
+            self.count += weight
+            return
         what = f"{type(self).__name__} '{self.name}'"
         values, weights = samplewise(what, host(values, what), sample_weight, np.mean)
         self.total += float(np.sum(values))
@@ -120,13 +143,11 @@ class Mean(Metric):
     def result(self) -> float:
         return self.total / self.count if self.count else 0.0  # Keras's divide_no_nan
 
-    @property
-    def variables(self) -> list:
-        return [np.array(self.total), np.array(self.count)]
-
 
 class Sum(Metric):
     """The weighted sum of all values given."""
+
+    _state = ("total",)
 
     def reset_state(self) -> None:
         self.total = 0.0
@@ -138,10 +159,6 @@ class Sum(Metric):
 
     def result(self) -> float:
         return self.total
-
-    @property
-    def variables(self) -> list:
-        return [np.array(self.total)]
 
 
 class MeanMetricWrapper(Mean):

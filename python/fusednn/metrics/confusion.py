@@ -90,7 +90,6 @@ class _ThresholdCounts(Metric):
     """Weighted confusion counts at each threshold; result is the count (one threshold:
     a float, several: an array), or what `_from_counts` makes of them."""
 
-    _counts: tuple = ()
     _default_threshold = 0.5
 
     def __init__(self, thresholds=None, name=None, dtype=None, top_k=None, class_id=None):
@@ -100,13 +99,13 @@ class _ThresholdCounts(Metric):
         super().__init__(name=name, dtype=dtype)
 
     def reset_state(self) -> None:
-        for count in self._counts:
+        for count in self._state:
             setattr(self, count, np.zeros(len(self.thresholds)))
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
         counts = confusion_counts(f"{type(self).__name__} '{self.name}'", y_true, y_pred,
                                   sample_weight, self.thresholds, self.top_k, self.class_id)
-        for count in self._counts:
+        for count in self._state:
             setattr(self, count, getattr(self, count) + counts[count])
 
     def result(self):
@@ -114,36 +113,32 @@ class _ThresholdCounts(Metric):
         return float(value[0]) if len(self.thresholds) == 1 else value
 
     def _from_counts(self):
-        return getattr(self, self._counts[0]).copy()
-
-    @property
-    def variables(self) -> list:
-        return [getattr(self, count).copy() for count in self._counts]
+        return getattr(self, self._state[0]).copy()
 
     def get_config(self) -> dict:
         return {**super().get_config(), "thresholds": self.init_thresholds}
 
 
 class TruePositives(_ThresholdCounts):
-    _counts = ("tp",)
+    _state = ("tp",)
 
 
 class FalsePositives(_ThresholdCounts):
-    _counts = ("fp",)
+    _state = ("fp",)
 
 
 class TrueNegatives(_ThresholdCounts):
-    _counts = ("tn",)
+    _state = ("tn",)
 
 
 class FalseNegatives(_ThresholdCounts):
-    _counts = ("fn",)
+    _state = ("fn",)
 
 
 class Precision(_ThresholdCounts):
     """tp / (tp + fp) (0 when nothing was predicted positive); top_k keeps each sample's k
     largest predictions, class_id looks at one class."""
-    _counts = ("tp", "fp")
+    _state = ("tp", "fp")
 
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         super().__init__(thresholds, name, dtype, top_k, class_id)
@@ -157,7 +152,7 @@ class Precision(_ThresholdCounts):
 
 class Recall(Precision):
     """tp / (tp + fn) (0 when there was no positive label)."""
-    _counts = ("tp", "fn")
+    _state = ("tp", "fn")
 
     def _from_counts(self):
         return _no_nan_divide(self.tp, self.tp + self.fn)

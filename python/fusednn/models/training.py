@@ -61,7 +61,6 @@ class Model(SubclassedModel, Layer):
         super().__init__(name=name, trainable=trainable)
         self.optimizer = None
         self.loss = None
-        self.compiled_metrics: list[metrics_module.Metric] = []
         self.weighted_metrics: list[metrics_module.Metric] = []
         # Keras's loss trackers: "loss", then each output's "<output>_loss" (several outputs).
         self._loss_trackers: list[metrics_module.Mean] = []
@@ -99,7 +98,6 @@ class Model(SubclassedModel, Layer):
             self.loss = {term.name: term.loss for term in self._terms if term.loss is not None}
         else:
             self.loss = self._terms[0].loss
-        self.compiled_metrics = [m for term in self._terms for m in term.metrics]
         self.weighted_metrics = [m for term in self._terms for m in term.weighted_metrics]
         self._loss_trackers = [metrics_module.Mean(name="loss")] + [
             metrics_module.Mean(name=term.loss_log_name)
@@ -276,12 +274,12 @@ class Model(SubclassedModel, Layer):
         """One optimizer update on a batch; returns the logs (Keras 3's train_step).
 
         data is the batch as Keras passes it, on the model's device: (x, y),
-        (x, y, sample_weight), or x alone (a tuple (x,) for a list of inputs). The default is fusednn's fused step (the softmax
-        fused with cross-entropy when the model ends in one): forward, the losses'
-        gradients weighted as Keras weights samples, backward, optimizer.step, then the
-        loss trackers and compute_metrics. An override composes the layer protocol
-        (forward, backward, zero_grad, optimizer.step(model)) and returns a dict of
-        floats; see docs/ARCHITECTURE.md.
+        (x, y, sample_weight), or x alone (a tuple (x,) for a list of inputs). The
+        default is fusednn's fused step (the softmax fused with cross-entropy when the
+        model ends in one): forward, the losses' gradients weighted as Keras weights
+        samples, backward, optimizer.step, then the loss trackers and compute_metrics.
+        An override composes the layer protocol (forward, backward, zero_grad,
+        optimizer.step(model)) and returns a dict of floats; see docs/ARCHITECTURE.md.
         """
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         loss_value, y_pred, output_losses = self._train_step(x, y, sample_weight)
@@ -332,7 +330,7 @@ class Model(SubclassedModel, Layer):
 
     def _prepared(self, what: str, x, y, sample_weight) -> tuple:
         """A batch on the model's device, with y as one target per output, packed as Keras
-        hands it to train_step / test_step: (x, y), (x, y, sample_weight) or (x,)."""
+        hands it to train_step / test_step (pack_x_y_sample_weight)."""
         return pack_x_y_sample_weight(self._to_model_device(x),
                                       self._to_model_device(self._targets(what, y)),
                                       sample_weight)
@@ -344,17 +342,17 @@ class Model(SubclassedModel, Layer):
         return metrics[0], {metric.name: metric for metric in metrics[1:]}
 
     def _resume_running_means(self, what: str, progress) -> None:
-        """Loads the running means a mid-epoch backup saved into the model's metrics (a
-        backup holds [total, count] per log name, which only Mean-like metrics have)."""
+        """Loads the metrics' state a mid-epoch backup saved (each metric's `variables`, by
+        log name; see BackupAndRestore) into the model's metrics."""
         loss_tracker, metrics = self._running_means()
-        for target, saved in [(loss_tracker, progress.loss_mean)] + [
-                (metrics.get(name), mean) for name, mean in progress.metric_means.items()]:
-            if not isinstance(target, metrics_module.Mean):
-                raise ValueError(f"{what}: the mid-epoch backup holds a running mean for "
-                                 f"{getattr(target, 'name', 'a metric the model lacks')!r}, "
-                                 "which is not a Mean metric of this model; resume from an "
-                                 "epoch backup (BackupAndRestore(save_freq='epoch'))")
-            target.total, target.count = saved.total, saved.count
+        unknown = sorted(set(progress.metric_means) - set(metrics))
+        if unknown:
+            raise ValueError(f"{what}: the mid-epoch backup holds metrics {unknown} that this "
+                             f"model does not have (its metrics: {sorted(metrics)}); resume "
+                             "with the model compiled as when the backup was taken")
+        loss_tracker._set_variables(progress.loss_mean)
+        for name, saved in progress.metric_means.items():
+            metrics[name]._set_variables(saved)
         progress.loss_mean, progress.metric_means = loss_tracker, metrics
 
     def _targets(self, what: str, y):

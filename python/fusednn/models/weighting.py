@@ -16,6 +16,11 @@ themselves (Loss.__call__(..., sample_weight=)); with the softmax fused into a
 cross-entropy, the loss's from_logits twin does the same from the logits on the fused
 kernel. A loss without per-sample values (a user's Loss subclass or function) is called
 once per sample (Keras's per-sample value is the loss of that sample alone).
+
+Measured (Dense 64-128-softmax 10, train_on_batch on 32 samples, best of 5 x 200, a
+shared 2-core machine at load average 10.7: indicative only): weighted 2562-3678 us with
+one loss call per sample, 727-1227 us with the one call, unweighted 627-997 us; the
+weighted value alone 1602-2206 us against 71-107 us.
 """
 from __future__ import annotations
 
