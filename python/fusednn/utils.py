@@ -15,6 +15,7 @@ from . import _C, _rng, backend, naming
 # Keras's keras.utils helpers that live in their own modules.
 from .image_dataset import image_dataset_from_directory  # noqa: F401
 from .image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: F401
+from .model_plot import model_to_dot, plot_model  # noqa: F401
 from .ops.deterministic import is_deterministic, set_deterministic  # noqa: F401
 from .py_dataset import PyDataset  # noqa: F401
 from .sequence_utils import normalize, pad_sequences  # noqa: F401

@@ -38,6 +38,7 @@ import numpy as np
 from .. import backend, constraints, initializers, regularizers, utils
 from ..errors import StateError
 from ..naming import default_layer_name
+from ..ops import tape
 from . import symbolic
 
 
@@ -408,6 +409,9 @@ class Layer:
         it is forward(x, training=False, mask=None, **call_arguments)."""
         if symbolic.is_symbolic(args, kwargs):
             return symbolic.call_symbolically(self, args, kwargs)
+        recorder = tape.layer_call_recorder()  # in a subclassed model's training forward
+        if recorder is not None:
+            return recorder(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     def _checked_input(self, x):

@@ -62,13 +62,13 @@ def num_samples(value) -> int:
     return len(first_array(value))
 
 
-def _check_data(what: str, x, y):
+def _check_data(what: str, x, y, targets_required: bool = True):
     """x and y as arrays, or (several inputs or outputs) lists or dicts of arrays; all with
-    the same number of samples."""
+    the same number of samples. y may be None when not targets_required."""
     x, x_arrays = _as_batch_arrays(what, "x", x)
-    if y is None:
+    if y is None and targets_required:
         raise ValueError(f"{what}: y (the targets) is required")
-    y, y_arrays = _as_batch_arrays(what, "y", y)
+    y, y_arrays = (None, []) if y is None else _as_batch_arrays(what, "y", y)
     first_name, first = x_arrays[0]
     if len(first) == 0:
         raise ValueError(f"{what}: {first_name} is empty (0 samples)")

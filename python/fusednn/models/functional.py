@@ -25,16 +25,11 @@ from .. import backend, utils
 from ..errors import StateError
 from ..layers.base import Layer
 from ..layers.symbolic import SymbolicTensor, flatten, is_symbolic, map_structure
+from .call_state import call_state, restore_call_state
 from .graph_config import rebuild
 from .gradients_ready import GradientsReady
 from .registry import MODELS, serialize_layer
 from .training import Model
-
-# What a layer call leaves for its backward, on the layer and on every layer or fused
-# step inside it (layers/base.py, models/sequential.py, fusion.py, this class).
-_CALL_STATE = ("_cache", "_cache_valid", "_last_output_shape", "_steps", "_node_states",
-               "_last_output_dtypes")
-
 
 @MODELS.register
 class Functional(Model):
@@ -181,7 +176,7 @@ class Functional(Model):
             for tensor, value in zip(node.outputs, outputs):
                 values[id(tensor)] = value
             if training:
-                states.append(_call_state(node.layer))
+                states.append(call_state(node.layer))
         self._node_states = states
         self._cache_valid = bool(training)
         results = [values[id(t)] for t in self.outputs]
@@ -237,7 +232,7 @@ class Functional(Model):
                     "trainable weights, or trainable layers feed it). Keras would train it in "
                     "inference mode; fusednn cannot yet: freeze it (trainable = False) or call "
                     "it without training=False")
-            _restore_call_state(state)
+            restore_call_state(state)
             dx = node.layer.backward(out if node.several_outputs else out[0])
             self._report_gradients_ready(node)
             dx = dx if isinstance(dx, list) else [dx]
@@ -315,7 +310,7 @@ class Functional(Model):
         if not self._cache_valid:
             raise StateError(f"{self._label()}: the softmax fusion needs a preceding "
                              "forward(x, training=True)")
-        _restore_call_state(self._node_states[-1])
+        restore_call_state(self._node_states[-1])
 
     def _output_gradients(self, dy) -> list:
         count = len(self.outputs)
@@ -511,27 +506,3 @@ def _accumulate(grads: dict, tensor, g) -> None:
     """Adds g into the gradient of `tensor` (a new array: layers may keep what they return)."""
     key = id(tensor)
     grads[key] = g if key not in grads else grads[key] + g
-
-
-def _owners(layer) -> list:
-    """The layer, every layer inside it and the fused steps of a Sequential."""
-    found, stack = [], [layer]
-    while stack:
-        item = stack.pop()
-        found.append(item)
-        stack.extend(getattr(item, "sublayers", []))
-        stack.extend(step for step in (vars(item).get("_steps") or [])
-                     if not isinstance(step, Layer))
-    return found
-
-
-def _call_state(layer) -> list:
-    """What the latest call left for backward, on the layer and everything inside it."""
-    return [(owner, {key: vars(owner)[key] for key in _CALL_STATE if key in vars(owner)})
-            for owner in _owners(layer)]
-
-
-def _restore_call_state(state) -> None:
-    for owner, attributes in state:
-        for key, value in attributes.items():
-            setattr(owner, key, value)

@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def summary_lines(model, line_length=None, positions=None) -> list[str]:
+def summary_lines(model, line_length=None, positions=None, expand_nested=False) -> list[str]:
     """Keras 2's table: layer (type), output shape, parameter count, and totals; for a
     graph model (one with `connections()`) also "Connected to", each inbound tensor as
-    "layer[call][output]", as Keras 2 prints a functional model."""
+    "layer[call][output]", as Keras 2 prints a functional model. With expand_nested the
+    layers of a nested model follow its row, indented as Keras 3 does ("   " per level
+    and "└ ")."""
     graph = hasattr(model, "connections")
     line_length = int(line_length or (98 if graph else 65))
     positions = list(positions or ([0.33, 0.55, 0.67, 1.0] if graph else [0.45, 0.85, 1.0]))
@@ -17,12 +19,8 @@ def summary_lines(model, line_length=None, positions=None) -> list[str]:
     lines = [f'Model: "{model.name}"', "_" * line_length]
     lines += _table_row(header, positions)
     lines.append("=" * line_length)
-    connections = model.connections() if graph else {}
-    for layer in model.layers:
-        row = [f"{layer.name} ({type(layer).__name__})",
-               _graph_shape_text(model, layer) if graph else _shape_text(layer.output_shape),
-               str(layer.count_params())]
-        lines += _table_row(row + ([str(connections[layer])] if graph else []), positions)
+    for row in _layer_rows(model, graph, expand_nested, level=0):
+        lines += _table_row(row, positions)
     trainable = {id(v) for v in model.trainable_variables}
     sizes = [(int(np.prod(v.shape)), id(v) in trainable) for v in model.variables]
     total = sum(size for size, _ in sizes)
@@ -33,6 +31,22 @@ def summary_lines(model, line_length=None, positions=None) -> list[str]:
               f"Non-trainable params: {total - trainable_total:,}",
               "_" * line_length]
     return lines
+
+
+def _layer_rows(model, graph_columns: bool, expand_nested: bool, level: int):
+    """The rows of `model`'s layers (and, with expand_nested, of the layers inside them)."""
+    graph = hasattr(model, "connections")
+    connections = model.connections() if graph else {}
+    prefix = "   " * level + "└ " if level else ""
+    for layer in model.layers:
+        # As Keras: a layer that call() never used is not built and has no weights yet.
+        params = str(layer.count_params()) if layer.built else "0 (unused)"
+        row = [f"{prefix}{layer.name} ({type(layer).__name__})",
+               _graph_shape_text(model, layer) if graph else _shape_text(layer.output_shape),
+               params]
+        yield row + ([str(connections.get(layer, ""))] if graph_columns else [])
+        if expand_nested and getattr(layer, "layers", None):
+            yield from _layer_rows(layer, graph_columns, expand_nested, level + 1)
 
 
 def _shape_text(shape) -> str:

@@ -34,6 +34,7 @@ from ..fit_progress import FitProgress
 from ..layers.base import Layer
 from . import data_adapters as adapters
 from . import output_terms, weighting
+from .subclassed import SubclassedModel
 from .summary import summary_lines
 from .data import (_as_batch_arrays, _check_batch_size, _check_data, _check_verbose,
                    _format_results, first_array, map_arrays, num_samples)
@@ -43,8 +44,9 @@ _RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that y
             "or generator can generate at least `steps_per_epoch * epochs` batches.")
 
 
-class Model(Layer):
-    """The training API on top of the layer protocol; subclasses define the structure."""
+class Model(SubclassedModel, Layer):
+    """The training API on top of the layer protocol; subclasses define the structure
+    (Sequential, Functional, or a user's subclass with `call`: models/subclassed.py)."""
 
     # Keras has one Model class: Model(inputs, outputs) makes a functional model, of the
     # class models/functional.py sets here (importing it would make an import cycle).
@@ -496,8 +498,9 @@ class Model(Layer):
             if validation_split:
                 raise ValueError(f"{what}: validation_split needs array data; with a generator, "
                                  "iterator or PyDataset pass validation_data")
-            return adapters.stream(what, x, steps_per_epoch, True, class_weight), None
-        x, y = _check_data(what, x, y)
+            return adapters.stream(what, x, steps_per_epoch, self._fit_needs_targets(),
+                                   class_weight), None
+        x, y = _check_data(what, x, y, targets_required=self._fit_needs_targets())
         batch_size = _check_batch_size(what, batch_size)
         samples = num_samples(x)
         weights = adapters.check_sample_weight(what, sample_weight, samples)
@@ -523,6 +526,11 @@ class Model(Layer):
                                  "samples make")
             data.steps = steps_per_epoch
         return data, validation
+
+    def _fit_needs_targets(self) -> bool:
+        """Keras's fit takes x alone (a GAN's train_step reads only images); the default
+        train_step needs y for its loss, so fusednn asks for y unless it is overridden."""
+        return type(self).train_step is Model.train_step
 
     def _validation_data(self, what, validation_data, batch_size, steps):
         if adapters.is_stream(validation_data):
@@ -676,14 +684,16 @@ class Model(Layer):
         return self._predicted(x, numpy_input=not backend.is_cuda_array(first_array(x)))
 
     # ----- summary ------------------------------------------------------------
-    def summary(self, line_length=None, positions=None, print_fn=None) -> None:
-        """Prints Keras 2's table: layer (type), output shape, parameter count, and totals."""
+    def summary(self, line_length=None, positions=None, print_fn=None,
+                expand_nested=False) -> None:
+        """Prints Keras 2's table: layer (type), output shape, parameter count, and totals;
+        expand_nested=True lists the layers of nested models under them, indented."""
         if not self.built:
             raise ValueError(f"{self._label()}.summary: the model has not been built yet, so its "
                              "shapes are unknown. Give the first layer input_shape= (or start "
                              "with an InputLayer), call model.build(input_shape), or call the "
                              "model on a batch of data first")
-        for line in summary_lines(self, line_length, positions):
+        for line in summary_lines(self, line_length, positions, expand_nested):
             (print_fn or print)(line)
 
     # ----- saving (fusednn.io; the format is always safetensors) -------------

@@ -11,8 +11,15 @@ differentiated pays nothing for the tape.
 
 Traced values are created by `trace` (done for you by value_and_grad, by custom losses
 and by Lambda); nothing is global, so two differentiations never share state.
+
+A subclassed model's training forward (models/subclassed.py) also records whole layer
+calls: within `recording_layer_calls(recorder)`, calling a layer (`layer(x)`) goes to
+the recorder, which runs the layer's forward and records its backward as the vjp.
 """
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import numpy as np
 
@@ -70,9 +77,9 @@ class Traced:
 
 def _not_differentiable(what: str) -> TypeError:
     return TypeError(f"{what} cannot be differentiated by fusednn's tape: inside a function "
-                     f"being differentiated (a custom loss, a Lambda layer, "
-                     f"fusednn.ops.value_and_grad) use the fusednn.ops functions and the "
-                     f"arithmetic operators on traced values")
+                     f"being differentiated (a custom loss, a Lambda layer, a subclassed "
+                     f"model's call, fusednn.ops.value_and_grad) use the fusednn.ops "
+                     f"functions and the arithmetic operators on traced values")
 
 
 def value_of(x):
@@ -182,3 +189,24 @@ def value_and_grad(fn, argnums=0):
         return value, (tuple(grads) if many else grads[0])
 
     return wrapped
+
+
+# ----- layer calls (a subclassed model's training forward, models/subclassed.py) ---------
+# Per thread and per asyncio task (a ContextVar), so concurrent forwards never mix.
+_layer_call_recorder = contextvars.ContextVar("fusednn_layer_call_recorder", default=None)
+
+
+@contextlib.contextmanager
+def recording_layer_calls(recorder):
+    """Within it, `layer(*args, **kwargs)` returns recorder(layer, args, kwargs); None
+    restores plain calls (for the forward of the layer being recorded)."""
+    token = _layer_call_recorder.set(recorder)
+    try:
+        yield
+    finally:
+        _layer_call_recorder.reset(token)
+
+
+def layer_call_recorder():
+    """The recorder of the enclosing `recording_layer_calls`, or None."""
+    return _layer_call_recorder.get()
