@@ -16,7 +16,8 @@ What changed from keras-io, and why:
   vapour pressure, the ideal gas). One year (52560 rows) instead of eight.
 - `dataset_train.take(1)` (tf.data) becomes `dataset_train[0]`, the first batch of the
   PyDataset.
-- ModelCheckpoint writes fusednn's safetensors weights, to a temporary folder.
+- ModelCheckpoint keeps keras-io's `model_checkpoint.weights.h5` name (Keras requires
+  that ending) and writes fusednn's safetensors weights under it, to a temporary folder.
 - plots: matplotlib figures are left out; the script prints the validation MSE of the model
   and of two baselines (the training mean, and the last temperature the window saw).
 - `--quick` (or FUSEDNN_EXAMPLES_QUICK=1): 60 days and 3 epochs, for tests; the last line
@@ -220,7 +221,7 @@ model = fd.Model(inputs=inputs, outputs=outputs)
 model.compile(optimizer=fd.optimizers.Adam(learning_rate=learning_rate), loss="mse")
 model.summary()
 
-path_checkpoint = os.path.join(tempfile.mkdtemp(), "model_checkpoint.weights.safetensors")
+path_checkpoint = os.path.join(tempfile.mkdtemp(), "model_checkpoint.weights.h5")
 es_callback = fd.callbacks.EarlyStopping(monitor="val_loss", min_delta=0, patience=5)
 
 modelckpt_callback = fd.callbacks.ModelCheckpoint(
