@@ -683,8 +683,10 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* y, const T* dy, 
   for_each_range(groups.count, threads, [&](int t, Index first, Index last) {
     T* slice = ws + t * per_thread;
     T* col = slice + col_at;
-    T* dw_acc = partials ? slice + dw_at : dw;
-    T* db_acc = partials ? slice + db_at : db;
+    // Only the gradients asked for: x is null when dw is not (an input gradient alone,
+    // through a frozen convolution).
+    T* dw_acc = dw == nullptr ? nullptr : partials ? slice + dw_at : dw;
+    T* db_acc = db == nullptr ? nullptr : partials ? slice + db_at : db;
     if (partials && dw != nullptr) std::fill(dw_acc, dw_acc + p.kcol * s.F, T(0));
     if (partials && db != nullptr) std::fill(db_acc, db_acc + s.F, T(0));
     for (Index group = first; group < last; ++group) {
