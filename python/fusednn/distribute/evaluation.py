@@ -32,22 +32,12 @@ from .sharding import rank_part
 
 def evaluation_data(data):
     """`data` as this rank evaluates or predicts it: this rank's contiguous part of array
-    data given whole, else `data` itself."""
-    from ..models.data_adapters import ArrayData
-    from ..models.data import map_arrays
-
+    data given whole (what has `part`: models/data_adapters.ArrayData), else `data` itself."""
     comm = environment.communicator()
-    if comm.size == 1 or not environment.shards_fit_data() or not isinstance(data, ArrayData) \
+    if comm.size == 1 or not environment.shards_fit_data() or not hasattr(data, "part") \
             or data.steps != math.ceil(data.total / data.batch_size):
         return data
-    mine = rank_part(data.total, comm.rank, comm.size)
-
-    def part(array):
-        return array[mine]
-
-    y = None if data.y is None else map_arrays(data.y, part)
-    weights = None if data.sample_weight is None else part(data.sample_weight)
-    return ArrayData(map_arrays(data.x, part), y, weights, data.batch_size, shuffle=False)
+    return data.part(rank_part(data.total, comm.rank, comm.size))
 
 
 def sum_states(metrics) -> None:

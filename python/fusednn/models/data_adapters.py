@@ -119,6 +119,17 @@ class ArrayData:
         self.steps = math.ceil(self.samples / batch_size)
         self.ran_out = False
 
+    def part(self, samples) -> "ArrayData":
+        """These samples (a slice or index array) in order, as array data of the same batch
+        size: a rank's part of evaluate's or predict's data (fd.distribute)."""
+        def take(array):
+            return array[samples]
+
+        return ArrayData(map_arrays(self.x, take),
+                         None if self.y is None else map_arrays(self.y, take),
+                         None if self.sample_weight is None else take(self.sample_weight),
+                         self.batch_size, shuffle=False)
+
     def new_order(self):
         if self.sharded:
             return distribute.epoch_order(self.total, self.shuffle)
