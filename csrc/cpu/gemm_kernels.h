@@ -332,10 +332,10 @@ struct CacheBlocks {
 // KC, MC and NC from the cache sizes read at run time (fusednn/cpu_caches.h):
 //   KC: the B sliver fills L1 (KC = L1 / (NR * sizeof(T))), at least 256 and at
 //       most 512. Each K block costs one more load and store of the whole tile
-//       of C, and on the Xeon with 48 KiB L1 and 2 MiB L2 (AVX-512, 1 thread)
-//       KC = 384 beat the earlier fixed 256 by 5-10% on 1024^3 and 2048^3 and
-//       on convolutions whose K lies between them (7744x64x288: one K block
-//       instead of two), measured under load 0.5-2: indicative.
+//       of C. On the Xeon with 48 KiB L1 and 2 MiB L2 (AVX-512, quiet, medians
+//       of 15, 3 alternating runs each) KC = 384 against the earlier fixed 256:
+//       1 thread 1024^3 +1-2%, 2048^3 +5-10%, 7744x64x288 (a convolution whose K
+//       becomes one block instead of two) +15%; 2 threads +0-1%, +5%, +14%.
 //   MC: the A block takes a quarter of L2 (the rest holds the B panel's
 //       slivers in flight and the tiles of C); 336 rows on that Xeon, 168 on
 //       Zen 5 (1 MiB L2), where 168 to 336 measured within a few percent.
