@@ -744,3 +744,36 @@ def test_saved_model_continues_training_identically(optimizer, tmp_path, rng):
         m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     for a, b in zip(model.get_weights(), restored.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_apply_gradients_is_a_step_with_the_gradients_given(rng):
+    # Keras's optimizer.apply_gradients(zip(grads, layer.trainable_weights)): the same
+    # update as step() from gradient buffers holding those gradients (Adam keeps state,
+    # so three steps), with the buffers left as they were.
+    x = rng.standard_normal((8, 3)).astype(np.float32)
+    by_step, by_apply = Dense(4), Dense(4)
+    by_step.build((None, 3))
+    by_apply.build((None, 3))
+    by_apply.set_weights(by_step.get_weights())
+    step_optimizer, apply_optimizer = optimizers.Adam(0.01), optimizers.Adam(0.01)
+    for _ in range(3):
+        by_step.zero_grad()
+        by_step.forward(x, training=True)
+        by_step.backward(np.ones((8, 4), np.float32))
+        grads = [var.grad.copy() for var in by_step.trainable_weights]
+        step_optimizer.step(by_step)
+        apply_optimizer.apply_gradients(zip(grads, by_apply.trainable_weights))
+    for got, want in zip(by_apply.get_weights(), by_step.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert all(not var.grad.any() for var in by_apply.trainable_weights)
+    # A None gradient skips its variable (Keras); bad pairs are named.
+    kernel, bias = by_apply.trainable_weights
+    before = bias.value.copy()
+    apply_optimizer.apply_gradients([(np.ones((3, 4)), kernel), (None, bias)])
+    np.testing.assert_array_equal(bias.value, before)
+    with pytest.raises(ValueError, match=r"gradient of .*kernel has shape \(4, 3\), expected"):
+        apply_optimizer.apply_gradients([(np.ones((4, 3)), kernel)])
+    with pytest.raises(TypeError, match="expected fusednn Variables.*got ndarray"):
+        apply_optimizer.apply_gradients([(np.ones(4), np.zeros(4))])
+    with pytest.raises(ValueError, match="one gradient per variable, got 1 gradients for 2"):
+        apply_optimizer.apply([np.ones((3, 4))], by_apply.trainable_weights)

@@ -253,6 +253,43 @@ class Optimizer:
         _apply_constraints(variables)
         self.iterations += 1
 
+    def apply_gradients(self, grads_and_vars) -> None:
+        """Keras's apply_gradients: one step on the Variables of the (gradient, Variable)
+        pairs with those gradients (arrays of each Variable's shape); pairs whose gradient
+        is None are skipped, as Keras skips them. The Variables' own gradient buffers
+        (var.grad) are left as they were."""
+        pairs = [(grad, var) for grad, var in grads_and_vars]
+        self.apply([grad for grad, _ in pairs], [var for _, var in pairs])
+
+    def apply(self, grads, trainable_variables) -> None:
+        """Keras's apply(grads, trainable_variables): apply_gradients(zip(grads, variables))."""
+        grads, variables = list(grads), list(trainable_variables)
+        name = type(self).__name__
+        if len(grads) != len(variables):
+            raise ValueError(f"{name}.apply: expected one gradient per variable, got "
+                             f"{len(grads)} gradients for {len(variables)} variables")
+        given = []
+        for grad, var in zip(grads, variables):
+            if not isinstance(var, Variable):
+                raise TypeError(f"{name}.apply_gradients: expected fusednn Variables (a layer's "
+                                f"trainable_weights), got {type(var).__name__}")
+            if grad is None:
+                continue
+            xp = backend.get_array_module(var.value)
+            grad = xp.asarray(grad, dtype=var.value.dtype)
+            if tuple(grad.shape) != var.shape:
+                raise ValueError(f"{name}.apply_gradients: gradient of {var.name} has shape "
+                                 f"{tuple(grad.shape)}, expected the variable's {var.shape}")
+            given.append((var, grad))
+        saved = [var.grad for var, _ in given]
+        try:
+            for var, grad in given:
+                var.grad = grad
+            self.step([var for var, _ in given])
+        finally:
+            for (var, _), grad in zip(given, saved):
+                var.grad = grad
+
     def _trainable_variables_of(self, layer_or_model) -> list[Variable]:
         if hasattr(layer_or_model, "trainable_variables"):
             return list(layer_or_model.trainable_variables)
