@@ -15,9 +15,10 @@ Precision, Recall), auc (AUC).
 from __future__ import annotations
 
 from .. import losses
+from ..naming import snake_case
 from ..registry import Registry
 from .auc import AUC
-from .base import Mean, MeanMetricWrapper, Metric, Sum, snake_case
+from .base import Mean, MeanMetricWrapper, Metric, Sum
 from .confusion import (FalseNegatives, FalsePositives, Precision, Recall, TrueNegatives,
                         TruePositives)
 from .functions import (accuracy, binary_accuracy, categorical_accuracy, mean_absolute_error,

@@ -9,11 +9,10 @@ and y_pred per update, small next to the training step that produced them.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from .. import backend
+from ..naming import snake_case
 
 
 def host(value, what: str) -> np.ndarray:
@@ -178,8 +177,3 @@ class MeanMetricWrapper(Mean):
     def get_config(self) -> dict:
         return {**super().get_config(), **self._fn_kwargs}
 
-
-def snake_case(name: str) -> str:
-    """Keras's tosnake_case: "TruePositives" -> "true_positives", "AUC" -> "auc"."""
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
