@@ -357,12 +357,13 @@ void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha,
       const Index kc = std::min(kc_max, K - pc);
       // Later K blocks accumulate onto what the first one wrote.
       const T beta_block = pc == 0 ? beta : T(1);
-      // Shallow blocks do little work per tile of C they load and store, so
-      // their tiles go along the rows of C (whole rows stream through memory)
-      // with the small B panel kept in L2. Deep blocks go down the columns, so
-      // that each B sliver stays in L1 while the A block streams past it.
+      // Along the rows of C where the B panel stays in L2 (cache_blocks), and
+      // for shallow blocks, which do little work per tile of C they load and
+      // store (whole rows stream through memory) with a small B panel; else
+      // down the columns, each B sliver in L1 while the A block streams past it.
       const bool rows_outer =
-          kc <= kShallowK && kc * round_up(nc, NR) * Index(sizeof(T)) <= kShallowPanelBytes;
+          blk.panel_in_l2 ||
+          (kc <= kShallowK && kc * round_up(nc, NR) * Index(sizeof(T)) <= kShallowPanelBytes);
       pack_b(trans_b, B, ldb, pc, kc, jc + b_whole * NR, nc - b_whole * NR, b_pack);
       for (Index ic = 0; ic < M; ic += mc_max) {
         const Index mc = std::min(mc_max, M - ic);

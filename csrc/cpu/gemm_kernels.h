@@ -327,7 +327,14 @@ struct Blocking {
 
 struct CacheBlocks {
   std::int64_t kc, mc, nc;
+  // The B panel (KC x NC) stays in L2, so the tiles go along the rows of C
+  // (gemm.cpp's gemm_serial): see cache_blocks.
+  bool panel_in_l2;
 };
+
+// Below this many columns a B panel in L2 would make A's packing, repeated
+// once per panel, cost more than 16 / 256 (kPackCostInMacs over NC): 6%.
+inline constexpr std::int64_t kMinPanelColumnsInL2 = 256;
 
 // KC, MC and NC from the cache sizes read at run time (fusednn/cpu_caches.h):
 //   KC: the B sliver fills L1 (KC = L1 / (NR * sizeof(T))), at least 256 and at
@@ -339,7 +346,19 @@ struct CacheBlocks {
 //   MC: the A block takes a quarter of L2 (the rest holds the B panel's
 //       slivers in flight and the tiles of C); 336 rows on that Xeon, 168 on
 //       Zen 5 (1 MiB L2), where 168 to 336 measured within a few percent.
-//   NC: the B panel takes this core's share of L3, at most 4096 columns.
+//   NC: the B panel takes half of L2 where that is at least
+//       kMinPanelColumnsInL2 columns (672 on that Xeon, 320 on Zen 5), and the
+//       tiles then go along the rows of C: one A sliver (MR x KC, 12 KiB) stays
+//       in L1 while the panel's slivers stream from L2. A B sliver of KC = 384
+//       is all of a 48 KiB L1, so the other order (each B sliver in L1, A
+//       streaming past it) lost it to A and C. On that Xeon (quiet, 6
+//       alternating pairs of medians of 15, against NC = 4096 going down the
+//       columns) 1 thread: 1024^3 +3.0%, 960x1024x256 +4.5%, 3136x128x1152
+//       +3.2%; 2 threads: 1024^3 +3.8%, 4096x256x256 +4.7%, 3136x128x1152
+//       +5.6%, A^T (1152x128x3136) +6.8%, 7744x64x288 +1.4%; NC 352 to 672
+//       within 1.5%. Otherwise (a small L2: Zen 3's 512 KiB with AVX2's KC of
+//       512, not measured) NC is this core's share of L3, at most 4096, and
+//       the tiles go down the columns as before.
 template <typename T>
 const CacheBlocks& cache_blocks() {
   static const CacheBlocks blocks = [] {
@@ -348,9 +367,11 @@ const CacheBlocks& cache_blocks() {
     const CacheSizes& caches = cache_sizes();
     const std::int64_t kc = std::clamp<std::int64_t>(caches.l1d / (NR * size), 256, 512);
     const std::int64_t mc = std::max(MR, caches.l2 / 4 / (kc * size) / MR * MR);
+    const std::int64_t nc_in_l2 = caches.l2 / 2 / (kc * size) / NR * NR;
+    if (nc_in_l2 >= kMinPanelColumnsInL2) return CacheBlocks{kc, mc, nc_in_l2, true};
     const std::int64_t nc = std::clamp<std::int64_t>(caches.l3_per_core / (kc * size) / NR * NR,
                                                      4 * NR, 4096 / NR * NR);
-    return CacheBlocks{kc, mc, nc};
+    return CacheBlocks{kc, mc, nc, false};
   }();
   return blocks;
 }
