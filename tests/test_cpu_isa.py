@@ -27,6 +27,7 @@ KERNEL_TESTS = [
     "tests/test_ops_conv.py",
     "tests/test_ops_pooling.py",
     "tests/test_ops_cross_entropy.py",
+    "tests/test_ops_dropout.py",
     "tests/test_ops_optimizer_updates.py",
     "tests/test_ops_nadam_adamax_lion.py",
     "tests/test_ops_recurrent.py",

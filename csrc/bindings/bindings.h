@@ -22,6 +22,7 @@ void bind_gemm(nanobind::module_& m);
 void bind_recurrent(nanobind::module_& m);
 void bind_pooling(nanobind::module_& m);
 void bind_conv(nanobind::module_& m);
+void bind_dropout(nanobind::module_& m);
 
 // A shape as Python prints a tuple: "(2, 3)", "(4,)", "()".
 inline std::string dims_str(const std::int64_t* dims, std::size_t ndim) {

@@ -10,4 +10,5 @@ NB_MODULE(_C, m) {
   fusednn::bindings::bind_recurrent(m);
   fusednn::bindings::bind_pooling(m);
   fusednn::bindings::bind_conv(m);
+  fusednn::bindings::bind_dropout(m);
 }

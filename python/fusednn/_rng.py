@@ -17,10 +17,7 @@ def seed(value: int) -> None:
     _generator = np.random.default_rng(value)
 
 
-def uniform_like(xp, shape, dtype):
-    """Uniform [0, 1) draws on the device of `xp`, from the global generator."""
-    if xp is np:
-        return _generator.random(shape, dtype=np.float64).astype(dtype, copy=False)
-    # Seed CuPy from the global generator so set_random_seed also fixes GPU draws.
-    gen = xp.random.default_rng(int(_generator.integers(2**63)))
-    return gen.random(shape, dtype=np.float32).astype(dtype, copy=False)
+def key(source=None) -> int:
+    """A key in [0, 2**63) for a counter-based draw (dropout masks) or a CuPy generator's
+    seed, from `source` (a np.random.Generator) or the global generator."""
+    return int((_generator if source is None else source).integers(2**63))

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _rng, activations, backend, constraints, initializers, regularizers
 from ..errors import StateError
+from ..ops.dropout import dropout_mask
 from ..ops.gemm import matmul
 from . import symbolic
 from .base import InputSpec, Layer, _as_shape
@@ -284,15 +285,6 @@ class Dropout(Layer):
                              "the input's size)")
         return tuple(s if d is None else d for d, s in zip(self.noise_shape, shape))
 
-    def _uniform(self, xp, shape, dtype):
-        """Uniform [0, 1) draws on the device of `xp`."""
-        if self._generator is None:
-            return _rng.uniform_like(xp, shape, dtype)
-        if xp is np:
-            return self._generator.random(shape, dtype=np.float64).astype(dtype, copy=False)
-        gpu_generator = xp.random.default_rng(int(self._generator.integers(2**63)))
-        return gpu_generator.random(shape, dtype=np.float32).astype(dtype, copy=False)
-
     def compute_output_shape(self, input_shape):
         # Built when created, as Keras's Dropout: a noise_shape that does not fit the input
         # (rank, fixed sizes) fails here, on the first forward or model build.
@@ -303,8 +295,8 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             return x, None
         xp = backend.get_array_module(x)
-        keep = self._uniform(xp, self._mask_shape(x.shape), x.dtype) >= self.rate
-        mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.rate))
+        mask = dropout_mask(xp, self._mask_shape(x.shape), self.rate, x.dtype,
+                            _rng.key(self._generator))
         return x * mask, mask
 
     def call_backward(self, dy, mask):

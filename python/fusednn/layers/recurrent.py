@@ -312,12 +312,7 @@ class _RNN(Layer):
 
     def _dropout_mask(self, xp, shape, rate):
         """Inverted-dropout mask: 0 with probability `rate`, else 1 / (1 - rate)."""
-        if self._generator is None:
-            draws = _rng.uniform_like(xp, shape, self.dtype)
-        else:
-            draws = backend.to_device(self._generator.random(shape).astype(self.dtype),
-                                      self.device)
-        return (draws >= rate).astype(self.dtype) * (1.0 / (1.0 - rate))
+        return ops.dropout_mask(xp, shape, rate, self.dtype, _rng.key(self._generator))
 
     def _weights_for_op(self, xp):
         bias = (self.bias.value if self.use_bias
