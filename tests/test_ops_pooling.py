@@ -110,6 +110,10 @@ CASES = [
     ((2, 5, 6, 7), (1, 1), (1, 1), "valid"),
     ((1, 3, 2, 4), (5, 4), (2, 3), "same"),
     ((4, 1, 19, 3), (1, 4), (1, 3), "same"),
+    # Whole channel blocks (32 float, 16 double: the kernels' register blocks) and a partial
+    # one after them.
+    ((2, 6, 8, 32), (2, 2), (2, 2), "valid"),
+    ((1, 7, 6, 70), (3, 3), (2, 2), "same"),
 ]
 
 

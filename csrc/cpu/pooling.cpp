@@ -188,10 +188,37 @@ void max_pool2d_backward(const T* dy, const Index* argmax, T* dx, const Pool2dGe
   }
 }
 
+// mean_out[c] = the mean over the window, channels [c0, c0 + count); Block > 0
+// fixes count to Block at compile time, so the sums stay in registers over the
+// whole window. Summing into y in memory instead (a load and a store per input
+// pixel and vector) measured 0.92x torch on the lecture CNN's 26x26x32 pool.
+template <typename T, std::int64_t Block>
+inline void window_mean(const Window<T>& win, std::int64_t c0, std::int64_t count,
+                        T* __restrict mean_out) {
+  constexpr std::int64_t kCapacity = Block > 0 ? Block : kBlock<T>;
+  const std::int64_t channels = Block > 0 ? Block : count;
+  T sum[kCapacity];
+#pragma omp simd
+  for (std::int64_t c = 0; c < channels; ++c) sum[c] = T(0);
+  const T* x = win.x_n + c0;
+  for (std::int64_t h = win.rows.begin; h < win.rows.end; ++h) {
+    for (std::int64_t w = win.cols.begin; w < win.cols.end; ++w) {
+      const T* pixel = x + (h * win.W + w) * win.C;
+#pragma omp simd
+      for (std::int64_t c = 0; c < channels; ++c) sum[c] += pixel[c];
+    }
+  }
+  const T inverse_count = T(1) / static_cast<T>((win.rows.end - win.rows.begin) *
+                                                (win.cols.end - win.cols.begin));
+#pragma omp simd
+  for (std::int64_t c = 0; c < channels; ++c) mean_out[c] = sum[c] * inverse_count;
+}
+
 template <typename T>
 void avg_pool2d_forward(const T* x, T* y, const Pool2dGeometry& g) {
   FUSEDNN_DISPATCH(avg_pool2d_forward<T>(x, y, g));
   const std::int64_t C = g.C;
+  const std::int64_t whole = C / kBlock<T> * kBlock<T>;
   const std::int64_t work = g.N * g.OH * g.OW * C * g.KH * g.KW;
 #pragma omp parallel for schedule(static) if (work >= kParallelElements)
   for (std::int64_t row = 0; row < g.N * g.OH; ++row) {
@@ -199,21 +226,12 @@ void avg_pool2d_forward(const T* x, T* y, const Pool2dGeometry& g) {
     const Span rows = window_inputs(oh, g.pad_top, g.KH, g.SH, g.H);
     const T* x_n = x + n * g.H * g.W * C;
     for (std::int64_t ow = 0; ow < g.OW; ++ow) {
-      const Span cols = window_inputs(ow, g.pad_left, g.KW, g.SW, g.W);
-      T* sum = y + (row * g.OW + ow) * C;
-#pragma omp simd
-      for (std::int64_t c = 0; c < C; ++c) sum[c] = T(0);
-      for (std::int64_t h = rows.begin; h < rows.end; ++h) {
-        for (std::int64_t w = cols.begin; w < cols.end; ++w) {
-          const T* pixel = x_n + (h * g.W + w) * C;
-#pragma omp simd
-          for (std::int64_t c = 0; c < C; ++c) sum[c] += pixel[c];
-        }
+      const Window<T> window{x_n, rows, window_inputs(ow, g.pad_left, g.KW, g.SW, g.W), g.W, C};
+      T* mean = y + (row * g.OW + ow) * C;
+      for (std::int64_t c = 0; c < whole; c += kBlock<T>) {
+        window_mean<T, kBlock<T>>(window, c, kBlock<T>, mean + c);
       }
-      const T inverse_count =
-          T(1) / static_cast<T>((rows.end - rows.begin) * (cols.end - cols.begin));
-#pragma omp simd
-      for (std::int64_t c = 0; c < C; ++c) sum[c] *= inverse_count;
+      if (whole < C) window_mean<T, 0>(window, whole, C - whole, mean + whole);
     }
   }
 }
