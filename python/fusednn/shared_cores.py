@@ -1,18 +1,26 @@
-"""One OpenMP thread for the CPU kernels while other programs keep the cores busy.
+"""One OpenMP thread for the recurrent kernels while other programs keep the cores busy.
 
-Why: the kernels' threads meet at barriers (an LSTM sequence meets twice per
-step), and libgomp's default wait spins 300,000 pauses (about 3 ms on this
-project's Xeon) before it sleeps. When a competing process has descheduled the
-partner thread, every barrier turns into a wait for the scheduler while the
-spinning thread burns the core the partner needs. On 2 cores at load average
-~14 (2026-12-06), the lecture LSTM model's training step at batch 16 took
-2,976 ms on 2 threads and 152 ms on 1 (35 ms alone). libgomp reads its wait
-policy once, when it loads (often before fusednn, as a dependency of torch),
-so the thread count is what fusednn can still change.
+Why: a recurrent sequence's threads meet at a barrier at every step (a few to
+a few hundred microseconds apart), and libgomp's default wait spins 300,000
+pauses (about 3 ms on this project's Xeon) before it sleeps. When a competing
+process has descheduled the partner thread, every barrier turns into a wait for
+the scheduler while the spinning thread burns the core the partner needs. On 2
+cores at load average ~14 (2026-12-06), the lecture LSTM model's training step
+at batch 16 took 2,976 ms on 2 threads and 152 ms on 1 (35 ms alone). libgomp
+reads its wait policy once, when it loads (often before fusednn, as a dependency
+of torch), so the thread count is what fusednn can still change.
+
+Only the recurrent kernels drop to one thread (ops/recurrent.py calls run). GEMM,
+convolution, pooling and the pointwise kernels meet once per call, at the join
+of a parallel region that lasts milliseconds, and one thread would give up half
+of the share of the cores they get: beside two busy-loop processes on the 2-core
+Xeon, the lecture CNN's training step slowed 3.88x with every kernel dropping to
+one thread and 2.79x on two (torch: 2.95x; fusednn bench --suite shared_cores,
+2026-12-06).
 
 Signal: Linux's CPU pressure (/proc/pressure/cpu, "some avg10": the share of
 the last 10 s in which a runnable task waited for a core), read at most twice a
-second. Above CROWDED percent the CPU kernels run on one thread; once it falls
+second. Above CROWDED percent the recurrent kernels run on one thread; once it falls
 below FREE percent, on the set count again (the gap keeps one thread from
 flipping back at the first quiet second). fd.get_num_threads() keeps reporting
 the set count: the single thread applies only while a kernel runs. Without the
@@ -73,7 +81,7 @@ MONITOR = Monitor()
 
 
 def run(kernel, *args):
-    """kernel(*args), on one thread while the cores are crowded."""
+    """kernel(*args), on one thread while the cores are crowded (the recurrent kernels)."""
     if not MONITOR.crowded():
         return kernel(*args)
     threads = _C.get_num_threads()
@@ -87,7 +95,7 @@ def run(kernel, *args):
 
 
 def set_enabled(enabled: bool) -> None:
-    """Whether the CPU kernels drop to one thread while the cores are crowded (default True)."""
+    """Whether the recurrent kernels drop to one thread while the cores are crowded (default True)."""
     if not isinstance(enabled, bool):
         raise TypeError(f"set_enabled: expected True or False, got {enabled!r}")
     MONITOR.enabled = enabled

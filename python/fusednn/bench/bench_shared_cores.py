@@ -4,7 +4,7 @@ process on the same inputs.
 
 Rows: the lecture CNN's training step at batch 64 (bench_conv) and the lecture LSTM
 model's training step at batch 16 (bench_recurrent); fusednn as it runs by default
-(its kernels drop to one thread while the cores are crowded: fusednn.shared_cores)
+(its recurrent kernels drop to one thread while the cores are crowded: fusednn.shared_cores)
 and with that adaptation off ("fixed threads"). Phases alternate, alone then
 beside the competitor, `--phases` times, so that a change of the machine's own load
 hits both; each phase times every contender `--repeats` times, interleaved. The

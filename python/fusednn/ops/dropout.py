@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from .. import _C, backend, shared_cores
+from .. import _C, backend
 
 KEY_BOUND = 2**63  # what CuPy's generators take as a seed
 
@@ -37,7 +37,7 @@ def dropout_mask(xp, shape, rate, dtype, key):
     shape = tuple(int(d) for d in shape)
     if xp is np:
         mask = backend.empty(np, shape, dtype)
-        shared_cores.run(_C.dropout_mask_cpu, mask.reshape(-1), int(key), float(rate))
+        _C.dropout_mask_cpu(mask.reshape(-1), int(key), float(rate))
         return mask
     draws = xp.random.default_rng(int(key)).random(shape, dtype=np.float32)
     return (draws >= rate).astype(dtype) * dtype.type(1.0 / (1.0 - rate))
