@@ -9,6 +9,15 @@
 // rows, all meet again. A fork and join per step's GEMM and per pointwise pass
 // cost more: the LSTM forward measured 1.28x -> 1.63x torch (inference, N=16,
 // U=64, 2 threads) when it moved to this loop.
+// Tried and dropped (2026-12-06): splitting each step by units
+// instead (a thread's units of every gate, one PackedMatrix per gate, the
+// pointwise pass on those units for all rows, ONE barrier per step, inference
+// feed double-buffered). Quiet A/B on the 2-core AVX-512 Xeon, medians of
+// alternating processes: LSTM N=16 U=256 inference 1.024x the time of this
+// loop, forward+backward 1.067x, N=64 U=512 inference 1.020x, the lecture LSTM
+// training step 1.043x; GRU and SimpleRNN 1.03-1.07x. The barrier it saves cost
+// ~3% of a step; writing the next step's feed into lines the other core had
+// just read, and longer barrier waits, cost more. A step is mostly its product.
 #pragma once
 
 #include <algorithm>
