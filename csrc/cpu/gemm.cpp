@@ -337,8 +337,8 @@ void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha,
   constexpr Index MR = Blocking<T>::MR;
   constexpr Index NR = Blocking<T>::NR;
   const CacheBlocks& blk = cache_blocks<T>();
-  const Index nc_max = even_block(N, blk.nc, NR);
   const Index kc_max = even_block(K, blk.kc, 1);
+  const Index nc_max = even_block(N, panel_columns<T>(kc_max), NR);
   const Index mc_max = even_block(M, blk.mc, MR);
   // Whole slivers are read in place when they would be used only a few times;
   // a partial last sliver is always packed (zero-padded). op(B) stored (N, K)
@@ -418,7 +418,8 @@ void gemm_blocked(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha
   const Index rows_max = ceil_div(m_slivers, grid.tm) * MR;
   const Index cols_max = ceil_div(n_slivers, grid.tn) * NR;
   const Index a_elems = round_up(std::min(blk.mc, rows_max) * kc_max, kLineElems<T>);
-  const Index b_elems = round_up(kc_max * std::min(blk.nc, cols_max), kLineElems<T>);
+  const Index b_elems = round_up(kc_max * std::min(panel_columns<T>(kc_max), cols_max),
+                                 kLineElems<T>);
   T* workspace = thread_workspace<T>((a_elems + b_elems) * threads);
 
   auto run_rectangle = [&](int thread) {

@@ -330,6 +330,7 @@ struct CacheBlocks {
   // The B panel (KC x NC) stays in L2, so the tiles go along the rows of C
   // (gemm.cpp's gemm_serial): see cache_blocks.
   bool panel_in_l2;
+  std::int64_t panel_bytes;  // half of L2 where panel_in_l2
 };
 
 // Below this many columns a B panel in L2 would make A's packing, repeated
@@ -356,9 +357,12 @@ inline constexpr std::int64_t kMinPanelColumnsInL2 = 256;
 //       columns) 1 thread: 1024^3 +3.0%, 960x1024x256 +4.5%, 3136x128x1152
 //       +3.2%; 2 threads: 1024^3 +3.8%, 4096x256x256 +4.7%, 3136x128x1152
 //       +5.6%, A^T (1152x128x3136) +6.8%, 7744x64x288 +1.4%; NC 352 to 672
-//       within 1.5%. Otherwise (a small L2: Zen 3's 512 KiB with AVX2's KC of
-//       512, not measured) NC is this core's share of L3, at most 4096, and
-//       the tiles go down the columns as before.
+//       within 1.5%. A shallower K block gets wider panels in the same bytes
+//       (panel_columns): splitting N into panels of 672 columns for K = 1
+//       (3840x1024x1, bound by writing C) cost 25% in float32, 40% in float64.
+//       Otherwise (a small L2: Zen 3's 512 KiB with AVX2's KC of 512, not
+//       measured) NC is this core's share of L3, at most 4096, and the tiles
+//       go down the columns as before.
 template <typename T>
 const CacheBlocks& cache_blocks() {
   static const CacheBlocks blocks = [] {
@@ -368,12 +372,25 @@ const CacheBlocks& cache_blocks() {
     const std::int64_t kc = std::clamp<std::int64_t>(caches.l1d / (NR * size), 256, 512);
     const std::int64_t mc = std::max(MR, caches.l2 / 4 / (kc * size) / MR * MR);
     const std::int64_t nc_in_l2 = caches.l2 / 2 / (kc * size) / NR * NR;
-    if (nc_in_l2 >= kMinPanelColumnsInL2) return CacheBlocks{kc, mc, nc_in_l2, true};
+    if (nc_in_l2 >= kMinPanelColumnsInL2) {
+      return CacheBlocks{kc, mc, nc_in_l2, true, caches.l2 / 2};
+    }
     const std::int64_t nc = std::clamp<std::int64_t>(caches.l3_per_core / (kc * size) / NR * NR,
                                                      4 * NR, 4096 / NR * NR);
-    return CacheBlocks{kc, mc, nc, false};
+    return CacheBlocks{kc, mc, nc, false, 0};
   }();
   return blocks;
+}
+
+// NC for K blocks of at most kc (<= KC): the columns of a B panel that fills
+// the same bytes as a KC-deep one, at most 4096.
+template <typename T>
+std::int64_t panel_columns(std::int64_t kc) {
+  constexpr std::int64_t NR = Blocking<T>::NR;
+  const CacheBlocks& blocks = cache_blocks<T>();
+  if (!blocks.panel_in_l2) return blocks.nc;
+  const std::int64_t columns = blocks.panel_bytes / (std::max<std::int64_t>(kc, 1) * sizeof(T));
+  return std::clamp<std::int64_t>(columns / NR * NR, blocks.nc, 4096 / NR * NR);
 }
 
 // Where the micro-kernel reads a sliver of op(A) (MR rows x kc) from.
