@@ -362,7 +362,7 @@ void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha,
       // store (whole rows stream through memory) with a small B panel; else
       // down the columns, each B sliver in L1 while the A block streams past it.
       const bool rows_outer =
-          blk.panel_in_l2 ||
+          blk.panel_in_l2() ||
           (kc <= kShallowK && kc * round_up(nc, NR) * Index(sizeof(T)) <= kShallowPanelBytes);
       pack_b(trans_b, B, ldb, pc, kc, jc + b_whole * NR, nc - b_whole * NR, b_pack);
       for (Index ic = 0; ic < M; ic += mc_max) {

@@ -327,10 +327,11 @@ struct Blocking {
 
 struct CacheBlocks {
   std::int64_t kc, mc, nc;
+  std::int64_t panel_bytes;  // half of L2 where the B panel stays there, else 0
+
   // The B panel (KC x NC) stays in L2, so the tiles go along the rows of C
   // (gemm.cpp's gemm_serial): see cache_blocks.
-  bool panel_in_l2;
-  std::int64_t panel_bytes;  // half of L2 where panel_in_l2
+  bool panel_in_l2() const { return panel_bytes > 0; }
 };
 
 // Below this many columns a B panel in L2 would make A's packing, repeated
@@ -373,11 +374,11 @@ const CacheBlocks& cache_blocks() {
     const std::int64_t mc = std::max(MR, caches.l2 / 4 / (kc * size) / MR * MR);
     const std::int64_t nc_in_l2 = caches.l2 / 2 / (kc * size) / NR * NR;
     if (nc_in_l2 >= kMinPanelColumnsInL2) {
-      return CacheBlocks{kc, mc, nc_in_l2, true, caches.l2 / 2};
+      return CacheBlocks{kc, mc, nc_in_l2, caches.l2 / 2};
     }
     const std::int64_t nc = std::clamp<std::int64_t>(caches.l3_per_core / (kc * size) / NR * NR,
                                                      4 * NR, 4096 / NR * NR);
-    return CacheBlocks{kc, mc, nc, false, 0};
+    return CacheBlocks{kc, mc, nc, 0};
   }();
   return blocks;
 }
@@ -388,7 +389,7 @@ template <typename T>
 std::int64_t panel_columns(std::int64_t kc) {
   constexpr std::int64_t NR = Blocking<T>::NR;
   const CacheBlocks& blocks = cache_blocks<T>();
-  if (!blocks.panel_in_l2) return blocks.nc;
+  if (!blocks.panel_in_l2()) return blocks.nc;
   const std::int64_t columns = blocks.panel_bytes / (std::max<std::int64_t>(kc, 1) * sizeof(T));
   return std::clamp<std::int64_t>(columns / NR * NR, blocks.nc, 4096 / NR * NR);
 }

@@ -17,7 +17,10 @@ def seed(value: int) -> None:
     _generator = np.random.default_rng(value)
 
 
+KEY_BOUND = 2**63  # what CuPy's generators take as a seed
+
+
 def key(source=None) -> int:
-    """A key in [0, 2**63) for a counter-based draw (dropout masks) or a CuPy generator's
-    seed, from `source` (a np.random.Generator) or the global generator."""
-    return int((_generator if source is None else source).integers(2**63))
+    """A key in [0, KEY_BOUND) for a counter-based draw (dropout masks) or a CuPy
+    generator's seed, from `source` (a np.random.Generator) or the global generator."""
+    return int((_generator if source is None else source).integers(KEY_BOUND))

@@ -15,8 +15,7 @@ import numbers
 import numpy as np
 
 from .. import _C, backend
-
-KEY_BOUND = 2**63  # what CuPy's generators take as a seed
+from .._rng import KEY_BOUND
 
 
 def dropout_mask(xp, shape, rate, dtype, key):
@@ -43,4 +42,4 @@ def dropout_mask(xp, shape, rate, dtype, key):
     return (draws >= rate).astype(dtype) * dtype.type(1.0 / (1.0 - rate))
 
 
-__all__ = ["KEY_BOUND", "dropout_mask"]
+__all__ = ["dropout_mask"]
