@@ -1,11 +1,11 @@
 """The training step skips the gradient w.r.t. the model's input, which nobody reads.
 
-fit / train_on_batch let the first layer skip its input gradient (Conv and Dense do);
-every weight gradient must stay bit-identical to the full backward's, the first layer
-must really return None inside the step, and the public backward(dy) must still return
-dx afterwards. The full backward is the same step with the skip switched off
-(Sequential._input_grad_unused replaced by a no-op), on a twin model with the same
-weights.
+fit / train_on_batch let the first layer skip its input gradient (Conv, Dense and the
+recurrent layers do; in a functional model every call fed only by the inputs); every
+weight gradient must stay bit-identical to the full backward's, the first layer must
+really return None inside the step, and the public backward(dy) must still return dx
+afterwards. The full backward is the same step with the skip switched off
+(_input_grad_unused replaced by a no-op), on a twin model with the same weights.
 """
 from __future__ import annotations
 
@@ -49,9 +49,19 @@ MODELS = {
                                                                   input_shape=(4, 4, 1), dtype=dt),
                                            layers.Flatten(dtype=dt), layers.Dense(2, dtype=dt)],
                                (4, 4, 1), "mse", _normal_targets),
-    "lstm-first-no-skip": (lambda dt: [layers.LSTM(4, input_shape=(5, 3), dtype=dt),
-                                       layers.Dense(2, dtype=dt)],
-                           (5, 3), "mse", _normal_targets),
+    "lstm-first": (lambda dt: [layers.LSTM(4, input_shape=(5, 3), dtype=dt),
+                               layers.Dense(2, dtype=dt)],
+                   (5, 3), "mse", _normal_targets),
+    # Input dropout (its own seeded generator, so both twins draw the same masks) and the
+    # reversed sequence: the two steps the layer applies to dx after the kernel.
+    "gru-first-dropout-go-backwards": (
+        lambda dt: [layers.GRU(4, dropout=0.3, seed=5, go_backwards=True, input_shape=(5, 3),
+                               dtype=dt), layers.Dense(2, dtype=dt)],
+        (5, 3), "mse", _normal_targets),
+    "simple-rnn-first-sequences": (
+        lambda dt: [layers.SimpleRNN(4, return_sequences=True, input_shape=(5, 3), dtype=dt),
+                    layers.Flatten(dtype=dt), layers.Dense(2, dtype=dt)],
+        (5, 3), "mse", _normal_targets),
     "frozen-first-conv": (lambda dt: [layers.Conv2D(2, 3, trainable=False, input_shape=(5, 5, 1),
                                                     dtype=dt),
                                       layers.Flatten(dtype=dt), layers.Dense(2, dtype=dt)],
@@ -96,11 +106,10 @@ def test_weight_gradients_are_identical_with_and_without_the_skip(name, monkeypa
     for got, want in zip(skipping.get_weights(), full.get_weights(), strict=True):
         assert np.array_equal(got, want)
     assert len(returned) == 1
-    can_skip = not isinstance(first, layers.LSTM)
-    assert (returned[0] is None) == can_skip
+    assert returned[0] is None
 
 
-@pytest.mark.parametrize("name", ["conv2d-first-softmax-fusion", "dense-first-mse"])
+@pytest.mark.parametrize("name", ["conv2d-first-softmax-fusion", "dense-first-mse", "lstm-first"])
 def test_public_backward_still_returns_the_input_gradient_after_a_training_step(name):
     """dx of model.backward after fit matches central differences of <model(x), dy> in
     float64 (the layers here are smooth at the sample points: relu's kinks are avoided
@@ -124,3 +133,52 @@ def test_public_backward_still_returns_the_input_gradient_after_a_training_step(
                    - np.sum(model.forward(minus.reshape(x.shape)) * dy)) / (2 * step)
         # Central differences in float64: error ~ step^2 * f''' + eps * |f| / step ~ 1e-9.
         assert dx.reshape(-1)[i] == pytest.approx(numeric, rel=1e-6, abs=1e-7)
+
+
+def _functional_twins():
+    """Two functional models with the same weights: Input -> LSTM -> Dense, and a second
+    Input -> Dense joined by Concatenate, so one call (the LSTM) and one Dense are fed
+    only by inputs whose gradient nobody reads in a training step."""
+    def make():
+        seq = layers.Input((5, 3))
+        flat = layers.Input((4,))
+        joined = layers.Concatenate()([layers.LSTM(4)(seq), layers.Dense(3)(flat)])
+        model = models.Model([seq, flat], layers.Dense(2)(joined))
+        model.compile("sgd", "mse")
+        return model
+    skipping, full = make(), make()
+    full.set_weights(skipping.get_weights())
+    return skipping, full
+
+
+def test_functional_calls_fed_only_by_inputs_skip_their_input_gradient(monkeypatch):
+    skipping, full = _functional_twins()
+    x = [RNG.standard_normal((6, 5, 3)).astype(np.float32),
+         RNG.standard_normal((6, 4)).astype(np.float32)]
+    y = RNG.standard_normal((6, 2))
+    lstm, dense = skipping.layers[2], skipping.layers[3]
+    assert isinstance(lstm, layers.LSTM) and isinstance(dense, layers.Dense)
+    returned = {}
+    for layer in (lstm, dense, skipping.layers[-1]):
+        def spy(dy, _public=layer.backward, _name=layer.name):
+            returned[_name] = _public(dy)
+            return returned[_name]
+        monkeypatch.setattr(layer, "backward", spy)
+    skipping.train_on_batch(x, y)
+    full_lstm = full.layers[2]
+    full_returned = []
+    monkeypatch.setattr(full_lstm, "backward",
+                        lambda dy, _public=full_lstm.backward: full_returned.append(_public(dy))
+                        or full_returned[-1])
+    with monkeypatch.context() as patch:
+        patch.setattr(type(full), "_input_grad_unused", lambda self: contextlib.nullcontext())
+        full.train_on_batch(x, y)
+    assert returned[lstm.name] is None and returned[dense.name] is None
+    assert full_returned[0].shape == (6, 5, 3)  # the twin's full backward computed it
+    assert returned[skipping.layers[-1].name] is not None  # the head's input gradient is read
+    for got, want in zip(skipping.get_weights(), full.get_weights(), strict=True):
+        assert np.array_equal(got, want)
+    # Outside the training step the model's input gradients come back.
+    skipping.forward(x, training=True)
+    dx = skipping.backward(np.ones((6, 2), np.float32))
+    assert [g.shape for g in dx] == [(6, 5, 3), (6, 4)]

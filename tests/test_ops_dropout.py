@@ -1,6 +1,7 @@
-"""fd.ops.dropout_mask: the CPU kernel's counter-based masks against a NumPy
-SplitMix64 written here, their statistics, repeatability across thread counts,
-the checks on bad input, and the Dropout layers that draw them."""
+"""fd.ops.dropout_mask and fd.ops.dropout: the CPU kernel's counter-based masks against
+a NumPy SplitMix64 written here, the product that never forms the mask against x times
+that mask, their statistics, repeatability across thread counts, the checks on bad
+input, and the Dropout layers that draw them."""
 import numpy as np
 import pytest
 
@@ -108,3 +109,73 @@ def test_layer_seed_gives_its_own_repeatable_masks():
     a = fd.layers.Dropout(0.5, seed=11)
     b = fd.layers.Dropout(0.5, seed=11)
     np.testing.assert_array_equal(np.asarray(a(x, training=True)), np.asarray(b(x, training=True)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rate", [0.0, 0.4, 0.9])
+@pytest.mark.parametrize("n", [1, 1000, 70_001])
+def test_dropout_equals_x_times_the_mask(dtype, rate, n):
+    key = 0x0123456789ABCDEF
+    x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    x[::97] = np.nan  # x * 0 keeps NaN (and inf) where an entry is dropped, as x * mask does
+    x[1::97] = np.inf
+    got = ops.dropout(x, rate, key)
+    assert got.dtype == dtype and got.shape == (n,)
+    with np.errstate(invalid="ignore"):  # inf * 0
+        expected = x * splitmix_mask(n, key, rate, dtype)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_dropout_keeps_the_shape_and_reads_views():
+    x = np.random.default_rng(0).standard_normal((6, 40, 5)).astype(np.float32)
+    view = x.transpose(1, 0, 2)[::2]
+    got = ops.dropout(view, 0.3, 42)
+    assert got.shape == view.shape
+    np.testing.assert_array_equal(got, view * ops.dropout_mask(np, view.shape, 0.3, np.float32, 42))
+
+
+def test_dropout_is_the_same_on_any_thread_count():
+    x = np.random.default_rng(1).standard_normal(300_000)
+    threads = fd.get_num_threads()
+    try:
+        fd.set_num_threads(1)
+        one = ops.dropout(x, 0.3, 7)
+        fd.set_num_threads(2)
+        two = ops.dropout(x, 0.3, 7)
+    finally:
+        fd.set_num_threads(threads)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_dropout_bad_input_is_named():
+    with pytest.raises(TypeError, match="dropout: expected x of dtype float32 or float64, got int64"):
+        ops.dropout(np.arange(4), 0.5, 1)
+    with pytest.raises(TypeError, match="dropout: expected x to be a NumPy or CuPy array, got list"):
+        ops.dropout([1.0, 2.0], 0.5, 1)
+    with pytest.raises(ValueError, match=r"dropout: expected rate to be a number in \[0, 1\)"):
+        ops.dropout(np.ones(4), 1.0, 1)
+    with pytest.raises(ValueError, match=r"dropout: expected key to be an int in \[0, 2\*\*63\)"):
+        ops.dropout(np.ones(4), 0.5, -1)
+
+
+def test_dropout_kernel_checks_rate_and_size_itself():
+    x = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match=r"dropout: expected rate in \[0, 1\)"):
+        fd._C.dropout_cpu(x, np.empty(4, np.float32), 1, 1.0)
+    with pytest.raises(ValueError, match="dropout: expected out of x's size 4, got 3"):
+        fd._C.dropout_cpu(x, np.empty(3, np.float32), 1, 0.5)
+
+
+@pytest.mark.parametrize("noise_shape", [None, (None, 1, None)])
+def test_dropout_layer_backward_applies_its_forward_mask(noise_shape):
+    """The layer keeps only the key (or, with a noise_shape, the broadcast mask) and the
+    backward multiplies by the same mask the forward did."""
+    rng = np.random.default_rng(5)
+    layer = fd.layers.Dropout(0.4, noise_shape=noise_shape)
+    ones = np.ones((4, 30, 16), np.float32)
+    mask = np.asarray(layer.forward(ones, training=True))
+    dy = rng.standard_normal(ones.shape).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(layer.backward(dy)), dy * mask)
+    assert set(np.unique(mask)) == {np.float32(0), np.float32(1 / 0.6)}
+    if noise_shape is not None:  # one draw per (sample, feature), shared along axis 1
+        np.testing.assert_array_equal(mask, np.broadcast_to(mask[:, :1], mask.shape))

@@ -106,13 +106,15 @@ def forward(case, x, states, kernel, recurrent_kernel, bias, training=False, **o
     return y, [h], cache
 
 
-def backward(case, dy, dstates, cache):
-    """(dx, dstates0 list, dkernel, drecurrent_kernel, dbias) from the op of `case`."""
+def backward(case, dy, dstates, cache, **options):
+    """(dx, dstates0 list, dkernel, drecurrent_kernel, dbias) from the op of `case`;
+    options: input_grad."""
     if case == "lstm":
-        dx, dh0, dc0, dW, dR, db = rnn.lstm_backward(dy, dstates[0], dstates[1], cache)
+        dx, dh0, dc0, dW, dR, db = rnn.lstm_backward(dy, dstates[0], dstates[1], cache,
+                                                     **options)
         return dx, [dh0, dc0], dW, dR, db
     fn = rnn.gru_backward if case.startswith("gru") else rnn.simple_rnn_backward
-    dx, dh0, dW, dR, db = fn(dy, dstates[0], cache)
+    dx, dh0, dW, dR, db = fn(dy, dstates[0], cache, **options)
     return dx, [dh0], dW, dR, db
 
 
@@ -431,6 +433,27 @@ def test_non_contiguous_inputs_and_missing_state_gradients(rng, case):
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_input_gradient_can_be_skipped(rng, case, masked):
+    """input_grad=False (a model's first layer) returns dx None and every other gradient
+    bit for bit as the full backward does."""
+    N, T, F, U = 3, 5, 4, 6
+    x, states, W, R, b = make_problem(rng, case, N, T, F, U, np.float32)
+    options = dict(zip(("mask", "recurrent_mask"), random_masks(rng, N, T, U, np.float32))) \
+        if masked else {}
+    _, _, cache = forward(case, x, states, W, R, b, training=True, **options)
+    dy = rng.standard_normal((N, T, U)).astype(np.float32)
+    dstates = [rng.standard_normal((N, U)).astype(np.float32) for _ in states]
+    full = backward(case, dy, dstates, cache)
+    skipped = backward(case, dy, dstates, cache, input_grad=False)
+    assert full[0].shape == x.shape and skipped[0] is None
+    for a, c in zip(full[1], skipped[1]):
+        np.testing.assert_array_equal(a, c)
+    for a, c in zip(full[2:], skipped[2:]):
+        np.testing.assert_array_equal(a, c)
+
+
 # ---------------------------------------------------------------------------
 # Bad input
 
@@ -493,6 +516,9 @@ def test_bad_backward_input(rng):
         rnn.lstm_backward(dy.astype(np.float64), None, None, cache)
     with pytest.raises(ValueError, match="lstm_backward: dc_T must have shape"):
         rnn.lstm_backward(dy, None, np.zeros((2, 4), np.float32), cache)
+    with pytest.raises(TypeError, match="lstm_backward: expected input_grad to be True or False, "
+                                        "got 0"):
+        rnn.lstm_backward(dy, None, None, cache, input_grad=0)
 
 
 def cache_arrays(case, problem, recurrent_mask, cache):

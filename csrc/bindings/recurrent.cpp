@@ -258,7 +258,7 @@ std::string recurrent_forward(const std::string& cell, bool reset_after,
 void recurrent_backward(const std::string& cell, bool reset_after, const std::string& activation,
                         In x, MaybeIn c0, In kernel, In recurrent_kernel, MaybeIn mask,
                         MaybeIn recurrent_mask, In cache, In dy, MaybeIn dh_T, MaybeIn dc_T,
-                        Out dx, Out dh0, MaybeOut dc0, Out dkernel, Out drecurrent_kernel,
+                        MaybeOut dx, Out dh0, MaybeOut dc0, Out dkernel, Out drecurrent_kernel,
                         Out dbias, Out workspace, std::uintptr_t stream) {
   const char* op = "recurrent_backward";
   const RecurrentSpec spec = spec_of(op, cell, reset_after, activation);
@@ -272,7 +272,7 @@ void recurrent_backward(const std::string& cell, bool reset_after, const std::st
   call.floats("dy", dy, {s.N, s.T, s.U});
   if (dh_T) call.floats("dh_T", *dh_T, {s.N, s.U});
   call.lstm_only("dc_T", dc_T, {s.N, s.U}, false);
-  call.floats("dx", dx, {s.N, s.T, s.F});
+  if (dx) call.floats("dx", *dx, {s.N, s.T, s.F});  // None: not computed
   call.floats("dh0", dh0, {s.N, s.U});
   call.lstm_only("dc0", dc0, {s.N, s.U});
   call.floats("dkernel", dkernel, {s.F, G});
@@ -383,7 +383,7 @@ void bind_recurrent(nb::module_& m) {
         "x"_a.noconvert(), "c0"_a.noconvert().none(), "kernel"_a.noconvert(),
         "recurrent_kernel"_a.noconvert(), "mask"_a.noconvert().none(),
         "recurrent_mask"_a.noconvert().none(), "cache"_a.noconvert(), "dy"_a.noconvert(),
-        "dh_T"_a.noconvert().none(), "dc_T"_a.noconvert().none(), "dx"_a.noconvert(),
+        "dh_T"_a.noconvert().none(), "dc_T"_a.noconvert().none(), "dx"_a.noconvert().none(),
         "dh0"_a.noconvert(), "dc0"_a.noconvert().none(), "dkernel"_a.noconvert(),
         "drecurrent_kernel"_a.noconvert(), "dbias"_a.noconvert(), "workspace"_a.noconvert(),
         "stream"_a, "A recurrent layer's backward from the training forward's cache.");

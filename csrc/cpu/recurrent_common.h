@@ -119,13 +119,15 @@ void input_projection(const RecurrentShape& s, Index gate_width, const Real* x,
              Real(0), out, gate_width);
 }
 
-// dx (N*T, F) = dgates (N*T, gU) x kernel^T; dkernel (F, gU) = x^T x dgates.
+// dx (N*T, F) = dgates (N*T, gU) x kernel^T (unless dx is nullptr); dkernel (F, gU) = x^T x dgates.
 template <typename Real>
 void input_gradients(const RecurrentShape& s, Index gate_width, const Real* x, const Real* kernel,
                      const Real* dgates, Real* dx, Real* dkernel) {
   const Index rows = s.N * s.T;
-  gemm<Real>(false, true, rows, s.F, gate_width, Real(1), dgates, gate_width, kernel, gate_width,
-             Real(0), dx, s.F);
+  if (dx != nullptr) {
+    gemm<Real>(false, true, rows, s.F, gate_width, Real(1), dgates, gate_width, kernel,
+               gate_width, Real(0), dx, s.F);
+  }
   gemm<Real>(true, false, s.F, gate_width, rows, Real(1), x, s.F, dgates, gate_width, Real(0),
              dkernel, gate_width);
 }

@@ -264,12 +264,12 @@ void finish_dh0(const RecurrentShape& s, const BackwardArgs& a, float* dh0, cuda
                 dh0);
 }
 
-// dx (N*T, F) = dgates x kernel^T; dkernel (F, gU) = x^T x dgates.
+// dx (N*T, F) = dgates x kernel^T (unless dx is nullptr); dkernel (F, gU) = x^T x dgates.
 inline void input_gradients(const RecurrentShape& s, Index G, const float* x,
                             const float* kernel, const float* dgates, float* dx, float* dkernel,
                             cudaStream_t stream) {
   const Index rows = s.N * s.T;
-  gemm_on(stream, false, true, rows, s.F, G, dgates, G, kernel, G, 0.f, dx, s.F);
+  if (dx != nullptr) gemm_on(stream, false, true, rows, s.F, G, dgates, G, kernel, G, 0.f, dx, s.F);
   gemm_on(stream, true, false, s.F, G, rows, x, s.F, dgates, G, 0.f, dkernel, G);
 }
 

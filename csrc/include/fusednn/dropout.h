@@ -24,6 +24,17 @@ void dropout_mask(T* mask, std::int64_t n, std::uint64_t key, double rate);
 
 extern template void dropout_mask<float>(float*, std::int64_t, std::uint64_t, double);
 extern template void dropout_mask<double>(double*, std::int64_t, std::uint64_t, double);
+
+// out (n,) = x (n,) * the mask dropout_mask writes for (n, key, rate), without
+// forming the mask: a dropout layer's forward and backward in one pass each
+// (out may be x).
+template <typename T>
+void dropout_times_mask(const T* x, T* out, std::int64_t n, std::uint64_t key, double rate);
+
+extern template void dropout_times_mask<float>(const float*, float*, std::int64_t,
+                                               std::uint64_t, double);
+extern template void dropout_times_mask<double>(const double*, double*, std::int64_t,
+                                                std::uint64_t, double);
 )  // FUSEDNN_CPU_KERNELS
 
 }  // namespace fusednn::cpu

@@ -130,7 +130,7 @@ struct RecurrentOutputGradients {
 // Gradients w.r.t. the inputs and weights, in their shapes (dc0 LSTM only).
 template <typename Real>
 struct RecurrentGradients {
-  Real* dx = nullptr;
+  Real* dx = nullptr;  // nullptr: the input gradient is not computed
   Real* dh0 = nullptr;
   Real* dc0 = nullptr;
   Real* dkernel = nullptr;

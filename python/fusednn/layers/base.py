@@ -43,16 +43,46 @@ from . import symbolic
 
 
 class Variable:
-    """One weight: its value, its gradient buffer (same shape, device and dtype)."""
+    """One weight: its value, its gradient buffer (same shape, device and dtype).
+
+    zero_grad() only marks the buffer as zero: the next add_grad overwrites it instead
+    of adding, and reading .grad before that fills it with zeros. A training step so
+    writes each gradient once instead of zeroing it and then adding to it: the lecture
+    LSTM model (806k weights, batch 16) spent 0.4 ms of its ~25 ms step zeroing them.
+    """
 
     def __init__(self, name: str, value, trainable: bool = True, regularizer=None,
                  constraint=None):
         self.name = name
         self.value = value
-        self.grad = backend.get_array_module(value).zeros_like(value)
+        self._grad = backend.get_array_module(value).zeros_like(value)
+        self._grad_pending_zero = False  # the buffer's contents stand for zeros
         self.trainable = trainable
         self.regularizer = regularizer
         self.constraint = constraint  # applied by the optimizer after each update
+
+    @property
+    def grad(self):
+        if self._grad_pending_zero:
+            self._grad[...] = 0
+            self._grad_pending_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
+        self._grad_pending_zero = False
+
+    def zero_grad(self) -> None:
+        self._grad_pending_zero = True
+
+    def add_grad(self, grad) -> None:
+        """grad buffer += grad (broadcast and cast as NumPy's +=), or = grad after zero_grad."""
+        if self._grad_pending_zero:
+            self._grad[...] = grad
+            self._grad_pending_zero = False
+        else:
+            self._grad += grad
 
     @property
     def shape(self):
@@ -151,8 +181,9 @@ class Layer:
     # Whether an incoming time-step mask reaches the next layer (Keras's flag; see
     # compute_mask). Sequential passes its mask only to layers that set it.
     supports_masking = False
-    # A model's training step clears this on its first layer for one backward: nobody reads
-    # the model's input gradient, so a layer that can skip computing it (Conv, Dense)
+    # A model's training step clears this on its first layer (a functional model: on every
+    # call fed only by tensors whose gradient nobody reads) for one backward, so a layer
+    # that can skip computing its input gradient (Conv, Dense, the recurrent layers)
     # returns None instead. Users' backward(dy) always returns dx.
     _input_grad_needed = True
     # True while the layer's own build runs (a subclass's build may call super().build).
@@ -317,7 +348,7 @@ class Layer:
 
     def zero_grad(self) -> None:
         for var in self.variables:
-            var.grad[...] = 0
+            var.zero_grad()
 
     def count_params(self) -> int:
         self._require_built("its parameter count")
@@ -334,7 +365,7 @@ class Layer:
     def _accumulate(self, var: Variable, grad) -> None:
         """Adds a parameter gradient; frozen layers and weights get none."""
         if self.trainable and var.trainable:
-            var.grad += grad
+            var.add_grad(grad)
 
     # ----- devices -------------------------------------------------------
     def to(self, device: str) -> "Layer":

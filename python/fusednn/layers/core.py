@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _rng, activations, backend, constraints, initializers, regularizers
 from ..errors import StateError
-from ..ops.dropout import dropout_mask
+from ..ops.dropout import dropout, dropout_mask
 from ..ops.gemm import matmul
 from . import symbolic
 from .base import InputSpec, Layer, _as_shape
@@ -292,15 +292,23 @@ class Dropout(Layer):
         return tuple(input_shape)
 
     def call(self, x, training):
+        """The cache: None (nothing dropped), the key of the mask (the backward redraws
+        it), or with a noise_shape the mask itself (broadcast over x)."""
         if not training or self.rate == 0.0:
             return x, None
-        xp = backend.get_array_module(x)
-        mask = dropout_mask(xp, self._mask_shape(x.shape), self.rate, x.dtype,
-                            _rng.key(self._generator))
+        key = _rng.key(self._generator)
+        if self.noise_shape is None:
+            return dropout(x, self.rate, key), key
+        mask = dropout_mask(backend.get_array_module(x), self._mask_shape(x.shape), self.rate,
+                            x.dtype, key)
         return x * mask, mask
 
-    def call_backward(self, dy, mask):
-        return dy if mask is None else dy * mask
+    def call_backward(self, dy, cache):
+        if cache is None:
+            return dy
+        if isinstance(cache, int):
+            return dropout(dy, self.rate, cache)
+        return dy * cache
 
     def get_config(self):
         config = super().get_config()

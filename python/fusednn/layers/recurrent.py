@@ -251,14 +251,14 @@ class _RNN(Layer):
             d_final = [d_output if d_states[0] is None else d_output + d_states[0]]
             d_final += d_states[1:]
         dx, d_initial, dkernel, drecurrent, dbias = self._op_backward(
-            dy_sequence, d_final, op_cache)
+            dy_sequence, d_final, op_cache, input_grad=self._input_grad_needed)
         self._accumulate(self.kernel, dkernel)
         self._accumulate(self.recurrent_kernel, drecurrent)
         if self.use_bias:
             self._accumulate(self.bias, dbias)
-        if input_mask is not None:
+        if dx is not None and input_mask is not None:
             dx = dx * input_mask[:, None, :]
-        if self.go_backwards:
+        if dx is not None and self.go_backwards:
             dx = xp.ascontiguousarray(dx[:, ::-1])
         return [dx] + list(d_initial) if given_state else dx
 
@@ -366,8 +366,9 @@ class SimpleRNN(_RNN):
                                              recurrent_mask=recurrent_mask, training=training)
         return y, [h], cache
 
-    def _op_backward(self, dy, d_final, cache):
-        dx, dh0, dkernel, drecurrent, dbias = ops.simple_rnn_backward(dy, d_final[0], cache)
+    def _op_backward(self, dy, d_final, cache, input_grad):
+        dx, dh0, dkernel, drecurrent, dbias = ops.simple_rnn_backward(dy, d_final[0], cache,
+                                                                      input_grad=input_grad)
         return dx, [dh0], dkernel, drecurrent, dbias
 
     def get_config(self):
@@ -410,9 +411,9 @@ class LSTM(_RNN):
                                           training=training)
         return y, [h, c], cache
 
-    def _op_backward(self, dy, d_final, cache):
+    def _op_backward(self, dy, d_final, cache, input_grad):
         dx, dh0, dc0, dkernel, drecurrent, dbias = ops.lstm_backward(dy, d_final[0], d_final[1],
-                                                                     cache)
+                                                                     cache, input_grad=input_grad)
         return dx, [dh0, dc0], dkernel, drecurrent, dbias
 
     def get_config(self):
@@ -455,8 +456,9 @@ class GRU(_RNN):
                                       recurrent_mask=recurrent_mask, training=training)
         return y, [h], cache
 
-    def _op_backward(self, dy, d_final, cache):
-        dx, dh0, dkernel, drecurrent, dbias = ops.gru_backward(dy, d_final[0], cache)
+    def _op_backward(self, dy, d_final, cache, input_grad):
+        dx, dh0, dkernel, drecurrent, dbias = ops.gru_backward(dy, d_final[0], cache,
+                                                               input_grad=input_grad)
         return dx, [dh0], dkernel, drecurrent, dbias
 
     def get_config(self):

@@ -218,7 +218,7 @@ class Functional(Model):
     def _backward_through(self, count: int, grads: dict):
         """Backward over the first `count` nodes (in reverse) from the tensor gradients
         `grads`; returns the input gradient(s)."""
-        needed = self._calls_needing_backward()
+        needed, read = self._backward_plan()
         for node, state in zip(reversed(self._nodes[:count]),
                                reversed(self._node_states[:count])):
             out = [grads.get(id(t)) for t in node.outputs]
@@ -233,7 +233,9 @@ class Functional(Model):
                     "inference mode; fusednn cannot yet: freeze it (trainable = False) or call "
                     "it without training=False")
             restore_call_state(state)
-            dx = node.layer.backward(out if node.several_outputs else out[0])
+            with _input_grad_skipped(node.layer,
+                                     not any(id(t) in read for t in node.inbound)):
+                dx = node.layer.backward(out if node.several_outputs else out[0])
             self._report_gradients_ready(node)
             dx = dx if isinstance(dx, list) else [dx]
             if len(dx) != len(node.inbound):
@@ -277,20 +279,23 @@ class Functional(Model):
                 _accumulate(grads, tensor, g)
         return self._backward_through(len(self._nodes) - 1, grads)
 
-    def _calls_needing_backward(self) -> set:
-        """ids of the calls whose backward gives a gradient someone reads: a call of a layer
-        with trainable weights, or one fed (along any path) by such a call or by a model input
-        whose gradient is wanted. Keras's transfer-learning step calls a frozen base model
-        with training=False, which keeps nothing for a backward; in a training step (model
-        inputs' gradients unused) that call needs none and is skipped, as autodiff skips
-        what requires no gradient."""
-        requires = {id(t) for t in self.inputs} if self._input_grad_needed else set()
+    def _backward_plan(self) -> tuple[set, set]:
+        """(ids of the calls whose backward gives a gradient someone reads, ids of the
+        tensors whose gradient someone reads). A call is needed when its layer has trainable
+        weights or it is fed (along any path) by such a call or by a model input whose
+        gradient is wanted; the gradients of that call's outputs are read. Keras's
+        transfer-learning step calls a frozen base model with training=False, which keeps
+        nothing for a backward; in a training step (model inputs' gradients unused) that call
+        needs none and is skipped, and a call fed only by unread tensors (the first Conv2D or
+        LSTM after an Input) skips its input gradient, as autodiff skips what requires no
+        gradient."""
+        read = {id(t) for t in self.inputs} if self._input_grad_needed else set()
         needed = set()
         for node in self._nodes:  # each after those it reads
-            if node.layer.trainable_variables or any(id(t) in requires for t in node.inbound):
+            if node.layer.trainable_variables or any(id(t) in read for t in node.inbound):
                 needed.add(id(node))
-                requires.update(id(t) for t in node.outputs)
-        return needed
+                read.update(id(t) for t in node.outputs)
+        return needed, read
 
     @contextlib.contextmanager
     def _input_grad_unused(self):
@@ -506,3 +511,17 @@ def _accumulate(grads: dict, tensor, g) -> None:
     """Adds g into the gradient of `tensor` (a new array: layers may keep what they return)."""
     key = id(tensor)
     grads[key] = g if key not in grads else grads[key] + g
+
+
+@contextlib.contextmanager
+def _input_grad_skipped(layer: Layer, skipped: bool):
+    """While the block runs, a layer that can skip its input gradient (Conv, Dense, the
+    recurrent layers) does, when `skipped`: nobody reads it."""
+    if not skipped:
+        yield
+        return
+    layer._input_grad_needed = False
+    try:
+        yield
+    finally:
+        del layer._input_grad_needed  # the class default, True, again

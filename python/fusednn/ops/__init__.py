@@ -9,7 +9,7 @@ from .conv import (conv1d, conv1d_backward, conv2d, conv2d_backward, conv2d_tran
 from .conv_pool import conv2d_max_pool2d, conv2d_max_pool2d_backward
 from .gemm import batched_matmul, matmul
 from .cross_entropy import softmax_cross_entropy, sparse_softmax_cross_entropy
-from .dropout import dropout_mask
+from .dropout import dropout, dropout_mask
 from .optimizer_updates import adam_update, adamax_update, lion_update, nadam_update, sgd_update
 from .pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                       upsample_nearest2d, upsample_nearest2d_backward)
@@ -31,6 +31,7 @@ __all__ = [
     "conv2d_transpose_backward",
     "conv2d_max_pool2d",
     "conv2d_max_pool2d_backward",
+    "dropout",
     "dropout_mask",
     "avg_pool2d",
     "avg_pool2d_backward",

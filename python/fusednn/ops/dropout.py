@@ -25,14 +25,8 @@ def dropout_mask(xp, shape, rate, dtype, key):
     masks repeatable).
     """
     op = "dropout_mask"
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-        raise ValueError(f"{op}: expected rate to be a number in [0, 1), got {rate!r}")
-    if (isinstance(key, bool) or not isinstance(key, numbers.Integral)
-            or not 0 <= key < KEY_BOUND):
-        raise ValueError(f"{op}: expected key to be an int in [0, 2**63), got {key!r}")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"{op}: expected dtype float32 or float64, got {dtype}")
+    _check_rate_and_key(op, rate, key)
+    dtype = _checked_dtype(op, "dtype", dtype)
     shape = tuple(int(d) for d in shape)
     if xp is np:
         mask = backend.empty(np, shape, dtype)
@@ -42,4 +36,40 @@ def dropout_mask(xp, shape, rate, dtype, key):
     return (draws >= rate).astype(dtype) * dtype.type(1.0 / (1.0 - rate))
 
 
-__all__ = ["dropout_mask"]
+def dropout(x, rate, key):
+    """x times dropout_mask(xp, x.shape, rate, x.dtype, key), equal to that product
+    bit for bit. On NumPy the mask is never formed: one pass reads x and writes the
+    result, so a Dropout layer keeps only the key for its backward (the same call on the
+    output gradient). Measured on the lecture LSTM model's first Dropout (64 x 60 x 256,
+    2 threads, Xeon AVX-512): forward and backward ... ms against ... ms for the mask
+    and two products."""
+    op = "dropout"
+    _check_rate_and_key(op, rate, key)
+    xp = backend.get_array_module(x)
+    if not hasattr(x, "dtype"):
+        raise TypeError(f"{op}: expected x to be a NumPy or CuPy array, got {type(x).__name__}")
+    _checked_dtype(op, "x of dtype", x.dtype)
+    if xp is not np:
+        return x * dropout_mask(xp, x.shape, rate, x.dtype, key)
+    x = np.ascontiguousarray(x)
+    out = backend.empty(np, x.shape, x.dtype)
+    _C.dropout_cpu(x.reshape(-1), out.reshape(-1), int(key), float(rate))
+    return out
+
+
+def _check_rate_and_key(op, rate, key):
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+        raise ValueError(f"{op}: expected rate to be a number in [0, 1), got {rate!r}")
+    if (isinstance(key, bool) or not isinstance(key, numbers.Integral)
+            or not 0 <= key < KEY_BOUND):
+        raise ValueError(f"{op}: expected key to be an int in [0, 2**63), got {key!r}")
+
+
+def _checked_dtype(op, what, dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"{op}: expected {what} float32 or float64, got {dtype}")
+    return dtype
+
+
+__all__ = ["dropout", "dropout_mask"]

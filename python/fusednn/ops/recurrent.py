@@ -84,15 +84,16 @@ def lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, *, mask=None, recurr
     return y, h_T, c_T, cache
 
 
-def lstm_backward(dy, dh_T, dc_T, cache):
+def lstm_backward(dy, dh_T, dc_T, cache, *, input_grad=True):
     """Gradients of an LSTM sequence from the cache of lstm_forward(training=True).
 
     dy (N, T, U) gradient w.r.t. y; dh_T, dc_T (N, U) or None (zero).
     Returns (dx, dh0, dc0, dkernel, drecurrent_kernel, dbias) in the shapes of
-    x, h0, c0, kernel, recurrent_kernel, bias.
+    x, h0, c0, kernel, recurrent_kernel, bias; dx is None with input_grad=False
+    (not computed: a model's first layer).
     """
     dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = _backward("lstm_backward", "lstm", cache,
-                                                                dy, dh_T, dc_T)
+                                                                dy, dh_T, dc_T, input_grad)
     return dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
 
 
@@ -120,14 +121,15 @@ def gru_forward(x, h0, kernel, recurrent_kernel, bias, *, reset_after=True, mask
     return y, h_T, cache
 
 
-def gru_backward(dy, dh_T, cache):
+def gru_backward(dy, dh_T, cache, *, input_grad=True):
     """Gradients of a GRU sequence from the cache of gru_forward(training=True).
 
     dy (N, T, U), dh_T (N, U) or None. Returns (dx, dh0, dkernel,
-    drecurrent_kernel, dbias) in the shapes of x, h0, kernel, recurrent_kernel, bias.
+    drecurrent_kernel, dbias) in the shapes of x, h0, kernel, recurrent_kernel, bias
+    (dx None with input_grad=False).
     """
     dx, dh0, _, dkernel, drecurrent_kernel, dbias = _backward("gru_backward", "gru", cache, dy,
-                                                              dh_T)
+                                                              dh_T, input_grad=input_grad)
     return dx, dh0, dkernel, drecurrent_kernel, dbias
 
 
@@ -150,14 +152,14 @@ def simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, *, activation="tan
     return y, h_T, cache
 
 
-def simple_rnn_backward(dy, dh_T, cache):
+def simple_rnn_backward(dy, dh_T, cache, *, input_grad=True):
     """Gradients of a simple RNN sequence from the cache of simple_rnn_forward(training=True).
 
     dy (N, T, U), dh_T (N, U) or None. Returns (dx, dh0, dkernel,
-    drecurrent_kernel, dbias).
+    drecurrent_kernel, dbias) (dx None with input_grad=False).
     """
-    dx, dh0, _, dkernel, drecurrent_kernel, dbias = _backward("simple_rnn_backward",
-                                                              "simple_rnn", cache, dy, dh_T)
+    dx, dh0, _, dkernel, drecurrent_kernel, dbias = _backward(
+        "simple_rnn_backward", "simple_rnn", cache, dy, dh_T, input_grad=input_grad)
     return dx, dh0, dkernel, drecurrent_kernel, dbias
 
 
@@ -253,9 +255,11 @@ class _Problem:
         return y, h_T, c_T, cache
 
 
-def _backward(op, cell_type, cache, dy, dh_T, dc_T=None):
-    """The backward kernel from a training forward's cache. Returns (dx, dh0, dc0 or None,
-    dkernel, drecurrent_kernel, dbias)."""
+def _backward(op, cell_type, cache, dy, dh_T, dc_T=None, input_grad=True):
+    """The backward kernel from a training forward's cache. Returns (dx or None, dh0,
+    dc0 or None, dkernel, drecurrent_kernel, dbias)."""
+    if not isinstance(input_grad, bool):
+        raise TypeError(f"{op}: expected input_grad to be True or False, got {input_grad!r}")
     c = _checked_cache(op, cache, cell_type)
     _array_module(op, x=c["x"], dy=dy, dh_T=dh_T, dc_T=dc_T)
     xp, dtype = c["xp"], c["dtype"]
@@ -265,7 +269,7 @@ def _backward(op, cell_type, cache, dy, dh_T, dc_T=None):
     dh_T = _checked_float(op, "dh_T", dh_T, xp, dtype, (N, U), "(N, U)", optional=True)
     dc_T = _checked_float(op, "dc_T", dc_T, xp, dtype, (N, U), "(N, U)", optional=True)
     lstm = cell_type == "lstm"
-    dx = backend.empty(xp, (N, T, F), dtype)
+    dx = backend.empty(xp, (N, T, F), dtype) if input_grad else None
     dh0 = backend.empty(xp, (N, U), dtype)
     dc0 = backend.empty(xp, (N, U), dtype) if lstm else None
     dkernel = backend.empty(xp, (F, G), dtype)
