@@ -40,9 +40,11 @@ def dropout(x, rate, key):
     """x times dropout_mask(xp, x.shape, rate, x.dtype, key), equal to that product
     bit for bit. On NumPy the mask is never formed: one pass reads x and writes the
     result, so a Dropout layer keeps only the key for its backward (the same call on the
-    output gradient). Measured on the lecture LSTM model's first Dropout (64 x 60 x 256,
-    2 threads, Xeon AVX-512): forward and backward ... ms against ... ms for the mask
-    and two products."""
+    output gradient). The Dropout layer's forward and backward of a 64 x 60 x 256 float32
+    array (the lecture LSTM model's first, batch 64) took 0.76 ms against 1.35 ms with
+    the mask formed and multiplied twice (2 threads, Xeon AVX-512, medians of 5
+    alternating processes, quiet); two passes over 3.9 MB in and out are 0.6 ms at the
+    machine's 26 GB/s copy bandwidth."""
     op = "dropout"
     _check_rate_and_key(op, rate, key)
     xp = backend.get_array_module(x)
