@@ -4,7 +4,9 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 
 namespace fusednn::cpu {
@@ -75,7 +77,38 @@ bool from_sysfs(CacheSizes& sizes) {
   return any;
 }
 
+// FUSEDNN_CPU_CACHES="L1d,L2,L3 per core" in sysfs's notation ("32K,512K,4M")
+// replaces what the system reports: for a virtual machine that reports wrong
+// sizes, and for tests of the blocking another CPU gets (Zen 3's 512 KiB L2
+// sends the GEMM down the columns of C).
+CacheSizes forced_sizes(const std::string& text) {
+  constexpr std::int64_t kMaxForced = kKiB * kKiB * kKiB;
+  // A size: digits, then at most one unit letter, K or M; 0 if malformed.
+  const auto size_of = [](const std::string& field) -> std::int64_t {
+    std::size_t digits = 0;
+    while (digits < field.size() && field[digits] >= '0' && field[digits] <= '9') ++digits;
+    if (digits == 0 || digits + 1 < field.size()) return 0;
+    if (digits < field.size() && field[digits] != 'K' && field[digits] != 'M') return 0;
+    return parse_size(field);
+  };
+  std::int64_t sizes[3];
+  std::size_t pos = 0;
+  for (int i = 0; i < 3; ++i) {
+    const std::size_t end = i < 2 ? text.find(',', pos) : text.size();
+    sizes[i] = end == std::string::npos ? 0 : size_of(text.substr(pos, end - pos));
+    if (sizes[i] <= 0 || sizes[i] > kMaxForced) {
+      throw std::invalid_argument(
+          "FUSEDNN_CPU_CACHES: expected three sizes 'L1d,L2,L3 per core' such as "
+          "'32K,512K,4M' (bytes, or K or M; each at most 1024M), got '" + text + "'");
+    }
+    pos = end + 1;
+  }
+  return CacheSizes{sizes[0], sizes[1], sizes[2], true};
+}
+
 CacheSizes detect() {
+  const char* forced = std::getenv("FUSEDNN_CPU_CACHES");
+  if (forced != nullptr && *forced != '\0') return forced_sizes(forced);
   CacheSizes sizes{32 * kKiB, 1024 * kKiB, 2048 * kKiB, false};
   if (from_sysfs(sizes)) {
     sizes.measured = true;

@@ -372,7 +372,10 @@ const CacheBlocks& cache_blocks() {
     const CacheSizes& caches = cache_sizes();
     const std::int64_t kc = std::clamp<std::int64_t>(caches.l1d / (NR * size), 256, 512);
     const std::int64_t mc = std::max(MR, caches.l2 / 4 / (kc * size) / MR * MR);
-    const std::int64_t nc_in_l2 = caches.l2 / 2 / (kc * size) / NR * NR;
+    // At most 4096 columns, as panel_columns widens to (an L2 reported as 16 MiB,
+    // as some virtual machines do, would otherwise exceed it).
+    const std::int64_t nc_in_l2 =
+        std::min<std::int64_t>(caches.l2 / 2 / (kc * size), 4096) / NR * NR;
     if (nc_in_l2 >= kMinPanelColumnsInL2) {
       return CacheBlocks{kc, mc, nc_in_l2, caches.l2 / 2};
     }
