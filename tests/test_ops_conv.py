@@ -98,6 +98,9 @@ def random(rng, shape, dtype=np.float32):
 # W dilation) or of one tap (C values), when those are 3 or more values long:
 # the cases cover both with padding, stride, dilation, and output rows and
 # filters that do not fill the last register tile, and the im2col path below.
+# Stride-1 input gradients run as a forward convolution where that computes at
+# most 1.25x the output's pixels ('same', and 'valid' of large images), else by
+# col2im: both appear.
 CASES = [
     (2, 7, 9, 3, 5, 3, 3, (1, 1), "valid", (1, 1)),
     (1, 11, 13, 2, 4, 3, 3, (2, 2), "same", (1, 1)),
@@ -114,6 +117,9 @@ CASES = [
     (2, 10, 9, 33, 5, 3, 2, (1, 1), "valid", (2, 1)),
     (3, 9, 11, 24, 20, 3, 3, (2, 2), "same", (1, 1)),
     (2, 11, 12, 1, 9, 3, 3, (2, 3), "valid", (1, 1)),
+    # 'valid' with 1.1x the output's pixels: its input gradient goes through the forward
+    # (conv.cpp's transposes_by_forward), as 'same' stride-1 cases above do.
+    (2, 20, 21, 3, 4, 2, 2, (1, 1), "valid", (1, 1)),
 ]
 
 

@@ -313,15 +313,36 @@ inline Index split_point(Index count, int parts, int part) { return count * part
 // and a small M or N leaves nothing to amortise a copy over); measured on Zen 5.
 constexpr Index kMaxUsesInPlaceA = 16;
 constexpr Index kMaxUsesInPlaceB = 8;
-// Read in place, successive k of a sliver of op(B), or of op(A) stored (K, M),
-// lie one leading dimension apart. When that is a multiple of 4 KiB (the
-// "critical stride") they all fall into one L1 set and evict each other before
-// the next use, so then only very few uses go without packing.
+// Read in place, successive k of a sliver of op(B) lie one leading dimension
+// apart. When that is a multiple of 4 KiB (the "critical stride") they all
+// fall into one L1 set and evict each other before the next use, so then only
+// very few uses go without packing. (op(A) stored (K, M): aliases_in_l1 below.)
 constexpr Index kMaxUsesInPlaceCriticalStride = 4;
 
 template <typename T>
 bool critical_stride(Index ld) {
   return ld * Index(sizeof(T)) % 4096 == 0;
+}
+
+// op(A) stored (K, M) and read in place walks kc steps lda apart. Where that
+// walk piles more than kMaxLinesPerL1Set lines onto one L1 set (64 sets of 64
+// bytes: 32 KiB 8-way and 48 KiB 12-way L1s alike), the A sliver cannot stay
+// in L1 while the B slivers reuse it, so it is packed from this many uses on.
+// Quiet A/B pairs, 2 threads, Xeon AVX-512 (in place against packed): float64
+// 1152x128x12544 +43%, 1152x128x139 (a ResNet 28x28x128 weight-gradient tile,
+// 4 uses) +16%, 1152x128x69 +9%; float32 1152x128x139 +2-4%, 1152x256x73 +4-6%;
+// 576x64x278 (2 uses) lost 10% when packed, 576x128x139 (4 uses) even.
+constexpr Index kMaxLinesPerL1Set = 8;
+constexpr Index kMinUsesToPackAliasedA = 4;
+
+template <typename T>
+bool aliases_in_l1(Index ld, Index kc) {
+  Index lines[64] = {};
+  const Index stride = ld * Index(sizeof(T));
+  for (Index k = 0; k < kc; ++k) {
+    if (++lines[(k * stride >> 6) & 63] > kMaxLinesPerL1Set) return true;
+  }
+  return false;
 }
 
 // K blocks up to this deep take the tiles row by row (see gemm_serial).
@@ -343,8 +364,9 @@ void gemm_serial(bool trans_a, bool trans_b, Index M, Index N, Index K, T alpha,
   // Whole slivers are read in place when they would be used only a few times;
   // a partial last sliver is always packed (zero-padded). op(B) stored (N, K)
   // has no contiguous rows to read, so it is always packed.
-  const Index max_uses_a = trans_a && critical_stride<T>(lda) ? kMaxUsesInPlaceCriticalStride
-                                                               : kMaxUsesInPlaceA;
+  const Index max_uses_a = trans_a && aliases_in_l1<T>(lda, kc_max)
+                               ? kMinUsesToPackAliasedA - 1
+                               : kMaxUsesInPlaceA;
   const Index max_uses_b = critical_stride<T>(ldb) ? kMaxUsesInPlaceCriticalStride
                                                    : kMaxUsesInPlaceB;
   const bool a_in_place = ceil_div(N, NR) <= max_uses_a;
