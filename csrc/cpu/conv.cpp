@@ -11,10 +11,13 @@
 // nothing: the GEMM micro-kernel reads x in place through per-pixel run
 // pointers and stores y with the epilogue applied (see
 // conv2d_forward_gathered). A 1x1, stride-1, unpadded
-// convolution needs no gather: its im2col matrix is x itself. (A stride-1
-// data gradient computed instead as a forward convolution of dz with the
-// flipped kernel measured no faster with 'same' padding and up to 2.5x slower
-// with 'valid' on small images, whose padded full convolution is mostly zeros.)
+// convolution needs no gather: its im2col matrix is x itself. A stride-1
+// data gradient (and transposed convolution) is the forward convolution of dz
+// with the flipped kernel, through that implicit GEMM, where its padded full
+// convolution computes at most 1.25x the output's pixels ('same', and 'valid'
+// on large images; on small 'valid' images it is mostly zeros): see
+// transposes_by_forward. An earlier forward, which gathered every im2col row,
+// had measured no faster that way with 'same' padding.
 //
 // Threads (OpenMP) take whole tiles (forward) or whole groups of images
 // (backward, so that the col2im scatters of two threads never touch the same
