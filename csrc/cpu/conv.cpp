@@ -681,14 +681,20 @@ void transposed_by_forward(const Plan& p, const T* g, const T* w, const T* bias,
 
 // Where transposed_by_forward applies, and pays: it computes all H x W pixels
 // of the result from g padded by (K-1) * dilation - pad, H*W / (OH*OW) times
-// the multiply-adds of the col2im route, which skips the padding. dx alone,
-// 3x3 kernels, quiet A/B (2 threads, Xeon AVX-512), this route's time over
-// col2im's: 'same' 0.70-0.98 (16x28x28x128 0.83, 32x7x7x512 0.70, 64x32x32x16
-// 0.98); 'valid' 64x26x26x32 (1.17x the pixels) 0.87, 8x64x64x64 (1.07x) 0.89,
-// but 64x13x13x32 (1.40x) 1.11 and 64x5x5x64 (2.8x) 2.13.
+// the multiply-adds of the col2im route, which skips the padding; and its
+// GEMM's columns are the result's C channels, so few channels leave most of a
+// register tile empty. dx alone, 3x3 kernels, quiet A/B (2 threads, Xeon
+// AVX-512), this route's time over col2im's: 'same' 0.70-0.98 (16x28x28x128
+// 0.83, 32x7x7x512 0.70, 64x32x32x16 0.98); 'valid' 64x26x26x32 (1.17x the
+// pixels) 0.87, 8x64x64x64 (1.07x) 0.89, but 64x13x13x32 (1.40x) 1.11 and
+// 64x5x5x64 (2.8x) 2.13; the lecture CNN's first layer (C = 1, 'valid'
+// 28x28 -> 26x26) backward took 4.2 ms against 1.6 by col2im.
+constexpr Index kMinChannelsToTransposeByForward = 16;
+
 bool transposes_by_forward(const Plan& p) {
   const Conv2dShape& s = p.s;
-  return !p.direct && s.stride_h == 1 && s.stride_w == 1 && 4 * s.H * s.W <= 5 * p.pixels;
+  return !p.direct && s.stride_h == 1 && s.stride_w == 1 &&
+         s.C >= kMinChannelsToTransposeByForward && 4 * s.H * s.W <= 5 * p.pixels;
 }
 
 // dx = the transposed convolution of dz = dy gated by act'(y) (E). A gated dz
