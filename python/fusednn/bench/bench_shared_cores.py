@@ -9,7 +9,11 @@ and with that adaptation off ("fixed threads"). Phases alternate, alone then
 beside the competitor, `--phases` times, so that a change of the machine's own load
 hits both; each phase times every contender `--repeats` times, interleaved. The
 slowdown is the median beside / the median alone; the last column is fusednn's
-slowdown / torch's (<= 1: fusednn degrades no more than torch).
+slowdown / torch's (<= 1: fusednn degrades no more than torch). Each phase alone starts
+once the CPU pressure fusednn watches has fallen below shared_cores.FREE (at most
+--calm-timeout seconds): its 10-second average stays high after a phase beside, and
+fusednn's recurrent kernels would then run the "alone" steps on one thread (an alone
+lecture LSTM step measured 37.6 ms that way against 22.7 ms, 2026-12-07).
 Every busy-loop process stops when its phase ends, also on an error or Ctrl-C, and at
 the latest after --competitor-cpu-seconds of CPU time (the kernel's RLIMIT_CPU), even
 if this process dies first. CPU only. Writes <--out>/shared-cores-cpu-<date>.json and
@@ -83,11 +87,26 @@ def with_fixed_threads(fn):
     return call
 
 
-def measure(models: dict, phases: int, repeats: int, processes: int, cpu_seconds: int) -> dict:
+def wait_for_calm(timeout_s: float, poll_s: float = 1.0) -> float:
+    """Waits until the CPU pressure is unknown or below shared_cores.FREE, at most
+    timeout_s; returns the seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        pressure = shared_cores.cpu_pressure()
+        if pressure is None or pressure < shared_cores.FREE:
+            break
+        time.sleep(poll_s)
+    return time.monotonic() - start
+
+
+def measure(models: dict, phases: int, repeats: int, processes: int, cpu_seconds: int,
+            calm_timeout_s: float = 0.0) -> dict:
     """(model, library) -> {'alone': [seconds], 'beside': [seconds]}."""
     samples = {}
     for _ in range(phases):
         for where in ("alone", "beside"):
+            if where == "alone":
+                wait_for_calm(calm_timeout_s)
             with competitor(processes, cpu_seconds) if where == "beside" \
                     else contextlib.nullcontext():
                 for model, calls in models.items():
@@ -148,7 +167,11 @@ def main(argv=None):
     parser.add_argument("--competitor-cpu-seconds", type=int, default=600,
                         help="CPU time after which the kernel ends a busy-loop process "
                              "(longer than any phase)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: one phase, 2 calls")
+    parser.add_argument("--calm-timeout", type=float, default=60.0,
+                        help="seconds to wait at most, before each phase alone, for the CPU "
+                             "pressure to fall below shared_cores.FREE")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: one phase, 2 calls, no wait for calm")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     common.add_run_options(parser)
@@ -156,7 +179,7 @@ def main(argv=None):
     if args.device == "cuda":
         raise SystemExit("--device cuda: the shared_cores suite has CPU rows only")
     if args.quick:
-        args.phases, args.repeats = 1, 2
+        args.phases, args.repeats, args.calm_timeout = 1, 2, 0.0
 
     _, torch, info = cpu.start(args, args.no_torch)
     info.update(phases=args.phases, competitor_processes=args.processes,
@@ -172,7 +195,8 @@ def main(argv=None):
     for calls in models.values():
         calls["fusednn (fixed threads)"] = with_fixed_threads(calls["fusednn"])
     rows = result_rows(measure(models, args.phases, args.repeats, args.processes,
-                               args.competitor_cpu_seconds), flops, info["limits"])
+                               args.competitor_cpu_seconds, args.calm_timeout),
+                       flops, info["limits"])
     info["load_average_after"] = common.load_average()
     info["cpu_pressure_after"] = shared_cores.cpu_pressure()
     common.print_and_write(args, "shared-cores-cpu", {"info": info, "results": rows},
