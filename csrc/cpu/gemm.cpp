@@ -325,22 +325,24 @@ bool critical_stride(Index ld) {
 }
 
 // op(A) stored (K, M) and read in place walks kc steps lda apart. Where that
-// walk piles more than kMaxLinesPerL1Set lines onto one L1 set (64 sets of 64
-// bytes: 32 KiB 8-way and 48 KiB 12-way L1s alike), the A sliver cannot stay
-// in L1 while the B slivers reuse it, so it is packed from this many uses on.
-// Quiet A/B pairs, 2 threads, Xeon AVX-512 (in place against packed): float64
-// 1152x128x12544 +43%, 1152x128x139 (a ResNet 28x28x128 weight-gradient tile,
-// 4 uses) +16%, 1152x128x69 +9%; float32 1152x128x139 +2-4%, 1152x256x73 +4-6%;
-// 576x64x278 (2 uses) lost 10% when packed, 576x128x139 (4 uses) even.
-constexpr Index kMaxLinesPerL1Set = 8;
+// walk piles more lines onto one L1 set (64 sets of 64 bytes) than the set has
+// ways (12 in a 48 KiB L1, 8 in a 32 KiB one), the A sliver cannot stay in L1
+// while the B slivers reuse it, so it is packed from kMinUsesToPackAliasedA
+// uses on. Quiet A/B pairs, 2 threads, Xeon AVX-512 (in place against packed):
+// float64 1152x128x12544 +43%, 1152x128x139 (a ResNet 28x28x128 weight-gradient
+// tile, 4 uses, 17 lines per set) +16%, 1152x128x69 +9%; float32 1152x128x139
+// +2-4%; 576x64x278 (2 uses) lost 10% packed, 576x128x139 (4 uses) even. A
+// bound of 8 lines instead of the ways also packed the AVX2 path's lecture
+// conv2 weight gradient (288x64, 4 uses, 9 lines per set): its backward 5% slower.
 constexpr Index kMinUsesToPackAliasedA = 4;
 
 template <typename T>
 bool aliases_in_l1(Index ld, Index kc) {
+  const Index ways = std::max<Index>(cache_sizes().l1d / (64 * 64), 4);
   Index lines[64] = {};
   const Index stride = ld * Index(sizeof(T));
   for (Index k = 0; k < kc; ++k) {
-    if (++lines[(k * stride >> 6) & 63] > kMaxLinesPerL1Set) return true;
+    if (++lines[(k * stride >> 6) & 63] > ways) return true;
   }
   return false;
 }
