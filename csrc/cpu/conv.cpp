@@ -74,6 +74,21 @@ constexpr Index kMinTileRows = 32;
 // it saves; the GEMM decides its own threading for the serial path.
 constexpr Index kMinWorkPerThread = Index(1) << 20;
 
+// A 64-byte aligned buffer of `elements` T (std::bad_alloc if there is no memory).
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+template <typename T>
+using AlignedBuffer = std::unique_ptr<T, AlignedFree>;
+
+template <typename T>
+AlignedBuffer<T> aligned_buffer(Index elements) {
+  const std::size_t bytes = std::size_t(round_up(elements * Index(sizeof(T)), 64));
+  AlignedBuffer<T> buffer(static_cast<T*>(std::aligned_alloc(64, bytes)));
+  if (!buffer) throw std::bad_alloc();
+  return buffer;
+}
+
 // A growable, 64-byte aligned scratch buffer owned by the calling thread and
 // kept between calls (no allocation and no first-touch page faults per call).
 // It holds every OpenMP thread's slice and is sized before the parallel
@@ -81,15 +96,10 @@ constexpr Index kMinWorkPerThread = Index(1) << 20;
 // that calls another one which takes slot 0.
 template <typename T, int kSlot = 0>
 T* workspace(Index elements) {
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<T, Free> data;
+  thread_local AlignedBuffer<T> data;
   thread_local Index capacity = 0;
   if (elements > capacity) {
-    const std::size_t bytes = std::size_t(round_up(elements * Index(sizeof(T)), 64));
-    data.reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
-    if (!data) throw std::bad_alloc();
+    data = aligned_buffer<T>(elements);
     capacity = elements;
   }
   return data.get();
@@ -701,16 +711,11 @@ bool transposes_by_forward(const Plan& p) {
 // is formed whole, in memory held for this call only (it is the size of dy).
 template <typename T, Epilogue E>
 void data_gradient_by_forward(const Plan& p, const T* y, const T* dy, const T* w, T* dx) {
-  struct Free {
-    void operator()(T* q) const { std::free(q); }
-  };
-  std::unique_ptr<T, Free> held;
+  AlignedBuffer<T> held;
   const T* dz = dy;
   if constexpr (E != Epilogue::kLinear) {
     const Index F = p.s.F;
-    held.reset(static_cast<T*>(
-        std::aligned_alloc(64, std::size_t(round_up(p.rows * F * Index(sizeof(T)), 64)))));
-    if (!held) throw std::bad_alloc();
+    held = aligned_buffer<T>(p.rows * F);
     T* gated = held.get();
     const Index chunks = ceil_div(p.rows, kMinTileRows);
 #pragma omp parallel for schedule(static) if (max_threads() > 1 && p.rows * F >= (Index(1) << 16))

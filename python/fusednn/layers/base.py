@@ -29,6 +29,7 @@ between devices. No subclass overrides forward or backward.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import warnings
@@ -349,6 +350,16 @@ class Layer:
     def zero_grad(self) -> None:
         for var in self.variables:
             var.zero_grad()
+
+    @contextlib.contextmanager
+    def _input_grad_skipped(self):
+        """While the block runs, a layer that can skip its input gradient returns None for
+        it (see _input_grad_needed): a model's training step, where nobody reads it."""
+        self._input_grad_needed = False
+        try:
+            yield
+        finally:
+            del self._input_grad_needed  # the class default, True, again
 
     def count_params(self) -> int:
         self._require_built("its parameter count")

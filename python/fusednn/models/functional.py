@@ -233,8 +233,8 @@ class Functional(Model):
                     "inference mode; fusednn cannot yet: freeze it (trainable = False) or call "
                     "it without training=False")
             restore_call_state(state)
-            with _input_grad_skipped(node.layer,
-                                     not any(id(t) in read for t in node.inbound)):
+            skipped = not any(id(t) in read for t in node.inbound)
+            with node.layer._input_grad_skipped() if skipped else contextlib.nullcontext():
                 dx = node.layer.backward(out if node.several_outputs else out[0])
             self._report_gradients_ready(node)
             dx = dx if isinstance(dx, list) else [dx]
@@ -301,11 +301,8 @@ class Functional(Model):
     def _input_grad_unused(self):
         """The training step reads only weight gradients: calls fed only by the model's
         inputs and holding no trainable weights need no backward."""
-        self._input_grad_needed = False
-        try:
+        with self._input_grad_skipped():
             yield
-        finally:
-            del self._input_grad_needed  # the class default, True, again
 
     def _report_gradients_ready(self, node) -> None:
         if id(node) in self._finishing_nodes:
@@ -512,16 +509,3 @@ def _accumulate(grads: dict, tensor, g) -> None:
     key = id(tensor)
     grads[key] = g if key not in grads else grads[key] + g
 
-
-@contextlib.contextmanager
-def _input_grad_skipped(layer: Layer, skipped: bool):
-    """While the block runs, a layer that can skip its input gradient (Conv, Dense, the
-    recurrent layers) does, when `skipped`: nobody reads it."""
-    if not skipped:
-        yield
-        return
-    layer._input_grad_needed = False
-    try:
-        yield
-    finally:
-        del layer._input_grad_needed  # the class default, True, again

@@ -234,12 +234,8 @@ class Sequential(Model):
         """The training step reads only weight gradients: its first layer may skip the
         gradient w.r.t. the model's input (Conv and Dense do; 8% of the lecture CNN's step
         on one CPU thread)."""
-        first = self._layers[0]
-        first._input_grad_needed = False
-        try:
+        with self._layers[0]._input_grad_skipped():
             yield
-        finally:
-            first._input_grad_needed = True
 
 
 def _declared_shape(layer: Layer):
