@@ -228,6 +228,8 @@ def test_shared_cores_rows_and_no_competitor_left(stand_in_limits, competitors_r
     libraries = ["fusednn", "torch", "fusednn (fixed threads)"]
     assert [row["library"] for row in rows] == libraries * 2
     torch_slowdown = {row["model"]: row["slowdown"] for row in rows if row["library"] == "torch"}
+    torch_slowdown_of_means = {row["model"]: row["slowdown_of_means"] for row in rows
+                               if row["library"] == "torch"}
     for row in rows:
         for where in ("alone", "beside"):
             samples = row[f"samples_{where}_ms"]
@@ -235,11 +237,17 @@ def test_shared_cores_rows_and_no_competitor_left(stand_in_limits, competitors_r
             assert row[f"{where}_ms"] == statistics.median(samples)
         # Ratios of the same floats: exact up to a rounding or two.
         assert row["slowdown"] == pytest.approx(row["beside_ms"] / row["alone_ms"], rel=1e-12)
+        assert row["alone_mean_ms"] == pytest.approx(np.mean(row["samples_alone_ms"]))
+        assert row["beside_mean_ms"] == pytest.approx(np.mean(row["samples_beside_ms"]))
+        assert row["slowdown_of_means"] == pytest.approx(
+            row["beside_mean_ms"] / row["alone_mean_ms"], rel=1e-12)
         if row["library"] == "torch":
             assert "slowdown_over_torch" not in row
         else:
             assert row["slowdown_over_torch"] == pytest.approx(
                 row["slowdown"] / torch_slowdown[row["model"]], rel=1e-12)
+            assert row["slowdown_of_means_over_torch"] == pytest.approx(
+                row["slowdown_of_means"] / torch_slowdown_of_means[row["model"]], rel=1e-12)
         # Its fraction of the float32 FMA peak, alone: one step's FLOP per median second.
         lib = "torch" if row["library"] == "torch" else "fusednn"
         flop = (bench_conv.lecture_cnn_flops(64) if row["model"].startswith("lecture CNN")

@@ -4,15 +4,17 @@ process on the same inputs.
 
 Rows: the lecture CNN's training step at batch 64 (bench_conv) and the lecture LSTM
 model's training step at batch 16 (bench_recurrent); fusednn as it runs by default
-(its recurrent kernels drop to one thread while the cores are crowded: fusednn.shared_cores)
-and with that adaptation off ("fixed threads"). Phases alternate, alone then
-beside the competitor, `--phases` times, so that a change of the machine's own load
-hits both; each phase times every contender `--repeats` times, interleaved. The
-slowdown is the median beside / the median alone; the last column is fusednn's
-slowdown / torch's (<= 1: fusednn degrades no more than torch). Each phase alone starts
-once the CPU pressure fusednn watches has fallen below shared_cores.FREE (at most
---calm-timeout seconds): its 10-second average stays high after a phase beside, and
-fusednn's recurrent kernels would then run the "alone" steps on one thread (an alone
+(while the cores are crowded its recurrent kernels run on one thread or two, whichever
+their own calls ran faster: fusednn.shared_cores) and with that adaptation off ("fixed
+threads"). Phases alternate, alone then beside the competitor, `--phases` times, so
+that a change of the machine's own load hits both; each phase times every contender
+`--repeats` times, interleaved. Slowdowns: median beside / median alone, and mean
+beside / mean alone (beside the competitor a step is now and then 10-100x its median:
+the mean is what an epoch costs); fusednn's columns "/ torch" divide its slowdown by
+torch's (<= 1: fusednn degrades no more than torch). Each phase alone starts once the
+CPU pressure's 10-second average has fallen below shared_cores.FREE (at most
+--calm-timeout seconds), so the competitor's tail does not leak into it (before
+fusednn read the pressure since its last reading instead of that average, an alone
 lecture LSTM step measured 37.6 ms that way against 22.7 ms, 2026-12-07).
 Every busy-loop process stops when its phase ends, also on an error or Ctrl-C, and at
 the latest after --competitor-cpu-seconds of CPU time (the kernel's RLIMIT_CPU), even
@@ -118,24 +120,32 @@ def measure(models: dict, phases: int, repeats: int, processes: int, cpu_seconds
 
 
 def result_rows(samples: dict, flops: dict, hardware: dict) -> list:
-    """One row per (model, library): median ms alone and beside, their samples, the slowdown
-    (median beside / median alone), for fusednn its slowdown / torch's, and the library's
-    fraction of the float32 FMA peak alone (`fusednn_fraction` or `torch_fraction`; flops:
-    model -> FLOP of one step)."""
+    """One row per (model, library): median and mean ms alone and beside, their samples, the
+    slowdown of the medians and that of the means (median beside / median alone, mean beside
+    / mean alone), for fusednn each over torch's, and the library's fraction of the float32
+    FMA peak alone (`fusednn_fraction` or `torch_fraction`; flops: model -> FLOP of one step).
+    Both: beside a competitor a step is now and then 10-100x its median (threads descheduled
+    at a barrier), which the median hides and the mean, what a whole epoch costs, shows."""
     rows = []
     for (model, library), s in samples.items():
         rows.append({"model": model, "library": library,
                      "alone_ms": 1e3 * statistics.median(s["alone"]),
                      "beside_ms": 1e3 * statistics.median(s["beside"]),
+                     "alone_mean_ms": 1e3 * statistics.fmean(s["alone"]),
+                     "beside_mean_ms": 1e3 * statistics.fmean(s["beside"]),
                      "samples_alone_ms": [1e3 * t for t in s["alone"]],
                      "samples_beside_ms": [1e3 * t for t in s["beside"]]})
         rows[-1]["slowdown"] = rows[-1]["beside_ms"] / rows[-1]["alone_ms"]
+        rows[-1]["slowdown_of_means"] = rows[-1]["beside_mean_ms"] / rows[-1]["alone_mean_ms"]
         key = "torch" if library == "torch" else "fusednn"
         limits.fill(rows[-1], {key: rows[-1]["alone_ms"] / 1e3}, hardware, flops=flops[model])
-    torch_slowdown = {row["model"]: row["slowdown"] for row in rows if row["library"] == "torch"}
+    torch_rows = {row["model"]: row for row in rows if row["library"] == "torch"}
     for row in rows:
-        if row["library"] != "torch" and row["model"] in torch_slowdown:
-            row["slowdown_over_torch"] = row["slowdown"] / torch_slowdown[row["model"]]
+        torch_row = torch_rows.get(row["model"])
+        if row["library"] != "torch" and torch_row is not None:
+            row["slowdown_over_torch"] = row["slowdown"] / torch_row["slowdown"]
+            row["slowdown_of_means_over_torch"] = (row["slowdown_of_means"]
+                                                   / torch_row["slowdown_of_means"])
     return rows
 
 
@@ -143,6 +153,10 @@ def markdown(info: dict, rows: list) -> str:
     table = [[row["model"], row["library"], f"{row['alone_ms']:.1f}", f"{row['beside_ms']:.1f}",
               f"{row['slowdown']:.2f}x",
               f"{row['slowdown_over_torch']:.2f}" if "slowdown_over_torch" in row else "",
+              f"{row['alone_mean_ms']:.1f}", f"{row['beside_mean_ms']:.1f}",
+              f"{row['slowdown_of_means']:.2f}x",
+              f"{row['slowdown_of_means_over_torch']:.2f}"
+              if "slowdown_of_means_over_torch" in row else "",
               common.percent(row.get("fusednn_fraction", row.get("torch_fraction")))]
              for row in rows]
     header = (f"# The lecture models beside {info['competitor_processes']} busy-loop processes\n\n"
@@ -152,10 +166,12 @@ def markdown(info: dict, rows: list) -> str:
               f"{info['load_average_before']}, after {info['load_average_after']}, CPU pressure "
               f"(PSI some avg10, %) before {info['cpu_pressure_before']}, after "
               f"{info['cpu_pressure_after']} (the machine's own load included). "
-              f"{info['phases']} alternating phases x {info['repeats']} calls; medians.\n\n")
+              f"{info['phases']} alternating phases x {info['repeats']} calls; medians, and means "
+              "(a whole epoch's cost, with the rare steps 10-100x the median).\n\n")
     return header + common.markdown_table(
         ["model", "library", "alone ms", "beside ms", "slowdown", "fusednn / torch slowdown",
-         "alone, of fp32 FMA peak"], table, "llrrrrr")
+         "alone mean ms", "beside mean ms", "slowdown of means", "fusednn / torch, means",
+         "alone, of fp32 FMA peak"], table, "llrrrrrrrrr")
 
 
 def main(argv=None):
