@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from fusednn import _rng, activations, layers
+from fusednn import _rng, activations, layers, models
 from gradcheck import check_layer_gradients
 
 F64 = {"dtype": "float64"}
@@ -146,6 +146,32 @@ def test_wrong_feature_size_names_the_layer_and_both_sizes():
         prelu(np.ones((1, 3, 6)))
     with pytest.raises(ValueError, match=r"PReLU 'pr'.*rank 3"):
         prelu(np.ones((1, 12)))
+
+
+def test_checked_shapes_are_remembered_and_a_wrong_one_still_raises(monkeypatch):
+    """A built layer answers build_for from the shapes it has checked (each forward calls
+    it), still rejects a shape that does not fit however often the fitting one came, keeps
+    a bounded number of them, and a model checks its (changeable) layers every time."""
+    from fusednn.layers import base
+    layer = layers.Dense(3, name="head")
+    layer(np.ones((2, 4), np.float32))
+    for _ in range(3):
+        assert layer.build_for((None, 4)) == (None, 3)
+        assert layer.build_for((7, 4)) == (7, 3)
+    assert layer._checked_shapes == {(None, 4): (None, 3), (7, 4): (7, 3)}
+    with pytest.raises(ValueError, match=r"Dense 'head'.*size 4 on axis -1.*\(None, 5\)"):
+        layer.build_for((None, 5))
+    with pytest.raises(TypeError, match="expected an input shape"):
+        layer.build_for((None, "four"))
+    monkeypatch.setattr(base, "_CHECKED_SHAPES", 2)
+    for batch in range(1, 6):
+        assert layer.build_for((batch, 4)) == (batch, 3)
+        assert len(layer._checked_shapes) <= 2
+    model = models.Sequential([layers.Input((4,)), layers.Dense(3)])
+    assert model.build_for((None, 4)) == (None, 3)
+    model.add(layers.Dense(5))
+    assert model.build_for((None, 4)) == (None, 5)
+    assert model._checked_shapes == {}
 
 
 # ----- Activation and the activation layers ------------------------------------------

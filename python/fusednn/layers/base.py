@@ -42,6 +42,8 @@ from ..naming import default_layer_name
 from ..ops import tape
 from . import symbolic
 
+_CHECKED_SHAPES = 64  # input shapes a built layer remembers as checked (build_for)
+
 
 class Variable:
     """One weight: its value, its gradient buffer (same shape, device and dtype).
@@ -192,6 +194,8 @@ class Layer:
     # Whether forward takes a list of inputs (merging layers): x, mask and the input
     # shape are then lists, and backward returns one gradient per input.
     takes_input_list = False
+    # Whether build_for remembers the input shapes it has checked (not in models).
+    _remembers_shapes = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -229,6 +233,7 @@ class Layer:
         self._cache = None
         self._cache_valid = False
         self._last_output_shape = None  # a list of shapes for several outputs
+        self._checked_shapes = {}  # input shape -> output shape, checked once built (build_for)
         self.output_mask = None  # the mask for the next layer, set by forward
 
     @property
@@ -404,10 +409,27 @@ class Layer:
         return tuple(input_shape)
 
     def build_for(self, input_shape):
-        """Builds once for `input_shape` (full, batch first); returns the output shape."""
-        input_shape = _build_shape(self, input_shape)
-        self.build(input_shape)
-        return self.compute_output_shape(input_shape)
+        """Builds once for `input_shape` (full, batch first); returns the output shape.
+
+        A built layer remembers the single input shapes it has checked and their output
+        shapes: every forward calls this, and checking again (the input spec, the output
+        shape, twice) took 0.2-0.3 ms of the lecture CNN's ~7 ms training step. Models
+        (whose layers may still change) check every time."""
+        checked = self._checked_shapes if self._remembers_shapes and self.built else None
+        if checked is not None and type(input_shape) is tuple:
+            try:
+                return checked[input_shape]
+            except (KeyError, TypeError):  # not seen yet, or an unhashable entry
+                pass
+        shape = _build_shape(self, input_shape)
+        self.build(shape)
+        output_shape = self.compute_output_shape(shape)
+        if self._remembers_shapes and self.built and type(shape) is tuple \
+                and type(output_shape) is tuple:
+            if len(self._checked_shapes) >= _CHECKED_SHAPES:
+                self._checked_shapes.clear()  # e.g. a new sequence length every batch
+            self._checked_shapes[shape] = output_shape
+        return output_shape
 
     # ----- running -------------------------------------------------------
     def _prepare_input(self, x):

@@ -48,6 +48,8 @@ class Model(SubclassedModel, Layer):
     """The training API on top of the layer protocol; subclasses define the structure
     (Sequential, Functional, or a user's subclass with `call`: models/subclassed.py)."""
 
+    # A model's layers may change (add, pop), so its build_for checks every time.
+    _remembers_shapes = False
     # Keras has one Model class: Model(inputs, outputs) makes a functional model, of the
     # class models/functional.py sets here (importing it would make an import cycle).
     _functional_class = None
