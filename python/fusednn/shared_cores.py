@@ -1,4 +1,5 @@
-"""One OpenMP thread for the recurrent kernels while other programs keep the cores busy.
+"""One OpenMP thread for the recurrent kernels while other programs keep the cores busy,
+where their own calls run faster that way.
 
 Why: a recurrent sequence's threads meet at a barrier at every step (a few to
 a few hundred microseconds apart), and libgomp's default wait spins 300,000
@@ -205,7 +206,8 @@ def run(kernel, *args):
 
 
 def set_enabled(enabled: bool) -> None:
-    """Whether the recurrent kernels drop to one thread while the cores are crowded (default True)."""
+    """Whether the recurrent kernels may drop to one thread while the cores are crowded
+    (default True)."""
     if not isinstance(enabled, bool):
         raise TypeError(f"set_enabled: expected True or False, got {enabled!r}")
     MONITOR.enabled = enabled
