@@ -17,7 +17,15 @@ of a parallel region that lasts milliseconds, and one thread would give up half
 of the share of the cores they get: beside two busy-loop processes on the 2-core
 Xeon, the lecture CNN's training step slowed 3.88x with every kernel dropping to
 one thread and 2.79x on two (torch: 2.95x; fusednn bench --suite shared_cores,
-2026-12-06).
+2026-12-06). That suite times its contenders interleaved in one process, where one
+contender's thread count changes the next one's (a worker left asleep must be woken
+under contention). Timed each in its own process over 200-300 steps beside two loops
+(2026-12-07) the picture differs: the CNN step took 15.5-16.0 ms (median) and 20-26
+ms (mean) on two threads, 15.6-16.8 and 18.5-19.2 with every kernel on one; the LSTM
+step 53 / 129 ms on two threads throughout, 62 / 63 with every kernel on one, and 84
+/ 95 with this module's choice (which runs its recurrent kernels mostly on one thread
+and the rest on two). So one thread for every kernel while crowded may be the better
+rule; it is not what this module does yet.
 
 Signal: Linux's CPU pressure (/proc/pressure/cpu, "some": the share of the time in
 which a runnable task waited for a core) over the half second or more since its
