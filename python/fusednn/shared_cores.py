@@ -24,8 +24,11 @@ under contention). Timed each in its own process over 200-300 steps beside two l
 ms (mean) on two threads, 15.6-16.8 and 18.5-19.2 with every kernel on one; the LSTM
 step 53 / 129 ms on two threads throughout, 62 / 63 with every kernel on one, and 84
 / 95 with this module's choice (which runs its recurrent kernels mostly on one thread
-and the rest on two). So one thread for every kernel while crowded may be the better
-rule; it is not what this module does yet.
+and the rest on two). Beside one busy loop, likewise in separate processes: the LSTM
+step 186 / 330 ms on two threads, 33.5 / 33.8 with every kernel on one (it gets the
+free core), 44 / 60 with this module's choice; the CNN 24.6 / 47.9 against 12.0 /
+12.4. So a thread count for every kernel sized by the cores other programs leave free
+is the better rule; it is not what this module does yet.
 
 Signal: Linux's CPU pressure (/proc/pressure/cpu, "some": the share of the time in
 which a runnable task waited for a core) over the half second or more since its
