@@ -202,10 +202,10 @@ def competitors_recorded(monkeypatch):
 
 def test_shared_cores_waits_for_calm_before_a_phase_alone(monkeypatch):
     """The pressure's 10-second average outlives a phase beside the competitor; the next
-    phase alone starts once it is below shared_cores.FREE, or unknown, or at the timeout."""
+    phase alone starts once it is below CALM_PRESSURE, or unknown, or at the timeout."""
     from fusednn import shared_cores
     from fusednn.bench import bench_shared_cores
-    readings = iter([80.0, 40.0, shared_cores.FREE - 1, 99.0])
+    readings = iter([80.0, 40.0, bench_shared_cores.CALM_PRESSURE - 1, 99.0])
     monkeypatch.setattr(shared_cores, "cpu_pressure", lambda: next(readings))
     bench_shared_cores.wait_for_calm(timeout_s=30.0, poll_s=0.0)
     assert next(readings) == 99.0  # stopped at the first reading below FREE

@@ -4,18 +4,17 @@ process on the same inputs.
 
 Rows: the lecture CNN's training step at batch 64 (bench_conv) and the lecture LSTM
 model's training step at batch 16 (bench_recurrent); fusednn as it runs by default
-(while the cores are crowded its recurrent kernels run on one thread or two, whichever
-their own calls ran faster: fusednn.shared_cores) and with that adaptation off ("fixed
-threads"). Phases alternate, alone then beside the competitor, `--phases` times, so
+(its kernels run on the cores the competitor leaves free: fusednn.shared_cores) and with
+that adaptation off ("fixed threads"), interleaved in one process (which penalises a
+contender whose thread count differs from the one before it: the OpenMP worker it needs
+may be asleep). Phases alternate, alone then beside the competitor, `--phases` times, so
 that a change of the machine's own load hits both; each phase times every contender
 `--repeats` times, interleaved. Slowdowns: median beside / median alone, and mean
 beside / mean alone (beside the competitor a step is now and then 10-100x its median:
 the mean is what an epoch costs); fusednn's columns "/ torch" divide its slowdown by
 torch's (<= 1: fusednn degrades no more than torch). Each phase alone starts once the
-CPU pressure's 10-second average has fallen below shared_cores.FREE (at most
---calm-timeout seconds), so the competitor's tail does not leak into it (before
-fusednn read the pressure since its last reading instead of that average, an alone
-lecture LSTM step measured 37.6 ms that way against 22.7 ms, 2026-12-07).
+CPU pressure's 10-second average has fallen below CALM_PRESSURE (at most
+--calm-timeout seconds), so the competitor's tail does not leak into it.
 Every busy-loop process stops when its phase ends, also on an error or Ctrl-C, and at
 the latest after --competitor-cpu-seconds of CPU time (the kernel's RLIMIT_CPU), even
 if this process dies first. CPU only. Writes <--out>/shared-cores-cpu-<date>.json and
@@ -39,6 +38,9 @@ from . import bench_conv, bench_recurrent, common, cpu, limits
 from fusednn import shared_cores
 
 BUSY_LOOP = "while True: pass"
+# A phase alone starts once the CPU pressure's 10-second average (PSI "some avg10", %) is
+# below this, so the competitor's tail does not leak into it.
+CALM_PRESSURE = 10.0
 # A killed process is reaped within milliseconds; this only bounds a wait that would hang.
 REAP_TIMEOUT_S = 10
 
@@ -90,12 +92,12 @@ def with_fixed_threads(fn):
 
 
 def wait_for_calm(timeout_s: float, poll_s: float = 1.0) -> float:
-    """Waits until the CPU pressure is unknown or below shared_cores.FREE, at most
+    """Waits until the CPU pressure is unknown or below CALM_PRESSURE, at most
     timeout_s; returns the seconds waited."""
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         pressure = shared_cores.cpu_pressure()
-        if pressure is None or pressure < shared_cores.FREE:
+        if pressure is None or pressure < CALM_PRESSURE:
             break
         time.sleep(poll_s)
     return time.monotonic() - start
@@ -185,7 +187,7 @@ def main(argv=None):
                              "(longer than any phase)")
     parser.add_argument("--calm-timeout", type=float, default=60.0,
                         help="seconds to wait at most, before each phase alone, for the CPU "
-                             "pressure to fall below shared_cores.FREE")
+                             "pressure to fall below CALM_PRESSURE")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: one phase, 2 calls, no wait for calm")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")

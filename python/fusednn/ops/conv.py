@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 from . import cuda_launch
 
 _ACTIVATIONS = ("linear", "relu")
@@ -418,7 +418,7 @@ def _check_gradient_shapes(op, geometry, dy, y, activation, squeeze=False):
 def _launch(xp, name, *args):
     *arrays, geometry, activation, tf32 = args
     if xp is np:
-        getattr(_C, name + "_cpu")(*arrays, geometry, activation)
+        shared_cores.run(getattr(_C, name + "_cpu"), *arrays, geometry, activation)
         return
     if not isinstance(tf32, (bool, np.bool_)):
         raise TypeError(f"{name}: tf32 must be a bool, got {tf32!r}")

@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 from . import cuda_launch
 
 
@@ -44,7 +44,8 @@ def sparse_softmax_cross_entropy(logits, labels, grad_scale=None):
     losses = backend.empty(xp, (N,), logits.dtype)
     dlogits = backend.empty(xp, (N, C), logits.dtype)
     if xp is np:
-        _C.sparse_softmax_cross_entropy_cpu(logits, labels, losses, dlogits, scale)
+        shared_cores.run(_C.sparse_softmax_cross_entropy_cpu, logits, labels, losses, dlogits,
+                         scale)
     else:
         cuda_launch.launch(_C.sparse_softmax_cross_entropy_cuda, logits, logits, labels, losses,
                            dlogits, scale)
@@ -74,7 +75,7 @@ def softmax_cross_entropy(logits, targets, grad_scale=None):
     losses = backend.empty(xp, (N,), logits.dtype)
     dlogits = backend.empty(xp, (N, C), logits.dtype)
     if xp is np:
-        _C.softmax_cross_entropy_cpu(logits, targets, losses, dlogits, scale)
+        shared_cores.run(_C.softmax_cross_entropy_cpu, logits, targets, losses, dlogits, scale)
     else:
         cuda_launch.launch(_C.softmax_cross_entropy_cuda, logits, logits, targets, losses,
                            dlogits, scale)

@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 from .._rng import KEY_BOUND
 
 
@@ -30,7 +30,7 @@ def dropout_mask(xp, shape, rate, dtype, key):
     shape = tuple(int(d) for d in shape)
     if xp is np:
         mask = backend.empty(np, shape, dtype)
-        _C.dropout_mask_cpu(mask.reshape(-1), int(key), float(rate))
+        shared_cores.run(_C.dropout_mask_cpu, mask.reshape(-1), int(key), float(rate))
         return mask
     draws = xp.random.default_rng(int(key)).random(shape, dtype=np.float32)
     return (draws >= rate).astype(dtype) * dtype.type(1.0 / (1.0 - rate))
@@ -55,7 +55,7 @@ def dropout(x, rate, key):
         return x * dropout_mask(xp, x.shape, rate, x.dtype, key)
     x = np.ascontiguousarray(x)
     out = backend.empty(np, x.shape, x.dtype)
-    _C.dropout_cpu(x.reshape(-1), out.reshape(-1), int(key), float(rate))
+    shared_cores.run(_C.dropout_cpu, x.reshape(-1), out.reshape(-1), int(key), float(rate))
     return out
 
 

@@ -26,7 +26,7 @@ import numbers
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 
 
 def matmul(a, b, out=None, trans_a=False, trans_b=False, *, alpha=1.0, beta=0.0):
@@ -49,7 +49,7 @@ def matmul(a, b, out=None, trans_a=False, trans_b=False, *, alpha=1.0, beta=0.0)
         return _cupy_gemm(xp, a, b, out, trans_a, trans_b, alpha, beta)
     a, trans_a = _row_major(a, trans_a)
     b, trans_b = _row_major(b, trans_b)
-    _C.gemm(a, b, out, trans_a, trans_b, alpha, beta)
+    shared_cores.run(_C.gemm, a, b, out, trans_a, trans_b, alpha, beta)
     return out
 
 
@@ -84,7 +84,7 @@ def batched_matmul(a, b, out=None, trans_a=False, trans_b=False, *, alpha=1.0, b
     # A shared matrix becomes a batch of one, which the kernel reuses (stride 0).
     a = np.ascontiguousarray(a if a.ndim == 3 else a[None])
     b = np.ascontiguousarray(b if b.ndim == 3 else b[None])
-    _C.gemm_batched(a, b, out, trans_a, trans_b, alpha, beta)
+    shared_cores.run(_C.gemm_batched, a, b, out, trans_a, trans_b, alpha, beta)
     return out
 
 

@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 from . import cuda_launch
 
 
@@ -140,7 +140,7 @@ def _run(op, named, state, *hyperparameters):
         return None
     xp, arrays = lists
     if xp is np:
-        return getattr(_C, f"{op}_cpu")(*arrays, *hyperparameters)
+        return shared_cores.run(getattr(_C, f"{op}_cpu"), *arrays, *hyperparameters)
     return cuda_launch.launch(getattr(_C, f"{op}_cuda"), arrays[0][0], *arrays, *hyperparameters)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _C, backend
+from .. import _C, backend, shared_cores
 from . import cuda_launch
 # Window sizes, strides and upsampling factors in [1, 2^31), as the bindings require.
 from .conv import normalize_tuple
@@ -207,6 +207,6 @@ def _checked_backward(op, dy, input_shape, pool_size, strides, padding):
 
 def _launch(xp, kernel, *args):
     if xp is np:
-        getattr(_C, kernel + "_cpu")(*args)
+        shared_cores.run(getattr(_C, kernel + "_cpu"), *args)
     else:
         cuda_launch.launch(getattr(_C, kernel + "_cuda"), args[0], *args)

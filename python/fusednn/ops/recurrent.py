@@ -285,9 +285,7 @@ def _backward(op, cell_type, cache, dy, dh_T, dc_T=None, input_grad=True):
 
 def _launch(xp, kernel, *args):
     """kernel(*args, stream); on the CPU (stream 0) through shared_cores, which runs it on
-    one thread while other programs crowd the cores and its calls ran faster that way (a
-    spinning barrier per step may stall otherwise). args[3] is x (after the cell's three
-    arguments)."""
+    the cores other programs leave free. args[3] is x (after the cell's three arguments)."""
     if xp is np:
         return shared_cores.run(kernel, *args, 0)
     return cuda_launch.launch(kernel, args[3], *args)
