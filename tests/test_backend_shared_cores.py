@@ -223,3 +223,15 @@ def test_every_cpu_kernel_runs_on_the_free_cores(machine, two_threads, monkeypat
     machine.advance(own_seconds=2.0, others_seconds=0.0)
     call()
     assert seen == [1, 2]
+
+
+def test_systems_without_affinity_or_sysconf_still_import_and_keep_the_count(monkeypatch,
+                                                                           two_threads):
+    """macOS and Windows have neither os.sched_getaffinity nor /proc/stat: the monitor is
+    built from os.cpu_count() and changes nothing."""
+    monkeypatch.delattr(shared_cores.os, "sched_getaffinity", raising=False)
+    monkeypatch.delattr(shared_cores.os, "sysconf", raising=False)
+    monitor = Monitor("/nonexistent/stat")
+    assert monitor.threads(2) == 2
+    monkeypatch.setattr(shared_cores, "MONITOR", monitor)
+    assert threads_inside_a_kernel() == 2

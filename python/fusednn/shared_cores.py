@@ -47,6 +47,24 @@ _PRESSURE_FILE = "/proc/pressure/cpu"
 _BUSY_COLUMNS = (0, 1, 2, 5, 6, 7)
 
 
+def _allowed_cpus():
+    """The CPUs this process may run on (all of them where the system cannot say: macOS,
+    Windows)."""
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return range(os.cpu_count() or 1)
+
+
+def _ticks_per_second() -> int:
+    """/proc/stat's clock ticks per second (100 where sysconf is missing; without /proc/stat
+    it is never used)."""
+    try:
+        return os.sysconf("SC_CLK_TCK")
+    except (AttributeError, ValueError, OSError):
+        return 100
+
+
 def _own_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -60,10 +78,10 @@ class Monitor:
                  own_cpu_seconds=_own_cpu_seconds):
         self.stat_path = stat_path
         self.enabled = True
-        self._cpus = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+        self._cpus = sorted(_allowed_cpus() if cpus is None else cpus)
         self._clock = clock
         self._own_cpu_seconds = own_cpu_seconds
-        self._ticks_per_second = os.sysconf("SC_CLK_TCK")
+        self._ticks_per_second = _ticks_per_second()
         self._next_check = float("-inf")
         self._last = None  # (time, busy seconds of our CPUs, own CPU seconds)
         self._free = float(len(self._cpus))
