@@ -203,15 +203,14 @@ def competitors_recorded(monkeypatch):
 def test_shared_cores_waits_for_calm_before_a_phase_alone(monkeypatch):
     """The pressure's 10-second average outlives a phase beside the competitor; the next
     phase alone starts once it is below CALM_PRESSURE, or unknown, or at the timeout."""
-    from fusednn import shared_cores
     from fusednn.bench import bench_shared_cores
     readings = iter([80.0, 40.0, bench_shared_cores.CALM_PRESSURE - 1, 99.0])
-    monkeypatch.setattr(shared_cores, "cpu_pressure", lambda: next(readings))
+    monkeypatch.setattr(bench_shared_cores, "cpu_pressure", lambda: next(readings))
     bench_shared_cores.wait_for_calm(timeout_s=30.0, poll_s=0.0)
     assert next(readings) == 99.0  # stopped at the first reading below FREE
-    monkeypatch.setattr(shared_cores, "cpu_pressure", lambda: None)
+    monkeypatch.setattr(bench_shared_cores, "cpu_pressure", lambda: None)
     assert bench_shared_cores.wait_for_calm(timeout_s=30.0, poll_s=0.0) < 1.0
-    monkeypatch.setattr(shared_cores, "cpu_pressure", lambda: 100.0)
+    monkeypatch.setattr(bench_shared_cores, "cpu_pressure", lambda: 100.0)
     waited = bench_shared_cores.wait_for_calm(timeout_s=0.2, poll_s=0.01)
     assert 0.2 <= waited < 5.0
 

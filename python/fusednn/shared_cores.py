@@ -41,7 +41,6 @@ from . import _C
 
 _CHECK_INTERVAL_S = 0.5
 _STAT_FILE = "/proc/stat"
-_PRESSURE_FILE = "/proc/pressure/cpu"
 # /proc/stat's columns after the CPU's name: user nice system idle iowait irq softirq steal;
 # all but idle and iowait are busy (guest time is inside user).
 _BUSY_COLUMNS = (0, 1, 2, 5, 6, 7)
@@ -126,20 +125,6 @@ def busy_cpu_seconds(path: str, cpus, ticks_per_second: int):
     return ticks / ticks_per_second if found else None
 
 
-def cpu_pressure(path: str = _PRESSURE_FILE):
-    """The "some avg10" percentage of a PSI file (the share of the last 10 s in which a
-    runnable task waited for a core), or None when it cannot be read."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("some "):
-                    fields = dict(item.split("=", 1) for item in line.split()[1:])
-                    return float(fields["avg10"])
-    except (OSError, ValueError, KeyError):
-        pass
-    return None
-
-
 MONITOR = Monitor()
 
 
@@ -165,4 +150,4 @@ def set_enabled(enabled: bool) -> None:
     MONITOR.enabled = enabled
 
 
-__all__ = ["MONITOR", "Monitor", "busy_cpu_seconds", "cpu_pressure", "run", "set_enabled"]
+__all__ = ["MONITOR", "Monitor", "busy_cpu_seconds", "run", "set_enabled"]

@@ -91,12 +91,26 @@ def with_fixed_threads(fn):
     return call
 
 
+def cpu_pressure(path: str = "/proc/pressure/cpu"):
+    """The "some avg10" percentage of a PSI file (the share of the last 10 s in which a
+    runnable task waited for a core), or None when it cannot be read."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("some "):
+                    fields = dict(item.split("=", 1) for item in line.split()[1:])
+                    return float(fields["avg10"])
+    except (OSError, ValueError, KeyError):
+        pass
+    return None
+
+
 def wait_for_calm(timeout_s: float, poll_s: float = 1.0) -> float:
     """Waits until the CPU pressure is unknown or below CALM_PRESSURE, at most
     timeout_s; returns the seconds waited."""
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
-        pressure = shared_cores.cpu_pressure()
+        pressure = cpu_pressure()
         if pressure is None or pressure < CALM_PRESSURE:
             break
         time.sleep(poll_s)
@@ -204,7 +218,7 @@ def main(argv=None):
                 competitor_cpu_seconds=args.competitor_cpu_seconds,
                 openmp_wait=", ".join(f"{k}={os.environ.get(k, 'unset')}"
                                       for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")),
-                cpu_pressure_before=shared_cores.cpu_pressure())
+                cpu_pressure_before=cpu_pressure())
     models = {"lecture CNN training step, batch 64": bench_conv.training_contenders(torch),
               "lecture LSTM training step, batch 16":
                   bench_recurrent.lecture_model_contenders(torch, 16)}
@@ -216,7 +230,7 @@ def main(argv=None):
                                args.competitor_cpu_seconds, args.calm_timeout),
                        flops, info["limits"])
     info["load_average_after"] = common.load_average()
-    info["cpu_pressure_after"] = shared_cores.cpu_pressure()
+    info["cpu_pressure_after"] = cpu_pressure()
     common.print_and_write(args, "shared-cores-cpu", {"info": info, "results": rows},
                            markdown(info, rows))
 

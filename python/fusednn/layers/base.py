@@ -415,11 +415,10 @@ class Layer:
         shapes: every forward calls this, and checking again (the input spec, the output
         shape, twice) took 0.2-0.3 ms of the lecture CNN's ~7 ms training step. Models
         (whose layers may still change) check every time."""
-        checked = self._checked_shapes if self._remembers_shapes and self.built else None
-        if checked is not None and type(input_shape) is tuple:
+        if self._remembers_shapes and self.built:
             try:
-                return checked[input_shape]
-            except (KeyError, TypeError):  # not seen yet, or an unhashable entry
+                return self._checked_shapes[input_shape]
+            except (KeyError, TypeError):  # not seen yet, or unhashable (a list, say)
                 pass
         shape = _build_shape(self, input_shape)
         self.build(shape)
