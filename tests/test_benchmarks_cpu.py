@@ -220,8 +220,18 @@ def test_shared_cores_rows_and_no_competitor_left(stand_in_limits, competitors_r
     pytest.importorskip("torch")
     from fusednn.bench import bench_conv, bench_recurrent, bench_shared_cores
     monkeypatch.setattr(bench_recurrent, "T", 3)  # a short sequence for the LSTM model
+    commands, run_child = [], bench_shared_cores.run_child
+
+    def recording(model, contender, steps, warmup_s, timeout_s):
+        commands.append(bench_shared_cores.child_command(model, contender, steps, warmup_s))
+        return run_child(model, contender, steps, warmup_s, timeout_s)
+
+    monkeypatch.setattr(bench_shared_cores, "run_child", recording)
     bench_shared_cores.main(["--quick", "--processes", "2", "--no-write"])
     assert len(competitors_recorded) == 2  # one phase beside 2 processes
+    # Each contender timed in a process of its own, alone and beside, on the short sequence.
+    assert len(commands) == 2 * 2 * 3
+    assert all(command[command.index("--sequence-length") + 1] == "3" for command in commands)
     (entry,) = stand_in_limits
     rows = entry["payload"]["results"]
     libraries = ["fusednn", "torch", "fusednn (fixed threads)"]
@@ -255,6 +265,27 @@ def test_shared_cores_rows_and_no_competitor_left(stand_in_limits, competitors_r
         expected = flop / (row["alone_ms"] / 1e3) / (LIMITS["fma_fp32_GFLOPs"] * 1e9)
         assert row[f"{lib}_fraction"] == pytest.approx(expected, rel=1e-12), row
     assert "busy-loop processes" in entry["markdown"]
+
+
+def test_shared_cores_child_names_what_it_expected():
+    from fusednn.bench import bench_shared_cores
+    with pytest.raises(SystemExit, match="expected a model of .* got 'lecture GAN'"):
+        bench_shared_cores.main(["--child", "lecture GAN", "torch"])
+    with pytest.raises(SystemExit, match="and a contender of .* got .* and 'keras'"):
+        bench_shared_cores.main(["--child", "lecture CNN training step, batch 64", "keras"])
+
+
+def test_shared_cores_warms_up_for_calls_and_seconds():
+    """At least 3 warm-up calls and warmup_s seconds of them, then `steps` timed calls."""
+    import time
+    from fusednn.bench import bench_shared_cores
+    calls = []
+    times = bench_shared_cores.time_steps(lambda: calls.append(time.sleep(0.01)), 4,
+                                          warmup_s=0.1)
+    assert len(times) == 4 and all(t >= 0.01 for t in times)
+    assert len(calls) >= 4 + 10
+    assert len(bench_shared_cores.time_steps(lambda: calls.append(None), 2, warmup_s=0.0)) == 2
+    assert len(calls) >= 4 + 10 + 3 + 2
 
 
 def test_competitors_stop_on_keyboard_interrupt(competitors_recorded):
