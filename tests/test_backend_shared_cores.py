@@ -14,6 +14,11 @@ from fusednn.shared_cores import Monitor
 TICKS = 100  # clock ticks per second in the stand-in /proc/stat
 
 
+def no_quota():
+    """No control group limits the stand-in machine (whatever limits the one running this)."""
+    return None
+
+
 class Machine:
     """A stand-in /proc/stat for `cpus` CPUs, this process's CPU seconds and a clock; advance()
     lets a second pass with the given CPU seconds used by this process and by others."""
@@ -53,7 +58,7 @@ def machine(tmp_path, monkeypatch):
     """A 2-CPU stand-in machine whose monitor the process's kernels consult."""
     stand_in = Machine(tmp_path / "stat", 2)
     monitor = Monitor(str(stand_in.path), cpus={0, 1}, clock=stand_in.clock,
-                      own_cpu_seconds=stand_in.own_cpu_seconds)
+                      own_cpu_seconds=stand_in.own_cpu_seconds, cores_allowed=no_quota)
     monitor._ticks_per_second = TICKS
     monkeypatch.setattr(shared_cores, "MONITOR", monitor)
     return stand_in
@@ -101,7 +106,7 @@ def test_more_cores_give_as_many_threads_as_are_free(tmp_path):
     """8 CPUs, 3 of them busy with other programs: 5 threads of 8, and never more than asked."""
     stand_in = Machine(tmp_path / "stat", 8)
     monitor = Monitor(str(stand_in.path), cpus=range(8), clock=stand_in.clock,
-                      own_cpu_seconds=stand_in.own_cpu_seconds)
+                      own_cpu_seconds=stand_in.own_cpu_seconds, cores_allowed=no_quota)
     monitor._ticks_per_second = TICKS
     assert monitor.threads(8) == 8
     stand_in.advance(own_seconds=5.0, others_seconds=3.0)
@@ -114,7 +119,7 @@ def test_only_this_process_s_cpus_and_busy_columns_count(tmp_path):
     hypervisor running other machines takes the core as surely as a process)."""
     stand_in = Machine(tmp_path / "stat", 4)
     monitor = Monitor(str(stand_in.path), cpus={0, 1}, clock=stand_in.clock,
-                      own_cpu_seconds=stand_in.own_cpu_seconds)
+                      own_cpu_seconds=stand_in.own_cpu_seconds, cores_allowed=no_quota)
     monitor._ticks_per_second = TICKS
     assert monitor.threads(2) == 2
     stand_in.columns[3][0] += 10 * TICKS  # CPU 3, not ours, fully busy
@@ -145,7 +150,7 @@ def test_no_readable_stat_changes_nothing(tmp_path, monkeypatch, two_threads, co
     clock = iter(float(t) for t in range(100))
     monkeypatch.setattr(shared_cores, "MONITOR",
                         Monitor(str(path), cpus={0, 1}, clock=lambda: next(clock),
-                                own_cpu_seconds=lambda: 0.0))
+                                own_cpu_seconds=lambda: 0.0, cores_allowed=no_quota))
     assert threads_inside_a_kernel() == 2
     assert threads_inside_a_kernel() == 2
 
@@ -231,7 +236,35 @@ def test_systems_without_affinity_or_sysconf_still_import_and_keep_the_count(mon
     built from os.cpu_count() and changes nothing."""
     monkeypatch.delattr(shared_cores.os, "sched_getaffinity", raising=False)
     monkeypatch.delattr(shared_cores.os, "sysconf", raising=False)
-    monitor = Monitor("/nonexistent/stat")
+    monitor = Monitor("/nonexistent/stat", cores_allowed=no_quota)
     assert monitor.threads(2) == 2
     monkeypatch.setattr(shared_cores, "MONITOR", monitor)
     assert threads_inside_a_kernel() == 2
+
+
+@pytest.mark.parametrize("quota, threads", [(1.5, 2), (1.0, 1), (0.25, 1), (6.0, 2)])
+def test_a_cpu_quota_caps_the_threads_at_its_cores_rounded_up(tmp_path, quota, threads):
+    """8 free CPUs but a control group's quota: never more threads than the quota's cores
+    rounded up (and never more than asked)."""
+    stand_in = Machine(tmp_path / "stat", 8)
+    monitor = Monitor(str(stand_in.path), cpus=range(8), clock=stand_in.clock,
+                      own_cpu_seconds=stand_in.own_cpu_seconds, cores_allowed=lambda: quota)
+    monitor._ticks_per_second = TICKS
+    assert monitor.quota == quota
+    assert monitor.threads(2) == threads
+    stand_in.advance(own_seconds=1.0, others_seconds=0.0)
+    assert monitor.threads(8) == min(8, -int(-quota // 1))
+    stand_in.advance(own_seconds=1.0, others_seconds=7.0)  # one CPU left free
+    assert monitor.threads(8) == 1
+    monitor.enabled = False
+    assert monitor.threads(8) == 8
+
+
+def test_info_names_the_quota_cap(monkeypatch):
+    monitor = Monitor("/nonexistent/stat", cpus=range(64), cores_allowed=lambda: 1.5)
+    monkeypatch.setattr(shared_cores, "MONITOR", monitor)
+    threads = str(fd.info(print_fn=None)["threads"])
+    assert threads.endswith("(kernels on at most 2: a CPU quota of 1.5 cores)"), threads
+    monkeypatch.setattr(shared_cores, "MONITOR", Monitor("/nonexistent/stat",
+                                                         cores_allowed=no_quota))
+    assert "quota" not in str(fd.info(print_fn=None)["threads"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import platform
 
-from . import _C, backend, distribute
+from . import _C, backend, distribute, shared_cores
 
 
 def info(print_fn=print) -> dict:
@@ -47,6 +47,10 @@ def info(print_fn=print) -> dict:
         source = ("OMP_NUM_THREADS" if env_threads == str(details["threads"])
                   else f"fd.set_num_threads; OMP_NUM_THREADS={env_threads}")
         details["threads"] = f"{details['threads']} ({source})"
+    monitor = shared_cores.MONITOR
+    if monitor.quota is not None:
+        details["threads"] = (f"{details['threads']} (kernels on at most "
+                              f"{monitor.quota_threads}: a CPU quota of {monitor.quota:g} cores)")
     if print_fn is not None:
         width = max(len(k) for k in details)
         for key, value in details.items():

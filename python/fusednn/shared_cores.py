@@ -28,16 +28,22 @@ by timing both mixed thread counts within a step (the other kernels kept theirs)
 measured 84 / 95 ms beside two loops. This rule, in the same runs: beside one loop the
 LSTM step 37.1-38.5 / 39.8-41.1 ms and the CNN 12.7 / 12.8, beside two 61.5 / 63.0 and
 14.7 / 20.1, alone unchanged. fd.get_num_threads() keeps reporting the set
-count: the smaller one applies only while a kernel runs. Without /proc/stat (other
-systems) nothing changes; set_enabled(False) turns the adaptation off (for timing
-runs, say).
+count: the smaller one applies only while a kernel runs.
+
+Quota: in a control group with a CPU quota (a container run with --cpus, a Kubernetes
+CPU limit; fusednn.cpu_quota) the count is also at most the quota rounded up, read once
+at import: OpenMP's count is the host's CPUs there.
+
+Without /proc/stat (other systems) nothing changes; set_enabled(False) turns the
+adaptation off (for timing runs, say).
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 
-from . import _C
+from . import _C, cpu_quota
 
 _CHECK_INTERVAL_S = 0.5
 _STAT_FILE = "/proc/stat"
@@ -74,10 +80,14 @@ class Monitor:
     _CHECK_INTERVAL_S seconds."""
 
     def __init__(self, stat_path: str = _STAT_FILE, cpus=None, clock=time.monotonic,
-                 own_cpu_seconds=_own_cpu_seconds):
+                 own_cpu_seconds=_own_cpu_seconds, cores_allowed=cpu_quota.cores_allowed):
         self.stat_path = stat_path
         self.enabled = True
         self._cpus = sorted(_allowed_cpus() if cpus is None else cpus)
+        # A control group's CPU quota, in cores (None: none), read once: the kernels never
+        # run on more threads than it rounded up.
+        self.quota = cores_allowed()
+        self.quota_threads = None if self.quota is None else max(1, math.ceil(self.quota))
         self._clock = clock
         self._own_cpu_seconds = own_cpu_seconds
         self._ticks_per_second = _ticks_per_second()
@@ -93,6 +103,8 @@ class Monitor:
         if now >= self._next_check:
             self._next_check = now + _CHECK_INTERVAL_S
             self._free = self._free_since_last_reading(now)
+        if self.quota_threads is not None:
+            wanted = min(wanted, self.quota_threads)
         return max(1, min(wanted, int(self._free + 0.5)))
 
     def _free_since_last_reading(self, now) -> float:

@@ -124,7 +124,7 @@ def wait_for_calm(timeout_s: float, poll_s: float = 1.0) -> float:
 def child_command(model: str, contender: str, steps: int, warmup_s: float) -> list:
     """The command that times `steps` steps of one contender in a process of its own (the
     LSTM's sequence length passed on: the tests shorten it)."""
-    return [sys.executable, "-m", __name__, "--child", model, contender,
+    return [sys.executable, "-m", f"{__package__}.bench_shared_cores", "--child", model, contender,
             "--repeats", str(steps), "--warmup-seconds", str(warmup_s),
             "--sequence-length", str(bench_recurrent.T)]
 
