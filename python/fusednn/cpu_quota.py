@@ -19,6 +19,8 @@ import os
 
 _MOUNTINFO = "/proc/self/mountinfo"
 _CGROUP = "/proc/self/cgroup"
+# The file that holds a group's quota, by cgroup version (v1 keeps the period apart).
+_QUOTA_FILE = {1: "cpu.cfs_quota_us", 2: "cpu.max"}
 
 
 def cores_allowed(mountinfo: str = _MOUNTINFO, cgroup: str = _CGROUP):
@@ -77,25 +79,21 @@ def _limits_up_to_root(directory: str, version: int) -> list:
         if limit is not None:
             limits.append(limit)
         parent = os.path.dirname(directory)
-        if parent == directory or not os.path.exists(os.path.join(parent, _file(version))):
+        if parent == directory or not os.path.exists(os.path.join(parent, _QUOTA_FILE[version])):
             return limits
         directory = parent
 
 
-def _file(version: int) -> str:
-    return "cpu.max" if version == 2 else "cpu.cfs_quota_us"
-
-
 def _limit(directory: str, version: int):
     try:
+        with open(os.path.join(directory, _QUOTA_FILE[version])) as f:
+            text = f.read()
         if version == 2:
-            with open(os.path.join(directory, "cpu.max")) as f:
-                quota, period = (f.read().split() + ["100000"])[:2]
+            quota, period = (text.split() + ["100000"])[:2]
             if quota == "max":
                 return None
         else:
-            with open(os.path.join(directory, "cpu.cfs_quota_us")) as f:
-                quota = f.read().strip()
+            quota = text.strip()
             with open(os.path.join(directory, "cpu.cfs_period_us")) as f:
                 period = f.read().strip()
         quota, period = int(quota), int(period)

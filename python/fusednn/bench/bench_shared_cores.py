@@ -53,11 +53,12 @@ REAP_TIMEOUT_S = 10
 WARMUP_S = 1.0
 FIXED_THREADS = "fusednn (fixed threads)"
 CONTENDERS = ("fusednn", "torch", FIXED_THREADS)
-MODELS = {"lecture CNN training step, batch 64": bench_conv.training_contenders,
+# name -> (its contenders given torch or None, the FLOP of one step)
+MODELS = {"lecture CNN training step, batch 64":
+              (bench_conv.training_contenders, lambda: bench_conv.lecture_cnn_flops(64)),
           "lecture LSTM training step, batch 16":
-              lambda torch: bench_recurrent.lecture_model_contenders(torch, 16)}
-FLOPS = {"lecture CNN training step, batch 64": lambda: bench_conv.lecture_cnn_flops(64),
-         "lecture LSTM training step, batch 16": lambda: bench_recurrent.lecture_model_flops(16)}
+              (lambda torch: bench_recurrent.lecture_model_contenders(torch, 16),
+               lambda: bench_recurrent.lecture_model_flops(16))}
 
 
 class CompetitorStopped(RuntimeError):
@@ -148,12 +149,7 @@ def time_steps(step, steps: int, warmup_s: float = WARMUP_S, warmup_steps: int =
     while calls < warmup_steps or time.perf_counter() - start < warmup_s:
         step()
         calls += 1
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times
+    return common.interleaved_samples({"step": step}, warmup=0, repeats=steps)["step"]
 
 
 def child_main(model: str, contender: str, steps: int, warmup_s: float,
@@ -169,7 +165,7 @@ def child_main(model: str, contender: str, steps: int, warmup_s: float,
     torch = common.import_torch(common.thread_count(), leave_out=contender != "torch")
     if contender == "torch" and torch is None:
         raise SystemExit("--child torch: PyTorch is not installed")
-    calls = MODELS[model](torch)
+    calls = MODELS[model][0](torch)
     print(json.dumps(time_steps(calls["torch" if contender == "torch" else "fusednn"],
                                 steps, warmup_s)), flush=True)
 
@@ -299,7 +295,7 @@ def main(argv=None):
     samples = measure(contenders, args.phases, args.repeats, args.processes,
                       args.competitor_cpu_seconds, args.calm_timeout, args.warmup_seconds,
                       args.child_timeout)
-    rows = result_rows(samples, {model: flop() for model, flop in FLOPS.items()},
+    rows = result_rows(samples, {model: flop() for model, (_, flop) in MODELS.items()},
                        info["limits"])
     info["load_average_after"] = common.load_average()
     info["cpu_pressure_after"] = cpu_pressure()
